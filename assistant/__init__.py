@@ -1,0 +1,1 @@
+"""The assistant layer: config, Ollama client layer, agent loop, UI and MCP server."""

@@ -1,0 +1,44 @@
+"""Settings for every entry point (launch.py, the MCP server, the CLI).
+
+One pydantic-settings model so that an environment variable and a `launch.py` flag always mean the same
+thing. Defaults are the safe ones: loopback only, no browser side effects in tests, data under the user's home.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".mac-ai-advisor"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADVISOR_", extra="ignore", populate_by_name=True)
+
+    ollama_host: str = Field(
+        default="http://127.0.0.1:11434",
+        validation_alias="OLLAMA_HOST",
+        description="Where Ollama listens (the same OLLAMA_HOST variable Ollama itself reads).",
+    )
+    chat_model: str = Field(default="qwen2.5:7b", description="Ollama model used for chat; needs 'tools'.")
+    embed_model: str = Field(default="nomic-embed-text", description="Ollama embedding model for the index.")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Index and user documents live here.")
+    host: str = Field(default="127.0.0.1", description="Address the web UI binds to.")
+    port: int = Field(default=7860, ge=0, le=65535, description="Port of the web UI (0 picks a free one).")
+    auth: str | None = Field(default=None, description="user:pass, required to bind a non-loopback address.")
+    num_ctx: int = Field(default=8192, ge=1024, le=262144, description="Context window sent to Ollama.")
+    max_tool_rounds: int = Field(default=6, ge=1, le=50, description="Tool-call rounds before answering.")
+    request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one Ollama request.")
+    top_k_passages: int = Field(default=4, ge=0, le=20, description="Passages placed in context per turn.")
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _normalise_host(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            value = "http://" + value
+        return value.rstrip("/")
