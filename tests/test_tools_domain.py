@@ -1,0 +1,320 @@
+"""Unit tests per tool, including the article's worked figures (domain-notes 1.1) and its table errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools import REGISTRY, ToolError
+from tools.catalog import GIB, catalog, kv_cache_bytes, parse_chip, quants, resolve_model_tag, resolve_quant
+from tools.fit import default_gpu_fraction
+
+est = REGISTRY.get("estimate_speed").run
+fit = REGISTRY.get("check_memory_fit").run
+look = REGISTRY.get("lookup_benchmarks").run
+rec = REGISTRY.get("recommend_machine").run
+
+
+# ---- article worked figures -------------------------------------------------------------------------------
+def test_70b_q4_k_m_is_about_42_gb() -> None:
+    out = est({"chip": "M3 Max", "gpu_cores": 40, "model": "llama3.3:70b", "context_tokens": 0})
+    assert out.weights_gb == pytest.approx(42.5, abs=0.3)
+    assert out.bits_per_weight == pytest.approx(4.82, abs=0.01)
+    # llama.cpp prints GiB: 39.6 GiB for Llama-3-70B Q4_K_M
+    assert out.weights_gb * 1e9 / GIB == pytest.approx(39.6, abs=0.1)
+
+
+def test_400_gbps_ceiling_for_70b_is_about_9_4() -> None:
+    out = est({"bandwidth_gbps": 400, "model": "llama3.3:70b", "context_tokens": 0})
+    assert 9.3 <= out.ceiling_tokens_per_second <= 9.5
+    assert out.expected_tokens_per_second < out.ceiling_tokens_per_second
+    lo, hi = out.expected_range
+    assert lo <= out.expected_tokens_per_second <= hi <= out.ceiling_tokens_per_second
+
+
+def test_70b_does_not_fit_48gb_m4_pro() -> None:
+    out = fit({"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b"})
+    assert out.fits_on_gpu is False
+    assert out.verdict in ("partial_offload", "does_not_fit")
+    assert out.breakdown.gpu_budget_gb == pytest.approx(0.75 * 48 * GIB / 1e9, abs=0.01)
+    assert out.max_context_tokens == 0
+    assert any("IQ3" in s or "Q3" in s or "Q2" in s for s in out.suggestions)
+    assert any("64 GB" in s for s in out.suggestions)
+
+
+def test_m3_pro_is_150_gbps() -> None:
+    out = est({"chip": "M3 Pro", "model": "llama3.1:8b"})
+    assert out.bandwidth_gbps == 150
+
+
+def test_70b_fits_64gb_m3_max_at_8k() -> None:
+    out = fit({"chip": "M3 Max", "memory_gb": 64, "model": "llama3.3:70b", "context_tokens": 8192})
+    assert out.fits_on_gpu and out.verdict in ("fits", "tight")
+    b = out.breakdown
+    assert b.total_gb == pytest.approx(b.weights_gb + b.kv_cache_gb + b.overhead_gb, abs=0.02)
+    assert b.headroom_gb == pytest.approx(b.gpu_budget_gb - b.total_gb, abs=0.02)
+    assert 8192 <= out.max_context_tokens < 131072
+
+
+# ---- machine resolution -----------------------------------------------------------------------------------
+def test_bin_is_picked_by_cores_or_memory_and_stated() -> None:
+    assert est({"chip": "M3 Max", "gpu_cores": 30, "model": "llama3.1:8b"}).bandwidth_gbps == 300
+    by_mem = est({"chip": "M4 Max", "memory_gb": 36, "model": "llama3.1:8b"})
+    assert by_mem.bandwidth_gbps == 410
+    assert any("identifies" in a for a in by_mem.assumptions)
+    default = est({"chip": "m3 max", "model": "llama3.1:8b"})
+    assert default.bandwidth_gbps == 400
+    assert any("Assumed the 40-core" in a for a in default.assumptions)
+    assert est({"chip": "Apple M5 Max 32-core", "model": "llama3.1:8b"}).bandwidth_gbps == 460
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ({"chip": "M3 Max", "gpu_cores": 35}, "30 or 40"),
+        ({"chip": "M3 Max", "gpu_cores": 30, "memory_gb": 64}, "36 or 96"),
+        ({"chip": "M4 Pro", "memory_gb": 32}, "24, 48 or 64"),
+        ({"chip": "M7 Max"}, "Accepted"),
+        ({"chip": "Pentium"}, "Accepted"),
+        ({"chip": "M3 Max 40-core", "gpu_cores": 30}, "contradicts"),
+    ],
+)
+def test_bad_machines_raise_with_accepted_values(args: dict, needle: str) -> None:
+    with pytest.raises(ToolError, match=needle):
+        est({**args, "model": "llama3.1:8b"})
+
+
+def test_no_chip_off_mac_says_pass_chip(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tools.this_mac as tm
+
+    monkeypatch.setattr(tm, "detect", lambda: None)
+    with pytest.raises(ToolError, match="pass chip|Pass chip"):
+        est({"model": "llama3.1:8b"})
+    with pytest.raises(ToolError, match="chip"):
+        fit({"model": "llama3.1:8b"})
+
+
+def test_this_mac_parsers() -> None:
+    from tools.this_mac import parse_brand, parse_gpu_cores
+
+    assert parse_brand("Apple M3 Max") == "M3 Max"
+    assert parse_brand("Apple M4") == "M4"
+    assert parse_brand("Intel(R) Core(TM) i9") is None
+    assert parse_gpu_cores('{"SPDisplaysDataType": [{"sppci_cores": "40"}]}') == 40
+    assert parse_gpu_cores("not json") is None
+
+
+def test_parse_chip_variants() -> None:
+    assert parse_chip("m4pro") == ("M4 Pro", None)
+    assert parse_chip("Apple M3 Max (40-core GPU)") == ("M3 Max", 40)
+
+
+# ---- models and quants ------------------------------------------------------------------------------------
+def test_tag_aliases_and_embedded_quant() -> None:
+    e, q, _ = resolve_model_tag("qwen2.5:14b-instruct-q4_K_M")
+    assert e.tag == "qwen2.5:14b" and q is not None and resolve_quant(q)[0].quant == "Q4_K_M"
+    assert resolve_model_tag("llama3.1")[0].tag == "llama3.1:8b"
+    assert resolve_model_tag("deepseek-r1:14b-qwen-distill-q4_K_M")[0].tag == "deepseek-r1:14b"
+    assert resolve_model_tag("Llama-3.3-70B-Instruct")[0].tag == "llama3.3:70b"
+
+
+def test_quant_in_tag_is_used() -> None:
+    out = est({"chip": "M2 Ultra", "model": "llama3.1:8b-instruct-q8_0"})
+    assert out.quant == "Q8_0"
+
+
+def test_unknown_model_gives_closest_matches() -> None:
+    with pytest.raises(ToolError, match="Closest: .*qwen2.5"):
+        est({"chip": "M3 Max", "model": "qwen2.6:14b"})
+    with pytest.raises(ToolError, match="needs a size"):
+        est({"chip": "M3 Max", "model": "deepseek-r1"})
+
+
+def test_unknown_quant_lists_accepted() -> None:
+    with pytest.raises(ToolError, match="quant.*Q4_K_M"):
+        est({"chip": "M3 Max", "model": "llama3.1:8b", "quant": "Q9_Z"})
+    assert resolve_quant("mlx 4bit")[0].quant == "MLX-4bit"
+    assert resolve_quant("fp16")[0].quant == "F16"
+
+
+def test_moe_reads_only_active_params() -> None:
+    dense = est({"chip": "M4 Pro", "params_billion": 30.5, "quant": "Q4_K_M"})
+    moe = est({"chip": "M4 Pro", "model": "qwen3:30b-a3b"})
+    assert moe.active_params_billion == pytest.approx(3.34)
+    assert moe.ceiling_tokens_per_second > 5 * dense.ceiling_tokens_per_second
+    assert any("MoE" in a for a in moe.assumptions)
+
+
+def test_context_slows_decode_and_grows_kv() -> None:
+    short = est({"chip": "M3 Max", "gpu_cores": 40, "model": "llama3.1:8b", "context_tokens": 256})
+    long = est({"chip": "M3 Max", "gpu_cores": 40, "model": "llama3.1:8b", "context_tokens": 8192})
+    assert long.kv_cache_gb > short.kv_cache_gb
+    assert 0.6 < long.expected_tokens_per_second / short.expected_tokens_per_second < 0.95
+
+
+def test_context_beyond_native_is_rejected() -> None:
+    with pytest.raises(ToolError, match="context_tokens"):
+        est({"chip": "M3 Max", "model": "phi3:mini", "context_tokens": 100000})
+
+
+def test_lower_quant_is_less_efficient_per_byte() -> None:
+    q4 = est({"chip": "M2 Ultra", "model": "llama3.1:8b", "quant": "Q4_K_M"})
+    f16 = est({"chip": "M2 Ultra", "model": "llama3.1:8b", "quant": "F16"})
+    assert f16.efficiency > q4.efficiency
+    assert q4.expected_tokens_per_second > f16.expected_tokens_per_second
+
+
+def test_kv_cache_gqa_and_swa() -> None:
+    arch = catalog()["llama3.1:8b"].architecture()
+    assert kv_cache_bytes(arch, 8192) == 2 * 32 * 8 * 128 * 2 * 8192  # 1 GiB
+    assert kv_cache_bytes(arch, 8192, "q8_0") == pytest.approx(kv_cache_bytes(arch, 8192) * 34 / 64)
+    assert kv_cache_bytes(arch, 4096, parallel=4) == kv_cache_bytes(arch, 16384)
+    g = catalog()["gemma3:27b"].architecture()
+    full = 2 * 62 * 16 * 128 * 2 * 32768
+    assert kv_cache_bytes(g, 32768) < 0.25 * full
+
+
+def test_explicit_architecture_for_unknown_model() -> None:
+    arch = {"params_billion": 12, "n_layers": 40, "n_kv_heads": 8, "head_dim": 128, "native_context": 65536}
+    out = est({"chip": "M4 Max", "gpu_cores": 40, "model": "my-finetune:12b", "architecture": arch})
+    assert out.params_billion == 12
+    assert out.kv_cache_gb == pytest.approx(2 * 40 * 8 * 128 * 2 * 2048 / 1e9, abs=1e-3)
+
+
+def test_quant_table_is_monotone_in_bits() -> None:
+    q = quants()
+    assert q["Q2_K"].bpw(8) < q["Q4_K_M"].bpw(8) < q["Q6_K"].bpw(8) < q["Q8_0"].bpw(8) < q["F16"].bpw(8)
+
+
+# ---- fit ---------------------------------------------------------------------------------------------------
+def test_gpu_fraction_rule() -> None:
+    assert default_gpu_fraction(16) == pytest.approx(2 / 3, abs=1e-3)
+    assert default_gpu_fraction(36) == pytest.approx(2 / 3, abs=1e-3)
+    assert default_gpu_fraction(64) == 0.75
+
+
+def test_wired_limit_override_changes_verdict_and_sysctl_suggested() -> None:
+    base = fit({"chip": "M3 Max", "memory_gb": 64, "model": "llama3.3:70b", "context_tokens": 32768})
+    assert not base.fits_on_gpu
+    assert any("iogpu.wired_limit_mb=" in s and "Risk" in s for s in base.suggestions)
+    raised = fit(
+        {
+            "chip": "M3 Max",
+            "memory_gb": 64,
+            "model": "llama3.3:70b",
+            "context_tokens": 32768,
+            "gpu_memory_limit_gb": 58,
+        }
+    )
+    assert raised.fits_on_gpu
+
+
+def test_kv_quant_and_parallel_change_kv() -> None:
+    a = fit({"chip": "M4 Pro", "memory_gb": 48, "model": "qwen2.5:14b", "context_tokens": 32768})
+    b = fit(
+        {
+            "chip": "M4 Pro",
+            "memory_gb": 48,
+            "model": "qwen2.5:14b",
+            "context_tokens": 32768,
+            "kv_cache_type": "q8_0",
+        }
+    )
+    c = fit(
+        {"chip": "M4 Pro", "memory_gb": 48, "model": "qwen2.5:14b", "context_tokens": 32768, "parallel": 2}
+    )
+    assert b.breakdown.kv_cache_gb == pytest.approx(a.breakdown.kv_cache_gb * 34 / 64, rel=0.01)
+    assert c.breakdown.kv_cache_gb == pytest.approx(2 * a.breakdown.kv_cache_gb, rel=0.01)
+
+
+def test_tiny_model_fits_everywhere_with_full_context() -> None:
+    out = fit({"chip": "M1", "memory_gb": 16, "model": "llama3.2:1b", "context_tokens": 4096})
+    assert out.verdict == "fits"
+    assert out.max_context_tokens > 4096
+
+
+def test_override_above_ram_rejected() -> None:
+    with pytest.raises(ToolError, match="gpu_memory_limit_gb"):
+        fit({"chip": "M4 Pro", "memory_gb": 24, "model": "llama3.1:8b", "gpu_memory_limit_gb": 40})
+
+
+def test_fit_needs_memory() -> None:
+    with pytest.raises(ToolError, match="memory_gb.*24, 48 or 64"):
+        fit({"chip": "M4 Pro", "model": "llama3.1:8b"})
+
+
+# ---- lookup_benchmarks
+# ---------------------------------------------------------------------------------------
+def test_lookup_flags_impossible_rows() -> None:
+    rows = look({"query": "70b"}).llm_rows
+    by = {r.machine: r for r in rows}
+    studio = by["M3 Max Studio 128GB (40-core GPU)"]
+    assert studio.tokens_per_second == 9.8 and studio.physically_impossible
+    assert studio.ceiling_tokens_per_second == pytest.approx(9.4, abs=0.1)
+    mbp = by["M3 Max MBP 64GB (30-core GPU)"]
+    assert mbp.physically_impossible and mbp.ceiling_tokens_per_second == pytest.approx(7.05, abs=0.1)
+    assert any("36 or 96" in f for f in mbp.flags)
+    assert any("Mac Studio" in f for f in studio.flags)
+    oom = by["M4 Pro Mac mini 48GB"]
+    assert oom.tokens_per_second is None and any("agrees" in f for f in oom.flags)
+    assert all(r.source.startswith("article.txt") for r in rows)
+
+
+def test_lookup_flags_nonexistent_model() -> None:
+    rows = look({"model": "34b"}).llm_rows
+    assert len(rows) == 4
+    assert all(any("does not exist" in f for f in r.flags) for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("query", "n_llm", "n_img"),
+    [("m4 pro", 4, 3), ("Mac mini", 4, 3), ("flux", 0, 3), ("studio sdxl", 0, 1), ("M3 Max 70B", 2, 0)],
+)
+def test_lookup_forgiving_matching(query: str, n_llm: int, n_img: int) -> None:
+    out = look({"query": query})
+    assert (len(out.llm_rows), len(out.image_rows)) == (n_llm, n_img)
+
+
+def test_lookup_image_row_values() -> None:
+    out = look({"machine": "studio", "model": "flux"})
+    assert [r.seconds for r in out.image_rows] == [29.0]
+
+
+def test_lookup_no_match_explains() -> None:
+    out = look({"query": "m4 pro flux 70b"})
+    assert not out.llm_rows and not out.image_rows
+    assert any("no row matches" in m for m in out.matched_on)
+
+
+# ---- recommend_machine
+# --------------------------------------------------------------------------------------
+def test_recommend_under_1500_is_m4_pro_mini_48() -> None:
+    out = rec({"budget_usd": 1500})
+    assert out.recommendation is not None
+    assert out.recommendation.chip == "M4 Pro" and out.recommendation.memory_gb == 48
+    assert out.recommendation.expected_tokens_per_second is not None
+    assert any("M3 Pro" in a for a in out.avoid)
+
+
+def test_recommend_70b_needs_64gb_and_max_bandwidth() -> None:
+    out = rec({"target_model": "llama3.3:70b"})
+    r = out.recommendation
+    assert r is not None and r.memory_gb >= 64 and r.bandwidth_gbps >= 400
+    assert r.fit_verdict in ("fits", "tight")
+    assert any("never made" in t for t in out.trade_offs)
+
+
+def test_recommend_small_budget_says_wait() -> None:
+    out = rec({"budget_usd": 600})
+    assert out.recommendation is None
+    assert "wait" in out.summary.lower()
+
+
+def test_recommend_image_prefers_gpu_cores() -> None:
+    out = rec({"workload": "image", "budget_usd": 3000})
+    assert out.recommendation is not None and out.recommendation.gpu_cores >= 40
+    assert any("compute-bound" in r for r in out.reasons)
+
+
+def test_recommend_unknown_target_model() -> None:
+    with pytest.raises(ToolError, match="target_model"):
+        rec({"target_model": "gpt-9:1t"})

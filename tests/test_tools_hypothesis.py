@@ -1,0 +1,185 @@
+"""Throw arbitrary inputs at every tool's run(): the only exception allowed out is ToolError."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tools import REGISTRY, ToolError
+
+NAMES = REGISTRY.names()
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "M3 Max",
+            "m4 pro",
+            "M1",
+            "llama3.3:70b",
+            "qwen3:30b-a3b",
+            "Q4_K_M",
+            "q8_0",
+            "70b",
+            "flux",
+            "f16",
+            "llm",
+            "image",
+            "research",
+            "any",
+            "gemma3:27b",
+            "M5 Ultra",
+            "-1",
+            "1e400",
+        ]
+    ),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _field_names(name: str) -> list[str]:
+    return list(REGISTRY.get(name).input_model.model_fields)
+
+
+@st.composite
+def plausible_args(draw: st.DrawFn, name: str) -> dict:
+    """Mostly real field names with arbitrary values, sometimes an unknown key."""
+    keys = _field_names(name)
+    chosen = draw(st.lists(st.sampled_from(keys), max_size=len(keys), unique=True))
+    out = {k: draw(values) for k in chosen}
+    if draw(st.booleans()):
+        out[draw(st.text(max_size=10))] = draw(values)
+    return out
+
+
+@st.composite
+def typed_args(draw: st.DrawFn, name: str) -> dict:
+    """Well-typed values over realistic domains, to reach the domain logic rather than the validators."""
+    out: dict = {}
+    opt = lambda s: st.one_of(st.none(), s)  # noqa: E731
+    out["chip"] = draw(
+        opt(
+            st.sampled_from(
+                [
+                    "M1",
+                    "M1 Max",
+                    "M2 Ultra",
+                    "M3 Pro",
+                    "M3 Max",
+                    "M4 Max",
+                    "M5",
+                    "M5 Ultra",
+                    "m4pro",
+                    "M9",
+                    "Apple M3 Max 40-core",
+                ]
+            )
+        )
+    )
+    if name in ("estimate_speed", "check_memory_fit"):
+        out["gpu_cores"] = draw(opt(st.integers(1, 256)))
+        out["memory_gb"] = draw(opt(st.sampled_from([8, 16, 18, 24, 36, 48, 64, 96, 128, 192, 512, 33.3])))
+        out["model"] = draw(
+            opt(
+                st.sampled_from(
+                    [
+                        "llama3.3:70b",
+                        "qwen2.5:14b-instruct-q4_K_M",
+                        "gemma3:27b",
+                        "gpt-oss:20b",
+                        "mixtral:8x7b",
+                        "phi3:mini",
+                        "nope:1b",
+                    ]
+                )
+            )
+        )
+        out["params_billion"] = draw(opt(st.floats(0.01, 3000)))
+        out["quant"] = draw(
+            opt(
+                st.sampled_from(
+                    ["Q4_K_M", "Q2_K", "IQ3_XXS", "Q8_0", "F16", "MLX-4bit", "MXFP4", "q6", "bad"]
+                )
+            )
+        )
+        out["context_tokens"] = draw(st.integers(1, 300_000))
+        if name == "estimate_speed":
+            out["bandwidth_gbps"] = draw(opt(st.floats(1, 20000)))
+        else:
+            out["kv_cache_type"] = draw(st.sampled_from(["f16", "q8_0", "q4_0"]))
+            out["parallel"] = draw(st.integers(1, 16))
+            out["gpu_memory_limit_gb"] = draw(opt(st.floats(1, 600)))
+    elif name == "lookup_benchmarks":
+        out = {
+            "query": draw(opt(st.text(max_size=60))),
+            "kind": draw(st.sampled_from(["llm", "image", "any"])),
+        }
+    else:
+        out = {
+            "budget_usd": draw(opt(st.floats(1, 1_000_000))),
+            "workload": draw(st.sampled_from(["llm", "image", "research"])),
+            "target_model": draw(opt(st.sampled_from(["llama3.3:70b", "qwen3:235b-a22b", "x"]))),
+            "target_params_billion": draw(opt(st.floats(0.1, 3000))),
+            "context_tokens": draw(st.integers(1, 1_048_576)),
+            "portable": draw(opt(st.booleans())),
+        }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _only_tool_errors(name: str, args: object) -> None:
+    try:
+        result = REGISTRY.get(name).run(args)  # type: ignore[arg-type]
+    except ToolError as err:
+        assert str(err).strip()
+        return
+    assert isinstance(result, REGISTRY.get(name).output_model)
+    json.dumps(result.model_dump(mode="json"))
+
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FAST
+@given(data=st.data())
+def test_arbitrary_dicts(name: str, data: st.DataObject) -> None:
+    _only_tool_errors(name, data.draw(plausible_args(name)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FAST
+@given(data=st.data())
+def test_typed_inputs_reach_domain_logic(name: str, data: st.DataObject) -> None:
+    _only_tool_errors(name, data.draw(typed_args(name)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FAST
+@given(data=st.data())
+def test_json_strings_and_junk(name: str, data: st.DataObject) -> None:
+    payload = data.draw(
+        st.one_of(
+            st.text(max_size=80),
+            plausible_args(name).map(json.dumps),
+            values.map(lambda v: json.dumps(v, allow_nan=True)),
+            st.binary(max_size=40),
+        )
+    )
+    _only_tool_errors(name, payload)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("payload", [[], 0, 3.5, True, object(), ["chip"], {"chip": float("nan")}, "{}" * 3])
+def test_non_mapping_payloads(name: str, payload: object) -> None:
+    _only_tool_errors(name, payload)

@@ -1,0 +1,115 @@
+"""Pure, typed domain tools for local AI on Apple Silicon, and the registry that publishes them.
+
+``REGISTRY`` is the single source of the tool list for the agent, the MCP server, the CLI and schema export.
+This package imports nothing else of ours (dependencies point assistant -> tools only).
+"""
+
+from tools.benchmarks import lookup_benchmarks
+from tools.estimate import estimate_speed
+from tools.fit import check_memory_fit
+from tools.recommend import recommend_machine
+from tools.registry import Registry, Tool, ToolError
+from tools.schemas import (
+    CheckMemoryFitInput,
+    CheckMemoryFitOutput,
+    EstimateSpeedInput,
+    EstimateSpeedOutput,
+    ImageBenchmarkRow,
+    LlmBenchmarkRow,
+    LookupBenchmarksInput,
+    LookupBenchmarksOutput,
+    MachineOption,
+    MemoryBreakdown,
+    ModelArchitecture,
+    RecommendMachineInput,
+    RecommendMachineOutput,
+)
+
+REGISTRY = Registry(
+    [
+        Tool(
+            name="estimate_speed",
+            description=(
+                "Estimate decode (token generation) speed of a local LLM on an Apple Silicon Mac. Give "
+                "the machine "
+                "as chip (e.g. 'M3 Max', optionally gpu_cores or memory_gb to pick the bandwidth bin) or raw "
+                "bandwidth_gbps, and the model as an Ollama tag (e.g. 'llama3.3:70b') or params_billion, "
+                "with "
+                "quant (default Q4_K_M) and context_tokens. Returns the hard bandwidth ceiling, the expected "
+                "tokens/s with a (low, high) range calibrated on public measurements, weights and KV-cache "
+                "sizes, a rough prefill speed, assumptions and sources."
+            ),
+            input_model=EstimateSpeedInput,
+            output_model=EstimateSpeedOutput,
+            func=estimate_speed,
+        ),
+        Tool(
+            name="check_memory_fit",
+            description=(
+                "Check whether a model fits in a Mac's GPU memory budget: weights + KV cache (GQA-aware, "
+                "kv_cache_type f16|q8_0|q4_0, parallel slots) + compute buffer + margin, against the Metal "
+                "working-set limit (about 2/3 of RAM up to 36 GB, 3/4 above, or gpu_memory_limit_gb if "
+                "iogpu.wired_limit_mb was raised). Needs chip and memory_gb, and a model tag or "
+                "params_billion. "
+                "Returns verdict (fits | tight | partial_offload | does_not_fit), a GB breakdown, the "
+                "largest "
+                "context that fits and concrete suggestions."
+            ),
+            input_model=CheckMemoryFitInput,
+            output_model=CheckMemoryFitOutput,
+            func=check_memory_fit,
+        ),
+        Tool(
+            name="lookup_benchmarks",
+            description=(
+                "Look up the article's measured benchmark tables: LLM tokens/s (M4 Pro mini, M3 Max, M2 "
+                "Ultra "
+                "with Llama 3.1 8B, Qwen 2.5 14B, '34B', Llama 3.3 70B) and image-generation seconds "
+                "(Flux, SDXL, "
+                "SD 1.5 in Draw Things). Forgiving free-text query such as 'm4 pro 70b', 'flux studio', 'mac "
+                "mini'. Every row has its source; LLM rows carry the bandwidth ceiling and flags for numbers "
+                "above it and for machines or models that never existed."
+            ),
+            input_model=LookupBenchmarksInput,
+            output_model=LookupBenchmarksOutput,
+            func=lookup_benchmarks,
+        ),
+        Tool(
+            name="recommend_machine",
+            description=(
+                "Recommend which Mac to buy for local AI, following the article's decision framework, from "
+                "budget_usd, workload (llm | image | research), an optional target model (Ollama tag or "
+                "target_params_billion) and context. Each option is checked with check_memory_fit and "
+                "estimate_speed; returns the pick with expected tokens/s, alternatives, machines to avoid, "
+                "reasons and trade-offs."
+            ),
+            input_model=RecommendMachineInput,
+            output_model=RecommendMachineOutput,
+            func=recommend_machine,
+        ),
+    ]
+)
+
+__all__ = [
+    "REGISTRY",
+    "CheckMemoryFitInput",
+    "CheckMemoryFitOutput",
+    "EstimateSpeedInput",
+    "EstimateSpeedOutput",
+    "ImageBenchmarkRow",
+    "LlmBenchmarkRow",
+    "LookupBenchmarksInput",
+    "LookupBenchmarksOutput",
+    "MachineOption",
+    "MemoryBreakdown",
+    "ModelArchitecture",
+    "RecommendMachineInput",
+    "RecommendMachineOutput",
+    "Registry",
+    "Tool",
+    "ToolError",
+    "check_memory_fit",
+    "estimate_speed",
+    "lookup_benchmarks",
+    "recommend_machine",
+]

@@ -1,0 +1,302 @@
+"""lookup_benchmarks: the article's measured tables with forgiving matching and physics checks.
+
+Every LLM row carries the bandwidth ceiling for its machine and model; a number above the ceiling cannot have
+been measured and is flagged, as are rows naming machines or models that never existed.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from tools.catalog import GB, catalog, kv_cache_bytes, load_yaml, products, resolve_quant
+from tools.catalog import chip_bins as _bins
+from tools.catalog import generic_architecture as _generic
+from tools.schemas import ImageBenchmarkRow, LlmBenchmarkRow, LookupBenchmarksInput, LookupBenchmarksOutput
+
+ARTICLE = (
+    "article.txt: 'Apple Silicon AI Workstation 2026: M4 Pro vs M3 Max for Local LLM & Image Gen' "
+    "(2026-04-14)"
+)
+ARTICLE_CTX = 600  # ~500-token prompt + half of 200 generated tokens
+STOP = {
+    "the",
+    "a",
+    "an",
+    "on",
+    "for",
+    "of",
+    "in",
+    "with",
+    "and",
+    "what",
+    "did",
+    "does",
+    "how",
+    "fast",
+    "is",
+    "at",
+    "article",
+    "measure",
+    "measured",
+    "benchmark",
+    "benchmarks",
+    "speed",
+    "tok",
+    "tok/s",
+    "tokens",
+    "per",
+    "second",
+    "s",
+    "image",
+    "images",
+    "gen",
+    "generation",
+    "llm",
+    "run",
+    "runs",
+    "numbers",
+    "show",
+    "me",
+    "table",
+    "results",
+    "time",
+    "times",
+    "seconds",
+    "vs",
+    "versus",
+    "to",
+    "from",
+    "by",
+}
+
+
+def _norm(text: str) -> str:
+    t = text.lower()
+    t = (
+        t.replace("macbook pro", "mbp macbook")
+        .replace("mac mini", "mini mac")
+        .replace("mac studio", "studio mac")
+    )
+    t = re.sub(r"\bm([1-9])\s*(pro|max|ultra)\b", r"m\1 \2", t)
+    t = re.sub(r"\bm([1-9])(pro|max|ultra)\b", r"m\1 \2", t)
+    t = re.sub(r"(\d+)\s*-?\s*core", r"\1core", t)
+    t = re.sub(r"(\d+)\s*gb\b", r"\1gb", t)
+    t = re.sub(r"\bsd\s*1\.?5\b", "sd15", t)
+    t = re.sub(r"\bsd\s*xl\b", "sdxl", t)
+    t = t.replace("stable diffusion xl", "sdxl").replace("stable diffusion 1.5", "sd15")
+    return t
+
+
+def _tokens(text: str) -> list[str]:
+    return [w for w in re.split(r"[^a-z0-9.]+", _norm(text)) if w and w.strip(".")]
+
+
+def _row_tokens(*texts: str) -> set[str]:
+    out: set[str] = set()
+    for t in texts:
+        for w in _tokens(t):
+            out.add(w.strip("."))
+            out.update(p for p in w.split(".") if p)
+            m = re.fullmatch(r"(\d+)gb", w)
+            if m:
+                out.add(m.group(1))
+    return out
+
+
+def _match(token: str, row: set[str]) -> bool:
+    if token in row:
+        return True
+    return len(token) >= 3 and any(w.startswith(token) for w in row)
+
+
+def _oom_check(machine: dict[str, object], tag: str | None, quant: str) -> str:
+    """Cross-check a printed OOM against our own fit model at the article's settings (num_ctx 2048)."""
+    from tools.fit import check_memory_fit
+    from tools.schemas import CheckMemoryFitInput
+
+    if tag is None:
+        return "Printed as OOM (did not run)."
+    res = check_memory_fit(
+        CheckMemoryFitInput(
+            chip=str(machine["chip"]),
+            gpu_cores=machine.get("gpu_cores"),  # type: ignore[arg-type]
+            memory_gb=float(machine["memory_gb"]),  # type: ignore[arg-type]
+            model=tag,
+            quant=quant,
+            context_tokens=2048,
+        )
+    )
+    agree = "agrees" if not res.fits_on_gpu else "DISAGREES"
+    return (
+        f"Printed as OOM (did not run); check_memory_fit {agree}: verdict {res.verdict}, needs "
+        f"{res.breakdown.total_gb} GB vs a {res.breakdown.gpu_budget_gb} GB GPU budget."
+    )
+
+
+@cache
+def _llm_rows() -> list[tuple[LlmBenchmarkRow, set[str]]]:
+    data = load_yaml("article_benchmarks.yaml")
+    prods = products()
+    out = []
+    for r in data["llm_rows"]:
+        m = data["machines"][r["machine"]]
+        mod = data["llm_models"][r["model"]]
+        flags: list[str] = []
+        bins = [b for b in _bins() if b.chip == m["chip"]]
+        cores = m.get("gpu_cores")
+        if cores:
+            bin_ = next((b for b in bins if cores in b.gpu_cores), bins[0])
+        else:
+            bin_ = next((b for b in bins if int(m["memory_gb"]) in b.memory_gb), bins[0])
+            flags.append(
+                f"GPU cores not printed; {m['memory_gb']} GB implies the {bin_.gpu_cores[0]}-core "
+                f"{m['chip']} ({bin_.bandwidth_gbps:g} GB/s)."
+            )
+        if m.get("gpu_cores_note"):
+            flags.append(m["gpu_cores_note"])
+        if int(m["memory_gb"]) not in bin_.memory_gb:
+            flags.append(
+                f"Machine does not exist: Apple sold the {'/'.join(map(str, bin_.gpu_cores))}-core "
+                f"{m['chip']} "
+                f"only with {' or '.join(map(str, bin_.memory_gb))} GB, not {m['memory_gb']} GB."
+            )
+        form = m.get("form")
+        if form in prods and m["chip"] not in prods[form]["chips"]:
+            flags.append(
+                f"Machine does not exist: Apple never shipped a {form} with the {m['chip']} "
+                f"({form} chips: {', '.join(prods[form]['chips'])})."
+            )
+        if mod.get("does_not_exist"):
+            flags.append(
+                f"Model does not exist: {mod['does_not_exist']}. Ceiling assumes a {mod['params_b']}B model."
+            )
+        quant = r.get("quant", "Q4_K_M")
+        qs, _ = resolve_quant(quant)
+        tag = mod.get("model_tag")
+        arch = catalog()[tag].architecture() if tag else _generic(float(mod["params_b"]))[0]
+        w = float(mod["params_b"]) * 1e9 * qs.bpw(float(mod["params_b"])) / 8
+        kv = kv_cache_bytes(arch, ARTICLE_CTX)
+        ceiling = bin_.bandwidth_gbps * GB / (w + kv)
+        tps = r.get("tps")
+        impossible = tps is not None and float(tps) > ceiling
+        if impossible:
+            flags.append(
+                f"Physically impossible: {tps} tok/s exceeds the bandwidth ceiling {ceiling:.2f} tok/s "
+                f"({bin_.bandwidth_gbps:g} GB/s / {(w + kv) / GB:.1f} GB read per token)."
+            )
+        if r.get("hearsay"):
+            flags.append("Hearsay: the article labels this row as not its own measurement.")
+        if r.get("from_prose"):
+            flags.append(f"From the article's prose ({r.get('engine', '')}), not its table.")
+        if tps is None:
+            flags.append(_oom_check(m, tag, quant))
+        row = LlmBenchmarkRow(
+            machine=m["label"],
+            chip=m["chip"],
+            gpu_cores=cores,
+            memory_gb=float(m["memory_gb"]),
+            bandwidth_gbps=bin_.bandwidth_gbps,
+            model=mod["label"],
+            params_billion=float(mod["params_b"]),
+            quant=quant,
+            tokens_per_second=float(tps) if tps is not None else None,
+            result=str(r["result"]),
+            ceiling_tokens_per_second=round(ceiling, 2),
+            physically_impossible=impossible,
+            flags=flags,
+            source=f"{ARTICLE}, section 'Measured Tokens/Sec on Real Models'"
+            + (" (prose, 'MLX vs llama.cpp')" if r.get("from_prose") else ""),
+        )
+        toks = _row_tokens(
+            m["label"],
+            m["chip"],
+            form or "",
+            f"{m['memory_gb']}gb",
+            f"{cores}core" if cores else "",
+            mod["label"],
+            tag or "",
+            quant,
+            r.get("engine", ""),
+            "mac",
+        )
+        out.append((row, toks))
+    return out
+
+
+@cache
+def _image_rows() -> list[tuple[ImageBenchmarkRow, set[str]]]:
+    data = load_yaml("article_benchmarks.yaml")
+    prods = products()
+    out = []
+    for r in data["image_rows"]:
+        m = data["image_machines"][r["machine"]]
+        mod = data["image_models"][r["model"]]
+        flags: list[str] = []
+        form = m.get("form")
+        if form in prods and m["chip"] not in prods[form]["chips"]:
+            flags.append(f"Machine does not exist: Apple never shipped a {form} with the {m['chip']}.")
+        row = ImageBenchmarkRow(
+            machine=m["label"],
+            chip=m["chip"],
+            gpu_cores=m.get("gpu_cores"),
+            memory_gb=float(m["memory_gb"]),
+            model=mod["label"],
+            seconds=float(r["seconds"]),
+            setting=str(data["image_setting"]),
+            flags=flags,
+            source=f"{ARTICLE}, section 'Image Generation: Draw Things Still Beats ComfyUI on Mac'",
+        )
+        toks = _row_tokens(
+            m["label"],
+            m["chip"],
+            form or "",
+            f"{m['memory_gb']}gb",
+            f"{m['gpu_cores']}core" if m.get("gpu_cores") else "",
+            mod["label"],
+            " ".join(mod["aliases"]),
+            "mac draw things",
+        )
+        out.append((row, toks))
+    return out
+
+
+def lookup_benchmarks(p: LookupBenchmarksInput) -> LookupBenchmarksOutput:
+    words = [w for w in _tokens(" ".join(x for x in (p.query, p.machine, p.model) if x)) if w not in STOP]
+    llm = _llm_rows()
+    img = _image_rows()
+    vocab_llm = set().union(*(t for _, t in llm))
+    vocab_img = set().union(*(t for _, t in img))
+    used = [w for w in words if any(_match(w, v) for v in (vocab_llm, vocab_img))]
+    ignored = [w for w in words if w not in used]
+    kind = p.kind
+    if kind == "any" and used:
+        img_only = [w for w in used if not any(_match(w, t) for _, t in llm)]
+        llm_only = [w for w in used if not any(_match(w, t) for _, t in img)]
+        if img_only and not llm_only:
+            kind = "image"
+        elif llm_only and not img_only:
+            kind = "llm"
+    llm_hits = [r for r, t in llm if all(_match(w, t) for w in used)] if kind in ("llm", "any") else []
+    img_hits = [r for r, t in img if all(_match(w, t) for w in used)] if kind in ("image", "any") else []
+    matched = [f"kind={kind}", f"terms: {', '.join(used) if used else '(none: all rows)'}"]
+    if ignored:
+        matched.append(f"ignored (match no row): {', '.join(ignored)}")
+    if not llm_hits and not img_hits:
+        machines = sorted({r.machine for r, _ in llm} | {r.machine for r, _ in img})
+        models = sorted({r.model for r, _ in llm} | {r.model for r, _ in img})
+        matched.append(
+            f"no row matches all terms. Machines: {'; '.join(machines)}. Models: {', '.join(models)}"
+        )
+    return LookupBenchmarksOutput(
+        llm_rows=llm_hits[: p.limit],
+        image_rows=img_hits[: p.limit],
+        matched_on=matched,
+        assumptions=[
+            "LLM rows: Ollama 0.4.x defaults (num_ctx 2048), Q4_K_M unless stated, ~500-token prompt, 200 "
+            f"tokens generated; ceiling computed at ~{ARTICLE_CTX} tokens of context with measured "
+            f"Q4_K_M bpw.",
+            "Image rows: Draw Things, 1024x1024, steps not stated by the article.",
+        ],
+        sources=[ARTICLE, "tools/data/article_benchmarks.yaml", "tools/data/chips.yaml"],
+    )

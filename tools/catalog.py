@@ -1,0 +1,659 @@
+"""Data loading and forgiving name resolution (chips, models, quantisations).
+
+Resolution is forgiving about spelling ("m4 pro", "Apple M3 Max 40-core", "qwen2.5:14b-instruct-q4_K_M") but
+never guesses silently: anything it had to assume is returned as a note for the tool's ``assumptions``, and
+anything it cannot resolve raises ToolError naming the field and the closest accepted values.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.registry import ToolError
+from tools.schemas import ModelArchitecture
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+GIB = 2**30
+GB = 1e9
+
+
+@cache
+def load_yaml(name: str) -> dict[str, Any]:
+    with (DATA_DIR / name).open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    assert isinstance(data, dict), name
+    return data
+
+
+def load_csv(name: str) -> list[dict[str, str]]:
+    """CSV with leading ``#`` comment lines (they name the sources)."""
+    text = (DATA_DIR / name).read_text(encoding="utf-8")
+    body = "".join(line for line in io.StringIO(text) if not line.startswith("#"))
+    return list(csv.DictReader(io.StringIO(body)))
+
+
+def _closest(word: str, options: list[str], n: int = 3) -> list[str]:
+    lowered = {o.lower(): o for o in options}
+    hits = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=0.4)
+    return [lowered[h] for h in hits]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chips
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChipBin:
+    chip: str
+    tier: str
+    generation: int
+    gpu_cores: tuple[int, ...]
+    bandwidth_gbps: float
+    memory_gb: tuple[int, ...]
+    verified: str
+    source: str
+
+    @property
+    def label(self) -> str:
+        cores = "/".join(str(c) for c in self.gpu_cores)
+        return f"{self.chip} ({cores}-core GPU, {self.bandwidth_gbps:g} GB/s)"
+
+
+@cache
+def chip_bins() -> tuple[ChipBin, ...]:
+    out = []
+    for row in load_yaml("chips.yaml")["chips"]:
+        out.append(
+            ChipBin(
+                chip=row["chip"],
+                tier=row["tier"],
+                generation=int(row["generation"]),
+                gpu_cores=tuple(int(c) for c in row["gpu_cores"]),
+                bandwidth_gbps=float(row["bandwidth_gbps"]),
+                memory_gb=tuple(int(m) for m in row["memory_gb"]),
+                verified=str(row["verified"]),
+                source=str(row["source"]),
+            )
+        )
+    return tuple(out)
+
+
+def chip_names() -> list[str]:
+    seen: list[str] = []
+    for b in chip_bins():
+        if b.chip not in seen:
+            seen.append(b.chip)
+    return seen
+
+
+_CHIP_RE = re.compile(r"\bm\s*([1-9])\s*(pro|max|ultra)?\b")
+_CORES_RE = re.compile(r"(\d{1,3})\s*-?\s*(?:core|cores|c)\b(?:\s*gpu)?")
+
+
+def parse_chip(text: str) -> tuple[str, int | None]:
+    """'Apple M3 Max 40-core GPU' -> ('M3 Max', 40). Raises ToolError for anything not an M-series chip."""
+    raw = text.strip()
+    low = raw.lower().replace("apple", " ").replace("_", " ")
+    low = re.sub(r"(m[1-9])(pro|max|ultra)", r"\1 \2", low)
+    m = _CHIP_RE.search(low)
+    names = chip_names()
+    if not m:
+        close = _closest(raw, names)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise ToolError(f"chip: unknown chip {raw!r}.{hint} Accepted: {', '.join(names)}.", fields=["chip"])
+    gen, tier = m.group(1), (m.group(2) or "")
+    name = f"M{gen}" + (f" {tier.capitalize()}" if tier else "")
+    if name not in names:
+        close = _closest(name, names)
+        raise ToolError(
+            f"chip: {name!r} is not an Apple Silicon chip we know (from {raw!r}). "
+            f"Closest: {', '.join(close) or 'none'}. Accepted: {', '.join(names)}.",
+            fields=["chip"],
+        )
+    rest = low[: m.start()] + " " + low[m.end() :]
+    cm = _CORES_RE.search(rest)
+    cores = int(cm.group(1)) if cm else None
+    return name, cores
+
+
+@dataclass
+class MachineSpec:
+    chip: str | None
+    bin: ChipBin | None
+    gpu_cores: int | None
+    memory_gb: float | None
+    bandwidth_gbps: float
+    assumptions: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str | None:
+        if self.bin is None:
+            return None
+        cores = self.gpu_cores if self.gpu_cores else "/".join(str(c) for c in self.bin.gpu_cores)
+        return f"{self.bin.chip} {cores}-core GPU"
+
+    @property
+    def tier(self) -> str | None:
+        return self.bin.tier if self.bin else None
+
+
+def resolve_machine(
+    chip: str | None,
+    gpu_cores: int | None,
+    memory_gb: float | None,
+    bandwidth_gbps: float | None = None,
+    *,
+    need_memory: bool = False,
+    field_prefix: str = "",
+) -> MachineSpec:
+    """Pick the chip bin. gpu_cores beats memory_gb beats "the top bin, stated in assumptions"."""
+    f_chip, f_cores, f_mem = (field_prefix + x for x in ("chip", "gpu_cores", "memory_gb"))
+    if chip is None:
+        if bandwidth_gbps is not None and not need_memory:
+            return MachineSpec(
+                chip=None,
+                bin=None,
+                gpu_cores=gpu_cores,
+                memory_gb=memory_gb,
+                bandwidth_gbps=float(bandwidth_gbps),
+                assumptions=[
+                    f"Raw bandwidth {bandwidth_gbps:g} GB/s given; no chip tier, so tier effects use "
+                    "the average of the calibration data."
+                ],
+            )
+        from tools.this_mac import detect
+
+        mac = detect()
+        if mac is None or mac.chip is None:
+            raise ToolError(
+                f"{f_chip}: not given and this is not a Mac (or the chip could not be read), so there is no "
+                f'default machine. Pass {f_chip} (e.g. "M3 Max", "M4 Pro")'
+                + (" or bandwidth_gbps." if not need_memory else f" and {f_mem}."),
+                fields=[f_chip],
+            )
+        spec = resolve_machine(
+            mac.chip,
+            gpu_cores if gpu_cores is not None else mac.gpu_cores,
+            memory_gb if memory_gb is not None else mac.memory_gb,
+            bandwidth_gbps,
+            need_memory=need_memory,
+            field_prefix=field_prefix,
+        )
+        spec.assumptions.insert(0, f"Machine defaults read from this Mac: {mac.describe()}.")
+        spec.sources.append("this Mac: sysctl hw.memsize / machdep.cpu.brand_string, system_profiler")
+        return spec
+
+    name, cores_in_text = parse_chip(chip)
+    if cores_in_text is not None and gpu_cores is not None and cores_in_text != gpu_cores:
+        raise ToolError(
+            f"{f_cores}: {gpu_cores} contradicts the {cores_in_text}-core count in {f_chip}={chip!r}.",
+            fields=[f_cores, f_chip],
+        )
+    cores = gpu_cores if gpu_cores is not None else cores_in_text
+    bins = [b for b in chip_bins() if b.chip == name]
+    notes: list[str] = []
+    all_cores = sorted({c for b in bins for c in b.gpu_cores})
+    all_mem = sorted({m for b in bins for m in b.memory_gb})
+    if cores is not None:
+        cand = [b for b in bins if cores in b.gpu_cores]
+        if not cand:
+            raise ToolError(
+                f"{f_cores}: the {name} never had a {cores}-core GPU; it came with "
+                f"{' or '.join(str(c) for c in all_cores)} GPU cores.",
+                fields=[f_cores],
+            )
+        chosen = cand[0]
+        if memory_gb is not None and not _memory_ok(chosen, memory_gb):
+            raise ToolError(
+                f"{f_mem}: the {cores}-core {name} was sold with "
+                f"{_fmt_list(chosen.memory_gb)} GB, not {memory_gb:g} GB.",
+                fields=[f_mem, f_cores],
+            )
+    elif memory_gb is not None:
+        cand = [b for b in bins if _memory_ok(b, memory_gb)]
+        if not cand:
+            raise ToolError(
+                f"{f_mem}: the {name} was sold with {_fmt_list(all_mem)} GB, not {memory_gb:g} GB.",
+                fields=[f_mem],
+            )
+        chosen = max(cand, key=lambda b: b.bandwidth_gbps)
+        if len(bins) > 1 and len(cand) == 1:
+            notes.append(
+                f"{memory_gb:g} GB identifies the {_fmt_list(chosen.gpu_cores)}-core {name} bin "
+                f"({chosen.bandwidth_gbps:g} GB/s)."
+            )
+        elif len(cand) > 1:
+            notes.append(
+                f"Assumed the faster {name} bin ({chosen.bandwidth_gbps:g} GB/s); pass gpu_cores to pick."
+            )
+    else:
+        chosen = max(bins, key=lambda b: b.bandwidth_gbps)
+        if len(bins) > 1:
+            others = ", ".join(
+                f"{_fmt_list(b.gpu_cores)}-core = {b.bandwidth_gbps:g} GB/s" for b in bins if b is not chosen
+            )
+            notes.append(
+                f"Assumed the {_fmt_list(chosen.gpu_cores)}-core {name} ({chosen.bandwidth_gbps:g} GB/s); "
+                f"other bin: {others}. Pass gpu_cores or memory_gb to pick."
+            )
+    if need_memory and memory_gb is None:
+        raise ToolError(
+            f"{f_mem}: needed for a fit check; the {name} was sold with {_fmt_list(all_mem)} GB.",
+            fields=[f_mem],
+        )
+    if chosen.verified == "K":
+        notes.append(
+            f"{name} specs are from secondary sources, not verified against Apple ({chosen.source})."
+        )
+    bw = chosen.bandwidth_gbps
+    if bandwidth_gbps is not None and abs(bandwidth_gbps - bw) > 0.5:
+        notes.append(
+            f"Using the given bandwidth {bandwidth_gbps:g} GB/s instead of the {name}'s {bw:g} GB/s."
+        )
+        bw = float(bandwidth_gbps)
+    return MachineSpec(
+        chip=name,
+        bin=chosen,
+        gpu_cores=cores,
+        memory_gb=memory_gb,
+        bandwidth_gbps=bw,
+        assumptions=notes,
+        sources=[f"chip {name}: {chosen.source}"],
+    )
+
+
+def _memory_ok(b: ChipBin, memory_gb: float) -> bool:
+    return any(abs(memory_gb - m) < 0.51 for m in b.memory_gb) or (
+        b.verified == "K" and memory_gb <= max(b.memory_gb)
+    )
+
+
+def _fmt_list(values: tuple[int, ...] | list[int]) -> str:
+    v = [str(x) for x in values]
+    return v[0] if len(v) == 1 else ", ".join(v[:-1]) + " or " + v[-1]
+
+
+def products() -> dict[str, dict[str, Any]]:
+    return dict(load_yaml("chips.yaml")["products"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Quantisations
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QuantSpec:
+    quant: str
+    engine: str
+    family: str
+    nominal_bpw: float
+    bpw_8b: float
+    bpw_70b: float
+    source: str
+
+    def bpw(self, params_b: float) -> float:
+        """Whole-model bpw, log-interpolated between the measured 8B and 70B values (clamped outside)."""
+        lo, hi = math.log(8.03), math.log(70.55)
+        x = min(max(math.log(max(params_b, 1e-3)), lo), hi)
+        return self.bpw_8b + (self.bpw_70b - self.bpw_8b) * (x - lo) / (hi - lo)
+
+
+@cache
+def quants() -> dict[str, QuantSpec]:
+    out: dict[str, QuantSpec] = {}
+    for row in load_yaml("quants.yaml")["quants"]:
+        q = QuantSpec(
+            quant=str(row["quant"]),
+            engine=str(row["engine"]),
+            family=str(row["family"]),
+            nominal_bpw=float(row["nominal_bpw"]),
+            bpw_8b=float(row["bpw_8b"]),
+            bpw_70b=float(row["bpw_70b"]),
+            source=str(row["source"]),
+        )
+        out[q.quant] = q
+    return out
+
+
+_QUANT_SYNONYMS = {
+    "FP16": "F16",
+    "FLOAT16": "F16",
+    "HALF": "F16",
+    "16BIT": "F16",
+    "16-BIT": "F16",
+    "Q4": "Q4_K_M",
+    "Q4_K": "Q4_K_M",
+    "Q5": "Q5_K_M",
+    "Q5_K": "Q5_K_M",
+    "Q3": "Q3_K_M",
+    "Q3_K": "Q3_K_M",
+    "Q6": "Q6_K",
+    "Q8": "Q8_0",
+    "Q2": "Q2_K",
+    "INT8": "Q8_0",
+    "8BIT": "Q8_0",
+    "8-BIT": "Q8_0",
+    "INT4": "Q4_K_M",
+    "4BIT": "Q4_K_M",
+    "4-BIT": "Q4_K_M",
+}
+
+
+def resolve_quant(text: str | None, *, field_name: str = "quant") -> tuple[QuantSpec, list[str]]:
+    table = quants()
+    if text is None:
+        return table["Q4_K_M"], [
+            "Quantisation not given: assumed Q4_K_M (Ollama's default for library tags)."
+        ]
+    raw = text.strip()
+    key = raw.upper().replace(" ", "-")
+    notes: list[str] = []
+    mlx = "MLX" in key
+    if mlx:
+        core = key.replace("MLX", "").strip("-_ ")
+        m = re.search(r"(\d+)", core)
+        if "BF16" in core or "F16" in core or (m and m.group(1) == "16"):
+            name = "MLX-BF16"
+        elif m:
+            name = f"MLX-{m.group(1)}bit"
+        else:
+            name = "MLX-4bit"
+            notes.append("MLX quant without bit count: assumed MLX-4bit.")
+        if name in table:
+            return table[name], notes
+    by_upper = {k.upper(): k for k in table}
+    if key in by_upper:
+        return table[by_upper[key]], notes
+    if key in _QUANT_SYNONYMS:
+        name = _QUANT_SYNONYMS[key]
+        if name != key:
+            notes.append(f"{field_name} {raw!r} read as {name}.")
+        return table[name], notes
+    close = _closest(raw, list(table))
+    raise ToolError(
+        f"{field_name}: unknown quantisation {raw!r}. Closest: {', '.join(close) or 'none'}. "
+        f"Accepted: {', '.join(table)}.",
+        fields=[field_name],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CatalogModel:
+    tag: str
+    name: str
+    hf: str
+    params_b: float
+    active_params_b: float | None
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    native_ctx: int
+    sliding_window: int | None
+    global_layer_every: int | None
+    family: str
+    latest: bool
+    default_quant: str | None
+    file_gb: dict[str, float]
+    src: str
+
+    def architecture(self) -> ModelArchitecture:
+        return ModelArchitecture(
+            params_billion=self.params_b,
+            n_layers=self.n_layers,
+            n_kv_heads=self.n_kv_heads,
+            head_dim=self.head_dim,
+            native_context=self.native_ctx,
+            active_params_billion=self.active_params_b,
+            sliding_window=self.sliding_window,
+            global_layer_every=self.global_layer_every,
+            family=self.family,
+            n_heads=self.n_heads,
+        )
+
+    @property
+    def source(self) -> str:
+        return f"{self.tag}: HF config https://huggingface.co/{self.hf} ({self.src})"
+
+
+@cache
+def catalog() -> dict[str, CatalogModel]:
+    out: dict[str, CatalogModel] = {}
+    for r in load_yaml("models.yaml")["models"]:
+        m = CatalogModel(
+            tag=r["tag"],
+            name=r["name"],
+            hf=r["hf"],
+            params_b=float(r["params_b"]),
+            active_params_b=float(r["active_params_b"]) if r.get("active_params_b") else None,
+            n_layers=int(r["n_layers"]),
+            n_heads=int(r["n_heads"]),
+            n_kv_heads=int(r["n_kv_heads"]),
+            head_dim=int(r["head_dim"]),
+            native_ctx=int(r["native_ctx"]),
+            sliding_window=r.get("sliding_window"),
+            global_layer_every=r.get("global_layer_every"),
+            family=str(r["family"]),
+            latest=bool(r.get("latest", False)),
+            default_quant=r.get("default_quant"),
+            file_gb={str(k): float(v) for k, v in (r.get("file_gb") or {}).items()},
+            src=str(r["src"]),
+        )
+        out[m.tag] = m
+    return out
+
+
+@cache
+def _aliases() -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in load_yaml("models.yaml")["aliases"].items()}
+
+
+def _norm_key(text: str) -> str:
+    t = text.lower()
+    for word in ("instruct", "chat", "-it", "latest", "text", "hf"):
+        t = t.replace(word, "")
+    return re.sub(r"[^a-z0-9]", "", t)
+
+
+@cache
+def _keyed() -> dict[str, str]:
+    keyed: dict[str, str] = {}
+    for m in catalog().values():
+        for label in (m.tag, m.name, m.hf.split("/")[-1], m.hf):
+            keyed.setdefault(_norm_key(label), m.tag)
+    for a, tag in _aliases().items():
+        keyed.setdefault(_norm_key(a), tag)
+    return keyed
+
+
+_TAG_QUANT_RE = re.compile(
+    r"[-_](?P<q>(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|(?:mlx[-_]?)?\d+bit)$", re.IGNORECASE
+)
+
+
+@dataclass
+class ResolvedModel:
+    tag: str | None
+    label: str
+    arch: ModelArchitecture
+    quant_from_tag: str | None
+    assumptions: list[str]
+    sources: list[str]
+    catalog_entry: CatalogModel | None = None
+
+
+def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogModel, str | None, list[str]]:
+    """Ollama tag (or a human name) -> catalog entry, plus a quant embedded in the tag."""
+    raw = text.strip()
+    t = raw.lower()
+    t = re.sub(r"^(ollama\s+(run|pull)\s+|hf\.co/|registry\.ollama\.ai/library/|library/)", "", t)
+    notes: list[str] = []
+    quant: str | None = None
+    qm = _TAG_QUANT_RE.search(t)
+    if qm and (":" in t or "-" in t):
+        quant = qm.group("q")
+        t = t[: qm.start()]
+    t = t.removesuffix(":latest")
+    cat = catalog()
+    aliases = _aliases()
+    name, _, variant = t.partition(":")
+    variant = re.sub(r"-(instruct|chat|it|text)(-.*)?$", "", variant)
+    candidates = [f"{name}:{variant}" if variant else name]
+    parts = variant.split("-")
+    # "14b-qwen-distill", "70b-instruct-fp16": try shorter variants, longest first.
+    candidates += [f"{name}:{'-'.join(parts[:i])}" for i in range(len(parts) - 1, 0, -1)]
+    for c in candidates:
+        if c in cat:
+            return cat[c], quant, notes
+        if c in aliases:
+            return cat[aliases[c]], quant, notes
+    if not variant:
+        family = [m for m in cat.values() if m.tag.split(":")[0] == name]
+        latest = [m for m in family if m.latest]
+        if latest:
+            notes.append(f"{field_name} {raw!r} has no size: Ollama's default tag is {latest[0].tag}.")
+            return latest[0], quant, notes
+        if family:
+            sizes = ", ".join(m.tag for m in family)
+            raise ToolError(f"{field_name}: {raw!r} needs a size; one of {sizes}.", fields=[field_name])
+    key = _norm_key(t)
+    keyed = _keyed()
+    if key in keyed:
+        return cat[keyed[key]], quant, notes
+    options = sorted(set(cat) | set(aliases))
+    close = difflib.get_close_matches(t, options, n=4, cutoff=0.5)
+    if not close:
+        close = [keyed[k] for k in difflib.get_close_matches(key, list(keyed), n=4, cutoff=0.5)]
+    hint = f" Closest: {', '.join(dict.fromkeys(close))}." if close else ""
+    raise ToolError(
+        f"{field_name}: unknown model {raw!r}.{hint} For a model not in our catalog pass params_billion "
+        f"(and architecture for KV-cache maths). Known tags: {', '.join(cat)}.",
+        fields=[field_name],
+    )
+
+
+def generic_architecture(params_b: float, active_b: float | None = None) -> tuple[ModelArchitecture, str]:
+    """Architecture for a params-only model: borrow the shape of the nearest dense catalog model by size.
+
+    Why: KV cache and attention cost need layers/heads. Modern dense models of similar size share similar
+    shapes (GQA with 8 KV heads, head_dim 128), so the nearest neighbour is a better guess than a formula.
+    """
+    dense = [m for m in catalog().values() if m.active_params_b is None and m.sliding_window is None]
+    dense = [m for m in dense if m.n_kv_heads < m.n_heads] or dense
+    best = min(dense, key=lambda m: abs(math.log(m.params_b) - math.log(params_b)))
+    arch = ModelArchitecture(
+        params_billion=params_b,
+        n_layers=best.n_layers,
+        n_kv_heads=best.n_kv_heads,
+        head_dim=best.head_dim,
+        native_context=best.native_ctx,
+        active_params_billion=active_b,
+        family=None,
+        n_heads=best.n_heads,
+    )
+    return arch, best.tag
+
+
+def resolve_model(
+    model: str | None,
+    params_billion: float | None,
+    architecture: ModelArchitecture | None,
+) -> ResolvedModel:
+    notes: list[str] = []
+    if architecture is not None:
+        arch = architecture
+        if (
+            params_billion is not None
+            and abs(params_billion - arch.params_billion) > 0.05 * arch.params_billion
+        ):
+            raise ToolError(
+                f"params_billion: {params_billion:g} contradicts architecture.params_billion "
+                f"{arch.params_billion:g}.",
+                fields=["params_billion", "architecture.params_billion"],
+            )
+        quant_from_tag = None
+        label = model or f"{arch.params_billion:g}B model"
+        if model is not None:
+            try:
+                entry, quant_from_tag, _ = resolve_model_tag(model)
+                label = entry.tag
+            except ToolError:
+                pass
+        notes.append("Architecture given explicitly; catalog not consulted for its shape.")
+        return ResolvedModel(None if model is None else label, label, arch, quant_from_tag, notes, [])
+    if model is not None:
+        entry, quant_from_tag, n2 = resolve_model_tag(model)
+        notes += n2
+        if params_billion is not None and abs(params_billion - entry.params_b) > 0.1 * entry.params_b:
+            raise ToolError(
+                f"params_billion: {params_billion:g} contradicts model {entry.tag} ({entry.params_b:g}B). "
+                "Pass one of them.",
+                fields=["params_billion", "model"],
+            )
+        return ResolvedModel(
+            entry.tag, entry.tag, entry.architecture(), quant_from_tag, notes, [entry.source], entry
+        )
+    if params_billion is not None:
+        arch, like = generic_architecture(params_billion)
+        notes.append(
+            f"Only params_billion given: layers/heads borrowed from the nearest catalog model ({like}) for "
+            "KV-cache maths; pass architecture for exact numbers."
+        )
+        return ResolvedModel(None, f"{params_billion:g}B dense model", arch, None, notes, [])
+    raise ToolError(
+        'model: give a model as an Ollama tag (model="llama3.3:70b") or its size (params_billion=70).',
+        fields=["model", "params_billion"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sizes
+# ---------------------------------------------------------------------------------------------------------
+KV_BYTES_PER_ELEM = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+
+
+def weights_bytes(
+    params_b: float, q: QuantSpec, entry: CatalogModel | None = None
+) -> tuple[float, str | None]:
+    if entry is not None and q.quant in entry.file_gb:
+        return entry.file_gb[q.quant] * GB, f"Weights from the published {entry.tag} {q.quant} file size."
+    return params_b * 1e9 * q.bpw(params_b) / 8, None
+
+
+def kv_cache_bytes(arch: ModelArchitecture, ctx: int, kv_type: str = "f16", parallel: int = 1) -> float:
+    """2 (K,V) x layers x kv_heads x head_dim x cached tokens x bytes/elem; SWA layers cache only a window."""
+    per_tok_layer = 2 * arch.n_kv_heads * arch.head_dim * KV_BYTES_PER_ELEM[kv_type]
+    tokens = ctx * parallel
+    if arch.sliding_window and arch.global_layer_every:
+        n_global = max(1, arch.n_layers // arch.global_layer_every)
+        n_local = arch.n_layers - n_global
+        local_tokens = min(ctx, arch.sliding_window) * parallel
+        return per_tok_layer * (n_global * tokens + n_local * local_tokens)
+    return per_tok_layer * arch.n_layers * tokens
+
+
+def attention_read_bytes(arch: ModelArchitecture, ctx: int) -> float:
+    """Attention work per generated token, as MHA-equivalent f16 K/V bytes over the context.
+
+    Why: measured decode slow-down with context (XiongjieDai tg512..tg8192) scales with query heads x layers x
+    context, not with the (GQA-reduced) KV bytes; the calibrated coefficient turns this into seconds.
+    """
+    heads = arch.n_heads or arch.n_kv_heads * 4
+    if arch.sliding_window and arch.global_layer_every:
+        n_global = max(1, arch.n_layers // arch.global_layer_every)
+        eff_layers = n_global + (arch.n_layers - n_global) * min(ctx, arch.sliding_window) / max(ctx, 1)
+    else:
+        eff_layers = arch.n_layers
+    return 2 * eff_layers * heads * arch.head_dim * 2 * ctx

@@ -1,0 +1,151 @@
+"""estimate_speed: decode tokens/s of a model on a Mac -- hard ceiling plus a calibrated expectation."""
+
+from __future__ import annotations
+
+from tools.catalog import (
+    GB,
+    GIB,
+    attention_read_bytes,
+    kv_cache_bytes,
+    resolve_machine,
+    resolve_model,
+    resolve_quant,
+    weights_bytes,
+)
+from tools.registry import ToolError
+from tools.schemas import EstimateSpeedInput, EstimateSpeedOutput
+from tools.speed import quant_weights, speed_model, tier_from_bandwidth
+
+SOURCES_SPEED = [
+    "reference/domain-notes.md 1.1 (ceiling = bandwidth / bytes read per token)",
+    "tools/data/speed_model.yaml (fitted on tools/data/calibration_decode.csv: "
+    "XiongjieDai/GPU-Benchmarks-on-LLM-"
+    "Inference, itsmostafa/inference-speed-tests, AlexsJones/llmfit community data and PR #1031, "
+    "ml-explore/mlx-examples #1029, brand-o/normiebench, stared/benching-local-llms-on-apple-silicon)",
+]
+
+
+def _r(x: float, nd: int = 2) -> float:
+    return float(round(x, nd))
+
+
+def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
+    """Why both numbers: the ceiling is physics (never exceeded); the expectation is what people measure."""
+    assumptions: list[str] = []
+    sources: list[str] = []
+    machine = resolve_machine(p.chip, p.gpu_cores, p.memory_gb, p.bandwidth_gbps)
+    assumptions += machine.assumptions
+    sources += machine.sources
+    model = resolve_model(p.model, p.params_billion, p.architecture)
+    assumptions += model.assumptions
+    sources += model.sources
+    entry = model.catalog_entry
+    quant_text = p.quant or model.quant_from_tag or (entry.default_quant if entry else None)
+    q, qnotes = resolve_quant(quant_text)
+    assumptions += qnotes
+    sources.append(f"quant {q.quant}: {q.source}")
+    arch = model.arch
+    if p.context_tokens > arch.native_context:
+        raise ToolError(
+            f"context_tokens: {p.context_tokens} exceeds the model's trained context of "
+            f"{arch.native_context} "
+            "tokens; Ollama caps num_ctx there.",
+            fields=["context_tokens"],
+        )
+    total_b = arch.params_billion
+    active_b = arch.active_params_billion or total_b
+    w_total, wnote = weights_bytes(total_b, q, entry)
+    if wnote:
+        assumptions.append(wnote)
+    if active_b < total_b:
+        # MoE: only the routed experts (plus shared parts, included in the published active count) are read.
+        w_active = w_total * active_b / total_b
+        assumptions.append(
+            f"MoE: {active_b:g}B of {total_b:g}B parameters are read per token; weights per token scaled "
+            "accordingly (the calibration has no MoE rows, so the expectation is less certain)."
+        )
+    else:
+        w_active = w_total
+    if total_b < 3:
+        assumptions.append(
+            "Small model: embeddings/output stay at higher precision, so the real file can be ~5-10% larger."
+        )
+    kv = kv_cache_bytes(arch, p.context_tokens)
+    bw = machine.bandwidth_gbps
+    ceiling = bw * GB / (w_active + kv)
+
+    sm = speed_model()
+    tier = machine.tier
+    if tier is None:
+        tier = tier_from_bandwidth(bw)
+        assumptions.append(f"Tier for the fixed per-token cost inferred from {bw:g} GB/s: {tier}.")
+    generation = machine.bin.generation if machine.bin else None
+    _, qnote = quant_weights(q)
+    if qnote:
+        assumptions.append(qnote)
+    attn = attention_read_bytes(arch, p.context_tokens)
+    if arch.n_heads is None:
+        assumptions.append("Query-head count unknown: attention cost assumes 4 query heads per KV head.")
+    t = sm.seconds_per_token(w_active, bw, tier, q, attn, generation)
+    expected = min(1.0 / t, ceiling) if t > 0 else ceiling
+    low = expected * sm.range_low
+    if active_b < total_b:
+        # Measured MoE rows (bench/estimator_accuracy.py, MoE check) run 20-40% below the dense-model
+        # expectation: routing and many small expert matmuls add per-token work the dense fit does not see.
+        low = expected * 0.6
+        assumptions.append(
+            "MoE models measured 20-40% below this expectation on an M4 Pro (llmfit community data: "
+            "Qwen3-30B-A3B, gpt-oss-20b); the low end of the range reflects that."
+        )
+    high = min(expected * sm.range_high, ceiling)
+    assumptions.append(
+        f"Expected speed from the calibrated model T = W/BW*(a+d_quant) + t0[{tier}] + attention(context); "
+        f"range = 10th-90th percentile of measured/predicted on the calibration rows. Engine: "
+        f"llama.cpp/Ollama "
+        f"for GGUF quants (MLX is typically 0-10% faster)."
+    )
+    if p.context_tokens > 16384:
+        assumptions.append(
+            "Long context: calibration data reaches ~16k tokens; beyond that the slow-down is extrapolated."
+        )
+    if machine.memory_gb is not None and w_total + kv > 0.75 * machine.memory_gb * GIB:
+        assumptions.append(
+            "The weights alone exceed the default GPU budget of this memory size: the model would not run "
+            "fully on the GPU (see check_memory_fit); the estimate assumes it does."
+        )
+
+    prefill = None
+    gen = machine.bin.generation if machine.bin else None
+    if machine.bin is not None and gen is not None and gen in sm.prefill_tflops_per_core:
+        cores = machine.gpu_cores or max(machine.bin.gpu_cores)
+        if cores:
+            prefill = sm.prefill_tflops_per_core[gen] * cores * 1e12 / (2 * active_b * 1e9)
+            assumptions.append(
+                f"Prefill ~ {sm.prefill_tflops_per_core[gen]:.3f} effective TFLOPS per GPU core (M{gen}, "
+                f"from "
+                f"llama.cpp pp512) x {cores} cores / (2 x {active_b:g}B); +-30%, falls at long prompts."
+            )
+            sources.append(sm.prefill_sources[gen])
+    elif gen is not None:
+        assumptions.append(f"Prefill not estimated: no pp512 measurement for M{gen} in our data.")
+    return EstimateSpeedOutput(
+        chip=machine.label,
+        gpu_cores=machine.gpu_cores,
+        bandwidth_gbps=_r(bw, 2),
+        model=model.tag,
+        params_billion=_r(total_b, 3),
+        active_params_billion=_r(active_b, 3),
+        quant=q.quant,
+        bits_per_weight=_r(w_total * 8 / (total_b * 1e9), 3),
+        weights_gb=_r(w_total / GB),
+        active_weights_gb=_r(w_active / GB),
+        kv_cache_gb=_r(kv / GB, 3),
+        context_tokens=p.context_tokens,
+        ceiling_tokens_per_second=_r(ceiling),
+        expected_tokens_per_second=_r(expected),
+        expected_range=(_r(low), _r(high)),
+        efficiency=_r(expected / ceiling, 3),
+        prefill_tokens_per_second=_r(prefill, 0) if prefill else None,
+        assumptions=assumptions,
+        sources=sources + SOURCES_SPEED,
+    )

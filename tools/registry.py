@@ -1,0 +1,345 @@
+"""Tool registry: the single source for the agent's tool list, the MCP server, the CLI and schema export.
+
+A tool is a plain typed function ``input_model -> output_model``. The registry wraps it so that callers which
+only have loosely typed arguments (an LLM's tool call, a JSON string from a small model, CLI flags) get
+either a
+validated result or a :class:`ToolError` whose message is safe to show to a user or hand back to the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["Registry", "Tool", "ToolError", "format_validation_error", "inline_refs"]
+
+
+class ToolError(ValueError):
+    """Bad input or a domain error (unknown chip, impossible size...).
+
+    ``str(err)`` is always a complete, user-presentable sentence naming the field(s) involved and, where
+    possible, the accepted values or closest matches. ``fields`` lists the offending field paths so callers
+    (UI, tests) can highlight them without parsing the message.
+    """
+
+    def __init__(self, message: str, *, fields: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.fields: list[str] = list(fields or [])
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            # pydantic puts function-validator / union-member names into loc; they mean nothing to a user.
+            text = str(item)
+            if text.startswith(("function-", "tagged-union", "union[", "json-or-python")):
+                continue
+            parts.append(("." if parts else "") + text)
+    return "".join(parts) or "(arguments)"
+
+
+def format_validation_error(tool_name: str, err: ValidationError) -> ToolError:
+    """Turn a pydantic ValidationError into one readable ToolError naming every offending field."""
+    lines: list[str] = []
+    fields: list[str] = []
+    for e in err.errors(include_url=False):
+        path = _loc_to_path(tuple(e.get("loc", ())))
+        msg = str(e.get("msg", "invalid value"))
+        # Custom validators raise ValueError("...") which pydantic prefixes with "Value error, ".
+        msg = msg.removeprefix("Value error, ")
+        got = e.get("input")
+        shown = ""
+        if e.get("type") not in ("missing",) and not isinstance(got, dict | list):
+            text = repr(got)
+            shown = f" (got {text[:60]}{'...' if len(text) > 60 else ''})"
+        lines.append(f"{path}: {msg}{shown}")
+        if path not in fields:
+            fields.append(path)
+    head = f"Invalid arguments for {tool_name}: " if tool_name else "Invalid arguments: "
+    return ToolError(head + "; ".join(lines), fields=fields)
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of a pydantic JSON schema with every ``$ref`` replaced by its definition.
+
+    Why: Ollama's tool parser, several OpenAI-compatible servers and some MCP clients ignore ``$defs``, so a
+    nested model (e.g. ``architecture``) would arrive as an empty object. Our models are not recursive, so a
+    plain expansion terminates; a recursion guard still raises rather than looping forever.
+    """
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def expand(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                name = str(node["$ref"]).rsplit("/", 1)[-1]
+                if name in seen:
+                    raise ValueError(f"recursive schema reference {name!r} cannot be inlined")
+                target = expand(copy.deepcopy(defs[name]), (*seen, name))
+                extra = {k: expand(v, seen) for k, v in node.items() if k != "$ref"}
+                return {**target, **extra}
+            return {k: expand(v, seen) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [expand(v, seen) for v in node]
+        return node
+
+    out = expand(schema, ())
+    assert isinstance(out, dict)
+    return _collapse_nullable(out)
+
+
+def _collapse_nullable(node: Any) -> Any:
+    """``anyOf: [{type: X}, {type: null}]`` -> ``type: [X, "null"]`` (or the object itself).
+
+    Why: pydantic emits ``anyOf`` for every ``X | None`` field; Ollama's tool schema only reads ``type``,
+    ``description`` and ``enum`` per property, so an ``anyOf`` property would reach the model untyped.
+    Optionality is already expressed by the field not being in ``required``.
+    """
+    if isinstance(node, list):
+        return [_collapse_nullable(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _collapse_nullable(v) for k, v in node.items()}
+    any_of = node.get("anyOf")
+    if isinstance(any_of, list):
+        non_null = [s for s in any_of if not (isinstance(s, dict) and s.get("type") == "null")]
+        has_null = len(non_null) != len(any_of)
+        if len(non_null) == 1 and isinstance(non_null[0], dict):
+            inner = dict(non_null[0])
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            t = inner.get("type")
+            if has_null and isinstance(t, str) and t != "object":
+                inner["type"] = [t, "null"]
+            merged = {**inner, **rest}
+            return merged
+    return node
+
+
+def _ollama_property(prop: dict[str, Any]) -> dict[str, Any]:
+    """Flatten one property into what Ollama's ``Tool.Function.Parameters.Property`` keeps.
+
+    Ollama's client drops every key except type/items/description/enum, so constraints (ranges, defaults,
+    nested object fields) are moved into the description where the model can still read them.
+    """
+    t = prop.get("type", "string")
+    if isinstance(t, list):
+        non_null = [x for x in t if x != "null"]
+        t = non_null[0] if len(non_null) == 1 else non_null
+    out: dict[str, Any] = {"type": t}
+    desc = str(prop.get("description", "")).strip()
+    hints: list[str] = []
+    for key, word in (
+        ("minimum", ">="),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "<="),
+        ("exclusiveMaximum", "<"),
+    ):
+        if key in prop:
+            hints.append(f"{word} {prop[key]}")
+    if "default" in prop and prop["default"] is not None:
+        hints.append(f"default {json.dumps(prop['default'])}")
+    if t == "object" and isinstance(prop.get("properties"), dict):
+        req = set(prop.get("required", []))
+        inner = ", ".join(
+            f"{k}{'' if k in req else '?'}: {_short_type(v)}" for k, v in prop["properties"].items()
+        )
+        hints.append(f"object with fields {{{inner}}}")
+    if hints:
+        desc = (desc + " " if desc else "") + "(" + "; ".join(hints) + ")"
+    if desc:
+        out["description"] = desc
+    if "enum" in prop:
+        out["enum"] = list(prop["enum"])
+    if "items" in prop:
+        out["items"] = prop["items"]
+    return out
+
+
+def _short_type(prop: Any) -> str:
+    if not isinstance(prop, dict):
+        return "any"
+    t = prop.get("type", "any")
+    if isinstance(t, list):
+        return "|".join(str(x) for x in t)
+    return str(t)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One public tool. ``func`` is a plain typed function taking an ``input_model`` instance."""
+
+    name: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    func: Callable[[Any], BaseModel]
+
+    def validate(self, arguments: Mapping[str, Any] | str | None) -> BaseModel:
+        """Parse arguments (a mapping, a JSON string, or None for "no arguments") into the input model."""
+        if arguments is None:
+            arguments = {}
+        if isinstance(arguments, bytes | bytearray):
+            try:
+                arguments = arguments.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ToolError(f"Invalid arguments for {self.name}: not UTF-8 text") from exc
+        if isinstance(arguments, str):
+            text = arguments.strip()
+            if not text:
+                arguments = {}
+            else:
+                try:
+                    arguments = json.loads(text)
+                except (json.JSONDecodeError, RecursionError) as exc:
+                    raise ToolError(
+                        f"Invalid arguments for {self.name}: expected a JSON object, could not parse it "
+                        f"({exc.__class__.__name__}: {str(exc)[:120]})"
+                    ) from exc
+                if arguments is None:
+                    arguments = {}
+        if not isinstance(arguments, Mapping):
+            raise ToolError(
+                f"Invalid arguments for {self.name}: expected an object of named arguments, "
+                f"got {type(arguments).__name__}. Fields: {', '.join(self.input_model.model_fields)}"
+            )
+        unknown = [k for k in arguments if not isinstance(k, str) or k not in self.input_model.model_fields]
+        if unknown:
+            import difflib
+
+            accepted = list(self.input_model.model_fields)
+            parts = []
+            for k in unknown:
+                close = difflib.get_close_matches(str(k), accepted, n=1)
+                parts.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ToolError(
+                f"Invalid arguments for {self.name}: unknown argument(s) {', '.join(parts)}. "
+                f"Accepted: {', '.join(accepted)}",
+                fields=[str(k) for k in unknown],
+            )
+        try:
+            return self.input_model.model_validate(dict(arguments))
+        except ValidationError as err:
+            raise format_validation_error(self.name, err) from None
+        except RecursionError as exc:
+            raise ToolError(f"Invalid arguments for {self.name}: input nested too deeply") from exc
+
+    def run(self, arguments: Mapping[str, Any] | str | None) -> BaseModel:
+        """Validate (dict, or a JSON string as small models send) then call.
+
+        Raises ToolError with a clear message on any validation problem or domain error. Never another
+        exception: an unexpected failure inside a tool is a bug, but the caller (an agent loop, an MCP
+        request) must still get a presentable message rather than a traceback, so it is wrapped too.
+        """
+        params = self.validate(arguments)
+        try:
+            result = self.func(params)
+        except ToolError:
+            raise
+        except ValidationError as err:
+            raise format_validation_error(self.name, err) from None
+        except (ValueError, ArithmeticError, OverflowError) as exc:
+            raise ToolError(f"{self.name} could not compute a result: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - contract: never another exception type
+            raise ToolError(f"{self.name} failed internally ({exc.__class__.__name__}: {exc})") from exc
+        if not isinstance(result, self.output_model):
+            raise ToolError(f"{self.name} returned {type(result).__name__}, not {self.output_model.__name__}")
+        return result
+
+    def input_schema(self) -> dict[str, Any]:
+        """JSON schema derived from the input model, every $ref inlined."""
+        schema = inline_refs(self.input_model.model_json_schema(mode="validation"))
+        schema.pop("title", None)
+        schema.setdefault("type", "object")
+        schema.setdefault("properties", {})
+        return schema
+
+    def output_schema(self) -> dict[str, Any]:
+        schema = inline_refs(self.output_model.model_json_schema(mode="serialization"))
+        schema.pop("title", None)
+        return schema
+
+    def ollama_spec(self) -> dict[str, Any]:
+        """The shape Ollama's /api/chat ``tools`` accepts; nested constraints are folded into descriptions."""
+        full = self.input_schema()
+        props = {k: _ollama_property(v) for k, v in full.get("properties", {}).items()}
+        params: dict[str, Any] = {"type": "object", "properties": props}
+        params["required"] = list(full.get("required", []))
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params},
+        }
+
+    def openai_spec(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.input_schema(),
+            },
+        }
+
+    def mcp_spec(self) -> dict[str, Any]:
+        """MCP ``tools/list`` entry (name, description, inputSchema, outputSchema)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "inputSchema": self.input_schema(),
+            "outputSchema": self.output_schema(),
+        }
+
+
+class Registry:
+    """Ordered mapping name -> Tool. ``extended`` returns a new registry so the shared one is never
+    mutated."""
+
+    def __init__(self, tools: list[Tool] | None = None) -> None:
+        self._tools: dict[str, Tool] = {}
+        for t in tools or []:
+            self.register(t)
+
+    def register(self, tool: Tool) -> Tool:
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+        return tool
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except (KeyError, TypeError):
+            import difflib
+
+            close = difflib.get_close_matches(str(name), list(self._tools), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ToolError(
+                f"Unknown tool {name!r}.{hint} Available: {', '.join(self._tools)}", fields=["name"]
+            ) from None
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def extended(self, *tools: Tool) -> Registry:
+        new = Registry(list(self._tools.values()))
+        for t in tools:
+            new.register(t)
+        return new
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(list(self._tools.values()))
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __repr__(self) -> str:
+        return f"Registry({self.names()})"

@@ -1,0 +1,298 @@
+"""Pydantic input/output models of the public tools.
+
+These field names are public API (MCP tool schemas, the agent's tool list, the CLI flags), so they change only
+together with DESIGN.md. Validation here catches shape and range problems; domain problems (an unknown chip,
+a GPU-core count a chip never had) are raised by the tools as ToolError with closest matches.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+KvCacheType = Literal["f16", "q8_0", "q4_0"]
+Verdict = Literal["fits", "tight", "partial_offload", "does_not_fit"]
+Workload = Literal["llm", "image", "research"]
+
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ModelArchitecture(BaseModel):
+    """Hyper-parameters needed for weights and KV-cache maths; for any model not in our catalog."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params_billion: float = Field(gt=0, le=3000, description="Total parameters in billions (memory).")
+    n_layers: int = Field(ge=1, le=1000, description="Transformer blocks (GGUF <arch>.block_count).")
+    n_kv_heads: int = Field(ge=1, le=1024, description="KV heads (GQA), GGUF attention.head_count_kv.")
+    head_dim: int = Field(ge=1, le=4096, description="Per-head dim, GGUF attention.key_length.")
+    native_context: int = Field(ge=1, le=16_777_216, description="Trained context length in tokens.")
+    active_params_billion: float | None = Field(
+        default=None, gt=0, le=3000, description="MoE: parameters read per token, in billions."
+    )
+    sliding_window: int | None = Field(default=None, ge=1, le=16_777_216, description="SWA window (tokens).")
+    global_layer_every: int | None = Field(
+        default=None, ge=1, le=1000, description="With SWA: every Nth layer is global (full context)."
+    )
+    family: str | None = Field(default=None, max_length=100)
+    n_heads: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Query heads (attention.head_count); optional, refines the long-context slow-down.",
+    )
+
+    @model_validator(mode="after")
+    def _active_le_total(self) -> ModelArchitecture:
+        if self.active_params_billion is not None and self.active_params_billion > self.params_billion:
+            raise ValueError("active_params_billion cannot exceed params_billion")
+        if self.n_heads is not None and self.n_heads < self.n_kv_heads:
+            raise ValueError("n_heads (query heads) cannot be fewer than n_kv_heads")
+        if (self.sliding_window is None) != (self.global_layer_every is None):
+            raise ValueError("sliding_window and global_layer_every go together (SWA models need both)")
+        return self
+
+
+# Shared field types: Annotated aliases so each tool declares the same public field identically.
+Chip = Annotated[
+    str | None,
+    Field(
+        max_length=80,
+        description='Apple Silicon chip, e.g. "M3 Max", "m4 pro". Omit on a Mac to use this Mac.',
+    ),
+]
+GpuCores = Annotated[int | None, Field(ge=1, le=256, description="GPU core count; picks the bandwidth bin.")]
+MemoryGb = Annotated[float | None, Field(gt=0, le=4096, description="Unified memory in GB (e.g. 48).")]
+ModelTag = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description='Ollama tag, e.g. "llama3.3:70b", "qwen2.5:14b-instruct-q4_K_M".',
+    ),
+]
+ParamsBillion = Annotated[
+    float | None,
+    Field(gt=0, le=3000, description="Model size in billions, if no tag is given."),
+]
+Quant = Annotated[
+    str | None,
+    Field(
+        max_length=40,
+        description='Quantisation, e.g. "Q4_K_M" (default), "Q8_0", "F16", "MLX-4bit". '
+        "A quant inside the tag is used when this is omitted.",
+    ),
+]
+
+
+class EstimateSpeedInput(BaseModel):
+    """Decode speed question: which machine, which model, how much context."""
+
+    model_config = _STRICT
+
+    chip: Chip = None
+    gpu_cores: GpuCores = None
+    memory_gb: MemoryGb = None
+    bandwidth_gbps: float | None = Field(
+        default=None, gt=0, le=20000, description="Raw memory bandwidth in GB/s instead of a chip."
+    )
+    model: ModelTag = None
+    params_billion: ParamsBillion = None
+    architecture: ModelArchitecture | None = Field(
+        default=None, description="Explicit architecture for a model not in the catalog."
+    )
+    quant: Quant = None
+    context_tokens: int = Field(
+        default=2048,
+        ge=0,
+        le=16_777_216,
+        description="Tokens already in the context while generating (prompt + output so far).",
+    )
+
+
+class EstimateSpeedOutput(BaseModel):
+    chip: str | None = Field(description="Resolved chip label with bin, or None for raw bandwidth.")
+    gpu_cores: int | None
+    bandwidth_gbps: float
+    model: str | None = Field(description="Resolved catalog model, or None for a params-only model.")
+    params_billion: float
+    active_params_billion: float = Field(description="Parameters read per token (MoE: active only).")
+    quant: str
+    bits_per_weight: float
+    weights_gb: float = Field(description="All weights in GB (1e9 bytes).")
+    active_weights_gb: float = Field(description="Weight bytes read per generated token, GB.")
+    kv_cache_gb: float = Field(description="KV cache read per token at context_tokens, GB.")
+    context_tokens: int
+    ceiling_tokens_per_second: float = Field(description="bandwidth / bytes per token: a hard upper bound.")
+    expected_tokens_per_second: float
+    expected_range: tuple[float, float] = Field(description="(low, high) band from calibration residuals.")
+    efficiency: float = Field(description="expected / ceiling.")
+    prefill_tokens_per_second: float | None = Field(
+        default=None, description="Rough prompt-processing speed, if modelled for this chip."
+    )
+    assumptions: list[str]
+    sources: list[str]
+
+
+class CheckMemoryFitInput(BaseModel):
+    """Will a model with this context load on this Mac's GPU?"""
+
+    model_config = _STRICT
+
+    chip: Chip = None
+    gpu_cores: GpuCores = None
+    memory_gb: MemoryGb = None
+    gpu_memory_limit_gb: float | None = Field(
+        default=None,
+        gt=0,
+        le=4096,
+        description="GPU budget override in GB, as set by `sudo sysctl iogpu.wired_limit_mb=N`.",
+    )
+    model: ModelTag = None
+    params_billion: ParamsBillion = None
+    architecture: ModelArchitecture | None = Field(
+        default=None, description="Explicit architecture for a model not in the catalog."
+    )
+    quant: Quant = None
+    context_tokens: int = Field(
+        default=4096, ge=1, le=16_777_216, description="Context window to allocate (num_ctx)."
+    )
+    kv_cache_type: KvCacheType = Field(default="f16", description="KV cache element type.")
+    parallel: int = Field(default=1, ge=1, le=256, description="Parallel slots (OLLAMA_NUM_PARALLEL).")
+
+
+class MemoryBreakdown(BaseModel):
+    weights_gb: float
+    kv_cache_gb: float
+    overhead_gb: float = Field(description="Compute buffer + runtime margin.")
+    total_gb: float
+    gpu_budget_gb: float = Field(description="Metal working-set budget (recommendedMaxWorkingSetSize).")
+    headroom_gb: float = Field(description="gpu_budget_gb - total_gb (negative = does not fit).")
+    ram_gb: float = Field(description="Installed unified memory.")
+    os_headroom_gb: float = Field(description="Memory reserved for macOS and apps in the RAM check.")
+
+
+class CheckMemoryFitOutput(BaseModel):
+    verdict: Verdict
+    fits_on_gpu: bool
+    chip: str | None
+    memory_gb: float
+    model: str | None
+    params_billion: float
+    quant: str
+    bits_per_weight: float
+    context_tokens: int
+    kv_cache_type: KvCacheType
+    parallel: int
+    breakdown: MemoryBreakdown
+    max_context_tokens: int = Field(
+        description="Largest context (per slot) that fits the GPU budget; 0 if the weights alone do not."
+    )
+    suggestions: list[str]
+    assumptions: list[str]
+    sources: list[str]
+
+
+class LookupBenchmarksInput(BaseModel):
+    """Search the article's measured tables; every filter is forgiving and optional."""
+
+    model_config = _STRICT
+
+    query: str | None = Field(
+        default=None,
+        max_length=300,
+        description='Free text, e.g. "m4 pro 70b", "flux studio". Split into machine/model words.',
+    )
+    machine: str | None = Field(default=None, max_length=100, description='e.g. "m3 max", "mac mini".')
+    model: str | None = Field(default=None, max_length=100, description='e.g. "70b", "qwen", "sdxl".')
+    kind: Literal["llm", "image", "any"] = Field(default="any", description="Which table(s) to search.")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class LlmBenchmarkRow(BaseModel):
+    machine: str
+    chip: str
+    gpu_cores: int | None
+    memory_gb: float
+    bandwidth_gbps: float
+    model: str
+    params_billion: float | None
+    quant: str
+    tokens_per_second: float | None = Field(description="None where the article printed OOM.")
+    result: str = Field(description="As printed, e.g. '42 tok/s', '~95 tok/s', 'OOM'.")
+    ceiling_tokens_per_second: float | None
+    physically_impossible: bool = Field(description="Measured above the bandwidth ceiling.")
+    flags: list[str]
+    source: str
+
+
+class ImageBenchmarkRow(BaseModel):
+    machine: str
+    chip: str
+    gpu_cores: int | None
+    memory_gb: float
+    model: str
+    seconds: float
+    setting: str
+    flags: list[str]
+    source: str
+
+
+class LookupBenchmarksOutput(BaseModel):
+    llm_rows: list[LlmBenchmarkRow]
+    image_rows: list[ImageBenchmarkRow]
+    matched_on: list[str] = Field(description="How the query was interpreted.")
+    assumptions: list[str]
+    sources: list[str]
+
+
+class RecommendMachineInput(BaseModel):
+    """Buying question: budget, what to run, what for."""
+
+    model_config = _STRICT
+
+    budget_usd: float | None = Field(default=None, gt=0, le=1_000_000, description="Budget in US dollars.")
+    workload: Workload = Field(default="llm", description="llm | image | research.")
+    target_model: str | None = Field(
+        default=None, max_length=200, description='Largest model you want to run, e.g. "llama3.3:70b".'
+    )
+    target_params_billion: float | None = Field(
+        default=None, gt=0, le=3000, description="Or its size in billions."
+    )
+    quant: Quant = None
+    context_tokens: int = Field(default=8192, ge=1, le=1_048_576, description="Context you want to use.")
+    portable: bool | None = Field(default=None, description="Need a laptop? None = no preference.")
+
+
+class MachineOption(BaseModel):
+    machine: str
+    chip: str
+    gpu_cores: int
+    memory_gb: float
+    bandwidth_gbps: float
+    approx_price_usd: float | None
+    price_note: str
+    fit_verdict: str | None = None
+    expected_tokens_per_second: float | None = None
+    expected_range: tuple[float, float] | None = None
+    why: str
+
+
+class RecommendMachineOutput(BaseModel):
+    recommendation: MachineOption | None = Field(
+        description="None when the article's advice is to wait (budget too small for useful local LLM work)."
+    )
+    summary: str
+    alternatives: list[MachineOption]
+    avoid: list[str]
+    reasons: list[str]
+    trade_offs: list[str]
+    assumptions: list[str]
+    sources: list[str]
+
+    @field_validator("reasons")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("a recommendation needs at least one reason")
+        return v

@@ -1,0 +1,138 @@
+"""Decode-speed model: bandwidth ceiling plus a calibrated time-per-token model.
+
+Time per generated token (seconds)::
+
+    T = (W_active / BW) * (a[tier] + d[quant]) + t0[tier] + c_attn * A(ctx) / BW
+
+* ``W_active / BW`` is the time to stream the weights once at the marketed bandwidth; ``a + d`` is its inverse
+  efficiency, which grows as the quantisation gets lower (dequantisation compute) and differs by chip tier.
+* ``t0`` is a fixed per-token cost (kernel launches, sampling, synchronisation) that dominates small models on
+  fast chips -- why a single efficiency constant cannot fit both 1B and 70B models.
+* ``A(ctx)`` is the attention work over the context, expressed as MHA-equivalent K/V bytes (see
+  ``catalog.attention_read_bytes``); it models the 15-30 % slow-down at 8k context.
+
+The parameters are fitted offline by ``python -m tools.calibration`` (weighted least squares on relative error
+over ``data/calibration_decode.csv``) and stored with their fit report in ``data/speed_model.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from tools.catalog import QuantSpec, load_yaml
+
+TIERS = ("base", "pro", "max", "ultra")
+QUANT_ANCHORS = ("q4", "q8", "mlx4", "mlx8")
+# Parameter set chosen by leave-one-source-out error (bench/estimator_accuracy.py): one bandwidth efficiency
+# for all chips, per-quant extra cost, an M1-generation penalty, per-tier fixed cost, attention factor.
+# Per-tier and per-generation efficiencies fitted the calibration rows better but generalised worse.
+PARAM_NAMES: tuple[str, ...] = (
+    "a",
+    *(f"d_{q}" for q in QUANT_ANCHORS),
+    "g_m1",
+    *(f"t0_{t}" for t in TIERS),
+    "c_attn",
+)
+
+
+def tier_from_bandwidth(bw_gbps: float) -> str:
+    """Tier implied by a raw bandwidth figure (used only when no chip is given)."""
+    if bw_gbps <= 160:
+        return "base"
+    if bw_gbps <= 320:
+        return "pro"
+    if bw_gbps <= 650:
+        return "max"
+    return "ultra"
+
+
+def quant_weights(q: QuantSpec) -> tuple[dict[str, float], str | None]:
+    """Map a quant onto the fitted anchors; 16-bit floats are the reference (no extra cost).
+
+    Anchors are the quantisations the calibration data actually contains (Q4_K_M/Q4_0, Q8_0, F16, MLX
+    4/8-bit);
+    each anchor's parameter is the extra inverse efficiency (dequantisation work per byte) over F16, so the
+    fit
+    can keep it non-negative. Quants in between are linearly interpolated by nominal bpw; quants below 4.5 bpw
+    and i-quants reuse the Q4 anchor, which the returned note flags as uncalibrated.
+    """
+    bpw = q.nominal_bpw
+    note: str | None = None
+    if q.family == "float":
+        return {}, None
+    lo, hi = ("mlx4", "mlx8") if q.engine == "mlx" else ("q4", "q8")
+    if bpw <= 4.5:
+        if bpw < 4.5 or q.family == "iq":
+            note = (
+                f"{q.quant}: efficiency not calibrated (no measurements below 4 bits / for i-quants); "
+                f"the 4-bit "
+                "value is used. i-quants and 2-3 bit K-quants are usually somewhat slower per byte on Metal."
+            )
+        return {lo: 1.0}, note
+    if bpw <= 8.5:
+        f = (bpw - 4.5) / 4.0
+        return {lo: 1 - f, hi: f}, None
+    return {hi: 1 - (bpw - 8.5) / 7.5}, None
+
+
+def feature_vector(
+    weights_bytes: float,
+    bw_gbps: float,
+    tier: str,
+    q: QuantSpec,
+    attn_bytes: float,
+    generation: int | None = None,
+) -> list[float]:
+    """Design-matrix row; T = features . params (linear in the parameters, hence a direct LS fit).
+
+    ``generation`` 1 (the M1 family) adds an extra inverse efficiency: M1 GPUs reach a visibly smaller share
+    of
+    their marketed bandwidth than later chips (XiongjieDai M1 Max rows). None (raw bandwidth) means "not M1".
+    """
+    bw = bw_gbps * 1e9
+    wt = weights_bytes / bw
+    qw, _ = quant_weights(q)
+    row = [wt]
+    row += [wt * qw.get(a, 0.0) for a in QUANT_ANCHORS]
+    row += [wt if generation == 1 else 0.0]
+    row += [1.0 if tier == t else 0.0 for t in TIERS]
+    row += [attn_bytes / bw]
+    return row
+
+
+@dataclass(frozen=True)
+class SpeedModel:
+    params: dict[str, float]
+    range_low: float
+    range_high: float
+    prefill_tflops_per_core: dict[int, float]
+    prefill_sources: dict[int, str]
+    fit_note: str
+
+    def seconds_per_token(
+        self,
+        weights_bytes: float,
+        bw_gbps: float,
+        tier: str,
+        q: QuantSpec,
+        attn_bytes: float,
+        generation: int | None = None,
+    ) -> float:
+        x = feature_vector(weights_bytes, bw_gbps, tier, q, attn_bytes, generation)
+        return sum(xi * self.params[n] for xi, n in zip(x, PARAM_NAMES, strict=True))
+
+
+@cache
+def speed_model() -> SpeedModel:
+    data: dict[str, Any] = load_yaml("speed_model.yaml")
+    pre = data.get("prefill", {})
+    return SpeedModel(
+        params={k: float(v) for k, v in data["params"].items()},
+        range_low=float(data["range"]["low_ratio"]),
+        range_high=float(data["range"]["high_ratio"]),
+        prefill_tflops_per_core={int(k): float(v["tflops_per_core"]) for k, v in pre.items()},
+        prefill_sources={int(k): str(v["source"]) for k, v in pre.items()},
+        fit_note=str(data["fit"]["method"]),
+    )
