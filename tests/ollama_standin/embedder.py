@@ -1,9 +1,9 @@
 """A deterministic stand-in for nomic-embed-text.
 
 Hashed character n-grams and word unigrams folded into 768 dimensions and L2-normalised: the same text always
-gives the same vector and texts sharing words and fragments land near each other, which is all retrieval tests
-need. The nomic task prefix (`search_document: ` / `search_query: `) is stripped first so that a document and a
-query about the same thing are close, as they are with the real model.
+gives the same vector and texts sharing words and fragments land near each other, which is all retrieval
+tests need. The nomic task prefix (`search_document: ` / `search_query: `) is stripped first so that a
+document and a query about the same thing are close, as they are with the real model.
 """
 
 from __future__ import annotations

@@ -1,0 +1,53 @@
+"""Shared fixtures: the Ollama stand-in for every integration test, and a real Ollama for `live` tests.
+
+The repository root is put on sys.path so that the stand-in imports as ``tests.ollama_standin`` no matter
+how pytest was started (``uv run pytest`` does not add the working directory itself).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import ollama  # noqa: E402
+
+from tests.ollama_standin import OllamaStandIn  # noqa: E402
+
+
+@pytest.fixture
+def standin() -> Iterator[OllamaStandIn]:
+    """A running stand-in on a random port with the default models installed; fresh for every test."""
+    with OllamaStandIn() as server:
+        yield server
+        assert not server.errors, f"the stand-in itself failed: {server.errors}"
+
+
+def live_host() -> str:
+    """Where a real Ollama would answer: OLLAMA_HOST like Ollama itself, else its default address."""
+    return os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+
+
+@pytest.fixture(scope="session")
+def live_ollama() -> str:
+    """The host of a real, answering Ollama; skips the test with the reason when there is none.
+
+    Only ``live``-marked tests should use it: probing a host is a network request that the offline suite must
+    not make (``-m 'not live'`` is the default in pyproject.toml).
+    """
+    host = live_host()
+    try:
+        with ollama.Client(host=host, timeout=3.0) as client:
+            client.list()
+    except Exception as exc:  # any failure means "no usable Ollama here", which is a reason to skip
+        pytest.skip(
+            f"no Ollama answers at {host} ({type(exc).__name__}: {exc}); start one or set OLLAMA_HOST"
+        )
+    return host

@@ -1,0 +1,749 @@
+"""The stand-in HTTP server: Ollama's REST protocol on 127.0.0.1, scripted per test.
+
+It speaks HTTP/1.1 with keep-alive and chunked NDJSON streams like Ollama's Go server, because the faults
+worth testing live at that level: a stream cut without its terminating chunk is only detectable when the
+stream is chunked, and a refused connection only happens when the listening socket is really gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .embedder import DIMENSION, embed_text
+from .models import (
+    DEFAULT_INSTALLED,
+    DEFAULT_REGISTRY,
+    ChatResponder,
+    ChatScript,
+    Fault,
+    ModelSpec,
+    RecordedRequest,
+    approx_tokens,
+    canonical_name,
+    split_tokens,
+)
+
+DEFAULT_REPLY = (
+    "This is the Ollama stand-in. It has no script for this request, so it answers with this text."
+)
+DEFAULT_VERSION = "0.12.6"
+
+
+class _Abort(Exception):
+    """Unwinds a handler after a fault cut the connection on purpose."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # 20-50 concurrent chats must not overflow the listen backlog
+    standin: OllamaStandIn
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    server_version = "ollama-standin"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        # Without NODELAY, header+chunk writes hit Nagle/delayed-ACK and add ~40 ms per request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.standin._track(self.connection)
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        self.server.standin._untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _dispatch(self, method: str) -> None:
+        standin = self.server.standin
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body: Any = None
+            bad_json = False
+            if raw:
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    bad_json = True
+            path = self.path.split("?", 1)[0]
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            record = RecordedRequest(method, path, body, headers, time.monotonic())
+            standin._record(record)
+            fault = standin._take_fault(path)
+            if fault is not None and self._apply_fault(fault, streaming=_wants_stream(path, body)):
+                return
+            if bad_json:
+                self.send_json(400, {"error": "invalid character in request body"})
+                return
+            standin._route(self, record)
+        except _Abort:
+            self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True
+        except Exception as exc:  # a bug in the stand-in must be visible, not a hang
+            standin._errors.append(repr(exc))
+            with contextlib.suppress(OSError):
+                self.send_json(500, {"error": f"stand-in internal error: {exc!r}"})
+
+    def _apply_fault(self, fault: Fault, *, streaming: bool) -> bool:
+        """Apply a path-level fault; returns True when the request is fully handled by it."""
+        standin = self.server.standin
+        if fault.kind == "slow":
+            standin._sleep(fault.delay_s)
+            return False
+        if fault.kind == "http":
+            self.send_json(fault.status, {"error": fault.error})
+            return True
+        if fault.kind == "close":
+            self.cut()
+        if fault.kind == "drop":
+            if streaming:
+                self.start_stream()
+                for i in range(fault.after_lines):
+                    self.stream_line({"status": f"partial line {i}"})
+            self.cut()
+        return True
+
+    def send_json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def send_text(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def stream_line(self, payload: Any) -> None:
+        data = json.dumps(payload).encode() + b"\n"
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+    def cut(self) -> None:
+        """Close the TCP connection without finishing the response."""
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+        raise _Abort
+
+
+def _wants_stream(path: str, body: Any) -> bool:
+    if path not in ("/api/chat", "/api/pull", "/api/generate", "/api/push", "/api/create"):
+        return False
+    return not (isinstance(body, dict) and body.get("stream") is False)
+
+
+class OllamaStandIn:
+    """A scripted Ollama. See the package docstring for a usage example."""
+
+    def __init__(
+        self,
+        models: Iterable[ModelSpec] = DEFAULT_INSTALLED,
+        *,
+        registry: Iterable[ModelSpec] = DEFAULT_REGISTRY,
+        version: str = DEFAULT_VERSION,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._installed: dict[str, ModelSpec] = {canonical_name(m.name): m for m in models}
+        self._registry: dict[str, ModelSpec] = {canonical_name(m.name): m for m in registry}
+        self._registry.update(self._installed)
+        self.version = version
+        self._chat_queue: deque[ChatScript | ChatResponder] = deque()
+        self.chat_responder: ChatResponder | None = None
+        """Called (with the request) when the chat queue is empty; None → the default deterministic reply."""
+        self._faults: dict[str, deque[Fault]] = {}
+        self._requests: list[RecordedRequest] = []
+        self._errors: list[str] = []
+        self._loaded: dict[str, tuple[datetime, int]] = {}
+        self.gpu_memory_bytes: int | None = None
+        """When set, /api/ps caps size_vram at this (partial offload), like a Mac short of memory."""
+        self.pull_steps = 4
+        self.pull_step_delay_s = 0.0
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``, the form OLLAMA_HOST usually takes."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> OllamaStandIn:
+        self._stopping.clear()
+        self._listen()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._close_listener()
+        self._close_connections()
+
+    def __enter__(self) -> OllamaStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _listen(self) -> None:
+        server = _Server(("127.0.0.1", self.port), _Handler)
+        server.standin = self
+        self.port = server.server_address[1]
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="ollama-standin", daemon=True
+        )
+        thread.start()
+        self._server, self._thread = server, thread
+
+    def _close_listener(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _close_connections(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def _track(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def _untrack(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    # -- faults ------------------------------------------------------------------------------------
+
+    def refuse_connections(self) -> None:
+        """Ollama quits: the port stops listening (clients get ECONNREFUSED) and open connections are cut."""
+        self._close_listener()
+        self._close_connections()
+
+    def accept_connections(self) -> None:
+        """Ollama comes back on the same port."""
+        if self._server is None:
+            self._listen()
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """``with standin.down(): ...`` — refused inside the block, back afterwards."""
+        self.refuse_connections()
+        try:
+            yield
+        finally:
+            self.accept_connections()
+
+    def inject(self, path: str, fault: Fault, times: int = 1) -> None:
+        """Apply ``fault`` to the next ``times`` requests to ``path`` ("/api/embed"...), before any script."""
+        with self._lock:
+            self._faults.setdefault(path, deque()).extend([fault] * times)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            queue = self._faults.get(path)
+            return queue.popleft() if queue else None
+
+    # -- scripting ---------------------------------------------------------------------------------
+
+    def script_chat(self, *turns: ChatScript | ChatResponder | str) -> None:
+        """Queue replies for successive /api/chat calls; a str is plain text, a callable gets the request."""
+        with self._lock:
+            for turn in turns:
+                self._chat_queue.append(ChatScript(text=turn) if isinstance(turn, str) else turn)
+
+    def pending_scripts(self) -> int:
+        with self._lock:
+            return len(self._chat_queue)
+
+    def clear_scripts(self) -> None:
+        with self._lock:
+            self._chat_queue.clear()
+
+    def set_models(self, *models: ModelSpec) -> None:
+        """Replace the installed models (they also become pullable)."""
+        with self._lock:
+            self._installed = {canonical_name(m.name): m for m in models}
+            self._registry.update(self._installed)
+            self._loaded = {k: v for k, v in self._loaded.items() if k in self._installed}
+
+    def add_model(self, model: ModelSpec) -> None:
+        with self._lock:
+            self._installed[canonical_name(model.name)] = model
+            self._registry[canonical_name(model.name)] = model
+
+    def remove_model(self, name: str) -> None:
+        with self._lock:
+            self._installed.pop(canonical_name(name), None)
+            self._loaded.pop(canonical_name(name), None)
+
+    def add_to_registry(self, model: ModelSpec) -> None:
+        """Make ``model`` pullable without installing it."""
+        with self._lock:
+            self._registry[canonical_name(model.name)] = model
+
+    def installed(self) -> list[str]:
+        with self._lock:
+            return list(self._installed)
+
+    def set_loaded(self, name: str, context_length: int = 4096, keep_alive_s: float = 300.0) -> None:
+        """Mark a model as loaded (as if used recently) so /api/ps lists it."""
+        with self._lock:
+            self._loaded[canonical_name(name)] = (
+                datetime.now(UTC) + timedelta(seconds=keep_alive_s),
+                context_length,
+            )
+
+    # -- inspection --------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, path: str, method: str | None = None) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == path and (method is None or r.method == method)]
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        return self.requests_to("/api/chat")
+
+    def embed_requests(self) -> list[RecordedRequest]:
+        return self.requests_to("/api/embed")
+
+    def last_chat_request(self) -> RecordedRequest:
+        chats = self.chat_requests()
+        if not chats:
+            raise AssertionError("the stand-in received no /api/chat request")
+        return chats[-1]
+
+    def embedded_texts(self) -> list[str]:
+        """Every text sent to /api/embed, in order, prefixes included."""
+        return [text for r in self.embed_requests() for text in r.inputs]
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    @property
+    def errors(self) -> list[str]:
+        """Internal errors of the stand-in itself (should stay empty; a test may assert on it)."""
+        return list(self._errors)
+
+    def _record(self, record: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(record)
+
+    # -- routing -----------------------------------------------------------------------------------
+
+    def _route(self, h: _Handler, req: RecordedRequest) -> None:
+        routes = {
+            ("GET", "/"): self._root,
+            ("HEAD", "/"): self._root,
+            ("GET", "/api/version"): self._version,
+            ("GET", "/api/tags"): self._tags,
+            ("POST", "/api/show"): self._show,
+            ("POST", "/api/chat"): self._chat,
+            ("POST", "/api/embed"): self._embed,
+            ("POST", "/api/pull"): self._pull,
+            ("GET", "/api/ps"): self._ps,
+            ("DELETE", "/api/delete"): self._delete,
+        }
+        handler = routes.get((req.method, req.path))
+        if handler is None:
+            known = {path for _, path in routes}
+            if req.path in known:
+                h.send_text(405, "405 method not allowed")
+            else:
+                h.send_text(404, "404 page not found")
+            return
+        handler(h, req)
+
+    def _root(self, h: _Handler, req: RecordedRequest) -> None:
+        h.send_text(200, "Ollama is running")
+
+    def _version(self, h: _Handler, req: RecordedRequest) -> None:
+        h.send_json(200, {"version": self.version})
+
+    def _tags(self, h: _Handler, req: RecordedRequest) -> None:
+        with self._lock:
+            models = list(self._installed.values())
+        h.send_json(
+            200,
+            {
+                "models": [
+                    {
+                        "name": canonical_name(m.name),
+                        "model": canonical_name(m.name),
+                        "modified_at": "2025-11-02T10:15:42.123456+01:00",
+                        "size": m.size_bytes,
+                        "digest": m.digest,
+                        "details": m.details(),
+                    }
+                    for m in models
+                ]
+            },
+        )
+
+    def _require_body(self, h: _Handler, req: RecordedRequest) -> dict[str, Any] | None:
+        if not isinstance(req.json, dict):
+            h.send_json(400, {"error": "missing request body"})
+            return None
+        return req.json
+
+    def _installed_model(self, name: Any) -> ModelSpec | None:
+        if not isinstance(name, str) or not name:
+            return None
+        with self._lock:
+            return self._installed.get(canonical_name(name))
+
+    def _show(self, h: _Handler, req: RecordedRequest) -> None:
+        body = self._require_body(h, req)
+        if body is None:
+            return
+        name = body.get("model") or body.get("name")
+        spec = self._installed_model(name)
+        if spec is None:
+            h.send_json(404, {"error": f"model '{name}' not found"})
+            return
+        h.send_json(
+            200,
+            {
+                "license": "",
+                "modelfile": f"# Modelfile generated by the stand-in\nFROM {spec.name}\n",
+                "parameters": 'stop "<|im_end|>"',
+                "template": "{{ .Prompt }}",
+                "details": spec.details(),
+                "model_info": spec.model_info(),
+                "tensors": [],
+                "capabilities": list(spec.capabilities),
+                "modified_at": "2025-11-02T10:15:42.123456+01:00",
+            },
+        )
+
+    def _ps(self, h: _Handler, req: RecordedRequest) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            self._loaded = {k: v for k, v in self._loaded.items() if v[0] > now}
+            loaded = [(self._installed[k], v) for k, v in self._loaded.items() if k in self._installed]
+            cap = self.gpu_memory_bytes
+        models = []
+        for spec, (expires, ctx) in loaded:
+            size = spec.size_bytes + spec.kv_cache_bytes(ctx) + 300_000_000
+            vram = size if cap is None else min(size, cap)
+            models.append(
+                {
+                    "name": canonical_name(spec.name),
+                    "model": canonical_name(spec.name),
+                    "size": size,
+                    "digest": spec.digest,
+                    "details": spec.details(),
+                    "expires_at": expires.isoformat().replace("+00:00", "Z"),
+                    "size_vram": vram,
+                    "context_length": ctx,
+                }
+            )
+        h.send_json(200, {"models": models})
+
+    def _delete(self, h: _Handler, req: RecordedRequest) -> None:
+        body = self._require_body(h, req)
+        if body is None:
+            return
+        name = body.get("model") or body.get("name")
+        if self._installed_model(name) is None:
+            h.send_json(404, {"error": f"model '{name}' not found"})
+            return
+        self.remove_model(str(name))
+        h.send_json(200, {})
+
+    def _load(self, spec: ModelSpec, body: dict[str, Any]) -> bool:
+        """Track the model in /api/ps like Ollama's scheduler; returns True when it was not loaded before."""
+        key = canonical_name(spec.name)
+        keep_alive = body.get("keep_alive")
+        seconds = _keep_alive_seconds(keep_alive)
+        ctx = int((body.get("options") or {}).get("num_ctx") or 4096)
+        with self._lock:
+            was_loaded = key in self._loaded
+            if seconds == 0:
+                self._loaded.pop(key, None)
+            else:
+                self._loaded[key] = (datetime.now(UTC) + timedelta(seconds=seconds), ctx)
+        return not was_loaded
+
+    def _embed(self, h: _Handler, req: RecordedRequest) -> None:
+        body = self._require_body(h, req)
+        if body is None:
+            return
+        spec = self._installed_model(body.get("model"))
+        if spec is None:
+            h.send_json(404, {"error": f'model "{body.get("model")}" not found, try pulling it first'})
+            return
+        value = body.get("input")
+        inputs = [value] if isinstance(value, str) else value
+        if not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
+            h.send_json(400, {"error": "invalid input type"})
+            return
+        dims = body.get("dimensions")
+        vectors = [embed_text(text) for text in inputs]
+        if isinstance(dims, int) and 0 < dims < DIMENSION:
+            vectors = [_renormalise(v[:dims]) for v in vectors]
+        cold = self._load(spec, body)
+        tokens = sum(approx_tokens(t) for t in inputs)
+        h.send_json(
+            200,
+            {
+                "model": body["model"],
+                "embeddings": vectors,
+                "total_duration": 14_000_000 + tokens * 200_000,
+                "load_duration": 900_000_000 if cold else 4_000_000,
+                "prompt_eval_count": tokens,
+            },
+        )
+
+    def _pull(self, h: _Handler, req: RecordedRequest) -> None:
+        body = self._require_body(h, req)
+        if body is None:
+            return
+        name = str(body.get("model") or body.get("name") or "")
+        with self._lock:
+            spec = self._registry.get(canonical_name(name)) if name else None
+        stream = body.get("stream") is not False
+        if spec is None:
+            error = "pull model manifest: file does not exist"
+            if not stream:
+                h.send_json(500, {"error": error})
+                return
+            h.start_stream()
+            h.stream_line({"status": "pulling manifest"})
+            h.stream_line({"error": error})
+            h.end_stream()
+            return
+        if stream:
+            h.start_stream()
+            h.stream_line({"status": "pulling manifest"})
+            layers = [(spec.digest, spec.size_bytes), (spec.digest[::-1], 11_357)]
+            for digest, total in layers:
+                steps = max(self.pull_steps, 1)
+                for step in range(steps + 1):
+                    self._sleep(self.pull_step_delay_s if step else 0.0)
+                    h.stream_line(
+                        {
+                            "status": f"pulling {digest[:12]}",
+                            "digest": f"sha256:{digest}",
+                            "total": total,
+                            "completed": total * step // steps,
+                        }
+                    )
+            for status in ("verifying sha256 digest", "writing manifest", "success"):
+                h.stream_line({"status": status})
+            h.end_stream()
+        else:
+            h.send_json(200, {"status": "success"})
+        self.add_model(spec)
+
+    # -- chat --------------------------------------------------------------------------------------
+
+    def _next_script(self, req: RecordedRequest) -> ChatScript:
+        with self._lock:
+            item = self._chat_queue.popleft() if self._chat_queue else self.chat_responder
+        if item is None:
+            return ChatScript(text=DEFAULT_REPLY)
+        if isinstance(item, ChatScript):
+            return item
+        produced = item(req)
+        if produced is None:
+            return ChatScript(text=DEFAULT_REPLY)
+        return ChatScript(text=produced) if isinstance(produced, str) else produced
+
+    def _chat(self, h: _Handler, req: RecordedRequest) -> None:
+        body = self._require_body(h, req)
+        if body is None:
+            return
+        name = body.get("model")
+        spec = self._installed_model(name)
+        if spec is None:
+            h.send_json(404, {"error": f'model "{name}" not found, try pulling it first'})
+            return
+        if "completion" not in spec.capabilities:
+            h.send_json(400, {"error": f'"{name}" does not support chat'})
+            return
+        if body.get("tools") and "tools" not in spec.capabilities:
+            h.send_json(400, {"error": f"registry.ollama.ai/library/{name} does not support tools"})
+            return
+        if body.get("think") and "thinking" not in spec.capabilities:
+            h.send_json(400, {"error": f'"{name}" does not support thinking'})
+            return
+        script = self._next_script(req)
+        stream = body.get("stream") is not False
+        fault = script.fault
+        if fault is not None:
+            if fault.kind == "slow":
+                self._sleep(fault.delay_s)
+            elif fault.kind == "http":
+                h.send_json(fault.status, {"error": fault.error})
+                return
+            elif fault.kind == "close" or (fault.kind == "drop" and not stream):
+                h.cut()
+        cold = self._load(spec, body)
+
+        options = body.get("options") or {}
+        content = script.content_tokens()
+        thinking = split_tokens(script.thinking) if script.thinking and body.get("think") else []
+        done_reason = script.done_reason
+        limit = options.get("num_predict")
+        if isinstance(limit, int) and limit > 0 and len(content) > limit:
+            content, done_reason = content[:limit], "length"
+        calls = [call.wire(i) for i, call in enumerate(script.tool_call_scripts())]
+        eval_count = script.eval_count
+        if eval_count is None:
+            eval_count = max(1, len(content) + len(thinking) + 12 * len(calls))
+        eval_ns = script.eval_duration_ns
+        if eval_ns is None:
+            eval_ns = int(eval_count / script.tokens_per_second * 1e9)
+        prompt_count = script.prompt_eval_count
+        if prompt_count is None:
+            prompt_count = approx_tokens(body.get("messages") or []) + approx_tokens(body.get("tools") or [])
+        prompt_ns = script.prompt_eval_duration_ns
+        if prompt_ns is None:
+            prompt_ns = int(prompt_count / 400.0 * 1e9)
+        load_ns = script.load_duration_ns
+        if load_ns is None:
+            load_ns = 1_800_000_000 if cold else 18_000_000
+        final = {
+            "model": name,
+            "created_at": _now(),
+            "message": {"role": "assistant", "content": ""},
+            "done_reason": done_reason,
+            "done": True,
+            "total_duration": load_ns + prompt_ns + eval_ns + 3_000_000,
+            "load_duration": load_ns,
+            "prompt_eval_count": prompt_count,
+            "prompt_eval_duration": prompt_ns,
+            "eval_count": eval_count,
+            "eval_duration": eval_ns,
+        }
+
+        if not stream:
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
+            if thinking:
+                message["thinking"] = "".join(thinking)
+            if calls:
+                message["tool_calls"] = calls
+            self._sleep(script.token_delay_s * (len(content) + len(thinking)))
+            h.send_json(200, {**final, "message": message})
+            return
+
+        lines: list[dict[str, Any]] = []
+        for token in thinking:
+            lines.append({"role": "assistant", "content": "", "thinking": token})
+        for token in content:
+            lines.append({"role": "assistant", "content": token})
+        if calls:
+            lines.append({"role": "assistant", "content": "", "tool_calls": calls})
+        h.start_stream()
+        for index, message in enumerate(lines):
+            if fault is not None and fault.kind == "drop" and index >= fault.after_lines:
+                h.cut()
+            if index and script.token_delay_s:
+                self._sleep(script.token_delay_s)
+            h.stream_line({"model": name, "created_at": _now(), "message": message, "done": False})
+        if fault is not None and fault.kind == "drop":
+            h.cut()
+        h.stream_line(final)
+        h.end_stream()
+
+
+def _keep_alive_seconds(value: Any) -> float:
+    """Ollama's keep_alive: number of seconds, or a Go duration like "5m"/"30s"/"1h"; negative = forever."""
+    if value is None:
+        return 300.0
+    if isinstance(value, int | float):
+        return float(value) if value >= 0 else 10.0**9
+    text = str(value).strip()
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix):
+            try:
+                seconds = float(text[: -len(suffix)]) * units[suffix]
+            except ValueError:
+                return 300.0
+            return seconds if seconds >= 0 else 10.0**9
+    try:
+        seconds = float(text)
+    except ValueError:
+        return 300.0
+    return seconds if seconds >= 0 else 10.0**9
+
+
+def _renormalise(vector: list[float]) -> list[float]:
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [v / norm for v in vector]

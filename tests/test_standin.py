@@ -1,0 +1,358 @@
+"""The stand-in speaks Ollama's protocol as the official client expects it; its faults happen on the wire.
+
+Everything goes through ``ollama.Client``: if a shape were wrong the client's pydantic models would reject it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import ollama
+import pytest
+
+from tests.ollama_standin import (
+    DEFAULT_REPLY,
+    DIMENSION,
+    QWEN3_8B,
+    QWEN25_32B,
+    ChatScript,
+    Fault,
+    OllamaStandIn,
+    RecordedRequest,
+    ToolCallScript,
+    embed_text,
+)
+
+USER = [{"role": "user", "content": "Will llama3.3:70b fit on a 48 GB M4 Pro?"}]
+
+
+@pytest.fixture
+def client(standin: OllamaStandIn) -> ollama.Client:
+    return ollama.Client(host=standin.url, timeout=5.0)
+
+
+def test_root_and_version_answer_like_ollama(standin: OllamaStandIn) -> None:
+    with httpx.Client(base_url=standin.url) as http:
+        assert http.get("/").text == "Ollama is running"
+        head = http.head("/")
+        assert head.status_code == 200 and head.text == ""
+        assert http.get("/api/version").json() == {"version": standin.version}
+        assert http.get("/api/nothing").status_code == 404
+
+
+def test_tags_lists_installed_models_with_details(client: ollama.Client) -> None:
+    models = {m.model: m for m in client.list().models}
+    assert set(models) == {"qwen2.5:7b", "llama3.3:70b", "gemma2:9b", "nomic-embed-text:latest"}
+    qwen = models["qwen2.5:7b"]
+    assert qwen.details is not None and qwen.details.parameter_size == "7.6B"
+    assert qwen.details.quantization_level == "Q4_K_M" and qwen.size == 4_683_087_332
+
+
+def test_show_gives_model_info_and_capabilities(client: ollama.Client) -> None:
+    llama = client.show("llama3.3:70b")
+    info = llama.modelinfo or {}
+    assert info["general.architecture"] == "llama"
+    assert info["general.parameter_count"] == 70_553_706_496
+    assert info["llama.block_count"] == 80
+    assert info["llama.attention.head_count_kv"] == 8
+    assert info["llama.attention.key_length"] == 128
+    assert info["llama.context_length"] == 131072
+    assert llama.capabilities == ["completion", "tools"]
+    assert "tools" not in (client.show("gemma2:9b").capabilities or [])
+    assert client.show("nomic-embed-text").capabilities == ["embedding"]
+
+
+def test_show_unknown_model_is_404(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as err:
+        client.show("mystery:1b")
+    assert err.value.status_code == 404
+    assert err.value.error == "model 'mystery:1b' not found"
+
+
+def test_chat_stream_tokens_then_tool_calls_then_final_stats(
+    standin: OllamaStandIn, client: ollama.Client
+) -> None:
+    standin.script_chat(
+        ChatScript(
+            text="Let me check.",
+            tool_calls=(
+                ToolCallScript(
+                    "check_memory_fit", {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b"}
+                ),
+                {"name": "estimate_speed", "arguments": {"chip": "M4 Pro"}},
+            ),
+            eval_count=50,
+            eval_duration_ns=1_000_000_000,
+        )
+    )
+    chunks = list(client.chat("qwen2.5:7b", USER, stream=True, options={"num_ctx": 8192}))
+    text = "".join(c.message.content or "" for c in chunks)
+    assert text == "Let me check."
+    assert [c.done for c in chunks].count(True) == 1 and chunks[-1].done
+    calls = [call for c in chunks for call in (c.message.tool_calls or [])]
+    assert [c.function.name for c in calls] == ["check_memory_fit", "estimate_speed"]
+    assert calls[0].function.arguments == {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b"}
+    final = chunks[-1]
+    assert final.done_reason == "stop"
+    assert final.eval_count == 50 and final.eval_duration == 1_000_000_000
+    for field in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration"):
+        assert isinstance(getattr(final, field), int) and getattr(final, field) > 0
+    sent = standin.last_chat_request()
+    assert sent.options == {"num_ctx": 8192} and sent.messages == USER and sent.json["stream"] is True
+
+
+def test_chat_non_streaming_carries_everything_in_one_message(
+    standin: OllamaStandIn, client: ollama.Client
+) -> None:
+    standin.script_chat(
+        ChatScript(text="Yes, it fits.", tool_calls=(ToolCallScript("recommend_machine", {}),))
+    )
+    reply = client.chat("qwen2.5:7b", USER)
+    assert reply.done and reply.message.content == "Yes, it fits."
+    assert reply.message.tool_calls and reply.message.tool_calls[0].function.name == "recommend_machine"
+
+
+def test_default_reply_when_nothing_is_scripted(client: ollama.Client) -> None:
+    assert client.chat("qwen2.5:7b", USER).message.content == DEFAULT_REPLY
+
+
+def test_scripts_are_consumed_in_order(standin: OllamaStandIn, client: ollama.Client) -> None:
+    standin.script_chat("first", ChatScript(text="second"))
+    assert standin.pending_scripts() == 2
+    assert client.chat("qwen2.5:7b", USER).message.content == "first"
+    assert client.chat("qwen2.5:7b", USER).message.content == "second"
+    assert client.chat("qwen2.5:7b", USER).message.content == DEFAULT_REPLY
+
+
+def test_callable_script_sees_the_request(standin: OllamaStandIn, client: ollama.Client) -> None:
+    def responder(req: RecordedRequest) -> ChatScript:
+        if req.messages[-1]["role"] == "tool":
+            return ChatScript(text=f"The tool said {req.messages[-1]['content']}.")
+        return ChatScript(tool_calls=(ToolCallScript("estimate_speed", {"chip": "M3 Max"}),))
+
+    standin.chat_responder = responder
+    first = client.chat("qwen2.5:7b", USER)
+    assert first.message.tool_calls and first.message.tool_calls[0].function.name == "estimate_speed"
+    history: list[Any] = [
+        *USER,
+        first.message,
+        {"role": "tool", "content": "42 tok/s", "tool_name": "estimate_speed"},
+    ]
+    assert client.chat("qwen2.5:7b", history).message.content == "The tool said 42 tok/s."
+    sent_tool = standin.last_chat_request().messages[-1]
+    assert sent_tool == {"role": "tool", "content": "42 tok/s", "tool_name": "estimate_speed"}
+
+
+def test_thinking_streams_before_content_when_asked(standin: OllamaStandIn, client: ollama.Client) -> None:
+    standin.add_model(QWEN3_8B)
+    standin.script_chat(ChatScript(text="Answer.", thinking="Let me think."))
+    chunks = list(client.chat("qwen3:8b", USER, stream=True))
+    assert all(not c.message.thinking for c in chunks)  # thinking only streams when the request asks for it
+    standin.script_chat(ChatScript(text="Answer.", thinking="Let me think."))
+    chunks = list(client.chat("qwen3:8b", USER, stream=True, think=True))
+    assert "".join(c.message.thinking or "" for c in chunks) == "Let me think."
+    assert "".join(c.message.content or "" for c in chunks) == "Answer."
+
+
+def test_tools_refused_for_model_without_tools_capability(client: ollama.Client) -> None:
+    tool = {
+        "type": "function",
+        "function": {"name": "f", "description": "d", "parameters": {"type": "object"}},
+    }
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat("gemma2:9b", USER, tools=[tool])
+    assert err.value.status_code == 400 and "does not support tools" in err.value.error
+
+
+def test_chat_with_missing_model_is_404(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as err:
+        list(client.chat("qwen2.5:72b", USER, stream=True))
+    assert err.value.status_code == 404 and "not found" in err.value.error
+
+
+def test_num_predict_truncates_with_done_reason_length(standin: OllamaStandIn, client: ollama.Client) -> None:
+    standin.script_chat(ChatScript(text="one two three four five"))
+    reply = client.chat("qwen2.5:7b", USER, options={"num_predict": 2})
+    assert reply.message.content == "one two" and reply.done_reason == "length"
+
+
+def test_token_delay_is_real_time(standin: OllamaStandIn, client: ollama.Client) -> None:
+    standin.script_chat(ChatScript(text="a b c d e f", token_delay_s=0.03))
+    start = time.perf_counter()
+    list(client.chat("qwen2.5:7b", USER, stream=True))
+    assert time.perf_counter() - start >= 0.15
+
+
+def test_embed_is_deterministic_768_per_input(standin: OllamaStandIn, client: ollama.Client) -> None:
+    texts = ["search_document: M3 Max memory bandwidth", "search_query: memory bandwidth of the M3 Max"]
+    result = client.embed("nomic-embed-text", texts)
+    assert len(result.embeddings) == 2 and all(len(v) == DIMENSION for v in result.embeddings)
+    assert list(result.embeddings[0]) == embed_text(texts[0])
+    cosine = sum(a * b for a, b in zip(result.embeddings[0], result.embeddings[1], strict=True))
+    assert cosine > 0.5
+    assert math.isclose(sum(v * v for v in result.embeddings[0]), 1.0, rel_tol=1e-6)
+    assert standin.embedded_texts() == texts
+    single = client.embed("nomic-embed-text", "one string")
+    assert len(single.embeddings) == 1
+
+
+def test_pull_streams_progress_and_installs(standin: OllamaStandIn, client: ollama.Client) -> None:
+    progress = list(client.pull("qwen2.5:32b", stream=True))
+    assert progress[0].status == "pulling manifest" and progress[-1].status == "success"
+    layer = [p for p in progress if p.digest and p.total == QWEN25_32B.size_bytes]
+    assert layer[0].completed == 0 and layer[-1].completed == layer[-1].total
+    assert all(p.digest and p.digest.startswith("sha256:") for p in layer)
+    assert "qwen2.5:32b" in {m.model for m in client.list().models}
+
+
+def test_pull_unknown_model_errors_in_stream(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as err:
+        list(client.pull("no-such-model:3b", stream=True))
+    assert "file does not exist" in err.value.error
+
+
+def test_ps_lists_models_loaded_by_use_with_size_vram(standin: OllamaStandIn, client: ollama.Client) -> None:
+    assert client.ps().models == []
+    client.chat("qwen2.5:7b", USER, options={"num_ctx": 8192}, keep_alive="10m")
+    loaded = client.ps().models
+    assert [m.model for m in loaded] == ["qwen2.5:7b"]
+    assert loaded[0].context_length == 8192 and loaded[0].size_vram == loaded[0].size
+    standin.gpu_memory_bytes = 2_000_000_000
+    assert client.ps().models[0].size_vram == 2_000_000_000
+    client.chat("qwen2.5:7b", USER, keep_alive=0)
+    assert client.ps().models == []
+
+
+def test_refused_connections_and_recovery(standin: OllamaStandIn, client: ollama.Client) -> None:
+    client.list()  # leaves a keep-alive connection in the client's pool; it must be cut too
+    with standin.down():
+        with pytest.raises(ConnectionError):
+            client.list()
+        with pytest.raises(httpx.ConnectError):
+            list(client.chat("qwen2.5:7b", USER, stream=True))
+    assert client.list().models
+
+
+def test_slow_answer_trips_client_timeout(standin: OllamaStandIn) -> None:
+    standin.inject("/api/tags", Fault.slow(1.0))
+    impatient = ollama.Client(host=standin.url, timeout=0.2)
+    with pytest.raises(httpx.ReadTimeout):
+        impatient.list()
+    standin.script_chat(ChatScript(text="late", fault=Fault.slow(0.3)))
+    start = time.perf_counter()
+    assert ollama.Client(host=standin.url, timeout=5).chat("qwen2.5:7b", USER).message.content == "late"
+    assert time.perf_counter() - start >= 0.3
+
+
+def test_drop_midway_cuts_the_chunked_stream(standin: OllamaStandIn, client: ollama.Client) -> None:
+    standin.script_chat(ChatScript(text="one two three four five", fault=Fault.drop(after_lines=2)))
+    received: list[str] = []
+    with pytest.raises(httpx.RemoteProtocolError):
+        for chunk in client.chat("qwen2.5:7b", USER, stream=True):
+            received.append(chunk.message.content or "")
+    assert received == ["one", " two"]
+    assert client.chat("qwen2.5:7b", USER).message.content == DEFAULT_REPLY  # the server lives on
+
+
+def test_http_errors_carry_ollama_error_json(standin: OllamaStandIn, client: ollama.Client) -> None:
+    standin.script_chat(ChatScript(fault=Fault.http(500, "llama runner process has terminated")))
+    with pytest.raises(ollama.ResponseError) as err:
+        list(client.chat("qwen2.5:7b", USER, stream=True))
+    assert err.value.status_code == 500 and err.value.error == "llama runner process has terminated"
+    standin.inject("/api/embed", Fault.http(404, "model not found"), times=2)
+    for _ in range(2):
+        with pytest.raises(ollama.ResponseError):
+            client.embed("nomic-embed-text", ["x"])
+    assert len(client.embed("nomic-embed-text", ["x"]).embeddings) == 1
+
+
+def test_close_without_response(standin: OllamaStandIn, client: ollama.Client) -> None:
+    standin.inject("/api/show", Fault.close())
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.show("qwen2.5:7b")
+
+
+def test_malformed_tool_calls_reach_the_wire_verbatim(standin: OllamaStandIn) -> None:
+    standin.script_chat(
+        ChatScript(tool_calls=(ToolCallScript("estimate_speed", '{"chip": "M3 Max"'),)),
+        ChatScript(tool_calls=(ToolCallScript(raw={"function": {"arguments": {}}}),)),
+        ChatScript(tool_calls=(ToolCallScript("no_such_tool", {"chip": 42}),)),
+    )
+    with httpx.Client(base_url=standin.url) as http:
+        body = {"model": "qwen2.5:7b", "messages": USER, "stream": False}
+        first = http.post("/api/chat", json=body).json()
+        assert first["message"]["tool_calls"][0]["function"]["arguments"] == '{"chip": "M3 Max"'
+        second = http.post("/api/chat", json=body).json()
+        assert second["message"]["tool_calls"] == [{"function": {"arguments": {}}}]
+    # the client parses well-formed JSON with wrong content; validation is the agent's job
+    reply = ollama.Client(host=standin.url).chat("qwen2.5:7b", USER)
+    assert reply.message.tool_calls and reply.message.tool_calls[0].function.arguments == {"chip": 42}
+
+
+def test_records_requests_with_headers(standin: OllamaStandIn, client: ollama.Client) -> None:
+    client.list()
+    client.embed("nomic-embed-text", ["a"])
+    paths = [(r.method, r.path) for r in standin.requests]
+    assert paths == [("GET", "/api/tags"), ("POST", "/api/embed")]
+    assert standin.requests[0].headers["user-agent"].startswith("ollama-python/")
+    assert standin.embed_requests()[0].json["model"] == "nomic-embed-text"
+    standin.clear_requests()
+    assert standin.requests == []
+
+
+def test_many_concurrent_streaming_chats(standin: OllamaStandIn) -> None:
+    """40 parallel streams, each answered by a callable that echoes which conversation it is."""
+    standin.chat_responder = lambda req: ChatScript(
+        text=f"conversation {req.messages[0]['content']} ok", token_delay_s=0.005
+    )
+    client = ollama.Client(host=standin.url, timeout=10.0)
+
+    def converse(i: int) -> str:
+        chunks = client.chat("qwen2.5:7b", [{"role": "user", "content": str(i)}], stream=True)
+        return "".join(c.message.content or "" for c in chunks)
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        answers = list(pool.map(converse, range(40)))
+    assert answers == [f"conversation {i} ok" for i in range(40)]
+    assert len(standin.chat_requests()) == 40
+
+
+def test_usable_without_pytest_and_ports_are_random() -> None:
+    with OllamaStandIn() as a, OllamaStandIn() as b:
+        assert a.port != b.port
+        assert ollama.Client(host=a.url).list().models
+    with pytest.raises(ConnectionError):
+        ollama.Client(host=a.url, timeout=1).list()
+
+
+def test_bad_json_body_is_400(standin: OllamaStandIn) -> None:
+    with httpx.Client(base_url=standin.url) as http:
+        response = http.post("/api/chat", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "error" in json.loads(response.text)
+
+
+def test_stop_is_prompt_even_with_a_sleeping_handler() -> None:
+    server = OllamaStandIn().start()
+    server.inject("/api/tags", Fault.slow(30))
+    worker = threading.Thread(
+        target=lambda: _swallow(lambda: ollama.Client(host=server.url, timeout=60).list())
+    )
+    worker.start()
+    time.sleep(0.1)
+    start = time.perf_counter()
+    server.stop()
+    worker.join(timeout=5)
+    assert not worker.is_alive() and time.perf_counter() - start < 3
+
+
+def _swallow(fn: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):
+        fn()
