@@ -1,0 +1,162 @@
+"""`python -m knowledge add|list|remove|sync|search`: manage and query the knowledge base from a shell.
+
+Reads the same environment variables as the app (`ADVISOR_DATA_DIR`, `OLLAMA_HOST`, `ADVISOR_EMBED_MODEL`)
+without importing the assistant package (knowledge must not depend on it). Every expected failure prints one
+clear line and exits non-zero; Ollama being down is not a failure here, only a downgrade to lexical search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import ollama
+
+from knowledge.chunking import FrontMatterError
+from knowledge.documents import DocumentError
+from knowledge.embedding import OllamaEmbedder
+from knowledge.search import KnowledgeBase, SyncReport
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("ADVISOR_DATA_DIR") or Path.home() / ".mac-ai-advisor").expanduser()
+
+
+def default_host() -> str:
+    host = (os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434").strip()
+    return host if host.startswith(("http://", "https://")) else "http://" + host
+
+
+def open_knowledge_base(
+    data_dir: Path, ollama_host: str | None, embed_model: str, *, lexical: bool = False, progress: bool = True
+) -> KnowledgeBase:
+    embedder = None
+    if not lexical:
+        client = ollama.Client(host=ollama_host or default_host(), timeout=120.0)
+        embedder = OllamaEmbedder(client, embed_model)
+    return KnowledgeBase(data_dir, embedder, progress=progress)
+
+
+def _print_report(report: SyncReport) -> None:
+    print(f"index: {report.summary()}")
+
+
+def add_documents_cli(
+    paths: Sequence[str | Path],
+    *,
+    data_dir: Path,
+    ollama_host: str | None = None,
+    embed_model: str = "nomic-embed-text",
+    progress: bool = True,
+) -> int:
+    """Add documents and print what happened; returns a process exit code (for `launch.py --add-docs`)."""
+    try:
+        with open_knowledge_base(data_dir, ollama_host, embed_model, progress=progress) as kb:
+            added = kb.add_documents(paths)
+            for doc in added:
+                print(
+                    f"added {doc.id}: {doc.title!r} ({doc.kind}, {doc.characters} chars, {doc.chunks} chunks)"
+                )
+            if kb.last_report is not None:
+                _print_report(kb.last_report)
+    except (DocumentError, FrontMatterError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m knowledge", description="Manage the mac-ai-advisor knowledge base."
+    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="Index and documents (ADVISOR_DATA_DIR).")
+    parser.add_argument("--ollama-host", default=None, help="Ollama URL (OLLAMA_HOST).")
+    parser.add_argument(
+        "--embed-model",
+        default=os.environ.get("ADVISOR_EMBED_MODEL", "nomic-embed-text"),
+        help="Embedding model (ADVISOR_EMBED_MODEL).",
+    )
+    parser.add_argument("--lexical", action="store_true", help="Do not use Ollama; BM25 only.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add = sub.add_parser("add", help="Add markdown, text, HTML or PDF files (or directories of them).")
+    add.add_argument("paths", nargs="+")
+    sub.add_parser("list", help="List your documents.")
+    remove = sub.add_parser("remove", help="Remove your documents by id.")
+    remove.add_argument("ids", nargs="+")
+    sub.add_parser("sync", help="Bring the index up to date (embeds only what changed).")
+    search = sub.add_parser("search", help="Search the knowledge base.")
+    search.add_argument("query", nargs="+")
+    search.add_argument("-k", type=int, default=5)
+    search.add_argument("--json", action="store_true", help="Print the SearchKnowledgeOutput as JSON.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    data_dir = (args.data_dir or default_data_dir()).expanduser()
+    if args.command == "add":
+        return (
+            add_documents_cli(
+                args.paths,
+                data_dir=data_dir,
+                ollama_host=args.ollama_host,
+                embed_model=args.embed_model,
+            )
+            if not args.lexical
+            else _add_lexical(args.paths, data_dir)
+        )
+    try:
+        with open_knowledge_base(data_dir, args.ollama_host, args.embed_model, lexical=args.lexical) as kb:
+            if args.command == "list":
+                docs = kb.list_user_documents()
+                if not docs:
+                    print("no user documents")
+                for doc in docs:
+                    print(f"{doc.id}\t{doc.kind}\t{doc.chunks} chunks\t{doc.title}\t{doc.original_path}")
+            elif args.command == "remove":
+                for doc_id in args.ids:
+                    removed = kb.remove_user_document(doc_id)
+                    print(f"removed {removed.id}: {removed.title!r}")
+            elif args.command == "sync":
+                _print_report(kb.sync())
+            elif args.command == "search":
+                if not 1 <= args.k <= 20:
+                    raise DocumentError("-k must be between 1 and 20.")
+                query = " ".join(args.query).strip()
+                if not query or len(query) > 2000:
+                    raise DocumentError("the query must be 1 to 2000 characters.")
+                out = kb.search(query, args.k)
+                if args.json:
+                    print(out.model_dump_json(indent=2))
+                else:
+                    print(f"mode: {out.mode}")
+                    for note in out.assumptions:
+                        print(f"note: {note}")
+                    for p in out.passages:
+                        snippet = " ".join(p.text.split())[:160]
+                        print(f"[{p.id}] {p.score:.4f} {p.title} — {p.section}\n    {snippet}")
+    except (DocumentError, FrontMatterError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_lexical(paths: Sequence[str], data_dir: Path) -> int:
+    try:
+        with KnowledgeBase(data_dir, None) as kb:
+            for doc in kb.add_documents(paths):
+                print(
+                    f"added {doc.id}: {doc.title!r} ({doc.kind}, {doc.chunks} chunks; "
+                    "not embedded: --lexical)"
+                )
+    except (DocumentError, FrontMatterError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

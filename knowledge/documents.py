@@ -1,0 +1,253 @@
+"""User documents: markdown, text, HTML and PDF files a user adds to their own knowledge base.
+
+Each added file is converted once into markdown (headings kept, so chunks get meaningful sections; PDF pages
+become "Page N" sections so a citation points at a page) and stored under `data_dir/documents/<id>.md` with
+front matter. From then on it is indexed exactly like a built-in passage, but with origin "user" so it can be
+listed and removed without touching what we ship. Keeping the converted copy (rather than re-reading the
+original path) means the knowledge base still works if the original moves, and removal is just deleting our
+copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel
+
+from knowledge.chunking import SourceDocument, split_front_matter
+
+DocumentKind = Literal["markdown", "text", "html", "pdf"]
+SUFFIXES: dict[str, DocumentKind] = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".text": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+}
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+class DocumentError(ValueError):
+    """A document could not be added or removed; the message says which file and why."""
+
+
+class UserDocument(BaseModel):
+    """What `list_user_documents` shows and `add_documents` returns."""
+
+    id: str
+    title: str
+    kind: DocumentKind
+    original_path: str
+    added_at: str
+    characters: int
+    chunks: int = 0
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:48] or "doc"
+
+
+def document_id(path: Path) -> str:
+    """Stable per original path, so adding the same file again updates it instead of duplicating it."""
+    digest = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:8]
+    return f"user-{_slug(path.stem)}-{digest}"
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    for encoding in (
+        ("utf-8-sig", "utf-16") if data.startswith((b"\xff\xfe", b"\xfe\xff")) else ("utf-8-sig",)
+    ):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def _html_to_markdown(html: str) -> tuple[str | None, str]:
+    from bs4 import BeautifulSoup, NavigableString, Tag
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "svg", "nav", "footer"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else None
+    root = soup.body or soup
+    out: list[str] = []
+
+    def text_of(node: Tag) -> str:
+        return re.sub(r"\s+", " ", node.get_text(" ", strip=True))
+
+    def walk(node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, NavigableString):
+                text = re.sub(r"\s+", " ", str(child)).strip()
+                if text:
+                    out.append(text)
+                continue
+            if not isinstance(child, Tag):
+                continue
+            name = child.name.lower()
+            if re.fullmatch(r"h[1-6]", name):
+                out.append("#" * int(name[1]) + " " + text_of(child))
+            elif name == "table":
+                rows = []
+                for tr in child.find_all("tr"):
+                    cells = [text_of(c).replace("|", "/") for c in tr.find_all(["th", "td"])]
+                    if cells:
+                        rows.append("| " + " | ".join(cells) + " |")
+                if rows:
+                    width = rows[0].count("|") - 1
+                    rows.insert(1, "|" + "---|" * width)
+                    out.append("\n".join(rows))
+            elif name in ("p", "li", "pre", "blockquote", "dt", "dd", "figcaption", "caption"):
+                text = text_of(child)
+                if text:
+                    out.append(("- " if name == "li" else "") + text)
+            elif name in ("title", "head"):
+                continue
+            else:
+                walk(child)
+
+    walk(root)
+    return title, "\n\n".join(out)
+
+
+def _pdf_to_markdown(path: Path) -> tuple[str | None, str]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            raise DocumentError(f"{path}: the PDF is encrypted; decrypt it first.")
+        pages = []
+        for number, page in enumerate(reader.pages, start=1):
+            text = (page.extract_text() or "").strip()
+            if text:
+                pages.append(f"## Page {number}\n\n{text}")
+        title = None
+        if reader.metadata is not None and reader.metadata.title:
+            title = str(reader.metadata.title).strip() or None
+    except DocumentError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as err:
+        raise DocumentError(f"{path}: not a readable PDF ({err}).") from err
+    return title, "\n\n".join(pages)
+
+
+def convert(path: Path) -> tuple[str, DocumentKind, str]:
+    """(title, kind, markdown body) of one file; raises DocumentError with a user-presentable message."""
+    if not path.exists():
+        raise DocumentError(f"{path}: no such file.")
+    if not path.is_file():
+        raise DocumentError(f"{path}: not a regular file.")
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        accepted = ", ".join(sorted(SUFFIXES))
+        raise DocumentError(
+            f"{path}: unsupported file type '{path.suffix or '(none)'}'; accepted: {accepted}."
+        )
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise DocumentError(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
+    title: str | None = None
+    if kind == "pdf":
+        title, body = _pdf_to_markdown(path)
+    elif kind == "html":
+        title, body = _html_to_markdown(_read_text(path))
+    else:
+        text = _read_text(path)
+        if kind == "markdown":
+            meta, text = split_front_matter(text, origin_name=str(path))
+            front_title = meta.get("title")
+            if isinstance(front_title, str) and front_title.strip():
+                title = front_title.strip()
+            if title is None:
+                first = re.search(r"^#\s+(.+)$", text, flags=re.MULTILINE)
+                title = first.group(1).strip() if first else None
+        body = text
+    body = body.strip()
+    if not body:
+        hint = " (a scanned PDF without a text layer?)" if kind == "pdf" else ""
+        raise DocumentError(f"{path}: contains no text{hint}.")
+    return (title or path.stem), kind, body
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files to add: explicit files as given, directories searched recursively for supported types."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+class DocumentStore:
+    """The converted copies under `data_dir/documents`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def write(self, path: Path, title: str, kind: DocumentKind, body: str) -> UserDocument:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        doc = UserDocument(
+            id=document_id(path),
+            title=title,
+            kind=kind,
+            original_path=str(path.resolve()),
+            added_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            characters=len(body),
+        )
+        header = yaml.safe_dump(doc.model_dump(exclude={"chunks"}), sort_keys=False, allow_unicode=True)
+        target = self.directory / f"{doc.id}.md"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(f"---\n{header}---\n{body}\n", encoding="utf-8")
+        tmp.replace(target)
+        return doc
+
+    def _files(self) -> list[Path]:
+        return sorted(self.directory.glob("user-*.md")) if self.directory.is_dir() else []
+
+    def load(self) -> list[tuple[UserDocument, SourceDocument]]:
+        """Every stored document; a damaged file is skipped rather than breaking the whole knowledge base."""
+        items = []
+        for file in self._files():
+            try:
+                meta, body = split_front_matter(file.read_text(encoding="utf-8"), origin_name=str(file))
+                record = UserDocument.model_validate(meta)
+            except (ValueError, OSError):
+                continue
+            source = f"Your document: {Path(record.original_path).name}"
+            items.append(
+                (
+                    record,
+                    SourceDocument(
+                        id=record.id,
+                        title=record.title,
+                        section=None,
+                        source=source,
+                        body=body.strip(),
+                        origin="user",
+                        tags=("user-document", record.kind),
+                        path=file,
+                    ),
+                )
+            )
+        return items
+
+    def remove(self, doc_id: str) -> bool:
+        target = self.directory / f"{doc_id}.md"
+        if doc_id.startswith("user-") and target.is_file():
+            target.unlink()
+            return True
+        return False

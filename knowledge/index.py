@@ -1,0 +1,219 @@
+"""The on-disk vector store: one Chroma collection under `data_dir/index`.
+
+Chroma is used strictly as a vector store. We always pass embeddings ourselves (its default embedding function
+would download an ONNX model), and every vector's id is a chunk id, i.e. a content hash, so "is this chunk
+already embedded?" is a set lookup and the build is incremental.
+
+The collection metadata records the embedding model, its dimension and our schema version. Vectors from two
+different models are not comparable, so a model change makes the store useless, as does a store Chroma cannot
+read (a crash mid-write, a disk problem, a newer Chroma's format). In every such case the store is deleted and
+recreated — re-embedding our small corpus is cheap, whereas a crash at start-up would lock the user out — and
+the reason is reported so the UI and CLI can say what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import chromadb
+import numpy as np
+from chromadb.api.shared_system_client import SharedSystemClient
+from chromadb.config import Settings
+
+log = logging.getLogger(__name__)
+
+COLLECTION_NAME = "knowledge"
+SCHEMA_VERSION = 1
+_META_MODEL = "embedding_model"
+_META_DIM = "dimension"
+_META_SCHEMA = "schema_version"
+
+
+class IndexUnavailable(Exception):
+    """The vector store cannot be used at all (e.g. the directory cannot be written); search goes lexical."""
+
+
+def _is_fatal(err: BaseException) -> bool:
+    return isinstance(err, KeyboardInterrupt | SystemExit | GeneratorExit | MemoryError)
+
+
+def _evict_shared_system(path: Path) -> None:
+    """Forget Chroma's process-wide cached system for `path`.
+
+    Chroma shares one `System` per directory inside a process. After we delete a broken directory, a new
+    client for the same path would otherwise be handed the stale system pointing at the deleted database.
+    """
+    identifier = str(path)
+    system = SharedSystemClient._identifier_to_system.pop(identifier, None)
+    SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+    if system is not None:
+        try:
+            system.stop()
+        except BaseException as err:  # noqa: BLE001 - a broken system may fail to stop; we are discarding it
+            if _is_fatal(err):
+                raise
+            log.debug("ignoring error while stopping a discarded Chroma system: %s", err)
+
+
+class VectorStore:
+    """A validated, self-healing Chroma collection for one embedding model."""
+
+    def __init__(self, path: Path, model_name: str) -> None:
+        self.path = Path(path).resolve()
+        self.model_name = model_name
+        self._client: chromadb.ClientAPI | None = None
+        self._collection: chromadb.Collection | None = None
+        self.dimension: int | None = None
+        self.rebuild_reason: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def open(self) -> str | None:
+        """Open (or create) the store; returns why it had to be rebuilt, or None when it was reusable."""
+        reason: str | None = None
+        try:
+            reason = self._open_existing()
+        except BaseException as err:  # noqa: BLE001 - Rust panics surface as PanicException (BaseException)
+            if _is_fatal(err):
+                raise
+            reason = f"the index store could not be read ({type(err).__name__}: {err})"
+        if reason is not None:
+            self._rebuild()
+        self.rebuild_reason = reason
+        return reason
+
+    def _open_existing(self) -> str | None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        client = chromadb.PersistentClient(path=str(self.path), settings=Settings(anonymized_telemetry=False))
+        self._client = client
+        names = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}
+        if COLLECTION_NAME not in names:
+            self._create_collection()
+            return None
+        collection = client.get_collection(COLLECTION_NAME, embedding_function=None)
+        meta = dict(collection.metadata or {})
+        if meta.get(_META_SCHEMA) != SCHEMA_VERSION:
+            return f"the index schema changed (stored {meta.get(_META_SCHEMA)!r}, current {SCHEMA_VERSION})"
+        if meta.get(_META_MODEL) != self.model_name:
+            return f"the embedding model changed from {meta.get(_META_MODEL)!r} to {self.model_name!r}"
+        # Touch the data, not just the catalogue: a damaged store often opens fine and fails on first read.
+        count = collection.count()
+        if count:
+            collection.get(limit=1, include=["metadatas"])
+        dim = meta.get(_META_DIM)
+        self.dimension = int(dim) if isinstance(dim, int) and dim > 0 else None
+        if count and self.dimension is None:
+            return "the index has vectors but no recorded dimension"
+        self._collection = collection
+        return None
+
+    def _create_collection(self) -> None:
+        assert self._client is not None
+        self._collection = self._client.create_collection(
+            COLLECTION_NAME,
+            metadata=self._metadata(None),
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+        self.dimension = None
+
+    def _metadata(self, dimension: int | None) -> dict[str, str | int]:
+        meta: dict[str, str | int] = {_META_MODEL: self.model_name, _META_SCHEMA: SCHEMA_VERSION}
+        if dimension is not None:
+            meta[_META_DIM] = dimension
+        return meta
+
+    def _rebuild(self) -> None:
+        self.close()
+        _evict_shared_system(self.path)
+        try:
+            if self.path.is_dir() and not self.path.is_symlink():
+                shutil.rmtree(self.path)
+            elif self.path.exists() or self.path.is_symlink():
+                self.path.unlink()
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(
+                path=str(self.path), settings=Settings(anonymized_telemetry=False)
+            )
+            self._create_collection()
+        except BaseException as err:  # noqa: BLE001
+            if _is_fatal(err):
+                raise
+            self.close()
+            raise IndexUnavailable(f"Could not recreate the index at {self.path}: {err}") from err
+
+    def reset(self, reason: str) -> None:
+        """Throw everything away (e.g. the model's dimension changed under the same name)."""
+        self._rebuild()
+        self.rebuild_reason = reason
+
+    def close(self) -> None:
+        client, self._client, self._collection = self._client, None, None
+        if client is not None:
+            try:
+                client.close()  # type: ignore[attr-defined]  # present on the concrete client (1.x)
+            except BaseException as err:  # noqa: BLE001
+                if _is_fatal(err):
+                    raise
+                log.debug("ignoring error while closing Chroma: %s", err)
+
+    # -- data ------------------------------------------------------------------------------------------------
+    @property
+    def collection(self) -> chromadb.Collection:
+        if self._collection is None:
+            raise IndexUnavailable("The vector index is not open.")
+        return self._collection
+
+    def ids(self) -> set[str]:
+        return set(self.collection.get(include=[])["ids"])
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def add(
+        self, ids: Sequence[str], vectors: Sequence[Sequence[float]], metadatas: Sequence[dict[str, str]]
+    ) -> None:
+        if not ids:
+            return
+        dim = len(vectors[0])
+        if self.dimension is None:
+            self.collection.modify(metadata=self._metadata(dim))
+            self.dimension = dim
+        elif dim != self.dimension:
+            raise ValueError(f"embedding dimension {dim} differs from the index's {self.dimension}")
+        max_batch = self._max_batch()
+        for start in range(0, len(ids), max_batch):
+            end = start + max_batch
+            self.collection.upsert(
+                ids=list(ids[start:end]),
+                embeddings=np.asarray(vectors[start:end], dtype=np.float32),
+                metadatas=[dict(m) for m in metadatas[start:end]],  # type: ignore[misc]
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            max_batch = self._max_batch()
+            for start in range(0, len(ids), max_batch):
+                self.collection.delete(ids=list(ids[start : start + max_batch]))
+
+    def query(self, vector: Sequence[float], n: int) -> list[tuple[str, float]]:
+        """Nearest chunk ids with cosine similarity, best first."""
+        count = self.collection.count()
+        if count == 0 or n <= 0:
+            return []
+        result = self.collection.query(
+            query_embeddings=np.asarray([vector], dtype=np.float32),
+            n_results=min(n, count),
+            include=["distances"],
+        )
+        ids = result["ids"][0]
+        distances = (result.get("distances") or [[1.0] * len(ids)])[0]
+        return [(cid, 1.0 - float(d)) for cid, d in zip(ids, distances, strict=False)]
+
+    def _max_batch(self) -> int:
+        try:
+            return max(1, int(self._client.get_max_batch_size())) if self._client else 5000
+        except Exception:  # noqa: BLE001 - only a sizing hint
+            return 5000

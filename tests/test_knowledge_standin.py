@@ -1,0 +1,93 @@
+"""The knowledge base through the real `ollama` client and the protocol-level stand-in (no mocks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ollama
+import pytest
+
+from knowledge import EmbeddingUnavailable, KnowledgeBase, OllamaEmbedder
+from tests.ollama_standin import OllamaStandIn
+from tests.ollama_standin.models import Fault
+
+
+def _embedder(server: OllamaStandIn, batch_size: int = 8) -> OllamaEmbedder:
+    return OllamaEmbedder(
+        ollama.Client(host=server.url, timeout=10.0), "nomic-embed-text", batch_size=batch_size
+    )
+
+
+def test_index_built_in_batches_with_prefixes_then_reused(standin: OllamaStandIn, tmp_path: Path) -> None:
+    with KnowledgeBase(tmp_path, _embedder(standin)) as kb:
+        report = kb.sync()
+        assert report.mode == "hybrid" and report.embedded == report.total_chunks
+        sizes = [len(r.inputs) for r in standin.embed_requests()]
+        assert sizes and max(sizes) == 8 and sum(sizes) == report.total_chunks, "batched by batch_size"
+        assert all(text.startswith("search_document: ") for text in standin.embedded_texts())
+        assert {r.model for r in standin.embed_requests()} == {"nomic-embed-text"}
+
+        standin.clear_requests()
+        out = kb.search("Which Mac should I buy to run 70B models?", 5)
+        assert out.mode == "hybrid" and "decision-70b" in [p.id for p in out.passages]
+        assert standin.embedded_texts() == ["search_query: Which Mac should I buy to run 70B models?"]
+
+    standin.clear_requests()
+    with KnowledgeBase(tmp_path, _embedder(standin)) as kb:
+        assert kb.sync().embedded == 0
+    assert standin.embed_requests() == [], "an unchanged corpus makes no embedding calls on restart"
+
+
+def test_ollama_down_then_back(standin: OllamaStandIn, tmp_path: Path) -> None:
+    with KnowledgeBase(tmp_path, _embedder(standin)) as kb:
+        with standin.down():
+            report = kb.sync()
+            out = kb.search("Does the Neural Engine matter?", 3)
+        assert report.mode == "lexical" and "not reachable" in (report.problem or "")
+        assert out.mode == "lexical" and out.passages[0].id == "neural-engine"
+        assert any("Lexical" in note for note in out.assumptions)
+        report = kb.sync()
+        assert report.mode == "hybrid" and report.embedded == report.total_chunks
+        assert kb.search("Does the Neural Engine matter?", 3).mode == "hybrid"
+
+
+def test_missing_model_and_server_errors_are_clear(standin: OllamaStandIn, tmp_path: Path) -> None:
+    standin.remove_model("nomic-embed-text")
+    embedder = _embedder(standin)
+    with pytest.raises(EmbeddingUnavailable, match="ollama pull nomic-embed-text"):
+        embedder.embed_query("hello")
+    with KnowledgeBase(tmp_path, embedder) as kb:
+        report = kb.sync()
+        assert report.mode == "lexical" and "ollama pull nomic-embed-text" in (report.problem or "")
+        assert kb.search("external SSD", 1).passages[0].id == "external-storage"
+
+
+def test_server_error_during_sync_degrades_then_recovers(standin: OllamaStandIn, tmp_path: Path) -> None:
+    standin.inject("/api/embed", Fault.http(500), times=1)
+    with KnowledgeBase(tmp_path, _embedder(standin)) as kb:
+        first = kb.sync()
+        assert first.mode == "lexical" and "HTTP 500" in (first.problem or "")
+        second = kb.sync()
+        assert second.mode == "hybrid" and second.embedded == second.total_chunks
+
+
+def test_connection_refused_is_embedding_unavailable(standin: OllamaStandIn) -> None:
+    embedder = _embedder(standin)
+    standin.refuse_connections()
+    with pytest.raises(EmbeddingUnavailable, match="not reachable"):
+        embedder.embed_documents(["a", "b"])
+    standin.accept_connections()
+    assert len(embedder.embed_documents(["a", "b"])[0]) == 768
+
+
+@pytest.mark.live
+def test_live_nomic_embed_text_retrieval(live_ollama: str, tmp_path: Path) -> None:
+    """On a Mac with Ollama and nomic-embed-text: the real model meets the same recall target."""
+    from knowledge.evaluation import evaluate, load_questions
+
+    client = ollama.Client(host=live_ollama, timeout=120.0)
+    if not any(m.model and m.model.startswith("nomic-embed-text") for m in client.list().models):
+        pytest.skip("nomic-embed-text is not pulled (ollama pull nomic-embed-text)")
+    with KnowledgeBase(tmp_path, OllamaEmbedder(client, "nomic-embed-text")) as kb:
+        assert kb.sync().mode == "hybrid"
+        assert evaluate(kb, load_questions(), "hybrid").recall_at_5 >= 0.95
