@@ -1,0 +1,527 @@
+"""The agent loop: retrieval, streaming, typed tool calls, bounded rounds, context budget, clear errors.
+
+One `Agent` per process holds only read-only things (settings, the Ollama layer, the tool registry, the
+knowledge base, the rendered system prompt and tool specs), so it can be shared by every browser session and
+thread. Everything that changes during a chat lives in a `Conversation`, one per session.
+
+A turn is a generator of events (see `assistant.events`). It never raises: whatever goes wrong (Ollama down,
+a model that is not pulled, a stream cut halfway, a model that calls tools forever or sends garbage arguments)
+ends in an `ErrorEvent`/`ToolErrorEvent`/`NoticeEvent` the user can read, with the history kept so that the
+next turn works once the cause is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import ollama
+from pydantic import ValidationError
+
+from assistant.context_budget import ContextBudget, ContextOverflow, compact_json, tools_tokens
+from assistant.events import (
+    AgentEvent,
+    DoneEvent,
+    ErrorEvent,
+    ErrorKind,
+    NoticeEvent,
+    PassagesEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolErrorEvent,
+    ToolResultEvent,
+)
+from assistant.prompts import FORCE_ANSWER_NOTE, build_system_prompt, cited_ids, system_message
+from tools import Registry, ToolError
+
+if TYPE_CHECKING:
+    from assistant.config import Settings
+    from assistant.ollama_layer import OllamaLayer
+    from knowledge.search import KnowledgeBase, Passage
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Agent", "Conversation", "ParsedCall", "parse_text_tool_calls"]
+
+RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
+
+
+@dataclass(frozen=True)
+class ParsedCall:
+    """A tool call as the model sent it; `arguments` may still be a JSON string (Tool.run decodes it)."""
+
+    name: str
+    arguments: Mapping[str, Any] | str | None
+
+
+# ------------------------------------------------------------------------------------------------
+# Tool calls written as text. Small models (and Ollama when its template parser misses) often put the call in
+# the message content: a bare JSON object, a <tool_call> block or a ```json fence. We hold back such content
+# while streaming and, if the whole message is nothing but tool calls to known tools, run them.
+# ------------------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"^```(?:json|tool_call|tool_code)?\s*(.*?)\s*```$", re.DOTALL)
+_TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+
+
+def _may_be_text_tool_call(stripped: str) -> bool:
+    """Whether content seen so far could still turn out to be a tool call written as text."""
+    if not stripped:
+        return True
+    if stripped[0] == "{":
+        return True
+    if stripped[0] == "[":
+        return re.match(r"\[\s*(\{|$)", stripped) is not None
+    if stripped.startswith("<"):
+        return "<tool_call>".startswith(stripped[:11]) or stripped.startswith("<tool_call>")
+    if stripped.startswith("`"):
+        if "```json".startswith(stripped):
+            return True
+        return re.match(r"```(json|tool_call|tool_code)?\s*(\{|\[|<|$)", stripped) is not None
+    return False
+
+
+def parse_text_tool_calls(content: str, known: Collection[str]) -> list[ParsedCall] | None:
+    """Tool calls written as the whole message content, or None when the content is an ordinary answer."""
+    text = content.strip()
+    if not text:
+        return None
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    blocks = [b for b in _TAGGED.findall(text)] if text.startswith("<tool_call>") else [text]
+    calls: list[ParsedCall] = []
+    for block in blocks:
+        try:
+            value = json.loads(block)
+        except (json.JSONDecodeError, RecursionError):
+            return None
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            call = _call_from_json(item, known)
+            if call is None:
+                return None
+            calls.append(call)
+    return calls or None
+
+
+def _call_from_json(item: Any, known: Collection[str]) -> ParsedCall | None:
+    if not isinstance(item, dict):
+        return None
+    if isinstance(item.get("function"), dict):  # OpenAI shape {"type":"function","function":{...}}
+        item = item["function"]
+    name = item.get("name")
+    if not isinstance(name, str) or name not in known:
+        return None
+    args = item.get("arguments", item.get("parameters", {}))
+    if not isinstance(args, dict | str) and args is not None:
+        return None
+    return ParsedCall(name=name, arguments=args)
+
+
+def _wire_calls(message: Any) -> list[ParsedCall]:
+    """Tool calls from one streamed chunk, whether the layer hands us ollama models or plain dicts."""
+    raw = _get(message, "tool_calls") or []
+    calls: list[ParsedCall] = []
+    for call in raw:
+        function = _get(call, "function") or {}
+        name = _get(function, "name")
+        args = _get(function, "arguments")
+        if isinstance(args, Mapping):
+            args = dict(args)
+            if set(args) == {"_raw"} and isinstance(args["_raw"], str):
+                # The layer's marker for arguments that were an undecodable JSON string: hand the text to
+                # Tool.run, whose error ("could not parse it") tells the model what to fix.
+                args = args["_raw"]
+        calls.append(ParsedCall(name=str(name or ""), arguments=args))
+    return calls
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _arguments_dict(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """Arguments as a dict for events and history; an undecodable string is kept verbatim under `_raw`."""
+    if arguments is None:
+        return {}
+    if isinstance(arguments, Mapping):
+        return dict(arguments)
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except (json.JSONDecodeError, RecursionError):
+        return {"_raw": arguments}
+    return value if isinstance(value, dict) else {"_raw": arguments}
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors from the Ollama layer / client, turned into one user-presentable message each.
+# ------------------------------------------------------------------------------------------------
+
+
+class _StreamDropped(Exception):
+    pass
+
+
+def classify_error(exc: BaseException, *, model: str, host: str, timeout_s: float) -> tuple[ErrorKind, str]:
+    """Map any failure of a model call to (kind, message). The message says what happened and what to do.
+
+    The Ollama layer already turns client/httpx exceptions into sentences (its error classes also inherit
+    from the matching httpx/client classes); the raw-client branches below keep the agent honest with any
+    layer that lets one through.
+    """
+    if isinstance(exc, _StreamDropped | httpx.RemoteProtocolError | httpx.ReadError):
+        return "stream_dropped", (
+            "The connection to Ollama dropped in the middle of the answer (the model runner may have "
+            "crashed or run out of memory). What arrived so far is kept; ask again to retry."
+        )
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return "timeout", (
+            f"Ollama did not answer within {timeout_s:g} s (model {model!r} may still be loading or is too "
+            "large for this Mac). Try again, or pick a smaller model."
+        )
+    if isinstance(exc, ollama.ResponseError):
+        status = exc.status_code
+        text = str(exc.error)
+        if status == 404 or "not found" in text.lower():
+            return "model_missing", (
+                f"Model {model!r} is not installed in Ollama. Install it with `ollama pull {model}` "
+                "or choose an installed model."
+            )
+        return (
+            "ollama_error",
+            f"Ollama returned an error ({status}): {text}. Ask again or check the Ollama log.",
+        )
+    if isinstance(exc, ValidationError):
+        return "ollama_error", (
+            "Ollama sent a reply this client could not read (a malformed message or tool call). "
+            "Ask again; if it repeats, try another model."
+        )
+    from assistant.ollama_layer import MalformedResponse, ModelNotSuitable, OllamaUnavailable
+
+    if isinstance(exc, MalformedResponse | ModelNotSuitable):
+        return "ollama_error", str(exc)
+    if isinstance(exc, OllamaUnavailable):
+        return "unavailable", str(exc)
+    if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.NetworkError):
+        return "unavailable", (
+            f"Ollama is not reachable at {host}. Start it (open the Ollama app or run `ollama serve`) "
+            "and ask again."
+        )
+    return "internal", f"Unexpected error while talking to Ollama ({exc.__class__.__name__}: {exc})."
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Round:
+    content: str = ""
+    calls: list[ParsedCall] = field(default_factory=list)
+    done: bool = False
+    eval_count: int = 0
+    eval_duration_ns: int = 0
+    prompt_eval_count: int = 0
+
+
+class Agent:
+    """Shared, read-only after construction; create one `Conversation` per chat session."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ollama: OllamaLayer,
+        toolset: Registry,
+        knowledge: KnowledgeBase | None = None,
+        *,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ollama = ollama
+        self.toolset = toolset
+        self.knowledge = knowledge
+        self.tool_names: frozenset[str] = frozenset(toolset.names())
+        self.tool_specs: tuple[dict[str, Any], ...] = tuple(t.ollama_spec() for t in toolset)
+        self.tool_tokens = tools_tokens(self.tool_specs)  # constant: computed once, not per request
+        self.system_prompt: str = build_system_prompt(toolset)
+        self.budget = ContextBudget.for_num_ctx(settings.num_ctx)
+        # A single tool result may take a sixth of the input budget: enough for any of our tools' outputs,
+        # small enough that one huge lookup cannot crowd out the passages.
+        self.max_tool_result_tokens = max(256, self.budget.input_budget // 6)
+        self.options: dict[str, Any] = {**(options or {}), "num_ctx": settings.num_ctx}
+
+    def new_conversation(self) -> Conversation:
+        return Conversation(self)
+
+    def retrieve(self, question: str) -> tuple[list[Passage], str | None]:
+        """Top passages for the question, or ([], notice) when there is no knowledge base or search failed."""
+        k = self.settings.top_k_passages
+        if self.knowledge is None or k <= 0:
+            return [], None
+        try:
+            result = self.knowledge.search(question[:2000], k=k)
+        except Exception as exc:  # noqa: BLE001 - retrieval is an aid; the turn goes on without it
+            log.warning("knowledge search failed: %s", exc)
+            return [], f"Knowledge search failed ({exc}); answering without passages."
+        return list(result.passages), None
+
+    def render_system(self, passages: Sequence[Passage]) -> str:
+        return system_message(self.system_prompt, passages)
+
+
+class Conversation:
+    """One chat session's state. Turns of one conversation run one at a time; different ones in parallel."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.history: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._turns = 0
+
+    def turn(self, user_text: str, model: str | None = None) -> Generator[AgentEvent, None, None]:
+        """Answer one user message, yielding events. Never raises; ends with a DoneEvent or an ErrorEvent."""
+        if not self._lock.acquire(blocking=False):
+            yield ErrorEvent(
+                kind="busy", message="This conversation is still answering the previous message; wait for it."
+            )
+            return
+        try:
+            self._turns += 1
+            yield from self._turn(user_text, model or self.agent.settings.chat_model)
+        finally:
+            self._lock.release()
+
+    # The loop ------------------------------------------------------------------------------------------
+
+    def _turn(self, user_text: str, model: str) -> Iterator[AgentEvent]:
+        agent = self.agent
+        settings = agent.settings
+        started = time.perf_counter()
+        if not user_text or not user_text.strip():
+            yield ErrorEvent(kind="empty", message="The message is empty: type a question first.")
+            return
+
+        passages, notice = agent.retrieve(user_text)
+        if notice:
+            yield NoticeEvent(text=notice)
+        start = len(self.history)
+        self.history.append({"role": "user", "content": user_text})
+
+        totals = _Round()
+        searched: list[str] = []
+        rounds = 0
+        tool_rounds = 0
+        shown_passages = False
+        tools_allowed = True
+        forced = False
+        while True:
+            final_round = forced or not tools_allowed
+            specs = () if final_round else agent.tool_specs
+            current = self.history[start:]
+            if forced:
+                current = [*current, {"role": "system", "content": FORCE_ANSWER_NOTE}]
+            try:
+                fit = agent.budget.fit(
+                    render_system=agent.render_system,
+                    passages=passages,
+                    tool_specs=specs,
+                    history=self.history[:start],
+                    current=current,
+                    tools_cost=self.agent.tool_tokens if specs else 0,
+                )
+            except ContextOverflow as exc:
+                if rounds == 0:
+                    # Nothing was asked yet: drop the message so it cannot poison every later turn.
+                    del self.history[start:]
+                    message = str(exc).replace(
+                        "nothing was sent", "the message was not kept and nothing was sent"
+                    )
+                else:
+                    message = str(exc)
+                yield ErrorEvent(kind="oversized", message=message)
+                return
+            if not shown_passages:
+                shown_passages = True
+                if fit.passages:
+                    yield PassagesEvent(passages=list(fit.passages))
+                if fit.dropped_passages:
+                    yield NoticeEvent(
+                        text=f"Left out {fit.dropped_passages} retrieved passage(s) to fit the context "
+                        "window."
+                    )
+            if fit.dropped_messages and rounds == 0:
+                yield NoticeEvent(
+                    text=f"Earlier messages ({fit.dropped_messages}) no longer fit the context window of "
+                    f"{settings.num_ctx} tokens and were left out of this request."
+                )
+            passages = fit.passages  # later rounds keep what fitted
+
+            rounds += 1
+            result = _Round()
+            try:
+                yield from self._stream_round(model, fit.messages, specs, result)
+            except GeneratorExit:
+                self._keep_partial(result, "stopped")
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
+                if (
+                    isinstance(exc, ollama.ResponseError)
+                    and "does not support tools" in str(exc.error)
+                    and tools_allowed
+                    and not result.content
+                ):
+                    tools_allowed = False
+                    yield NoticeEvent(
+                        text=f"Model {model!r} does not support tool calling, so it answers from the "
+                        "passages alone without computed numbers. Pick a model with tools (e.g. qwen2.5:7b) "
+                        "for those."
+                    )
+                    continue
+                self._keep_partial(result, "interrupted")
+                kind, message = classify_error(
+                    exc, model=model, host=settings.ollama_host, timeout_s=settings.request_timeout_s
+                )
+                if kind == "internal":
+                    log.exception("agent turn failed")
+                yield ErrorEvent(kind=kind, message=message)
+                return
+            totals.eval_count += result.eval_count
+            totals.eval_duration_ns += result.eval_duration_ns
+            totals.prompt_eval_count += result.prompt_eval_count
+
+            if result.calls and not final_round:
+                tool_rounds += 1
+                yield from self._run_calls(result, rounds, searched)
+                if tool_rounds >= settings.max_tool_rounds:
+                    forced = True
+                    yield NoticeEvent(
+                        text=f"Stopped calling tools after {tool_rounds} round(s); asking the model to "
+                        "answer with the results it has."
+                    )
+                continue
+
+            content = result.content
+            if result.calls:
+                yield NoticeEvent(text="The model asked for more tools after the tool budget was used up.")
+            if not content.strip():
+                content = (
+                    "The model returned no answer. The tool results above are what it gathered; ask again or "
+                    "try another model."
+                )
+                yield NoticeEvent(text=content)
+            self.history.append({"role": "assistant", "content": content})
+            seconds = totals.eval_duration_ns / 1e9
+            yield DoneEvent(
+                content=content,
+                eval_count=totals.eval_count,
+                eval_duration_s=seconds,
+                tokens_per_second=(totals.eval_count / seconds) if seconds > 0 else None,
+                prompt_eval_count=totals.prompt_eval_count,
+                total_s=time.perf_counter() - started,
+                rounds=rounds,
+                model=model,
+                num_ctx=settings.num_ctx,
+                citations=cited_ids(content, [*(p.id for p in passages), *searched]),
+            )
+            return
+
+    def _stream_round(
+        self, model: str, messages: list[dict[str, Any]], specs: Sequence[dict[str, Any]], out: _Round
+    ) -> Iterator[AgentEvent]:
+        """Stream one model call into `out`, yielding visible tokens; raises on any transport failure."""
+        agent = self.agent
+        watch_text_calls = bool(specs)
+        holding = watch_text_calls
+        held: list[str] = []
+        parts: list[str] = []
+        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, agent.options)
+        try:
+            for chunk in stream:
+                message = _get(chunk, "message")
+                text = _get(message, "content") or ""
+                if text:
+                    parts.append(text)
+                    if holding:
+                        held.append(text)
+                        if not _may_be_text_tool_call("".join(parts).lstrip()):
+                            holding = False
+                            yield TokenEvent(text="".join(held))
+                            held.clear()
+                    else:
+                        yield TokenEvent(text=text)
+                out.calls.extend(_wire_calls(message))
+                if _get(chunk, "done"):
+                    out.done = True
+                    out.eval_count = int(_get(chunk, "eval_count") or 0)
+                    out.eval_duration_ns = int(_get(chunk, "eval_duration") or 0)
+                    out.prompt_eval_count = int(_get(chunk, "prompt_eval_count") or 0)
+        finally:
+            out.content = "".join(parts)
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        if not out.done:
+            raise _StreamDropped()
+        if held:
+            text_calls = None if out.calls else parse_text_tool_calls(out.content, agent.tool_names)
+            if text_calls:
+                out.calls = text_calls
+                out.content = ""
+            else:
+                yield TokenEvent(text="".join(held))
+
+    def _run_calls(self, result: _Round, round_no: int, searched: list[str]) -> Iterator[AgentEvent]:
+        """Record the assistant's calls, run each, append one `tool` message per call (errors included)."""
+        agent = self.agent
+        history_calls = [
+            {"function": {"name": call.name, "arguments": _arguments_dict(call.arguments)}}
+            for call in result.calls
+        ]
+        self.history.append({"role": "assistant", "content": result.content, "tool_calls": history_calls})
+        for index, call in enumerate(result.calls):
+            call_id = f"t{self._turns}r{round_no}c{index}"
+            arguments = _arguments_dict(call.arguments)
+            yield ToolCallEvent(call_id=call_id, name=call.name, arguments=arguments, round=round_no)
+            began = time.perf_counter()
+            try:
+                tool = agent.toolset.get(call.name)
+                output = tool.run(call.arguments)
+            except ToolError as exc:
+                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a tool bug must not end the conversation
+                log.exception("tool %s failed", call.name)
+                error = f"{call.name} failed internally ({exc.__class__.__name__}: {exc})"
+            else:
+                data = output.model_dump(mode="json")
+                if call.name == "search_knowledge":  # passages found mid-turn are citable too
+                    searched.extend(str(p.get("id")) for p in data.get("passages", []) if isinstance(p, dict))
+                content = compact_json(data, agent.max_tool_result_tokens)
+                self.history.append({"role": "tool", "content": content, "tool_name": call.name})
+                yield ToolResultEvent(
+                    call_id=call_id,
+                    name=call.name,
+                    result=data,
+                    duration_ms=(time.perf_counter() - began) * 1000,
+                )
+                continue
+            payload = {"error": error, "hint": RETRY_HINT}
+            self.history.append(
+                {"role": "tool", "content": json.dumps(payload, ensure_ascii=False), "tool_name": call.name}
+            )
+            yield ToolErrorEvent(call_id=call_id, name=call.name, error=error)
+
+    def _keep_partial(self, result: _Round, how: str) -> None:
+        """Keep what the model already said, marked, so the user and the next turn can see it was cut."""
+        if result.content.strip():
+            self.history.append({"role": "assistant", "content": f"{result.content}\n\n[answer {how}]"})

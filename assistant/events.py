@@ -1,0 +1,134 @@
+"""Structured events a conversation turn yields.
+
+A turn is a stream of these rather than a string so that the UI can render tool calls and citations as they
+happen, tests can assert on exactly what the agent did, and the MCP/CLI front ends can serialise them as JSON
+without re-parsing text. Every event is a pydantic model discriminated by `type`, so
+`AgentEventAdapter.validate_python(event.model_dump())` round-trips.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from knowledge.search import Passage
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TokenEvent(_Event):
+    """A fragment of the assistant's visible answer, in streaming order."""
+
+    type: Literal["token"] = "token"
+    text: str
+
+
+class PassagesEvent(_Event):
+    """The passages placed in the model's context for this turn; the model cites them as [p:id]."""
+
+    type: Literal["passages"] = "passages"
+    passages: list[Passage]
+
+
+class ToolCallEvent(_Event):
+    """The model asked for a tool. `arguments` is what it sent (a JSON string is decoded when possible)."""
+
+    type: Literal["tool_call"] = "tool_call"
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    round: int = 0
+
+
+class ToolResultEvent(_Event):
+    """A tool ran; `result` is the tool's output model as JSON-compatible data."""
+
+    type: Literal["tool_result"] = "tool_result"
+    call_id: str
+    name: str
+    result: dict[str, Any]
+    duration_ms: float = 0.0
+
+
+class ToolErrorEvent(_Event):
+    """A tool call was refused (unknown tool, bad arguments, domain error); the model sees `error`."""
+
+    type: Literal["tool_error"] = "tool_error"
+    call_id: str
+    name: str
+    error: str
+
+
+class NoticeEvent(_Event):
+    """Something the user should know that is not an error: trimmed history, tool budget used up, ..."""
+
+    type: Literal["notice"] = "notice"
+    text: str
+
+
+class DoneEvent(_Event):
+    """The turn finished. Counts and durations are summed over every model call of the turn."""
+
+    type: Literal["done"] = "done"
+    content: str
+    eval_count: int = 0
+    eval_duration_s: float = 0.0
+    tokens_per_second: float | None = None
+    prompt_eval_count: int = 0
+    total_s: float = 0.0
+    rounds: int = 0
+    model: str = ""
+    num_ctx: int = 0
+    citations: list[str] = Field(default_factory=list)
+
+
+ErrorKind = Literal[
+    "unavailable",
+    "model_missing",
+    "timeout",
+    "stream_dropped",
+    "ollama_error",
+    "oversized",
+    "empty",
+    "busy",
+    "internal",
+]
+
+
+class ErrorEvent(_Event):
+    """The turn could not finish. `message` is user-presentable; `kind` lets a UI offer the right remedy."""
+
+    type: Literal["error"] = "error"
+    message: str
+    kind: ErrorKind = "internal"
+
+
+AgentEvent = Annotated[
+    TokenEvent
+    | PassagesEvent
+    | ToolCallEvent
+    | ToolResultEvent
+    | ToolErrorEvent
+    | NoticeEvent
+    | DoneEvent
+    | ErrorEvent,
+    Field(discriminator="type"),
+]
+AgentEventAdapter: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
+
+__all__ = [
+    "AgentEvent",
+    "AgentEventAdapter",
+    "DoneEvent",
+    "ErrorEvent",
+    "ErrorKind",
+    "NoticeEvent",
+    "PassagesEvent",
+    "TokenEvent",
+    "ToolCallEvent",
+    "ToolErrorEvent",
+    "ToolResultEvent",
+]

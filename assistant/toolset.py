@@ -1,0 +1,244 @@
+"""The toolset the agent and the MCP server offer: the pure tools plus the ones that need our runtime.
+
+`tools.REGISTRY` knows nothing about Ollama or the knowledge base (dependencies point one way). Here we add
+`search_knowledge` (the knowledge base) and `measure_speed` (a real generation on this Mac's Ollama), and wrap
+`estimate_speed` / `check_memory_fit` so that a model the user has installed but our catalog does not know
+(a fine-tune, a new release) is resolved through Ollama's /api/show into an explicit architecture instead of
+failing with "unknown model".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError
+
+if TYPE_CHECKING:
+    from assistant.ollama_layer import OllamaLayer
+    from knowledge.search import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MeasureSpeedInput", "MeasureSpeedOutput", "build_toolset", "resolve_installed_architecture"]
+
+_RESOLVABLE = ("estimate_speed", "check_memory_fit")
+
+
+def build_toolset(knowledge: KnowledgeBase | None, ollama: OllamaLayer | None) -> Registry:
+    """tools.REGISTRY + search_knowledge (with a knowledge base) + measure_speed (with Ollama).
+
+    Returns a new registry; the shared `tools.REGISTRY` is never modified, so several runtimes (tests, the UI
+    and the MCP server in one process) do not see each other's tools.
+    """
+    tools: list[Tool] = []
+    for tool in REGISTRY:
+        if ollama is not None and tool.name in _RESOLVABLE:
+            tools.append(_with_installed_models(tool, ollama))
+        else:
+            tools.append(tool)
+    registry = Registry(tools)
+    extra: list[Tool] = []
+    if knowledge is not None:
+        extra.append(_search_knowledge_tool(knowledge))
+    if ollama is not None:
+        extra.append(_measure_speed_tool(ollama, registry))
+    return registry.extended(*extra)
+
+
+# search_knowledge -------------------------------------------------------------------------------------------
+
+
+def _search_knowledge_tool(knowledge: KnowledgeBase) -> Tool:
+    from knowledge.search import SearchKnowledgeInput, SearchKnowledgeOutput
+
+    def search_knowledge(params: SearchKnowledgeInput) -> SearchKnowledgeOutput:
+        return knowledge.search(params.query, params.k)
+
+    return Tool(
+        name="search_knowledge",
+        description=(
+            "Search the knowledge base (guides on Apple Silicon memory, bandwidth, quantisation, Ollama "
+            "settings, the article's findings, and the user's own documents) and return the best passages "
+            "with their ids for citation as [p:ID]. Use it for explanations and settings, not for numbers a "
+            "calculator tool gives."
+        ),
+        input_model=SearchKnowledgeInput,
+        output_model=SearchKnowledgeOutput,
+        func=search_knowledge,
+    )
+
+
+# installed models -> architecture ---------------------------------------------------------------------------
+
+
+def resolve_installed_architecture(ollama: OllamaLayer, model: str) -> tuple[ModelArchitecture, str | None]:
+    """Architecture (and quantisation, if Ollama reports one) of an installed model, read from /api/show.
+
+    Raises ToolError with a presentable message when the model is not installed or its metadata lacks what the
+    memory/KV maths needs.
+    """
+    try:
+        facts = ollama.model_facts(model)
+    except ToolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure means "cannot resolve", said clearly below
+        raise ToolError(
+            f"model: {model!r} is not in our catalog and Ollama could not describe it ({exc}).",
+            fields=["model"],
+        ) from exc
+    try:
+        raw = facts.architecture()
+        arch = ModelArchitecture.model_validate(raw if isinstance(raw, dict) else dict(raw))
+    except Exception as exc:  # noqa: BLE001
+        raise ToolError(
+            f"model: {model!r} is installed but its /api/show metadata lacks the layer/head counts needed "
+            f"({exc}). Pass params_billion or an explicit architecture.",
+            fields=["model"],
+        ) from exc
+    quant = getattr(facts, "quantization", None) or getattr(facts, "quantization_level", None)
+    return arch, (str(quant) if quant else None)
+
+
+def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
+    """Same public name and schema; falls back to /api/show when the catalog does not know the model."""
+    original = tool.func
+
+    def func(params: Any) -> BaseModel:
+        try:
+            return original(params)
+        except ToolError as err:
+            model = getattr(params, "model", None)
+            unknown_model = "model" in err.fields and "unknown model" in str(err)
+            if not (unknown_model and model and getattr(params, "architecture", None) is None):
+                raise
+            try:
+                arch, quant = resolve_installed_architecture(ollama, model)
+            except ToolError as show_err:
+                raise ToolError(
+                    f"{err} It is not installed in Ollama either ({show_err}).", fields=err.fields
+                ) from None
+            update: dict[str, Any] = {"architecture": arch}
+            if params.params_billion is not None:
+                update["params_billion"] = None  # the architecture carries the size; avoid a contradiction
+            if quant and "quant" not in params.model_fields_set:
+                update["quant"] = quant
+            result = original(params.model_copy(update=update))
+            note = (
+                f"{model} is not in our catalog: architecture read from Ollama's /api/show for the "
+                "installed model."
+            )
+            if hasattr(result, "assumptions"):
+                result.assumptions.insert(0, note)
+            if hasattr(result, "sources"):
+                result.sources.append(f"Ollama /api/show {model}")
+            return result
+
+    return Tool(
+        name=tool.name,
+        description=tool.description
+        + " Any model installed in Ollama can be named, even if not in the catalog.",
+        input_model=tool.input_model,
+        output_model=tool.output_model,
+        func=func,
+    )
+
+
+# measure_speed ----------------------------------------------------------------------------------------------
+
+
+class MeasureSpeedInput(BaseModel):
+    """Measure a real generation on this Mac's Ollama."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    model: str = Field(
+        min_length=1, max_length=200, description='An installed Ollama model, e.g. "qwen2.5:7b".'
+    )
+
+
+class MeasureSpeedOutput(BaseModel):
+    model: str
+    measured_tokens_per_second: float = Field(description="Decode speed: eval_count / eval_duration.")
+    prompt_tokens_per_second: float | None = Field(default=None, description="Prefill speed, if reported.")
+    eval_count: int | None = None
+    load_seconds: float | None = Field(default=None, description="Model load time of this run, if any.")
+    estimated_tokens_per_second: float | None = Field(
+        default=None, description="estimate_speed's prediction for this Mac, when this Mac is known."
+    )
+    estimated_range: tuple[float, float] | None = None
+    ceiling_tokens_per_second: float | None = None
+    measured_vs_estimate: float | None = Field(default=None, description="measured / estimated.")
+    assumptions: list[str]
+    sources: list[str]
+
+
+def _field(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _measure_speed_tool(ollama: OllamaLayer, registry: Registry) -> Tool:
+    estimate = registry.get("estimate_speed")
+
+    def measure_speed(params: MeasureSpeedInput) -> MeasureSpeedOutput:
+        try:
+            measured = ollama.measure_speed(params.model)
+        except ToolError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Ollama down / model missing: the message says which
+            raise ToolError(
+                f"measure_speed: could not run {params.model!r} on Ollama: {exc}", fields=["model"]
+            ) from exc
+        tps = _field(measured, "tokens_per_second", "eval_tokens_per_second", "decode_tokens_per_second")
+        if tps is None:
+            raise ToolError(
+                f"measure_speed: Ollama reported no eval timing for {params.model!r}.", fields=["model"]
+            )
+        assumptions = [
+            "Measured with one short generation on this machine's Ollama right now; other load on the Mac, "
+            "thermal state and context length change the figure."
+        ]
+        out: dict[str, Any] = {
+            "model": params.model,
+            "measured_tokens_per_second": round(float(tps), 2),
+            "prompt_tokens_per_second": _field(
+                measured, "prompt_tokens_per_second", "prefill_tokens_per_second"
+            ),
+            "eval_count": _field(measured, "eval_count"),
+            "load_seconds": _field(measured, "load_seconds", "load_s"),
+        }
+        try:
+            predicted = estimate.run({"model": params.model})
+        except ToolError as exc:
+            assumptions.append(f"No estimate for comparison: {exc}")
+        else:
+            expected = float(predicted.expected_tokens_per_second)  # type: ignore[attr-defined]
+            out["estimated_tokens_per_second"] = expected
+            out["estimated_range"] = tuple(predicted.expected_range)  # type: ignore[attr-defined]
+            ceiling = predicted.ceiling_tokens_per_second  # type: ignore[attr-defined]
+            out["ceiling_tokens_per_second"] = ceiling
+            out["measured_vs_estimate"] = round(float(tps) / expected, 3) if expected > 0 else None
+            assumptions.extend(predicted.assumptions)  # type: ignore[attr-defined]
+        return MeasureSpeedOutput(
+            **out,
+            assumptions=assumptions,
+            sources=["Ollama /api/generate eval_count / eval_duration (this Mac)"],
+        )
+
+    return Tool(
+        name="measure_speed",
+        description=(
+            "Measure the real decode speed (tokens/s) of a model installed in this Mac's Ollama with a short "
+            "generation, and compare it with estimate_speed's prediction for this Mac. Takes a few seconds "
+            "to a minute; use it only when the user asks to measure or test their own machine."
+        ),
+        input_model=MeasureSpeedInput,
+        output_model=MeasureSpeedOutput,
+        func=measure_speed,
+    )

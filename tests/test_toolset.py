@@ -1,0 +1,142 @@
+"""build_toolset: the pure tools plus search_knowledge, measure_speed and installed-model resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.ollama_layer import OllamaLayer
+from assistant.toolset import build_toolset
+from knowledge.search import KnowledgeBase
+from tests.ollama_standin import ChatScript, ModelSpec, OllamaStandIn
+from tools import REGISTRY, ToolError
+
+PURE = ["estimate_speed", "check_memory_fit", "lookup_benchmarks", "recommend_machine"]
+
+MYSTERY = ModelSpec(
+    name="mystery-coder:13b",
+    architecture="llama",
+    parameter_count=13_015_864_320,
+    block_count=40,
+    context_length=16384,
+    embedding_length=5120,
+    head_count=40,
+    head_count_kv=8,
+    key_length=128,
+    value_length=128,
+    quantization="Q8_0",
+    parameter_size="13B",
+)
+
+
+@pytest.fixture
+def knowledge(tmp_path: Path) -> KnowledgeBase:
+    folder = tmp_path / "passages"
+    folder.mkdir()
+    (folder / "wired.md").write_text(
+        "---\nid: wired-limit\ntitle: GPU memory limit\nsection: Settings\nsource: test\n---\n\n"
+        "sudo sysctl iogpu.wired_limit_mb=40960 lets the GPU use more unified memory.\n",
+        encoding="utf-8",
+    )
+    (folder / "quant.md").write_text(
+        "---\nid: quant\ntitle: Quantisation\nsection: Basics\nsource: test\n---\n\nQ4_K_M halves memory.\n",
+        encoding="utf-8",
+    )
+    return KnowledgeBase(tmp_path / "data", None, passages_dir=folder)
+
+
+def test_without_runtime_it_is_the_pure_registry_and_never_mutates_it(
+    standin: OllamaStandIn, knowledge: KnowledgeBase
+) -> None:
+    assert build_toolset(None, None).names() == PURE
+    full = build_toolset(knowledge, OllamaLayer(standin.url))
+    assert full.names() == [*PURE, "search_knowledge", "measure_speed"]
+    assert REGISTRY.names() == PURE  # the shared registry is untouched
+    for tool in full:
+        spec = tool.ollama_spec()
+        assert spec["type"] == "function" and spec["function"]["name"] == tool.name
+        assert spec["function"]["parameters"]["type"] == "object"
+    search = full.get("search_knowledge").ollama_spec()["function"]["parameters"]
+    assert search["required"] == ["query"]
+
+
+def test_search_knowledge_tool(knowledge: KnowledgeBase) -> None:
+    tool = build_toolset(knowledge, None).get("search_knowledge")
+    out = tool.run({"query": "sysctl wired limit", "k": 2})
+    assert out.passages[0].id == "wired-limit" and out.mode == "lexical"  # type: ignore[attr-defined]
+    assert tool.run('{"query": "quantisation memory"}').passages  # type: ignore[attr-defined]
+    with pytest.raises(ToolError, match="k"):
+        tool.run({"query": "x", "k": 0})
+    with pytest.raises(ToolError, match="query"):
+        tool.run({})
+
+
+def test_installed_model_unknown_to_the_catalog_is_resolved_via_api_show(standin: OllamaStandIn) -> None:
+    standin.add_model(MYSTERY)
+    tools = build_toolset(None, OllamaLayer(standin.url))
+    speed = tools.get("estimate_speed").run({"chip": "M3 Max", "model": "mystery-coder:13b"})
+    assert speed.params_billion == pytest.approx(13.016, rel=1e-3)  # type: ignore[attr-defined]
+    assert speed.quant == "Q8_0"  # type: ignore[attr-defined] # taken from /api/show when not asked for
+    assert "/api/show" in speed.assumptions[0]  # type: ignore[attr-defined]
+    assert any("mystery-coder:13b" in s for s in speed.sources)  # type: ignore[attr-defined]
+    assert [r.json["model"] for r in standin.requests_to("/api/show")] == ["mystery-coder:13b"]
+
+    fit = tools.get("check_memory_fit").run(
+        {
+            "chip": "M3 Max",
+            "memory_gb": 36,
+            "model": "mystery-coder:13b",
+            "quant": "Q4_K_M",
+            "context_tokens": 8192,
+        }
+    )
+    assert fit.quant.upper().startswith("Q4_K_M")  # type: ignore[attr-defined] # an explicit quant wins
+    assert fit.breakdown.kv_cache_gb > 0  # type: ignore[attr-defined]
+    # catalog models never cost an /api/show round trip
+    standin.clear_requests()
+    tools.get("estimate_speed").run({"chip": "M3 Max", "model": "qwen2.5:7b"})
+    assert standin.requests_to("/api/show") == []
+
+
+def test_unknown_and_not_installed_model_error_is_clear(standin: OllamaStandIn) -> None:
+    tools = build_toolset(None, OllamaLayer(standin.url))
+    with pytest.raises(ToolError) as err:
+        tools.get("estimate_speed").run({"chip": "M3 Max", "model": "nonexistent-model:3b"})
+    message = str(err.value)
+    assert "unknown model" in message and "not installed in Ollama either" in message
+    assert err.value.fields == ["model"]
+    # without Ollama the catalog's own message stands
+    with pytest.raises(ToolError, match="unknown model") as plain:
+        build_toolset(None, None).get("estimate_speed").run(
+            {"chip": "M3 Max", "model": "nonexistent-model:3b"}
+        )
+    assert "Ollama" not in str(plain.value)
+
+
+def test_unknown_model_when_ollama_is_down_is_still_a_tool_error(standin: OllamaStandIn) -> None:
+    tools = build_toolset(None, OllamaLayer(standin.url, timeout_s=2.0))
+    with standin.down(), pytest.raises(ToolError, match="could not describe it"):
+        tools.get("check_memory_fit").run({"chip": "M3 Max", "memory_gb": 36, "model": "mystery-coder:13b"})
+
+
+def test_measure_speed_reports_measurement_next_to_the_estimate(standin: OllamaStandIn) -> None:
+    standin.script_chat(ChatScript(text="word " * 20, eval_count=200, eval_duration_ns=4_000_000_000))
+    tool = build_toolset(None, OllamaLayer(standin.url)).get("measure_speed")
+    out = tool.run({"model": "qwen2.5:7b"})
+    assert out.measured_tokens_per_second == pytest.approx(50.0)  # type: ignore[attr-defined]
+    assert out.eval_count == 200  # type: ignore[attr-defined]
+    if out.estimated_tokens_per_second is None:  # type: ignore[attr-defined] # not on a Mac: says why
+        assert any("No estimate for comparison" in a for a in out.assumptions)  # type: ignore[attr-defined]
+    else:  # pragma: no cover - on a Mac the estimate for this machine is there
+        assert out.measured_vs_estimate is not None  # type: ignore[attr-defined]
+    request = standin.last_chat_request()
+    assert request.model == "qwen2.5:7b" and request.options.get("num_predict")
+
+
+def test_measure_speed_errors_are_tool_errors(standin: OllamaStandIn) -> None:
+    tool = build_toolset(None, OllamaLayer(standin.url)).get("measure_speed")
+    with pytest.raises(ToolError, match="ollama pull mistral:7b"):
+        tool.run({"model": "mistral:7b"})
+    with pytest.raises(ToolError, match="model"):
+        tool.run({"model": ""})
