@@ -1,0 +1,107 @@
+"""Command line of the MCP server: settings, start-up of the toolset, and the two transports."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from assistant.config import Settings
+from assistant.mcp.runtime import build_runtime
+from assistant.mcp.server import DEFAULT_HTTP_PORT, LOOPBACK, build_server, loopback_security
+
+log = logging.getLogger("assistant.mcp")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m assistant.mcp",
+        description="Serve the mac-ai-advisor tools (speed, memory fit, benchmarks, recommendations, "
+        "knowledge search) over the Model Context Protocol.",
+    )
+    p.add_argument(
+        "--transport",
+        choices=["stdio", "http"],
+        default="stdio",
+        help="stdio (default; what desktop clients launch) or streamable HTTP on 127.0.0.1.",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_HTTP_PORT,
+        help=f"HTTP port on 127.0.0.1 (default {DEFAULT_HTTP_PORT}); the endpoint is /mcp.",
+    )
+    p.add_argument("--data-dir", type=Path, default=None, help="Index directory (env ADVISOR_DATA_DIR).")
+    p.add_argument("--ollama-host", default=None, help="Ollama URL (env OLLAMA_HOST).")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.ollama_host is not None:
+        overrides["ollama_host"] = args.ollama_host
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _port_problem(port: int) -> str | None:
+    """Check the port before the server starts so a clash is one clear line, not a uvicorn traceback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError as exc:
+            return f"cannot listen on {LOOPBACK}:{port} ({exc.strerror or exc}); pick another --port"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Everything we (or a library) print must stay off stdout: on stdio, stdout *is* the protocol.
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(name)s: %(message)s")
+    if not 1 <= args.port <= 65535:
+        print(f"error: --port must be between 1 and 65535, got {args.port}", file=sys.stderr)
+        return 2
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if args.transport == "http":
+        problem = _port_problem(args.port)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
+
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+        runtime = build_runtime(settings)
+    server = build_server(runtime.registry)
+    print(
+        f"mac-ai-advisor MCP: {len(runtime.registry)} tools ({', '.join(runtime.registry.names())}); "
+        f"{runtime.summary} [{time.perf_counter() - started:.2f}s]",
+        file=sys.stderr,
+    )
+    try:
+        if args.transport == "stdio":
+            anyio.run(server.run_stdio_async)
+        else:
+            print(f"listening on http://{LOOPBACK}:{args.port}/mcp", file=sys.stderr)
+            anyio.run(
+                lambda: server.run_streamable_http_async(
+                    host=LOOPBACK, port=args.port, transport_security=loopback_security()
+                )
+            )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+    return 0

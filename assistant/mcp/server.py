@@ -1,0 +1,186 @@
+"""MCP server over the tool registry.
+
+Why a registry adapter instead of ``@server.tool()`` functions: the registry is the single source of every
+tool's schema (agent, CLI, schema export, MCP). Re-declaring the tools as Python signatures here would let
+the MCP schema drift from the one the agent uses. Each registry tool is therefore published with exactly
+``Tool.input_schema()`` / ``Tool.output_schema()``, validated by ``Tool.run()`` (same messages the agent's
+model sees) and answered with ``structuredContent`` dumped from the output model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp.server.mcpserver.tools import Tool as MCPTool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import ConfigDict, Field
+
+from tools.registry import Registry, ToolError
+from tools.registry import Tool as RegistryTool
+
+__all__ = [
+    "DEFAULT_HTTP_PORT",
+    "LOOPBACK",
+    "SERVER_NAME",
+    "build_server",
+    "loopback_security",
+    "registry_tool_to_mcp",
+]
+
+log = logging.getLogger("assistant.mcp")
+
+SERVER_NAME = "mac-ai-advisor"
+LOOPBACK = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8765
+
+_INSTRUCTIONS = (
+    "Tools for running local AI on Apple Silicon Macs: decode-speed estimates, memory-fit checks, the "
+    "article's measured benchmarks, machine recommendations and a searchable knowledge base. Prefer these "
+    "numbers over recollection; every result lists its assumptions and sources."
+)
+
+
+class _AnyArguments(ArgModelBase):
+    """Placeholder argument model: validation is the registry tool's job, not the SDK's.
+
+    The SDK requires a FuncMetadata with an argument model; it is never used because ``RegistryBackedTool``
+    overrides ``run``. Allowing extra keys keeps it harmless should the SDK ever consult it.
+    """
+
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+
+
+class RegistryBackedTool(MCPTool):
+    """An SDK tool whose schema, validation and execution all come from one registry ``Tool``."""
+
+    registry_tool: Any = Field(exclude=True)
+    limiter: Any = Field(exclude=True)
+
+    async def run(
+        self,
+        arguments: dict[str, Any],
+        context: Context[Any, Any],
+        convert_result: bool = False,
+    ) -> Any:
+        tool: RegistryTool = self.registry_tool
+        prepared = _preparse_json_arguments(arguments, self.parameters)
+        try:
+            # Tools are synchronous (table look-ups, a Chroma query, an Ollama request); a worker thread
+            # keeps the event loop answering other requests while one runs.
+            result = await anyio.to_thread.run_sync(tool.run, prepared, limiter=self.limiter)
+        except ToolError as err:
+            # The registry's message names the field and the accepted values: exactly what a calling model
+            # needs to retry, so it goes back verbatim as an isError result.
+            raise MCPToolError(str(err)) from err
+        except Exception as exc:  # the registry promises ToolError only; a bug must not kill the session
+            log.exception("tool %s raised unexpectedly", tool.name)
+            raise MCPToolError(f"{tool.name} failed internally ({exc.__class__.__name__}: {exc})") from exc
+        structured = result.model_dump(mode="json", by_alias=True)
+        text = json.dumps(structured, ensure_ascii=False, separators=(",", ":"))
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def _preparse_json_arguments(arguments: dict[str, Any] | None, schema: dict[str, Any]) -> dict[str, Any]:
+    """Decode object/array arguments that a client sent as JSON strings.
+
+    Why: several MCP clients (Claude Desktop notably) serialise nested objects such as ``architecture`` to a
+    string. Only properties the schema types as object/array are touched, and only when the string parses to
+    that shape, so a genuine string value is never altered.
+    """
+    if not arguments:
+        return {}
+    props = schema.get("properties", {})
+    out = dict(arguments)
+    for key, value in arguments.items():
+        prop = props.get(key)
+        if not isinstance(value, str) or not isinstance(prop, dict):
+            continue
+        declared = prop.get("type")
+        types = set(declared) if isinstance(declared, list) else {declared}
+        if not types & {"object", "array"}:
+            continue
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(parsed, dict | list):
+            out[key] = parsed
+    return out
+
+
+def _title(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def registry_tool_to_mcp(tool: RegistryTool) -> RegistryBackedTool:
+    """Publish one registry tool: same name, description, input schema and output schema."""
+    output_schema = tool.output_schema()
+    metadata = FuncMetadata(
+        arg_model=_AnyArguments, output_schema=output_schema, output_model=tool.output_model
+    )
+    return RegistryBackedTool(
+        fn=tool.run,
+        name=tool.name,
+        title=_title(tool.name),
+        description=tool.description,
+        parameters=tool.input_schema(),
+        fn_metadata=metadata,
+        is_async=False,
+        context_kwarg=None,
+        # Our tools compute from local tables or read the local index/Ollama: nothing is written, nothing
+        # leaves the machine.
+        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False),
+        registry_tool=tool,
+        # One call per tool at a time: the knowledge index and the Ollama client are not documented as
+        # thread-safe, while different tools still run side by side.
+        limiter=anyio.CapacityLimiter(1),
+    )
+
+
+def _version() -> str:
+    """The project version from pyproject.toml (the project is not installed as a package, so no metadata)."""
+    try:
+        with open(Path(__file__).resolve().parents[2] / "pyproject.toml", "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "0"
+
+
+def build_server(registry: Registry, *, instructions: str | None = None) -> MCPServer[Any]:
+    """An MCPServer publishing every tool of ``registry`` (and nothing else)."""
+    tools = [registry_tool_to_mcp(t) for t in registry]
+    return MCPServer(
+        SERVER_NAME,
+        title="Mac AI advisor",
+        version=_version(),
+        instructions=instructions or _INSTRUCTIONS,
+        tools=list(tools),
+        log_level="WARNING",
+    )
+
+
+def loopback_security() -> TransportSecuritySettings:
+    """DNS-rebinding protection for the HTTP transport.
+
+    A web page on a foreign site can make the browser POST to 127.0.0.1; the Origin header is what gives it
+    away. Requests without an Origin (CLI tools, SDK clients) and loopback origins pass; any other origin
+    gets 403, and a Host header that is not loopback gets 421.
+    """
+    hosts = ["127.0.0.1", "localhost", "[::1]"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*hosts, *(f"{h}:*" for h in hosts)],
+        allowed_origins=[
+            f"{scheme}://{h}{port}" for scheme in ("http", "https") for h in hosts for port in ("", ":*")
+        ],
+    )
