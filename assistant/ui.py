@@ -1,0 +1,972 @@
+"""The browser chat: a Gradio app over the agent, the tools and the knowledge base.
+
+Design choices and why:
+- Offline first. Gradio phones home for analytics and version checks unless told not to, and its default
+  theme may pull Google fonts; both are switched off here, *before* gradio is imported, with a system-font
+  theme. `launch_options()` pins share=False and refuses a non-loopback bind without auth, so every caller
+  (launch.py, tests, benchmarks) gets the same safe defaults.
+- One `Conversation` per browser session (a `gr.State`), one shared read-only `Agent`. The displayed chat is
+  kept server-side in the same session object rather than read back from the Chatbot, so the browser cannot
+  inject history and the named API endpoint (`/chat`, for gradio_client load tests) needs no history argument.
+- A turn is rendered from the agent's typed events: tool calls become collapsible messages (pending -> done),
+  retrieved passages one collapsible "sources" message marking the cited ones, and a tokens/s line closes each
+  answer. Yields are throttled so that streaming cost does not grow with the number of tokens squared.
+- The Tools tab builds one form per tool from the tool's JSON schema: a new tool in the registry gets a form
+  without UI code, and the forms work with no model (and no Ollama) at all.
+- The Ollama status line is refreshed by a `gr.Timer` through a shared, rate-limited probe, so a hundred open
+  tabs do not mean a hundred health checks, and the model picker fills in by itself when Ollama comes up.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must precede `import gradio`: gradio reads these at import/Blocks() time (analytics, version check, HF hub).
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_SSR_MODE", "False")
+
+import ipaddress  # noqa: E402
+import json  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping, Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import TYPE_CHECKING, Any, Literal  # noqa: E402
+
+import gradio as gr  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+
+from assistant.charts import chart_for_tool_result  # noqa: E402
+from assistant.config import Settings  # noqa: E402
+from assistant.events import (  # noqa: E402
+    AgentEvent,
+    DoneEvent,
+    ErrorEvent,
+    NoticeEvent,
+    PassagesEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolErrorEvent,
+    ToolResultEvent,
+)
+from tools.registry import Registry, Tool, ToolError  # noqa: E402
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from assistant.agent import Agent, Conversation
+    from assistant.ollama_layer import OllamaLayer
+    from knowledge.search import KnowledgeBase, Passage
+
+__all__ = [
+    "EXAMPLE_QUESTIONS",
+    "ChatSession",
+    "FormField",
+    "LaunchConfigError",
+    "OllamaStatus",
+    "StatusProbe",
+    "TurnRenderer",
+    "arguments_from_form",
+    "build_app",
+    "form_fields",
+    "is_loopback",
+    "launch_options",
+    "offline_theme",
+    "parse_auth",
+]
+
+EXAMPLE_QUESTIONS: list[str] = [
+    "Will llama3.3:70b fit on a 48 GB M4 Pro with 16k context?",
+    "How fast would qwen2.5:32b run on an M3 Max?",
+    "What did the article measure for SDXL on a Mac Studio?",
+    "I have $1500, what should I buy to run local LLMs?",
+]
+
+STATUS_REFRESH_S = 5.0
+STATUS_TIMEOUT_S = 3.0
+# Yield the growing answer to the browser at most this often (plus at every structural event).
+STREAM_INTERVAL_S = 0.05
+MAX_INPUT_CHARS = 8000
+SYSTEM_FONTS = [
+    "-apple-system",
+    "BlinkMacSystemFont",
+    "Segoe UI",
+    "Helvetica Neue",
+    "Helvetica",
+    "Arial",
+    "sans-serif",
+]
+SYSTEM_MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
+CSS = """
+#ollama-status p { margin: 0; }
+.turn-stats { color: var(--body-text-color-subdued); font-size: 0.85em; }
+footer { display: none !important; }
+"""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Launch options and security
+# ---------------------------------------------------------------------------------------------------------
+class LaunchConfigError(ValueError):
+    """A setting combination that must not start the server (e.g. a public bind without auth)."""
+
+
+def offline_theme() -> gr.themes.Base:
+    """Default look with system fonts only: no stylesheet is fetched from fonts.googleapis.com or a CDN."""
+    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO_FONTS)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost" — the only binds allowed without a password."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """`user:pass` -> (user, pass). The password may contain ':'; both parts must be non-empty."""
+    if value is None or value == "":
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user.strip() or not password:
+        raise LaunchConfigError("--auth / ADVISOR_AUTH must look like user:password (both parts non-empty).")
+    return user.strip(), password
+
+
+def launch_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `Blocks.launch`, with the security rules applied.
+
+    Raises LaunchConfigError when binding a non-loopback address without auth: the chat can run tools and
+    read the user's documents, so exposing it to a network without a password is refused, not warned about.
+    """
+    auth = parse_auth(settings.auth)
+    if not is_loopback(settings.host) and auth is None:
+        raise LaunchConfigError(
+            f"Refusing to listen on {settings.host}: binding an address other than loopback (127.0.0.1) "
+            "makes the chat reachable from other machines, so it needs a password. "
+            "Pass --auth user:password (or set ADVISOR_AUTH), or drop --host to stay on 127.0.0.1."
+        )
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port or None,
+        "share": False,
+        "auth": auth,
+        "auth_message": "Mac AI Advisor: sign in with the --auth credentials." if auth else None,
+        "inbrowser": False,  # launch.py opens the browser itself, after printing the URL
+        "prevent_thread_lock": True,
+        "show_error": True,
+        "quiet": True,
+        "ssr_mode": False,
+        "pwa": False,
+        "mcp_server": False,
+        "enable_monitoring": False,
+        "footer_links": [],
+        "theme": offline_theme(),
+        "css": CSS,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ollama status (shared, rate-limited probe)
+# ---------------------------------------------------------------------------------------------------------
+class OllamaStatus(BaseModel):
+    ok: bool
+    host: str
+    version: str | None = None
+    problem: str | None = None
+    advice: str | None = None
+    chat_models: list[str] = Field(default_factory=list, description="Installed models with 'tools'.")
+    other_models: list[str] = Field(default_factory=list)
+    checked_at: float = 0.0
+
+
+class StatusProbe:
+    """Health + tool-capable model list, cached for `ttl_s` and shared by every session.
+
+    Capabilities come from /api/show, one call per model; they are cached per (name, digest) because they do
+    not change unless the model is re-pulled.
+    """
+
+    def __init__(self, ollama: OllamaLayer | None, host: str, ttl_s: float = STATUS_REFRESH_S - 0.5) -> None:
+        self.ollama = ollama
+        self.host = host
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._status: OllamaStatus | None = None
+        self._capabilities: dict[tuple[str, str], bool] = {}
+
+    def _supports_tools(self, name: str, digest: str) -> bool:
+        key = (name, digest)
+        if key not in self._capabilities:
+            assert self.ollama is not None
+            try:
+                caps = self.ollama.model_facts(name).capabilities
+            except Exception:  # noqa: BLE001 - an unreadable model is simply not offered
+                return False
+            # An Ollama too old to report capabilities: offer the model rather than hide every model.
+            self._capabilities[key] = caps is None or "tools" in caps
+        return self._capabilities[key]
+
+    def _probe(self) -> OllamaStatus:
+        if self.ollama is None:
+            return OllamaStatus(ok=False, host=self.host, problem="no Ollama client configured")
+        try:
+            health = self.ollama.health()
+        except Exception as exc:  # noqa: BLE001 - a status line must never break the page
+            return OllamaStatus(ok=False, host=self.host, problem=str(exc), checked_at=time.monotonic())
+        if not health.ok:
+            return OllamaStatus(
+                ok=False,
+                host=self.host,
+                problem=health.problem,
+                advice=health.advice,
+                checked_at=time.monotonic(),
+            )
+        chat: list[str] = []
+        other: list[str] = []
+        try:
+            for m in self.ollama.installed_models():
+                name = str(m.name)
+                digest = str(getattr(m, "digest", "") or "")
+                (chat if self._supports_tools(name, digest) else other).append(name)
+        except Exception as exc:  # noqa: BLE001
+            return OllamaStatus(
+                ok=True,
+                host=self.host,
+                version=health.version,
+                problem=f"could not list models: {exc}",
+                checked_at=time.monotonic(),
+            )
+        return OllamaStatus(
+            ok=True,
+            host=self.host,
+            version=health.version,
+            chat_models=sorted(chat),
+            other_models=sorted(other),
+            checked_at=time.monotonic(),
+        )
+
+    def status(self, *, force: bool = False) -> OllamaStatus:
+        """The cached status, refreshed when stale. While one caller probes, others get the last answer
+        instead of queueing behind a slow Ollama."""
+        if not self._lock.acquire(blocking=self._status is None or force):
+            assert self._status is not None
+            return self._status
+        try:
+            now = time.monotonic()
+            if force or self._status is None or now - self._status.checked_at >= self.ttl_s:
+                self._status = self._probe()
+            return self._status
+        finally:
+            self._lock.release()
+
+
+def _same_model(a: str, b: str) -> bool:
+    def norm(name: str) -> str:
+        return name if ":" in name else name + ":latest"
+
+    return norm(a) == norm(b)
+
+
+def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: str | None) -> str:
+    kb = f" · knowledge search: {knowledge_mode}" if knowledge_mode else ""
+    if not status.ok:
+        advice = status.advice or (
+            "Install Ollama from https://ollama.com and start it (open the app, or run `ollama serve`)."
+        )
+        return (
+            f"🔴 **Ollama not reachable** at `{status.host}`: {status.problem or 'no answer'}. {advice} "
+            f"The Tools and Search tabs work without it; this line turns green by itself once Ollama "
+            f"answers.{kb}"
+        )
+    version = f" {status.version}" if status.version else ""
+    head = f"🟢 **Ollama{version}** at `{status.host}`"
+    if status.problem:
+        return f"{head} · ⚠️ {status.problem}{kb}"
+    if not any(_same_model(settings.chat_model, m) for m in status.chat_models):
+        if status.chat_models:
+            note = (
+                f"⚠️ `{settings.chat_model}` is not installed; pick one of the installed tool-capable models "
+                f"or run `ollama pull {settings.chat_model}`"
+            )
+        else:
+            note = f"⚠️ no tool-capable chat model installed: run `ollama pull {settings.chat_model}`"
+        return f"{head} · {note}{kb}"
+    return f"{head} · {len(status.chat_models)} tool-capable model(s){kb}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chat rendering
+# ---------------------------------------------------------------------------------------------------------
+def _json_block(data: Any, limit: int = 6000) -> str:
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    if len(text) > limit:
+        text = text[:limit] + "\n... (truncated)"
+    return f"```json\n{text}\n```"
+
+
+def _passage_markdown(p: Passage, cited: bool) -> str:
+    mark = "✅ cited · " if cited else ""
+    section = f" — {p.section}" if p.section else ""
+    body = p.text.strip().replace("\n", "\n> ")
+    if len(body) > 900:
+        body = body[:900] + " …"
+    return (
+        f"**[p:{p.id}] {p.title}{section}**  \n<sub>{mark}score {p.score:.3f} · {p.origin} · "
+        f"{p.source}</sub>\n> {body}"
+    )
+
+
+@dataclass
+class ChatSession:
+    """Everything one browser session owns: its conversation and what its chat shows."""
+
+    conversation: Conversation | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    chart: go.Figure | None = None
+    turns: int = 0
+
+
+class TurnRenderer:
+    """Turns one turn's agent events into chat messages (messages-format dicts, edited in place).
+
+    `apply` returns True when the change is structural (a new message, a status flip) so the caller yields at
+    once; plain tokens are batched by the caller's throttle.
+    """
+
+    def __init__(
+        self,
+        messages: list[dict[str, Any]],
+        toolset: Registry | None = None,
+        chart_fn: Callable[[str, Mapping[str, Any], Mapping[str, Any]], Any] | None = None,
+    ) -> None:
+        self.messages = messages
+        self.toolset = toolset
+        self.chart_fn = chart_fn
+        self._answer: dict[str, Any] | None = None
+        self._tools: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # call_id -> (message, arguments)
+        self._passages: list[Passage] = []
+        self._passages_msg: dict[str, Any] | None = None
+        self.chart: Any = None
+        self.done: DoneEvent | None = None
+        self.error: ErrorEvent | None = None
+        self.answer_text = ""
+        self.tool_calls: list[dict[str, Any]] = []  # name, arguments, ok, error: the turn's tool log
+
+    def _append(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.messages.append(message)
+        return message
+
+    def apply(self, event: AgentEvent) -> bool:
+        if isinstance(event, TokenEvent):
+            if self._answer is None:
+                self._answer = self._append({"role": "assistant", "content": ""})
+                self._answer["content"] += event.text
+                self.answer_text += event.text
+                return True
+            self._answer["content"] += event.text
+            self.answer_text += event.text
+            return False
+        # Any non-token message ends the current text run: text after a tool call is a new bubble.
+        self._answer = None
+        if isinstance(event, PassagesEvent):
+            self._passages = list(event.passages)
+            if self._passages:
+                self._passages_msg = self._append(
+                    {
+                        "role": "assistant",
+                        "content": self._passages_content(set()),
+                        "metadata": {
+                            "title": f"📚 {len(self._passages)} passages from the knowledge base",
+                            "status": "done",
+                        },
+                    }
+                )
+            return True
+        if isinstance(event, ToolCallEvent):
+            msg = self._append(
+                {
+                    "role": "assistant",
+                    "content": "**Arguments**\n" + _json_block(event.arguments),
+                    "metadata": {"title": f"🔧 {event.name}", "status": "pending", "id": event.call_id},
+                }
+            )
+            self._tools[event.call_id] = (msg, dict(event.arguments))
+            self.tool_calls.append(
+                {"call_id": event.call_id, "name": event.name, "arguments": event.arguments}
+            )
+            return True
+        if isinstance(event, ToolResultEvent):
+            msg, arguments = self._tool_message(event.call_id, event.name)
+            self._log(event.call_id, ok=True)
+            msg["content"] += "\n**Result**\n" + _json_block(event.result)
+            msg["metadata"] = {
+                **msg["metadata"],
+                "title": f"🔧 {event.name}",
+                "status": "done",
+                "duration": round(event.duration_ms / 1000.0, 3),
+            }
+            if self.chart_fn is not None:
+                try:
+                    figure = self.chart_fn(event.name, arguments, event.result)
+                except Exception:  # noqa: BLE001 - a chart is decoration; never fail the turn for it
+                    figure = None
+                if figure is not None:
+                    self.chart = figure
+            return True
+        if isinstance(event, ToolErrorEvent):
+            msg, _ = self._tool_message(event.call_id, event.name)
+            self._log(event.call_id, ok=False, error=event.error)
+            msg["content"] += f"\n**Refused**: {event.error}"
+            msg["metadata"] = {**msg["metadata"], "title": f"⚠️ {event.name} (error)", "status": "done"}
+            return True
+        if isinstance(event, NoticeEvent):
+            self._append(
+                {
+                    "role": "assistant",
+                    "content": event.text,
+                    "metadata": {"title": "ℹ️ Note", "status": "done"},
+                }
+            )
+            return True
+        if isinstance(event, DoneEvent):
+            self.done = event
+            self._finish(event)
+            return True
+        if isinstance(event, ErrorEvent):
+            self.error = event
+            self._append({"role": "assistant", "content": f"⚠️ {event.message}"})
+            return True
+        return False
+
+    def _log(self, call_id: str, **fields: Any) -> None:
+        for call in self.tool_calls:
+            if call["call_id"] == call_id:
+                call.update(fields)
+
+    def _tool_message(self, call_id: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        if call_id not in self._tools:  # result without a call event: still show it
+            msg = self._append(
+                {"role": "assistant", "content": "", "metadata": {"title": f"🔧 {name}", "id": call_id}}
+            )
+            self._tools[call_id] = (msg, {})
+        return self._tools[call_id]
+
+    def _passages_content(self, cited: set[str]) -> str:
+        return "\n\n".join(_passage_markdown(p, p.id in cited) for p in self._passages)
+
+    def _finish(self, done: DoneEvent) -> None:
+        cited = set(done.citations)
+        if self._passages_msg is not None:
+            self._passages_msg["content"] = self._passages_content(cited)
+            n = len(self._passages)
+            used = f"{len(cited)} cited" if cited else "none cited"
+            self._passages_msg["metadata"] = {
+                **self._passages_msg["metadata"],
+                "title": f"📚 {n} passages from the knowledge base ({used})",
+            }
+        # The stats line closes the last answer bubble; an answer that was all tool calls gets its own bubble.
+        last = self.messages[-1] if self.messages else None
+        if last is None or last.get("role") != "assistant" or last.get("metadata"):
+            last = self._append({"role": "assistant", "content": done.content or ""})
+        last["content"] = str(last["content"]).rstrip() + "\n\n" + stats_line(done)
+
+
+def stats_line(done: DoneEvent) -> str:
+    tps = f"{done.tokens_per_second:.1f} tokens/s" if done.tokens_per_second else "tokens/s n/a"
+    parts = [f"⚡ {tps}", f"{done.eval_count} tokens", f"{done.total_s:.1f} s"]
+    if done.rounds > 1:
+        parts.append(f"{done.rounds} model calls")
+    if done.model:
+        parts.append(done.model)
+    return "<sub>" + " · ".join(parts) + "</sub>"
+
+
+def run_turn(
+    session: ChatSession,
+    agent: Agent,
+    message: str,
+    model: str | None,
+    renderer: TurnRenderer,
+    interval_s: float = STREAM_INTERVAL_S,
+) -> Iterator[bool]:
+    """Drive one turn, yielding whenever the browser should be updated (True = structural change)."""
+    if session.conversation is None:
+        session.conversation = agent.new_conversation()
+    session.turns += 1
+    last = 0.0
+    pending = False
+    for event in session.conversation.turn(message, model=model or None):
+        structural = renderer.apply(event)
+        now = time.monotonic()
+        if structural or now - last >= interval_s:
+            last = now
+            pending = False
+            yield structural
+        else:
+            pending = True
+    if pending:
+        yield False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tool forms generated from the input schemas
+# ---------------------------------------------------------------------------------------------------------
+FieldKind = Literal["text", "int", "float", "bool", "choice", "json", "list"]
+
+
+class FormField(BaseModel):
+    """One input of a tool form, derived from a property of the tool's JSON schema."""
+
+    name: str
+    kind: FieldKind
+    label: str
+    info: str = ""
+    required: bool = False
+    default: Any = None
+    choices: list[Any] = Field(default_factory=list)
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _schema_types(prop: Mapping[str, Any]) -> list[str]:
+    t = prop.get("type")
+    if isinstance(t, list):
+        return [str(x) for x in t if x != "null"]
+    if isinstance(t, str):
+        return [t]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(prop.get(key), list):
+            return [x for sub in prop[key] if isinstance(sub, Mapping) for x in _schema_types(sub)]
+    return []
+
+
+def form_fields(tool: Tool) -> list[FormField]:
+    """Form inputs for a tool, straight from its input schema (so no tool has a hand-written form)."""
+    schema = tool.input_schema()
+    required = set(schema.get("required", []))
+    out: list[FormField] = []
+    for name, prop in schema.get("properties", {}).items():
+        types = _schema_types(prop)
+        enum = prop.get("enum")
+        if enum is None and prop.get("const") is not None:
+            enum = [prop["const"]]
+        kind: FieldKind
+        if enum:
+            kind = "choice"
+        elif "object" in types:
+            kind = "json"
+        elif "array" in types:
+            item_types = (
+                _schema_types(prop.get("items", {})) if isinstance(prop.get("items"), Mapping) else []
+            )
+            kind = "list" if item_types in (["string"], []) else "json"
+        elif "boolean" in types:
+            kind = "bool"
+        elif "integer" in types:
+            kind = "int"
+        elif "number" in types:
+            kind = "float"
+        else:
+            kind = "text"
+        info = str(prop.get("description", "")).strip()
+        if kind == "json" and "properties" in prop:
+            keys = ", ".join(prop["properties"])
+            info = (info + " " if info else "") + f"JSON object with: {keys}."
+        lo = prop.get("minimum", prop.get("exclusiveMinimum"))
+        hi = prop.get("maximum", prop.get("exclusiveMaximum"))
+        out.append(
+            FormField(
+                name=name,
+                kind=kind,
+                label=name.replace("_", " "),
+                info=info,
+                required=name in required,
+                default=prop.get("default"),
+                choices=list(enum or []),
+                minimum=float(lo) if isinstance(lo, int | float) else None,
+                maximum=float(hi) if isinstance(hi, int | float) else None,
+            )
+        )
+    return out
+
+
+def arguments_from_form(fields: Sequence[FormField], values: Sequence[Any]) -> dict[str, Any]:
+    """Form values -> tool arguments. Empty inputs are left out so the tool's own defaults apply.
+
+    Raises ToolError for a JSON field that does not parse, naming the field, like the tool would.
+    """
+    args: dict[str, Any] = {}
+    for spec, value in zip(fields, values, strict=True):
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = value.strip()
+            if value == "":
+                continue
+        if spec.kind == "bool":
+            if spec.default is None and value is False and not spec.required:
+                # A tri-state bool (None = no preference) left unticked means "no preference".
+                continue
+            args[spec.name] = bool(value)
+        elif spec.kind in ("int", "float"):
+            args[spec.name] = _number(spec, value)
+        elif spec.kind == "json":
+            try:
+                args[spec.name] = json.loads(value) if isinstance(value, str) else value
+            except json.JSONDecodeError as exc:
+                raise ToolError(f"{spec.name}: not valid JSON ({exc.msg})", fields=[spec.name]) from None
+        elif spec.kind == "list":
+            items = [x.strip() for x in str(value).replace("\n", ",").split(",")]
+            args[spec.name] = [x for x in items if x]
+        else:
+            args[spec.name] = value
+    return args
+
+
+def _number(spec: FormField, value: Any) -> int | float:
+    """Optional numbers come from a text box (an empty gr.Number would send 0, not "unset")."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ToolError(f"{spec.name}: {str(value)!r} is not a number", fields=[spec.name]) from None
+    if spec.kind == "int" and number.is_integer():
+        return int(number)
+    return number
+
+
+def _component_for(spec: FormField, elem_id: str) -> gr.components.Component:
+    label = spec.label + (" *" if spec.required else "")
+    info = spec.info or None
+    if spec.kind == "choice":
+        choices = list(spec.choices)
+        value = spec.default if spec.default in choices else (None if not spec.required else choices[0])
+        return gr.Dropdown(
+            choices=choices, value=value, label=label, info=info, allow_custom_value=False, elem_id=elem_id
+        )
+    if spec.kind == "bool":
+        return gr.Checkbox(value=bool(spec.default), label=label, info=info, elem_id=elem_id)
+    if spec.kind in ("int", "float") and spec.default is None:
+        kind = "whole number" if spec.kind == "int" else "number"
+        return gr.Textbox(
+            value=None, label=label, info=info, placeholder=f"{kind}, optional", elem_id=elem_id
+        )
+    if spec.kind in ("int", "float"):
+        return gr.Number(
+            value=spec.default,
+            label=label,
+            info=info,
+            precision=0 if spec.kind == "int" else None,
+            elem_id=elem_id,
+        )
+    if spec.kind == "json":
+        return gr.Code(
+            value=None, language="json", label=label + " (JSON, optional)", lines=3, elem_id=elem_id
+        )
+    placeholder = str(spec.default) if spec.default is not None else None
+    return gr.Textbox(value=None, label=label, info=info, placeholder=placeholder, lines=1, elem_id=elem_id)
+
+
+def _result_markdown(tool_name: str, result: Mapping[str, Any]) -> str:
+    lines = [f"**{tool_name}** ran."]
+    for key in ("verdict", "expected_tokens_per_second", "ceiling_tokens_per_second", "max_context_tokens"):
+        if key in result:
+            lines.append(f"- {key.replace('_', ' ')}: **{result[key]}**")
+    for key in ("suggestions", "reasons", "assumptions"):
+        items = result.get(key) or []
+        if items:
+            lines.append(f"\n**{key.capitalize()}**")
+            lines.extend(f"- {x}" for x in items[:12])
+    if result.get("sources"):
+        lines.append("\n<sub>Sources: " + "; ".join(str(s) for s in result["sources"][:8]) + "</sub>")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Search tab
+# ---------------------------------------------------------------------------------------------------------
+def search_markdown(knowledge: KnowledgeBase | None, query: str, k: int) -> str:
+    query = (query or "").strip()
+    if not query:
+        return "Type a question or some keywords."
+    if knowledge is None:
+        return "⚠️ The knowledge base is not loaded (see the terminal where launch.py runs)."
+    try:
+        out = knowledge.search(query[:2000], k=int(k))
+    except Exception as exc:  # noqa: BLE001 - show, do not crash the tab
+        return f"⚠️ Search failed: {exc}"
+    head = f"**{len(out.passages)} passages** · mode: {out.mode}"
+    notes = "".join(f"\n\n<sub>{a}</sub>" for a in out.assumptions)
+    if not out.passages:
+        return head + notes + "\n\nNothing matched."
+    body = "\n\n---\n\n".join(_passage_markdown(p, cited=False) for p in out.passages)
+    return f"{head}{notes}\n\n{body}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The app
+# ---------------------------------------------------------------------------------------------------------
+def _knowledge_mode(knowledge: KnowledgeBase | None) -> str | None:
+    """What the last index sync achieved; the knowledge base retries embeddings itself when Ollama is back."""
+    if knowledge is None:
+        return "unavailable"
+    report = getattr(knowledge, "last_report", None)
+    if report is None:
+        return None
+    return "hybrid" if report.mode == "hybrid" else "lexical only (no embeddings yet)"
+
+
+def build_app(
+    settings: Settings,
+    *,
+    agent: Agent | None,
+    toolset: Registry,
+    knowledge: KnowledgeBase | None = None,
+    ollama: OllamaLayer | None = None,
+    status_probe: StatusProbe | None = None,
+) -> gr.Blocks:
+    """The whole UI. `agent` may be None (chat then explains why); Tools and Search work regardless."""
+    if status_probe is None:
+        # Its own client with a short timeout: a hung Ollama must not hold the status line for minutes.
+        from assistant.ollama_layer import OllamaLayer
+
+        probe_layer = OllamaLayer(settings.ollama_host, timeout_s=STATUS_TIMEOUT_S) if ollama else None
+        status_probe = StatusProbe(probe_layer, settings.ollama_host)
+    probe = status_probe
+
+    def chart_fn(name: str, arguments: Mapping[str, Any], result: Mapping[str, Any]) -> Any:
+        return chart_for_tool_result(name, arguments, result, toolset)
+
+    def model_choices(status: OllamaStatus) -> tuple[list[str], str]:
+        choices = list(status.chat_models)
+        value = settings.chat_model
+        match = next((m for m in choices if _same_model(m, value)), None)
+        if match is not None:
+            value = match
+        elif choices:
+            value = choices[0]
+        else:
+            choices = [value]
+        return choices, value
+
+    initial = probe.status()
+    initial_choices, initial_model = model_choices(initial)
+
+    with gr.Blocks(title="Mac AI Advisor", analytics_enabled=False, fill_width=False) as app:
+        session_state = gr.State(None)
+        seen_models = gr.State(initial_choices)
+        gr.Markdown(
+            "## Mac AI Advisor\nWhich Mac, which model, how fast, will it fit — answered by a local model "
+            "with tools and cited passages. Nothing leaves this machine."
+        )
+        status_md = gr.Markdown(
+            status_markdown(initial, settings, _knowledge_mode(knowledge)), elem_id="ollama-status"
+        )
+        timer = gr.Timer(STATUS_REFRESH_S)
+
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(
+                        label="Chat",
+                        elem_id="chatbot",
+                        height=560,
+                        buttons=["copy"],
+                        feedback_options=None,
+                        placeholder="Ask about Macs and local models — try an example below.",
+                        group_consecutive_messages=False,
+                    )
+                    with gr.Row():
+                        msg = gr.Textbox(
+                            placeholder="Ask a question and press Enter",
+                            show_label=False,
+                            scale=8,
+                            elem_id="chat-input",
+                            max_lines=6,
+                            autofocus=True,
+                        )
+                        send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                    gr.Examples(examples=[[q] for q in EXAMPLE_QUESTIONS], inputs=[msg], label="Examples")
+                with gr.Column(scale=2):
+                    model_dd = gr.Dropdown(
+                        choices=initial_choices,
+                        value=initial_model,
+                        label="Chat model",
+                        info="Installed Ollama models that support tool calling.",
+                        allow_custom_value=True,
+                        elem_id="model-picker",
+                    )
+                    clear = gr.Button("Clear chat", elem_id="clear")
+                    chart = gr.Plot(label="Chart", elem_id="chat-chart")
+
+            with gr.Tab("Tools", id="tools"):
+                gr.Markdown(
+                    "Run any tool directly — no model needed. Empty fields use the tool's defaults; "
+                    "on a Mac the machine fields default to this Mac where the tool supports it."
+                )
+                with gr.Tabs():
+                    for tool in toolset:
+                        _tool_form(tool, toolset)
+
+            with gr.Tab("Search", id="search"):
+                with gr.Row():
+                    query = gr.Textbox(label="Search the knowledge base", scale=6, elem_id="search-input")
+                    k = gr.Slider(1, 20, value=5, step=1, label="passages", scale=1)
+                search_btn = gr.Button("Search", variant="primary", elem_id="search-button")
+                results = gr.Markdown(elem_id="search-results")
+
+        # Hidden API surface: message + model in, streamed answer text + turn summary out (session-scoped).
+        with gr.Row(visible=False):
+            api_message = gr.Textbox()
+            api_model = gr.Textbox()
+            api_answer = gr.Textbox()
+            api_summary = gr.JSON()
+            api_button = gr.Button()
+
+        # ---- handlers ------------------------------------------------------------------------------------
+        def respond(
+            message: str, session: ChatSession | None, model: str | None
+        ) -> Iterator[tuple[Any, ...]]:
+            session = session or ChatSession()
+            text = (message or "").strip()
+            if not text:
+                yield gr.skip(), session.messages, session, gr.skip()
+                return
+            if len(text) > MAX_INPUT_CHARS:
+                session.messages.append({"role": "user", "content": text[:200] + " …"})
+                session.messages.append(
+                    {
+                        "role": "assistant",
+                        "content": f"⚠️ That message is {len(text):,} characters; the limit is "
+                        f"{MAX_INPUT_CHARS:,}. Shorten it or add long texts as documents instead.",
+                    }
+                )
+                yield "", session.messages, session, gr.skip()
+                return
+            session.messages.append({"role": "user", "content": text})
+            if agent is None:
+                session.messages.append(
+                    {"role": "assistant", "content": "⚠️ The chat is not available: the agent did not start."}
+                )
+                yield "", session.messages, session, gr.skip()
+                return
+            yield "", session.messages, session, gr.skip()
+            renderer = TurnRenderer(session.messages, toolset, chart_fn)
+            shown_chart = None
+            for _ in run_turn(session, agent, text, model, renderer):
+                plot = gr.skip()
+                if renderer.chart is not None and renderer.chart is not shown_chart:
+                    shown_chart = renderer.chart
+                    session.chart = renderer.chart
+                    plot = renderer.chart
+                yield gr.skip(), session.messages, session, plot
+
+        def clear_chat(session: ChatSession | None) -> tuple[Any, ...]:
+            return [], ChatSession(), None, ""
+
+        def refresh_status(current_model: str | None, seen: list[str]) -> tuple[Any, ...]:
+            status = probe.status()
+            md = status_markdown(status, settings, _knowledge_mode(knowledge))
+            choices, default = model_choices(status)
+            if choices == seen:
+                return md, gr.skip(), seen
+            value = current_model if current_model in choices else default
+            return md, gr.Dropdown(choices=choices, value=value), choices
+
+        def chat_api(message: str, model: str, session: ChatSession | None) -> Iterator[tuple[Any, ...]]:
+            """Streamed answer for gradio_client: (answer so far, turn summary, session)."""
+            session = session or ChatSession()
+            text = (message or "").strip()
+            if agent is None or not text or len(text) > MAX_INPUT_CHARS:
+                reason = "agent not available" if agent is None else "empty or oversized message"
+                yield "", {"error": reason}, session
+                return
+            renderer = TurnRenderer([], toolset, None)
+            for _ in run_turn(session, agent, text, model or None, renderer):
+                yield renderer.answer_text, gr.skip(), session
+            summary: dict[str, Any] = {"tool_calls": renderer.tool_calls}
+            if renderer.done is not None:
+                summary.update(renderer.done.model_dump(exclude={"content"}))
+            if renderer.error is not None:
+                summary["error"] = renderer.error.message
+                summary["error_kind"] = renderer.error.kind
+            yield renderer.answer_text, summary, session
+
+        chat_inputs = [msg, session_state, model_dd]
+        chat_outputs = [msg, chatbot, session_state, chart]
+        common = {"api_visibility": "private", "trigger_mode": "once", "show_progress": "minimal"}
+        msg.submit(respond, chat_inputs, chat_outputs, **common)  # type: ignore[arg-type]
+        send.click(respond, chat_inputs, chat_outputs, **common)  # type: ignore[arg-type]
+        clear.click(
+            clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
+        )
+        # The Chatbot's own trash icon must reset the conversation too, not just the display.
+        chatbot.clear(
+            clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
+        )
+        timer.tick(
+            refresh_status,
+            [model_dd, seen_models],
+            [status_md, model_dd, seen_models],
+            api_visibility="private",
+            show_progress="hidden",
+            queue=False,
+        )
+        search_inputs = [query, k]
+        query.submit(
+            lambda q, n: search_markdown(knowledge, q, n), search_inputs, results, api_name="search_knowledge"
+        )
+        search_btn.click(
+            lambda q, n: search_markdown(knowledge, q, n), search_inputs, results, api_visibility="private"
+        )
+        api_button.click(
+            chat_api,
+            [api_message, api_model, session_state],
+            [api_answer, api_summary, session_state],
+            api_name="chat",
+            api_description="One chat turn in this client's session; streams the answer, then a summary.",
+        )
+
+    # Chats wait on Ollama, not on the CPU: let many sessions stream at once (Ollama queues them itself).
+    app.queue(default_concurrency_limit=32, max_size=256)
+    return app
+
+
+def _tool_form(tool: Tool, toolset: Registry) -> None:
+    """One sub-tab with a form for `tool`, rendered inside the current Blocks context."""
+    specs = form_fields(tool)
+    with gr.Tab(tool.name, id=f"tool-{tool.name}"):
+        gr.Markdown(tool.description)
+        inputs: list[gr.components.Component] = []
+        with gr.Row():
+            cols = [gr.Column(), gr.Column()]
+        for i, spec in enumerate(specs):
+            with cols[i % 2]:
+                inputs.append(_component_for(spec, f"{tool.name}-{spec.name}"))
+        run = gr.Button(f"Run {tool.name}", variant="primary", elem_id=f"run-{tool.name}")
+        summary = gr.Markdown(elem_id=f"summary-{tool.name}")
+        plot = gr.Plot(visible=False, label="Chart", elem_id=f"tools-chart-{tool.name}")
+        with gr.Accordion("Full result (JSON)", open=False):
+            raw = gr.JSON(label=None)
+
+        def run_tool(*values: Any) -> tuple[Any, ...]:
+            try:
+                arguments = arguments_from_form(specs, values)
+                result = tool.run(arguments).model_dump(mode="json")
+            except ToolError as err:
+                return f"⚠️ {err}", gr.Plot(visible=False), None
+            except Exception as exc:  # noqa: BLE001 - wrapped tools (Ollama-backed) may fail otherwise
+                return f"⚠️ {tool.name} failed: {exc}", gr.Plot(visible=False), None
+            figure = chart_for_tool_result(tool.name, arguments, result, toolset)
+            plot_update = (
+                gr.Plot(value=figure, visible=True) if figure is not None else gr.Plot(visible=False)
+            )
+            return _result_markdown(tool.name, result), plot_update, result
+
+        run.click(run_tool, inputs, [summary, plot, raw], api_visibility="private", concurrency_limit=None)

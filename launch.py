@@ -1,0 +1,338 @@
+"""Start Mac AI Advisor: check Ollama, pull the models, build the index, open the chat.
+
+    uv run launch.py [--port 7860] [--no-browser] [--add-docs notes.md paper.pdf] ...
+
+One command, no other step: on a Mac with Ollama running this ends in a working chat in the browser. Without
+Ollama it still starts (the Tools and Search tabs work), says what to do, and the chat recovers by itself once
+Ollama answers. Every flag mirrors a field of `assistant.config.Settings` and its environment variable, so
+`OLLAMA_HOST=... uv run launch.py` and `uv run launch.py --ollama-host ...` mean the same thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import webbrowser
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from assistant.config import Settings
+
+if TYPE_CHECKING:  # the real imports are deferred: they are slow, and --help must stay instant
+    from assistant.agent import Agent
+    from assistant.ollama_layer import OllamaLayer, PullProgress
+    from knowledge.search import KnowledgeBase
+    from tools.registry import Registry
+
+# Importing gradio takes seconds; start it at once in the background so it overlaps the Ollama checks
+# and the index sync instead of adding to them (see bench/startup.py).
+_UI_IMPORT: dict[str, Any] = {}
+
+
+def _import_ui() -> None:
+    try:
+        import assistant.ui as ui
+
+        _UI_IMPORT["module"] = ui
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread by _ui_module()
+        _UI_IMPORT["error"] = exc
+
+
+def _ui_module(thread: threading.Thread | None) -> Any:
+    if thread is not None:
+        thread.join()
+    if "error" in _UI_IMPORT:
+        raise _UI_IMPORT["error"]
+    if "module" not in _UI_IMPORT:
+        _import_ui()
+        return _ui_module(None)
+    return _UI_IMPORT["module"]
+
+
+def _field_help(name: str, extra: str = "") -> str:
+    info = Settings.model_fields[name]
+    env = info.validation_alias if isinstance(info.validation_alias, str) else f"ADVISOR_{name.upper()}"
+    default = info.get_default(call_default_factory=True)
+    text = info.description or name
+    return f"{text}{extra} [env {env}; default: {default}]"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags are left unset (argparse.SUPPRESS) so that only flags actually given override the environment."""
+    p = argparse.ArgumentParser(
+        prog="launch.py",
+        description="Start the Mac AI Advisor chat on 127.0.0.1: checks Ollama, pulls the chat and embedding "
+        "models (with progress), builds or updates the knowledge index, then serves the UI and opens it.",
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument("--ollama-host", metavar="URL", help=_field_help("ollama_host"))
+    p.add_argument("--chat-model", metavar="TAG", help=_field_help("chat_model"))
+    p.add_argument("--embed-model", metavar="TAG", help=_field_help("embed_model"))
+    p.add_argument("--data-dir", metavar="DIR", type=Path, help=_field_help("data_dir"))
+    p.add_argument(
+        "--host",
+        metavar="ADDR",
+        help=_field_help("host", ". Anything but loopback requires --auth"),
+    )
+    p.add_argument("--port", metavar="N", type=int, help=_field_help("port"))
+    p.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        help=_field_help("auth", ". Prefer the env var: a flag is visible in the process list"),
+    )
+    p.add_argument("--num-ctx", metavar="N", type=int, help=_field_help("num_ctx"))
+    p.add_argument(
+        "--add-docs",
+        metavar="PATH",
+        nargs="+",
+        type=Path,
+        help="Add your own documents (.md .txt .html .pdf) to the knowledge base before starting.",
+    )
+    p.add_argument("--no-browser", action="store_true", help="Do not open a browser tab.")
+    p.add_argument(
+        "--no-pull",
+        action="store_true",
+        help="Do not pull missing models; the chat tells you what to pull instead.",
+    )
+    return p
+
+
+_SETTINGS_FLAGS = ("ollama_host", "chat_model", "embed_model", "data_dir", "host", "port", "auth", "num_ctx")
+
+
+class StartupError(Exception):
+    """A problem the user must fix before the app can start; the message says how."""
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {k: getattr(args, k) for k in _SETTINGS_FLAGS if hasattr(args, k)}
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in err.errors()
+        )
+        raise StartupError(f"Invalid setting(s): {problems}") from None
+
+
+def _plainly_loopback(host: str) -> bool:
+    return host.strip() in ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def check_security(settings: Settings, ui: Any) -> list[str]:
+    """Refuse an unauthenticated public bind; return the warnings to print for an authenticated one.
+
+    The rule itself lives in `assistant.ui.launch_options` so that every way of launching the app obeys it.
+    """
+    try:
+        ui.launch_options(settings)
+    except ui.LaunchConfigError as err:
+        raise StartupError(str(err)) from None
+    if ui.is_loopback(settings.host):
+        return []
+    return [
+        f"WARNING: listening on {settings.host}, reachable from other machines. Anyone with the password "
+        "can chat, run the tools and search the documents you added, and traffic is plain HTTP (not "
+        "encrypted): use this only on a network you trust."
+    ]
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+class _PullProgress:
+    """Pull progress as plain lines, every 10% per layer: for logs and pipes, where a live bar is noise.
+
+    (On a terminal the Ollama layer draws rich progress bars itself.)
+    """
+
+    def __init__(self) -> None:
+        self._last_pct: dict[str, int] = {}
+
+    def __call__(self, event: PullProgress) -> None:
+        if event.total:
+            key = f"{event.model} {event.digest or event.status}"
+            pct = int(100 * (event.completed or 0) / event.total)
+            if pct < 100 and pct < self._last_pct.get(key, -10) + 10:
+                return
+            if self._last_pct.get(key) == pct:
+                return
+            self._last_pct[key] = pct
+            done_gb, total_gb = (event.completed or 0) / 1e9, event.total / 1e9
+            _say(f"  {event.model}: {event.status} {pct:3d}% ({done_gb:.2f}/{total_gb:.2f} GB)")
+        elif event.status:
+            _say(f"  {event.model}: {event.status}")
+
+
+@dataclass
+class Services:
+    """What the UI is built from; assembled by `prepare` with progress printed along the way."""
+
+    settings: Settings
+    ollama: OllamaLayer
+    knowledge: KnowledgeBase
+    toolset: Registry
+    agent: Agent
+
+
+OLLAMA_ADVICE = (
+    "install it from https://ollama.com (or `brew install ollama`), then open the Ollama app or run "
+    "`ollama serve`; if it runs elsewhere, pass --ollama-host http://HOST:11434 (or set OLLAMA_HOST)."
+)
+OLLAMA_DEGRADED = (
+    "Starting anyway: the Tools and Search tabs work now, and the chat connects by itself as soon as Ollama\n"
+    "answers (the status line in the page turns green). Restart launch.py later to pull missing models."
+)
+
+
+def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] = ()) -> Services:
+    """Check Ollama, ensure models, sync the index. Never fails for Ollama being absent: degrades instead."""
+    from assistant.agent import Agent
+    from assistant.ollama_layer import OllamaLayer
+    from assistant.toolset import build_toolset
+    from knowledge.search import KnowledgeBase
+
+    layer = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
+    with OllamaLayer(settings.ollama_host, timeout_s=3.0) as probe:  # a dead host must not stall start-up
+        health = probe.health()
+    if health.ok:
+        _say(f"Ollama {health.version or ''} is running at {settings.ollama_host}.".replace("  ", " "))
+        if pull:
+            _say(f"Checking models ({settings.chat_model}, {settings.embed_model}) ...")
+            try:
+                # A terminal gets the layer's rich progress bars; a log (no TTY) gets sparse text lines.
+                tty = sys.stderr.isatty()
+                ensured = layer.ensure_models(
+                    settings.chat_model,
+                    settings.embed_model,
+                    progress=None if tty else _PullProgress(),
+                    show_progress=tty,
+                )
+                if ensured.pulled:
+                    _say(f"  pulled: {', '.join(ensured.pulled)}")
+                _say(f"  models ready: {settings.chat_model}, {settings.embed_model}")
+            except Exception as exc:  # noqa: BLE001 - a failed pull must not stop the app; say what to do
+                _say(
+                    f"Could not pull the models: {exc}\n"
+                    f"  Pull them by hand: `ollama pull {settings.chat_model}` and "
+                    f"`ollama pull {settings.embed_model}`. Starting anyway."
+                )
+        else:
+            _say("--no-pull: not pulling models; the status line in the page says if one is missing.")
+    else:
+        _say(f"Ollama is not answering at {settings.ollama_host}: {health.problem or 'no answer'}.")
+        _say(f"  What to do: {health.advice or OLLAMA_ADVICE}")
+        _say(OLLAMA_DEGRADED)
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Always give the index an embedder: when Ollama is down the sync says so and search stays lexical,
+    # and the knowledge base retries by itself, so it becomes hybrid once Ollama is up.
+    knowledge = KnowledgeBase(settings.data_dir, layer.embedder(settings.embed_model), progress=True)
+    if add_docs:
+        _add_documents(knowledge, add_docs)
+    _say(f"Updating the knowledge index in {settings.data_dir} ...")
+    report = knowledge.sync()
+    _say(f"  {report.summary()}")
+    # The layer is passed even when Ollama is down: its tools fail with clear messages until it is up, and
+    # then work without a restart (measure_speed, installed-model resolution).
+    toolset = build_toolset(knowledge, layer)
+    agent = Agent(settings, layer, toolset, knowledge)
+    return Services(settings, layer, knowledge, toolset, agent)
+
+
+def _add_documents(knowledge: KnowledgeBase, paths: Sequence[Path]) -> None:
+    from knowledge.documents import DocumentError
+
+    _say(f"Adding {len(paths)} document path(s) ...")
+    try:
+        added = knowledge.add_documents(paths)
+    except DocumentError as err:
+        _say(f"  Could not add documents: {err}")
+        return
+    for doc in added:
+        _say(f"  + {doc.title} ({doc.kind}, {doc.chunks} chunks) from {doc.original_path}")
+
+
+def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
+    """Launch the UI, print the URL, open the browser, and block until Ctrl-C / SIGTERM."""
+    settings = services.settings
+    app = ui.build_app(
+        settings,
+        agent=services.agent,
+        toolset=services.toolset,
+        knowledge=services.knowledge,
+        ollama=services.ollama,
+    )
+    options = ui.launch_options(settings)
+    try:
+        app.launch(**options)
+    except OSError as err:
+        print(
+            f"error: could not listen on {settings.host}:{settings.port} ({err}). Another program (or "
+            "another launch.py) probably uses that port: pass --port N, or --port 0 to pick a free one.",
+            file=sys.stderr,
+        )
+        return 1
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{app.server_port}/"
+    _say(f"\nMac AI Advisor is ready: {url}\nPress Ctrl-C to stop.")
+    if open_browser:
+        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    # Explicit handlers: a process started in the background by a shell inherits SIGINT as *ignored*, and
+    # Python would then never raise KeyboardInterrupt; SIGTERM is what service managers and tests send.
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    _say("\nStopping ...")
+    app.close(verbose=False)
+    closer = getattr(services.knowledge, "close", None)
+    if callable(closer):
+        closer()
+    _say("Stopped.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ui_thread = threading.Thread(target=_import_ui, name="import-ui", daemon=True)
+    ui_thread.start()
+    try:
+        settings = settings_from_args(args)
+        warnings: list[str] = []
+        if settings.auth is not None or not _plainly_loopback(settings.host):
+            warnings = check_security(settings, _ui_module(ui_thread))
+    except StartupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(w, file=sys.stderr)
+    try:
+        services = prepare(
+            settings, pull=not getattr(args, "no_pull", False), add_docs=getattr(args, "add_docs", [])
+        )
+        ui = _ui_module(ui_thread)
+        return serve(services, ui, open_browser=not getattr(args, "no_browser", False))
+    except KeyboardInterrupt:
+        _say("\nInterrupted before the UI started; nothing to clean up.")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

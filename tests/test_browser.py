@@ -1,0 +1,185 @@
+"""The chat in a real browser: headless Debian Chromium, driven by Playwright, against the Ollama stand-in.
+
+Checks what a user sees — the streamed answer, the tool-call message, the tokens/s line, the chart, a
+Tools-tab form — and the offline promise: every request the page makes goes to 127.0.0.1 (no fonts, CDN,
+analytics).
+Never runs `playwright install`: it uses the system's /usr/bin/chromium and skips when that is absent.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="/usr/bin/chromium is absent (apt-get install chromium; never `playwright install`)",
+    ),
+]
+
+ANSWER = (
+    "On an M3 Max (40-core GPU), qwen2.5:32b at Q4_K_M should generate about 20 tokens per second; "
+    "the bandwidth ceiling is a little higher."
+)
+SPEED_ARGS = {"chip": "M3 Max", "gpu_cores": 40, "model": "qwen2.5:32b"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def app_url(standin: Any) -> Iterator[str]:
+    """The real app (launch.prepare + ui.build_app) served on 127.0.0.1 with the stand-in as Ollama."""
+    import assistant.ui as ui
+    import launch
+    from assistant.config import Settings
+
+    with tempfile.TemporaryDirectory(prefix="advisor-ui-") as tmp:
+        settings = Settings(ollama_host=standin.url, data_dir=Path(tmp), port=_free_port(), host="127.0.0.1")
+        services = launch.prepare(settings, pull=False)
+        app = ui.build_app(
+            settings,
+            agent=services.agent,
+            toolset=services.toolset,
+            knowledge=services.knowledge,
+            ollama=services.ollama,
+        )
+        app.launch(**ui.launch_options(settings))
+        try:
+            yield f"http://127.0.0.1:{app.server_port}/"
+        finally:
+            app.close(verbose=False)
+            services.knowledge.close()
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
+    from playwright.sync_api import sync_playwright
+
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            user_data_dir=str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            context.on("request", lambda req: requests.append(req.url))
+            page = context.pages[0] if context.pages else context.new_page()
+            yield page, requests
+        finally:
+            context.close()
+
+
+def _assert_only_loopback(requests: list[str]) -> None:
+    assert requests, "the page made no requests at all?"
+    outside = [
+        u
+        for u in requests
+        if urlparse(u).scheme not in ("data", "blob") and urlparse(u).hostname != "127.0.0.1"
+    ]
+    assert outside == [], f"requests left 127.0.0.1: {outside[:10]}"
+
+
+def test_chat_streams_answer_with_tool_call_offline(
+    standin: Any, app_url: str, browser_page: tuple[Any, list[str]]
+) -> None:
+    from tests.ollama_standin import ChatScript, ToolCallScript
+
+    page, requests = browser_page
+    standin.script_chat(
+        ChatScript(tool_calls=(ToolCallScript(name="estimate_speed", arguments=SPEED_ARGS),)),
+        ChatScript(text=ANSWER, token_delay_s=0.03),
+    )
+    page.goto(app_url, wait_until="load")
+    page.wait_for_selector("#ollama-status", timeout=15_000)
+    assert "Ollama" in page.inner_text("#ollama-status")
+
+    box = page.locator("#chat-input textarea")
+    box.fill("How fast would qwen2.5:32b run on an M3 Max?")
+    box.press("Enter")
+
+    chat = page.locator("#chatbot")
+    # Streaming: the answer is seen growing before it is complete.
+    seen_lengths: set[int] = set()
+    deadline = time.monotonic() + 30
+    final_fragment = "a little higher"
+    while time.monotonic() < deadline:
+        text = chat.inner_text()
+        if "On an M3 Max" in text:
+            seen_lengths.add(len(text))
+        if final_fragment in text and "tokens/s" in text:
+            break
+        time.sleep(0.05)
+    text = chat.inner_text()
+    assert final_fragment in text, text
+    assert len(seen_lengths) >= 2, "the answer did not stream (it appeared all at once)"
+    assert "estimate_speed" in text  # the collapsible tool-call message
+    assert "tokens/s" in text  # the speed line under the answer
+    assert "How fast would qwen2.5:32b" in text
+
+    # The tool message opens to show arguments and result.
+    # The speed-vs-bandwidth chart rendered (plotly from Gradio's own bundle).
+    page.wait_for_selector("#chat-chart .js-plotly-plot, #chat-chart .plotly", timeout=15_000)
+    chat.get_by_text("estimate_speed").first.click()
+    chat.get_by_text("expected_tokens_per_second").first.wait_for(state="visible", timeout=10_000)
+    assert chat.get_by_text('"chip": "M3 Max"').first.is_visible()  # the arguments, too
+    time.sleep(0.5)  # let the accordion finish opening before the picture
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "chat.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+
+    # The model saw our tool result on its second call.
+    chat_calls = standin.chat_requests()
+    assert len(chat_calls) >= 2
+    assert any(m.get("role") == "tool" for m in chat_calls[-1].json["messages"])
+    _assert_only_loopback(requests)
+
+
+def test_tools_tab_form_runs_without_a_model(app_url: str, browser_page: tuple[Any, list[str]]) -> None:
+    page, requests = browser_page
+    page.goto(app_url, wait_until="load")
+    page.get_by_role("tab", name="Tools").click()
+    page.get_by_role("tab", name="check_memory_fit").click()
+    for field, value in (("chip", "M4 Pro"), ("memory_gb", "48"), ("model", "llama3.3:70b")):
+        page.locator(f"#check_memory_fit-{field} textarea, #check_memory_fit-{field} input").first.fill(value)
+    page.click("#run-check_memory_fit")
+    page.wait_for_function(
+        "() => (document.querySelector('#summary-check_memory_fit')?.innerText || '').includes('verdict')",
+        timeout=15_000,
+    )
+    summary = page.inner_text("#summary-check_memory_fit")
+    assert "verdict: partial_offload" in summary and "max context tokens" in summary
+    page.wait_for_selector("#tools-chart-check_memory_fit .js-plotly-plot", timeout=15_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "tools.png"), full_page=True)
+    _assert_only_loopback(requests)

@@ -1,0 +1,222 @@
+"""launch.py through its real command line: flags, security refusals, degraded start, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import launch
+from assistant.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+READY = re.compile(r"ready: (http://\S+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LaunchedProcess:
+    """launch.py in a subprocess with its output collected line by line (so a test can wait for "ready")."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "launch.py"), *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_url(self, timeout_s: float = 90.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            m = READY.search(self.output)
+            if m:
+                return m.group(1)
+            if self.proc.poll() is not None:
+                self._reader.join(2)
+                raise AssertionError(f"launch.py exited early ({self.proc.returncode}):\n{self.output}")
+            time.sleep(0.1)
+        raise AssertionError(f"launch.py not ready after {timeout_s}s:\n{self.output}")
+
+    def interrupt(self, timeout_s: float = 20.0) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout_s)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self._reader.join(2)
+        return code
+
+
+@pytest.fixture
+def run_launch() -> Iterator[type[LaunchedProcess]]:
+    started: list[LaunchedProcess] = []
+
+    class _Tracked(LaunchedProcess):
+        def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+            super().__init__(*args, env=env)
+            started.append(self)
+
+    yield _Tracked
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(10)
+
+
+# ------------------------------------------------------------------------------------------------ flags
+def test_help_documents_every_settings_flag() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for flag in (
+        "--ollama-host",
+        "--chat-model",
+        "--embed-model",
+        "--data-dir",
+        "--host",
+        "--port",
+        "--auth",
+        "--num-ctx",
+        "--no-browser",
+        "--add-docs",
+        "--no-pull",
+    ):
+        assert flag in text, flag
+    for env in ("OLLAMA_HOST", "ADVISOR_CHAT_MODEL", "ADVISOR_AUTH", "ADVISOR_PORT"):
+        assert env in text, env
+
+
+def test_flags_override_env_and_env_fills_the_rest(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ADVISOR_CHAT_MODEL", "llama3.1:8b")
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9999")
+    monkeypatch.setenv("ADVISOR_NUM_CTX", "4096")
+    args = launch.build_parser().parse_args(
+        ["--num-ctx", "16384", "--data-dir", str(tmp_path), "--no-browser"]
+    )
+    s = launch.settings_from_args(args)
+    assert s.chat_model == "llama3.1:8b" and s.ollama_host == "http://127.0.0.1:9999"
+    assert s.num_ctx == 16384 and s.data_dir == tmp_path
+    assert args.no_browser is True and not hasattr(args, "no_pull")
+
+
+def test_invalid_flag_value_is_a_clear_message() -> None:
+    args = launch.build_parser().parse_args(["--port", "70000"])
+    with pytest.raises(launch.StartupError, match="--port"):
+        launch.settings_from_args(args)
+
+
+def test_check_security_warns_for_authenticated_public_bind() -> None:
+    import assistant.ui as ui
+
+    assert launch.check_security(Settings(host="127.0.0.1"), ui) == []
+    warnings = launch.check_security(Settings(host="0.0.0.0", auth="me:pw"), ui)
+    assert warnings and "reachable from other machines" in warnings[0]
+    with pytest.raises(launch.StartupError, match="--auth"):
+        launch.check_security(Settings(host="0.0.0.0"), ui)
+    with pytest.raises(launch.StartupError, match="user:password"):
+        launch.check_security(Settings(host="0.0.0.0", auth="nopassword"), ui)
+
+
+def test_public_bind_without_auth_refuses_to_start(run_launch: type[LaunchedProcess], tmp_path: Path) -> None:
+    env = {"ADVISOR_AUTH": ""}
+    p = run_launch(
+        "--host", "0.0.0.0", "--no-browser", "--data-dir", str(tmp_path), "--port", str(free_port()), env=env
+    )
+    assert p.proc.wait(90) == 2
+    p._reader.join(2)
+    assert "Refusing to listen on 0.0.0.0" in p.output and "--auth" in p.output
+    assert "ready" not in p.output
+
+
+# ---------------------------------------------------------------------------------------- degraded start
+def test_starts_without_ollama_explains_and_stops_cleanly(
+    run_launch: type[LaunchedProcess], tmp_path: Path
+) -> None:
+    dead_ollama = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    port = free_port()
+    p = run_launch(
+        "--no-browser", "--port", str(port), "--data-dir", str(tmp_path), "--ollama-host", dead_ollama
+    )
+    url = p.wait_for_url()
+    assert url == f"http://127.0.0.1:{port}/"
+    assert "Ollama is not answering" in p.output and "ollama serve" in p.output
+    page = httpx.get(url, timeout=10)
+    assert page.status_code == 200 and "Mac AI Advisor" in page.text
+    config = httpx.get(url + "config", timeout=10).json()
+    assert any("not reachable" in str(c.get("props", {}).get("value", "")) for c in config["components"])
+    assert p.interrupt() == 0
+    assert "Stopped." in p.output and "Traceback" not in p.output
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url, timeout=2)
+
+
+def test_pulls_missing_model_with_progress_and_adds_documents(
+    run_launch: type[LaunchedProcess], standin: Any, tmp_path: Path
+) -> None:
+    standin.remove_model("qwen2.5:7b")  # in the stand-in's registry, so /api/pull can fetch it
+    note = tmp_path / "my-mac.md"
+    note.write_text("# My Mac setup\n\nThe studio in the office has an M2 Ultra with 192 GB of memory.\n")
+    p = run_launch(
+        "--no-browser",
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--ollama-host",
+        standin.url,
+        "--chat-model",
+        "qwen2.5:7b",
+        "--add-docs",
+        str(note),
+    )
+    url = p.wait_for_url()
+    out = p.output
+    assert "qwen2.5:7b: pulling" in out and "100%" in out  # progress lines (no TTY: plain text)
+    assert "pulled: qwen2.5:7b" in out
+    assert "+ My Mac setup (markdown" in out
+    assert "qwen2.5:7b" in standin.installed()
+    from gradio_client import Client
+
+    found = Client(url, analytics_enabled=False, verbose=False).predict(
+        "M2 Ultra office studio 192 GB", 3, api_name="/search_knowledge"
+    )
+    assert "My Mac setup" in found and "user" in found  # the added document is searchable at once
+    assert p.interrupt() == 0

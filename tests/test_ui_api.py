@@ -1,0 +1,117 @@
+"""The UI's chat through its named API endpoint (gradio_client), against the stand-in.
+
+One conversation per session: two clients chatting at the same time must never see each other's messages,
+and a client's second turn must carry its own first turn. Also: the status probe recovers by itself when
+Ollama comes up after the app started.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.config import Settings
+from tests.ollama_standin import ChatScript, OllamaStandIn, ToolCallScript
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(standin: OllamaStandIn, tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    import assistant.ui as ui
+    import launch
+
+    settings = Settings(ollama_host=standin.url, data_dir=tmp_path, port=_free_port())
+    services = launch.prepare(settings, pull=False)
+    app = ui.build_app(
+        settings,
+        agent=services.agent,
+        toolset=services.toolset,
+        knowledge=services.knowledge,
+        ollama=services.ollama,
+    )
+    app.launch(**ui.launch_options(settings))
+    try:
+        yield f"http://127.0.0.1:{app.server_port}/", services
+    finally:
+        app.close(verbose=False)
+        services.knowledge.close()
+
+
+def _client(url: str) -> Any:
+    from gradio_client import Client
+
+    return Client(url, analytics_enabled=False, verbose=False)
+
+
+def _echo_responder(request: Any) -> str:
+    """Answer with the last user message, so each reply shows which conversation it belongs to."""
+    users = [m for m in request.messages if m.get("role") == "user"]
+    return "echo: " + " | ".join(str(m.get("content", "")) for m in users)
+
+
+def test_chat_api_runs_a_tool_and_reports_speed(standin: OllamaStandIn, served: tuple[str, Any]) -> None:
+    url, _ = served
+    standin.script_chat(
+        ChatScript(
+            tool_calls=(
+                ToolCallScript(
+                    "check_memory_fit", {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b"}
+                ),
+            ),
+            tokens_per_second=40.0,
+        ),
+        ChatScript(text="It does not fit in the default GPU budget.", tokens_per_second=40.0),
+    )
+    answer, summary = _client(url).predict("Will llama3.3:70b fit on a 48 GB M4 Pro?", "", api_name="/chat")
+    assert answer == "It does not fit in the default GPU budget."
+    assert [(c["name"], c["ok"]) for c in summary["tool_calls"]] == [("check_memory_fit", True)]
+    assert summary["tool_calls"][0]["arguments"]["chip"] == "M4 Pro"
+    assert summary["tokens_per_second"] == pytest.approx(40.0, rel=0.01)
+    assert "error" not in summary
+
+
+def test_sessions_do_not_share_conversations(standin: OllamaStandIn, served: tuple[str, Any]) -> None:
+    url, _ = served
+    standin.chat_responder = _echo_responder
+    a, b = _client(url), _client(url)
+    results: dict[str, Any] = {}
+
+    def chat(name: str, client: Any, texts: list[str]) -> None:
+        results[name] = [client.predict(t, "", api_name="/chat")[0] for t in texts]
+
+    threads = [
+        threading.Thread(target=chat, args=("a", a, ["alpha one", "alpha two"])),
+        threading.Thread(target=chat, args=("b", b, ["beta one", "beta two"])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results["a"][1] == "echo: alpha one | alpha two"
+    assert results["b"][1] == "echo: beta one | beta two"
+
+
+def test_status_recovers_when_ollama_comes_up(standin: OllamaStandIn) -> None:
+    from assistant.ollama_layer import OllamaLayer
+    from assistant.ui import StatusProbe, status_markdown
+
+    settings = Settings(ollama_host=standin.url)
+    probe = StatusProbe(OllamaLayer(standin.url, timeout_s=2.0), standin.url, ttl_s=0.0)
+    with standin.down():
+        down = probe.status()
+        assert not down.ok
+        assert "not reachable" in status_markdown(down, settings, None)
+    up = probe.status()
+    assert up.ok and "qwen2.5:7b" in up.chat_models
+    assert "gemma2:9b" not in up.chat_models  # installed, but no tool calling
+    assert status_markdown(up, settings, "hybrid").startswith("🟢")
