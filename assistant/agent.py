@@ -203,15 +203,16 @@ def classify_error(exc: BaseException, *, model: str, host: str, timeout_s: floa
             "ollama_error",
             f"Ollama returned an error ({status}): {text}. Ask again or check the Ollama log.",
         )
+    from assistant.ollama_layer import MalformedResponse, ModelNotSuitable, OllamaUnavailable
+
+    # Before the generic unavailable branch: a malformed reply is Ollama answering, not Ollama being away.
+    if isinstance(exc, MalformedResponse | ModelNotSuitable):
+        return "ollama_error", str(exc)
     if isinstance(exc, ValidationError):
         return "ollama_error", (
             "Ollama sent a reply this client could not read (a malformed message or tool call). "
             "Ask again; if it repeats, try another model."
         )
-    from assistant.ollama_layer import MalformedResponse, ModelNotSuitable, OllamaUnavailable
-
-    if isinstance(exc, MalformedResponse | ModelNotSuitable):
-        return "ollama_error", str(exc)
     if isinstance(exc, OllamaUnavailable):
         return "unavailable", str(exc)
     if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.NetworkError):

@@ -256,6 +256,10 @@ ProgressCallback = Callable[[PullProgress], None]
 # -- the layer -------------------------------------------------------------------------------------
 
 
+EMBED_TIMEOUT_S = 30.0
+"""Longest wait for one embedding batch (the first one also loads nomic-embed-text, a few seconds)."""
+
+
 class OllamaLayer:
     """The assistant's only door to Ollama. Thread-safe: one instance serves concurrent chats."""
 
@@ -521,11 +525,19 @@ class OllamaLayer:
 
     # embeddings -----------------------------------------------------------------------------------
 
-    def embedder(self, model: str = "nomic-embed-text", batch_size: int = 32) -> Any:
-        """The knowledge package's ``OllamaEmbedder`` on this client (it owns prefixes and batching)."""
+    def embedder(
+        self, model: str = "nomic-embed-text", batch_size: int = 32, timeout_s: float = EMBED_TIMEOUT_S
+    ) -> Any:
+        """The knowledge package's ``OllamaEmbedder`` (it owns prefixes and batching) on its own client.
+
+        Its own client, with a much shorter timeout than chat: every search embeds the question, and an
+        Ollama that accepts connections but stops answering must send search to its lexical fallback within
+        seconds, not after the two minutes a long generation is allowed.
+        """
         from knowledge.embedding import OllamaEmbedder
 
-        return OllamaEmbedder(self.client, model, batch_size)
+        client = ollama.Client(host=self.host, timeout=min(timeout_s, self.timeout_s), trust_env=False)
+        return OllamaEmbedder(client, model, batch_size)
 
     # chat -----------------------------------------------------------------------------------------
 

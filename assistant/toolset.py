@@ -228,7 +228,7 @@ def _measure_speed_tool(ollama: OllamaLayer, registry: Registry) -> Tool:
         return MeasureSpeedOutput(
             **out,
             assumptions=assumptions,
-            sources=["Ollama /api/generate eval_count / eval_duration (this Mac)"],
+            sources=["Ollama /api/chat eval_count / eval_duration (this Mac)"],
         )
 
     return Tool(

@@ -211,3 +211,16 @@ def test_eval_questions_file_is_valid_and_big_enough() -> None:
     }
     for q in questions:
         assert set(q.expected_tools) <= names, q.id
+
+
+def test_malformed_reply_is_classified_as_ollama_error_not_unavailable() -> None:
+    from assistant.agent import classify_error
+    from assistant.ollama_layer import MalformedResponse
+
+    kind, message = classify_error(
+        MalformedResponse("Ollama sent a reply this client could not read: tool call without a name"),
+        model="qwen2.5:7b",
+        host="http://127.0.0.1:11434",
+        timeout_s=120.0,
+    )
+    assert kind == "ollama_error" and "could not read" in message

@@ -91,3 +91,20 @@ def test_live_nomic_embed_text_retrieval(live_ollama: str, tmp_path: Path) -> No
     with KnowledgeBase(tmp_path, OllamaEmbedder(client, "nomic-embed-text")) as kb:
         assert kb.sync().mode == "hybrid"
         assert evaluate(kb, load_questions(), "hybrid").recall_at_5 >= 0.95
+
+
+def test_search_falls_back_fast_when_ollama_stops_answering(standin: OllamaStandIn, tmp_path: Path) -> None:
+    """An Ollama that accepts connections but hangs must not stall search for the chat timeout (120 s)."""
+    import time
+
+    from assistant.ollama_layer import OllamaLayer
+
+    layer = OllamaLayer(standin.url, timeout_s=120.0)
+    with KnowledgeBase(tmp_path, layer.embedder("nomic-embed-text", timeout_s=1.0)) as kb:
+        assert kb.sync().mode == "hybrid"
+        standin.inject("/api/embed", Fault.slow(5.0), times=1)
+        started = time.perf_counter()
+        out = kb.search("Which Mac should I buy to run 70B models?", 5)
+        elapsed = time.perf_counter() - started
+    assert out.mode == "lexical" and out.passages, "the hung embedder sends search to its lexical fallback"
+    assert elapsed < 4.0, f"search waited {elapsed:.1f} s for a hung Ollama"
