@@ -1,7 +1,7 @@
 """Settings for every entry point (launch.py, the MCP server, the CLI).
 
 One pydantic-settings model so that an environment variable and a `launch.py` flag always mean the same
-thing. Defaults are the safe ones: loopback only, no browser side effects in tests, data under the user's home.
+thing. Defaults are the safe ones: loopback only, data under the user's home.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     )
     chat_model: str = Field(default="qwen2.5:7b", description="Ollama model used for chat; needs 'tools'.")
     embed_model: str = Field(default="nomic-embed-text", description="Ollama embedding model for the index.")
-    data_dir: Path = Field(default_factory=default_data_dir, description="Index and user documents live here.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="Index and user documents live here."
+    )
     host: str = Field(default="127.0.0.1", description="Address the web UI binds to.")
     port: int = Field(default=7860, ge=0, le=65535, description="Port of the web UI (0 picks a free one).")
     auth: str | None = Field(default=None, description="user:pass, required to bind a non-loopback address.")
