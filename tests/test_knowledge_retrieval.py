@@ -13,7 +13,8 @@ from knowledge.evaluation import evaluate, load_questions
 from knowledge.search import PASSAGES_DIR
 from tests.ollama_standin.embedder import embed_text
 
-ARTICLE = Path("/work/shared/reference/article.txt")
+# CI clones the repo with shared/ beside it, as on developer machines.
+ARTICLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "article.txt"
 SOURCE = "Apple Silicon AI Workstation 2026: M4 Pro vs M3 Max for Local LLM & Image Gen (2026-04-14)"
 SECTIONS = {
     "Introduction",
