@@ -78,13 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--host",
         metavar="ADDR",
-        help=_field_help("host", ". Anything but loopback requires --auth"),
+        help=_field_help("host", " Anything but loopback requires --auth."),
     )
     p.add_argument("--port", metavar="N", type=int, help=_field_help("port"))
     p.add_argument(
         "--auth",
         metavar="USER:PASS",
-        help=_field_help("auth", ". Prefer the env var: a flag is visible in the process list"),
+        help=_field_help("auth", " Prefer the env var: a flag is visible in the process list."),
     )
     p.add_argument("--num-ctx", metavar="N", type=int, help=_field_help("num_ctx"))
     p.add_argument(

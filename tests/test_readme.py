@@ -1,0 +1,49 @@
+"""The README's command examples are the real interface: run the ones that need no Ollama and no server."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _commands(prefix: str) -> list[str]:
+    lines = [line.split("  #")[0].strip() for line in README.splitlines()]
+    return [line for line in lines if line.startswith(prefix)]
+
+
+TOOL_COMMANDS = _commands("uv run python -m tools ")
+
+
+def test_readme_documents_the_two_setup_commands() -> None:
+    assert "uv run launch.py" in README and "uv run pytest" in README
+
+
+@pytest.mark.parametrize("command", TOOL_COMMANDS)
+def test_readme_tool_command_runs(command: str) -> None:
+    argv = shlex.split(command)[2:]  # drop "uv run": we are already inside the project environment
+    argv[0] = sys.executable
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip(), "prints a result"
+    assert "Traceback" not in result.stderr
+
+
+def test_readme_lists_tool_commands() -> None:
+    assert len(TOOL_COMMANDS) >= 5
+
+
+def test_readme_knowledge_search_works_offline(tmp_path: Path) -> None:
+    env = {**os.environ, "ADVISOR_DATA_DIR": str(tmp_path), "OLLAMA_HOST": "http://127.0.0.1:9"}
+    command = next(c for c in _commands("uv run python -m knowledge search"))
+    argv = [sys.executable, *shlex.split(command)[3:]]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "neural" in result.stdout.lower()
