@@ -618,6 +618,35 @@ def resolve_model(
     )
 
 
+def resolve_model_and_quant(
+    model: str | None,
+    params_billion: float | None,
+    architecture: ModelArchitecture | None,
+    quant: str | None,
+    context_tokens: int,
+) -> tuple[ResolvedModel, QuantSpec, list[str], list[str]]:
+    """The model, its quantisation and the context, resolved the same way for the speed and fit tools.
+
+    Quant precedence: what the caller passed, then the tag's own suffix, then the catalog default. A context
+    beyond the trained one is refused rather than silently capped, since Ollama caps num_ctx there.
+    Returns (model, quant, assumptions, sources).
+    """
+    resolved = resolve_model(model, params_billion, architecture)
+    assumptions = list(resolved.assumptions)
+    sources = list(resolved.sources)
+    entry = resolved.catalog_entry
+    q, qnotes = resolve_quant(quant or resolved.quant_from_tag or (entry.default_quant if entry else None))
+    assumptions += qnotes
+    sources.append(f"quant {q.quant}: {q.source}")
+    if context_tokens > resolved.arch.native_context:
+        raise ToolError(
+            f"context_tokens: {context_tokens} exceeds the model's trained context of "
+            f"{resolved.arch.native_context} tokens; Ollama caps num_ctx there.",
+            fields=["context_tokens"],
+        )
+    return resolved, q, assumptions, sources
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Sizes
 # ---------------------------------------------------------------------------------------------------------

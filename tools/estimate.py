@@ -8,11 +8,9 @@ from tools.catalog import (
     attention_read_bytes,
     kv_cache_bytes,
     resolve_machine,
-    resolve_model,
-    resolve_quant,
+    resolve_model_and_quant,
     weights_bytes,
 )
-from tools.registry import ToolError
 from tools.schemas import EstimateSpeedInput, EstimateSpeedOutput
 from tools.speed import quant_weights, speed_model, tier_from_bandwidth
 
@@ -36,22 +34,13 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     machine = resolve_machine(p.chip, p.gpu_cores, p.memory_gb, p.bandwidth_gbps)
     assumptions += machine.assumptions
     sources += machine.sources
-    model = resolve_model(p.model, p.params_billion, p.architecture)
-    assumptions += model.assumptions
-    sources += model.sources
+    model, q, model_notes, model_sources = resolve_model_and_quant(
+        p.model, p.params_billion, p.architecture, p.quant, p.context_tokens
+    )
+    assumptions += model_notes
+    sources += model_sources
     entry = model.catalog_entry
-    quant_text = p.quant or model.quant_from_tag or (entry.default_quant if entry else None)
-    q, qnotes = resolve_quant(quant_text)
-    assumptions += qnotes
-    sources.append(f"quant {q.quant}: {q.source}")
     arch = model.arch
-    if p.context_tokens > arch.native_context:
-        raise ToolError(
-            f"context_tokens: {p.context_tokens} exceeds the model's trained context of "
-            f"{arch.native_context} "
-            "tokens; Ollama caps num_ctx there.",
-            fields=["context_tokens"],
-        )
     total_b = arch.params_billion
     active_b = arch.active_params_billion or total_b
     w_total, wnote = weights_bytes(total_b, q, entry)

@@ -18,8 +18,7 @@ from tools.catalog import (
     load_yaml,
     quants,
     resolve_machine,
-    resolve_model,
-    resolve_quant,
+    resolve_model_and_quant,
     weights_bytes,
 )
 from tools.registry import ToolError
@@ -129,21 +128,13 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     if machine.memory_gb is None:  # resolve_machine guarantees it; keeps the type checker honest
         raise ToolError("memory_gb: required for a fit check.", fields=["memory_gb"])
     mem_gb = float(machine.memory_gb)
-    model = resolve_model(p.model, p.params_billion, p.architecture)
-    assumptions += model.assumptions
-    sources += model.sources
+    model, q, model_notes, model_sources = resolve_model_and_quant(
+        p.model, p.params_billion, p.architecture, p.quant, p.context_tokens
+    )
+    assumptions += model_notes
+    sources += model_sources
     entry = model.catalog_entry
-    q, qnotes = resolve_quant(p.quant or model.quant_from_tag or (entry.default_quant if entry else None))
-    assumptions += qnotes
-    sources.append(f"quant {q.quant}: {q.source}")
     arch = model.arch
-    if p.context_tokens > arch.native_context:
-        raise ToolError(
-            f"context_tokens: {p.context_tokens} exceeds the model's trained context of "
-            f"{arch.native_context} "
-            "tokens; Ollama caps num_ctx there.",
-            fields=["context_tokens"],
-        )
 
     ram = mem_gb * GIB
     from tools.this_mac import detect
