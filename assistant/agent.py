@@ -505,8 +505,8 @@ class Conversation:
                 error = f"{call.name} failed internally ({exc.__class__.__name__}: {exc})"
             else:
                 data = output.model_dump(mode="json")
-                if call.name == "search_knowledge":  # passages found mid-turn are citable too
-                    searched.extend(str(p.get("id")) for p in data.get("passages", []) if isinstance(p, dict))
+                found = list(getattr(output, "passages", [])) if call.name == "search_knowledge" else []
+                searched.extend(p.id for p in found)  # passages found mid-turn are citable too
                 content = compact_json(data, agent.max_tool_result_tokens)
                 self.history.append({"role": "tool", "content": content, "tool_name": call.name})
                 yield ToolResultEvent(
@@ -515,6 +515,8 @@ class Conversation:
                     result=data,
                     duration_ms=(time.perf_counter() - began) * 1000,
                 )
+                if found:
+                    yield PassagesEvent(passages=found, origin="search_knowledge")
                 continue
             payload = {"error": error, "hint": RETRY_HINT}
             self.history.append(

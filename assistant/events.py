@@ -27,10 +27,13 @@ class TokenEvent(_Event):
 
 
 class PassagesEvent(_Event):
-    """The passages placed in the model's context for this turn; the model cites them as [p:id]."""
+    """Passages the model can cite as [p:id]: those placed in context for this turn (`origin="retrieval"`),
+    and those a `search_knowledge` call found mid-turn (`origin="search_knowledge"`), so the UI can show
+    every passage an answer may cite, not only the ones retrieved up front."""
 
     type: Literal["passages"] = "passages"
     passages: list[Passage]
+    origin: Literal["retrieval", "search_knowledge"] = "retrieval"
 
 
 class ToolCallEvent(_Event):

@@ -376,18 +376,18 @@ class TurnRenderer:
         # Any non-token message ends the current text run: text after a tool call is a new bubble.
         self._answer = None
         if isinstance(event, PassagesEvent):
-            self._passages = list(event.passages)
-            if self._passages:
-                self._passages_msg = self._append(
-                    {
-                        "role": "assistant",
-                        "content": self._passages_content(set()),
-                        "metadata": {
-                            "title": f"📚 {len(self._passages)} passages from the knowledge base",
-                            "status": "done",
-                        },
-                    }
-                )
+            # Retrieved passages and those a search_knowledge call finds later share one message.
+            known = {p.id for p in self._passages}
+            self._passages += [p for p in event.passages if p.id not in known]
+            if not self._passages:
+                return True
+            if self._passages_msg is None:
+                self._passages_msg = self._append({"role": "assistant", "content": ""})
+            self._passages_msg["content"] = self._passages_content(set())
+            self._passages_msg["metadata"] = {
+                "title": f"📚 {len(self._passages)} passages from the knowledge base",
+                "status": "done",
+            }
             return True
         if isinstance(event, ToolCallEvent):
             msg = self._append(

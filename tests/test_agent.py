@@ -576,6 +576,9 @@ def test_passages_found_by_search_knowledge_are_citable(
     events = run(agent.new_conversation(), "How do I raise the sysctl wired limit?")
     assert [p.id for p in of(events, PassagesEvent)[0].passages] == ["wired-limit"]
     assert of(events, ToolResultEvent)[0].result["passages"][0]["id"] == "quantisation"
+    retrieved, searched = of(events, PassagesEvent)
+    assert retrieved.origin == "retrieval" and searched.origin == "search_knowledge"
+    assert searched.passages[0].id == "quantisation", "the UI gets the passages the tool found"
     assert done(events).citations == ["quantisation"]
 
 

@@ -171,6 +171,22 @@ def test_turn_renderer_shows_tool_calls_passages_and_speed() -> None:
     assert r.tool_calls[1]["error"] == "chip: unknown 'M9'"
 
 
+def test_turn_renderer_lists_passages_found_by_search_knowledge_in_the_same_message() -> None:
+    messages: list[dict] = [{"role": "user", "content": "q"}]
+    r = TurnRenderer(messages, Registry(), None)
+    r.apply(PassagesEvent(passages=[_passage("a")]))
+    r.apply(ToolCallEvent(call_id="c1", name="search_knowledge", arguments={"query": "x"}))
+    r.apply(ToolResultEvent(call_id="c1", name="search_knowledge", result={}, duration_ms=1))
+    r.apply(PassagesEvent(passages=[_passage("a"), _passage("b")], origin="search_knowledge"))
+    r.apply(DoneEvent(content="See [p:b].", citations=["b"]))
+    sources = messages[1]
+    assert "2 passages" in sources["metadata"]["title"] and "1 cited" in sources["metadata"]["title"]
+    assert (
+        sources["content"].count("✅") == 1
+        and len([m for m in messages if "📚" in str(m.get("metadata"))]) == 1
+    )
+
+
 def test_turn_renderer_text_after_tool_is_a_new_bubble_and_errors_show() -> None:
     messages: list[dict] = []
     r = TurnRenderer(messages)
