@@ -8,7 +8,6 @@ Never runs `playwright install`: it uses the system's /usr/bin/chromium and skip
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+
+from tests.harness import serve_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -46,35 +47,11 @@ ANSWER = (
 SPEED_ARGS = {"chip": "M3 Max", "gpu_cores": 40, "model": "qwen2.5:32b"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def app_url(standin: Any) -> Iterator[str]:
     """The real app (launch.prepare + ui.build_app) served on 127.0.0.1 with the stand-in as Ollama."""
-    import assistant.ui as ui
-    import launch
-    from assistant.config import Settings
-
-    with tempfile.TemporaryDirectory(prefix="advisor-ui-") as tmp:
-        settings = Settings(ollama_host=standin.url, data_dir=Path(tmp), port=_free_port(), host="127.0.0.1")
-        services = launch.prepare(settings, pull=False)
-        app = ui.build_app(
-            settings,
-            agent=services.agent,
-            toolset=services.toolset,
-            knowledge=services.knowledge,
-            ollama=services.ollama,
-        )
-        app.launch(**ui.launch_options(settings))
-        try:
-            yield f"http://127.0.0.1:{app.server_port}/"
-        finally:
-            app.close(verbose=False)
-            services.knowledge.close()
+    with tempfile.TemporaryDirectory(prefix="advisor-ui-") as tmp, serve_app(standin.url, Path(tmp)) as app:
+        yield app.url
 
 
 @pytest.fixture

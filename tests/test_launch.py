@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,15 +18,10 @@ import pytest
 
 import launch
 from assistant.config import Settings
+from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"ready: (http://\S+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LaunchedProcess:

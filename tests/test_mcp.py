@@ -38,6 +38,7 @@ from mcp_types import CallToolResult, TextContent
 from mcp_types import Tool as MCPToolInfo
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
+from tests.harness import free_port
 from tools import REGISTRY
 from tools.registry import Registry
 
@@ -113,12 +114,6 @@ def with_port(command: list[str], port: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- process helpers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_env(data_dir: Path, ollama_host: str) -> dict[str, str]:

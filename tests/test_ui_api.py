@@ -7,7 +7,6 @@ Ollama comes up after the app started.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,41 +15,14 @@ from typing import Any
 import pytest
 
 from assistant.config import Settings
+from tests.harness import chat_client, serve_app
 from tests.ollama_standin import ChatScript, OllamaStandIn, ToolCallScript
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def served(standin: OllamaStandIn, tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    import assistant.ui as ui
-    import launch
-
-    settings = Settings(ollama_host=standin.url, data_dir=tmp_path, port=_free_port())
-    services = launch.prepare(settings, pull=False)
-    app = ui.build_app(
-        settings,
-        agent=services.agent,
-        toolset=services.toolset,
-        knowledge=services.knowledge,
-        ollama=services.ollama,
-    )
-    app.launch(**ui.launch_options(settings))
-    try:
-        yield f"http://127.0.0.1:{app.server_port}/", services
-    finally:
-        app.close(verbose=False)
-        services.knowledge.close()
-
-
-def _client(url: str) -> Any:
-    from gradio_client import Client
-
-    return Client(url, analytics_enabled=False, verbose=False)
+    with serve_app(standin.url, tmp_path) as app:
+        yield app.url, app.services
 
 
 def _echo_responder(request: Any) -> str:
@@ -72,7 +44,9 @@ def test_chat_api_runs_a_tool_and_reports_speed(standin: OllamaStandIn, served: 
         ),
         ChatScript(text="It does not fit in the default GPU budget.", tokens_per_second=40.0),
     )
-    answer, summary = _client(url).predict("Will llama3.3:70b fit on a 48 GB M4 Pro?", "", api_name="/chat")
+    answer, summary = chat_client(url).predict(
+        "Will llama3.3:70b fit on a 48 GB M4 Pro?", "", api_name="/chat"
+    )
     assert answer == "It does not fit in the default GPU budget."
     assert [(c["name"], c["ok"]) for c in summary["tool_calls"]] == [("check_memory_fit", True)]
     assert summary["tool_calls"][0]["arguments"]["chip"] == "M4 Pro"
@@ -83,7 +57,7 @@ def test_chat_api_runs_a_tool_and_reports_speed(standin: OllamaStandIn, served: 
 def test_sessions_do_not_share_conversations(standin: OllamaStandIn, served: tuple[str, Any]) -> None:
     url, _ = served
     standin.chat_responder = _echo_responder
-    a, b = _client(url), _client(url)
+    a, b = chat_client(url), chat_client(url)
     results: dict[str, Any] = {}
 
     def chat(name: str, client: Any, texts: list[str]) -> None:

@@ -1,0 +1,54 @@
+"""Helpers shared by the integration tests: free ports, and the real app served against the stand-in."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1 (the usual small race is acceptable in tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServedApp:
+    url: str
+    services: Any  # launch.Services
+
+
+@contextmanager
+def serve_app(ollama_host: str, data_dir: Path, **settings: Any) -> Iterator[ServedApp]:
+    """The real app (launch.prepare + ui.build_app) on 127.0.0.1, as `uv run launch.py` would serve it."""
+    import assistant.ui as ui
+    import launch
+    from assistant.config import Settings
+
+    config = Settings(ollama_host=ollama_host, data_dir=data_dir, port=free_port(), **settings)
+    services = launch.prepare(config, pull=False)
+    app = ui.build_app(
+        config,
+        agent=services.agent,
+        toolset=services.toolset,
+        knowledge=services.knowledge,
+        ollama=services.ollama,
+    )
+    app.launch(**ui.launch_options(config))
+    try:
+        yield ServedApp(f"http://127.0.0.1:{app.server_port}/", services)
+    finally:
+        app.close(verbose=False)
+        services.knowledge.close()
+
+
+def chat_client(url: str) -> Any:
+    """A gradio_client on the UI's API; every client is its own browser session (its own conversation)."""
+    from gradio_client import Client
+
+    return Client(url, analytics_enabled=False, verbose=False)
