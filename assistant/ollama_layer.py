@@ -645,7 +645,7 @@ class OllamaLayer:
             )
         if isinstance(exc, ConnectionError | httpx.ConnectError):
             health = self._unreachable_health(exc)
-            return OllamaUnavailable(f"{health.problem}: {health.advice}.")
+            return OllamaUnavailable(f"{health.problem}: {(health.advice or '').rstrip('.')}.")
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
             return StreamInterrupted(
                 f"The connection to Ollama at {host} dropped while trying to {action} ({exc}). The model "

@@ -144,6 +144,14 @@ class VectorStore:
             self.close()
             raise IndexUnavailable(f"Could not recreate the index at {self.path}: {err}") from err
 
+    def files_missing(self) -> bool:
+        """The open store's database is gone from disk (its directory was deleted or moved under us).
+
+        An open SQLite handle keeps answering from the unlinked file, so without this check the app would
+        keep writing an index that no longer exists and lose it all at the next start.
+        """
+        return self._client is not None and not (self.path / "chroma.sqlite3").exists()
+
     def reset(self, reason: str) -> None:
         """Throw everything away (e.g. the model's dimension changed under the same name)."""
         self._rebuild()

@@ -227,6 +227,9 @@ class KnowledgeBase:
                 report.rebuilt, report.rebuild_reason = True, reason
                 log.warning("knowledge index rebuilt: %s", reason)
             self._store = store
+        elif self._store.files_missing():
+            self._store.reset("the index files disappeared from disk (was the data directory deleted?)")
+            report.rebuilt, report.rebuild_reason = True, self._store.rebuild_reason
         return self._store
 
     def _sync_vectors(self, chunks: list[Chunk], report: SyncReport) -> None:

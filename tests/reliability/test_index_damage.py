@@ -1,0 +1,113 @@
+"""The knowledge index damaged under a running app: deleted, truncated, disk full, model changed.
+
+The rule: rebuild or report, and never serve a half-built index as if it were whole. Everything goes through
+the real embedding path (OllamaLayer.embedder -> official client -> stand-in).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.ollama_layer import OllamaLayer
+from knowledge.search import KnowledgeBase
+from tests.ollama_standin import OllamaStandIn
+from tests.ollama_standin.models import NOMIC_EMBED_TEXT
+
+QUESTION = "Which Mac should I buy to run 70B models?"
+
+
+def open_kb(standin: OllamaStandIn, data_dir: Path, model: str = "nomic-embed-text") -> KnowledgeBase:
+    return KnowledgeBase(data_dir, OllamaLayer(standin.url).embedder(model, timeout_s=5.0))
+
+
+def assert_whole(kb: KnowledgeBase) -> None:
+    """Hybrid search over every chunk: the vector store holds exactly the corpus."""
+    out = kb.search(QUESTION, 5)
+    assert out.mode == "hybrid" and out.passages, out
+    assert kb._store is not None and kb._store.ids() == {c.id for c in kb.chunks}
+
+
+def test_data_dir_deleted_while_running(standin: OllamaStandIn, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with open_kb(standin, data) as kb:
+        total = kb.sync().total_chunks
+        shutil.rmtree(data)
+        out = kb.search(QUESTION, 5)  # whatever the store does now, answering goes on
+        assert out.passages
+        report = kb.sync()
+        assert report.problem is None, report
+        assert report.embedded == total, "the lost index is rebuilt in full, not served empty"
+        assert_whole(kb)
+    with open_kb(standin, data) as kb:
+        assert kb.sync().embedded == 0, "and it persists again"
+
+
+@pytest.mark.parametrize("size", [0, 4096])
+def test_index_files_truncated_while_running(standin: OllamaStandIn, tmp_path: Path, size: int) -> None:
+    data = tmp_path / "data"
+    with open_kb(standin, data) as kb:
+        total = kb.sync().total_chunks
+        for f in (data / "index").rglob("*"):
+            if f.is_file():
+                with f.open("r+b") as handle:
+                    handle.truncate(min(size, f.stat().st_size))
+        out = kb.search(QUESTION, 5)
+        assert out.passages, "search still answers"
+        if out.mode == "lexical":
+            assert any("lexical" in a.lower() or "index" in a.lower() for a in out.assumptions), out
+    with open_kb(standin, data) as kb:  # a restart finds the damage
+        report = kb.sync()
+        assert report.problem is None and (report.rebuilt or report.embedded == total), report
+        assert_whole(kb)
+
+
+def test_embedding_model_changed_rebuilds(standin: OllamaStandIn, tmp_path: Path) -> None:
+    standin.add_model(dataclasses.replace(NOMIC_EMBED_TEXT, name="mxbai-embed-large:latest"))
+    data = tmp_path / "data"
+    with open_kb(standin, data) as kb:
+        kb.sync()
+    with open_kb(standin, data, "mxbai-embed-large") as kb:
+        report = kb.sync()
+        assert report.rebuilt and "mxbai-embed-large" in (report.rebuild_reason or ""), report
+        assert report.embedded == report.total_chunks
+        assert_whole(kb)
+    assert {r.model for r in standin.embed_requests()} == {"nomic-embed-text", "mxbai-embed-large"}
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 256 KiB filesystem (tmpfs), so writes fail with ENOSPC exactly as on a full disk."""
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mountpoint)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_disk_full_during_index_build_is_reported_and_not_served(
+    standin: OllamaStandIn, tiny_disk: Path
+) -> None:
+    with open_kb(standin, tiny_disk / "data") as kb:
+        report = kb.sync()
+        assert report.mode == "lexical" and report.problem, report
+        out = kb.search(QUESTION, 5)
+        assert out.mode == "lexical" and out.passages, "a partial vector index is never used"
+        assert any("lexical" in a.lower() for a in out.assumptions)
+        # Space comes back (the user frees some): the next sync completes the index.
+        subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)
+        kb._last_sync_attempt = 0.0
+        report = kb.sync()
+        assert report.mode == "hybrid" and report.problem is None, report
+        assert_whole(kb)

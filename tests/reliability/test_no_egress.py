@@ -1,0 +1,109 @@
+"""A whole session with every outbound connection blocked except loopback: none may even be attempted.
+
+Knowledge sync and search (embeddings via the stand-in), agent turns with tool calls, the web UI served and
+used through its API, and an MCP tool call over stdio in a subprocess that carries the same guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant.events import DoneEvent, ToolResultEvent
+from tests.harness import chat_client, serve_app
+from tests.ollama_standin import OllamaStandIn
+from tests.reliability.common import echo_tag_responder, final, make_agent
+from tests.reliability.egress_guard import egress_blocked
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def guard_dir(tmp_path: Path) -> Path:
+    """A folder for PYTHONPATH whose sitecustomize installs the guard in every Python subprocess."""
+    folder = tmp_path / "guard"
+    folder.mkdir()
+    shutil.copy(Path(__file__).with_name("egress_guard.py"), folder / "advisor_egress_guard.py")
+    (folder / "sitecustomize.py").write_text(
+        "import advisor_egress_guard\nadvisor_egress_guard.install_from_environment()\n", encoding="utf-8"
+    )
+    return folder
+
+
+def test_guard_really_blocks_and_records_in_subprocesses_too(guard_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "egress.log"
+    code = (
+        "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), 1)\nexcept OSError:\n    pass\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(guard_dir), "ADVISOR_TEST_EGRESS_LOG": str(log)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
+    assert log.read_text(encoding="utf-8").splitlines() == ["connect 192.0.2.1:80"]
+
+
+def test_guard_really_blocks_and_records() -> None:
+    import socket
+
+    with egress_blocked() as guard:
+        with pytest.raises(OSError), socket.create_connection(("192.0.2.1", 80), timeout=1):
+            pass
+        with pytest.raises(OSError):
+            socket.getaddrinfo("example.com", 443)
+    assert guard.attempts == ["connect 192.0.2.1:80", "resolve example.com"]
+
+
+def _mcp_call(data_dir: Path, ollama_url: str, guard_dir: Path, log: Path) -> dict:
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{guard_dir}{os.pathsep}{ROOT}",
+        "ADVISOR_TEST_EGRESS_LOG": str(log),
+        "ADVISOR_DATA_DIR": str(data_dir),
+        "OLLAMA_HOST": ollama_url,
+    }
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "assistant.mcp"], env=env, cwd=str(ROOT)
+    )
+
+    async def run() -> dict:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            result = await session.call_tool(
+                "check_memory_fit", {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b"}
+            )
+            assert not result.is_error, result
+            return dict(result.structured_content or {})
+
+    return asyncio.run(asyncio.wait_for(run(), timeout=90))
+
+
+def test_whole_session_makes_no_outbound_connection(
+    standin: OllamaStandIn, tmp_path: Path, guard_dir: Path
+) -> None:
+    subprocess_log = tmp_path / "egress.log"
+    standin.chat_responder = echo_tag_responder
+
+    with egress_blocked() as guard:
+        # The app as launch.py serves it: index sync with embeddings, the UI, a chat through its API.
+        with serve_app(standin.url, tmp_path / "data") as app:
+            assert app.services.knowledge.search("neural engine", 3).mode == "hybrid"
+            answer, summary = chat_client(app.url).predict("How fast? tag-ui-1", "", api_name="/chat")
+            assert answer.startswith("Answer for tag-ui-1") and summary["tool_calls"]
+        # The agent directly, with a tool round.
+        events = list(make_agent(standin).new_conversation().turn("How fast? tag-agent-1"))
+        assert isinstance(final(events), DoneEvent) and any(isinstance(e, ToolResultEvent) for e in events)
+        # The MCP server in a subprocess, guarded the same way.
+        fit = _mcp_call(tmp_path / "mcp-data", standin.url, guard_dir, subprocess_log)
+        assert fit["verdict"] in {"partial_offload", "does_not_fit"}
+
+    leaked = subprocess_log.read_text(encoding="utf-8").splitlines() if subprocess_log.exists() else []
+    assert guard.attempts == [], f"outbound attempts in the app: {guard.attempts}"
+    assert leaked == [], f"outbound attempts in the MCP server: {leaked}"
+    assert standin.chat_requests() and standin.embed_requests(), "the session really talked to 'Ollama'"
