@@ -318,3 +318,10 @@ def test_recommend_image_prefers_gpu_cores() -> None:
 def test_recommend_unknown_target_model() -> None:
     with pytest.raises(ToolError, match="target_model"):
         rec({"target_model": "gpt-9:1t"})
+
+
+def test_control_characters_in_a_chip_name_do_not_drop_its_tier() -> None:
+    from tools.catalog import parse_chip
+
+    assert parse_chip("M4\x00 Pro") == ("M4 Pro", None)
+    assert parse_chip("\ufeffM3\u202e Max 40-core\x1b[0m") == ("M3 Max", 40)

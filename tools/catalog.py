@@ -101,7 +101,9 @@ _CORES_RE = re.compile(r"(\d{1,3})\s*-?\s*(?:core|cores|c)\b(?:\s*gpu)?")
 
 def parse_chip(text: str) -> tuple[str, int | None]:
     """'Apple M3 Max 40-core GPU' -> ('M3 Max', 40). Raises ToolError for anything not an M-series chip."""
-    raw = text.strip()
+    # Control and invisible characters (NUL, escapes, BOM, bidi marks) count as spaces: "M4\x00 Pro" must read
+    # as M4 Pro, not silently as M4 with the rest ignored.
+    raw = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     low = raw.lower().replace("apple", " ").replace("_", " ")
     low = re.sub(r"(m[1-9])(pro|max|ultra)", r"\1 \2", low)
     m = _CHIP_RE.search(low)
