@@ -260,16 +260,21 @@ def _add_documents(knowledge: KnowledgeBase, paths: Sequence[Path]) -> None:
         _say(f"  + {doc.title} ({doc.kind}, {doc.chunks} chunks) from {doc.original_path}")
 
 
-def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
-    """Launch the UI, print the URL, open the browser, and block until Ctrl-C / SIGTERM."""
-    settings = services.settings
-    app = ui.build_app(
-        settings,
+def build_ui(services: Services, ui: Any) -> Any:
+    """The Gradio app wired to these services: the one wiring that `serve` and the tests both use."""
+    return ui.build_app(
+        services.settings,
         agent=services.agent,
         toolset=services.toolset,
         knowledge=services.knowledge,
         ollama=services.ollama,
     )
+
+
+def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
+    """Launch the UI, print the URL, open the browser, and block until Ctrl-C / SIGTERM."""
+    settings = services.settings
+    app = build_ui(services, ui)
     options = ui.launch_options(settings)
     try:
         app.launch(**options)

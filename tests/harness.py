@@ -32,13 +32,7 @@ def serve_app(ollama_host: str, data_dir: Path, **settings: Any) -> Iterator[Ser
 
     config = Settings(ollama_host=ollama_host, data_dir=data_dir, port=free_port(), **settings)
     services = launch.prepare(config, pull=False)
-    app = ui.build_app(
-        config,
-        agent=services.agent,
-        toolset=services.toolset,
-        knowledge=services.knowledge,
-        ollama=services.ollama,
-    )
+    app = launch.build_ui(services, ui)
     app.launch(**ui.launch_options(config))
     try:
         yield ServedApp(f"http://127.0.0.1:{app.server_port}/", services)
