@@ -14,6 +14,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -291,18 +292,20 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
     if open_browser:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
 
-    stop = threading.Event()
+    stopping: list[int] = []
 
     def _on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
+        # Only a lock-free append here: a handler runs between bytecodes of the main thread, even inside
+        # another handler, so taking a lock (threading.Event.set) deadlocks when Ctrl-C arrives twice.
+        stopping.append(signum)
 
     # Explicit handlers: a process started in the background by a shell inherits SIGINT as *ignored*, and
     # Python would then never raise KeyboardInterrupt; SIGTERM is what service managers and tests send.
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stopping:
+            time.sleep(0.2)  # interrupted by a signal; the handler has run when it returns
     except KeyboardInterrupt:
         pass
     _say("\nStopping ...")
@@ -316,6 +319,14 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Import what prepare() needs *before* gradio starts importing in the background: two threads importing
+    # the same packages at once (numpy, via chromadb here and gradio there) can hand one of them a partially
+    # initialised module ("cannot import name ... most likely due to a circular import").
+    import assistant.agent
+    import assistant.ollama_layer
+    import assistant.toolset  # noqa: F401
+    import knowledge.search  # noqa: F401
+
     ui_thread = threading.Thread(target=_import_ui, name="import-ui", daemon=True)
     ui_thread.start()
     try:

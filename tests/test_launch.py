@@ -182,6 +182,32 @@ def test_starts_without_ollama_explains_and_stops_cleanly(
         httpx.get(url, timeout=2)
 
 
+def test_a_burst_of_signals_still_stops_cleanly(run_launch: type[LaunchedProcess], tmp_path: Path) -> None:
+    """Ctrl-C pressed repeatedly (or uv forwarding one SIGINT while the terminal sends another) must stop the
+    app, not deadlock its signal handler against the main thread's wait."""
+    p = run_launch(
+        "--no-browser",
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(tmp_path),
+        "--ollama-host",
+        f"http://127.0.0.1:{free_port()}",
+    )
+    p.wait_for_url()
+    deadline = time.monotonic() + 3.0
+    while "Stopping" not in p.output and time.monotonic() < deadline:
+        # A tight stream, so that a signal lands while the previous handler is still running.
+        p.proc.send_signal(signal.SIGINT)
+    try:
+        code = p.proc.wait(20)
+    finally:
+        if p.proc.poll() is None:
+            p.proc.kill()
+    assert code == 0, p.output
+    assert "Stopped." in p.output and "Traceback" not in p.output
+
+
 def test_pulls_missing_model_with_progress_and_adds_documents(
     run_launch: type[LaunchedProcess], standin: Any, tmp_path: Path
 ) -> None:
