@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="USER:PASS",
         help=_field_help("auth", " Prefer the env var: a flag is visible in the process list."),
     )
-    p.add_argument("--num-ctx", metavar="N", type=int, help=_field_help("num_ctx"))
+    p.add_argument("--num-ctx", metavar="N|auto", type=_num_ctx_arg, help=_field_help("num_ctx"))
+    p.add_argument("--max-num-ctx", metavar="N", type=int, help=_field_help("max_num_ctx"))
     p.add_argument(
         "--add-docs",
         metavar="PATH",
@@ -104,7 +105,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_SETTINGS_FLAGS = ("ollama_host", "chat_model", "embed_model", "data_dir", "host", "port", "auth", "num_ctx")
+_SETTINGS_FLAGS = (
+    "ollama_host",
+    "chat_model",
+    "embed_model",
+    "data_dir",
+    "host",
+    "port",
+    "auth",
+    "num_ctx",
+    "max_num_ctx",
+)
+
+
+def _num_ctx_arg(text: str) -> int | str:
+    """`auto` or a whole number of tokens (the range is checked by Settings, like the env variable)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or 'auto', got {text!r}") from None
 
 
 class StartupError(Exception):
@@ -116,9 +137,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as err:
-        problems = "; ".join(
-            f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in err.errors()
-        )
+        # A union field (num_ctx: int | "auto") reports one error per branch; the first names the problem.
+        first: dict[str, str] = {}
+        for e in err.errors():
+            first.setdefault(str(e["loc"][0]).replace("_", "-"), e["msg"])
+        problems = "; ".join(f"--{name}: {msg}" for name, msg in first.items())
         raise StartupError(f"Invalid setting(s): {problems}") from None
 
 

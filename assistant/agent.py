@@ -25,9 +25,22 @@ import httpx
 import ollama
 from pydantic import ValidationError
 
-from assistant.context_budget import ContextBudget, ContextOverflow, compact_json, tools_tokens
+from assistant.context_budget import (
+    ContextBudget,
+    ContextOverflow,
+    compact_json,
+    summarise_tool_result,
+    tools_tokens,
+)
+from assistant.context_window import (
+    ContextWindow,
+    choose_num_ctx,
+    recently_used_tools,
+    select_tools,
+)
 from assistant.events import (
     AgentEvent,
+    ContextEvent,
     DoneEvent,
     ErrorEvent,
     ErrorKind,
@@ -237,7 +250,12 @@ class _Round:
 
 
 class Agent:
-    """Shared, read-only after construction; create one `Conversation` per chat session."""
+    """Shared, read-only after construction; create one `Conversation` per chat session.
+
+    `machine` (chip, memory_gb, ... as `check_memory_fit` takes them) is the Mac whose GPU budget sizes an
+    automatic num_ctx; None means this Mac (absent off macOS, where the fallback window applies). The only
+    state added after construction are caches (num_ctx per model, budgets, tool subsets), filled under a lock.
+    """
 
     def __init__(
         self,
@@ -247,6 +265,7 @@ class Agent:
         knowledge: KnowledgeBase | None = None,
         *,
         options: Mapping[str, Any] | None = None,
+        machine: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.ollama = ollama
@@ -256,11 +275,59 @@ class Agent:
         self.tool_specs: tuple[dict[str, Any], ...] = tuple(t.ollama_spec() for t in toolset)
         self.tool_tokens = tools_tokens(self.tool_specs)  # constant: computed once, not per request
         self.system_prompt: str = build_system_prompt(toolset)
-        self.budget = ContextBudget.for_num_ctx(settings.num_ctx)
-        # A single tool result may take a sixth of the input budget: enough for any of our tools' outputs,
-        # small enough that one huge lookup cannot crowd out the passages.
-        self.max_tool_result_tokens = max(256, self.budget.input_budget // 6)
-        self.options: dict[str, Any] = {**(options or {}), "num_ctx": settings.num_ctx}
+        self.options: dict[str, Any] = dict(options or {})  # num_ctx is added per turn (see context_window)
+        self.machine = machine
+        self._windows: dict[str, ContextWindow] = {}
+        self._budgets: dict[int, ContextBudget] = {}
+        self._tool_sets: dict[frozenset[str], tuple[tuple[dict[str, Any], ...], int]] = {}
+        self._cache_lock = threading.Lock()
+
+    def context_window(self, model: str) -> ContextWindow:
+        """num_ctx for `model`: the explicit setting, else chosen once per model from this Mac's fit."""
+        setting = self.settings.num_ctx
+        if isinstance(setting, int):
+            reason = f"set: {setting:,} tokens (ADVISOR_NUM_CTX / --num-ctx)"
+            return ContextWindow(setting, reason, auto=False)
+        window = self._windows.get(model)
+        if window is not None:
+            return window
+        trained: int | None = None
+        described = True
+        try:
+            trained = self.ollama.model_facts(model).context_length
+        except Exception as exc:  # noqa: BLE001 - Ollama down / model missing: the turn itself will say so
+            log.info("could not read %s's trained context length: %s", model, exc)
+            described = False
+        fit_tool = self.toolset.get("check_memory_fit") if "check_memory_fit" in self.tool_names else None
+        window = choose_num_ctx(
+            fit_tool,
+            model,
+            trained_context=trained,
+            max_num_ctx=self.settings.max_num_ctx,
+            machine=self.machine,
+        )
+        if described:  # otherwise ask again next turn: Ollama may be up, the model pulled
+            with self._cache_lock:
+                self._windows[model] = window
+        return window
+
+    def budget_for(self, num_ctx: int) -> ContextBudget:
+        budget = self._budgets.get(num_ctx)
+        if budget is None:
+            budget = ContextBudget.for_num_ctx(num_ctx)
+            with self._cache_lock:
+                self._budgets[num_ctx] = budget
+        return budget
+
+    def tools_for(self, names: frozenset[str]) -> tuple[tuple[dict[str, Any], ...], int]:
+        """The specs of `names` (in registry order) and their token cost, computed once per set."""
+        cached = self._tool_sets.get(names)
+        if cached is None:
+            specs = tuple(s for s in self.tool_specs if s["function"]["name"] in names)
+            cached = (specs, tools_tokens(specs))
+            with self._cache_lock:
+                self._tool_sets[names] = cached
+        return cached
 
     def new_conversation(self) -> Conversation:
         return Conversation(self)
@@ -289,6 +356,8 @@ class Conversation:
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._turns = 0
+        # Tool results of the turn in progress, kept in full for that turn and summarised before the next.
+        self._full_results: list[tuple[dict[str, Any], str, Any]] = []
 
     def turn(self, user_text: str, model: str | None = None) -> Generator[AgentEvent, None, None]:
         """Answer one user message, yielding events. Never raises; ends with a DoneEvent or an ErrorEvent."""
@@ -313,10 +382,16 @@ class Conversation:
             yield ErrorEvent(kind="empty", message="The message is empty: type a question first.")
             return
 
+        self._summarise_earlier_results()
         passages, notice = agent.retrieve(user_text)
         if notice:
             yield NoticeEvent(text=notice)
         start = len(self.history)
+        window = agent.context_window(model)
+        budget = agent.budget_for(window.num_ctx)
+        options = {**agent.options, "num_ctx": window.num_ctx}
+        tool_names = select_tools(user_text, agent.tool_names, recently_used_tools(self.history))
+        turn_specs, turn_tools_cost = agent.tools_for(tool_names)
         self.history.append({"role": "user", "content": user_text})
 
         totals = _Round()
@@ -328,18 +403,18 @@ class Conversation:
         forced = False
         while True:
             final_round = forced or not tools_allowed
-            specs = () if final_round else agent.tool_specs
+            specs = () if final_round else turn_specs
             current = self.history[start:]
             if forced:
                 current = [*current, {"role": "system", "content": FORCE_ANSWER_NOTE}]
             try:
-                fit = agent.budget.fit(
+                fit = budget.fit(
                     render_system=agent.render_system,
                     passages=passages,
                     tool_specs=specs,
                     history=self.history[:start],
                     current=current,
-                    tools_cost=self.agent.tool_tokens if specs else 0,
+                    tools_cost=turn_tools_cost if specs else 0,
                 )
             except ContextOverflow as exc:
                 if rounds == 0:
@@ -356,22 +431,24 @@ class Conversation:
                 shown_passages = True
                 if fit.passages:
                     yield PassagesEvent(passages=list(fit.passages))
-                if fit.dropped_passages:
-                    yield NoticeEvent(
-                        text=f"Left out {fit.dropped_passages} retrieved passage(s) to fit the context "
-                        "window."
-                    )
-            if fit.dropped_messages and rounds == 0:
-                yield NoticeEvent(
-                    text=f"Earlier messages ({fit.dropped_messages}) no longer fit the context window of "
-                    f"{settings.num_ctx} tokens and were left out of this request."
-                )
+                dropped = fit.dropped_summary(window.num_ctx)
+                if dropped:
+                    yield NoticeEvent(text=dropped, kind="context_dropped")
             passages = fit.passages  # later rounds keep what fitted
+            yield ContextEvent(
+                used_tokens=fit.estimated_tokens,
+                window_tokens=window.num_ctx,
+                reserved_tokens=budget.reserve_output,
+                model=model,
+                auto=window.auto,
+                reason=window.reason,
+                tools=[spec["function"]["name"] for spec in specs],
+            )
 
             rounds += 1
             result = _Round()
             try:
-                yield from self._stream_round(model, fit.messages, specs, result)
+                yield from self._stream_round(model, fit.messages, specs, result, options)
             except GeneratorExit:
                 self._keep_partial(result, "stopped")
                 raise
@@ -403,7 +480,7 @@ class Conversation:
 
             if result.calls and not final_round:
                 tool_rounds += 1
-                yield from self._run_calls(result, rounds, searched)
+                yield from self._run_calls(result, rounds, searched, budget)
                 if tool_rounds >= settings.max_tool_rounds:
                     forced = True
                     yield NoticeEvent(
@@ -432,13 +509,18 @@ class Conversation:
                 total_s=time.perf_counter() - started,
                 rounds=rounds,
                 model=model,
-                num_ctx=settings.num_ctx,
+                num_ctx=window.num_ctx,
                 citations=cited_ids(content, [*(p.id for p in passages), *searched]),
             )
             return
 
     def _stream_round(
-        self, model: str, messages: list[dict[str, Any]], specs: Sequence[dict[str, Any]], out: _Round
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        specs: Sequence[dict[str, Any]],
+        out: _Round,
+        options: Mapping[str, Any],
     ) -> Iterator[AgentEvent]:
         """Stream one model call into `out`, yielding visible tokens; raises on any transport failure."""
         agent = self.agent
@@ -446,7 +528,7 @@ class Conversation:
         holding = watch_text_calls
         held: list[str] = []
         parts: list[str] = []
-        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, agent.options)
+        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, dict(options))
         try:
             for chunk in stream:
                 message = _get(chunk, "message")
@@ -482,9 +564,14 @@ class Conversation:
             else:
                 yield TokenEvent(text="".join(held))
 
-    def _run_calls(self, result: _Round, round_no: int, searched: list[str]) -> Iterator[AgentEvent]:
+    def _run_calls(
+        self, result: _Round, round_no: int, searched: list[str], budget: ContextBudget
+    ) -> Iterator[AgentEvent]:
         """Record the assistant's calls, run each, append one `tool` message per call (errors included)."""
         agent = self.agent
+        # A single tool result may take a sixth of the input budget: enough for any of our tools' outputs,
+        # small enough that one huge lookup cannot crowd out the passages.
+        max_result_tokens = max(256, budget.input_budget // 6)
         history_calls = [
             {"function": {"name": call.name, "arguments": _arguments_dict(call.arguments)}}
             for call in result.calls
@@ -507,8 +594,10 @@ class Conversation:
                 data = output.model_dump(mode="json")
                 found = list(getattr(output, "passages", [])) if call.name == "search_knowledge" else []
                 searched.extend(p.id for p in found)  # passages found mid-turn are citable too
-                content = compact_json(data, agent.max_tool_result_tokens)
-                self.history.append({"role": "tool", "content": content, "tool_name": call.name})
+                content = compact_json(data, max_result_tokens)
+                message = {"role": "tool", "content": content, "tool_name": call.name}
+                self.history.append(message)
+                self._full_results.append((message, call.name, data))
                 yield ToolResultEvent(
                     call_id=call_id,
                     name=call.name,
@@ -523,6 +612,16 @@ class Conversation:
                 {"role": "tool", "content": json.dumps(payload, ensure_ascii=False), "tool_name": call.name}
             )
             yield ToolErrorEvent(call_id=call_id, name=call.name, error=error)
+
+    def _summarise_earlier_results(self) -> None:
+        """Replace the full tool results of earlier turns by their summaries (verdict, key numbers).
+
+        The turn that asked for a result sees it whole; later turns see what was found, which keeps a long
+        tool-using conversation's history small enough that the user's questions all stay in the window.
+        """
+        for message, name, data in self._full_results:
+            message["content"] = summarise_tool_result(name, data)
+        self._full_results.clear()
 
     def _keep_partial(self, result: _Round, how: str) -> None:
         """Keep what the model already said, marked, so the user and the next turn can see it was cut."""

@@ -42,6 +42,7 @@ from assistant.charts import chart_for_tool_result  # noqa: E402
 from assistant.config import Settings  # noqa: E402
 from assistant.events import (  # noqa: E402
     AgentEvent,
+    ContextEvent,
     DoneEvent,
     ErrorEvent,
     NoticeEvent,
@@ -331,6 +332,7 @@ class ChatSession:
     messages: list[dict[str, Any]] = field(default_factory=list)
     chart: go.Figure | None = None
     turns: int = 0
+    context: ContextEvent | None = None  # the last request's context figures, for the meter
 
 
 class TurnRenderer:
@@ -356,6 +358,7 @@ class TurnRenderer:
         self.chart: Any = None
         self.done: DoneEvent | None = None
         self.error: ErrorEvent | None = None
+        self.context: ContextEvent | None = None
         self.answer_text = ""
         self.tool_calls: list[dict[str, Any]] = []  # name, arguments, ok, error: the turn's tool log
 
@@ -364,6 +367,9 @@ class TurnRenderer:
         return message
 
     def apply(self, event: AgentEvent) -> bool:
+        if isinstance(event, ContextEvent):  # figures for the meter, not a message: keeps the text run going
+            self.context = event
+            return False
         if isinstance(event, TokenEvent):
             if self._answer is None:
                 self._answer = self._append({"role": "assistant", "content": ""})
@@ -425,6 +431,10 @@ class TurnRenderer:
             self._log(event.call_id, ok=False, error=event.error)
             msg["content"] += f"\n**Refused**: {event.error}"
             msg["metadata"] = {**msg["metadata"], "title": f"⚠️ {event.name} (error)", "status": "done"}
+            return True
+        if isinstance(event, NoticeEvent) and event.kind == "context_dropped":
+            # In plain sight, not folded: the answer may miss what the user said earlier.
+            self._append({"role": "assistant", "content": f"✂️ {event.text}"})
             return True
         if isinstance(event, NoticeEvent):
             self._append(
@@ -488,6 +498,23 @@ def stats_line(done: DoneEvent) -> str:
     return "<sub>" + " · ".join(parts) + "</sub>"
 
 
+def context_meter_markdown(context: ContextEvent | None, settings: Settings | None = None) -> str:
+    """The context meter: how much of the window the last request used, and how the window was chosen."""
+    if context is None:
+        setting = settings.num_ctx if settings is not None else "auto"
+        window = "chosen for the model at the first message" if setting == "auto" else f"{setting:,} tokens"
+        return f"**Context** — window: {window}"
+    fraction = min(1.0, context.fraction)
+    cells = 20
+    filled = round(fraction * cells)
+    bar = "█" * filled + "░" * (cells - filled)
+    tools = f" · {len(context.tools)} tool(s) sent" if context.tools else ""
+    return (
+        f"**Context** ≈ {context.used_tokens:,} / {context.window_tokens:,} tokens ({fraction:.0%})  \n"
+        f"`{bar}`  \n<sub>{context.reason}{tools}; {context.reserved_tokens:,} kept for the answer</sub>"
+    )
+
+
 def run_turn(
     session: ChatSession,
     agent: Agent,
@@ -503,6 +530,8 @@ def run_turn(
     last = 0.0
     pending = False
     for event in session.conversation.turn(message, model=model or None):
+        if isinstance(event, ContextEvent):
+            session.context = event
         structural = renderer.apply(event)
         now = time.monotonic()
         if structural or now - last >= interval_s:
@@ -802,6 +831,7 @@ def build_app(
                         allow_custom_value=True,
                         elem_id="model-picker",
                     )
+                    meter = gr.Markdown(context_meter_markdown(None, settings), elem_id="context-meter")
                     clear = gr.Button("Clear chat", elem_id="clear")
                     chart = gr.Plot(label="Chart", elem_id="chat-chart")
 
@@ -893,6 +923,8 @@ def build_app(
             summary: dict[str, Any] = {"tool_calls": renderer.tool_calls}
             if renderer.done is not None:
                 summary.update(renderer.done.model_dump(exclude={"content"}))
+            if session.context is not None:
+                summary["context"] = session.context.model_dump()
             if renderer.error is not None:
                 summary["error"] = renderer.error.message
                 summary["error_kind"] = renderer.error.kind
@@ -901,15 +933,24 @@ def build_app(
         chat_inputs = [msg, session_state, model_dd]
         chat_outputs = [msg, chatbot, session_state, chart]
         common = {"api_visibility": "private", "trigger_mode": "once", "show_progress": "minimal"}
-        msg.submit(respond, chat_inputs, chat_outputs, **common)  # type: ignore[arg-type]
-        send.click(respond, chat_inputs, chat_outputs, **common)  # type: ignore[arg-type]
+
+        def show_meter(session: ChatSession | None) -> str:
+            return context_meter_markdown(session.context if session else None, settings)
+
+        meter_args: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+        msg.submit(respond, chat_inputs, chat_outputs, **common).then(  # type: ignore[arg-type]
+            show_meter, [session_state], [meter], **meter_args
+        )
+        send.click(respond, chat_inputs, chat_outputs, **common).then(  # type: ignore[arg-type]
+            show_meter, [session_state], [meter], **meter_args
+        )
         clear.click(
             clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
-        )
+        ).then(show_meter, [session_state], [meter], **meter_args)
         # The Chatbot's own trash icon must reset the conversation too, not just the display.
         chatbot.clear(
             clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
-        )
+        ).then(show_meter, [session_state], [meter], **meter_args)
         timer.tick(
             refresh_status,
             [model_dd, seen_models],
