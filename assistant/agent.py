@@ -399,6 +399,7 @@ class Conversation:
         rounds = 0
         tool_rounds = 0
         shown_passages = False
+        told = (0, 0, 0)  # what the user was already told was left out (messages, shortened, questions)
         tools_allowed = True
         forced = False
         while True:
@@ -431,9 +432,13 @@ class Conversation:
                 shown_passages = True
                 if fit.passages:
                     yield PassagesEvent(passages=list(fit.passages))
+            # Said plainly, once per turn, and again if a later round (with tool results) leaves out more.
+            left_out = (fit.dropped_messages, fit.shortened_questions, fit.dropped_questions)
+            if fit.dropped_passages or any(now > before for now, before in zip(left_out, told, strict=True)):
                 dropped = fit.dropped_summary(window.num_ctx)
                 if dropped:
                     yield NoticeEvent(text=dropped, kind="context_dropped")
+            told = left_out
             passages = fit.passages  # later rounds keep what fitted
             yield ContextEvent(
                 used_tokens=fit.estimated_tokens,
