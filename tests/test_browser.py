@@ -160,3 +160,39 @@ def test_tools_tab_form_runs_without_a_model(app_url: str, browser_page: tuple[A
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "tools.png"), full_page=True)
     _assert_only_loopback(requests)
+
+
+def test_context_meter_and_left_out_notice_in_the_page(
+    standin: Any, browser_page: tuple[Any, list[str]], tmp_path: Path
+) -> None:
+    """The meter shows used / window after an answer; what a small window leaves out is said in the chat."""
+    from tests.ollama_standin import ChatScript
+
+    page, requests = browser_page
+    long_answer = "Memory bandwidth bounds decode speed. " * 240  # ~9 KB: no room for it next to turn 2
+    standin.script_chat(ChatScript(text=long_answer), ChatScript(text="Short follow-up answer."))
+    with serve_app(standin.url, tmp_path / "data", num_ctx=6144) as app:
+        page.goto(app.url, wait_until="load")
+        page.wait_for_selector("#context-meter", timeout=15_000)
+        assert "6,144 tokens" in page.inner_text("#context-meter")
+        box = page.locator("#chat-input textarea")
+        chat = page.locator("#chatbot")
+        box.fill("Why does bandwidth matter?")
+        box.press("Enter")
+        chat.get_by_text("tokens/s").first.wait_for(timeout=30_000)
+        page.wait_for_function(
+            "() => (document.querySelector('#context-meter')?.innerText || '').includes('/ 6,144 tokens')",
+            timeout=15_000,
+        )
+        box.fill("And on an M4 Pro?")
+        box.press("Enter")
+        chat.get_by_text("Short follow-up answer").first.wait_for(timeout=30_000)
+        notice = chat.get_by_text("Left out of this request").first
+        notice.wait_for(state="visible", timeout=15_000)  # in plain sight, not inside a folded note
+        assert "earlier answer" in notice.inner_text()
+        assert "All 1 of your earlier questions are still included" in notice.inner_text()
+        sent = [m["content"] for m in standin.last_chat_request().messages if m["role"] == "user"]
+        assert sent == ["Why does bandwidth matter?", "And on an M4 Pro?"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "context.png"))
+    _assert_only_loopback(requests)
