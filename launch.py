@@ -268,6 +268,8 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     # then work without a restart (measure_speed, installed-model resolution).
     toolset = build_toolset(knowledge, layer)
     agent = Agent(settings, layer, toolset, knowledge)
+    if health.ok:  # chosen now (once per model) so the terminal says which window the chat will use
+        _say(f"Context window for {settings.chat_model}: {agent.context_window(settings.chat_model).reason}")
     return Services(settings, layer, knowledge, toolset, agent)
 
 

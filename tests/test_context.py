@@ -377,3 +377,26 @@ def test_settings_accept_auto_or_a_number_from_the_environment(monkeypatch: pyte
     assert Settings().num_ctx == 16384 and Settings().max_num_ctx == 65536
     monkeypatch.setenv("ADVISOR_NUM_CTX", "auto")
     assert Settings().num_ctx == "auto"
+
+
+def test_launch_flags_take_auto_or_a_number_and_prepare_says_which_window(
+    standin: OllamaStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import launch
+
+    parse = launch.build_parser().parse_args
+    assert launch.settings_from_args(parse(["--num-ctx", "auto"])).num_ctx == "auto"
+    settings = launch.settings_from_args(parse(["--num-ctx", "16384", "--max-num-ctx", "65536"]))
+    assert (settings.num_ctx, settings.max_num_ctx) == (16384, 65536)
+    with pytest.raises(launch.StartupError, match="--num-ctx: Input should be greater than or equal to 1024"):
+        launch.settings_from_args(parse(["--num-ctx", "100"]))
+    with pytest.raises(SystemExit):
+        parse(["--num-ctx", "big"])
+    assert "expected a number of tokens or 'auto'" in capsys.readouterr().err
+
+    services = launch.prepare(Settings(ollama_host=standin.url, data_dir=tmp_path), pull=False)
+    try:
+        out = capsys.readouterr().out
+        assert "Context window for qwen2.5:7b: auto: 8,192 tokens, the fallback" in out
+    finally:
+        services.knowledge.close()
