@@ -104,6 +104,8 @@ CONVERSATION: list[tuple[str, str, dict[str, Any]]] = [
     ("And with 32k context instead?", "check_memory_fit", {**FIT_70B, "context_tokens": 32768}),
 ]
 
+FIT_70B_QUESTION = CONVERSATION[10][0]
+
 ANSWER = (
     "Based on the tool's numbers, {q} The estimate rests on the memory bandwidth of the chip and the size of "
     "the quantised weights; the expected range covers the spread of public measurements, and the ceiling "
@@ -266,7 +268,7 @@ def test_a_follow_up_keeps_the_tools_of_the_last_two_turns_and_unknown_tools_are
     available = [*CORE_TOOLS, "lookup_benchmarks", "recommend_machine", "measure_speed", "new_tool"]
     fit_only = select_tools("Will llama3.3:70b fit on a 48 GB M4 Pro with 16k context?", available)
     assert fit_only == CORE_TOOLS | {"new_tool"}  # a fit question needs neither shopping nor measuring
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "user", "content": "I have $1500, which Mac?"},
         {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "recommend_machine"}}]},
         {"role": "tool", "content": "{}", "tool_name": "recommend_machine"},
@@ -312,7 +314,8 @@ def test_auto_num_ctx_is_the_largest_fit_within_the_trained_length_and_the_cap()
     assert window.num_ctx == 32768 and "ADVISOR_MAX_NUM_CTX=32,768" in window.reason
     # 16 GB: the fit checker's own largest context, rounded down to a multiple of 1024
     small = {"chip": "M4", "memory_gb": 16}
-    expected = REGISTRY.get("check_memory_fit").run({**small, "model": "llama3.1:8b"}).max_context_tokens
+    fit_out = REGISTRY.get("check_memory_fit").run({**small, "model": "llama3.1:8b"}).model_dump()
+    expected = fit_out["max_context_tokens"]
     window = choose_num_ctx(fit, "llama3.1:8b", trained_context=131072, max_num_ctx=262144, machine=small)
     assert 16384 < window.num_ctx <= expected < 131072 and window.num_ctx == expected // 1024 * 1024
     # less than the assistant needs fits next to the weights: the floor, and the reason says so
@@ -400,3 +403,24 @@ def test_launch_flags_take_auto_or_a_number_and_prepare_says_which_window(
         assert "Context window for qwen2.5:7b: auto: 8,192 tokens, the fallback" in out
     finally:
         services.knowledge.close()
+
+
+def test_chat_api_summary_carries_the_context_figures(standin: OllamaStandIn, tmp_path: Path) -> None:
+    from tests.harness import chat_client, serve_app
+
+    standin.script_chat(
+        ChatScript(tool_calls=(ToolCallScript("check_memory_fit", FIT_70B),)),
+        "It does not fit.",
+        "Not either.",
+    )
+    with serve_app(standin.url, tmp_path) as app:
+        client = chat_client(app.url)
+        _, summary = client.predict(FIT_70B_QUESTION, "", api_name="/chat")
+        context = summary["context"]
+        assert context["window_tokens"] == FALLBACK_NUM_CTX and context["auto"] is True
+        assert 0 < context["used_tokens"] < FALLBACK_NUM_CTX and "check_memory_fit" not in context["reason"]
+        assert "recommend_machine" not in context["tools"] and "check_memory_fit" in context["tools"]
+        _, second = client.predict("And with 32k context instead?", "", api_name="/chat")
+        assert second["context"]["used_tokens"] > 0
+    users = [m["content"] for m in standin.last_chat_request().messages if m["role"] == "user"]
+    assert users == [FIT_70B_QUESTION, "And with 32k context instead?"]
