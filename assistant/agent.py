@@ -26,6 +26,7 @@ import ollama
 from pydantic import ValidationError
 
 from assistant.context_budget import (
+    SUMMARY_PREFIX,
     ContextBudget,
     ContextOverflow,
     compact_json,
@@ -356,8 +357,6 @@ class Conversation:
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._turns = 0
-        # Tool results of the turn in progress, kept in full for that turn and summarised before the next.
-        self._full_results: list[tuple[dict[str, Any], str, Any]] = []
 
     def turn(self, user_text: str, model: str | None = None) -> Generator[AgentEvent, None, None]:
         """Answer one user message, yielding events. Never raises; ends with a DoneEvent or an ErrorEvent."""
@@ -600,9 +599,7 @@ class Conversation:
                 found = list(getattr(output, "passages", [])) if call.name == "search_knowledge" else []
                 searched.extend(p.id for p in found)  # passages found mid-turn are citable too
                 content = compact_json(data, max_result_tokens)
-                message = {"role": "tool", "content": content, "tool_name": call.name}
-                self.history.append(message)
-                self._full_results.append((message, call.name, data))
+                self.history.append({"role": "tool", "content": content, "tool_name": call.name})
                 yield ToolResultEvent(
                     call_id=call_id,
                     name=call.name,
@@ -623,10 +620,21 @@ class Conversation:
 
         The turn that asked for a result sees it whole; later turns see what was found, which keeps a long
         tool-using conversation's history small enough that the user's questions all stay in the window.
+        Works from the history itself, so a history restored from elsewhere is summarised the same way;
+        refusals (`{"error": ...}`) are short and stay as they are.
         """
-        for message, name, data in self._full_results:
-            message["content"] = summarise_tool_result(name, data)
-        self._full_results.clear()
+        for message in self.history:
+            content = message.get("content")
+            if message.get("role") != "tool" or not isinstance(content, str):
+                continue
+            if content.startswith(SUMMARY_PREFIX) or not content.startswith("{"):
+                continue
+            try:
+                data = json.loads(content)
+            except (json.JSONDecodeError, RecursionError):
+                continue
+            if isinstance(data, dict) and "error" not in data:
+                message["content"] = summarise_tool_result(str(message.get("tool_name") or ""), data)
 
     def _keep_partial(self, result: _Round, how: str) -> None:
         """Keep what the model already said, marked, so the user and the next turn can see it was cut."""

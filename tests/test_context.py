@@ -424,3 +424,21 @@ def test_chat_api_summary_carries_the_context_figures(standin: OllamaStandIn, tm
         assert second["context"]["used_tokens"] > 0
     users = [m["content"] for m in standin.last_chat_request().messages if m["role"] == "user"]
     assert users == [FIT_70B_QUESTION, "And with 32k context instead?"]
+
+
+def test_a_restored_history_is_summarised_like_a_live_one_and_refusals_stay(standin: OllamaStandIn) -> None:
+    full = REGISTRY.get("check_memory_fit").run(FIT_70B).model_dump(mode="json")
+    refusal = json.dumps({"error": "chip: unknown 'M9'", "hint": "Correct the arguments."})
+    conversation = make_agent(standin).new_conversation()
+    call = {"function": {"name": "check_memory_fit", "arguments": FIT_70B}}
+    conversation.history = [
+        {"role": "user", "content": FIT_70B_QUESTION},
+        {"role": "assistant", "content": "", "tool_calls": [call, call]},
+        {"role": "tool", "content": json.dumps(full), "tool_name": "check_memory_fit"},
+        {"role": "tool", "content": refusal, "tool_name": "check_memory_fit"},
+        {"role": "assistant", "content": "It does not fit."},
+    ]
+    standin.script_chat("Still no.")
+    assert isinstance(list(conversation.turn("And with 32k context instead?"))[-1], DoneEvent)
+    tools = [m["content"] for m in standin.last_chat_request().messages if m["role"] == "tool"]
+    assert tools[0] == summarise_tool_result("check_memory_fit", full) and tools[1] == refusal
