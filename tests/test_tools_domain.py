@@ -342,7 +342,7 @@ def test_gpt_oss_120b_is_known_with_moe_active_params() -> None:
     assert out.ceiling_tokens_per_second > 100  # type: ignore[attr-defined]
 
 
-# ---- issue 15: MoE layout, new models, tag sizing, prefill on every chip ------------------------------------
+# ---- issue 15: MoE layout, new models, tag sizing, prefill on every chip ---------------------------------
 def test_gpt_oss_bytes_per_token_follow_its_tensor_layout() -> None:
     out = est({"chip": "M4 Pro", "gpu_cores": 20, "model": "gpt-oss:20b", "context_tokens": 0})
     # BF16 attention/shared/head (~1.22B params = 2.49 GB) + 4/32 of the 10.15 GB MXFP4 experts, scaled to
