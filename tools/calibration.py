@@ -31,7 +31,7 @@ from tools.catalog import (
     weights_read,
 )
 from tools.schemas import ModelArchitecture
-from tools.speed import PARAM_NAMES, PrefillModel, feature_vector
+from tools.speed import PARAM_NAMES, PrefillModel, feature_vector, prefill_light
 
 CALIBRATION_FILE = "calibration_decode.csv"
 CALIBRATION_2026 = "calibration_2026.csv"
@@ -138,7 +138,9 @@ def calibration_rows(include_excluded: bool = False, with_2026: bool = True) -> 
             )
         )
     if with_2026:
-        out += [r for r in rows_2026("fit") if r.exclude_reason == ""]
+        # Rows collected for prefill (category "prefill": TTFT harnesses, mostly Rapid-MLX) feed the prefill
+        # fit only; the decode fit takes the 2026 rows collected for MoE and M5 decode.
+        out += [r for r in rows_2026("fit") if r.exclude_reason == "" and r.category != "prefill"]
     return out
 
 
@@ -248,7 +250,7 @@ def rows_2026(split: str, trust: str = "high") -> list[CalibrationRow]:
                 attn_bytes=attention_read_bytes(r.arch, ctx),
                 exclude_reason="" if r.trust == "high" else "low trust (see calibration_2026.csv header)",
                 moe_layers=r.moe_layers,
-                category="moe" if r.moe else ("m5" if r.bin.generation >= 5 else "dense"),
+                category=r.category,
                 split=split,
             )
         )
@@ -327,6 +329,7 @@ def ape(pred: float, measured: float) -> float:
 @dataclass(frozen=True)
 class PrefillRow:
     label: str
+    model: str
     generation: int
     chip: str
     gpu_cores: int
@@ -338,7 +341,7 @@ class PrefillRow:
     split: str
     source: str
 
-    def implied_tflops_per_core(self, pm_attn: float = 1.0) -> float:
+    def implied_tflops_per_core(self, pm_attn: float) -> float:
         flops = 2 * self.active_params_b * 1e9 + pm_attn * self.attn_flops
         return self.measured_tps * flops / (self.gpu_cores * 1e12)
 
@@ -352,11 +355,12 @@ def prefill_rows(split: str) -> list[PrefillRow]:
         out.append(
             PrefillRow(
                 label=f"{r.chip} {r.model_tag} {r.quant.quant} {r.engine} p{r.context_tokens}",
+                model=r.model_tag,
                 generation=r.bin.generation,
                 chip=r.chip,
                 gpu_cores=r.gpu_cores,
                 active_params_b=r.active_params_b,
-                is_float=r.quant.family == "float",
+                is_float=prefill_light(r.quant),
                 moe=r.moe,
                 attn_flops=attention_flops_per_prompt_token(r.arch, max(r.context_tokens, 512)),
                 measured_tps=r.prefill_tps,
@@ -370,6 +374,7 @@ def prefill_rows(split: str) -> list[PrefillRow]:
             out.append(
                 PrefillRow(
                     label=f"{chip} llama3.1:8b Q4_K_M llama.cpp p512",
+                    model="llama3.1:8b",
                     generation=gen,
                     chip=chip,
                     gpu_cores=cores,
@@ -386,32 +391,61 @@ def prefill_rows(split: str) -> list[PrefillRow]:
 
 
 def fit_prefill(rows: list[PrefillRow]) -> dict[str, object]:
-    """Robust (median) fit: a per-core rate per generation from dense quantised rows, then the float and MoE
-    factors as medians of each row's implied rate over its generation's rate."""
-    dense_q = [r for r in rows if not r.moe and not r.is_float]
+    """Robust (median) fit, for each candidate attention factor (kept: the lowest median error):
+
+    * per generation, the median per-core rate of dense rows with Q4-class weights;
+    * the F16/Q8_0 factor from paired rows (same chip, model and prompt length, light vs Q4-class weights);
+    * the MoE factor as the median of MoE rows' rates over their generation's rate.
+    """
+    best: dict[str, object] | None = None
+    best_err = math.inf
+    for k in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
+        fitted = _fit_prefill_at(rows, k)
+        pm = prefill_model(fitted)
+        err = statistics.median(ape(predict_prefill(pm, r), r.measured_tps) for r in rows)
+        if err < best_err:
+            best, best_err = fitted, err
+    assert best is not None
+    return best
+
+
+def _fit_prefill_at(rows: list[PrefillRow], k: float) -> dict[str, object]:
+    heavy = [r for r in rows if not r.moe and not r.is_float]
+    # Median within each (generation, model) first, then across models: every model counts once, so one model
+    # measured at many prompt lengths/engines (or one outlier model) does not set a generation's rate.
+    per_model: dict[tuple[int, str], list[float]] = {}
+    for r in heavy:
+        per_model.setdefault((r.generation, r.model), []).append(r.implied_tflops_per_core(k))
     per_gen: dict[int, list[float]] = {}
-    for r in dense_q:
-        per_gen.setdefault(r.generation, []).append(r.implied_tflops_per_core())
+    for (g, _m), v in per_model.items():
+        per_gen.setdefault(g, []).append(statistics.median(v))
     rate = {g: statistics.median(v) for g, v in per_gen.items()}
-    fl = [
-        r.implied_tflops_per_core() / rate[r.generation] for r in rows if r.is_float and r.generation in rate
+    by_key: dict[tuple[str, str, float], dict[bool, float]] = {}
+    for r in rows:
+        if r.moe:
+            continue
+        key = (f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops)
+        by_key.setdefault(key, {})[r.is_float] = r.implied_tflops_per_core(k)
+    pairs = [v[True] / v[False] for v in by_key.values() if True in v and False in v]
+    fl = pairs or [
+        r.implied_tflops_per_core(k) / rate[r.generation] for r in rows if r.is_float and r.generation in rate
     ]
-    mo = [r.implied_tflops_per_core() / rate[r.generation] for r in rows if r.moe and r.generation in rate]
-    float_factor = statistics.median(fl) if fl else 1.0
-    moe_factor = statistics.median(mo) if mo else 1.0
+    mo = [r.implied_tflops_per_core(k) / rate[r.generation] for r in rows if r.moe and r.generation in rate]
     srcs: dict[int, str] = {}
     for g in sorted(rate):
-        used = sorted({r.label for r in dense_q if r.generation == g})
+        used = sorted({r.label for r in heavy if r.generation == g})
         srcs[g] = (
-            f"median of {len(used)} dense quantised rows: "
+            f"median of {len(used)} dense Q4-class rows: "
             + "; ".join(used[:4])
             + (" ..." if len(used) > 4 else "")
         )
     return {
         "rate": rate,
         "sources": srcs,
-        "float_factor": float_factor,
-        "moe_factor": moe_factor,
+        "float_factor": statistics.median(fl) if fl else 1.0,
+        "moe_factor": statistics.median(mo) if mo else 1.0,
+        "attn_factor": k,
+        "n_pairs": len(pairs),
     }
 
 
@@ -422,7 +456,7 @@ def prefill_model(fitted: dict[str, object], low: float = 1.0, high: float = 1.0
         sources=dict(fitted["sources"]),  # type: ignore[call-overload]
         float_factor=float(fitted["float_factor"]),  # type: ignore[arg-type]
         moe_factor=float(fitted["moe_factor"]),  # type: ignore[arg-type]
-        attn_factor=1.0,
+        attn_factor=float(fitted["attn_factor"]),  # type: ignore[arg-type]
         no_accelerator_tflops_per_core=rate.get(4, min(rate.values())),
         range_low=low,
         range_high=high,
@@ -440,6 +474,7 @@ def prefill_table() -> dict[str, object]:
     rows = prefill_rows("fit")
     fitted = fit_prefill(rows)
     pm = prefill_model(fitted)
+    pm = prefill_model(fitted)
     ratios = sorted(r.measured_tps / predict_prefill(pm, r) for r in rows)
     lo, hi = float(np.quantile(ratios, 0.1)), float(np.quantile(ratios, 0.9))
     rate: dict[int, float] = fitted["rate"]  # type: ignore[assignment]
@@ -450,7 +485,11 @@ def prefill_table() -> dict[str, object]:
         },
         "float_factor": round(float(fitted["float_factor"]), 4),  # type: ignore[arg-type]
         "moe_factor": round(float(fitted["moe_factor"]), 4),  # type: ignore[arg-type]
-        "attn_factor": 1.0,
+        "attn_factor": float(fitted["attn_factor"]),  # type: ignore[arg-type]
+        "float_factor_note": (
+            f"F16/BF16/Q8_0 over Q4-class weights, median of {fitted['n_pairs']} paired rows (same chip, "
+            "model, prompt)"
+        ),
         "m5_without_tensor_api_tflops_per_core": round(rate.get(4, min(rate.values())), 4),
         "m5_without_tensor_api_source": (
             "M4 per-core rate: llama.cpp PR #16634 keeps pre-M5 performance; LM Studio bug #2040 measured "

@@ -15,7 +15,7 @@ from tools.catalog import (
     weights_read,
 )
 from tools.schemas import EstimateSpeedInput, EstimateSpeedOutput, ModelArchitecture
-from tools.speed import quant_weights, speed_model, tier_from_bandwidth
+from tools.speed import prefill_light, quant_weights, speed_model, tier_from_bandwidth
 
 SOURCES_SPEED = [
     "reference/domain-notes.md 1.1 (ceiling = bandwidth / bytes read per token)",
@@ -41,7 +41,7 @@ def _prefill(
     cores = machine.gpu_cores or max(machine.bin.gpu_cores)
     prompt = max(512, ctx)
     attn = attention_flops_per_prompt_token(arch, prompt)
-    tps, notes = pm.tokens_per_second(gen, cores, active_b, q.family == "float", moe, attn)
+    tps, notes = pm.tokens_per_second(gen, cores, active_b, prefill_light(q), moe, attn)
     tpc, used, _ = pm.rate(gen)
     notes.append(
         f"Prefill ~ {tpc:.3f} effective TFLOPS per GPU core (M{used}, fitted on public llama.cpp/MLX prompt "

@@ -108,6 +108,11 @@ def feature_vector(
     return row
 
 
+def prefill_light(q: QuantSpec) -> bool:
+    """Weights whose dequantisation is nearly free in matrix kernels (F16/BF16, Q8_0): faster prefill."""
+    return q.family == "float" or q.quant == "Q8_0"
+
+
 @dataclass(frozen=True)
 class PrefillModel:
     """Prompt processing is compute-bound: tokens/s = effective FLOPS / FLOPs per token.
