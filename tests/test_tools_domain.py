@@ -132,7 +132,7 @@ def test_unknown_model_gives_closest_matches() -> None:
     assert "not in our catalog" in note and "'14b' = 14B parameters, assumed dense" in note
     assert "qwen2.5:14b" in note
     with pytest.raises(ToolError, match="needs a size"):
-        est({"chip": "M3 Max", "model": "deepseek-r1"})
+        est({"chip": "M3 Max", "model": "codellama"})
 
 
 def test_unknown_quant_lists_accepted() -> None:

@@ -104,8 +104,7 @@ def calibration_rows(include_excluded: bool = False, with_2026: bool = True) -> 
     out: list[CalibrationRow] = []
     cat = catalog()
     for r in load_csv(CALIBRATION_FILE):
-        moe_row = r["exclude_reason"].startswith("MoE")
-        if r["exclude_reason"] and not include_excluded and not moe_row:
+        if r["exclude_reason"] and not include_excluded:
             continue
         tag = r["model_tag"] or None
         params = float(r["params_b"])
@@ -132,7 +131,7 @@ def calibration_rows(include_excluded: bool = False, with_2026: bool = True) -> 
                 weights_bytes=wr.active_bytes,
                 kv_bytes=kv_cache_bytes(arch, ctx),
                 attn_bytes=attention_read_bytes(arch, ctx),
-                exclude_reason="" if moe_row else r["exclude_reason"],
+                exclude_reason=r["exclude_reason"],
                 moe_layers=wr.moe_layers,
                 category="moe" if wr.moe else "dense",
             )
