@@ -231,7 +231,7 @@ def rows_2026(split: str, trust: str = "high") -> list[CalibrationRow]:
         ctx = r.context_tokens
         out.append(
             CalibrationRow(
-                source_id=f"2026:{r.source_url.split('/')[2] if '//' in r.source_url else r.source_url}",
+                source_id="2026:" + "/".join(r.source_url.split(" ")[0].split("/")[3:5]),
                 source=r.source_url,
                 chip=r.chip,
                 tier=r.bin.tier,
