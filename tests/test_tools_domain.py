@@ -436,3 +436,20 @@ def test_refreshed_ollama_sizes() -> None:
     assert small.quant == "Q8_0" and small.weights_gb == 1.3
     assert est({"chip": "M4", "model": "gemma3:4b"}).weights_gb == 3.3
     assert any("as of" in s for s in est({"chip": "M4", "model": "gemma3:4b"}).sources)
+
+
+def test_kv_cache_read_is_in_the_ceiling_and_expected_never_exceeds_it() -> None:
+    out = est({"bandwidth_gbps": 400, "model": "llama3.3:70b", "context_tokens": 131072})
+    # 42.52 GB of weights + 42.9 GB of f16 KV cache read per token at 128k: 400 / 85.5 = 4.68 tok/s
+    assert out.ceiling_tokens_per_second == pytest.approx(4.68, abs=0.02)
+    assert out.expected_tokens_per_second <= out.ceiling_tokens_per_second
+
+
+def test_prefill_for_a_generation_without_measurements_borrows_the_newest_older_one() -> None:
+    from tools.speed import speed_model
+
+    pm = speed_model().prefill
+    rate, used, note = pm.rate(6)
+    assert used == 5 and rate == pm.tflops_per_core[5]
+    assert note is not None and "M6" in note and "unverified" in note
+    assert pm.rate(3)[2] is None

@@ -398,7 +398,7 @@ def fit_prefill(rows: list[PrefillRow]) -> dict[str, object]:
     """
     best: dict[str, object] | None = None
     best_err = math.inf
-    for k in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
+    for k in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
         fitted = _fit_prefill_at(rows, k)
         pm = prefill_model(fitted)
         err = statistics.median(ape(predict_prefill(pm, r), r.measured_tps) for r in rows)
