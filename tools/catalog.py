@@ -793,7 +793,7 @@ class WeightsRead:
     total_bytes: float
     active_bytes: float
     moe: bool
-    moe_layers: int
+    moe_layers: int  # MoE layers x routed experts per token / 8 (0 for dense): drives the routing cost
     notes: list[str]
 
 
@@ -816,7 +816,8 @@ def weights_read(arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | No
     layout = entry.moe if entry is not None else None
     active_p = arch.active_params_billion
     is_moe = layout is not None or (active_p is not None and active_p < total_p) or bool(arch.n_experts)
-    moe_layers = arch.n_layers if is_moe else 0
+    k_active = (layout.active_experts if layout else None) or arch.n_experts_active or 8
+    moe_layers = round(arch.n_layers * k_active / 8) if is_moe else 0
     if arch.active_weights_gb is not None:
         active = min(arch.active_weights_gb * GB, total)
         notes.append(

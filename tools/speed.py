@@ -38,7 +38,8 @@ PARAM_NAMES: tuple[str, ...] = (
     "m_l",
 )
 # m_w: extra inverse efficiency on the bytes a mixture-of-experts model reads per token (scattered experts);
-# m_l: seconds per MoE layer per token (router, top-k, gather/scatter of the routed experts).
+# m_l: seconds per MoE layer per token at 8 routed experts, scaled by the experts used (router, top-k,
+# one matmul dispatch per routed expert); catalog.weights_read gives layers x experts_used / 8.
 
 
 def tier_from_bandwidth(bw_gbps: float) -> str:
