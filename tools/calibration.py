@@ -434,7 +434,7 @@ def _fit_prefill_at(rows: list[PrefillRow], k: float) -> dict[str, object]:
     for g in sorted(rate):
         used = sorted({r.label for r in heavy if r.generation == g})
         srcs[g] = (
-            f"median of {len(used)} dense Q4-class rows: "
+            f"median over models of {len(used)} dense quantised (not F16/Q8_0) rows: "
             + "; ".join(used[:4])
             + (" ..." if len(used) > 4 else "")
         )

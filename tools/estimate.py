@@ -22,7 +22,8 @@ SOURCES_SPEED = [
     "tools/data/speed_model.yaml (fitted on tools/data/calibration_decode.csv: "
     "XiongjieDai/GPU-Benchmarks-on-LLM-"
     "Inference, itsmostafa/inference-speed-tests, AlexsJones/llmfit community data and PR #1031, "
-    "ml-explore/mlx-examples #1029, brand-o/normiebench, stared/benching-local-llms-on-apple-silicon)",
+    "ml-explore/mlx-examples #1029, brand-o/normiebench, stared/benching-local-llms-on-apple-silicon; and "
+    "the fit split of tools/data/calibration_2026.csv: MoE and M5 measurements, each row's source there)",
 ]
 
 

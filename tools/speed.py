@@ -68,6 +68,8 @@ def quant_weights(q: QuantSpec) -> tuple[dict[str, float], str | None]:
     if q.family == "float":
         return {}, None
     lo, hi = ("mlx4", "mlx8") if q.engine == "mlx" else ("q4", "q8")
+    if q.quant.startswith("MXFP4"):
+        return {lo: 1.0}, None  # gpt-oss rows (MXFP4 experts) are in the calibration through the 4-bit anchor
     if bpw <= 4.5:
         if bpw < 4.5 or q.family == "iq":
             note = (
