@@ -497,7 +497,9 @@ class OllamaStandIn:
                 "template": "{{ .Prompt }}",
                 "details": spec.details(),
                 "model_info": spec.model_info(),
-                "tensors": [],
+                "tensors": [{"name": n, "type": t, "shape": list(shape)} for n, t, shape in spec.tensors]
+                if body.get("verbose")
+                else [],
                 "capabilities": list(spec.capabilities),
                 "modified_at": "2025-11-02T10:15:42.123456+01:00",
             },
