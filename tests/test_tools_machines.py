@@ -1,0 +1,108 @@
+"""Machines: names people type, bins and memory sizes, runtimes, the shared memory rule, buying advice,
+benchmark lookup flags and clusters -- each pinned through the public tool functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.catalog import chip_bins
+from tools.registry import ToolError
+from tools.schemas import CheckMemoryFitInput, EstimateSpeedInput
+
+
+def est(**kw: object) -> object:
+    from tools.estimate import estimate_speed
+
+    return estimate_speed(EstimateSpeedInput.model_validate(kw))
+
+
+def fit(**kw: object):  # type: ignore[no-untyped-def]
+    from tools.fit import check_memory_fit
+
+    return check_memory_fit(CheckMemoryFitInput.model_validate(kw))
+
+
+# ---- names people type ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("chip", "label", "bandwidth"),
+    [
+        ("M4-Pro", "M4 Pro 16/20-core GPU", 273),
+        ("M3-Max", "M3 Max 40-core GPU", 400),
+        ("M2-Ultra", "M2 Ultra 60/76-core GPU", 800),
+        ("m4_max", "M4 Max 40-core GPU", 546),
+        ("M4 Pro 14-core CPU 20-core GPU", "M4 Pro 20-core GPU", 273),
+        ("M4 Max 14-core CPU", "M4 Max 32-core GPU", 410),
+        ("MacBook Pro 16 M4 Max", "M4 Max 40-core GPU", 546),
+        ("Mac Studio (M3 Ultra)", "M3 Ultra 80-core GPU", 819),
+        ("Mac mini M4 Pro", "M4 Pro 16/20-core GPU", 273),
+        ("MacBook Pro M4", "M4 8/10-core GPU", 120),
+        ("Mac mini (M6)", "M6 12-core GPU", 170),
+    ],
+)
+def test_names_people_type_resolve_to_the_right_tier(chip: str, label: str, bandwidth: float) -> None:
+    out = est(chip=chip, model="llama3.1:8b")
+    assert (out.chip, out.bandwidth_gbps) == (label, bandwidth)  # type: ignore[attr-defined]
+
+
+def test_tier_assumption_is_stated_when_the_bin_is_guessed() -> None:
+    out = est(chip="MacBook Pro 16 M4 Max", model="llama3.1:8b")
+    assert any("Assumed the 40-core M4 Max (546 GB/s)" in a for a in out.assumptions)  # type: ignore[attr-defined]
+
+
+def test_apple_cpu_core_wording_is_not_read_as_gpu_cores() -> None:
+    out = est(chip="M4 Pro 12-core CPU", model="llama3.1:8b")
+    assert out.gpu_cores == 16  # type: ignore[attr-defined]
+    with pytest.raises(ToolError, match="12-core-CPU M4 Pro came with 16 GPU cores, not 20"):
+        est(chip="M4 Pro 12-core CPU 20-core GPU", model="llama3.1:8b")
+    with pytest.raises(ToolError, match="never had a 13-core CPU"):
+        est(chip="M4 Pro 13-core CPU", model="llama3.1:8b")
+
+
+@pytest.mark.parametrize(
+    ("chip", "needle"),
+    [
+        ("Mac Studio", "names a Mac Studio but not its chip; the Mac Studio came with M1 Max, .*M5 Ultra"),
+        ("M4 Pro or M4 Max", r"more than one chip \(M4 Pro and M4 Max\)"),
+        ("M7 Max", "'M7 Max' is not an Apple Silicon chip we know.*Closest: "),
+        ("Snapdragon X", "unknown chip 'Snapdragon X'"),
+    ],
+)
+def test_unknown_or_ambiguous_names_are_errors(chip: str, needle: str) -> None:
+    with pytest.raises(ToolError, match=needle):
+        est(chip=chip, model="llama3.1:8b")
+
+
+def test_product_that_never_had_the_chip_is_stated() -> None:
+    out = est(chip="M3 Max Mac Studio", memory_gb=64, model="llama3.1:8b")
+    assert out.chip == "M3 Max 40-core GPU"  # type: ignore[attr-defined]
+    assert any("Apple never sold a Mac Studio with the M3 Max" in a for a in out.assumptions)  # type: ignore[attr-defined]
+
+
+def test_memory_sizes_a_bin_never_had_are_refused() -> None:
+    with pytest.raises(ToolError, match="60-core M3 Ultra was sold with 96 or 256 GB, not 512 GB"):
+        fit(chip="M3 Ultra", gpu_cores=60, memory_gb=512, model="llama3.1:8b")
+    out = fit(chip="M3 Ultra", memory_gb=512, model="llama3.1:8b")
+    assert out.chip == "M3 Ultra 80-core GPU"
+    assert "512 GB identifies the 80-core M3 Ultra bin (819 GB/s)." in out.assumptions
+    with pytest.raises(ToolError, match="M5 Max was sold with 36 GB, not 96 GB"):
+        fit(chip="M5 Max", gpu_cores=32, memory_gb=96, model="llama3.1:8b")
+    with pytest.raises(ToolError, match="M5 Ultra was sold with 96, 256 or 512 GB, not 192 GB"):
+        fit(chip="M5 Ultra", memory_gb=192, model="llama3.1:8b")
+
+
+def test_secondary_and_conflicting_figures_are_shown() -> None:
+    out = est(chip="M5 Ultra", memory_gb=96, model="llama3.1:8b")
+    assert out.bandwidth_gbps == 1200  # type: ignore[attr-defined]
+    assert any(
+        a.startswith("Secondary or conflicting figure: M5 Ultra 64-core bandwidth 1200 GB/s")
+        for a in out.assumptions  # type: ignore[attr-defined]
+    )
+    m6 = est(chip="M6", model="llama3.1:8b")
+    assert any("153 GB/s for the 16 GB SKU (conflict" in a for a in m6.assumptions)  # type: ignore[attr-defined]
+
+
+def test_every_bin_has_a_source_and_cpu_map_consistent_with_its_gpu_cores() -> None:
+    for b in chip_bins():
+        assert b.source
+        for _, gpus in b.cpu_cores:
+            assert set(gpus) & set(g for bb in chip_bins() if bb.chip == b.chip for g in bb.gpu_cores)
