@@ -106,3 +106,91 @@ def test_every_bin_has_a_source_and_cpu_map_consistent_with_its_gpu_cores() -> N
         assert b.source
         for _, gpus in b.cpu_cores:
             assert set(gpus) & set(g for bb in chip_bins() if bb.chip == b.chip for g in bb.gpu_cores)
+
+
+# ---- one memory rule, per runtime -----------------------------------------------------------------------
+def _observations() -> list[dict[str, str]]:
+    from tools.catalog import load_csv
+
+    return load_csv("fit_observations.csv")
+
+
+@pytest.mark.parametrize("row", _observations(), ids=lambda r: f"{r['runtime']}-{r['chip']}-{r['memory_gb']}")
+def test_fit_agrees_with_every_observed_outcome(row: dict[str, str]) -> None:
+    kw: dict[str, object] = {
+        "chip": row["chip"],
+        "gpu_cores": int(row["gpu_cores"]),
+        "memory_gb": float(row["memory_gb"]),
+        "quant": row["quant"],
+        "context_tokens": int(row["context_tokens"]),
+        "runtime": row["runtime"],
+    }
+    if row["model"]:
+        kw["model"] = row["model"]
+    else:
+        kw["params_billion"] = float(row["params_billion"])
+    out = fit(**kw)
+    assert out.fits_on_gpu == (row["outcome"] == "gpu"), (row, out.verdict, out.breakdown)
+    assert out.runtime == row["runtime"]
+
+
+def test_observations_cover_every_runtime_and_both_outcomes() -> None:
+    seen = {(r["runtime"], r["outcome"]) for r in _observations()}
+    assert seen == {(rt, o) for rt in ("ollama", "llama.cpp", "mlx") for o in ("gpu", "not_gpu")}
+
+
+def test_8gb_m1_runs_8b_q4_k_m_on_its_gpu_under_ollama() -> None:
+    # Before: a fixed 1 GiB llama.cpp margin made this 'does_not_fit' (total 6.84 GB > 5.73 GB budget).
+    out = fit(chip="M1", memory_gb=8, model="llama3.1:8b")
+    assert (out.runtime, out.verdict, out.fits_on_gpu) == ("ollama", "tight", True)
+    assert out.breakdown.total_gb == 5.72 and out.breakdown.gpu_budget_gb == 5.73
+    assert any(a.startswith("Verdict for Ollama") for a in out.assumptions)
+
+
+def test_runtime_changes_the_verdict_and_says_why() -> None:
+    ollama = fit(chip="M4 Pro", memory_gb=48, model="llama3.3:70b")
+    mlx = fit(chip="M4 Pro", memory_gb=48, model="llama3.3:70b", runtime="mlx")
+    assert (ollama.verdict, mlx.verdict) == ("partial_offload", "does_not_fit")
+    assert mlx.quant == "MLX-4bit"
+    assert "MLX does not load GGUF Q4_K_M: sized as its MLX equivalent, MLX-4bit." in mlx.assumptions
+    assert any("has no CPU offload" in a for a in mlx.assumptions)
+    lcpp = fit(chip="M1", memory_gb=8, model="llama3.1:8b", runtime="llama.cpp")
+    assert lcpp.verdict == "tight"
+    assert any("--fit-target 1024 MiB" in a for a in lcpp.assumptions)
+
+
+@pytest.mark.parametrize("runtime", ["ollama", "llama.cpp", "mlx"])
+def test_estimate_and_fit_never_disagree_over_the_catalog(runtime: str) -> None:
+    from tools.catalog import catalog
+
+    machines = [("M1", 8), ("M4", 16), ("M4 Pro", 24), ("M4 Pro", 48), ("M4 Max", 128), ("M3 Ultra", 256)]
+    checked = disagree = 0
+    for tag, entry in catalog().items():
+        ctx = min(8192, entry.native_ctx)
+        for chip, mem in machines:
+            f = fit(chip=chip, memory_gb=mem, model=tag, context_tokens=ctx, runtime=runtime)
+            e = est(chip=chip, memory_gb=mem, model=tag, context_tokens=ctx, runtime=runtime)
+            checked += 1
+            disagree += e.fits_on_gpu != f.fits_on_gpu  # type: ignore[attr-defined]
+            warned = any("does not fit the GPU budget" in a for a in e.assumptions)  # type: ignore[attr-defined]
+            assert warned == (not f.fits_on_gpu)
+    assert checked == len(catalog()) * len(machines) and disagree == 0
+
+
+def test_cli_takes_product_names_and_runtime() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    res = subprocess.run(
+        [sys.executable, "-m", "tools", "check_memory_fit", "--chip", "Mac mini M4-Pro", "--memory-gb", "48"]
+        + ["--model", "llama3.3:70b", "--runtime", "mlx"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert (out["chip"], out["runtime"], out["verdict"]) == ("M4 Pro 16/20-core GPU", "mlx", "does_not_fit")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from tools.catalog import (
     GB,
-    GIB,
     attention_read_bytes,
     kv_cache_bytes,
     resolve_machine,
@@ -97,11 +96,23 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
         assumptions.append(
             "Long context: calibration data reaches ~16k tokens; beyond that the slow-down is extrapolated."
         )
-    if machine.memory_gb is not None and w_total + kv > 0.75 * machine.memory_gb * GIB:
-        assumptions.append(
-            "The weights alone exceed the default GPU budget of this memory size: the model would not run "
-            "fully on the GPU (see check_memory_fit); the estimate assumes it does."
+    fits_on_gpu: bool | None = None
+    if machine.memory_gb is not None:
+        # The same rule as check_memory_fit (tools.fit.assess_gpu_fit), so the two tools never disagree.
+        from tools.fit import gpu_budget, gpu_fit_for, quant_for_runtime
+
+        fq, _ = quant_for_runtime(q, p.runtime)
+        budget, _ = gpu_budget(float(machine.memory_gb), use_this_mac=p.chip is None)
+        gf = gpu_fit_for(
+            arch, fq, entry, p.context_tokens, float(machine.memory_gb), p.runtime, budget=budget
         )
+        fits_on_gpu = gf.fits_on_gpu
+        if not fits_on_gpu:
+            assumptions.append(
+                f"At {p.context_tokens} tokens this does not fit the GPU budget of a "
+                f"{machine.memory_gb:g} GB Mac under {p.runtime} (check_memory_fit: {gf.verdict}); the "
+                "estimate assumes it runs fully on the GPU."
+            )
 
     prefill = None
     gen = machine.bin.generation if machine.bin else None
@@ -135,6 +146,8 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
         expected_range=(_r(low), _r(high)),
         efficiency=_r(expected / ceiling, 3),
         prefill_tokens_per_second=_r(prefill, 0) if prefill else None,
+        runtime=p.runtime,
+        fits_on_gpu=fits_on_gpu,
         assumptions=assumptions,
         sources=sources + SOURCES_SPEED,
     )

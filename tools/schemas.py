@@ -14,8 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 KvCacheType = Literal["f16", "q8_0", "q4_0"]
 Verdict = Literal["fits", "tight", "partial_offload", "does_not_fit"]
 Workload = Literal["llm", "image", "research"]
+Runtime = Literal["ollama", "llama.cpp", "mlx"]
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+RuntimeField = Annotated[
+    Runtime,
+    Field(
+        description="Runtime the verdict is for: ollama (default), llama.cpp or mlx (they place memory "
+        "differently; mlx cannot offload layers to the CPU).",
+    ),
+]
 
 
 class ModelArchitecture(BaseModel):
@@ -108,6 +117,7 @@ class EstimateSpeedInput(BaseModel):
         le=16_777_216,
         description="Tokens already in the context while generating (prompt + output so far).",
     )
+    runtime: RuntimeField = "ollama"
 
 
 class EstimateSpeedOutput(BaseModel):
@@ -129,6 +139,11 @@ class EstimateSpeedOutput(BaseModel):
     efficiency: float = Field(description="expected / ceiling.")
     prefill_tokens_per_second: float | None = Field(
         default=None, description="Rough prompt-processing speed, if modelled for this chip."
+    )
+    runtime: str = Field(default="ollama", description="Runtime the memory verdict is for.")
+    fits_on_gpu: bool | None = Field(
+        default=None,
+        description="Same verdict as check_memory_fit at this context and runtime; None without memory_gb.",
     )
     assumptions: list[str]
     sources: list[str]
@@ -159,6 +174,7 @@ class CheckMemoryFitInput(BaseModel):
     )
     kv_cache_type: KvCacheType = Field(default="f16", description="KV cache element type.")
     parallel: int = Field(default=1, ge=1, le=256, description="Parallel slots (OLLAMA_NUM_PARALLEL).")
+    runtime: RuntimeField = "ollama"
 
 
 class MemoryBreakdown(BaseModel):
@@ -175,6 +191,7 @@ class MemoryBreakdown(BaseModel):
 class CheckMemoryFitOutput(BaseModel):
     verdict: Verdict
     fits_on_gpu: bool
+    runtime: str = Field(default="ollama", description="Runtime the verdict is for.")
     chip: str | None
     memory_gb: float
     model: str | None
