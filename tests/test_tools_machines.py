@@ -194,3 +194,90 @@ def test_cli_takes_product_names_and_runtime() -> None:
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert (out["chip"], out["runtime"], out["verdict"]) == ("M4 Pro 16/20-core GPU", "mlx", "does_not_fit")
+
+
+# ---- recommend_machine ----------------------------------------------------------------------------------
+def rec(**kw: object):  # type: ignore[no-untyped-def]
+    from tools.recommend import recommend_machine
+    from tools.schemas import RecommendMachineInput, RecommendMachineOutput
+
+    out = recommend_machine(RecommendMachineInput.model_validate(kw))
+    # A valid typed result every time: it round-trips through its own schema.
+    RecommendMachineOutput.model_validate(out.model_dump())
+    return out
+
+
+def test_machine_list_is_the_current_line_up_with_sourced_dated_prices() -> None:
+    from tools.recommend import candidates
+
+    cands = candidates()
+    chips = {c.chip for c in cands if c.status == "current"}
+    assert {"M5 Pro", "M5 Max", "M5 Ultra", "M6"} <= chips
+    assert all(c.price_source and c.price_as_of and c.price_usd > 0 for c in cands)
+    by_id = {c.id: c for c in cands}
+    assert (by_id["mini_m5pro_48"].price_usd, by_id["mini_m5pro_48"].price_as_of) == (2299, "2026-08-25")
+    assert by_id["studio_m3ultra_512"].price_usd == 9499
+    assert {"mbp_m3max_64", "mini_m4pro_48", "studio_m2ultra_192"} <= set(by_id)  # the article's picks
+
+
+BUDGETS = [1, 50, 600, 999, 1000, 1299, 1500, 2000, 2500, 3000, 5000, 10_000, 20_000, 1_000_000]
+
+
+@pytest.mark.parametrize("workload", ["llm", "image", "research", "both"])
+def test_every_budget_gives_a_valid_result_and_never_an_avoided_machine(workload: str) -> None:
+    from tools.recommend import avoid_reason, candidates
+
+    by_label = {c.label: c for c in candidates()}
+    for budget in BUDGETS:
+        out = rec(budget_usd=budget, workload=workload)
+        assert out.reasons and out.summary
+        options = ([out.recommendation] if out.recommendation else []) + out.alternatives
+        for o in options:
+            assert avoid_reason(by_label[o.machine], workload) is None, (budget, o.machine)
+        if out.recommendation is not None:
+            assert out.recommendation.approx_price_usd is not None
+            assert out.recommendation.approx_price_usd <= budget
+        else:
+            assert out.summary.startswith("No purchase recommended: ")
+
+
+def test_1000_dollars_no_longer_returns_an_avoided_machine() -> None:
+    # Before: the 24 GB base M4 mini ($799), which the avoid-list names ("M4 base").
+    out = rec(budget_usd=1000)
+    assert out.recommendation is None
+    assert "the cheapest that does is the Mac mini M6, 32 GB (~$1,299)" in out.summary
+    assert out.alternatives[0].machine == "Mac mini M6, 32 GB"
+
+
+def test_671b_at_10k_is_a_512gb_m3_ultra() -> None:
+    out = rec(budget_usd=10_000, target_params_billion=671)
+    r = out.recommendation
+    assert r is not None and (r.chip, r.memory_gb, r.approx_price_usd) == ("M3 Ultra", 512, 9499)
+    assert r.fit_verdict in ("fits", "tight") and r.status == "discontinued"
+    assert any("discontinued: buy refurbished or used" in t for t in out.trade_offs)
+
+
+def test_budget_picks_weigh_speed_and_memory_per_dollar() -> None:
+    picks = {b: rec(budget_usd=b).recommendation for b in (1500, 2000, 3000, 5000)}
+    assert {b: (r.machine if r else None) for b, r in picks.items()} == {
+        1500: "Mac mini M4 Pro, 48 GB (refurbished/used)",
+        2000: "MacBook Pro M3 Max (40-core GPU), 64 GB, refurbished",
+        3000: "Mac Studio M4 Max (40-core GPU), 64 GB",
+        5000: "Mac Studio M4 Max (40-core GPU), 128 GB",
+    }
+    assert any("memory per dollar" in x for x in rec(budget_usd=3000).reasons)
+
+
+def test_workload_both_counts_the_image_model_memory() -> None:
+    alone = rec(target_model="llama3.3:70b")
+    both = rec(target_model="llama3.3:70b", workload="both")
+    assert alone.recommendation is not None and alone.recommendation.memory_gb == 64
+    assert both.recommendation is not None and both.recommendation.memory_gb >= 96
+    assert any("FLUX.1 [dev]" in a and "~18.9 GB" in a for a in both.assumptions)
+    # SD 1.5 (~3.1 GB) still leaves room for 70B on 64 GB; SDXL (~8.5 GB) does not.
+    sd15 = rec(target_model="llama3.3:70b", workload="both", image_model="SD 1.5")
+    assert sd15.recommendation is not None and sd15.recommendation.memory_gb == 64
+    sdxl = rec(target_model="llama3.3:70b", workload="both", image_model="SDXL")
+    assert sdxl.recommendation is not None and sdxl.recommendation.memory_gb == 128
+    with pytest.raises(ToolError, match="image_model: unknown image model 'dall-e'. Known: flux, sdxl, sd15"):
+        rec(workload="image", image_model="dall-e")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 KvCacheType = Literal["f16", "q8_0", "q4_0"]
 Verdict = Literal["fits", "tight", "partial_offload", "does_not_fit"]
-Workload = Literal["llm", "image", "research"]
+Workload = Literal["llm", "image", "research", "both"]
 Runtime = Literal["ollama", "llama.cpp", "mlx"]
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -269,7 +269,10 @@ class RecommendMachineInput(BaseModel):
     model_config = _STRICT
 
     budget_usd: float | None = Field(default=None, gt=0, le=1_000_000, description="Budget in US dollars.")
-    workload: Workload = Field(default="llm", description="llm | image | research.")
+    workload: Workload = Field(
+        default="llm",
+        description="llm | image | research | both (an LLM and an image model loaded together).",
+    )
     target_model: str | None = Field(
         default=None, max_length=200, description='Largest model you want to run, e.g. "llama3.3:70b".'
     )
@@ -279,6 +282,12 @@ class RecommendMachineInput(BaseModel):
     quant: Quant = None
     context_tokens: int = Field(default=8192, ge=1, le=1_048_576, description="Context you want to use.")
     portable: bool | None = Field(default=None, description="Need a laptop? None = no preference.")
+    image_model: str | None = Field(
+        default=None,
+        max_length=100,
+        description='Image model for workload image/both: "flux" (default), "sdxl", "sd1.5".',
+    )
+    runtime: RuntimeField = "ollama"
 
 
 class MachineOption(BaseModel):
@@ -289,6 +298,8 @@ class MachineOption(BaseModel):
     bandwidth_gbps: float
     approx_price_usd: float | None
     price_note: str
+    price_as_of: str | None = Field(default=None, description="Date the price applies to.")
+    status: str | None = Field(default=None, description="current | discontinued (refurbished/used).")
     fit_verdict: str | None = None
     expected_tokens_per_second: float | None = None
     expected_range: tuple[float, float] | None = None
