@@ -281,3 +281,46 @@ def test_workload_both_counts_the_image_model_memory() -> None:
     assert sdxl.recommendation is not None and sdxl.recommendation.memory_gb == 128
     with pytest.raises(ToolError, match="image_model: unknown image model 'dall-e'. Known: flux, sdxl, sd15"):
         rec(workload="image", image_model="dall-e")
+
+
+# ---- lookup_benchmarks ----------------------------------------------------------------------------------
+def look(**kw: object):  # type: ignore[no-untyped-def]
+    from tools.benchmarks import lookup_benchmarks
+    from tools.schemas import LookupBenchmarksInput
+
+    return lookup_benchmarks(LookupBenchmarksInput.model_validate(kw))
+
+
+def test_rows_above_90_percent_of_the_ceiling_are_suspicious() -> None:
+    rows = look().llm_rows
+    flagged = {(r.machine, r.model) for r in rows if r.suspicious}
+    assert flagged == {
+        ("M3 Max MBP 64GB (30-core GPU)", "Llama 3.1 8B"),
+        ("M3 Max MBP 64GB (30-core GPU)", "Qwen 2.5 14B"),
+        ("M3 Max MBP 64GB (30-core GPU)", "Llama 3.1 34B"),
+        ("M3 Max MBP 64GB (30-core GPU)", "Llama 3.3 70B"),
+        ("M3 Max Studio 128GB (40-core GPU)", "Qwen 2.5 14B"),
+        ("M3 Max Studio 128GB (40-core GPU)", "Llama 3.1 34B"),
+        ("M3 Max Studio 128GB (40-core GPU)", "Llama 3.3 70B"),
+    }
+    by = {(r.machine, r.model): r for r in rows}
+    r = by[("M3 Max Studio 128GB (40-core GPU)", "Qwen 2.5 14B")]
+    assert (r.efficiency, r.physically_impossible) == (0.934, False)
+    assert "Suspicious: 41 tok/s is 93% of the bandwidth ceiling (43.88 tok/s)" in " ".join(r.flags)
+    ok = by[("M4 Pro Mac mini 48GB", "Llama 3.1 8B")]
+    assert (ok.efficiency, ok.suspicious) == (0.768, False)
+    assert all(r.suspicious for r in rows if r.physically_impossible)
+
+
+@pytest.mark.parametrize("query", ["rtx 4090", "m5 max", "m4 pro 405b"])
+def test_a_query_that_matches_nothing_returns_nothing_and_says_so(query: str) -> None:
+    out = look(query=query)
+    assert (out.llm_rows, out.image_rows) == ([], [])
+    assert any(m.startswith("nothing in the article's tables matches") for m in out.matched_on)
+
+
+def test_no_query_still_lists_everything_and_stray_words_are_only_ignored() -> None:
+    assert (len(look().llm_rows), len(look().image_rows)) == (18, 9)
+    out = look(query="m4 pro please")
+    assert (len(out.llm_rows), len(out.image_rows)) == (4, 3)
+    assert "ignored (match no row): please" in out.matched_on

@@ -239,6 +239,11 @@ class LlmBenchmarkRow(BaseModel):
     result: str = Field(description="As printed, e.g. '42 tok/s', '~95 tok/s', 'OOM'.")
     ceiling_tokens_per_second: float | None
     physically_impossible: bool = Field(description="Measured above the bandwidth ceiling.")
+    suspicious: bool = Field(
+        default=False,
+        description="Above ~90% of the bandwidth ceiling (real decode efficiency is 55-80%), or impossible.",
+    )
+    efficiency: float | None = Field(default=None, description="tokens_per_second / ceiling.")
     flags: list[str]
     source: str
 
