@@ -324,3 +324,117 @@ def test_no_query_still_lists_everything_and_stray_words_are_only_ignored() -> N
     out = look(query="m4 pro please")
     assert (len(out.llm_rows), len(out.image_rows)) == (4, 3)
     assert "ignored (match no row): please" in out.matched_on
+
+
+# ---- clusters ---------------------------------------------------------------------------------------------
+def test_cluster_memory_matches_the_public_multi_mac_runs() -> None:
+    # Kimi K2 Thinking (1T, native 4-bit) "does not fit on one node" but ran on 4 M3 Ultras (Geerling / exo).
+    one = fit(chip="M3 Ultra", memory_gb=512, params_billion=1000, quant="MLX-4bit", runtime="mlx")
+    four = fit(
+        chip="M3 Ultra",
+        memory_gb=512,
+        params_billion=1000,
+        quant="MLX-4bit",
+        runtime="mlx",
+        cluster={"count": 4},
+    )
+    assert (one.fits_on_gpu, four.fits_on_gpu) == (False, True)
+    assert four.cluster is not None
+    assert (four.cluster.nodes, four.cluster.split, four.cluster.total_memory_gb) == (4, "tensor", 2048)
+    assert four.cluster.per_node_need_gb == four.breakdown.total_gb == 141.5
+    # DeepSeek V3.1 671B at 8 bits: 4 x 256 GB holds it (the smaller nodes of that cluster); 2 x 256 GB not.
+    ds = {"chip": "M3 Ultra", "memory_gb": 256, "params_billion": 671, "quant": "MLX-8bit", "runtime": "mlx"}
+    assert fit(**ds, cluster={"count": 4}).fits_on_gpu is True
+    assert fit(**ds, cluster={"count": 2}).fits_on_gpu is False
+
+
+def test_cluster_verdict_names_its_engine() -> None:
+    out = fit(chip="M4 Pro", memory_gb=64, model="llama3.3:70b", cluster={"count": 2, "link": "10gbe"})
+    assert (out.runtime, out.cluster.split if out.cluster else None) == ("mlx", "pipeline")
+    assert any("Ollama cannot split one model across Macs" in a for a in out.assumptions)
+    assert any("No public Mac-cluster measurement over 10GbE" in a for a in out.assumptions)
+
+
+def test_cluster_decode_scales_far_less_than_memory() -> None:
+    base = {"chip": "M5 Max", "memory_gb": 128, "model": "gpt-oss:120b"}
+    one = est(**base)
+    pipe = est(**base, cluster={"count": 2, "split": "pipeline"})
+    tp2 = est(**base, cluster={"count": 2})
+    tp4 = est(**base, cluster={"count": 4})
+    single = one.expected_tokens_per_second  # type: ignore[attr-defined]
+    factors = [o.cluster.decode_factor_vs_one_node for o in (pipe, tp2, tp4)]  # type: ignore[attr-defined]
+    # exo #2070: 2 M5 Max over TB5 TCP/IP pipeline 68 tok/s vs ~80-89 on one (0.76-0.85); MLX distributed
+    # tensor parallel 98 (1.10-1.23); mlx-lm #698: 4 M3 Ultras 24.6 vs ~16 (1.54).
+    assert 0.74 <= factors[0] <= 0.86
+    assert factors[1:] == [1.231, 1.516]
+    assert all(o.cluster.single_node_tokens_per_second == single for o in (pipe, tp2, tp4))  # type: ignore[attr-defined]
+    assert tp2.ceiling_tokens_per_second == pytest.approx(2 * one.ceiling_tokens_per_second, abs=0.02)  # type: ignore[attr-defined]
+    assert pipe.ceiling_tokens_per_second == one.ceiling_tokens_per_second  # type: ignore[attr-defined]
+    assert tp4.fits_on_gpu is True and tp4.cluster.per_node_need_gb < 30  # type: ignore[attr-defined]
+
+
+def test_cluster_fit_and_speed_agree() -> None:
+    for count in (2, 3, 4):
+        kw = {"chip": "M4 Max", "memory_gb": 128, "params_billion": 671, "cluster": {"count": count}}
+        f = fit(**kw)
+        e = est(**kw, context_tokens=4096)
+        assert e.fits_on_gpu == f.fits_on_gpu, count  # type: ignore[attr-defined]
+    assert [
+        fit(chip="M4 Max", memory_gb=128, params_billion=671, cluster={"count": c}).fits_on_gpu
+        for c in (3, 4)
+    ] == [
+        False,
+        True,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        (
+            {"cluster": {"count": 2, "link": "10gbe", "split": "tensor"}},
+            "measured only over Thunderbolt 5 RDMA",
+        ),
+        (
+            {"cluster": {"count": 2, "split": "tensor"}, "runtime": "llama.cpp"},
+            "llama.cpp RPC splits by layers",
+        ),
+    ],
+)
+def test_cluster_combinations_without_measurements_are_refused(kw: dict[str, object], needle: str) -> None:
+    with pytest.raises(ToolError, match=needle):
+        fit(chip="M4 Max", memory_gb=128, model="llama3.3:70b", **kw)
+
+
+def test_cluster_must_have_two_or_more_nodes() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        fit(chip="M4 Max", memory_gb=128, model="llama3.3:70b", cluster={"count": 1})
+
+
+def test_cli_accepts_a_cluster_as_json() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    res = subprocess.run(
+        [sys.executable, "-m", "tools", "estimate_speed", "--chip", "M5 Max", "--memory-gb", "128"]
+        + ["--model", "gpt-oss:120b", "--cluster", '{"count": 2, "link": "thunderbolt5"}'],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert (
+        out["cluster"]["nodes"],
+        out["cluster"]["split"],
+        out["cluster"]["decode_factor_vs_one_node"],
+    ) == (
+        2,
+        "tensor",
+        1.231,
+    )

@@ -161,6 +161,7 @@ class _Need:
     compute: float
     compute_no_fa: float
     margin: float = 0.0
+    nodes: int = 1  # a cluster: each node holds 1/nodes of weights and KV plus its own compute buffer
 
     @property
     def overhead(self) -> float:
@@ -168,7 +169,8 @@ class _Need:
 
     @property
     def gpu_total(self) -> float:
-        return self.weights + self.kv + self.overhead
+        """GPU memory one node needs (the whole model on a single Mac)."""
+        return (self.weights + self.kv) / self.nodes + self.overhead
 
 
 def _need(
@@ -179,11 +181,12 @@ def _need(
     kv_type: str,
     parallel: int,
     margin: float = 0.0,
+    nodes: int = 1,
 ) -> _Need:
     w, _ = weights_bytes(arch.params_billion, q, entry)
     kv = kv_cache_bytes(arch, ctx, kv_type, parallel)
     c, c_nofa = compute_buffer_bytes(arch, ctx * parallel)
-    return _Need(w, kv, c, c_nofa, margin)
+    return _Need(w, kv, c, c_nofa, margin, nodes)
 
 
 @dataclass
@@ -210,7 +213,7 @@ def assess_gpu_fit(need: _Need, budget: float, mem_gb: float, rt: RuntimeSpec) -
     ram = mem_gb * GIB
     notes: list[str] = []
     os_gb = os_headroom_gb(ram / GB)
-    ram_need = need.weights + need.kv + need.compute + os_gb * GB
+    ram_need = (need.weights + need.kv) / need.nodes + need.compute + os_gb * GB
     headroom = budget - need.gpu_total
     tight_threshold = max(0.5 * GB, 0.05 * budget, rt.tight_below_bytes)
     if headroom >= 0:
@@ -254,11 +257,13 @@ def gpu_fit_for(
     kv_type: str = "f16",
     parallel: int = 1,
     budget: float | None = None,
+    nodes: int = 1,
 ) -> GpuFit:
     rt = runtime_spec(runtime)
     if budget is None:
         budget, _ = gpu_budget(mem_gb)
-    return assess_gpu_fit(_need(arch, q, entry, ctx, kv_type, parallel, rt.margin_bytes), budget, mem_gb, rt)
+    need = _need(arch, q, entry, ctx, kv_type, parallel, rt.margin_bytes, nodes)
+    return assess_gpu_fit(need, budget, mem_gb, rt)
 
 
 def _max_context(
@@ -269,15 +274,16 @@ def _max_context(
     parallel: int,
     budget: float,
     margin: float = 0.0,
+    nodes: int = 1,
 ) -> int:
-    if _need(arch, q, entry, 1, kv_type, parallel, margin).gpu_total > budget:
+    if _need(arch, q, entry, 1, kv_type, parallel, margin, nodes).gpu_total > budget:
         return 0
     lo, hi = 1, arch.native_context
-    if _need(arch, q, entry, hi, kv_type, parallel, margin).gpu_total <= budget:
+    if _need(arch, q, entry, hi, kv_type, parallel, margin, nodes).gpu_total <= budget:
         return hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _need(arch, q, entry, mid, kv_type, parallel, margin).gpu_total <= budget:
+        if _need(arch, q, entry, mid, kv_type, parallel, margin, nodes).gpu_total <= budget:
             lo = mid
         else:
             hi = mid
@@ -305,8 +311,19 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     entry = model.catalog_entry
     arch = model.arch
 
-    rt = runtime_spec(p.runtime)
-    q, rnotes = quant_for_runtime(q, p.runtime)
+    runtime: str = p.runtime
+    plan = None
+    if p.cluster is not None:
+        from tools.cluster import SOURCE as CLUSTER_SOURCE
+        from tools.cluster import plan as cluster_plan
+
+        plan = cluster_plan(p.cluster, p.runtime)
+        runtime = plan.runtime
+        assumptions += plan.notes
+        sources.append(CLUSTER_SOURCE)
+    nodes = plan.count if plan else 1
+    rt = runtime_spec(runtime)
+    q, rnotes = quant_for_runtime(q, runtime)
     assumptions += rnotes
     ram = mem_gb * GIB
     budget, budget_src = gpu_budget(mem_gb, override_gb=p.gpu_memory_limit_gb, use_this_mac=p.chip is None)
@@ -316,7 +333,7 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
         f"Apple's '{mem_gb:g} GB' is {mem_gb:g} GiB = {ram / GB:.2f} GB; all *_gb figures are 1e9 bytes."
     )
 
-    need = _need(arch, q, entry, p.context_tokens, p.kv_cache_type, p.parallel, rt.margin_bytes)
+    need = _need(arch, q, entry, p.context_tokens, p.kv_cache_type, p.parallel, rt.margin_bytes, nodes)
     _, wnote = weights_bytes(arch.params_billion, q, entry)
     if wnote:
         assumptions.append(wnote)
@@ -341,7 +358,25 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     assumptions += gf.notes
     verdict, headroom, os_gb, tight_threshold = gf.verdict, gf.headroom, gf.os_gb, gf.tight_threshold
     fits = verdict in ("fits", "tight")
-    max_ctx = _max_context(arch, q, entry, p.kv_cache_type, p.parallel, budget, rt.margin_bytes)
+    max_ctx = _max_context(arch, q, entry, p.kv_cache_type, p.parallel, budget, rt.margin_bytes, nodes)
+    cluster_out = None
+    if plan is not None:
+        from tools.schemas import ClusterResult
+
+        assumptions.append(
+            f"Cluster: breakdown total_gb, gpu_budget_gb and headroom_gb are per node ({nodes} nodes, "
+            f"{nodes * mem_gb:g} GB in all)."
+        )
+        cluster_out = ClusterResult(
+            nodes=nodes,
+            link=plan.link,
+            split=plan.split,
+            runtime=runtime,
+            total_memory_gb=nodes * mem_gb,
+            per_node_need_gb=_g(need.gpu_total),
+            per_node_budget_gb=_g(budget),
+            notes=plan.notes,
+        )
 
     suggestions = _suggestions(
         p, arch, q, entry, need, budget, ram, mem_gb, os_gb, verdict, max_ctx, tight_threshold
@@ -356,7 +391,8 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     return CheckMemoryFitOutput(
         verdict=verdict,  # type: ignore[arg-type]
         fits_on_gpu=fits,
-        runtime=p.runtime,
+        runtime=runtime,
+        cluster=cluster_out,
         chip=machine.label,
         memory_gb=mem_gb,
         model=model.tag,
@@ -411,7 +447,7 @@ def _suggestions(
         cand = table[name]
         if cand.bpw(arch.params_billion) >= cur_bpw - 1e-9:
             continue
-        n2 = _need(arch, cand, entry, ctx, kv_type, par)
+        n2 = _need(arch, cand, entry, ctx, kv_type, par, need.margin, need.nodes)
         if budget - n2.gpu_total >= tight_threshold:
             warn = " Below 4 bits quality drops noticeably." if cand.nominal_bpw < 4 else ""
             out.append(
@@ -422,14 +458,14 @@ def _suggestions(
     if 0 < max_ctx < ctx:
         out.append(f"Reduce the context to {max_ctx} tokens or less (num_ctx / OLLAMA_CONTEXT_LENGTH).")
     if kv_type == "f16" and need.kv > 0.5 * GB:
-        n2 = _need(arch, q, entry, ctx, "q8_0", par)
+        n2 = _need(arch, q, entry, ctx, "q8_0", par, need.margin, need.nodes)
         fits2 = "then fits" if budget - n2.gpu_total >= 0 else "still not enough alone"
         out.append(
             f"Quantise the KV cache: OLLAMA_FLASH_ATTENTION=1 OLLAMA_KV_CACHE_TYPE=q8_0 cuts it from "
             f"{_g(need.kv)} to {_g(n2.kv)} GB ({fits2}); small quality cost."
         )
     if par > 1:
-        n2 = _need(arch, q, entry, ctx, kv_type, 1)
+        n2 = _need(arch, q, entry, ctx, kv_type, 1, need.margin, need.nodes)
         out.append(f"Use OLLAMA_NUM_PARALLEL=1: KV cache drops to {_g(n2.kv)} GB.")
     reserve = max(8 * GB, 0.1 * ram)
     wanted = need.gpu_total + 0.5 * GB
@@ -444,10 +480,15 @@ def _suggestions(
         for size in MAC_MEMORY_SIZES:
             r = size * GIB
             if need.gpu_total <= default_gpu_fraction(size) * r:
-                out.append(
-                    f"A Mac with {size} GB or more runs this as configured within the default GPU budget."
-                )
+                each = f"{need.nodes} Macs with {size} GB each" if need.nodes > 1 else f"A Mac with {size} GB"
+                out.append(f"{each} or more runs this as configured within the default GPU budget.")
                 break
         else:
-            out.append("No single Mac holds this as configured; use a smaller quant or model.")
+            out.append(
+                "No single Mac holds this as configured; use a smaller quant or model, or a cluster of Macs "
+                "(pass cluster: 2-4 Macs over Thunderbolt 5)."
+                if need.nodes == 1
+                else "Not even the largest Macs hold this in a cluster of this size; add nodes or use a "
+                "smaller quant."
+            )
     return out

@@ -94,6 +94,42 @@ Quant = Annotated[
 ]
 
 
+ClusterLink = Literal["thunderbolt5", "thunderbolt4", "10gbe"]
+
+
+class ClusterSpec(BaseModel):
+    """Several identical Macs running one model (exo, MLX distributed, llama.cpp RPC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(
+        ge=2, le=8, description="How many identical Macs; chip/gpu_cores/memory_gb describe one."
+    )
+    link: ClusterLink = Field(default="thunderbolt5", description="thunderbolt5 | thunderbolt4 | 10gbe.")
+    split: Literal["tensor", "pipeline"] | None = Field(
+        default=None,
+        description="tensor (Thunderbolt 5 RDMA only) or pipeline; default: tensor on thunderbolt5, "
+        "else pipeline.",
+    )
+
+
+class ClusterResult(BaseModel):
+    nodes: int
+    link: str
+    split: str
+    runtime: str = Field(
+        description="Engine the cluster answer is for (exo / MLX distributed, llama.cpp RPC)."
+    )
+    total_memory_gb: float | None = None
+    per_node_need_gb: float | None = Field(default=None, description="GPU memory each node needs, GB.")
+    per_node_budget_gb: float | None = Field(default=None, description="Each node's GPU budget, GB.")
+    single_node_tokens_per_second: float | None = Field(
+        default=None, description="Decode on one such Mac if the model fitted (the base the cluster scales)."
+    )
+    decode_factor_vs_one_node: float | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
 class EstimateSpeedInput(BaseModel):
     """Decode speed question: which machine, which model, how much context."""
 
@@ -118,6 +154,7 @@ class EstimateSpeedInput(BaseModel):
         description="Tokens already in the context while generating (prompt + output so far).",
     )
     runtime: RuntimeField = "ollama"
+    cluster: ClusterSpec | None = Field(default=None, description="Several identical Macs running one model.")
 
 
 class EstimateSpeedOutput(BaseModel):
@@ -145,6 +182,7 @@ class EstimateSpeedOutput(BaseModel):
         default=None,
         description="Same verdict as check_memory_fit at this context and runtime; None without memory_gb.",
     )
+    cluster: ClusterResult | None = None
     assumptions: list[str]
     sources: list[str]
 
@@ -175,6 +213,7 @@ class CheckMemoryFitInput(BaseModel):
     kv_cache_type: KvCacheType = Field(default="f16", description="KV cache element type.")
     parallel: int = Field(default=1, ge=1, le=256, description="Parallel slots (OLLAMA_NUM_PARALLEL).")
     runtime: RuntimeField = "ollama"
+    cluster: ClusterSpec | None = Field(default=None, description="Several identical Macs running one model.")
 
 
 class MemoryBreakdown(BaseModel):
@@ -206,6 +245,7 @@ class CheckMemoryFitOutput(BaseModel):
         description="Largest context (per slot) that fits the GPU budget; 0 if the weights alone do not."
     )
     suggestions: list[str]
+    cluster: ClusterResult | None = None
     assumptions: list[str]
     sources: list[str]
 
