@@ -438,3 +438,33 @@ def test_cli_accepts_a_cluster_as_json() -> None:
         "tensor",
         1.231,
     )
+
+
+def test_recommend_names_clusters_for_671b_and_proposes_one_when_no_single_mac_holds_the_model() -> None:
+    out = rec(budget_usd=10_000, target_params_billion=671)
+    assert out.recommendation is not None and out.recommendation.memory_gb == 512
+    assert out.cluster_option is None  # no cluster within $10k beats the single 512 GB M3 Ultra
+    assert any(
+        r.startswith("Clusters also run a 671B model: e.g. 4 x Mac Studio M4 Max") for r in out.reasons
+    )
+    big = rec(budget_usd=25_000, target_params_billion=1000)
+    assert big.recommendation is None and big.cluster_option is not None
+    c = big.cluster_option
+    assert (c.count, c.machine, c.total_price_usd, c.total_memory_gb, c.split) == (
+        2,
+        "Mac Studio M3 Ultra (80-core GPU), 512 GB (refurbished/used)",
+        18_998,
+        1024,
+        "tensor",
+    )
+    assert big.summary.startswith("No single Mac in budget runs a 1000B model; 2 x Mac Studio M3 Ultra")
+
+
+def test_recommend_proposes_a_cluster_only_when_it_beats_the_single_pick() -> None:
+    out = rec(budget_usd=6000, target_model="gpt-oss:120b")
+    assert out.recommendation is not None and out.cluster_option is not None
+    single = out.recommendation.expected_tokens_per_second
+    assert single is not None and out.cluster_option.expected_tokens_per_second is not None
+    assert out.cluster_option.expected_tokens_per_second > 1.1 * single
+    assert out.cluster_option.total_price_usd <= 6000
+    assert rec(budget_usd=3000).cluster_option is None  # a 14B target: one Mac is enough

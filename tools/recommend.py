@@ -20,6 +20,7 @@ from tools.fit import check_memory_fit, gpu_budget
 from tools.registry import ToolError
 from tools.schemas import (
     CheckMemoryFitInput,
+    ClusterOption,
     EstimateSpeedInput,
     MachineOption,
     RecommendMachineInput,
@@ -193,6 +194,49 @@ def _score(pool: list[Candidate], ev: dict[str, MachineOption]) -> dict[str, flo
     }
 
 
+@dataclass
+class _ClusterEval:
+    c: Candidate
+    count: int
+    verdict: str
+    tps: float | None
+
+    @property
+    def price(self) -> float:
+        return self.c.price_usd * self.count
+
+
+def _clusters(
+    pool: list[Candidate], model_args: dict[str, Any], ctx: int, runtime: str
+) -> list[_ClusterEval]:
+    """Clusters of 2..max_nodes identical Macs over Thunderbolt 5 (tensor parallel) that hold the target."""
+    from tools.cluster import data as cluster_data
+
+    cd = cluster_data()
+    out: list[_ClusterEval] = []
+    for c in pool:
+        if c.chip not in cd["thunderbolt5_chips"]:
+            continue
+        for k in range(2, int(cd["recommend"]["max_nodes"]) + 1):
+            spec = {"count": k, "link": "thunderbolt5"}
+            args = {"chip": c.chip, "gpu_cores": c.gpu_cores, "memory_gb": c.memory_gb, "runtime": runtime}
+            fit = check_memory_fit(
+                CheckMemoryFitInput.model_validate(
+                    {**args, **model_args, "context_tokens": ctx, "cluster": spec}
+                )
+            )
+            if not fit.fits_on_gpu:
+                continue
+            speed = estimate_speed(
+                EstimateSpeedInput.model_validate(
+                    {**args, **model_args, "context_tokens": min(ctx, 4096), "cluster": spec}
+                )
+            )
+            out.append(_ClusterEval(c, k, fit.verdict, speed.expected_tokens_per_second))
+            break  # the smallest cluster of this machine that holds the model
+    return out
+
+
 def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     r = rules()
     assumptions: list[str] = []
@@ -249,8 +293,11 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     comfortable = [c for c in fitting if ev[c.id].fit_verdict == "fits"]
     budget = p.budget_usd
 
+    def in_budget_price(price: float) -> bool:
+        return budget is None or price <= budget * 1.001
+
     def in_budget(c: Candidate) -> bool:
-        return budget is None or c.price_usd <= budget * 1.001
+        return in_budget_price(c.price_usd)
 
     pool = [c for c in (comfortable or fitting) if in_budget(c)] or [c for c in fitting if in_budget(c)]
 
@@ -298,6 +345,47 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
             reasons.append(str(r["reasons"]["under_1500"]))
         if pick.chip == "M3 Max":
             reasons.append(str(r["reasons"]["m3max"]))
+    cluster_opt: ClusterOption | None = None
+    from tools.cluster import data as cluster_data
+
+    crules = cluster_data()["recommend"]
+    if model_args is not None and (pick is None or target_b >= float(crules["consider_above_b"])):
+        found = _clusters(allowed, model_args, ctx, p.runtime)
+        if found:
+            best_any = min(found, key=lambda e: (e.price, -(e.tps or 0)))
+            affordable = [e for e in found if in_budget_price(e.price)]
+            single_tps = ev[pick.id].expected_tokens_per_second if pick is not None else None
+            best = max(affordable, key=lambda e: (e.tps or 0, -e.price)) if affordable else None
+            if best is not None and (
+                single_tps is None or (best.tps or 0) > float(crules["beat_factor"]) * single_tps
+            ):
+                cluster_opt = ClusterOption(
+                    machine=best.c.label,
+                    count=best.count,
+                    link="thunderbolt5",
+                    split="tensor",
+                    total_price_usd=best.price,
+                    total_memory_gb=best.count * best.c.memory_gb,
+                    fit_verdict=best.verdict,
+                    expected_tokens_per_second=best.tps,
+                    why=(
+                        f"{best.count} x {best.c.label} over Thunderbolt 5 (exo / MLX distributed, tensor "
+                        f"parallel): holds {what} "
+                        + ("where no single Mac in budget does." if pick is None else "and decodes faster.")
+                    ),
+                )
+                reasons.append(
+                    f"A cluster beats one machine here: {cluster_opt.why} ~{best.tps:g} tok/s for "
+                    f"~${best.price:,.0f} (see cluster_option)."
+                )
+            else:
+                reasons.append(
+                    f"Clusters also run {what}: e.g. {best_any.count} x {best_any.c.label} over "
+                    f"Thunderbolt 5 (~${best_any.price:,.0f} in all, ~{best_any.tps:g} tok/s); public runs: "
+                    "4 M3 Ultras ran DeepSeek V3.1 671B 8-bit at 32.5 tok/s and Kimi K2 (1T) at 28.3 tok/s "
+                    "(exo, Thunderbolt 5)."
+                )
+            sources.append("tools/data/clusters.yaml (public Mac-cluster measurements)")
     if pick is not None and pick.chip == "M3 Max":
         trade.append(str(r["trade_offs"]["m3max_studio"]))
     if pick is not None and pick.status == "discontinued":
@@ -336,10 +424,16 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
         summary = f"{rec.machine} (~${pick.price_usd:,.0f}){speed}. {pick.why}"
     else:
         summary = "No purchase recommended: " + reasons[0]
+    if rec is None and cluster_opt is not None:
+        summary = (
+            f"No single Mac in budget runs {what}; {cluster_opt.count} x {cluster_opt.machine} "
+            f"(~${cluster_opt.total_price_usd:,.0f}) do together (see cluster_option). " + reasons[0]
+        )
     return RecommendMachineOutput(
         recommendation=rec,
         summary=summary,
         alternatives=alts,
+        cluster_option=cluster_opt,
         avoid=avoid,
         reasons=reasons,
         trade_offs=trade,

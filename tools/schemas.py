@@ -351,12 +351,27 @@ class MachineOption(BaseModel):
     why: str
 
 
+class ClusterOption(BaseModel):
+    machine: str = Field(description="One node of the cluster.")
+    count: int
+    link: str
+    split: str
+    total_price_usd: float
+    total_memory_gb: float
+    fit_verdict: str
+    expected_tokens_per_second: float | None = None
+    why: str
+
+
 class RecommendMachineOutput(BaseModel):
     recommendation: MachineOption | None = Field(
         description="None when the article's advice is to wait (budget too small for useful local LLM work)."
     )
     summary: str
     alternatives: list[MachineOption]
+    cluster_option: ClusterOption | None = Field(
+        default=None, description="Several Macs together, when that beats one machine within the budget."
+    )
     avoid: list[str]
     reasons: list[str]
     trade_offs: list[str]
