@@ -119,7 +119,7 @@ def _observations() -> list[dict[str, str]]:
 def test_fit_agrees_with_every_observed_outcome(row: dict[str, str]) -> None:
     kw: dict[str, object] = {
         "chip": row["chip"],
-        "gpu_cores": int(row["gpu_cores"]),
+        "gpu_cores": int(row["gpu_cores"]) if row["gpu_cores"] else None,
         "memory_gb": float(row["memory_gb"]),
         "quant": row["quant"],
         "context_tokens": int(row["context_tokens"]),
