@@ -468,3 +468,21 @@ def test_recommend_proposes_a_cluster_only_when_it_beats_the_single_pick() -> No
     assert out.cluster_option.expected_tokens_per_second > 1.1 * single
     assert out.cluster_option.total_price_usd <= 6000
     assert rec(budget_usd=3000).cluster_option is None  # a 14B target: one Mac is enough
+
+
+def test_memory_in_the_name_is_used_and_checked() -> None:
+    out = fit(chip="Mac Studio M3 Ultra 512GB", model="llama3.3:70b")
+    assert (out.memory_gb, out.chip) == (512, "M3 Ultra 80-core GPU")
+    assert "Memory read from chip: 512 GB." in out.assumptions
+    with pytest.raises(ToolError, match="memory_gb: 256 contradicts the 512 GB in chip="):
+        fit(chip="Mac Studio M3 Ultra 512GB", memory_gb=256, model="llama3.3:70b")
+    e = est(chip="M5 Max 128GB", model="gpt-oss:120b", cluster={"count": 2})
+    assert e.cluster is not None and e.cluster.total_memory_gb == 256  # type: ignore[attr-defined]
+
+
+def test_unknown_gpu_core_count_within_a_bin_is_stated() -> None:
+    out = est(chip="M4 Pro", model="llama3.1:8b")
+    assert (
+        "GPU cores not given: this M4 Pro bin came with 16 or 20 GPU cores (same 273 GB/s, so decode is "
+        "unaffected); core-dependent figures (prefill) assume 20." in out.assumptions  # type: ignore[attr-defined]
+    )

@@ -128,6 +128,7 @@ class ParsedChip:
     cpu_cores: int | None = None
     product: str | None = None
     notes: list[str] = field(default_factory=list)
+    memory_gb: int | None = None
 
 
 def _clean(text: str) -> str:
@@ -192,6 +193,10 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
     rest = chip_text
     for m in reversed(found):
         rest = rest[: m.start()] + " " + rest[m.end() :]
+    mem_m = re.search(r"\b(\d{1,3})\s*gb\b", rest)
+    mem = int(mem_m.group(1)) if mem_m else None
+    if mem_m:
+        rest = rest[: mem_m.start()] + " " + rest[mem_m.end() :]
     gpu: int | None = None
     cpu: int | None = None
     unlabelled: list[int] = []
@@ -216,7 +221,7 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
             )
         else:
             gpu = n
-    return ParsedChip(name, gpu, cpu, product, notes)
+    return ParsedChip(name, gpu, cpu, product, notes, mem)
 
 
 def parse_chip(text: str) -> tuple[str, int | None]:
@@ -303,6 +308,15 @@ def resolve_machine(
     cores = gpu_cores if gpu_cores is not None else cores_in_text
     bins = [b for b in chip_bins() if b.chip == name]
     notes: list[str] = list(parsed.notes)
+    if parsed.memory_gb is not None:
+        if memory_gb is not None and abs(memory_gb - parsed.memory_gb) > 0.51:
+            raise ToolError(
+                f"{f_mem}: {memory_gb:g} contradicts the {parsed.memory_gb} GB in {f_chip}={chip!r}.",
+                fields=[f_mem, f_chip],
+            )
+        if memory_gb is None:
+            memory_gb = float(parsed.memory_gb)
+            notes.append(f"Memory read from {f_chip}: {parsed.memory_gb} GB.")
     if parsed.cpu_cores is not None:
         cpu_map: dict[int, set[int]] = {}
         for b in bins:
@@ -378,6 +392,12 @@ def resolve_machine(
         raise ToolError(
             f"{f_mem}: needed for a fit check; the {name} was sold with {_fmt_list(all_mem)} GB.",
             fields=[f_mem],
+        )
+    if cores is None and len(chosen.gpu_cores) > 1:
+        notes.append(
+            f"GPU cores not given: this {name} bin came with {_fmt_list(chosen.gpu_cores)} GPU cores (same "
+            f"{chosen.bandwidth_gbps:g} GB/s, so decode is unaffected); core-dependent figures (prefill) "
+            f"assume {max(chosen.gpu_cores)}."
         )
     if chosen.note:
         notes.append(f"Secondary or conflicting figure: {chosen.note}.")

@@ -185,11 +185,11 @@ def _estimate_cluster(p: EstimateSpeedInput) -> EstimateSpeedOutput:
         notes.append("Ceiling: a pipeline still reads all weights once per token, one node after another.")
     fits: bool | None = None
     per_node_need = per_node_budget = None
-    if p.memory_gb is not None or p.chip is not None:
+    mem = resolve_machine(p.chip, p.gpu_cores, p.memory_gb, p.bandwidth_gbps).memory_gb
+    if mem is not None or p.chip is not None:
         model, q, _, _ = resolve_model_and_quant(
             p.model, p.params_billion, p.architecture, p.quant, p.context_tokens
         )
-        mem = p.memory_gb
         if mem is None:
             notes.append("memory_gb not given: whether the model fits the cluster is not checked.")
         else:
@@ -233,7 +233,7 @@ def _estimate_cluster(p: EstimateSpeedInput) -> EstimateSpeedOutput:
                 link=pl.link,
                 split=pl.split,
                 runtime=pl.runtime,
-                total_memory_gb=n * p.memory_gb if p.memory_gb is not None else None,
+                total_memory_gb=n * mem if mem is not None else None,
                 per_node_need_gb=per_node_need,
                 per_node_budget_gb=per_node_budget,
                 single_node_tokens_per_second=single.expected_tokens_per_second,
