@@ -559,8 +559,16 @@ def test_readme_python_example_runs(standin_url: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert "check_memory_fit" in lines[0]
-    verdict = lines[-1].split()[0]
-    assert verdict in {"fits", "tight", "partial_offload", "does_not_fit"}
+    # The example asks about a 70B model at 16k on a 48 GB M4 Pro: exactly what the tool says in-process.
+    from tools.fit import check_memory_fit
+    from tools.schemas import CheckMemoryFitInput
+
+    expected = check_memory_fit(
+        CheckMemoryFitInput(model="llama3.3:70b", chip="M4 Pro", memory_gb=48, context_tokens=16384)
+    )
+    b = expected.breakdown
+    assert lines[-1] == f"{expected.verdict} {b.total_gb} GB of {b.gpu_budget_gb} GB"
+    assert expected.verdict == "does_not_fit"
 
 
 # ------------------------------------------------------------------------------------- in-process details
