@@ -33,6 +33,7 @@ from assistant.events import (
     ErrorKind,
     NoticeEvent,
     PassagesEvent,
+    ThinkingEvent,
     TokenEvent,
     ToolCallEvent,
     ToolErrorEvent,
@@ -198,6 +199,18 @@ def classify_error(exc: BaseException, *, model: str, host: str, timeout_s: floa
             return "model_missing", (
                 f"Model {model!r} is not installed in Ollama. Install it with `ollama pull {model}` "
                 "or choose an installed model."
+            )
+        if status == 503 or "server busy" in text.lower():
+            return "ollama_error", (
+                f"Ollama is busy: it has more requests queued than it accepts ({text}). Wait a moment and "
+                "ask again; if it keeps happening, other apps are using Ollama heavily (OLLAMA_MAX_QUEUE, "
+                "OLLAMA_NUM_PARALLEL)."
+            )
+        if status < 0:
+            # An {"error": ...} line inside a 200 stream: the client has no HTTP status for it (-1).
+            return "ollama_error", (
+                f"Ollama stopped in the middle of the answer with this error: {text}. What arrived so far "
+                "is kept; ask again, and if it repeats try a smaller model or a smaller context (num_ctx)."
             )
         return (
             "ollama_error",
@@ -450,6 +463,10 @@ class Conversation:
         try:
             for chunk in stream:
                 message = _get(chunk, "message")
+                thought = _get(message, "thinking")
+                if thought:
+                    # Reasoning, not answer: its own event, never part of the content or the history.
+                    yield ThinkingEvent(text=str(thought))
                 text = _get(message, "content") or ""
                 if text:
                     parts.append(text)
