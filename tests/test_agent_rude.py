@@ -7,6 +7,7 @@ went over the wire. No mocks: the agent talks HTTP to the stand-in via OllamaLay
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import ollama
@@ -168,3 +169,23 @@ def test_embed_with_a_short_context_model_clips_further_then_explains(standin: O
 
     with pytest.raises(EmbeddingUnavailable, match="exceed the model's context"):
         embedder.embed_query("y" * 5000)
+
+
+def test_thinking_in_think_tags_from_an_older_ollama_stays_out_of_the_answer(standin: OllamaStandIn) -> None:
+    standin.add_model(QWEN3_8B)
+    standin.think_in_content = True
+    thought = "Maybe I should call a tool."
+    standin.script_chat(
+        ChatScript(
+            thinking=thought, text='{"name": "estimate_speed", "arguments": ' + json.dumps(SPEED_ARGS) + "}"
+        ),
+        ChatScript(thinking="Now answer.", text="About 20 tokens/s."),
+    )
+    conversation = make_agent(standin, chat_model="qwen3:8b").new_conversation()
+    events = run(conversation, "How fast is qwen2.5:32b on an M3 Max?")
+    # The tool call written after the think block is still recognised and run.
+    assert [e.name for e in of(events, ToolResultEvent)] == ["estimate_speed"]
+    assert "".join(e.text for e in of(events, ThinkingEvent)) == thought + "Now answer."
+    assert "".join(e.text for e in of(events, TokenEvent)) == "About 20 tokens/s."
+    assert done(events).content == "About 20 tokens/s."
+    assert all("<think>" not in str(m.get("content")) for m in conversation.history)

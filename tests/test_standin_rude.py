@@ -123,3 +123,13 @@ def test_embed_input_longer_than_the_context(standin: OllamaStandIn, client: oll
     with pytest.raises(ollama.ResponseError):
         client.embed("nomic-embed-text", long_text)
     assert client.embed("nomic-embed-text", "short").embeddings  # short inputs still fine
+
+
+def test_older_ollama_puts_thinking_in_the_content(standin: OllamaStandIn, client: ollama.Client) -> None:
+    standin.add_model(QWEN3_8B)
+    standin.think_in_content = True
+    standin.script_chat(ChatScript(text="Yes.", thinking="Let me see."))
+    chunks = list(client.chat("qwen3:8b", USER, stream=True))
+    assert "".join(c.message.content or "" for c in chunks) == "<think>Let me see.</think>\n\nYes."
+    assert [c.message.content for c in chunks[:2]] == ["<th", "ink>"]  # the tag is cut across chunks
+    assert all(not c.message.thinking for c in chunks)

@@ -224,6 +224,9 @@ class OllamaStandIn:
         self.embed_overflow: str = "truncate"
         """Embed input longer than the model's context: "truncate" silently (Ollama's default, truncate=true),
         or "error" (what truncate=false gets, and what some 0.12.x releases sent regardless)."""
+        self.think_in_content = False
+        """Ollama 0.9-0.11 (think unset) and models without a thinking parser: the reasoning streams inside
+        the content as ``<think>...</think>``, the tags cut across chunks."""
         self.pull_steps = 4
         self.pull_step_delay_s = 0.0
         self._connections: set[socket.socket] = set()
@@ -723,6 +726,9 @@ class OllamaStandIn:
         # Ollama >= 0.12: think unset on a thinking-capable model means it thinks (and says so in `thinking`).
         thinks = bool(think) or (think is None and "thinking" in spec.capabilities)
         thinking = split_tokens(script.thinking) if script.thinking and thinks else []
+        if thinking and self.think_in_content and think is None:
+            content = ["<th", "ink>", *thinking, "</", "think>\n", "\n", *content]
+            thinking = []
         done_reason = script.done_reason
         limit = options.get("num_predict")
         if isinstance(limit, int) and limit > 0 and len(content) > limit:
