@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from pathlib import Path
 
 import ollama
@@ -189,3 +190,35 @@ def test_thinking_in_think_tags_from_an_older_ollama_stays_out_of_the_answer(sta
     assert "".join(e.text for e in of(events, TokenEvent)) == "About 20 tokens/s."
     assert done(events).content == "About 20 tokens/s."
     assert all("<think>" not in str(m.get("content")) for m in conversation.history)
+
+
+def test_server_busy_under_load_is_retried_until_a_slot_frees(standin: OllamaStandIn) -> None:
+    """Ollama with one slot: a chat arriving while another generates gets 503, then gets its answer."""
+    standin.max_concurrent_chats = 1
+    agent = make_agent(standin)
+    # Generous waits so a loaded machine cannot run out of retries; each wait is only spent if still busy.
+    agent.ollama.busy_retry_delays_s = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    release = threading.Event()
+
+    def first_reply(_req: object) -> ChatScript:
+        release.wait(60)
+        return ChatScript(text="First answer.")
+
+    standin.script_chat(first_reply, ChatScript(text="Second answer."))
+    results: dict[str, list[object]] = {}
+
+    def turn(key: str) -> None:
+        results[key] = list(agent.new_conversation().turn(f"Question {key}"))
+
+    first = threading.Thread(target=turn, args=("a",))
+    first.start()
+    assert standin.wait_for_requests("/api/chat", 1)
+    second = threading.Thread(target=turn, args=("b",))
+    second.start()
+    assert standin.wait_for_requests("/api/chat", 2)  # the second chat arrived while the first holds the slot
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert [done(results[k]).content for k in ("a", "b")] == ["First answer.", "Second answer."]  # type: ignore[arg-type]
+    asked_b = [r for r in standin.chat_requests() if "Question b" in json.dumps(r.json)]
+    assert len(asked_b) >= 2, "the second chat was refused at least once and retried"

@@ -423,6 +423,12 @@ class OllamaStandIn:
     def _record(self, record: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(record)
+            self._chats_done.notify_all()
+
+    def wait_for_requests(self, path: str, count: int, timeout_s: float = 60.0) -> bool:
+        """Block until at least `count` requests to `path` arrived (synchronise on "request in flight")."""
+        with self._chats_done:
+            return self._chats_done.wait_for(lambda: len(self.requests_to(path)) >= count, timeout_s)
 
     # -- routing -----------------------------------------------------------------------------------
 
