@@ -14,8 +14,10 @@ sent needlessly costs a few hundred tokens.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Collection, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,10 +25,13 @@ __all__ = [
     "CORE_TOOLS",
     "FALLBACK_NUM_CTX",
     "ContextWindow",
+    "ContextWindows",
     "choose_num_ctx",
     "recently_used_tools",
     "select_tools",
 ]
+
+log = logging.getLogger(__name__)
 
 # Used where the fit cannot be measured, and the floor of the automatic choice: the system prompt, the tool
 # schemas, four passages and a tool round need about 5k tokens plus the answer.
@@ -159,3 +164,59 @@ def select_tools(question: str, available: Collection[str], recent: Collection[s
         ):
             chosen.add(name)
     return frozenset(chosen)
+
+
+class ContextWindows:
+    """num_ctx per model: the explicit setting, else `choose_num_ctx`, looked up once per model and cached.
+
+    Shared logic for the agent (the chat's requests) and measure_speed (which must run a model with the same
+    window, or Ollama reloads it and measures a different KV cache). `trained_length` reads a model's trained
+    context (Ollama's /api/show) and may raise when Ollama is down or the model is missing: then the fallback
+    is used for now and the model is looked up again next time. `fit_tool` is called when needed, so a
+    registry can be finished after this object is made.
+    """
+
+    def __init__(
+        self,
+        setting: int | str,
+        max_num_ctx: int,
+        trained_length: Callable[[str], int | None],
+        fit_tool: Callable[[], _FitTool | None],
+        machine: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.setting = setting
+        self.max_num_ctx = max_num_ctx
+        self.trained_length = trained_length
+        self.fit_tool = fit_tool
+        self.machine = machine
+        self._cache: dict[str, ContextWindow] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, model: str) -> ContextWindow:
+        if isinstance(self.setting, int):
+            reason = f"set: {self.setting:,} tokens (ADVISOR_NUM_CTX / --num-ctx)"
+            return ContextWindow(self.setting, reason, auto=False)
+        window = self._cache.get(model)
+        if window is not None:
+            return window
+        trained: int | None = None
+        described = True
+        try:
+            trained = self.trained_length(model)
+        except Exception as exc:  # noqa: BLE001 - Ollama down / model missing: the chat itself says so
+            log.info("could not read %s's trained context length: %s", model, exc)
+            described = False
+        window = choose_num_ctx(
+            self.fit_tool(),
+            model,
+            trained_context=trained,
+            max_num_ctx=self.max_num_ctx,
+            machine=self.machine,
+        )
+        if described:  # otherwise ask again next time: Ollama may be up, the model pulled
+            with self._lock:
+                self._cache[model] = window
+        return window
+
+    def num_ctx(self, model: str) -> int:
+        return self(model).num_ctx

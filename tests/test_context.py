@@ -319,7 +319,15 @@ def test_auto_num_ctx_is_the_largest_fit_within_the_trained_length_and_the_cap()
     window = choose_num_ctx(fit, "llama3.1:8b", trained_context=131072, max_num_ctx=262144, machine=small)
     assert 16384 < window.num_ctx <= expected < 131072 and window.num_ctx == expected // 1024 * 1024
     # less than the assistant needs fits next to the weights: the floor, and the reason says so
-    window = choose_num_ctx(fit, "qwen2.5:14b", trained_context=131072, max_num_ctx=262144, machine=small)
+    candidates = [("qwen2.5:14b", small), ("gemma2:27b", {"chip": "M4 Pro", "memory_gb": 24})]
+    tight = [
+        (model, machine)
+        for model, machine in candidates
+        if 0 < fit.run({**machine, "model": model}).model_dump()["max_context_tokens"] < FALLBACK_NUM_CTX
+    ]
+    assert tight, "no candidate leaves less than 8k next to its weights any more: pick another"
+    model, machine = tight[0]
+    window = choose_num_ctx(fit, model, trained_context=8192, max_num_ctx=32768, machine=machine)
     assert window.num_ctx == FALLBACK_NUM_CTX and "smallest window the assistant works with" in window.reason
     # weights that do not fit at all: no larger window than the fallback, and the reason says why
     window = choose_num_ctx(

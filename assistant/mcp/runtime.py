@@ -65,6 +65,7 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
     ``mode`` says so); it is thread-safe, so a search during the sync is fine.
     """
     # Imported here so `--help` and argument errors answer without loading Chroma and BM25.
+    from assistant.context_window import ContextWindows
     from assistant.ollama_layer import OllamaLayer
     from assistant.toolset import build_toolset
     from knowledge.search import KnowledgeBase
@@ -90,7 +91,15 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
         notes.append(f"Ollama not reachable at {settings.ollama_host}: {problem}; restart after starting it")
 
     knowledge = KnowledgeBase(settings.data_dir, embedder)
-    registry = build_toolset(knowledge, ollama)
+    # measure_speed runs a model with the window the chat would give it (auto: chosen per model, as the agent
+    # does), so a measurement over MCP does not make Ollama reload a model the chat has loaded.
+    windows = ContextWindows(
+        settings.num_ctx,
+        settings.max_num_ctx,
+        lambda name: ollama.model_facts(name).context_length if ollama is not None else None,
+        lambda: registry.get("check_memory_fit"),
+    )
+    registry = build_toolset(knowledge, ollama, num_ctx=windows.num_ctx)
     runtime = Runtime(
         registry=registry,
         mode="hybrid" if embedder else "lexical",
