@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from knowledge.chunking import Chunk, chunk_documents, load_passages
 from knowledge.documents import DocumentError, DocumentStore, UserDocument, convert, expand_paths
@@ -54,6 +54,8 @@ class Passage(BaseModel):
 
 class SearchKnowledgeInput(BaseModel):
     """Search the knowledge base (the article's facts, figures and advice, plus the user's own documents)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=2000, description="What to look for, in plain words.")
     k: int = Field(default=5, ge=1, le=20, description="How many passages to return.")

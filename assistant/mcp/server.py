@@ -138,8 +138,10 @@ def registry_tool_to_mcp(tool: RegistryTool) -> RegistryBackedTool:
         is_async=False,
         context_kwarg=None,
         # Our tools compute from local tables or read the local index/Ollama: nothing is written, nothing
-        # leaves the machine.
-        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False),
+        # leaves the machine, and repeating a call changes nothing (idempotent).
+        annotations=ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
         registry_tool=tool,
         # One call per tool at a time: the knowledge index and the Ollama client are not documented as
         # thread-safe, while different tools still run side by side.
