@@ -52,7 +52,7 @@ def build_toolset(knowledge: KnowledgeBase | None, ollama: OllamaLayer | None) -
 
 
 def _search_knowledge_tool(knowledge: KnowledgeBase) -> Tool:
-    from knowledge.search import SearchKnowledgeInput, SearchKnowledgeOutput
+    from knowledge.schemas import SearchKnowledgeInput, SearchKnowledgeOutput
 
     def search_knowledge(params: SearchKnowledgeInput) -> SearchKnowledgeOutput:
         return knowledge.search(params.query, params.k)

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from knowledge.chunking import Chunk, chunk_documents, load_passages
 from knowledge.documents import DocumentError, DocumentStore, UserDocument, convert, expand_paths
 from knowledge.embedding import Embedder, EmbeddingUnavailable
 from knowledge.index import IndexUnavailable, VectorStore, _is_fatal
 from knowledge.lexical import LexicalIndex
+from knowledge.schemas import Passage, SearchKnowledgeInput, SearchKnowledgeOutput
 
 log = logging.getLogger(__name__)
 
@@ -37,35 +38,6 @@ DEFAULT_BATCH = 32
 RETRY_SYNC_AFTER_S = (
     30.0  # after a failed sync, searches retry vectors at most this often (Ollama may be back)
 )
-
-
-class Passage(BaseModel):
-    """One retrieved chunk, ready to cite: `id` is the passage id (or `doc#n` for multi-chunk documents)."""
-
-    id: str
-    title: str
-    section: str
-    source: str
-    text: str
-    score: float
-    tags: list[str] = Field(default_factory=list)
-    origin: Literal["builtin", "user"] = "builtin"
-
-
-class SearchKnowledgeInput(BaseModel):
-    """Search the knowledge base (the article's facts, figures and advice, plus the user's own documents)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(min_length=1, max_length=2000, description="What to look for, in plain words.")
-    k: int = Field(default=5, ge=1, le=20, description="How many passages to return.")
-
-
-class SearchKnowledgeOutput(BaseModel):
-    passages: list[Passage]
-    mode: Literal["hybrid", "lexical"]
-    assumptions: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)
 
 
 class SyncReport(BaseModel):
