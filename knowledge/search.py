@@ -103,8 +103,10 @@ class KnowledgeBase:
         *,
         progress: bool = False,
         passages_dir: Path | None = None,
+        chroma_url: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.chroma_url = chroma_url  # a Chroma server instead of the embedded store (ADVISOR_CHROMA_URL)
         self.embedder = embedder
         self.progress = progress
         self.passages_dir = passages_dir or PASSAGES_DIR
@@ -195,7 +197,7 @@ class KnowledgeBase:
         if self._store is not None and self._store.model_name != self.embedder.model_name:
             self._discard_store()
         if self._store is None:
-            store = VectorStore(self.data_dir / "index", self.embedder.model_name)
+            store = VectorStore(self.data_dir / "index", self.embedder.model_name, url=self.chroma_url)
             reason = store.open()
             if reason:
                 report.rebuilt, report.rebuild_reason = True, reason

@@ -90,7 +90,7 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
         problem = health.problem or "no answer"
         notes.append(f"Ollama not reachable at {settings.ollama_host}: {problem}; restart after starting it")
 
-    knowledge = KnowledgeBase(settings.data_dir, embedder)
+    knowledge = KnowledgeBase(settings.data_dir, embedder, chroma_url=settings.chroma_url)
     registry = build_toolset(knowledge, ollama)
     runtime = Runtime(
         registry=registry,
