@@ -27,6 +27,8 @@ import httpx
 import ollama
 from pydantic import BaseModel, Field, ValidationError
 
+from assistant.context_window import FALLBACK_NUM_CTX
+
 MIN_VERSION = (0, 8, 0)
 """Oldest Ollama we accept. 0.8.0 is the release that streams responses while tools are passed (earlier
 ones buffered the whole reply whenever ``tools`` was set, so the chat would sit silent, then dump it), and by
@@ -333,9 +335,10 @@ BUSY_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
 OLLAMA_MAX_QUEUE, was full). Safe because nothing was generated yet; after the last one the error reaches
 the user."""
 
-DEFAULT_NUM_CTX = 8192
-"""The assistant's default context window (Settings.num_ctx); every request names one, so that Ollama never
-reloads a model just because one request left it out."""
+DEFAULT_NUM_CTX = FALLBACK_NUM_CTX
+"""The context window of a request that names none: the window num_ctx "auto" falls back to where there is
+no Mac to size it against. Every request names one, so that Ollama never reloads a model just because one
+request left it out."""
 
 EMBED_TIMEOUT_S = 30.0
 """Longest wait for one embedding batch (the first one also loads nomic-embed-text, a few seconds)."""

@@ -209,7 +209,9 @@ def _measure_speed_tool(
     estimate = registry.get("estimate_speed")
 
     def measure_speed(params: MeasureSpeedInput) -> MeasureSpeedOutput:
-        context = num_ctx(params.model) if callable(num_ctx) else (num_ctx or DEFAULT_NUM_CTX)
+        # A function of the model (num_ctx "auto"), a number, or nothing / "auto" passed as is: the fallback.
+        context = num_ctx(params.model) if callable(num_ctx) else num_ctx
+        context = context if isinstance(context, int) else DEFAULT_NUM_CTX
         try:
             measured = ollama.measure_speed(params.model, num_ctx=context)
         except ToolError:

@@ -16,6 +16,7 @@ import pytest
 
 from assistant.agent import Agent
 from assistant.config import Settings
+from assistant.context_window import FALLBACK_NUM_CTX
 from assistant.events import DoneEvent, ErrorEvent, ThinkingEvent, TokenEvent, ToolCallEvent, ToolResultEvent
 from assistant.ollama_layer import OllamaLayer
 from assistant.toolset import build_toolset
@@ -127,7 +128,9 @@ def test_measure_speed_uses_the_chat_context_so_ollama_does_not_reload(standin: 
 def test_measure_speed_default_context_matches_the_default_chat(standin: OllamaStandIn) -> None:
     layer = OllamaLayer(standin.url)
     layer.measure_speed("qwen2.5:7b")
-    assert standin.last_chat_request().options["num_ctx"] == Settings.model_fields["num_ctx"].default
+    # the chat's default is "auto", which is this fallback where there is no Mac to size it against
+    assert Settings.model_fields["num_ctx"].default == "auto"
+    assert standin.last_chat_request().options["num_ctx"] == FALLBACK_NUM_CTX
 
 
 def _embedder(standin: OllamaStandIn) -> OllamaEmbedder:

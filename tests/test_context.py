@@ -450,3 +450,18 @@ def test_a_restored_history_is_summarised_like_a_live_one_and_refusals_stay(stan
     assert isinstance(list(conversation.turn("And with 32k context instead?"))[-1], DoneEvent)
     tools = [m["content"] for m in standin.last_chat_request().messages if m["role"] == "tool"]
     assert tools[0] == summarise_tool_result("check_memory_fit", full) and tools[1] == refusal
+
+
+def test_measure_speed_runs_with_the_chats_automatic_window_so_ollama_does_not_reload(
+    standin: OllamaStandIn,
+) -> None:
+    settings = Settings(ollama_host=standin.url, data_dir=Path("/nonexistent"))
+    layer = OllamaLayer(standin.url, timeout_s=settings.request_timeout_s)
+    # wired as launch.prepare wires it: measure_speed asks the agent for the model's window
+    toolset = build_toolset(None, layer, num_ctx=lambda model: agent.context_window(model).num_ctx)
+    agent = Agent(settings, layer, toolset, None, machine={"chip": "M4 Max", "memory_gb": 128})
+    standin.script_chat("Warm.")
+    assert isinstance(list(agent.new_conversation().turn("Hello"))[-1], DoneEvent)
+    toolset.get("measure_speed").run({"model": "qwen2.5:7b"})
+    assert [r.options["num_ctx"] for r in standin.chat_requests()] == [32768, 32768]
+    assert standin.loads == [("qwen2.5:7b", 32768)], "the measurement reloaded the model"
