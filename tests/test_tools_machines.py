@@ -486,3 +486,16 @@ def test_unknown_gpu_core_count_within_a_bin_is_stated() -> None:
         "GPU cores not given: this M4 Pro bin came with 16 or 20 GPU cores (same 273 GB/s, so decode is "
         "unaffected); core-dependent figures (prefill) assume 20." in out.assumptions  # type: ignore[attr-defined]
     )
+
+
+def test_optional_cluster_objects_are_left_out_of_dumps_but_stay_in_the_schemas() -> None:
+    from tools import REGISTRY
+
+    schemas = {t.name: t.output_schema() for t in REGISTRY}
+    assert "cluster" in schemas["estimate_speed"]["properties"]
+    assert "cluster" in schemas["check_memory_fit"]["properties"]
+    assert "cluster_option" in schemas["recommend_machine"]["properties"]
+    assert "cluster" not in fit(chip="M4 Pro", memory_gb=48, model="llama3.1:8b").model_dump(mode="json")
+    assert "cluster" in fit(
+        chip="M4 Pro", memory_gb=48, model="llama3.1:8b", cluster={"count": 2}
+    ).model_dump(mode="json")
