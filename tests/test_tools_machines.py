@@ -512,3 +512,8 @@ def test_suggestions_use_the_runtimes_own_quants_and_settings() -> None:
     ollama = fit(chip="M4 Pro", memory_gb=48, model="llama3.3:70b").suggestions
     assert any(s.startswith("Use Q3_K_M") or s.startswith("Use IQ3_XXS") for s in ollama)
     assert any("OLLAMA_FLASH_ATTENTION=1 OLLAMA_KV_CACHE_TYPE=q8_0" in s for s in ollama)
+
+
+def test_apple_typography_in_core_counts() -> None:
+    out = est(chip="Apple M4 Max with 14\u2011core CPU, 32\u2011core GPU", model="llama3.1:8b")
+    assert (out.chip, out.bandwidth_gbps) == ("M4 Max 32-core GPU", 410)  # type: ignore[attr-defined]
