@@ -143,7 +143,8 @@ def test_8gb_m1_runs_8b_q4_k_m_on_its_gpu_under_ollama() -> None:
     # Before: a fixed 1 GiB llama.cpp margin made this 'does_not_fit' (total 6.84 GB > 5.73 GB budget).
     out = fit(chip="M1", memory_gb=8, model="llama3.1:8b")
     assert (out.runtime, out.verdict, out.fits_on_gpu) == ("ollama", "tight", True)
-    assert out.breakdown.total_gb == 5.72 and out.breakdown.gpu_budget_gb == 5.73
+    # 5.71: Ollama's 4.9 GB llama3.1:8b file (catalog refresh, 2026) with the runtime's own buffers.
+    assert out.breakdown.total_gb == 5.71 and out.breakdown.gpu_budget_gb == 5.73
     assert any(a.startswith("Verdict for Ollama") for a in out.assumptions)
 
 

@@ -540,6 +540,24 @@ def resolve_quant(text: str | None, *, field_name: str = "quant") -> tuple[Quant
 # Models
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class MoeLayout:
+    """Where a mixture-of-experts model's parameters live, so bytes read per token follow the real layout.
+
+    Why: "file size x active/total params" is wrong when experts and the rest are stored at different
+    precision
+    (gpt-oss: MXFP4 experts, BF16 attention/embeddings/head) and when the input embedding (never read whole)
+    is a sizeable share of the active count.
+    """
+
+    experts: int
+    active_experts: int
+    expert_params_b: float | None  # routed experts only (shared experts count as "other": always read)
+    embed_params_b: float  # input embedding table: one row per token, not read per token
+    layout: dict[str, str]  # native tensor types: {"expert": "MXFP4", "other": "BF16"}
+    src: str
+
+
+@dataclass(frozen=True)
 class CatalogModel:
     tag: str
     name: str
@@ -558,6 +576,10 @@ class CatalogModel:
     default_quant: str | None
     file_gb: dict[str, float]
     src: str
+    moe: MoeLayout | None = None
+    allowed_quants: tuple[str, ...] | None = None
+    size_src: str | None = None
+    as_of: str | None = None
 
     def architecture(self) -> ModelArchitecture:
         return ModelArchitecture(
@@ -600,9 +622,26 @@ def catalog() -> dict[str, CatalogModel]:
             default_quant=r.get("default_quant"),
             file_gb={str(k): float(v) for k, v in (r.get("file_gb") or {}).items()},
             src=str(r["src"]),
+            moe=_moe_layout(r.get("moe")),
+            allowed_quants=tuple(str(q) for q in r["quants"]) if r.get("quants") else None,
+            size_src=r.get("size_src"),
+            as_of=str(r["as_of"]) if r.get("as_of") else None,
         )
         out[m.tag] = m
     return out
+
+
+def _moe_layout(raw: dict[str, Any] | None) -> MoeLayout | None:
+    if not raw:
+        return None
+    return MoeLayout(
+        experts=int(raw["experts"]),
+        active_experts=int(raw["active_experts"]),
+        expert_params_b=float(raw["expert_params_b"]) if raw.get("expert_params_b") else None,
+        embed_params_b=float(raw.get("embed_params_b") or 0.0),
+        layout={str(k): str(v) for k, v in (raw.get("layout") or {}).items()},
+        src=str(raw["src"]),
+    )
 
 
 @cache
@@ -694,6 +733,61 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
     )
 
 
+_MOE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b-a(\d+(?:\.\d+)?)b\b")
+_EXPERTS_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d{1,3})x(\d+(?:\.\d+)?)b\b")
+_SIZE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bm])\b")
+
+
+def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
+    """Parameters from a tag people type for a model we do not know: '27b', '30b-a3b', '8x7b', '270m'.
+
+    Returns (total B, active B or None, how it was read) or None when the tag carries no size.
+    """
+    t = text.strip().lower()
+    m = _MOE_TAG_RE.search(t)
+    if m:
+        total, active = float(m.group(1)), float(m.group(2))
+        if 0 < active <= total:
+            return total, active, f"'{m.group(0)}' = {total:g}B total, {active:g}B active per token (MoE)"
+    m = _EXPERTS_TAG_RE.search(t)
+    if m:
+        n, each = int(m.group(1)), float(m.group(2))
+        if n >= 2 and each > 0:
+            # Mixtral convention: experts share attention and embeddings, so total < n x size (8x7b = 46.7B),
+            # and 2 experts are routed per token (12.9B active).
+            total = round(n * each * 0.834, 1)
+            active = round(min(total, 2 * each * 0.92), 1)
+            return (
+                total,
+                active,
+                f"'{m.group(0)}' read as a Mixtral-style MoE: ~{total:g}B total (attention shared across "
+                f"experts), 2 experts routed = ~{active:g}B active",
+            )
+    m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
+    if m:
+        size = float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
+        if 0 < size <= 3000:
+            return size, None, f"'{m.group(0)}' = {size:g}B parameters, assumed dense"
+    return None
+
+
+def quant_allowed(entry: CatalogModel | None, quant: str) -> bool:
+    """Whether a model exists in this quantisation (gpt-oss: MXFP4 experts only, so no IQ3_XXS/Q4_K_M).
+
+    For memory-fit suggestions: offer a smaller quant only when this returns True.
+    """
+    return entry is None or entry.allowed_quants is None or quant in entry.allowed_quants
+
+
+def is_catalog_model(text: str) -> bool:
+    """True when ``text`` names a catalog model (no /api/show round trip needed for it)."""
+    try:
+        resolve_model_tag(text)
+    except ToolError:
+        return False
+    return True
+
+
 def generic_architecture(params_b: float, active_b: float | None = None) -> tuple[ModelArchitecture, str]:
     """Architecture for a params-only model: borrow the shape of the nearest dense catalog model by size.
 
@@ -744,7 +838,28 @@ def resolve_model(
         notes.append("Architecture given explicitly; catalog not consulted for its shape.")
         return ResolvedModel(None if model is None else label, label, arch, quant_from_tag, notes, [])
     if model is not None:
-        entry, quant_from_tag, n2 = resolve_model_tag(model)
+        try:
+            entry, quant_from_tag, n2 = resolve_model_tag(model)
+        except ToolError:
+            sized = size_from_tag(model)
+            if sized is None:
+                raise
+            total_b, active_b, how = sized
+            if params_billion is not None and abs(params_billion - total_b) > 0.1 * total_b:
+                total_b, active_b, how = params_billion, None, f"params_billion={params_billion:g} given"
+            arch, like = generic_architecture(total_b, active_b)
+            # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
+            arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
+            qm = _TAG_QUANT_RE.search(model.strip().lower())
+            label = model.strip()
+            close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
+            hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
+            notes.append(
+                f"{label} is not in our catalog: size read from the tag ({how}); layers/heads borrowed from "
+                f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers."
+                + hint
+            )
+            return ResolvedModel(label, label, arch, qm.group("q") if qm else None, notes, [])
         notes += n2
         if params_billion is not None and abs(params_billion - entry.params_b) > 0.1 * entry.params_b:
             raise ToolError(
@@ -787,6 +902,14 @@ def resolve_model_and_quant(
     entry = resolved.catalog_entry
     q, qnotes = resolve_quant(quant or resolved.quant_from_tag or (entry.default_quant if entry else None))
     assumptions += qnotes
+    if entry is not None and not quant_allowed(entry, q.quant):
+        raise ToolError(
+            f"quant: {entry.tag} is not available as {q.quant}: its published weights keep the experts in "
+            f"{entry.moe.layout.get('expert') if entry.moe else entry.default_quant}, which do not "
+            "requantise. "
+            f"Available: {', '.join(entry.allowed_quants or ())}.",
+            fields=["quant"],
+        )
     sources.append(f"quant {q.quant}: {q.source}")
     if context_tokens > resolved.arch.native_context:
         raise ToolError(
@@ -811,6 +934,94 @@ def weights_bytes(
     return params_b * 1e9 * q.bpw(params_b) / 8, None
 
 
+@dataclass
+class WeightsRead:
+    """Weights in memory and weights streamed per generated token (MoE: shared parts + the routed experts)."""
+
+    total_bytes: float
+    active_bytes: float
+    moe: bool
+    moe_layers: int  # MoE layers x routed experts per token / 8 (0 for dense): drives the routing cost
+    notes: list[str]
+
+
+def weights_read(arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | None = None) -> WeightsRead:
+    """Bytes in memory and bytes read per token, from the real per-tensor layout when we know it.
+
+    Precedence: facts measured on the installed file (``architecture.weights_gb`` / ``active_weights_gb``,
+    filled
+    from Ollama's /api/show by the assistant), then the catalog's MoE layout, then active params x bits per
+    weight. A known MoE is never treated as dense.
+    """
+    notes: list[str] = []
+    total_p = arch.params_billion
+    total, wnote = weights_bytes(total_p, q, entry)
+    if wnote:
+        notes.append(wnote)
+    if arch.weights_gb is not None:
+        total = arch.weights_gb * GB
+        notes.append(f"Weights {arch.weights_gb:g} GB as reported for the installed model.")
+    layout = entry.moe if entry is not None else None
+    active_p = arch.active_params_billion
+    is_moe = layout is not None or (active_p is not None and active_p < total_p) or bool(arch.n_experts)
+    k_active = (layout.active_experts if layout else None) or arch.n_experts_active or 8
+    moe_layers = round(arch.n_layers * k_active / 8) if is_moe else 0
+    if arch.active_weights_gb is not None:
+        active = min(arch.active_weights_gb * GB, total)
+        notes.append(
+            f"Bytes read per token: {arch.active_weights_gb:g} GB, from the installed model's per-tensor "
+            "layout (shared tensors + the routed share of the expert tensors)."
+        )
+        return WeightsRead(total, active, is_moe, moe_layers, notes)
+    if not is_moe:
+        return WeightsRead(total, total, False, 0, notes)
+    if layout is not None and layout.expert_params_b is not None:
+        qt = quants()
+        experts = layout.expert_params_b
+        embed = layout.embed_params_b
+        other = max(total_p - experts - embed, 0.0)
+        expert_t, other_t = layout.layout.get("expert"), layout.layout.get("other")
+        if expert_t and q.quant == f"{expert_t}-Q8":
+            other_t = "Q8_0"  # same experts, 8-bit non-expert tensors (ggml-org / mlx-community builds)
+        native = bool(expert_t) and q.quant.startswith(str(expert_t)) and other_t in qt
+        if native:
+            bpw_e = qt[str(expert_t)].nominal_bpw
+            bpw_o = qt[str(other_t)].nominal_bpw
+        else:
+            bpw_e = bpw_o = q.bpw(total_p)
+        modelled = (experts * bpw_e + (other + embed) * bpw_o) * 1e9 / 8
+        published = entry is not None and q.quant in entry.file_gb and arch.weights_gb is None
+        if published or arch.weights_gb is not None:
+            scale = total / modelled if modelled > 0 else 1.0  # mixed K-quant tensors, metadata, vision
+        else:
+            scale, total = 1.0, modelled
+        share = layout.active_experts / layout.experts
+        other_b = other * bpw_o * 1e9 / 8 * scale
+        expert_b = experts * share * bpw_e * 1e9 / 8 * scale
+        active = other_b + expert_b
+        kind = f"{other_t} non-expert tensors, {expert_t} experts" if native else f"{q.quant} throughout"
+        notes.append(
+            f"MoE bytes per token from the tensor layout ({kind}): {other_b / GB:.2f} GB of attention, "
+            f"shared and output tensors read every token + {layout.active_experts}/{layout.experts} of "
+            f"{experts * bpw_e * 1e9 / 8 * scale / GB:.1f} GB routed experts = {active / GB:.2f} GB "
+            "(the input embedding table is not read per token)."
+        )
+        return WeightsRead(total, active, True, moe_layers, notes)
+    if active_p is None and arch.n_experts and arch.n_experts_active:
+        active_p = total_p * arch.n_experts_active / arch.n_experts
+        notes.append(
+            f"MoE active parameters not given: assumed {arch.n_experts_active}/{arch.n_experts} of all "
+            "weights are read per token (underestimates the always-read attention and shared tensors)."
+        )
+    active_p = active_p or total_p
+    active = total * active_p / total_p
+    notes.append(
+        f"MoE: {active_p:g}B of {total_p:g}B parameters read per token, assuming every tensor has the same "
+        "precision (no per-tensor layout known for this model)."
+    )
+    return WeightsRead(total, active, True, moe_layers, notes)
+
+
 def kv_cache_bytes(arch: ModelArchitecture, ctx: int, kv_type: str = "f16", parallel: int = 1) -> float:
     """2 (K,V) x layers x kv_heads x head_dim x cached tokens x bytes/elem; SWA layers cache only a window."""
     per_tok_layer = 2 * arch.n_kv_heads * arch.head_dim * KV_BYTES_PER_ELEM[kv_type]
@@ -821,6 +1032,18 @@ def kv_cache_bytes(arch: ModelArchitecture, ctx: int, kv_type: str = "f16", para
         local_tokens = min(ctx, arch.sliding_window) * parallel
         return per_tok_layer * (n_global * tokens + n_local * local_tokens)
     return per_tok_layer * arch.n_layers * tokens
+
+
+def attention_flops_per_prompt_token(arch: ModelArchitecture, prompt_tokens: int) -> float:
+    """Attention FLOPs per prompt token, averaged over a prompt of ``prompt_tokens`` (QK^T, AV: 4*d*ctx/2)."""
+    heads = arch.n_heads or arch.n_kv_heads * 4
+    ctx = max(prompt_tokens, 1)
+    if arch.sliding_window and arch.global_layer_every:
+        n_global = max(1, arch.n_layers // arch.global_layer_every)
+        eff_layers = n_global + (arch.n_layers - n_global) * min(ctx, arch.sliding_window) / ctx
+    else:
+        eff_layers = arch.n_layers
+    return 4 * eff_layers * heads * arch.head_dim * ctx / 2
 
 
 def attention_read_bytes(arch: ModelArchitecture, ctx: int) -> float:

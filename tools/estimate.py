@@ -4,26 +4,60 @@ from __future__ import annotations
 
 from tools.catalog import (
     GB,
+    MachineSpec,
+    QuantSpec,
+    attention_flops_per_prompt_token,
     attention_read_bytes,
     kv_cache_bytes,
     resolve_machine,
     resolve_model_and_quant,
-    weights_bytes,
+    weights_read,
 )
-from tools.schemas import EstimateSpeedInput, EstimateSpeedOutput
-from tools.speed import quant_weights, speed_model, tier_from_bandwidth
+from tools.schemas import EstimateSpeedInput, EstimateSpeedOutput, ModelArchitecture
+from tools.speed import prefill_light, quant_weights, speed_model, tier_from_bandwidth
 
 SOURCES_SPEED = [
     "reference/domain-notes.md 1.1 (ceiling = bandwidth / bytes read per token)",
     "tools/data/speed_model.yaml (fitted on tools/data/calibration_decode.csv: "
     "XiongjieDai/GPU-Benchmarks-on-LLM-"
     "Inference, itsmostafa/inference-speed-tests, AlexsJones/llmfit community data and PR #1031, "
-    "ml-explore/mlx-examples #1029, brand-o/normiebench, stared/benching-local-llms-on-apple-silicon)",
+    "ml-explore/mlx-examples #1029, brand-o/normiebench, stared/benching-local-llms-on-apple-silicon; and "
+    "the fit split of tools/data/calibration_2026.csv: MoE and M5 measurements, each row's source there)",
 ]
 
 
 def _r(x: float, nd: int = 2) -> float:
     return float(round(x, nd))
+
+
+def _prefill(
+    machine: MachineSpec, arch: ModelArchitecture, q: QuantSpec, active_b: float, moe: bool, ctx: int
+) -> tuple[float | None, list[str], list[str]]:
+    """Prompt-processing tokens/s for a prompt of max(512, ctx) tokens; None only without a chip."""
+    pm = speed_model().prefill
+    if machine.bin is None:
+        return None, ["Prefill not estimated: no chip given (it depends on GPU cores, not bandwidth)."], []
+    gen = machine.bin.generation
+    cores = machine.gpu_cores or max(machine.bin.gpu_cores)
+    prompt = max(512, ctx)
+    attn = attention_flops_per_prompt_token(arch, prompt)
+    tps, notes = pm.tokens_per_second(gen, cores, active_b, prefill_light(q), moe, attn)
+    tpc, used, _ = pm.rate(gen)
+    notes.append(
+        f"Prefill ~ {tpc:.3f} effective TFLOPS per GPU core (M{used}, fitted on public llama.cpp/MLX prompt "
+        f"measurements) x {cores} cores / (2 x {active_b:.3g}B + attention over a {prompt}-token prompt)"
+        + ("; MoE routing factor applied" if moe else "")
+        + f"; typical error band x{pm.range_low:.2f}-x{pm.range_high:.2f}."
+    )
+    if used >= 5:
+        slow = tps * pm.no_accelerator_tflops_per_core / tpc
+        notes.append(
+            f"M{gen} prefill assumes a runtime that drives the GPU neural accelerators (Metal 4 tensor API: "
+            "MLX on macOS 26.2+, llama.cpp builds with PR #27461, Aug 2026). Without it (LM Studio's GGUF "
+            f"runtime up to 2.28.2; Ollama's GGUF engine is unverified) expect ~{slow:.0f} tok/s. Decode is "
+            "unaffected."
+        )
+    return tps, notes, [f"prefill M{used}: {pm.sources[used]}"]
 
 
 def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
@@ -43,19 +77,16 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     entry = model.catalog_entry
     arch = model.arch
     total_b = arch.params_billion
-    active_b = arch.active_params_billion or total_b
-    w_total, wnote = weights_bytes(total_b, q, entry)
-    if wnote:
-        assumptions.append(wnote)
-    if active_b < total_b:
-        # MoE: only the routed experts (plus shared parts, included in the published active count) are read.
-        w_active = w_total * active_b / total_b
-        assumptions.append(
-            f"MoE: {active_b:g}B of {total_b:g}B parameters are read per token; weights per token scaled "
-            "accordingly (the calibration has no MoE rows, so the expectation is less certain)."
-        )
-    else:
-        w_active = w_total
+    wr = weights_read(arch, q, entry)
+    assumptions += wr.notes
+    w_total, w_active = wr.total_bytes, wr.active_bytes
+    active_b = arch.active_params_billion or (
+        total_b * w_active / w_total if wr.moe and w_total > 0 else total_b
+    )
+    if entry is not None and entry.moe is not None:
+        sources.append(f"MoE layout {entry.tag}: {entry.moe.src}")
+    if entry is not None and entry.size_src:
+        sources.append(f"file size {entry.tag}: {entry.size_src} (as of {entry.as_of})")
     if total_b < 3:
         assumptions.append(
             "Small model: embeddings/output stay at higher precision, so the real file can be ~5-10% larger."
@@ -76,16 +107,15 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     attn = attention_read_bytes(arch, p.context_tokens)
     if arch.n_heads is None:
         assumptions.append("Query-head count unknown: attention cost assumes 4 query heads per KV head.")
-    t = sm.seconds_per_token(w_active, bw, tier, q, attn, generation)
+    t = sm.seconds_per_token(w_active, bw, tier, q, attn, generation, wr.moe_layers)
     expected = min(1.0 / t, ceiling) if t > 0 else ceiling
     low = expected * sm.range_low
-    if active_b < total_b:
-        # Measured MoE rows (bench/estimator_accuracy.py, MoE check) run 20-40% below the dense-model
-        # expectation: routing and many small expert matmuls add per-token work the dense fit does not see.
-        low = expected * 0.6
+    if wr.moe:
+        low = expected * sm.moe_range_low
         assumptions.append(
-            "MoE models measured 20-40% below this expectation on an M4 Pro (llmfit community data: "
-            "Qwen3-30B-A3B, gpt-oss-20b); the low end of the range reflects that."
+            "MoE: the expectation adds fitted costs for scattered expert reads and per-layer routing "
+            "(tools/data/speed_model.yaml, fitted on public MoE measurements); MoE rows scatter more than "
+            "dense ones, hence the wider range."
         )
     high = min(expected * sm.range_high, ceiling)
     assumptions.append(
@@ -116,20 +146,9 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
                 "estimate assumes it runs fully on the GPU."
             )
 
-    prefill = None
-    gen = machine.bin.generation if machine.bin else None
-    if machine.bin is not None and gen is not None and gen in sm.prefill_tflops_per_core:
-        cores = machine.gpu_cores or max(machine.bin.gpu_cores)
-        if cores:
-            prefill = sm.prefill_tflops_per_core[gen] * cores * 1e12 / (2 * active_b * 1e9)
-            assumptions.append(
-                f"Prefill ~ {sm.prefill_tflops_per_core[gen]:.3f} effective TFLOPS per GPU core (M{gen}, "
-                f"from "
-                f"llama.cpp pp512) x {cores} cores / (2 x {active_b:g}B); +-30%, falls at long prompts."
-            )
-            sources.append(sm.prefill_sources[gen])
-    elif gen is not None:
-        assumptions.append(f"Prefill not estimated: no pp512 measurement for M{gen} in our data.")
+    prefill, pnotes, psources = _prefill(machine, arch, q, active_b, wr.moe, p.context_tokens)
+    assumptions += pnotes
+    sources += psources
     return EstimateSpeedOutput(
         chip=machine.label,
         gpu_cores=machine.gpu_cores,

@@ -59,6 +59,20 @@ class ModelArchitecture(BaseModel):
         le=4096,
         description="Query heads (attention.head_count); optional, refines the long-context slow-down.",
     )
+    # Facts about one installed file (Ollama /api/show), used by estimate_speed for models not in the catalog.
+    n_experts: int | None = Field(default=None, ge=1, le=4096, description="MoE: expert_count.")
+    n_experts_active: int | None = Field(
+        default=None, ge=1, le=4096, description="MoE: experts used per token (expert_used_count)."
+    )
+    weights_gb: float | None = Field(
+        default=None, gt=0, le=10000, description="Size of the weights file in GB (1e9 bytes)."
+    )
+    active_weights_gb: float | None = Field(
+        default=None,
+        gt=0,
+        le=10000,
+        description="Weight bytes read per generated token in GB, from the per-tensor layout (MoE).",
+    )
 
     @model_validator(mode="after")
     def _active_le_total(self) -> ModelArchitecture:
@@ -68,6 +82,8 @@ class ModelArchitecture(BaseModel):
             raise ValueError("n_heads (query heads) cannot be fewer than n_kv_heads")
         if (self.sliding_window is None) != (self.global_layer_every is None):
             raise ValueError("sliding_window and global_layer_every go together (SWA models need both)")
+        if self.n_experts and self.n_experts_active and self.n_experts_active > self.n_experts:
+            raise ValueError("n_experts_active cannot exceed n_experts")
         return self
 
 
