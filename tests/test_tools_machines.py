@@ -509,7 +509,7 @@ def test_suggestions_use_the_runtimes_own_quants_and_settings() -> None:
     lcpp = fit(chip="M4 Pro", memory_gb=48, model="llama3.3:70b", runtime="llama.cpp", context_tokens=32768)
     assert any("-fa on -ctk q8_0 -ctv q8_0" in s for s in lcpp.suggestions)
     small = fit(chip="M1", memory_gb=8, model="llama3.1:8b", runtime="llama.cpp", context_tokens=16384)
-    assert "Reduce the context to 4143 tokens or less (-c / --ctx-size)." in small.suggestions
+    assert "Reduce the context to 4240 tokens or less (-c / --ctx-size)." in small.suggestions
     ollama = fit(chip="M4 Pro", memory_gb=48, model="llama3.3:70b").suggestions
     assert any(s.startswith("Use Q3_K_M") or s.startswith("Use IQ3_XXS") for s in ollama)
     assert any("OLLAMA_FLASH_ATTENTION=1 OLLAMA_KV_CACHE_TYPE=q8_0" in s for s in ollama)
