@@ -518,3 +518,14 @@ def test_suggestions_use_the_runtimes_own_quants_and_settings() -> None:
 def test_apple_typography_in_core_counts() -> None:
     out = est(chip="Apple M4 Max with 14\u2011core CPU, 32\u2011core GPU", model="llama3.1:8b")
     assert (out.chip, out.bandwidth_gbps) == ("M4 Max 32-core GPU", 410)  # type: ignore[attr-defined]
+
+
+def test_deepseek_r1_671b_at_10k_runs_on_a_512gb_m3_ultra_and_on_clusters() -> None:
+    out = rec(budget_usd=10_000, target_model="deepseek-r1:671b")
+    r = out.recommendation
+    assert r is not None and (r.machine, r.fit_verdict) == (
+        "Mac Studio M3 Ultra (80-core GPU), 512 GB (refurbished/used)",
+        "tight",
+    )
+    assert r.expected_tokens_per_second is not None and r.expected_tokens_per_second > 5
+    assert any(x.startswith("Clusters also run deepseek-r1:671b: e.g. 4 x") for x in out.reasons)
