@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError
+from tools.catalog import is_catalog_model
 
 if TYPE_CHECKING:
     from assistant.ollama_layer import OllamaLayer
@@ -112,34 +113,40 @@ def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
     original = tool.func
 
     def func(params: Any) -> BaseModel:
-        try:
+        model = getattr(params, "model", None)
+        if not model or getattr(params, "architecture", None) is not None or is_catalog_model(model):
             return original(params)
-        except ToolError as err:
-            model = getattr(params, "model", None)
-            unknown_model = "model" in err.fields and "unknown model" in str(err)
-            if not (unknown_model and model and getattr(params, "architecture", None) is None):
-                raise
+        # Not in the catalog: the installed file's own facts (/api/show) beat sizing from the tag.
+        try:
+            arch, quant = resolve_installed_architecture(ollama, model)
+        except ToolError as show_err:
             try:
-                arch, quant = resolve_installed_architecture(ollama, model)
-            except ToolError as show_err:
-                raise ToolError(
-                    f"{err} It is not installed in Ollama either ({show_err}).", fields=err.fields
-                ) from None
-            update: dict[str, Any] = {"architecture": arch}
-            if params.params_billion is not None:
-                update["params_billion"] = None  # the architecture carries the size; avoid a contradiction
-            if quant and "quant" not in params.model_fields_set:
-                update["quant"] = quant
-            result = original(params.model_copy(update=update))
-            note = (
-                f"{model} is not in our catalog: architecture read from Ollama's /api/show for the "
-                "installed model."
-            )
+                result = original(params)  # sized from the tag, or the catalog's "unknown model" error
+            except ToolError as err:
+                if "model" in err.fields and "unknown model" in str(err):
+                    raise ToolError(
+                        f"{err} It is not installed in Ollama either ({show_err}).", fields=err.fields
+                    ) from None
+                raise
             if hasattr(result, "assumptions"):
-                result.assumptions.insert(0, note)
-            if hasattr(result, "sources"):
-                result.sources.append(f"Ollama /api/show {model}")
+                result.assumptions.append(f"Not read from Ollama: {show_err}")
             return result
+        update: dict[str, Any] = {"architecture": arch}
+        if params.params_billion is not None:
+            update["params_billion"] = None  # the architecture carries the size; avoid a contradiction
+        if quant and "quant" not in params.model_fields_set:
+            update["quant"] = quant
+        result = original(params.model_copy(update=update))
+        layout = " (bytes read per token counted tensor by tensor)" if arch.active_weights_gb else ""
+        note = (
+            f"{model} is not in our catalog: architecture read from Ollama's /api/show for the installed "
+            f"model{layout}."
+        )
+        if hasattr(result, "assumptions"):
+            result.assumptions.insert(0, note)
+        if hasattr(result, "sources"):
+            result.sources.append(f"Ollama /api/show {model}")
+        return result
 
     return Tool(
         name=tool.name,

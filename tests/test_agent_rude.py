@@ -212,10 +212,10 @@ def test_server_busy_under_load_is_retried_until_a_slot_frees(standin: OllamaSta
 
     first = threading.Thread(target=turn, args=("a",))
     first.start()
-    assert standin.wait_for_requests("/api/chat", 1)
+    assert standin.wait_for_request("/api/chat", 1)
     second = threading.Thread(target=turn, args=("b",))
     second.start()
-    assert standin.wait_for_requests("/api/chat", 2)  # the second chat arrived while the first holds the slot
+    assert standin.wait_for_request("/api/chat", 2)  # the second chat arrived while the first holds the slot
     release.set()
     first.join(60)
     second.join(60)

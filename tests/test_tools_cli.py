@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tools", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "tools", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
 
 
@@ -86,7 +86,7 @@ def test_schema_export(fmt: str) -> None:
             ["estimate_speed", "--chip", "M3 Max", "--gpu-cores", "many", "--model", "llama3.1:8b"],
             "gpu_cores",
         ),
-        (["estimate_speed", "--chip", "M3 Max", "--model", "nonsense:3b"], "unknown model"),
+        (["estimate_speed", "--chip", "M3 Max", "--model", "nonsense"], "unknown model"),
         (["estimate_speed", "--bogus", "1"], "unrecognized arguments"),
         (["estimate_speed", "--chip", "M3 Max", "--architecture", "{bad"], "architecture"),
         (

@@ -145,7 +145,8 @@ def valid_args(draw: st.DrawFn, name: str) -> dict:
     chip_bin = draw(st.sampled_from(chip_bins()))
     tag = draw(st.sampled_from(sorted(catalog())))
     native = catalog()[tag].native_ctx
-    quant = draw(st.sampled_from(["Q4_K_M", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "F16", "Q3_K_M"]))
+    quants = catalog()[tag].allowed_quants or ("Q4_K_M", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "F16", "Q3_K_M")
+    quant = draw(st.sampled_from(quants))  # gpt-oss exists only as MXFP4: other quants are not valid input
     if name == "estimate_speed":
         return {
             "chip": chip_bin.chip,

@@ -197,6 +197,8 @@ class ModelSpec:
     quantization: str = "Q4_K_M"
     parameter_size: str = ""
     extra_model_info: Mapping[str, Any] = field(default_factory=dict)
+    # (name, ggml type, shape) as /api/show lists them with "verbose": true; empty = not reported
+    tensors: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
 
     @property
     def digest(self) -> str:
