@@ -41,8 +41,8 @@ PARAM_NAMES: tuple[str, ...] = (
 # m_w: extra inverse efficiency on the bytes a mixture-of-experts model reads per token (scattered experts);
 # m_l: seconds per MoE layer per token at 8 routed experts, scaled by the experts used (router, top-k,
 # one matmul dispatch per routed expert); catalog.weights_read gives layers x experts_used / 8.
-# m_l_pre5: the same routing cost's extra on M1-M4 GPUs: fitted MoE rows on older chips run 10-35 % below an
-# M5-calibrated routing cost (leave-one-group-out MoE error 15.5 % -> 7.1 % with it; bench/estimator_accuracy.py).
+# m_l_pre5: the same routing cost's extra on M1-M4 GPUs: fitted MoE rows on older chips run 10-35 % below
+# an M5-calibrated routing cost (leave-one-group-out MoE error 15.5 % -> 7.1 % with it; see the bench).
 # Why older GPUs pay more per routed expert is not established (dispatch latency, clocks); it is a fitted fact.
 
 
