@@ -43,7 +43,7 @@ PARAM_NAMES: tuple[str, ...] = (
 # one matmul dispatch per routed expert); catalog.weights_read gives layers x experts_used / 8.
 # m_l_pre5: the same routing cost's extra on M1-M4 GPUs: fitted MoE rows on older chips run 10-35 % below
 # an M5-calibrated routing cost (leave-one-group-out MoE error 15.5 % -> 7.1 % with it; see the bench).
-# Why older GPUs pay more per routed expert is not established (dispatch latency, clocks); it is a fitted fact.
+# Why older GPUs pay more per routed expert is not established (dispatch latency, clocks): a fitted fact.
 
 
 def tier_from_bandwidth(bw_gbps: float) -> str:
