@@ -250,7 +250,7 @@ def test_cli_as_a_process_has_no_traceback(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "unsupported file type '.doc'" in result.stderr and "Traceback" not in result.stderr

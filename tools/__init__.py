@@ -77,9 +77,10 @@ REGISTRY = Registry(
         Tool(
             name="recommend_machine",
             description=(
-                "Recommend which Mac to buy for local AI, following the article's decision framework, from "
-                "budget_usd, workload (llm | image | research), an optional target model (Ollama tag or "
-                "target_params_billion) and context. Each option is checked with check_memory_fit and "
+                "Recommend which Mac to buy for local AI (Apple's November 2026 line-up plus the article's "
+                "refurbished picks), from budget_usd, workload (llm | image | research | both), an optional "
+                "target model (Ollama tag or target_params_billion) and context. Each option is checked with "
+                "check_memory_fit and "
                 "estimate_speed; returns the pick with expected tokens/s, alternatives, machines to avoid, "
                 "reasons and trade-offs."
             ),

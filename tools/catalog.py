@@ -61,6 +61,8 @@ class ChipBin:
     memory_gb: tuple[int, ...]
     verified: str
     source: str
+    cpu_cores: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    note: str | None = None
 
     @property
     def label(self) -> str:
@@ -82,6 +84,10 @@ def chip_bins() -> tuple[ChipBin, ...]:
                 memory_gb=tuple(int(m) for m in row["memory_gb"]),
                 verified=str(row["verified"]),
                 source=str(row["source"]),
+                cpu_cores=tuple(
+                    (int(k), tuple(int(g) for g in v)) for k, v in (row.get("cpu_cores") or {}).items()
+                ),
+                note=row.get("note"),
             )
         )
     return tuple(out)
@@ -95,36 +101,133 @@ def chip_names() -> list[str]:
     return seen
 
 
-_CHIP_RE = re.compile(r"\bm\s*([1-9])\s*(pro|max|ultra)?\b")
-_CORES_RE = re.compile(r"(\d{1,3})\s*-?\s*(?:core|cores|c)\b(?:\s*gpu)?")
+_CHIP_RE = re.compile(r"(?<![a-z0-9])m\s*([1-9])(?:[\s_\-]*(pro|max|ultra))?(?![a-z0-9])")
+_CORES_RE = re.compile(
+    r"(\d{1,3})\s*-?\s*(?:core|cores|c)\b(?:\s*(cpu|gpu))?|\b(cpu|gpu)\s*:?\s*(\d{1,3})(?:\s*-?\s*(?:core|cores|c)\b)?"
+)
+_PRODUCT_RE = re.compile(
+    r"mac\s*book\s*pro|mac\s*book\s*air|mac\s*book\s*neo|mac\s*studio|mac\s*mini|mac\s*pro|\bimac\b"
+)
+_PRODUCT_NAMES = {
+    "macbookpro": "MacBook Pro",
+    "macbookair": "MacBook Air",
+    "macbookneo": "MacBook Neo",
+    "macstudio": "Mac Studio",
+    "macmini": "Mac mini",
+    "macpro": "Mac Pro",
+    "imac": "iMac",
+}
+
+
+@dataclass
+class ParsedChip:
+    """What a free-text machine name says: chip, core counts, product, and what had to be read into it."""
+
+    chip: str
+    gpu_cores: int | None
+    cpu_cores: int | None = None
+    product: str | None = None
+    notes: list[str] = field(default_factory=list)
+    memory_gb: int | None = None
+
+
+def _clean(text: str) -> str:
+    # Control and invisible characters (NUL, escapes, BOM, bidi marks) count as spaces: "M4\x00 Pro" must read
+    # as M4 Pro, not silently as M4 with the rest ignored.
+    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+
+
+def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
+    """'MacBook Pro 16 M4 Max', 'M4 Pro 14-core CPU 20-core GPU', 'M3-Max' -> chip, cores and product.
+
+    Never guesses silently: two different chips in one name, or a product name without a chip, are errors that
+    list what the product shipped with; a chip the product never had is kept but stated as a note.
+    """
+    raw = _clean(text)
+    low = raw.lower().replace("apple", " ").replace("_", " ")
+    low = re.sub(r"\b(m[1-9])(pro|max|ultra)\b", r"\1 \2", low)
+    names = chip_names()
+    prods = [_PRODUCT_NAMES[re.sub(r"\s", "", m.group(0))] for m in _PRODUCT_RE.finditer(low)]
+    # "MacBook Pro" contains the word "pro": blank product names out before looking for the chip's tier.
+    chip_text = _PRODUCT_RE.sub(" ", low)
+    found = list(_CHIP_RE.finditer(chip_text))
+    chips = list(
+        dict.fromkeys(f"M{m.group(1)}" + (f" {m.group(2).capitalize()}" if m.group(2) else "") for m in found)
+    )
+    product = prods[0] if prods else None
+    if not chips:
+        if product is not None:
+            shipped = [c for c in products().get(product, {}).get("chips", []) if c in names]
+            raise ToolError(
+                f"{field_name}: {raw!r} names a {product} but not its chip; the {product} came with "
+                f'{", ".join(shipped) or "no Apple M-series chip"}. Say which (e.g. "{product} '
+                f'{shipped[-1] if shipped else "M4"}").',
+                fields=[field_name],
+            )
+        close = _closest(raw, names)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise ToolError(
+            f"{field_name}: unknown chip {raw!r}.{hint} Accepted: {', '.join(names)}.", fields=[field_name]
+        )
+    if len(chips) > 1:
+        raise ToolError(
+            f"{field_name}: {raw!r} names more than one chip ({' and '.join(chips)}); pass one.",
+            fields=[field_name],
+        )
+    name = chips[0]
+    if name not in names:
+        close = _closest(name, names)
+        raise ToolError(
+            f"{field_name}: {name!r} is not an Apple Silicon chip we know (from {raw!r}). "
+            f"Closest: {', '.join(close) or 'none'}. Accepted: {', '.join(names)}.",
+            fields=[field_name],
+        )
+    notes: list[str] = []
+    if product is not None:
+        shipped = products().get(product, {}).get("chips", [])
+        if name not in shipped:
+            notes.append(
+                f"Apple never sold a {product} with the {name} (it came with "
+                f"{', '.join(shipped) or 'none'}); the {name}'s own specs are used."
+            )
+    rest = chip_text
+    for m in reversed(found):
+        rest = rest[: m.start()] + " " + rest[m.end() :]
+    mem_m = re.search(r"\b(\d{1,3})\s*gb\b", rest)
+    mem = int(mem_m.group(1)) if mem_m else None
+    if mem_m:
+        rest = rest[: mem_m.start()] + " " + rest[mem_m.end() :]
+    gpu: int | None = None
+    cpu: int | None = None
+    unlabelled: list[int] = []
+    for m in _CORES_RE.finditer(rest):
+        n = int(m.group(1) or m.group(4))
+        kind = m.group(2) or m.group(3)
+        if kind == "cpu":
+            cpu = n
+        elif kind == "gpu":
+            gpu = n
+        else:
+            unlabelled.append(n)
+    if gpu is None and unlabelled:
+        bins = [b for b in chip_bins() if b.chip == name]
+        gpu_ok = {c for b in bins for c in b.gpu_cores}
+        cpu_ok = {c for b in bins for c, _ in b.cpu_cores}
+        n = unlabelled[-1]
+        if n not in gpu_ok and n in cpu_ok and cpu is None:
+            cpu = n
+            notes.append(
+                f"Read '{n}-core' in {raw!r} as the CPU core count (the {name} has no {n}-core GPU)."
+            )
+        else:
+            gpu = n
+    return ParsedChip(name, gpu, cpu, product, notes, mem)
 
 
 def parse_chip(text: str) -> tuple[str, int | None]:
     """'Apple M3 Max 40-core GPU' -> ('M3 Max', 40). Raises ToolError for anything not an M-series chip."""
-    # Control and invisible characters (NUL, escapes, BOM, bidi marks) count as spaces: "M4\x00 Pro" must read
-    # as M4 Pro, not silently as M4 with the rest ignored.
-    raw = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    low = raw.lower().replace("apple", " ").replace("_", " ")
-    low = re.sub(r"(m[1-9])(pro|max|ultra)", r"\1 \2", low)
-    m = _CHIP_RE.search(low)
-    names = chip_names()
-    if not m:
-        close = _closest(raw, names)
-        hint = f" Closest: {', '.join(close)}." if close else ""
-        raise ToolError(f"chip: unknown chip {raw!r}.{hint} Accepted: {', '.join(names)}.", fields=["chip"])
-    gen, tier = m.group(1), (m.group(2) or "")
-    name = f"M{gen}" + (f" {tier.capitalize()}" if tier else "")
-    if name not in names:
-        close = _closest(name, names)
-        raise ToolError(
-            f"chip: {name!r} is not an Apple Silicon chip we know (from {raw!r}). "
-            f"Closest: {', '.join(close) or 'none'}. Accepted: {', '.join(names)}.",
-            fields=["chip"],
-        )
-    rest = low[: m.start()] + " " + low[m.end() :]
-    cm = _CORES_RE.search(rest)
-    cores = int(cm.group(1)) if cm else None
-    return name, cores
+    parsed = parse_machine_text(text)
+    return parsed.chip, parsed.gpu_cores
 
 
 @dataclass
@@ -195,7 +298,8 @@ def resolve_machine(
         spec.sources.append("this Mac: sysctl hw.memsize / machdep.cpu.brand_string, system_profiler")
         return spec
 
-    name, cores_in_text = parse_chip(chip)
+    parsed = parse_machine_text(chip, field_name=f_chip)
+    name, cores_in_text = parsed.chip, parsed.gpu_cores
     if cores_in_text is not None and gpu_cores is not None and cores_in_text != gpu_cores:
         raise ToolError(
             f"{f_cores}: {gpu_cores} contradicts the {cores_in_text}-core count in {f_chip}={chip!r}.",
@@ -203,7 +307,37 @@ def resolve_machine(
         )
     cores = gpu_cores if gpu_cores is not None else cores_in_text
     bins = [b for b in chip_bins() if b.chip == name]
-    notes: list[str] = []
+    notes: list[str] = list(parsed.notes)
+    if parsed.memory_gb is not None:
+        if memory_gb is not None and abs(memory_gb - parsed.memory_gb) > 0.51:
+            raise ToolError(
+                f"{f_mem}: {memory_gb:g} contradicts the {parsed.memory_gb} GB in {f_chip}={chip!r}.",
+                fields=[f_mem, f_chip],
+            )
+        if memory_gb is None:
+            memory_gb = float(parsed.memory_gb)
+            notes.append(f"Memory read from {f_chip}: {parsed.memory_gb} GB.")
+    if parsed.cpu_cores is not None:
+        cpu_map: dict[int, set[int]] = {}
+        for b in bins:
+            for c, gpus in b.cpu_cores:
+                cpu_map.setdefault(c, set()).update(gpus)
+        if cpu_map and parsed.cpu_cores not in cpu_map:
+            raise ToolError(
+                f"{f_chip}: the {name} never had a {parsed.cpu_cores}-core CPU; it came with "
+                f"{_fmt_list(sorted(cpu_map))} CPU cores.",
+                fields=[f_chip],
+            )
+        gpus_for_cpu = sorted(cpu_map.get(parsed.cpu_cores, set()))
+        if cores is not None and gpus_for_cpu and cores not in gpus_for_cpu:
+            raise ToolError(
+                f"{f_cores}: the {parsed.cpu_cores}-core-CPU {name} came with {_fmt_list(gpus_for_cpu)} GPU "
+                f"cores, not {cores}.",
+                fields=[f_cores, f_chip],
+            )
+        if cores is None and len(gpus_for_cpu) == 1:
+            cores = gpus_for_cpu[0]
+            notes.append(f"The {parsed.cpu_cores}-core-CPU {name} has a {cores}-core GPU.")
     all_cores = sorted({c for b in bins for c in b.gpu_cores})
     all_mem = sorted({m for b in bins for m in b.memory_gb})
     if cores is not None:
@@ -228,18 +362,24 @@ def resolve_machine(
                 f"{f_mem}: the {name} was sold with {_fmt_list(all_mem)} GB, not {memory_gb:g} GB.",
                 fields=[f_mem],
             )
-        chosen = max(cand, key=lambda b: b.bandwidth_gbps)
+        chosen = max(cand, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
         if len(bins) > 1 and len(cand) == 1:
             notes.append(
                 f"{memory_gb:g} GB identifies the {_fmt_list(chosen.gpu_cores)}-core {name} bin "
                 f"({chosen.bandwidth_gbps:g} GB/s)."
             )
-        elif len(cand) > 1:
+        elif len(cand) > 1 and len({b.bandwidth_gbps for b in cand}) > 1:
             notes.append(
                 f"Assumed the faster {name} bin ({chosen.bandwidth_gbps:g} GB/s); pass gpu_cores to pick."
             )
+        elif len(cand) > 1:
+            notes.append(
+                f"Assumed the {_fmt_list(chosen.gpu_cores)}-core {name} (every {memory_gb:g} GB {name} bin "
+                f"has {chosen.bandwidth_gbps:g} GB/s; GPU cores matter only for prefill); pass gpu_cores to "
+                "pick."
+            )
     else:
-        chosen = max(bins, key=lambda b: b.bandwidth_gbps)
+        chosen = max(bins, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
         if len(bins) > 1:
             others = ", ".join(
                 f"{_fmt_list(b.gpu_cores)}-core = {b.bandwidth_gbps:g} GB/s" for b in bins if b is not chosen
@@ -253,7 +393,15 @@ def resolve_machine(
             f"{f_mem}: needed for a fit check; the {name} was sold with {_fmt_list(all_mem)} GB.",
             fields=[f_mem],
         )
-    if chosen.verified == "K":
+    if cores is None and len(chosen.gpu_cores) > 1:
+        notes.append(
+            f"GPU cores not given: this {name} bin came with {_fmt_list(chosen.gpu_cores)} GPU cores (same "
+            f"{chosen.bandwidth_gbps:g} GB/s, so decode is unaffected); core-dependent figures (prefill) "
+            f"assume {max(chosen.gpu_cores)}."
+        )
+    if chosen.note:
+        notes.append(f"Secondary or conflicting figure: {chosen.note}.")
+    elif chosen.verified == "K":
         notes.append(
             f"{name} specs are from secondary sources, not verified against Apple ({chosen.source})."
         )
@@ -275,9 +423,7 @@ def resolve_machine(
 
 
 def _memory_ok(b: ChipBin, memory_gb: float) -> bool:
-    return any(abs(memory_gb - m) < 0.51 for m in b.memory_gb) or (
-        b.verified == "K" and memory_gb <= max(b.memory_gb)
-    )
+    return any(abs(memory_gb - m) < 0.51 for m in b.memory_gb)
 
 
 def _fmt_list(values: tuple[int, ...] | list[int]) -> str:

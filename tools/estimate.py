@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from tools.catalog import (
     GB,
-    GIB,
     MachineSpec,
     QuantSpec,
     attention_flops_per_prompt_token,
@@ -63,6 +62,8 @@ def _prefill(
 
 def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     """Why both numbers: the ceiling is physics (never exceeded); the expectation is what people measure."""
+    if p.cluster is not None:
+        return _estimate_cluster(p)
     assumptions: list[str] = []
     sources: list[str] = []
     machine = resolve_machine(p.chip, p.gpu_cores, p.memory_gb, p.bandwidth_gbps)
@@ -127,11 +128,23 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
         assumptions.append(
             "Long context: calibration data reaches ~16k tokens; beyond that the slow-down is extrapolated."
         )
-    if machine.memory_gb is not None and w_total + kv > 0.75 * machine.memory_gb * GIB:
-        assumptions.append(
-            "The weights alone exceed the default GPU budget of this memory size: the model would not run "
-            "fully on the GPU (see check_memory_fit); the estimate assumes it does."
+    fits_on_gpu: bool | None = None
+    if machine.memory_gb is not None:
+        # The same rule as check_memory_fit (tools.fit.assess_gpu_fit), so the two tools never disagree.
+        from tools.fit import gpu_budget, gpu_fit_for, quant_for_runtime
+
+        fq, _ = quant_for_runtime(q, p.runtime)
+        budget, _ = gpu_budget(float(machine.memory_gb), use_this_mac=p.chip is None)
+        gf = gpu_fit_for(
+            arch, fq, entry, p.context_tokens, float(machine.memory_gb), p.runtime, budget=budget
         )
+        fits_on_gpu = gf.fits_on_gpu
+        if not fits_on_gpu:
+            assumptions.append(
+                f"At {p.context_tokens} tokens this does not fit the GPU budget of a "
+                f"{machine.memory_gb:g} GB Mac under {p.runtime} (check_memory_fit: {gf.verdict}); the "
+                "estimate assumes it runs fully on the GPU."
+            )
 
     prefill, pnotes, psources = _prefill(machine, arch, q, active_b, wr.moe, p.context_tokens)
     assumptions += pnotes
@@ -154,6 +167,99 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
         expected_range=(_r(low), _r(high)),
         efficiency=_r(expected / ceiling, 3),
         prefill_tokens_per_second=_r(prefill, 0) if prefill else None,
+        runtime=p.runtime,
+        fits_on_gpu=fits_on_gpu,
         assumptions=assumptions,
         sources=sources + SOURCES_SPEED,
+    )
+
+
+_SINGLE_NODE_FIT_NOTE = "does not fit the GPU budget of a"
+
+
+def _estimate_cluster(p: EstimateSpeedInput) -> EstimateSpeedOutput:
+    """A thin layer over the single-machine estimate: one node's decode as if the model fitted, scaled by the
+    measured cluster factors in tools/data/clusters.yaml."""
+    from tools.cluster import SOURCE as CLUSTER_SOURCE
+    from tools.cluster import decode_factor, plan, prefill_factor
+    from tools.fit import gpu_budget, gpu_fit_for, quant_for_runtime
+    from tools.schemas import ClusterResult
+
+    assert p.cluster is not None
+    pl = plan(p.cluster, p.runtime)
+    single = estimate_speed(p.model_copy(update={"cluster": None, "runtime": pl.runtime}))
+    exp, low, high, why = decode_factor(pl, single.expected_tokens_per_second)
+    low = min(low, decode_factor(pl, single.expected_range[0])[1])
+    high = max(high, decode_factor(pl, single.expected_range[1])[2])
+    n = pl.count
+    ceiling = single.ceiling_tokens_per_second * (n if pl.split == "tensor" else 1)
+    exp, low, high = min(exp, ceiling), min(low, ceiling), min(high, ceiling)
+    notes = [a for a in single.assumptions if _SINGLE_NODE_FIT_NOTE not in a] + pl.notes
+    notes.append(f"Cluster decode from one node's {single.expected_tokens_per_second:g} tok/s: {why}.")
+    if pl.split == "tensor":
+        notes.append(
+            f"Ceiling: {n} nodes each read 1/{n} of the weights per token ({n} x one node's ceiling)."
+        )
+    else:
+        notes.append("Ceiling: a pipeline still reads all weights once per token, one node after another.")
+    fits: bool | None = None
+    per_node_need = per_node_budget = None
+    mem = resolve_machine(p.chip, p.gpu_cores, p.memory_gb, p.bandwidth_gbps).memory_gb
+    if mem is not None or p.chip is not None:
+        model, q, _, _ = resolve_model_and_quant(
+            p.model, p.params_billion, p.architecture, p.quant, p.context_tokens
+        )
+        if mem is None:
+            notes.append("memory_gb not given: whether the model fits the cluster is not checked.")
+        else:
+            fq, _ = quant_for_runtime(q, pl.runtime)
+            budget, _ = gpu_budget(float(mem), use_this_mac=p.chip is None)
+            gf = gpu_fit_for(
+                model.arch,
+                fq,
+                model.catalog_entry,
+                p.context_tokens,
+                float(mem),
+                pl.runtime,
+                budget=budget,
+                nodes=n,
+            )
+            fits = gf.fits_on_gpu
+            per_node_need, per_node_budget = _r(gf.need.gpu_total / GB), _r(budget / GB)
+            if not fits:
+                notes.append(
+                    f"At {p.context_tokens} tokens this does not fit {n} x {mem:g} GB (check_memory_fit "
+                    f"with the same cluster: {gf.verdict}); the estimate assumes it does."
+                )
+    prefill = single.prefill_tokens_per_second
+    if prefill is not None:
+        prefill = _r(prefill * prefill_factor(pl), 0)
+        notes.append(
+            f"Prefill x {prefill_factor(pl):.2f} for {n} nodes ({pl.split}: tensor parallel measured 233 -> "
+            "363 tok/s from 2 to 4 nodes at 10K context, exo #1468; a pipeline does not speed up one prompt)."
+        )
+    return single.model_copy(
+        update={
+            "ceiling_tokens_per_second": _r(ceiling),
+            "expected_tokens_per_second": _r(exp),
+            "expected_range": (_r(low), _r(high)),
+            "efficiency": _r(exp / ceiling, 3),
+            "prefill_tokens_per_second": prefill,
+            "runtime": pl.runtime,
+            "fits_on_gpu": fits,
+            "cluster": ClusterResult(
+                nodes=n,
+                link=pl.link,
+                split=pl.split,
+                runtime=pl.runtime,
+                total_memory_gb=n * mem if mem is not None else None,
+                per_node_need_gb=per_node_need,
+                per_node_budget_gb=per_node_budget,
+                single_node_tokens_per_second=single.expected_tokens_per_second,
+                decode_factor_vs_one_node=_r(exp / single.expected_tokens_per_second, 3),
+                notes=pl.notes,
+            ),
+            "assumptions": notes,
+            "sources": single.sources + [CLUSTER_SOURCE],
+        }
     )

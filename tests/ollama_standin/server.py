@@ -193,6 +193,7 @@ class OllamaStandIn:
         version: str = DEFAULT_VERSION,
     ) -> None:
         self._lock = threading.RLock()
+        self._arrived = threading.Condition(self._lock)
         self._installed: dict[str, ModelSpec] = {canonical_name(m.name): m for m in models}
         self._registry: dict[str, ModelSpec] = {canonical_name(m.name): m for m in registry}
         self._registry.update(self._installed)
@@ -390,6 +391,17 @@ class OllamaStandIn:
         """Every text sent to /api/embed, in order, prefixes included."""
         return [text for r in self.embed_requests() for text in r.inputs]
 
+    def wait_for_request(self, path: str, count: int = 1, hang_s: float = 120.0) -> RecordedRequest:
+        """Wait until `count` requests to `path` have arrived (maybe still in flight); return the last one.
+
+        `hang_s` only turns a hang into a failure: a test synchronises on the request's arrival, not on time.
+        """
+        with self._arrived:
+            arrived = self._arrived.wait_for(lambda: len(self.requests_to(path)) >= count, timeout=hang_s)
+            if not arrived:
+                raise AssertionError(f"no request #{count} to {path} within {hang_s} s")
+            return self.requests_to(path)[count - 1]
+
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -400,8 +412,9 @@ class OllamaStandIn:
         return list(self._errors)
 
     def _record(self, record: RecordedRequest) -> None:
-        with self._lock:
+        with self._arrived:
             self._requests.append(record)
+            self._arrived.notify_all()
 
     # -- routing -----------------------------------------------------------------------------------
 

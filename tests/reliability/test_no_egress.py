@@ -42,7 +42,7 @@ def test_guard_really_blocks_and_records_in_subprocesses_too(guard_dir: Path, tm
         "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), 1)\nexcept OSError:\n    pass\n"
     )
     env = {**os.environ, "PYTHONPATH": str(guard_dir), "ADVISOR_TEST_EGRESS_LOG": str(log)}
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
     assert log.read_text(encoding="utf-8").splitlines() == ["connect 192.0.2.1:80"]
 
 
@@ -81,7 +81,7 @@ def _mcp_call(data_dir: Path, ollama_url: str, guard_dir: Path, log: Path) -> di
             assert not result.is_error, result
             return dict(result.structured_content or {})
 
-    return asyncio.run(asyncio.wait_for(run(), timeout=90))
+    return asyncio.run(asyncio.wait_for(run(), timeout=300))
 
 
 def test_whole_session_makes_no_outbound_connection(
