@@ -243,7 +243,7 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     _say(f"  {report.summary()}")
     # The layer is passed even when Ollama is down: its tools fail with clear messages until it is up, and
     # then work without a restart (measure_speed, installed-model resolution).
-    toolset = build_toolset(knowledge, layer)
+    toolset = build_toolset(knowledge, layer, num_ctx=settings.num_ctx)
     agent = Agent(settings, layer, toolset, knowledge)
     return Services(settings, layer, knowledge, toolset, agent)
 

@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -327,6 +328,15 @@ ProgressCallback = Callable[[PullProgress], None]
 # -- the layer -------------------------------------------------------------------------------------
 
 
+BUSY_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+"""Waits before retrying a chat that Ollama refused with 503 "server busy" (its request queue,
+OLLAMA_MAX_QUEUE, was full). Safe because nothing was generated yet; after the last one the error reaches
+the user."""
+
+DEFAULT_NUM_CTX = 8192
+"""The assistant's default context window (Settings.num_ctx); every request names one, so that Ollama never
+reloads a model just because one request left it out."""
+
 EMBED_TIMEOUT_S = 30.0
 """Longest wait for one embedding batch (the first one also loads nomic-embed-text, a few seconds)."""
 
@@ -345,6 +355,7 @@ class OllamaLayer:
             trust_env=False,
         )
         self.host = str(self.client._client.base_url).rstrip("/")
+        self.busy_retry_delays_s: tuple[float, ...] = BUSY_RETRY_DELAYS_S
 
     def close(self) -> None:
         self.client.close()
@@ -638,37 +649,58 @@ class OllamaLayer:
         """
         stream: Iterator[ollama.ChatResponse] | None = None
         done = False
+        delays = list(self.busy_retry_delays_s)
         with self._translated("answer", model=model):
-            stream = self.client.chat(
-                model=model,
-                messages=messages,
-                tools=tools,
-                stream=True,
-                options=options,
-                keep_alive=keep_alive,
-                think=think,
-            )
-            try:
-                for chunk in stream:
-                    done = done or bool(chunk.done)
-                    yield chunk
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()  # release the connection now if the consumer stopped early
+            while True:
+                stream = self.client.chat(
+                    model=model,
+                    messages=messages,
+                    tools=tools,
+                    stream=True,
+                    options=options,
+                    keep_alive=keep_alive,
+                    think=think,
+                )
+                received = False
+                try:
+                    for chunk in stream:
+                        received = True
+                        done = done or bool(chunk.done)
+                        yield chunk
+                except ollama.ResponseError as exc:
+                    if received or exc.status_code != 503 or not delays:
+                        raise
+                    # "server busy": Ollama's queue is full and nothing was generated; wait and ask again.
+                    time.sleep(delays.pop(0))
+                    continue
+                finally:
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()  # release the connection now if the consumer stopped early
+                break
         if not done:
             raise StreamInterrupted(
                 f"The answer from {model} stopped before it was complete (Ollama closed the stream)."
             )
 
-    def measure_speed(self, model: str, prompt: str | None = None, num_predict: int = 96) -> SpeedMeasurement:
-        """Generate a short answer and read this Mac's real decode speed from Ollama's own counters."""
+    def measure_speed(
+        self,
+        model: str,
+        prompt: str | None = None,
+        num_predict: int = 96,
+        num_ctx: int = DEFAULT_NUM_CTX,
+    ) -> SpeedMeasurement:
+        """Generate a short answer and read this Mac's real decode speed from Ollama's own counters.
+
+        ``num_ctx`` is sent like on every chat request: a request without it gets Ollama's default context, a
+        different KV cache, so Ollama reloads the model (seconds to a minute) and measures another setup.
+        """
         with self._translated("run the model", model=model):
             reply = self.client.chat(
                 model=model,
                 messages=[{"role": "user", "content": prompt or DEFAULT_SPEED_PROMPT}],
                 stream=False,
-                options={"num_predict": num_predict, "temperature": 0},
+                options={"num_predict": num_predict, "temperature": 0, "num_ctx": num_ctx},
             )
         if not reply.eval_count or not reply.eval_duration:
             raise MalformedResponse(

@@ -28,8 +28,13 @@ __all__ = ["MeasureSpeedInput", "MeasureSpeedOutput", "build_toolset", "resolve_
 _RESOLVABLE = ("estimate_speed", "check_memory_fit")
 
 
-def build_toolset(knowledge: KnowledgeBase | None, ollama: OllamaLayer | None) -> Registry:
+def build_toolset(
+    knowledge: KnowledgeBase | None, ollama: OllamaLayer | None, *, num_ctx: int | None = None
+) -> Registry:
     """tools.REGISTRY + search_knowledge (with a knowledge base) + measure_speed (with Ollama).
+
+    ``num_ctx`` is the context window the chat uses (Settings.num_ctx): measure_speed runs the model with the
+    same one, so the measurement neither reloads the model nor measures a different KV cache.
 
     Returns a new registry; the shared `tools.REGISTRY` is never modified, so several runtimes (tests, the UI
     and the MCP server in one process) do not see each other's tools.
@@ -45,7 +50,7 @@ def build_toolset(knowledge: KnowledgeBase | None, ollama: OllamaLayer | None) -
     if knowledge is not None:
         extra.append(_search_knowledge_tool(knowledge))
     if ollama is not None:
-        extra.append(_measure_speed_tool(ollama, registry))
+        extra.append(_measure_speed_tool(ollama, registry, num_ctx))
     return registry.extended(*extra)
 
 
@@ -190,12 +195,15 @@ def _field(obj: Any, *names: str) -> Any:
     return None
 
 
-def _measure_speed_tool(ollama: OllamaLayer, registry: Registry) -> Tool:
+def _measure_speed_tool(ollama: OllamaLayer, registry: Registry, num_ctx: int | None = None) -> Tool:
+    from assistant.ollama_layer import DEFAULT_NUM_CTX
+
     estimate = registry.get("estimate_speed")
+    context = num_ctx or DEFAULT_NUM_CTX
 
     def measure_speed(params: MeasureSpeedInput) -> MeasureSpeedOutput:
         try:
-            measured = ollama.measure_speed(params.model)
+            measured = ollama.measure_speed(params.model, num_ctx=context)
         except ToolError:
             raise
         except Exception as exc:  # noqa: BLE001 - Ollama down / model missing: the message says which
@@ -209,7 +217,8 @@ def _measure_speed_tool(ollama: OllamaLayer, registry: Registry) -> Tool:
             )
         assumptions = [
             "Measured with one short generation on this machine's Ollama right now; other load on the Mac, "
-            "thermal state and context length change the figure."
+            "thermal state and context length change the figure.",
+            f"Run with num_ctx = {context}, the context window the chat uses (no model reload).",
         ]
         out: dict[str, Any] = {
             "model": params.model,

@@ -363,7 +363,11 @@ def test_valid_call_returns_structured_result_of_the_output_model(
 ) -> None:
     registry = registries[session.transport]
     if name not in registry:
-        pytest.skip(f"{name} is not offered on the {session.transport} server (no Ollama there)")
+        # Not offered without Ollama (measure_speed over HTTP with Ollama: test_measure_speed_over_http_...);
+        # a client that calls it anyway gets a tool error naming it, not a crash.
+        refused = session.call(name, VALID_CALLS[name])
+        assert refused.is_error and name in text_of(refused)
+        return
     result = session.call(name, VALID_CALLS[name])
     assert not result.is_error, result.content
     # The SDK client already checked structuredContent against outputSchema (jsonschema); this checks it
@@ -380,7 +384,10 @@ def test_invalid_input_is_a_tool_error_and_the_server_keeps_serving(
     session: SyncSession, registries: dict[str, Registry], name: str
 ) -> None:
     if name not in registries[session.transport]:
-        pytest.skip(f"{name} is not offered on the {session.transport} server (no Ollama there)")
+        refused = session.call(name, {**VALID_CALLS[name], "bogus_field": 1})
+        assert refused.is_error and name in text_of(refused)
+        assert not session.call("estimate_speed", VALID_CALLS["estimate_speed"]).is_error  # still serving
+        return
     bad = session.call(name, {**VALID_CALLS[name], "bogus_field": 1})
     assert bad.is_error
     assert bad.structured_content is None
@@ -559,8 +566,16 @@ def test_readme_python_example_runs(standin_url: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert "check_memory_fit" in lines[0]
-    verdict = lines[-1].split()[0]
-    assert verdict in {"fits", "tight", "partial_offload", "does_not_fit"}
+    # The example asks about a 70B model at 16k on a 48 GB M4 Pro: exactly what the tool says in-process.
+    from tools.fit import check_memory_fit
+    from tools.schemas import CheckMemoryFitInput
+
+    expected = check_memory_fit(
+        CheckMemoryFitInput(model="llama3.3:70b", chip="M4 Pro", memory_gb=48, context_tokens=16384)
+    )
+    b = expected.breakdown
+    assert lines[-1] == f"{expected.verdict} {b.total_gb} GB of {b.gpu_budget_gb} GB"
+    assert expected.verdict == "does_not_fit"
 
 
 # ------------------------------------------------------------------------------------- in-process details
@@ -598,3 +613,53 @@ def test_runtime_without_embedding_model_is_lexical_and_says_how_to_fix(standin:
         assert not standin.embed_requests()
     finally:
         runtime.close()
+
+
+# ------------------------------------------------------------------------- measure_speed over streamable HTTP
+
+
+def test_measure_speed_over_http_with_ollama_running(portal: BlockingPortal, tmp_path: Path) -> None:
+    """With an Ollama that answers, the HTTP server offers measure_speed and measures through the client."""
+    from assistant.toolset import MeasureSpeedOutput
+    from tests.ollama_standin import ChatScript, OllamaStandIn
+
+    with OllamaStandIn() as standin:
+        readme_cmd = readme_http_command()
+        port = free_port()
+        log = tmp_path / "server.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                with_port(readme_cmd, port),
+                env=server_env(tmp_path / "data", standin.url),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port(port, proc, log)
+            url = f"http://127.0.0.1:{port}/mcp"
+            with portal.wrap_async_context_manager(http_session(url)) as client:
+                session = SyncSession(portal, client, "http")
+                assert "measure_speed" in {t.name for t in session.list_tools()}
+                standin.script_chat(
+                    ChatScript(text="word " * 50, eval_count=96, eval_duration_ns=2_000_000_000)
+                )
+                result = session.call("measure_speed", {"model": "qwen2.5:7b"})
+                assert not result.is_error, result.content
+                measured = MeasureSpeedOutput.model_validate(result.structured_content)
+                assert measured.measured_tokens_per_second == pytest.approx(48.0)  # 96 tokens in 2 s
+                assert (
+                    measured.estimated_tokens_per_second is None or measured.estimated_tokens_per_second > 0
+                )
+                request = standin.last_chat_request()
+                assert request.model == "qwen2.5:7b" and request.options["num_ctx"] == 8192
+                missing = session.call("measure_speed", {"model": "mistral:7b"})
+                assert missing.is_error and "ollama pull mistral:7b" in text_of(missing)
+                with standin.down():
+                    down = session.call("measure_speed", {"model": "qwen2.5:7b"})
+                assert down.is_error and "ollama serve" in text_of(down)  # says how to start it
+                again = session.call("measure_speed", {"model": "qwen2.5:7b"})
+                assert not again.is_error, again.content
+        finally:
+            stop(proc)
+        assert not standin.errors

@@ -151,11 +151,18 @@ def test_callable_script_sees_the_request(standin: OllamaStandIn, client: ollama
     assert sent_tool == {"role": "tool", "content": "42 tok/s", "tool_name": "estimate_speed"}
 
 
-def test_thinking_streams_before_content_when_asked(standin: OllamaStandIn, client: ollama.Client) -> None:
+def test_thinking_streams_before_content_unless_turned_off(
+    standin: OllamaStandIn, client: ollama.Client
+) -> None:
     standin.add_model(QWEN3_8B)
     standin.script_chat(ChatScript(text="Answer.", thinking="Let me think."))
+    chunks = list(client.chat("qwen3:8b", USER, stream=True, think=False))
+    assert all(not c.message.thinking for c in chunks)  # think=False turns it off
+    assert "".join(c.message.content or "" for c in chunks) == "Answer."
+    # Ollama >= 0.12: a model whose capabilities list "thinking" thinks when the request does not say
+    standin.script_chat(ChatScript(text="Answer.", thinking="Let me think."))
     chunks = list(client.chat("qwen3:8b", USER, stream=True))
-    assert all(not c.message.thinking for c in chunks)  # thinking only streams when the request asks for it
+    assert "".join(c.message.thinking or "" for c in chunks) == "Let me think."
     standin.script_chat(ChatScript(text="Answer.", thinking="Let me think."))
     chunks = list(client.chat("qwen3:8b", USER, stream=True, think=True))
     assert "".join(c.message.thinking or "" for c in chunks) == "Let me think."

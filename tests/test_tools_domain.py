@@ -34,11 +34,15 @@ def test_400_gbps_ceiling_for_70b_is_about_9_4() -> None:
 def test_70b_does_not_fit_48gb_m4_pro() -> None:
     out = fit({"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b"})
     assert out.fits_on_gpu is False
-    assert out.verdict in ("partial_offload", "does_not_fit")
+    # 45.3 GB needed vs a 38.7 GB GPU budget; weights + KV + macOS (49.3 GB) still fit the 51.5 GB of RAM.
+    assert out.verdict == "partial_offload"
     assert out.breakdown.gpu_budget_gb == pytest.approx(0.75 * 48 * GIB / 1e9, abs=0.01)
     assert out.max_context_tokens == 0
     assert any("IQ3" in s or "Q3" in s or "Q2" in s for s in out.suggestions)
     assert any("64 GB" in s for s in out.suggestions)
+    # At 16k context the KV cache (5.4 GB) pushes weights + KV + macOS past RAM: nowhere to offload to.
+    longer = fit({"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b", "context_tokens": 16384})
+    assert (longer.verdict, longer.fits_on_gpu) == ("does_not_fit", False)
 
 
 def test_m3_pro_is_150_gbps() -> None:
@@ -48,7 +52,8 @@ def test_m3_pro_is_150_gbps() -> None:
 
 def test_70b_fits_64gb_m3_max_at_8k() -> None:
     out = fit({"chip": "M3 Max", "memory_gb": 64, "model": "llama3.3:70b", "context_tokens": 8192})
-    assert out.fits_on_gpu and out.verdict in ("fits", "tight")
+    # 46.6 GB of a 51.5 GB budget: 4.9 GB of headroom, more than the 5 % tight band (2.6 GB)
+    assert out.fits_on_gpu and out.verdict == "fits"
     b = out.breakdown
     assert b.total_gb == pytest.approx(b.weights_gb + b.kv_cache_gb + b.overhead_gb, abs=0.02)
     assert b.headroom_gb == pytest.approx(b.gpu_budget_gb - b.total_gb, abs=0.02)
@@ -200,7 +205,7 @@ def test_gpu_fraction_rule() -> None:
 
 def test_wired_limit_override_changes_verdict_and_sysctl_suggested() -> None:
     base = fit({"chip": "M3 Max", "memory_gb": 64, "model": "llama3.3:70b", "context_tokens": 32768})
-    assert not base.fits_on_gpu
+    assert (base.verdict, base.fits_on_gpu) == ("partial_offload", False)
     assert any("iogpu.wired_limit_mb=" in s and "Risk" in s for s in base.suggestions)
     raised = fit(
         {
@@ -211,7 +216,7 @@ def test_wired_limit_override_changes_verdict_and_sysctl_suggested() -> None:
             "gpu_memory_limit_gb": 58,
         }
     )
-    assert raised.fits_on_gpu
+    assert (raised.verdict, raised.fits_on_gpu) == ("fits", True)
 
 
 def test_kv_quant_and_parallel_change_kv() -> None:
@@ -305,7 +310,7 @@ def test_recommend_70b_needs_64gb_and_max_bandwidth() -> None:
     out = rec({"target_model": "llama3.3:70b"})
     r = out.recommendation
     assert r is not None and r.memory_gb >= 64 and r.bandwidth_gbps >= 400
-    assert r.fit_verdict in ("fits", "tight")
+    assert r.fit_verdict == "fits"
     assert any("never made" in t for t in out.trade_offs)
 
 

@@ -137,6 +137,48 @@ def typed_args(draw: st.DrawFn, name: str) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
+@st.composite
+def valid_args(draw: st.DrawFn, name: str) -> dict:
+    """Inputs every tool must answer (a real chip bin, a catalog model, a context it was trained for)."""
+    from tools.catalog import catalog, chip_bins
+
+    chip_bin = draw(st.sampled_from(chip_bins()))
+    tag = draw(st.sampled_from(sorted(catalog())))
+    native = catalog()[tag].native_ctx
+    quants = catalog()[tag].allowed_quants or ("Q4_K_M", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "F16", "Q3_K_M")
+    quant = draw(st.sampled_from(quants))  # gpt-oss exists only as MXFP4: other quants are not valid input
+    if name == "estimate_speed":
+        return {
+            "chip": chip_bin.chip,
+            "gpu_cores": draw(st.sampled_from(chip_bin.gpu_cores)),
+            "model": tag,
+            "quant": quant,
+            "context_tokens": draw(st.integers(0, native)),
+        }
+    if name == "check_memory_fit":
+        return {
+            "chip": chip_bin.chip,
+            "memory_gb": draw(st.sampled_from(chip_bin.memory_gb)),
+            "model": tag,
+            "quant": quant,
+            "context_tokens": draw(st.integers(1, native)),
+            "kv_cache_type": draw(st.sampled_from(["f16", "q8_0", "q4_0"])),
+            "parallel": draw(st.integers(1, 4)),
+        }
+    if name == "lookup_benchmarks":
+        return {
+            "query": draw(
+                st.one_of(st.none(), st.sampled_from(["m3 max", "70b", "mac mini", "flux", "qwen"]))
+            ),
+            "kind": draw(st.sampled_from(["llm", "image", "any"])),
+        }
+    return {
+        "budget_usd": draw(st.floats(300, 20_000)),
+        "workload": draw(st.sampled_from(["llm", "image", "research"])),
+        "context_tokens": draw(st.integers(1024, 32768)),
+    }
+
+
 def _only_tool_errors(name: str, args: object) -> None:
     try:
         result = REGISTRY.get(name).run(args)  # type: ignore[arg-type]
@@ -162,6 +204,20 @@ def test_arbitrary_dicts(name: str, data: st.DataObject) -> None:
 @given(data=st.data())
 def test_typed_inputs_reach_domain_logic(name: str, data: st.DataObject) -> None:
     _only_tool_errors(name, data.draw(typed_args(name)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FAST
+@given(data=st.data())
+def test_valid_inputs_are_answered(name: str, data: st.DataObject) -> None:
+    """The tests above would pass if every call raised ToolError; valid questions must get an answer."""
+    args = data.draw(valid_args(name))
+    result = REGISTRY.get(name).run(args)  # a ToolError here fails the test
+    assert isinstance(result, REGISTRY.get(name).output_model)
+    dumped = result.model_dump(mode="json")
+    assert dumped["sources"], "every answer names its sources"
+    if name in ("estimate_speed", "check_memory_fit"):
+        assert result.model == args["model"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", NAMES)

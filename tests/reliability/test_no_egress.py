@@ -20,6 +20,8 @@ from tests.harness import chat_client, serve_app
 from tests.ollama_standin import OllamaStandIn
 from tests.reliability.common import echo_tag_responder, final, make_agent
 from tests.reliability.egress_guard import egress_blocked
+from tools.fit import check_memory_fit
+from tools.schemas import CheckMemoryFitInput
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,7 +103,11 @@ def test_whole_session_makes_no_outbound_connection(
         assert isinstance(final(events), DoneEvent) and any(isinstance(e, ToolResultEvent) for e in events)
         # The MCP server in a subprocess, guarded the same way.
         fit = _mcp_call(tmp_path / "mcp-data", standin.url, guard_dir, subprocess_log)
-        assert fit["verdict"] in {"partial_offload", "does_not_fit"}
+        # What the tool computes in-process for the same question, down to the memory breakdown.
+        expected = check_memory_fit(CheckMemoryFitInput(chip="M4 Pro", memory_gb=48, model="llama3.3:70b"))
+        assert (fit["verdict"], fit["fits_on_gpu"]) == ("partial_offload", False)
+        assert fit["verdict"] == expected.verdict
+        assert fit["breakdown"] == expected.breakdown.model_dump(mode="json")
 
     leaked = subprocess_log.read_text(encoding="utf-8").splitlines() if subprocess_log.exists() else []
     assert guard.attempts == [], f"outbound attempts in the app: {guard.attempts}"
