@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chat-model", metavar="TAG", help=_field_help("chat_model"))
     p.add_argument("--embed-model", metavar="TAG", help=_field_help("embed_model"))
     p.add_argument("--data-dir", metavar="DIR", type=Path, help=_field_help("data_dir"))
+    p.add_argument("--chroma-url", metavar="URL", help=_field_help("chroma_url"))
     p.add_argument(
         "--host",
         metavar="ADDR",
@@ -104,7 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_SETTINGS_FLAGS = ("ollama_host", "chat_model", "embed_model", "data_dir", "host", "port", "auth", "num_ctx")
+_SETTINGS_FLAGS = (
+    "ollama_host",
+    "chat_model",
+    "embed_model",
+    "data_dir",
+    "chroma_url",
+    "host",
+    "port",
+    "auth",
+    "num_ctx",
+)
 
 
 class StartupError(Exception):
@@ -235,7 +246,12 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Always give the index an embedder: when Ollama is down the sync says so and search stays lexical,
     # and the knowledge base retries by itself, so it becomes hybrid once Ollama is up.
-    knowledge = KnowledgeBase(settings.data_dir, layer.embedder(settings.embed_model), progress=True)
+    knowledge = KnowledgeBase(
+        settings.data_dir,
+        layer.embedder(settings.embed_model),
+        progress=True,
+        chroma_url=settings.chroma_url,
+    )
     if add_docs:
         _add_documents(knowledge, add_docs)
     _say(f"Updating the knowledge index in {settings.data_dir} ...")

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=default_data_dir, description="Index and user documents live here."
     )
+    chroma_url: str | None = Field(
+        default=None,
+        description="A Chroma server (`chroma run`) to keep the knowledge index in, e.g. "
+        "http://127.0.0.1:8000, so several advisors share one index; default: the embedded store in the "
+        "data dir.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the web UI binds to.")
     port: int = Field(default=7860, ge=0, le=65535, description="Port of the web UI (0 picks a free one).")
     auth: str | None = Field(default=None, description="user:pass, required to bind a non-loopback address.")
@@ -36,6 +42,16 @@ class Settings(BaseSettings):
     max_tool_rounds: int = Field(default=6, ge=1, le=50, description="Tool-call rounds before answering.")
     request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one Ollama request.")
     top_k_passages: int = Field(default=4, ge=0, le=20, description="Passages placed in context per turn.")
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_chroma_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL of a Chroma server, e.g. http://127.0.0.1:8000")
+        return value
 
     @field_validator("ollama_host")
     @classmethod

@@ -58,7 +58,7 @@ def build_toolset(
 
 
 def _search_knowledge_tool(knowledge: KnowledgeBase) -> Tool:
-    from knowledge.search import SearchKnowledgeInput, SearchKnowledgeOutput
+    from knowledge.schemas import SearchKnowledgeInput, SearchKnowledgeOutput
 
     def search_knowledge(params: SearchKnowledgeInput) -> SearchKnowledgeOutput:
         return knowledge.search(params.query, params.k)
@@ -67,7 +67,8 @@ def _search_knowledge_tool(knowledge: KnowledgeBase) -> Tool:
         name="search_knowledge",
         description=(
             "Search the knowledge base (guides on Apple Silicon memory, bandwidth, quantisation, Ollama "
-            "settings, the article's findings, and the user's own documents) and return the best passages "
+            "settings, the findings of the article 'Apple Silicon AI Workstation 2026' (2026-04-14), and the "
+            "user's own documents) and return the best passages "
             "with their ids for citation as [p:ID]. Use it for explanations and settings, not for numbers a "
             "calculator tool gives."
         ),

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from knowledge.chunking import Chunk, chunk_documents, load_passages
 from knowledge.documents import DocumentError, DocumentStore, UserDocument, convert, expand_paths
 from knowledge.embedding import Embedder, EmbeddingUnavailable
 from knowledge.index import IndexUnavailable, VectorStore, _is_fatal
 from knowledge.lexical import LexicalIndex
+from knowledge.schemas import Passage, SearchKnowledgeInput, SearchKnowledgeOutput
 
 log = logging.getLogger(__name__)
 
@@ -37,33 +38,6 @@ DEFAULT_BATCH = 32
 RETRY_SYNC_AFTER_S = (
     30.0  # after a failed sync, searches retry vectors at most this often (Ollama may be back)
 )
-
-
-class Passage(BaseModel):
-    """One retrieved chunk, ready to cite: `id` is the passage id (or `doc#n` for multi-chunk documents)."""
-
-    id: str
-    title: str
-    section: str
-    source: str
-    text: str
-    score: float
-    tags: list[str] = Field(default_factory=list)
-    origin: Literal["builtin", "user"] = "builtin"
-
-
-class SearchKnowledgeInput(BaseModel):
-    """Search the knowledge base (the article's facts, figures and advice, plus the user's own documents)."""
-
-    query: str = Field(min_length=1, max_length=2000, description="What to look for, in plain words.")
-    k: int = Field(default=5, ge=1, le=20, description="How many passages to return.")
-
-
-class SearchKnowledgeOutput(BaseModel):
-    passages: list[Passage]
-    mode: Literal["hybrid", "lexical"]
-    assumptions: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)
 
 
 class SyncReport(BaseModel):
@@ -129,8 +103,10 @@ class KnowledgeBase:
         *,
         progress: bool = False,
         passages_dir: Path | None = None,
+        chroma_url: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.chroma_url = chroma_url  # a Chroma server instead of the embedded store (ADVISOR_CHROMA_URL)
         self.embedder = embedder
         self.progress = progress
         self.passages_dir = passages_dir or PASSAGES_DIR
@@ -221,7 +197,7 @@ class KnowledgeBase:
         if self._store is not None and self._store.model_name != self.embedder.model_name:
             self._discard_store()
         if self._store is None:
-            store = VectorStore(self.data_dir / "index", self.embedder.model_name)
+            store = VectorStore(self.data_dir / "index", self.embedder.model_name, url=self.chroma_url)
             reason = store.open()
             if reason:
                 report.rebuilt, report.rebuild_reason = True, reason

@@ -543,14 +543,30 @@ def test_readme_other_client_configs_match_the_tested_ones() -> None:
     assert shlex.split(_fill(claude_stdio[0]).split(" -- ", 1)[1]) == stdio_cmd
     url = readme_http_url()
     assert f"claude mcp add --transport http mac-ai-advisor {url}" in section
-    langchain = "".join(code_blocks("text"))
+    langchain = "".join(b for b in code_blocks("python") if "langchain_mcp_adapters" in b)
     assert json.dumps(server["args"]) in _fill(langchain)
     assert f'"url": "{url}"' in langchain
+    pydantic_ai = "".join(b for b in code_blocks("python") if "pydantic_ai" in b)
+    assert f"args={json.dumps(server['args'])}" in _fill(pydantic_ai)
     http_cmd = readme_http_command()
     assert http_cmd[: len(stdio_cmd)] == stdio_cmd and http_cmd[len(stdio_cmd) :][:2] == [
         "--transport",
         "http",
     ]
+
+
+def test_readme_framework_snippets_compile_and_keep_one_session() -> None:
+    """The LangChain and pydantic-ai snippets need packages this project does not install: compile them, and
+    check they keep one server process per session and use current constructors."""
+    blocks = code_blocks("python")
+    for block in blocks:
+        compile(block, "README.md", "exec")
+    langchain = next(b for b in blocks if "langchain_mcp_adapters" in b)
+    assert "async with client.session(" in langchain and "load_mcp_tools(session)" in langchain
+    assert "get_tools()" not in langchain.split("#")[0] and "create_react_agent" not in langchain
+    assert "from langchain.agents import create_agent" in langchain
+    pydantic_ai = next(b for b in blocks if "pydantic_ai" in b)
+    assert "toolsets=[advisor]" in pydantic_ai and "async with agent" in pydantic_ai
 
 
 def test_readme_python_example_runs(standin_url: str, tmp_path: Path) -> None:

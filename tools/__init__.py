@@ -49,8 +49,9 @@ REGISTRY = Registry(
                 "Check whether a model fits in a Mac's GPU memory budget: weights + KV cache (GQA-aware, "
                 "kv_cache_type f16|q8_0|q4_0, parallel slots) + compute buffer + margin, against the Metal "
                 "working-set limit (about 2/3 of RAM up to 36 GB, 3/4 above, or gpu_memory_limit_gb if "
-                "iogpu.wired_limit_mb was raised). Needs chip and memory_gb, and a model tag or "
-                "params_billion. "
+                "iogpu.wired_limit_mb was raised). No argument is required by the schema because on a "
+                "Mac chip and memory_gb default to this Mac; elsewhere pass both. Give the model as an "
+                "Ollama tag, params_billion or an explicit architecture. "
                 "Returns verdict (fits | tight | partial_offload | does_not_fit), a GB breakdown, the "
                 "largest "
                 "context that fits and concrete suggestions."
@@ -62,7 +63,8 @@ REGISTRY = Registry(
         Tool(
             name="lookup_benchmarks",
             description=(
-                "Look up the article's measured benchmark tables: LLM tokens/s (M4 Pro mini, M3 Max, M2 "
+                "Look up the measured benchmark tables of the article 'Apple Silicon AI Workstation 2026' "
+                "(2026-04-14) this advisor is built on: LLM tokens/s (M4 Pro mini, M3 Max, M2 "
                 "Ultra "
                 "with Llama 3.1 8B, Qwen 2.5 14B, '34B', Llama 3.3 70B) and image-generation seconds "
                 "(Flux, SDXL, "
@@ -77,10 +79,11 @@ REGISTRY = Registry(
         Tool(
             name="recommend_machine",
             description=(
-                "Recommend which Mac to buy for local AI (Apple's November 2026 line-up plus the article's "
-                "refurbished picks), from budget_usd, workload (llm | image | research | both), an optional "
-                "target model (Ollama tag or target_params_billion) and context. Each option is checked with "
-                "check_memory_fit and "
+                "Recommend which Mac to buy for local AI, following the decision framework of the article "
+                "'Apple Silicon AI Workstation 2026' (2026-04-14) over Apple's November 2026 line-up plus "
+                "the article's refurbished picks, from budget_usd, workload (llm | image | research | both), "
+                "an optional target model (Ollama tag or target_params_billion) and context. Each option is "
+                "checked with check_memory_fit and "
                 "estimate_speed; returns the pick with expected tokens/s, alternatives, machines to avoid, "
                 "reasons and trade-offs."
             ),

@@ -44,7 +44,11 @@ class ModelArchitecture(BaseModel):
     global_layer_every: int | None = Field(
         default=None, ge=1, le=1000, description="With SWA: every Nth layer is global (full context)."
     )
-    family: str | None = Field(default=None, max_length=100)
+    family: str | None = Field(
+        default=None,
+        max_length=100,
+        description='Model family, e.g. "llama", "qwen2" (GGUF general.architecture); informational only.',
+    )
     n_heads: int | None = Field(
         default=None,
         ge=1,
@@ -279,7 +283,7 @@ class LookupBenchmarksInput(BaseModel):
     machine: str | None = Field(default=None, max_length=100, description='e.g. "m3 max", "mac mini".')
     model: str | None = Field(default=None, max_length=100, description='e.g. "70b", "qwen", "sdxl".')
     kind: Literal["llm", "image", "any"] = Field(default="any", description="Which table(s) to search.")
-    limit: int = Field(default=50, ge=1, le=500)
+    limit: int = Field(default=50, ge=1, le=500, description="Most rows to return per table (LLM, image).")
 
 
 class LlmBenchmarkRow(BaseModel):
@@ -341,7 +345,14 @@ class RecommendMachineInput(BaseModel):
         default=None, gt=0, le=3000, description="Or its size in billions."
     )
     quant: Quant = None
-    context_tokens: int = Field(default=8192, ge=1, le=1_048_576, description="Context you want to use.")
+    context_tokens: int = Field(
+        default=8192,
+        ge=1,
+        le=131_072,
+        description="Context you want to use, in tokens. At most the target model's trained context: 32768 "
+        "without a target model (the reference qwen2.5:14b) or with only target_params_billion; up to 131072 "
+        'for models trained on it (e.g. "llama3.3:70b").',
+    )
     portable: bool | None = Field(default=None, description="Need a laptop? None = no preference.")
     image_model: str | None = Field(
         default=None,
