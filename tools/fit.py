@@ -16,6 +16,7 @@ from tools.catalog import (
     QuantSpec,
     kv_cache_bytes,
     load_yaml,
+    quant_allowed,
     quants,
     resolve_machine,
     resolve_model_and_quant,
@@ -454,8 +455,8 @@ def _suggestions(
     cur_bpw = q.bpw(arch.params_billion)
     for name in MLX_QUANT_LADDER if runtime == "mlx" else QUANT_LADDER:
         cand = table[name]
-        if cand.bpw(arch.params_billion) >= cur_bpw - 1e-9:
-            continue
+        if cand.bpw(arch.params_billion) >= cur_bpw - 1e-9 or not quant_allowed(entry, name):
+            continue  # not smaller, or does not exist for this model (gpt-oss: MXFP4 experts only)
         n2 = _need(arch, cand, entry, ctx, kv_type, par, need.margin, need.nodes)
         if budget - n2.gpu_total >= tight_threshold:
             warn = " Below 4 bits quality drops noticeably." if cand.nominal_bpw < 4 else ""
