@@ -259,7 +259,7 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     _say(f"  {report.summary()}")
     # The layer is passed even when Ollama is down: its tools fail with clear messages until it is up, and
     # then work without a restart (measure_speed, installed-model resolution).
-    toolset = build_toolset(knowledge, layer)
+    toolset = build_toolset(knowledge, layer, num_ctx=settings.num_ctx)
     agent = Agent(settings, layer, toolset, knowledge)
     return Services(settings, layer, knowledge, toolset, agent)
 
@@ -302,12 +302,6 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
             file=sys.stderr,
         )
         return 1
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    url = f"http://{host}:{app.server_port}/"
-    _say(f"\nMac AI Advisor is ready: {url}\nPress Ctrl-C to stop.")
-    if open_browser:
-        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
-
     stopping: list[int] = []
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -315,10 +309,17 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
         # another handler, so taking a lock (threading.Event.set) deadlocks when Ctrl-C arrives twice.
         stopping.append(signum)
 
+    # Installed before "ready" is printed, so a Ctrl-C that follows it at once still stops cleanly.
     # Explicit handlers: a process started in the background by a shell inherits SIGINT as *ignored*, and
     # Python would then never raise KeyboardInterrupt; SIGTERM is what service managers and tests send.
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{app.server_port}/"
+    _say(f"\nMac AI Advisor is ready: {url}\nPress Ctrl-C to stop.")
+    if open_browser:
+        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
     try:
         while not stopping:
             time.sleep(0.2)  # interrupted by a signal; the handler has run when it returns

@@ -33,6 +33,7 @@ from assistant.events import (
     ErrorKind,
     NoticeEvent,
     PassagesEvent,
+    ThinkingEvent,
     TokenEvent,
     ToolCallEvent,
     ToolErrorEvent,
@@ -174,6 +175,69 @@ class _StreamDropped(Exception):
     pass
 
 
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+
+
+class _ThinkTags:
+    """Splits a leading ``<think>...</think>`` block off streamed content, whatever the chunk boundaries.
+
+    Ollama before 0.12 (and any model whose template has no thinking parser) streams a thinking model's
+    reasoning inside the content. It must not reach the answer or the history; only a block at the very start
+    of the message counts, so an answer that merely mentions the tag is left alone.
+    """
+
+    def __init__(self) -> None:
+        self.state = "start"  # start -> think -> after -> answer, or start -> answer
+        self.buffer = ""
+
+    def feed(self, text: str) -> tuple[str, str]:
+        """(thinking, answer) text that can be released now."""
+        if self.state == "answer":
+            return "", text
+        self.buffer += text
+        if self.state == "start":
+            stripped = self.buffer.lstrip()
+            if not stripped or (len(stripped) < len(_THINK_OPEN) and _THINK_OPEN.startswith(stripped)):
+                return "", ""  # still undecided
+            if not stripped.startswith(_THINK_OPEN):
+                self.state, answer, self.buffer = "answer", self.buffer, ""
+                return "", answer
+            self.state, self.buffer = "think", stripped[len(_THINK_OPEN) :]
+        if self.state == "think":
+            end = self.buffer.find(_THINK_CLOSE)
+            if end < 0:
+                keep = next(
+                    (
+                        n
+                        for n in range(len(_THINK_CLOSE) - 1, 0, -1)
+                        if self.buffer.endswith(_THINK_CLOSE[:n])
+                    ),
+                    0,
+                )
+                thought = self.buffer[: len(self.buffer) - keep]
+                self.buffer = self.buffer[len(self.buffer) - keep :]
+                return thought, ""
+            thought = self.buffer[:end]
+            self.state, self.buffer = "after", self.buffer[end + len(_THINK_CLOSE) :]
+            rest = self._after()
+            return thought, rest
+        return "", self._after()
+
+    def _after(self) -> str:
+        rest = self.buffer.lstrip()
+        self.buffer = ""
+        if rest:
+            self.state = "answer"
+        return rest
+
+    def flush(self) -> tuple[str, str]:
+        """What is left when the stream ends (an unterminated thought stays thinking)."""
+        left, self.buffer = self.buffer, ""
+        if self.state == "think":
+            return left, ""
+        return "", left if self.state == "start" else left.lstrip()
+
+
 def classify_error(exc: BaseException, *, model: str, host: str, timeout_s: float) -> tuple[ErrorKind, str]:
     """Map any failure of a model call to (kind, message). The message says what happened and what to do.
 
@@ -198,6 +262,18 @@ def classify_error(exc: BaseException, *, model: str, host: str, timeout_s: floa
             return "model_missing", (
                 f"Model {model!r} is not installed in Ollama. Install it with `ollama pull {model}` "
                 "or choose an installed model."
+            )
+        if status == 503 or "server busy" in text.lower():
+            return "ollama_error", (
+                f"Ollama is busy: it has more requests queued than it accepts ({text}). Wait a moment and "
+                "ask again; if it keeps happening, other apps are using Ollama heavily (OLLAMA_MAX_QUEUE, "
+                "OLLAMA_NUM_PARALLEL)."
+            )
+        if status < 0:
+            # An {"error": ...} line inside a 200 stream: the client has no HTTP status for it (-1).
+            return "ollama_error", (
+                f"Ollama stopped in the middle of the answer with this error: {text}. What arrived so far "
+                "is kept; ask again, and if it repeats try a smaller model or a smaller context (num_ctx)."
             )
         return (
             "ollama_error",
@@ -446,27 +522,43 @@ class Conversation:
         holding = watch_text_calls
         held: list[str] = []
         parts: list[str] = []
+        think_tags = _ThinkTags()
         stream = agent.ollama.chat_stream(model, messages, list(specs) or None, agent.options)
+
+        def visible(text: str) -> Iterator[AgentEvent]:
+            nonlocal holding
+            if not text:
+                return
+            parts.append(text)
+            if holding:
+                held.append(text)
+                if not _may_be_text_tool_call("".join(parts).lstrip()):
+                    holding = False
+                    yield TokenEvent(text="".join(held))
+                    held.clear()
+            else:
+                yield TokenEvent(text=text)
+
         try:
             for chunk in stream:
                 message = _get(chunk, "message")
-                text = _get(message, "content") or ""
-                if text:
-                    parts.append(text)
-                    if holding:
-                        held.append(text)
-                        if not _may_be_text_tool_call("".join(parts).lstrip()):
-                            holding = False
-                            yield TokenEvent(text="".join(held))
-                            held.clear()
-                    else:
-                        yield TokenEvent(text=text)
+                # Reasoning, not answer: its own event, never in the content or the history. Ollama >= 0.12
+                # sends it in `thinking`; older ones (and models without a thinking parser) in <think> tags.
+                thought, text = think_tags.feed(_get(message, "content") or "")
+                thought = str(_get(message, "thinking") or "") + thought
+                if thought:
+                    yield ThinkingEvent(text=thought)
+                yield from visible(text)
                 out.calls.extend(_wire_calls(message))
                 if _get(chunk, "done"):
                     out.done = True
                     out.eval_count = int(_get(chunk, "eval_count") or 0)
                     out.eval_duration_ns = int(_get(chunk, "eval_duration") or 0)
                     out.prompt_eval_count = int(_get(chunk, "prompt_eval_count") or 0)
+            thought, text = think_tags.flush()
+            if thought:
+                yield ThinkingEvent(text=thought)
+            yield from visible(text)
         finally:
             out.content = "".join(parts)
             close = getattr(stream, "close", None)

@@ -274,7 +274,11 @@ def _build_agent(settings: Any) -> tuple[Agent, Any, str]:
         knowledge = KnowledgeBase(settings.data_dir, None, chroma_url=settings.chroma_url)
         knowledge.sync()
         mode = "lexical"
-    return Agent(settings, ollama, build_toolset(knowledge, ollama), knowledge), ollama, mode
+    return (
+        Agent(settings, ollama, build_toolset(knowledge, ollama, num_ctx=settings.num_ctx), knowledge),
+        ollama,
+        mode,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

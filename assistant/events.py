@@ -26,6 +26,17 @@ class TokenEvent(_Event):
     text: str
 
 
+class ThinkingEvent(_Event):
+    """A fragment of the model's reasoning (Ollama's `message.thinking`), in streaming order.
+
+    Thinking-capable models (qwen3, deepseek-r1, gpt-oss) think by default on Ollama >= 0.12. It is not the
+    answer: a UI shows it folded away, and it never enters the conversation history.
+    """
+
+    type: Literal["thinking"] = "thinking"
+    text: str
+
+
 class PassagesEvent(_Event):
     """Passages the model can cite as [p:id]: those placed in context for this turn (`origin="retrieval"`),
     and those a `search_knowledge` call found mid-turn (`origin="search_knowledge"`), so the UI can show
@@ -111,6 +122,7 @@ class ErrorEvent(_Event):
 
 AgentEvent = Annotated[
     TokenEvent
+    | ThinkingEvent
     | PassagesEvent
     | ToolCallEvent
     | ToolResultEvent
@@ -130,6 +142,7 @@ __all__ = [
     "ErrorKind",
     "NoticeEvent",
     "PassagesEvent",
+    "ThinkingEvent",
     "TokenEvent",
     "ToolCallEvent",
     "ToolErrorEvent",

@@ -46,6 +46,7 @@ from assistant.events import (  # noqa: E402
     ErrorEvent,
     NoticeEvent,
     PassagesEvent,
+    ThinkingEvent,
     TokenEvent,
     ToolCallEvent,
     ToolErrorEvent,
@@ -358,12 +359,31 @@ class TurnRenderer:
         self.error: ErrorEvent | None = None
         self.answer_text = ""
         self.tool_calls: list[dict[str, Any]] = []  # name, arguments, ok, error: the turn's tool log
+        self._thinking: dict[str, Any] | None = None
 
     def _append(self, message: dict[str, Any]) -> dict[str, Any]:
         self.messages.append(message)
         return message
 
     def apply(self, event: AgentEvent) -> bool:
+        if isinstance(event, ThinkingEvent):
+            # The model's reasoning goes in its own folded message, never into the answer bubble.
+            if self._thinking is None:
+                self._answer = None
+                self._thinking = self._append(
+                    {
+                        "role": "assistant",
+                        "content": "",
+                        "metadata": {"title": "💭 Thinking", "status": "pending"},
+                    }
+                )
+                self._thinking["content"] += event.text
+                return True
+            self._thinking["content"] += event.text
+            return False
+        if self._thinking is not None:
+            self._thinking["metadata"] = {**self._thinking["metadata"], "status": "done"}
+            self._thinking = None
         if isinstance(event, TokenEvent):
             if self._answer is None:
                 self._answer = self._append({"role": "assistant", "content": ""})

@@ -31,7 +31,7 @@ def test_readme_documents_the_two_setup_commands() -> None:
 def test_readme_tool_command_runs(command: str) -> None:
     argv = shlex.split(command)[2:]  # drop "uv run": we are already inside the project environment
     argv[0] = sys.executable
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip(), "prints a result"
     assert "Traceback" not in result.stderr
@@ -45,7 +45,7 @@ def test_readme_knowledge_search_works_offline(tmp_path: Path) -> None:
     env = {**os.environ, "ADVISOR_DATA_DIR": str(tmp_path), "OLLAMA_HOST": "http://127.0.0.1:9"}
     command = next(c for c in _commands("uv run python -m knowledge search"))
     argv = [sys.executable, *shlex.split(command)[3:]]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     assert "neural" in result.stdout.lower()
 

@@ -91,7 +91,7 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
         notes.append(f"Ollama not reachable at {settings.ollama_host}: {problem}; restart after starting it")
 
     knowledge = KnowledgeBase(settings.data_dir, embedder, chroma_url=settings.chroma_url)
-    registry = build_toolset(knowledge, ollama)
+    registry = build_toolset(knowledge, ollama, num_ctx=settings.num_ctx)
     runtime = Runtime(
         registry=registry,
         mode="hybrid" if embedder else "lexical",
