@@ -132,7 +132,7 @@ def main(shared: Path) -> None:
     with src.open(encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh), start=2):
             if row["category"] == "cluster":
-                continue  # clusters: see bench/estimator_accuracy.py (hook; no cluster estimator here)
+                continue  # clusters: scored by bench/estimator_accuracy.py (CLUSTER_ROWS)
             tag = next((t for prefix, t in MODELS if row["model"].startswith(prefix)), None)
             quant = _quant(row["quant"])
             if tag is None or quant is None:

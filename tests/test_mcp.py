@@ -547,7 +547,7 @@ def test_readme_other_client_configs_match_the_tested_ones() -> None:
     assert json.dumps(server["args"]) in _fill(langchain)
     assert f'"url": "{url}"' in langchain
     pydantic_ai = "".join(b for b in code_blocks("python") if "pydantic_ai" in b)
-    assert f"args={json.dumps(server['args'])}" in _fill(pydantic_ai)
+    assert f'"uv", args={json.dumps(server["args"])}' in _fill(pydantic_ai)
     http_cmd = readme_http_command()
     assert http_cmd[: len(stdio_cmd)] == stdio_cmd and http_cmd[len(stdio_cmd) :][:2] == [
         "--transport",

@@ -213,3 +213,28 @@ def test_results_validate_against_the_published_output_schema(session: SyncSessi
                 outcomes["null recommendation"] += 1
         assert outcomes["null recommendation"], "no input produced a null recommendation"
     assert outcomes["ok"], f"no generated input succeeded for {name}: {outcomes}"
+
+
+def test_every_tool_is_annotated_read_only_and_idempotent(session: SyncSession) -> None:
+    for info in session.list_tools():
+        assert info.annotations is not None, info.name
+        assert info.annotations.read_only_hint is True and info.annotations.idempotent_hint is True, info.name
+        assert info.annotations.destructive_hint is False, info.name
+
+
+def test_small_argument_problems_come_back_as_short_clear_errors(session: SyncSession) -> None:
+    huge = session.call("estimate_speed", {"x" * 1_000_000: 1, "chip": "M3 Max"})
+    assert huge.is_error
+    text = huge.content[0].text  # type: ignore[union-attr]
+    assert "unknown argument" in text and len(text) < 600
+    boolean = session.call(
+        "check_memory_fit",
+        {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b", "context_tokens": True},
+    )
+    assert boolean.is_error and "context_tokens: expected a number, got a boolean" in boolean.content[0].text  # type: ignore[union-attr]
+    null = session.call(
+        "check_memory_fit",
+        {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b", "context_tokens": None, "quant": None},
+    )
+    assert not null.is_error, null.content
+    assert null.structured_content["context_tokens"] == 4096  # type: ignore[index]

@@ -49,7 +49,9 @@ def test_check_memory_fit_json_and_underscore_flags() -> None:
         "q8_0",
     )
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["fits_on_gpu"] is False
+    out = json.loads(res.stdout)
+    # 42.5 GB of weights alone exceed the 38.7 GB GPU budget; weights + KV + macOS still fit the RAM.
+    assert (out["verdict"], out["fits_on_gpu"], out["kv_cache_type"]) == ("partial_offload", False, "q8_0")
 
 
 def test_architecture_as_json_flag() -> None:

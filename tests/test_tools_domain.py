@@ -458,3 +458,11 @@ def test_prefill_for_a_generation_without_measurements_borrows_the_newest_older_
     assert used == 5 and rate == pm.tflops_per_core[5]
     assert note is not None and "M6" in note and "unverified" in note
     assert pm.rate(3)[2] is None
+
+
+def test_memory_fit_never_suggests_a_quant_gpt_oss_does_not_exist_in() -> None:
+    out = fit({"chip": "M4", "memory_gb": 16, "model": "gpt-oss:20b"})
+    assert not any("IQ3_XXS" in s or "Q2_K" in s or "Q3_K_M" in s for s in out.suggestions)
+    # a model whose weights do requantise still gets the smaller-quant suggestion
+    dense = fit({"chip": "M4", "memory_gb": 16, "model": "qwen2.5:14b", "quant": "Q8_0"})
+    assert any(s.startswith("Use Q") for s in dense.suggestions)

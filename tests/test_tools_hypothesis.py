@@ -239,3 +239,56 @@ def test_json_strings_and_junk(name: str, data: st.DataObject) -> None:
 @pytest.mark.parametrize("payload", [[], 0, 3.5, True, object(), ["chip"], {"chip": float("nan")}, "{}" * 3])
 def test_non_mapping_payloads(name: str, payload: object) -> None:
     _only_tool_errors(name, payload)
+
+
+# ---- issue 15: MoE, tag-derived sizing and prefill keep the physical invariants ---------------------------
+_CHIPS = [
+    "M1",
+    "M1 Max",
+    "M2 Ultra",
+    "M3 Max",
+    "M3 Ultra",
+    "M4",
+    "M4 Pro",
+    "M4 Max",
+    "M5",
+    "M5 Max",
+    "M5 Ultra",
+]
+_MODELS = [
+    "gpt-oss:20b",
+    "gpt-oss:120b",
+    "qwen3:30b-a3b",
+    "qwen3:235b-a22b",
+    "deepseek-r1:671b",
+    "mixtral:8x7b",
+    "qwen3.6:35b-a3b",
+    "gemma4:26b-a4b",
+    "llama4:scout",
+    "llama3.3:70b",
+    "qwen2.5:72b",
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chip=st.sampled_from(_CHIPS),
+    model=st.one_of(
+        st.sampled_from(_MODELS),
+        st.builds(lambda t, a: f"newmodel:{t}b-a{a}b", st.integers(2, 1000), st.integers(1, 60)).filter(
+            lambda s: int(s.split(":")[1].split("b-a")[1][:-1]) <= int(s.split(":")[1].split("b-")[0])
+        ),
+        st.builds(lambda n, s: f"newmix:{n}x{s}b", st.integers(2, 16), st.integers(1, 30)),
+        st.builds(lambda s: f"newdense:{s}b", st.integers(1, 700)),
+    ),
+    ctx=st.integers(0, 32768),
+)
+def test_estimate_keeps_expected_below_ceiling_and_moe_below_dense(chip: str, model: str, ctx: int) -> None:
+    out = REGISTRY.get("estimate_speed").run({"chip": chip, "model": model, "context_tokens": ctx})
+    assert 0 < out.expected_tokens_per_second <= out.ceiling_tokens_per_second  # type: ignore[attr-defined]
+    low, high = out.expected_range  # type: ignore[attr-defined]
+    assert low <= out.expected_tokens_per_second <= high <= out.ceiling_tokens_per_second  # type: ignore[attr-defined]
+    assert out.active_weights_gb <= out.weights_gb  # type: ignore[attr-defined]
+    if out.active_params_billion < out.params_billion:  # type: ignore[attr-defined]
+        assert out.active_weights_gb < out.weights_gb  # type: ignore[attr-defined] # never read as dense
+    assert out.prefill_tokens_per_second and out.prefill_tokens_per_second > 0  # type: ignore[attr-defined]

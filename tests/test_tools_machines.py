@@ -487,3 +487,45 @@ def test_unknown_gpu_core_count_within_a_bin_is_stated() -> None:
         "GPU cores not given: this M4 Pro bin came with 16 or 20 GPU cores (same 273 GB/s, so decode is "
         "unaffected); core-dependent figures (prefill) assume 20." in out.assumptions  # type: ignore[attr-defined]
     )
+
+
+def test_optional_cluster_objects_are_left_out_of_dumps_but_stay_in_the_schemas() -> None:
+    from tools import REGISTRY
+
+    schemas = {t.name: t.output_schema() for t in REGISTRY}
+    assert "cluster" in schemas["estimate_speed"]["properties"]
+    assert "cluster" in schemas["check_memory_fit"]["properties"]
+    assert "cluster_option" in schemas["recommend_machine"]["properties"]
+    assert "cluster" not in fit(chip="M4 Pro", memory_gb=48, model="llama3.1:8b").model_dump(mode="json")
+    assert "cluster" in fit(
+        chip="M4 Pro", memory_gb=48, model="llama3.1:8b", cluster={"count": 2}
+    ).model_dump(mode="json")
+
+
+def test_suggestions_use_the_runtimes_own_quants_and_settings() -> None:
+    mlx = fit(chip="M4 Pro", memory_gb=48, model="llama3.3:70b", runtime="mlx").suggestions
+    assert mlx[0].startswith("Use MLX-3bit: weights 30.87 GB")
+    assert any("--kv-bits 8 (mlx-lm)" in s for s in mlx)
+    lcpp = fit(chip="M4 Pro", memory_gb=48, model="llama3.3:70b", runtime="llama.cpp", context_tokens=32768)
+    assert any("-fa on -ctk q8_0 -ctv q8_0" in s for s in lcpp.suggestions)
+    small = fit(chip="M1", memory_gb=8, model="llama3.1:8b", runtime="llama.cpp", context_tokens=16384)
+    assert "Reduce the context to 4240 tokens or less (-c / --ctx-size)." in small.suggestions
+    ollama = fit(chip="M4 Pro", memory_gb=48, model="llama3.3:70b").suggestions
+    assert any(s.startswith("Use Q3_K_M") or s.startswith("Use IQ3_XXS") for s in ollama)
+    assert any("OLLAMA_FLASH_ATTENTION=1 OLLAMA_KV_CACHE_TYPE=q8_0" in s for s in ollama)
+
+
+def test_apple_typography_in_core_counts() -> None:
+    out = est(chip="Apple M4 Max with 14\u2011core CPU, 32\u2011core GPU", model="llama3.1:8b")
+    assert (out.chip, out.bandwidth_gbps) == ("M4 Max 32-core GPU", 410)  # type: ignore[attr-defined]
+
+
+def test_deepseek_r1_671b_at_10k_runs_on_a_512gb_m3_ultra_and_on_clusters() -> None:
+    out = rec(budget_usd=10_000, target_model="deepseek-r1:671b")
+    r = out.recommendation
+    assert r is not None and (r.machine, r.fit_verdict) == (
+        "Mac Studio M3 Ultra (80-core GPU), 512 GB (refurbished/used)",
+        "tight",
+    )
+    assert r.expected_tokens_per_second is not None and r.expected_tokens_per_second > 5
+    assert any(x.startswith("Clusters also run deepseek-r1:671b: e.g. 4 x") for x in out.reasons)

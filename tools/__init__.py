@@ -37,7 +37,8 @@ REGISTRY = Registry(
                 "with "
                 "quant (default Q4_K_M) and context_tokens. Returns the hard bandwidth ceiling, the expected "
                 "tokens/s with a (low, high) range calibrated on public measurements, weights and KV-cache "
-                "sizes, a rough prefill speed, assumptions and sources."
+                "sizes, a rough prefill speed, assumptions and sources. Optional cluster (count of identical "
+                "Macs, link) scales one Mac's estimate by measured multi-Mac factors."
             ),
             input_model=EstimateSpeedInput,
             output_model=EstimateSpeedOutput,
@@ -54,7 +55,8 @@ REGISTRY = Registry(
                 "Ollama tag, params_billion or an explicit architecture. "
                 "Returns verdict (fits | tight | partial_offload | does_not_fit), a GB breakdown, the "
                 "largest "
-                "context that fits and concrete suggestions."
+                "context that fits and concrete suggestions. runtime (ollama default | llama.cpp | mlx) "
+                "says which runtime the verdict is for; optional cluster splits the model over several Macs."
             ),
             input_model=CheckMemoryFitInput,
             output_model=CheckMemoryFitOutput,

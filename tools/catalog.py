@@ -134,6 +134,8 @@ class ParsedChip:
 def _clean(text: str) -> str:
     # Control and invisible characters (NUL, escapes, BOM, bidi marks) count as spaces: "M4\x00 Pro" must read
     # as M4 Pro, not silently as M4 with the rest ignored.
+    # Apple's pages use non-breaking hyphens ("14\u2011core"): read every dash as "-".
+    text = re.sub("[\u2010-\u2015\u2212]", "-", text)
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()
 
 

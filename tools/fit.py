@@ -16,6 +16,7 @@ from tools.catalog import (
     QuantSpec,
     kv_cache_bytes,
     load_yaml,
+    quant_allowed,
     quants,
     resolve_machine,
     resolve_model_and_quant,
@@ -39,6 +40,13 @@ VOCAB_BY_FAMILY = {
     "gptoss": 201_088,
 }
 QUANT_LADDER = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_K_S", "IQ4_XS", "Q3_K_M", "IQ3_XXS", "Q2_K")
+MLX_QUANT_LADDER = ("MLX-8bit", "MLX-6bit", "MLX-4bit", "MLX-3bit")
+# How to set context and KV-cache type in each runtime (for suggestions).
+_RUNTIME_KNOBS = {
+    "ollama": ("num_ctx / OLLAMA_CONTEXT_LENGTH", "OLLAMA_FLASH_ATTENTION=1 OLLAMA_KV_CACHE_TYPE=q8_0"),
+    "llama.cpp": ("-c / --ctx-size", "-fa on -ctk q8_0 -ctv q8_0"),
+    "mlx": ("--max-kv-size", "--kv-bits 8 (mlx-lm)"),
+}
 MAC_MEMORY_SIZES = (8, 16, 18, 24, 32, 36, 48, 64, 96, 128, 192, 256, 512)
 
 SOURCES_FIT = [
@@ -379,7 +387,7 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
         )
 
     suggestions = _suggestions(
-        p, arch, q, entry, need, budget, ram, mem_gb, os_gb, verdict, max_ctx, tight_threshold
+        p, arch, q, entry, need, budget, ram, mem_gb, os_gb, verdict, max_ctx, tight_threshold, runtime
     )
     if verdict == "partial_offload":
         suggestions.insert(
@@ -432,8 +440,10 @@ def _suggestions(
     verdict: str,
     max_ctx: int,
     tight_threshold: float,
+    runtime: str = "ollama",
 ) -> list[str]:
     out: list[str] = []
+    ctx_knob, kv_knob = _RUNTIME_KNOBS.get(runtime, _RUNTIME_KNOBS["ollama"])
     ctx, kv_type, par = p.context_tokens, p.kv_cache_type, p.parallel
     if verdict == "fits":
         if max_ctx >= arch.native_context:
@@ -443,10 +453,10 @@ def _suggestions(
         return out
     table = quants()
     cur_bpw = q.bpw(arch.params_billion)
-    for name in QUANT_LADDER:
+    for name in MLX_QUANT_LADDER if runtime == "mlx" else QUANT_LADDER:
         cand = table[name]
-        if cand.bpw(arch.params_billion) >= cur_bpw - 1e-9:
-            continue
+        if cand.bpw(arch.params_billion) >= cur_bpw - 1e-9 or not quant_allowed(entry, name):
+            continue  # not smaller, or does not exist for this model (gpt-oss: MXFP4 experts only)
         n2 = _need(arch, cand, entry, ctx, kv_type, par, need.margin, need.nodes)
         if budget - n2.gpu_total >= tight_threshold:
             warn = " Below 4 bits quality drops noticeably." if cand.nominal_bpw < 4 else ""
@@ -456,17 +466,18 @@ def _suggestions(
             )
             break
     if 0 < max_ctx < ctx:
-        out.append(f"Reduce the context to {max_ctx} tokens or less (num_ctx / OLLAMA_CONTEXT_LENGTH).")
+        out.append(f"Reduce the context to {max_ctx} tokens or less ({ctx_knob}).")
     if kv_type == "f16" and need.kv > 0.5 * GB:
         n2 = _need(arch, q, entry, ctx, "q8_0", par, need.margin, need.nodes)
         fits2 = "then fits" if budget - n2.gpu_total >= 0 else "still not enough alone"
         out.append(
-            f"Quantise the KV cache: OLLAMA_FLASH_ATTENTION=1 OLLAMA_KV_CACHE_TYPE=q8_0 cuts it from "
+            f"Quantise the KV cache: {kv_knob} cuts it from "
             f"{_g(need.kv)} to {_g(n2.kv)} GB ({fits2}); small quality cost."
         )
     if par > 1:
         n2 = _need(arch, q, entry, ctx, kv_type, 1, need.margin, need.nodes)
-        out.append(f"Use OLLAMA_NUM_PARALLEL=1: KV cache drops to {_g(n2.kv)} GB.")
+        knob = "OLLAMA_NUM_PARALLEL=1" if runtime == "ollama" else "one parallel slot (-np 1)"
+        out.append(f"Use {knob}: KV cache drops to {_g(n2.kv)} GB.")
     reserve = max(8 * GB, 0.1 * ram)
     wanted = need.gpu_total + 0.5 * GB
     if wanted <= ram - reserve and wanted > budget:

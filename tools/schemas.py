@@ -7,9 +7,17 @@ a GPU-core count a chip never had) are raised by the tools as ToolError with clo
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 KvCacheType = Literal["f16", "q8_0", "q4_0"]
 Verdict = Literal["fits", "tight", "partial_offload", "does_not_fit"]
@@ -114,6 +122,23 @@ Quant = Annotated[
 ]
 
 
+class _OmitNoneObjects(BaseModel):
+    """Drops the listed optional object fields from dumps when they are None (the schema is unchanged and the
+    fields are not required), so a consumer that reads nullable objects as plain objects never sees null."""
+
+    _omit_if_none: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _drop_none_objects(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # No return annotation on purpose: pydantic then keeps the model's own serialization schema.
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in self._omit_if_none:
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
+
+
 ClusterLink = Literal["thunderbolt5", "thunderbolt4", "10gbe"]
 
 
@@ -177,7 +202,9 @@ class EstimateSpeedInput(BaseModel):
     cluster: ClusterSpec | None = Field(default=None, description="Several identical Macs running one model.")
 
 
-class EstimateSpeedOutput(BaseModel):
+class EstimateSpeedOutput(_OmitNoneObjects):
+    _omit_if_none: ClassVar[tuple[str, ...]] = ("cluster",)
+
     chip: str | None = Field(description="Resolved chip label with bin, or None for raw bandwidth.")
     gpu_cores: int | None
     bandwidth_gbps: float
@@ -247,7 +274,9 @@ class MemoryBreakdown(BaseModel):
     os_headroom_gb: float = Field(description="Memory reserved for macOS and apps in the RAM check.")
 
 
-class CheckMemoryFitOutput(BaseModel):
+class CheckMemoryFitOutput(_OmitNoneObjects):
+    _omit_if_none: ClassVar[tuple[str, ...]] = ("cluster",)
+
     verdict: Verdict
     fits_on_gpu: bool
     runtime: str = Field(default="ollama", description="Runtime the verdict is for.")
@@ -390,7 +419,9 @@ class ClusterOption(BaseModel):
     why: str
 
 
-class RecommendMachineOutput(BaseModel):
+class RecommendMachineOutput(_OmitNoneObjects):
+    _omit_if_none: ClassVar[tuple[str, ...]] = ("cluster_option",)
+
     recommendation: MachineOption | None = Field(
         description="None when the article's advice is to wait (budget too small for useful local LLM work)."
     )

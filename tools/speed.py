@@ -36,10 +36,14 @@ PARAM_NAMES: tuple[str, ...] = (
     "c_attn",
     "m_w",
     "m_l",
+    "m_l_pre5",
 )
 # m_w: extra inverse efficiency on the bytes a mixture-of-experts model reads per token (scattered experts);
 # m_l: seconds per MoE layer per token at 8 routed experts, scaled by the experts used (router, top-k,
 # one matmul dispatch per routed expert); catalog.weights_read gives layers x experts_used / 8.
+# m_l_pre5: the same routing cost's extra on M1-M4 GPUs: fitted MoE rows on older chips run 10-35 % below
+# an M5-calibrated routing cost (leave-one-group-out MoE error 15.5 % -> 7.1 % with it; see the bench).
+# Why older GPUs pay more per routed expert is not established (dispatch latency, clocks): a fitted fact.
 
 
 def tier_from_bandwidth(bw_gbps: float) -> str:
@@ -108,6 +112,7 @@ def feature_vector(
     row += [1.0 if tier == t else 0.0 for t in TIERS]
     row += [attn_bytes / bw]
     row += [wt if moe_layers else 0.0, float(moe_layers) * 1e-4]
+    row += [float(moe_layers) * 1e-4 if generation is None or generation < 5 else 0.0]
     return row
 
 
