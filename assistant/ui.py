@@ -275,6 +275,15 @@ def _same_model(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
+def too_long_advice(length: int) -> str:
+    """What the chat says to a message over MAX_INPUT_CHARS: shorten it, or add it as a document."""
+    return (
+        f"⚠️ That message is {length:,} characters; the limit is {MAX_INPUT_CHARS:,}. It is still in the "
+        "input box: shorten it, or save the text as a .txt or .md file and add it in the "
+        "**Documents & models** tab; the assistant then searches it and cites it."
+    )
+
+
 def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: str | None) -> str:
     kb = f" · knowledge search: {knowledge_mode}" if knowledge_mode else ""
     if not status.ok:
@@ -841,6 +850,17 @@ def build_app(
                 search_btn = gr.Button("Search", variant="primary", elem_id="search-button")
                 results = gr.Markdown(elem_id="search-results")
 
+            from assistant.ui_documents import mount_documents_tab
+
+            mount_documents_tab(
+                settings,
+                knowledge=knowledge,
+                ollama=ollama,
+                probe=probe,
+                model_picker=model_dd,
+                seen_models=seen_models,
+            )
+
         # Hidden API surface: message + model in, streamed answer text + turn summary out (session-scoped).
         with gr.Row(visible=False):
             api_message = gr.Textbox()
@@ -860,14 +880,9 @@ def build_app(
                 return
             if len(text) > MAX_INPUT_CHARS:
                 session.messages.append({"role": "user", "content": text[:200] + " …"})
-                session.messages.append(
-                    {
-                        "role": "assistant",
-                        "content": f"⚠️ That message is {len(text):,} characters; the limit is "
-                        f"{MAX_INPUT_CHARS:,}. Shorten it or add long texts as documents instead.",
-                    }
-                )
-                yield "", session.messages, session, gr.skip()
+                session.messages.append({"role": "assistant", "content": too_long_advice(len(text))})
+                # The text stays in the input box, so nothing typed or pasted is lost.
+                yield gr.skip(), session.messages, session, gr.skip()
                 return
             session.messages.append({"role": "user", "content": text})
             if agent is None:
