@@ -911,8 +911,11 @@ def build_app(
             choices, default = model_choices(status)
             if choices == seen:
                 return md, gr.skip(), seen
-            value = current_model if current_model in choices else default
-            return md, gr.Dropdown(choices=choices, value=value), choices
+            if current_model in choices:
+                # Leave the value alone: `current_model` may be stale by the time this lands (a pull in the
+                # Documents & models tab may just have selected the model it installed).
+                return md, gr.Dropdown(choices=choices), choices
+            return md, gr.Dropdown(choices=choices, value=default), choices
 
         def chat_api(message: str, model: str, session: ChatSession | None) -> Iterator[tuple[Any, ...]]:
             """Streamed answer for gradio_client: (answer so far, turn summary, session)."""

@@ -61,8 +61,12 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,150}(:[A-Za-z0-9][A-Za
 def progress_html(fraction: float | None, text: str, *, kind: str = "running") -> str:
     """A native <progress> bar plus one line of text; `fraction` None draws an indeterminate bar."""
     value = "" if fraction is None else f' value="{max(0.0, min(1.0, fraction)):.4f}" max="1"'
-    bar = f'<progress class="task-bar"{value}></progress>' if kind == "running" else ""
-    label = f'<span class="task-text">{html.escape(text)}</span>'
+    bar = (
+        f'<progress class="task-bar"{value} style="width:100%;height:0.9em;display:block"></progress>'
+        if kind == "running"
+        else ""
+    )
+    label = f'<div class="task-text">{html.escape(text)}</div>'
     return f'<div class="task-progress task-{kind}">{bar}{label}</div>'
 
 
@@ -129,9 +133,13 @@ def documents_choices(docs: Sequence[UserDocument]) -> list[tuple[str, str]]:
     out = []
     for doc in docs:
         name = Path(doc.original_path).name
-        label = f"{doc.title} — {doc.kind}, {doc.chunks} chunk{'s' if doc.chunks != 1 else ''}, {name}"
+        label = f"{doc.title} — {doc.kind}, {_passages(doc.chunks)}, {name}"
         out.append((label, doc.id))
     return out
+
+
+def _passages(n: int) -> str:
+    return f"{n} passage{'s' if n != 1 else ''}"
 
 
 def documents_summary(docs: Sequence[UserDocument]) -> str:
@@ -140,7 +148,10 @@ def documents_summary(docs: Sequence[UserDocument]) -> str:
             "No documents yet. Add some above; the assistant searches them and cites them like the article."
         )
     chunks = sum(d.chunks for d in docs)
-    return f"**{len(docs)} document{'s' if len(docs) != 1 else ''}** in the knowledge base ({chunks} chunks)."
+    return (
+        f"**{len(docs)} document{'s' if len(docs) != 1 else ''}** in the knowledge base "
+        f"({chunks} passage{'s' if chunks != 1 else ''})."
+    )
 
 
 def _work_in_thread(
@@ -205,47 +216,49 @@ def mount_documents_tab(
 
     docs_now = current_docs()
 
-    with gr.Tab("Documents & models", id="documents") as tab:
-        gr.Markdown(
-            "### Your documents\nAdd notes, articles or papers (.md, .txt, .html, .pdf). They are converted, "
-            "split into passages and embedded on this machine; the chat then searches them and cites them."
-        )
-        files = gr.File(
-            label="Files to add",
-            file_count="multiple",
-            file_types=ACCEPTED_SUFFIXES,
-            type="filepath",
-            elem_id="documents-upload",
-        )
-        add_btn = gr.Button("Add to the knowledge base", variant="primary", elem_id="documents-add")
-        add_status = gr.HTML(elem_id="documents-status")
-        docs_summary = gr.Markdown(documents_summary(docs_now), elem_id="documents-summary")
-        docs_list = gr.CheckboxGroup(
-            choices=documents_choices(docs_now),  # type: ignore[arg-type]
-            label="Added documents (tick to remove)",
-            elem_id="documents-list",
-        )
-        remove_btn = gr.Button("Remove ticked documents", elem_id="documents-remove")
-
-        gr.Markdown(
-            "### Models\nDownload a model into Ollama. Chat needs one that supports tool calling "
-            "(e.g. qwen2.5, qwen3, llama3.1); it is selected in the chat's model picker when the pull ends."
-        )
-        with gr.Row():
+    with gr.Tab("Documents & models", id="documents") as tab, gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            gr.Markdown(
+                "### Your documents\nAdd notes, articles or papers (.md, .txt, .html, .pdf). They are "
+                "converted, split into passages and embedded on this machine; the chat then searches them "
+                "and cites them."
+            )
+            files = gr.File(
+                label="Files to add",
+                file_count="multiple",
+                file_types=ACCEPTED_SUFFIXES,
+                type="filepath",
+                height=150,
+                elem_id="documents-upload",
+            )
+            add_btn = gr.Button("Add to the knowledge base", variant="primary", elem_id="documents-add")
+            add_status = gr.HTML(elem_id="documents-status")
+            docs_summary = gr.Markdown(documents_summary(docs_now), elem_id="documents-summary")
+            docs_list = gr.CheckboxGroup(
+                choices=documents_choices(docs_now),  # type: ignore[arg-type]
+                label="Added documents (tick to remove)",
+                elem_id="documents-list",
+            )
+            remove_btn = gr.Button("Remove ticked documents", elem_id="documents-remove")
+        with gr.Column(scale=2):
+            gr.Markdown(
+                "### Models\nDownload a model into Ollama. The chat needs one that supports tool calling "
+                "(e.g. qwen2.5, qwen3, llama3.1); it is selected in the chat's model picker when the pull "
+                "ends."
+            )
             pull_name = gr.Dropdown(
                 choices=list(catalog()),
                 value=None,
                 label="Model tag",
                 info="Any tag from ollama.com/library, e.g. qwen2.5:14b.",
                 allow_custom_value=True,
-                scale=4,
                 elem_id="pull-model-name",
             )
-            pull_btn = gr.Button("Pull", variant="primary", scale=1, elem_id="pull-model")
-        pull_status = gr.HTML(elem_id="pull-progress")
-        # Hidden API surface: the document list as JSON, for gradio_client.
-        list_json = gr.JSON(visible=False)
-        list_trigger = gr.Button(visible=False)
+            pull_btn = gr.Button("Pull", variant="primary", elem_id="pull-model")
+            pull_status = gr.HTML(elem_id="pull-progress")
+            # Hidden API surface: the document list as JSON, for gradio_client.
+            list_json = gr.JSON(visible=False)
+            list_trigger = gr.Button(visible=False)
 
     # ---- documents ---------------------------------------------------------------------------------------
     def listing() -> tuple[Any, Any]:
@@ -300,7 +313,7 @@ def mount_documents_tab(
                     message = f"Could not add the documents ({type(value).__name__}): {message}"
                 yield progress_html(None, message, kind="error"), *listing(), gr.skip()
             else:
-                added = ", ".join(f"{d.title} ({d.kind}, {d.chunks} passages)" for d in value)
+                added = ", ".join(f"{d.title} ({d.kind}, {_passages(d.chunks)})" for d in value)
                 report_ = kb.last_report
                 note = ""
                 if report_ is not None and report_.mode != "hybrid":
