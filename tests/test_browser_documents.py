@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import pytest
 
 from assistant.ui import MAX_INPUT_CHARS
-from tests.harness import save_screenshot, serve_app
+from tests.harness import HANG_S, save_screenshot, serve_app
 from tests.ollama_standin import LLAMA31_8B
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WAIT_MS = 30_000  # generous: only catches a hang
+WAIT_MS = HANG_S * 1000  # only catches a hang
 
 pytestmark = [
     pytest.mark.browser,
@@ -92,7 +92,11 @@ def test_upload_a_document_and_pull_a_model_from_the_page(
 
     # Upload, add, and see it listed (and searchable).
     page.locator("#documents-upload input[type=file]").set_input_files(str(note))
-    page.get_by_text("desk-notes.md").first.wait_for(state="visible", timeout=WAIT_MS)
+    # The finished upload (the file table), not the "Uploading 1 file..." row that shows the name earlier:
+    # Gradio refuses a click on Add while an upload is still pending.
+    page.wait_for_selector(
+        "#documents-upload .file-preview td.filename[aria-label='desk-notes.md']", timeout=WAIT_MS
+    )
     page.click("#documents-add")
     _wait_text(page, "#documents-status", "Added Desk setup notes")
     _wait_text(page, "#documents-list", "Desk setup notes — markdown, 1 passage, desk-notes.md")

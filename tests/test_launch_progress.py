@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import launch
-from tests.harness import free_port
+from tests.harness import HANG_S, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-WAIT_S = 180.0  # generous: only catches a hang
 
 
 def test_launch_narrates_start_up_from_the_first_line(standin: Any, tmp_path: Path) -> None:
@@ -59,7 +58,7 @@ def test_launch_narrates_start_up_from_the_first_line(standin: Any, tmp_path: Pa
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert ready.wait(WAIT_S), [t for _, t in lines]
+        assert ready.wait(HANG_S), [t for _, t in lines]
         text = [t for _, t in lines if t.strip()]
         assert text[0] == launch.STARTING, text
         assert text[1].startswith("Loading the assistant"), text
@@ -78,11 +77,11 @@ def test_launch_narrates_start_up_from_the_first_line(standin: Any, tmp_path: Pa
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(30)
+            proc.wait(HANG_S)
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait(10)
+                proc.wait(HANG_S)
         reader.join(5)
 
 
@@ -92,7 +91,7 @@ def test_help_prints_no_start_line() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_S,
     )
     assert out.returncode == 0 and launch.STARTING not in out.stdout
     assert out.stdout.startswith("usage: launch.py")

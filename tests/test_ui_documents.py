@@ -8,7 +8,6 @@ in the stand-in holds the pull half-way so the test sees the progress before the
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,8 @@ import pytest
 
 from assistant.ollama_layer import PullProgress
 from assistant.ui_documents import PullTracker, progress_html, stage_uploads, valid_model_name
-from tests.harness import chat_client, serve_app
+from tests.harness import HANG_S, chat_client, serve_app
 from tests.ollama_standin import OllamaStandIn
-
-WAIT_S = 60.0  # generous: only catches a hang
 
 
 @pytest.fixture
@@ -41,15 +38,15 @@ def _note(path: Path, sections: int) -> Path:
     return path
 
 
-def _wait_outputs(job: Any, predicate: Any) -> list[Any]:
-    """Wait (on the job's streamed outputs) until one satisfies `predicate`; returns all outputs so far."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        outputs = list(job.outputs())
-        if any(predicate(o) for o in outputs) or job.done():
-            return outputs
-        time.sleep(0.02)
-    raise AssertionError(f"no matching output within {WAIT_S} s: {job.outputs()}")
+def _first_output(job: Any, predicate: Any) -> Any:
+    """The first streamed output of `job` that satisfies `predicate` (iterating the job blocks until the next
+    output arrives); fails if the job ends without one."""
+    seen = []
+    for output in job:
+        seen.append(output)
+        if predicate(output):
+            return output
+    raise AssertionError(f"the job ended without a matching output: {seen}")
 
 
 def test_upload_embeds_with_progress_lists_searches_and_removes(
@@ -63,7 +60,7 @@ def test_upload_embeds_with_progress_lists_searches_and_removes(
     client = chat_client(url)
 
     job = client.submit([handle_file(str(note))], api_name="/add_documents")
-    final = job.result(timeout=WAIT_S)
+    final = job.result(timeout=HANG_S)
     statuses = [str(o[0]) for o in job.outputs()]
     assert "Added Studio rack notes (markdown, " in final[0], final[0]
     # Progress while embedding: at least one bar with a partial count, before the final message.
@@ -117,14 +114,12 @@ def test_pull_shows_progress_then_selects_the_model(standin: OllamaStandIn, serv
     client = chat_client(url)
     job = client.submit("qwen2.5:32b", api_name="/pull_model")
     try:
-        outputs = _wait_outputs(job, lambda o: "50%" in str(o[0]))
-        mid = [str(o[0]) for o in outputs if "50%" in str(o[0])]
-        assert mid, outputs
-        assert '<progress class="task-bar" value="0.' in mid[0] and "qwen2.5:32b: pulling" in mid[0]
+        mid = str(_first_output(job, lambda o: "50%" in str(o[0]))[0])
+        assert '<progress class="task-bar" value="0.' in mid and "qwen2.5:32b: pulling" in mid
         assert not job.done()  # held by the gate: this is the progress of a pull still running
     finally:
         standin.pull_gate.set()
-    status, picked = job.result(timeout=WAIT_S)
+    status, picked = job.result(timeout=HANG_S)
     assert "qwen2.5:32b is installed and selected" in status
     assert picked["value"] == "qwen2.5:32b"  # the chat's model picker, updated
     assert ["qwen2.5:32b", "qwen2.5:32b"] in picked["choices"]
