@@ -155,3 +155,18 @@ def test_pull_tracker_and_helpers(tmp_path: Path) -> None:
     src.write_text("x", encoding="utf-8")
     (staged,) = stage_uploads([src], tmp_path / "uploads")
     assert staged.parent == tmp_path / "uploads" and staged.suffix == ".md" and "<" not in staged.name
+
+
+def test_readme_screenshots_exist_and_come_from_the_browser_tests() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    shots = re.findall(r"\(docs/screenshots/([\w-]+)\.png\)", readme)
+    assert set(shots) == {"chat", "tools", "documents-and-models"}
+    tests = "".join(
+        (root / "tests" / f).read_text() for f in ("test_browser.py", "test_browser_documents.py")
+    )
+    for name in shots:
+        assert (root / "docs" / "screenshots" / f"{name}.png").stat().st_size > 10_000, name
+        assert f'save_screenshot(page, "{name}"' in tests, name
