@@ -90,6 +90,9 @@ STATUS_TIMEOUT_S = 3.0
 # Yield the growing answer to the browser at most this often (plus at every structural event).
 STREAM_INTERVAL_S = 0.05
 MAX_INPUT_CHARS = 8000
+UPLOAD_LIMIT_BYTES = (
+    50 * 1024 * 1024
+)  # knowledge.documents.MAX_FILE_BYTES; kept literal so the import stays lazy
 SYSTEM_FONTS = [
     "-apple-system",
     "BlinkMacSystemFont",
@@ -168,6 +171,9 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "mcp_server": False,
         "enable_monitoring": False,
         "footer_links": [],
+        # Uploads (Documents & models tab) larger than the knowledge base accepts are refused before they
+        # reach the disk, rather than after.
+        "max_file_size": UPLOAD_LIMIT_BYTES,
         "theme": offline_theme(),
         "css": CSS,
     }

@@ -108,6 +108,22 @@ def test_upload_rejects_unsupported_and_empty_files_with_a_message(
     assert client.predict(api_name="/list_documents") == []
 
 
+def test_upload_over_the_size_limit_is_refused(served: tuple[str, Any], tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    from assistant.ui import UPLOAD_LIMIT_BYTES
+    from knowledge.documents import MAX_FILE_BYTES
+
+    assert UPLOAD_LIMIT_BYTES == MAX_FILE_BYTES
+    url, _ = served
+    big = tmp_path / "huge.txt"
+    with big.open("wb") as f:
+        f.truncate(UPLOAD_LIMIT_BYTES + 1)
+    with pytest.raises(Exception, match="exceeds the maximum file size"):
+        chat_client(url).predict([handle_file(str(big))], api_name="/add_documents")
+    assert chat_client(url).predict(api_name="/list_documents") == []
+
+
 def test_pull_shows_progress_then_selects_the_model(standin: OllamaStandIn, served: tuple[str, Any]) -> None:
     url, _ = served
     standin.pull_gate = threading.Event()
