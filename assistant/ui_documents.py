@@ -378,6 +378,13 @@ def mount_documents_tab(
                 )
                 return
         status = probe.status(force=True)
+        if not status.ok or status.problem:
+            text = (
+                f"✅ {model} is installed. The chat's model picker offers it once Ollama answers the "
+                f"status check ({status.problem or 'no answer'})."
+            )
+            yield progress_html(None, text, kind="done"), gr.skip(), gr.skip()
+            return
         match = next(
             (m for m in status.chat_models if canonical_model_name(m) == canonical_model_name(model)), None
         )

@@ -17,7 +17,7 @@ import pytest
 from assistant.ollama_layer import PullProgress
 from assistant.ui_documents import PullTracker, progress_html, stage_uploads, valid_model_name
 from tests.harness import HANG_S, chat_client, serve_app
-from tests.ollama_standin import OllamaStandIn
+from tests.ollama_standin import Fault, OllamaStandIn
 
 
 @pytest.fixture
@@ -152,6 +152,11 @@ def test_pull_errors_are_messages(standin: OllamaStandIn, served: tuple[str, Any
     # A model without tool calling is pulled but not offered for chat, and the page says why.
     status, _ = client.predict("gemma2:9b", api_name="/pull_model")
     assert "does not support tool calling" in status
+    # Pulled, but the status check after it fails: the page does not guess at a reason.
+    standin.inject("/api/tags", Fault.http(500))
+    status, _ = client.predict("llama3.1:8b", api_name="/pull_model")
+    assert "llama3.1:8b is installed" in status and "once Ollama answers" in status
+    assert "tool calling" not in status
 
 
 def test_pull_tracker_and_helpers(tmp_path: Path) -> None:
