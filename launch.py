@@ -21,12 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from assistant.config import Settings
-
 if TYPE_CHECKING:  # the real imports are deferred: they are slow, and --help must stay instant
     from assistant.agent import Agent
+    from assistant.config import Settings
     from assistant.ollama_layer import OllamaLayer, PullProgress
     from knowledge.search import KnowledgeBase
     from tools.registry import Registry
@@ -45,8 +42,21 @@ def _import_ui() -> None:
         _UI_IMPORT["error"] = exc
 
 
-def _ui_module(thread: threading.Thread | None) -> Any:
+UI_HEARTBEAT_S = 5.0
+
+
+def _ui_module(thread: threading.Thread | None, *, announce: bool = False) -> Any:
+    """The imported `assistant.ui`, waiting for the background import. `announce` prints the wait (tens of
+    seconds on a cold disk) with a line every UI_HEARTBEAT_S, so the terminal never looks hung."""
     if thread is not None:
+        if announce and thread.is_alive():
+            started = time.monotonic()
+            _say("Loading the web UI (Gradio) ...")
+            while thread.is_alive():
+                thread.join(UI_HEARTBEAT_S)
+                if thread.is_alive():
+                    _say(f"  still loading the web UI ({time.monotonic() - started:.0f} s) ...")
+            _say(f"  web UI loaded in {time.monotonic() - started:.1f} s")
         thread.join()
     if "error" in _UI_IMPORT:
         raise _UI_IMPORT["error"]
@@ -57,6 +67,8 @@ def _ui_module(thread: threading.Thread | None) -> Any:
 
 
 def _field_help(name: str, extra: str = "") -> str:
+    from assistant.config import Settings
+
     info = Settings.model_fields[name]
     env = info.validation_alias if isinstance(info.validation_alias, str) else f"ADVISOR_{name.upper()}"
     default = info.get_default(call_default_factory=True)
@@ -135,6 +147,10 @@ class StartupError(Exception):
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    from pydantic import ValidationError
+
+    from assistant.config import Settings
+
     overrides = {k: getattr(args, k) for k in _SETTINGS_FLAGS if hasattr(args, k)}
     try:
         return Settings(**overrides)
@@ -308,8 +324,10 @@ def build_ui(services: Services, ui: Any) -> Any:
 def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
     """Launch the UI, print the URL, open the browser, and block until Ctrl-C / SIGTERM."""
     settings = services.settings
+    _say("Building the page (chat, tools, search, documents) ...")
     app = build_ui(services, ui)
     options = ui.launch_options(settings)
+    _say(f"Starting the web server on {settings.host}{f':{settings.port}' if settings.port else ''} ...")
     try:
         app.launch(**options)
     except OSError as err:
@@ -351,8 +369,16 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
     return 0
 
 
+STARTING = "Starting Mac AI Advisor ..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not {"-h", "--help"} & set(argv):
+        # The first line, before anything slow (pydantic, chromadb, gradio): the terminal answers at once.
+        _say(STARTING)
     args = build_parser().parse_args(argv)
+    _say("Loading the assistant (Ollama client, knowledge base, tools) ...")
     # Import what prepare() needs *before* gradio starts importing in the background: two threads importing
     # the same packages at once (numpy, via chromadb here and gradio there) can hand one of them a partially
     # initialised module ("cannot import name ... most likely due to a circular import").
@@ -377,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         services = prepare(
             settings, pull=not getattr(args, "no_pull", False), add_docs=getattr(args, "add_docs", [])
         )
-        ui = _ui_module(ui_thread)
+        ui = _ui_module(ui_thread, announce=True)
         return serve(services, ui, open_browser=not getattr(args, "no_browser", False))
     except KeyboardInterrupt:
         _say("\nInterrupted before the UI started; nothing to clean up.")

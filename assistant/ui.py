@@ -91,6 +91,9 @@ STATUS_TIMEOUT_S = 3.0
 # Yield the growing answer to the browser at most this often (plus at every structural event).
 STREAM_INTERVAL_S = 0.05
 MAX_INPUT_CHARS = 8000
+UPLOAD_LIMIT_BYTES = (
+    50 * 1024 * 1024
+)  # knowledge.documents.MAX_FILE_BYTES; kept literal so the import stays lazy
 SYSTEM_FONTS = [
     "-apple-system",
     "BlinkMacSystemFont",
@@ -169,6 +172,9 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "mcp_server": False,
         "enable_monitoring": False,
         "footer_links": [],
+        # Uploads (Documents & models tab) larger than the knowledge base accepts are refused before they
+        # reach the disk, rather than after.
+        "max_file_size": UPLOAD_LIMIT_BYTES,
         "theme": offline_theme(),
         "css": CSS,
     }
@@ -274,6 +280,15 @@ def _same_model(a: str, b: str) -> bool:
         return name if ":" in name else name + ":latest"
 
     return norm(a) == norm(b)
+
+
+def too_long_advice(length: int) -> str:
+    """What the chat says to a message over MAX_INPUT_CHARS: shorten it, or add it as a document."""
+    return (
+        f"⚠️ That message is {length:,} characters; the limit is {MAX_INPUT_CHARS:,}. It is still in the "
+        "input box: shorten it, or save the text as a .txt or .md file and add it in the "
+        "**Documents & models** tab; the assistant then searches it and cites it."
+    )
 
 
 def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: str | None) -> str:
@@ -871,6 +886,17 @@ def build_app(
                 search_btn = gr.Button("Search", variant="primary", elem_id="search-button")
                 results = gr.Markdown(elem_id="search-results")
 
+            from assistant.ui_documents import mount_documents_tab
+
+            mount_documents_tab(
+                settings,
+                knowledge=knowledge,
+                ollama=ollama,
+                probe=probe,
+                model_picker=model_dd,
+                seen_models=seen_models,
+            )
+
         # Hidden API surface: message + model in, streamed answer text + turn summary out (session-scoped).
         with gr.Row(visible=False):
             api_message = gr.Textbox()
@@ -890,14 +916,9 @@ def build_app(
                 return
             if len(text) > MAX_INPUT_CHARS:
                 session.messages.append({"role": "user", "content": text[:200] + " …"})
-                session.messages.append(
-                    {
-                        "role": "assistant",
-                        "content": f"⚠️ That message is {len(text):,} characters; the limit is "
-                        f"{MAX_INPUT_CHARS:,}. Shorten it or add long texts as documents instead.",
-                    }
-                )
-                yield "", session.messages, session, gr.skip()
+                session.messages.append({"role": "assistant", "content": too_long_advice(len(text))})
+                # The text stays in the input box, so nothing typed or pasted is lost.
+                yield gr.skip(), session.messages, session, gr.skip()
                 return
             session.messages.append({"role": "user", "content": text})
             if agent is None:
@@ -926,8 +947,11 @@ def build_app(
             choices, default = model_choices(status)
             if choices == seen:
                 return md, gr.skip(), seen
-            value = current_model if current_model in choices else default
-            return md, gr.Dropdown(choices=choices, value=value), choices
+            if current_model in choices:
+                # Leave the value alone: `current_model` may be stale by the time this lands (a pull in the
+                # Documents & models tab may just have selected the model it installed).
+                return md, gr.Dropdown(choices=choices), choices
+            return md, gr.Dropdown(choices=choices, value=default), choices
 
         def chat_api(message: str, model: str, session: ChatSession | None) -> Iterator[tuple[Any, ...]]:
             """Streamed answer for gradio_client: (answer so far, turn summary, session)."""

@@ -51,3 +51,22 @@ def chat_client(url: str) -> Any:
     # gradio_client's httpx default (5 s) fails a healthy app on a busy 2-core machine; the tests check what
     # comes back, not how fast, so the bound here only turns a hang into a failure.
     return Client(url, analytics_enabled=False, verbose=False, httpx_kwargs={"timeout": HANG_S})
+
+
+DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def save_screenshot(page: Any, name: str, **options: Any) -> Path:
+    """A browser test's picture of the page: under tests/artifacts/, and also under docs/screenshots/ (the
+    README's pictures) when ADVISOR_DOCS_SCREENSHOTS=1, so a normal test run leaves the checkout clean."""
+    import os
+    import shutil
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(shot), **options)
+    if os.environ.get("ADVISOR_DOCS_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_SCREENSHOTS / f"{name}.png")
+    return shot

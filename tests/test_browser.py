@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.harness import HANG_S, serve_app
+from tests.harness import HANG_S, save_screenshot, serve_app
 
 HANG_MS = HANG_S * 1000  # Playwright counts in ms; a bound that only catches a hang on a busy machine
 
@@ -37,7 +37,6 @@ WATCH_CHAT = """
 """
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -159,9 +158,7 @@ def test_chat_streams_answer_with_tool_call_offline(
         timeout=HANG_MS,
     )
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "chat.png"
-    page.screenshot(path=str(shot))
+    shot = save_screenshot(page, "chat")  # also the README's picture (ADVISOR_DOCS_SCREENSHOTS=1)
     assert shot.stat().st_size > 10_000
 
     # The model saw our tool result on its second call.
@@ -186,8 +183,7 @@ def test_tools_tab_form_runs_without_a_model(app_url: str, browser_page: tuple[A
     summary = page.inner_text("#summary-check_memory_fit")
     assert "verdict: partial_offload" in summary and "max context tokens" in summary
     page.wait_for_selector("#tools-chart-check_memory_fit .js-plotly-plot", timeout=HANG_MS)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "tools.png"), full_page=True)
+    save_screenshot(page, "tools", full_page=True)
     _assert_only_loopback(requests)
 
 

@@ -230,6 +230,9 @@ class OllamaStandIn:
         the content as ``<think>...</think>``, the tags cut across chunks."""
         self.pull_steps = 4
         self.pull_step_delay_s = 0.0
+        self.pull_gate: threading.Event | None = None
+        """When set, a streamed pull stops half-way through its first layer until this event is set, so a
+        test can look at the progress shown mid-pull without sleeping."""
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -296,6 +299,12 @@ class OllamaStandIn:
     def _untrack(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.discard(conn)
+
+    def _wait_gate(self, gate: threading.Event, timeout_s: float = 120.0) -> None:
+        """Block until a test opens ``gate`` (or the stand-in stops); the timeout catches a forgotten gate."""
+        deadline = time.monotonic() + timeout_s
+        while not gate.is_set() and not self._stopping.is_set() and time.monotonic() < deadline:
+            gate.wait(0.05)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -645,6 +654,8 @@ class OllamaStandIn:
                 steps = max(self.pull_steps, 1)
                 for step in range(steps + 1):
                     self._sleep(self.pull_step_delay_s if step else 0.0)
+                    if self.pull_gate is not None and digest == spec.digest and step == steps // 2 + 1:
+                        self._wait_gate(self.pull_gate)
                     h.stream_line(
                         {
                             "status": f"pulling {digest[:12]}",
