@@ -218,6 +218,5 @@ def test_context_meter_and_left_out_notice_in_the_page(
         assert "All 1 of your earlier questions are still included" in notice.inner_text()
         sent = [m["content"] for m in standin.last_chat_request().messages if m["role"] == "user"]
         assert sent == ["Why does bandwidth matter?", "And on an M4 Pro?"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "context.png"))
+        save_screenshot(page, "context")
     _assert_only_loopback(requests)
