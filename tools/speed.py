@@ -37,6 +37,7 @@ PARAM_NAMES: tuple[str, ...] = (
     "m_w",
     "m_l",
     "m_l_pre5",
+    "t0_mlx",
 )
 # m_w: extra inverse efficiency on the bytes a mixture-of-experts model reads per token (scattered experts);
 # m_l: seconds per MoE layer per token at 8 routed experts, scaled by the experts used (router, top-k,
@@ -44,6 +45,12 @@ PARAM_NAMES: tuple[str, ...] = (
 # m_l_pre5: the same routing cost's extra on M1-M4 GPUs: fitted MoE rows on older chips run 10-35 % below
 # an M5-calibrated routing cost (leave-one-group-out MoE error 15.5 % -> 7.1 % with it; see the bench).
 # Why older GPUs pay more per routed expert is not established (dispatch latency, clocks): a fitted fact.
+# g_m1 applies to the large M1 dies only (M1 Max/Ultra): M1 Pro rows (itsmostafa) run at the efficiency of
+# later chips while M1 Max rows of every source run visibly below it; charging all M1 chips mixed the two
+# (leave-one-source-out dense M1-M4 11.9/16.4 % -> 11.5/13.3 % median/mean with t0_mlx below).
+# t0_mlx: MLX's extra fixed cost per generated token (Python-level generate loop, one lazy graph evaluated
+# per token) over llama.cpp's; visible as MLX 1B/3B rows running 25-35 % below an llama.cpp-calibrated fixed
+# cost (AlexsJones/llmfit M4 Pro), while MLX and llama.cpp agree on 7B-27B models.
 
 
 def tier_from_bandwidth(bw_gbps: float) -> str:
@@ -99,20 +106,21 @@ def feature_vector(
 ) -> list[float]:
     """Design-matrix row; T = features . params (linear in the parameters, hence a direct LS fit).
 
-    ``generation`` 1 (the M1 family) adds an extra inverse efficiency: M1 GPUs reach a visibly smaller share
-    of
-    their marketed bandwidth than later chips (XiongjieDai M1 Max rows). None (raw bandwidth) means "not M1".
+    ``generation`` 1 on a Max/Ultra tier adds an extra inverse efficiency: M1 Max/Ultra GPUs reach a visibly
+    smaller share of their marketed bandwidth than later chips (XiongjieDai, normiebench, itsmostafa M1 Max
+    rows; M1 Pro rows do not show it). None (raw bandwidth) means "not M1".
     """
     bw = bw_gbps * 1e9
     wt = weights_bytes / bw
     qw, _ = quant_weights(q)
     row = [wt]
     row += [wt * qw.get(a, 0.0) for a in QUANT_ANCHORS]
-    row += [wt if generation == 1 else 0.0]
+    row += [wt if generation == 1 and tier in ("max", "ultra") else 0.0]
     row += [1.0 if tier == t else 0.0 for t in TIERS]
     row += [attn_bytes / bw]
     row += [wt if moe_layers else 0.0, float(moe_layers) * 1e-4]
     row += [float(moe_layers) * 1e-4 if generation is None or generation < 5 else 0.0]
+    row += [1.0 if q.engine == "mlx" else 0.0]
     return row
 
 
