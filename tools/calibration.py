@@ -339,10 +339,20 @@ class PrefillRow:
     measured_tps: float
     split: str
     source: str
+    mlx: bool = False
+    prompt_tokens: int = 512
 
-    def implied_tflops_per_core(self, pm_attn: float) -> float:
+    def implied_tflops_per_core(
+        self, pm_attn: float, mlx_fixed: tuple[float, float] = (0.0, 0.0), mlx_factor: float = 1.0
+    ) -> float:
+        """Effective rate per core; MLX rows first lose the start-up time (M1-M4, M5) and the MLX factor."""
+        tps = self.measured_tps
+        if self.mlx:
+            n = self.prompt_tokens
+            fixed = mlx_fixed[1] if self.generation >= 5 else mlx_fixed[0]
+            tps = n / max(n / tps - fixed, 0.25 * n / tps) / mlx_factor
         flops = 2 * self.active_params_b * 1e9 + pm_attn * self.attn_flops
-        return self.measured_tps * flops / (self.gpu_cores * 1e12)
+        return tps * flops / (self.gpu_cores * 1e12)
 
 
 def prefill_rows(split: str) -> list[PrefillRow]:
@@ -365,6 +375,8 @@ def prefill_rows(split: str) -> list[PrefillRow]:
                 measured_tps=r.prefill_tps,
                 split=r.split,
                 source=r.source_url,
+                mlx=r.quant.engine == "mlx",
+                prompt_tokens=max(r.context_tokens, 512),
             )
         )
     if split == "fit":
@@ -390,16 +402,19 @@ def prefill_rows(split: str) -> list[PrefillRow]:
 
 
 def fit_prefill(rows: list[PrefillRow]) -> dict[str, object]:
-    """Robust (median) fit, for each candidate attention factor (kept: the lowest median error):
+    """Robust (median) fit, for each candidate attention factor and MLX start-up time (kept: the pair with the
+    lowest median error on these rows):
 
     * per generation, the median per-core rate of dense rows with Q4-class weights;
+    * the MLX factor as the median of dense MLX rows' rates over their generation's llama.cpp/Ollama rate;
     * the F16/Q8_0 factor from paired rows (same chip, model and prompt length, light vs Q4-class weights);
     * the MoE factor as the median of MoE rows' rates over their generation's rate.
     """
     best: dict[str, object] | None = None
     best_err = math.inf
+    fixed = mlx_startup(rows)
     for k in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
-        fitted = _fit_prefill_at(rows, k)
+        fitted = _fit_prefill_at(rows, k, fixed)
         pm = prefill_model(fitted)
         err = statistics.median(ape(predict_prefill(pm, r), r.measured_tps) for r in rows)
         if err < best_err:
@@ -408,28 +423,68 @@ def fit_prefill(rows: list[PrefillRow]) -> dict[str, object]:
     return best
 
 
-def _fit_prefill_at(rows: list[PrefillRow], k: float) -> dict[str, object]:
-    heavy = [r for r in rows if not r.moe and not r.is_float]
+def mlx_startup(rows: list[PrefillRow]) -> tuple[float, float]:
+    """(M1-M4, M5) MLX start-up seconds: median over MLX pairs (same chip, cores, model at two prompt lengths)
+    of the intercept of time = start-up + prompt / rate through the two points (negative -> 0)."""
+    by: dict[tuple[str, int, str], list[PrefillRow]] = {}
+    for r in rows:
+        if r.mlx:
+            by.setdefault((r.chip, r.gpu_cores, r.model), []).append(r)
+    out: dict[bool, list[float]] = {False: [], True: []}
+    for grp in by.values():
+        pts = sorted({(r.prompt_tokens, r.prompt_tokens / r.measured_tps) for r in grp})
+        if len(pts) < 2:
+            continue
+        (n1, t1), (n2, t2) = pts[0], pts[-1]
+        if n2 == n1:
+            continue
+        slope = (t2 - t1) / (n2 - n1)
+        out[grp[0].generation >= 5].append(max(0.0, t1 - slope * n1))
+    return (
+        statistics.median(out[False]) if out[False] else 0.0,
+        statistics.median(out[True]) if out[True] else 0.0,
+    )
+
+
+def _gen_rates(
+    rows: list[PrefillRow], k: float, fixed: tuple[float, float], factor: float
+) -> dict[int, float]:
     # Median within each (generation, model) first, then across models: every model counts once, so one model
     # measured at many prompt lengths/engines (or one outlier model) does not set a generation's rate.
     per_model: dict[tuple[int, str], list[float]] = {}
-    for r in heavy:
-        per_model.setdefault((r.generation, r.model), []).append(r.implied_tflops_per_core(k))
+    for r in rows:
+        per_model.setdefault((r.generation, r.model), []).append(r.implied_tflops_per_core(k, fixed, factor))
     per_gen: dict[int, list[float]] = {}
     for (g, _m), v in per_model.items():
         per_gen.setdefault(g, []).append(statistics.median(v))
-    rate = {g: statistics.median(v) for g, v in per_gen.items()}
-    by_key: dict[tuple[str, str, float], dict[bool, float]] = {}
+    return {g: statistics.median(v) for g, v in per_gen.items()}
+
+
+def _fit_prefill_at(
+    rows: list[PrefillRow], k: float, fixed: tuple[float, float] = (0.0, 0.0)
+) -> dict[str, object]:
+    heavy = [r for r in rows if not r.moe and not r.is_float]
+    gguf_rate = _gen_rates([r for r in heavy if not r.mlx], k, fixed, 1.0)
+    mlx_ratios = [
+        r.implied_tflops_per_core(k, fixed) / gguf_rate[r.generation]
+        for r in heavy
+        if r.mlx and r.generation in gguf_rate
+    ]
+    mlx_factor = statistics.median(mlx_ratios) if mlx_ratios else 1.0
+    rate = _gen_rates(heavy, k, fixed, mlx_factor)
+
+    def implied(r: PrefillRow) -> float:
+        return r.implied_tflops_per_core(k, fixed, mlx_factor)
+
+    by_key: dict[tuple[str, str, float, bool], dict[bool, float]] = {}
     for r in rows:
         if r.moe:
             continue
-        key = (f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops)
-        by_key.setdefault(key, {})[r.is_float] = r.implied_tflops_per_core(k)
+        key = (f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops, r.mlx)
+        by_key.setdefault(key, {})[r.is_float] = implied(r)
     pairs = [v[True] / v[False] for v in by_key.values() if True in v and False in v]
-    fl = pairs or [
-        r.implied_tflops_per_core(k) / rate[r.generation] for r in rows if r.is_float and r.generation in rate
-    ]
-    mo = [r.implied_tflops_per_core(k) / rate[r.generation] for r in rows if r.moe and r.generation in rate]
+    fl = pairs or [implied(r) / rate[r.generation] for r in rows if r.is_float and r.generation in rate]
+    mo = [implied(r) / rate[r.generation] for r in rows if r.moe and r.generation in rate]
     srcs: dict[int, str] = {}
     for g in sorted(rate):
         used = sorted({r.label for r in heavy if r.generation == g})
@@ -444,6 +499,9 @@ def _fit_prefill_at(rows: list[PrefillRow], k: float) -> dict[str, object]:
         "float_factor": statistics.median(fl) if fl else 1.0,
         "moe_factor": statistics.median(mo) if mo else 1.0,
         "attn_factor": k,
+        "mlx_fixed_seconds": fixed,
+        "mlx_factor": mlx_factor,
+        "n_mlx": len(mlx_ratios),
         "n_pairs": len(pairs),
     }
 
@@ -459,12 +517,15 @@ def prefill_model(fitted: dict[str, object], low: float = 1.0, high: float = 1.0
         no_accelerator_tflops_per_core=rate.get(4, min(rate.values())),
         range_low=low,
         range_high=high,
+        mlx_fixed_seconds=fitted["mlx_fixed_seconds"][0],  # type: ignore[index]
+        mlx_fixed_seconds_m5=fitted["mlx_fixed_seconds"][1],  # type: ignore[index]
+        mlx_factor=float(fitted.get("mlx_factor", 1.0)),  # type: ignore[arg-type]
     )
 
 
 def predict_prefill(pm: PrefillModel, r: PrefillRow) -> float:
     tps, _ = pm.tokens_per_second(
-        r.generation, r.gpu_cores, r.active_params_b, r.is_float, r.moe, r.attn_flops
+        r.generation, r.gpu_cores, r.active_params_b, r.is_float, r.moe, r.attn_flops, r.mlx, r.prompt_tokens
     )
     return tps
 
@@ -485,6 +546,14 @@ def prefill_table() -> dict[str, object]:
         "float_factor": round(float(fitted["float_factor"]), 4),  # type: ignore[arg-type]
         "moe_factor": round(float(fitted["moe_factor"]), 4),  # type: ignore[arg-type]
         "attn_factor": float(fitted["attn_factor"]),  # type: ignore[arg-type]
+        "mlx_fixed_seconds": round(fitted["mlx_fixed_seconds"][0], 4),  # type: ignore[index]
+        "mlx_fixed_seconds_m5": round(fitted["mlx_fixed_seconds"][1], 4),  # type: ignore[index]
+        "mlx_factor": round(float(fitted["mlx_factor"]), 4),  # type: ignore[arg-type]
+        "mlx_note": (
+            "MLX quants: time to first token = start-up + prompt / (mlx_factor x rate); start-up (M1-M4, "
+            "M5) = median intercept of MLX rows measured at two prompt lengths (same chip and model); "
+            f"factor = median of {fitted['n_mlx']} dense MLX rows over their generation's llama.cpp rate"
+        ),
         "float_factor_note": (
             f"F16/BF16/Q8_0 over Q4-class weights, median of {fitted['n_pairs']} paired rows (same chip, "
             "model, prompt)"

@@ -41,12 +41,19 @@ def _prefill(
     cores = machine.gpu_cores or max(machine.bin.gpu_cores)
     prompt = max(512, ctx)
     attn = attention_flops_per_prompt_token(arch, prompt)
-    tps, notes = pm.tokens_per_second(gen, cores, active_b, prefill_light(q), moe, attn)
+    mlx = q.engine == "mlx"
+    tps, notes = pm.tokens_per_second(gen, cores, active_b, prefill_light(q), moe, attn, mlx, prompt)
     tpc, used, _ = pm.rate(gen)
     notes.append(
         f"Prefill ~ {tpc:.3f} effective TFLOPS per GPU core (M{used}, fitted on public llama.cpp/MLX prompt "
         f"measurements) x {cores} cores / (2 x {active_b:.3g}B + attention over a {prompt}-token prompt)"
         + ("; MoE routing factor applied" if moe else "")
+        + (
+            f"; MLX: x{pm.mlx_factor:.2f} and {pm.mlx_startup(gen):.2g} s start-up per prompt, so short "
+            "prompts run at lower tok/s"
+            if mlx
+            else ""
+        )
         + f"; typical error band x{pm.range_low:.2f}-x{pm.range_high:.2f}."
     )
     if used >= 5:

@@ -38,6 +38,7 @@ PARAM_NAMES: tuple[str, ...] = (
     "m_l",
     "m_l_pre5",
     "t0_mlx",
+    "g_m1_big",
 )
 # m_w: extra inverse efficiency on the bytes a mixture-of-experts model reads per token (scattered experts);
 # m_l: seconds per MoE layer per token at 8 routed experts, scaled by the experts used (router, top-k,
@@ -45,9 +46,10 @@ PARAM_NAMES: tuple[str, ...] = (
 # m_l_pre5: the same routing cost's extra on M1-M4 GPUs: fitted MoE rows on older chips run 10-35 % below
 # an M5-calibrated routing cost (leave-one-group-out MoE error 15.5 % -> 7.1 % with it; see the bench).
 # Why older GPUs pay more per routed expert is not established (dispatch latency, clocks): a fitted fact.
-# g_m1 applies to the large M1 dies only (M1 Max/Ultra): M1 Pro rows (itsmostafa) run at the efficiency of
-# later chips while M1 Max rows of every source run visibly below it; charging all M1 chips mixed the two
-# (leave-one-source-out dense M1-M4 11.9/16.4 % -> 11.5/13.3 % median/mean with t0_mlx below).
+# g_m1 applies to every M1 chip, g_m1_big on top to the large M1 dies (M1 Max/Ultra): M1 Pro rows
+# (itsmostafa) run between later chips and M1 Max, while M1 Max rows of every source run well below later
+# chips; one M1 penalty mixed the two (leave-one-source-out dense M1-M4 11.9/16.4 % -> 11.1/13.2 %
+# median/mean with t0_mlx below).
 # t0_mlx: MLX's extra fixed cost per generated token (Python-level generate loop, one lazy graph evaluated
 # per token) over llama.cpp's; visible as MLX 1B/3B rows running 25-35 % below an llama.cpp-calibrated fixed
 # cost (AlexsJones/llmfit M4 Pro), while MLX and llama.cpp agree on 7B-27B models.
@@ -106,21 +108,22 @@ def feature_vector(
 ) -> list[float]:
     """Design-matrix row; T = features . params (linear in the parameters, hence a direct LS fit).
 
-    ``generation`` 1 on a Max/Ultra tier adds an extra inverse efficiency: M1 Max/Ultra GPUs reach a visibly
-    smaller share of their marketed bandwidth than later chips (XiongjieDai, normiebench, itsmostafa M1 Max
-    rows; M1 Pro rows do not show it). None (raw bandwidth) means "not M1".
+    ``generation`` 1 adds an extra inverse efficiency, more on a Max/Ultra tier: M1 GPUs reach a smaller
+    share of their marketed bandwidth than later chips, M1 Max/Ultra visibly less than M1 Pro (XiongjieDai,
+    normiebench, itsmostafa rows). None (raw bandwidth) means "not M1".
     """
     bw = bw_gbps * 1e9
     wt = weights_bytes / bw
     qw, _ = quant_weights(q)
     row = [wt]
     row += [wt * qw.get(a, 0.0) for a in QUANT_ANCHORS]
-    row += [wt if generation == 1 and tier in ("max", "ultra") else 0.0]
+    row += [wt if generation == 1 else 0.0]
     row += [1.0 if tier == t else 0.0 for t in TIERS]
     row += [attn_bytes / bw]
     row += [wt if moe_layers else 0.0, float(moe_layers) * 1e-4]
     row += [float(moe_layers) * 1e-4 if generation is None or generation < 5 else 0.0]
     row += [1.0 if q.engine == "mlx" else 0.0]
+    row += [wt if generation == 1 and tier in ("max", "ultra") else 0.0]
     return row
 
 
@@ -146,6 +149,17 @@ class PrefillModel:
     no_accelerator_tflops_per_core: float  # M5 on a runtime without the tensor API (e.g. LM Studio GGUF)
     range_low: float
     range_high: float
+    # MLX: time to first token = start-up + prompt / (mlx_factor x the llama.cpp-calibrated rate).
+    # llama.cpp's llama-bench pp N excludes fixed costs and splits any prompt into 512-token micro-batches;
+    # MLX harnesses time the whole prompt incl. a fixed start-up, so their tok/s rises with the prompt
+    # (defai-digital/ax-engine M5 Max: 1600 tok/s at 512 tokens, 3513 at 2048, same model). The start-up is
+    # measured per GPU class: M5 (neural accelerators) pays several times more than M1-M4 in the data.
+    mlx_fixed_seconds: float = 0.0
+    mlx_fixed_seconds_m5: float = 0.0
+    mlx_factor: float = 1.0
+
+    def mlx_startup(self, generation: int) -> float:
+        return self.mlx_fixed_seconds_m5 if generation >= 5 else self.mlx_fixed_seconds
 
     def rate(self, generation: int) -> tuple[float, int, str | None]:
         """(TFLOPS per core, generation used, note when a neighbouring generation stands in)."""
@@ -169,6 +183,8 @@ class PrefillModel:
         is_float: bool,
         moe: bool,
         attn_flops_per_token: float,
+        mlx: bool = False,
+        prompt_tokens: int = 512,
     ) -> tuple[float, list[str]]:
         tpc, used, note = self.rate(generation)
         flops = 2 * active_params_b * 1e9 + self.attn_factor * attn_flops_per_token
@@ -177,6 +193,10 @@ class PrefillModel:
             tps *= self.float_factor
         if moe:
             tps *= self.moe_factor
+        if mlx:
+            tps *= self.mlx_factor
+            n = max(prompt_tokens, 1)
+            tps = n / (self.mlx_startup(generation) + n / tps)
         return tps, [note] if note else []
 
 
@@ -228,4 +248,7 @@ def prefill_model_from(pre: dict[str, Any]) -> PrefillModel:
         no_accelerator_tflops_per_core=float(pre["m5_without_tensor_api_tflops_per_core"]),
         range_low=float(pre["range"]["low_ratio"]),
         range_high=float(pre["range"]["high_ratio"]),
+        mlx_fixed_seconds=float(pre.get("mlx_fixed_seconds", 0.0)),
+        mlx_fixed_seconds_m5=float(pre.get("mlx_fixed_seconds_m5", 0.0)),
+        mlx_factor=float(pre.get("mlx_factor", 1.0)),
     )
