@@ -608,7 +608,8 @@ def main(path: Path | None = None) -> None:
     header = (
         "# Decode-speed model parameters, fitted by `uv run python -m tools.calibration` (do not "
         "hand-edit).\n"
-        "# T = (W/BW)*(a[tier]+d[quant]) + t0[tier] + c_attn*A(ctx)/BW   -- see tools/speed.py.\n"
+        "# T = (W/BW)*(a+d[quant]+g_m1+g_m1_big+m_w) + t0[tier] + t0_mlx + c_attn*A(ctx)/BW + MoE routing"
+        "  -- see tools/speed.py.\n"
     )
     target.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     print(yaml.safe_dump(doc, sort_keys=False))

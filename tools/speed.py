@@ -2,12 +2,15 @@
 
 Time per generated token (seconds)::
 
-    T = (W_active / BW) * (a + d[quant] + g_m1 + m_w) + t0[tier] + c_attn * A(ctx) / BW + m_l * L_moe
+    T = (W_active / BW) * (a + d[quant] + g_m1 + g_m1_big + m_w) + t0[tier] + t0_mlx
+        + c_attn * A(ctx) / BW + (m_l + m_l_pre5) * L_moe
 
 * ``W_active / BW`` is the time to stream the weights once at the marketed bandwidth; ``a + d`` is its inverse
   efficiency, which grows as the quantisation gets lower (dequantisation compute) and differs by chip tier.
 * ``t0`` is a fixed per-token cost (kernel launches, sampling, synchronisation) that dominates small models on
-  fast chips -- why a single efficiency constant cannot fit both 1B and 70B models.
+  fast chips -- why a single efficiency constant cannot fit both 1B and 70B models; MLX quants add ``t0_mlx``.
+* ``g_m1`` (all M1 chips) and ``g_m1_big`` (M1 Max/Ultra on top) are M1-only inverse efficiencies;
+  ``m_l_pre5`` is the MoE routing cost's extra on M1-M4 (see PARAM_NAMES below).
 * ``A(ctx)`` is the attention work over the context, expressed as MHA-equivalent K/V bytes (see
   ``catalog.attention_read_bytes``); it models the 15-30 % slow-down at 8k context.
 
