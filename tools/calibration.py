@@ -31,7 +31,7 @@ from tools.catalog import (
     weights_read,
 )
 from tools.schemas import ModelArchitecture
-from tools.speed import PARAM_NAMES, PrefillModel, feature_vector, prefill_light
+from tools.speed import PARAM_NAMES, PrefillModel, expert_share, feature_vector, prefill_light
 
 CALIBRATION_FILE = "calibration_decode.csv"
 CALIBRATION_2026 = "calibration_2026.csv"
@@ -341,6 +341,7 @@ class PrefillRow:
     source: str
     mlx: bool = False
     prompt_tokens: int = 512
+    expert_share: float | None = None
 
     def implied_tflops_per_core(
         self, pm_attn: float, mlx_fixed: tuple[float, float] = (0.0, 0.0), mlx_factor: float = 1.0
@@ -377,6 +378,7 @@ def prefill_rows(split: str) -> list[PrefillRow]:
                 source=r.source_url,
                 mlx=r.quant.engine == "mlx",
                 prompt_tokens=max(r.context_tokens, 512),
+                expert_share=expert_share(resolve_model(r.model_tag, None, None).catalog_entry, r.arch),
             )
         )
     if split == "fit":
@@ -446,6 +448,10 @@ def mlx_startup(rows: list[PrefillRow]) -> tuple[float, float]:
     )
 
 
+# Candidate tokens-per-expert at half matmul efficiency (0 = one flat MoE factor), tried by _fit_prefill_at.
+MOE_HALF_BATCH_CANDIDATES = (0.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0)
+
+
 def _gen_rates(
     rows: list[PrefillRow], k: float, fixed: tuple[float, float], factor: float
 ) -> dict[int, float]:
@@ -484,7 +490,20 @@ def _fit_prefill_at(
         by_key.setdefault(key, {})[r.is_float] = implied(r)
     pairs = [v[True] / v[False] for v in by_key.values() if True in v and False in v]
     fl = pairs or [implied(r) / rate[r.generation] for r in rows if r.is_float and r.generation in rate]
-    mo = [implied(r) / rate[r.generation] for r in rows if r.moe and r.generation in rate]
+    moe_rows = [r for r in rows if r.moe and r.generation in rate]
+    mo = [implied(r) / rate[r.generation] for r in moe_rows]
+    # MoE: flat factor x batch efficiency b / (b + h), h (tokens per expert at half efficiency) chosen by the
+    # median log error over the MoE rows; h = 0 keeps one flat factor.
+    half, moe_f, best = 0.0, statistics.median(mo) if mo else 1.0, math.inf
+    for h in MOE_HALF_BATCH_CANDIDATES:
+        pm_h = PrefillModel({}, {}, 1.0, 1.0, k, 0.0, 1.0, 1.0, moe_half_batch=h)
+        eff = [pm_h.moe_efficiency(r.expert_share) for r in moe_rows]
+        if not mo:
+            break
+        f0 = statistics.median(m / e for m, e in zip(mo, eff, strict=True))
+        err = statistics.median(abs(math.log(m / (f0 * e))) for m, e in zip(mo, eff, strict=True))
+        if err < best - 1e-9:
+            half, moe_f, best = h, f0, err
     srcs: dict[int, str] = {}
     for g in sorted(rate):
         used = sorted({r.label for r in heavy if r.generation == g})
@@ -497,7 +516,8 @@ def _fit_prefill_at(
         "rate": rate,
         "sources": srcs,
         "float_factor": statistics.median(fl) if fl else 1.0,
-        "moe_factor": statistics.median(mo) if mo else 1.0,
+        "moe_factor": moe_f,
+        "moe_half_batch": half,
         "attn_factor": k,
         "mlx_fixed_seconds": fixed,
         "mlx_factor": mlx_factor,
@@ -520,12 +540,21 @@ def prefill_model(fitted: dict[str, object], low: float = 1.0, high: float = 1.0
         mlx_fixed_seconds=fitted["mlx_fixed_seconds"][0],  # type: ignore[index]
         mlx_fixed_seconds_m5=fitted["mlx_fixed_seconds"][1],  # type: ignore[index]
         mlx_factor=float(fitted.get("mlx_factor", 1.0)),  # type: ignore[arg-type]
+        moe_half_batch=float(fitted.get("moe_half_batch", 0.0)),  # type: ignore[arg-type]
     )
 
 
 def predict_prefill(pm: PrefillModel, r: PrefillRow) -> float:
     tps, _ = pm.tokens_per_second(
-        r.generation, r.gpu_cores, r.active_params_b, r.is_float, r.moe, r.attn_flops, r.mlx, r.prompt_tokens
+        r.generation,
+        r.gpu_cores,
+        r.active_params_b,
+        r.is_float,
+        r.moe,
+        r.attn_flops,
+        r.mlx,
+        r.prompt_tokens,
+        r.expert_share,
     )
     return tps
 
@@ -545,6 +574,11 @@ def prefill_table() -> dict[str, object]:
         },
         "float_factor": round(float(fitted["float_factor"]), 4),  # type: ignore[arg-type]
         "moe_factor": round(float(fitted["moe_factor"]), 4),  # type: ignore[arg-type]
+        "moe_half_batch": float(fitted["moe_half_batch"]),  # type: ignore[arg-type]
+        "moe_note": (
+            "MoE prefill x moe_factor x b / (b + moe_half_batch), b = 512 x active/total experts (tokens "
+            "per expert in a 512-token micro-batch); half-batch chosen by median log error over the MoE rows"
+        ),
         "attn_factor": float(fitted["attn_factor"]),  # type: ignore[arg-type]
         "mlx_fixed_seconds": round(fitted["mlx_fixed_seconds"][0], 4),  # type: ignore[index]
         "mlx_fixed_seconds_m5": round(fitted["mlx_fixed_seconds"][1], 4),  # type: ignore[index]
