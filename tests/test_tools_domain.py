@@ -435,6 +435,56 @@ def test_prefill_is_estimated_for_every_chip_and_m5_uses_its_accelerators() -> N
     assert m5.prefill_tokens_per_second == pytest.approx(759.7, rel=0.15)
 
 
+def test_mlx_prefill_pays_a_start_up_so_short_prompts_run_slower_than_llama_cpp_batches() -> None:
+    # defai-digital/ax-engine README, M5 Max, Qwen3.6-35B-A3B MLX 4-bit (mlx_lm.benchmark): 1599.5 tok/s at a
+    # 512-token prompt, 3513.1 at 2048 -- the same model, so a per-prompt start-up, not a per-token rate.
+    args = {"chip": "M5 Max", "gpu_cores": 40, "model": "qwen3.6:35b-a3b"}
+    short = est({**args, "quant": "MLX-4bit", "context_tokens": 512}).prefill_tokens_per_second
+    long = est({**args, "quant": "MLX-4bit", "context_tokens": 2048}).prefill_tokens_per_second
+    assert short and long
+    assert 0.4 < short / long < 0.75
+    assert short == pytest.approx(1599.5, rel=0.15)
+    # llama.cpp splits every prompt into 512-token micro-batches and times no start-up: a longer prompt only
+    # adds attention work (same source: 3146.6 tok/s at 512, 3542.3 at 2048).
+    g_short = est({**args, "quant": "Q4_K_M", "context_tokens": 512}).prefill_tokens_per_second
+    g_long = est({**args, "quant": "Q4_K_M", "context_tokens": 2048}).prefill_tokens_per_second
+    assert g_short and g_long and 0.9 < g_short / g_long < 1.1
+    out = est({**args, "quant": "MLX-4bit", "context_tokens": 512})
+    assert any("start-up per prompt" in a for a in out.assumptions)
+
+
+def test_moe_prefill_slows_when_each_expert_gets_few_tokens_of_a_batch() -> None:
+    # gpt-oss:120b routes to 4 of 128 experts (16 tokens per expert in a 512-token batch), gpt-oss:20b to 4 of
+    # 32 (64 tokens): per active parameter the 120b model prefills slower (fit rows: 16-token models measure
+    # 0.74-0.95x, 32-token models 1.14-1.24x the flat MoE factor).
+    args = {"chip": "M4 Max", "gpu_cores": 40, "context_tokens": 512}
+    big = est({**args, "model": "gpt-oss:120b"})
+    small = est({**args, "model": "gpt-oss:20b"})
+    assert big.prefill_tokens_per_second and small.prefill_tokens_per_second
+    per_param = (big.prefill_tokens_per_second * big.active_params_billion) / (
+        small.prefill_tokens_per_second * small.active_params_billion
+    )
+    assert per_param < 0.8
+    assert any("experts get small batches" in a for a in big.assumptions)
+
+
+def test_m1_max_reaches_less_of_its_bandwidth_than_m1_pro_and_mlx_pays_per_token() -> None:
+    # itsmostafa/inference-speed-tests: M1 Pro Qwen2.5-7B Q4_K_M 26.9 tok/s = 63 % of 200 GB/s; M1 Max
+    # llama3.1:8b Q4_K_M 38.7 tok/s = 47 % of 400 GB/s (XiongjieDai/normiebench M1 Max rows agree).
+    pro = est({"chip": "M1 Pro", "gpu_cores": 16, "model": "qwen2.5:7b", "context_tokens": 400})
+    big = est({"chip": "M1 Max", "gpu_cores": 32, "model": "llama3.1:8b", "context_tokens": 400})
+    assert pro.efficiency > big.efficiency + 0.1
+    assert pro.expected_tokens_per_second == pytest.approx(26.9, rel=0.12)
+    assert big.expected_tokens_per_second == pytest.approx(38.7, rel=0.1)
+    # AlexsJones/llmfit M4 Pro: Llama-3.2-1B MLX-4bit 220.2 vs Q4_K_M 216.5 tok/s -- MLX's smaller file does
+    # not make a 1B model faster, its per-token overhead eats the difference.
+    args = {"chip": "M4 Pro", "gpu_cores": 20, "model": "llama3.2:1b", "context_tokens": 150}
+    mlx = est({**args, "quant": "MLX-4bit"}).expected_tokens_per_second
+    gguf = est({**args, "quant": "Q4_K_M"}).expected_tokens_per_second
+    assert mlx / gguf < 1.08
+    assert mlx == pytest.approx(220.2, rel=0.12)
+
+
 def test_refreshed_ollama_sizes() -> None:
     assert est({"chip": "M4 Max", "model": "qwen2.5:72b"}).weights_gb == 47.0
     small = est({"chip": "M4", "model": "llama3.2:1b"})

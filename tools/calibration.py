@@ -31,7 +31,7 @@ from tools.catalog import (
     weights_read,
 )
 from tools.schemas import ModelArchitecture
-from tools.speed import PARAM_NAMES, PrefillModel, feature_vector, prefill_light
+from tools.speed import PARAM_NAMES, PrefillModel, expert_share, feature_vector, prefill_light
 
 CALIBRATION_FILE = "calibration_decode.csv"
 CALIBRATION_2026 = "calibration_2026.csv"
@@ -339,10 +339,21 @@ class PrefillRow:
     measured_tps: float
     split: str
     source: str
+    mlx: bool = False
+    prompt_tokens: int = 512
+    expert_share: float | None = None
 
-    def implied_tflops_per_core(self, pm_attn: float) -> float:
+    def implied_tflops_per_core(
+        self, pm_attn: float, mlx_fixed: tuple[float, float] = (0.0, 0.0), mlx_factor: float = 1.0
+    ) -> float:
+        """Effective rate per core; MLX rows first lose the start-up time (M1-M4, M5) and the MLX factor."""
+        tps = self.measured_tps
+        if self.mlx:
+            n = self.prompt_tokens
+            fixed = mlx_fixed[1] if self.generation >= 5 else mlx_fixed[0]
+            tps = n / max(n / tps - fixed, 0.25 * n / tps) / mlx_factor
         flops = 2 * self.active_params_b * 1e9 + pm_attn * self.attn_flops
-        return self.measured_tps * flops / (self.gpu_cores * 1e12)
+        return tps * flops / (self.gpu_cores * 1e12)
 
 
 def prefill_rows(split: str) -> list[PrefillRow]:
@@ -365,6 +376,9 @@ def prefill_rows(split: str) -> list[PrefillRow]:
                 measured_tps=r.prefill_tps,
                 split=r.split,
                 source=r.source_url,
+                mlx=r.quant.engine == "mlx",
+                prompt_tokens=max(r.context_tokens, 512),
+                expert_share=expert_share(resolve_model(r.model_tag, None, None).catalog_entry, r.arch),
             )
         )
     if split == "fit":
@@ -390,16 +404,19 @@ def prefill_rows(split: str) -> list[PrefillRow]:
 
 
 def fit_prefill(rows: list[PrefillRow]) -> dict[str, object]:
-    """Robust (median) fit, for each candidate attention factor (kept: the lowest median error):
+    """Robust (median) fit, for each candidate attention factor and MLX start-up time (kept: the pair with the
+    lowest median error on these rows):
 
     * per generation, the median per-core rate of dense rows with Q4-class weights;
+    * the MLX factor as the median of dense MLX rows' rates over their generation's llama.cpp/Ollama rate;
     * the F16/Q8_0 factor from paired rows (same chip, model and prompt length, light vs Q4-class weights);
     * the MoE factor as the median of MoE rows' rates over their generation's rate.
     """
     best: dict[str, object] | None = None
     best_err = math.inf
+    fixed = mlx_startup(rows)
     for k in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
-        fitted = _fit_prefill_at(rows, k)
+        fitted = _fit_prefill_at(rows, k, fixed)
         pm = prefill_model(fitted)
         err = statistics.median(ape(predict_prefill(pm, r), r.measured_tps) for r in rows)
         if err < best_err:
@@ -408,28 +425,85 @@ def fit_prefill(rows: list[PrefillRow]) -> dict[str, object]:
     return best
 
 
-def _fit_prefill_at(rows: list[PrefillRow], k: float) -> dict[str, object]:
-    heavy = [r for r in rows if not r.moe and not r.is_float]
+def mlx_startup(rows: list[PrefillRow]) -> tuple[float, float]:
+    """(M1-M4, M5) MLX start-up seconds: median over MLX pairs (same chip, cores, model at two prompt lengths)
+    of the intercept of time = start-up + prompt / rate through the two points (negative -> 0)."""
+    by: dict[tuple[str, int, str], list[PrefillRow]] = {}
+    for r in rows:
+        if r.mlx:
+            by.setdefault((r.chip, r.gpu_cores, r.model), []).append(r)
+    out: dict[bool, list[float]] = {False: [], True: []}
+    for grp in by.values():
+        pts = sorted({(r.prompt_tokens, r.prompt_tokens / r.measured_tps) for r in grp})
+        if len(pts) < 2:
+            continue
+        (n1, t1), (n2, t2) = pts[0], pts[-1]
+        if n2 == n1:
+            continue
+        slope = (t2 - t1) / (n2 - n1)
+        out[grp[0].generation >= 5].append(max(0.0, t1 - slope * n1))
+    return (
+        statistics.median(out[False]) if out[False] else 0.0,
+        statistics.median(out[True]) if out[True] else 0.0,
+    )
+
+
+# Candidate tokens-per-expert at half matmul efficiency (0 = one flat MoE factor), tried by _fit_prefill_at.
+MOE_HALF_BATCH_CANDIDATES = (0.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0)
+
+
+def _gen_rates(
+    rows: list[PrefillRow], k: float, fixed: tuple[float, float], factor: float
+) -> dict[int, float]:
     # Median within each (generation, model) first, then across models: every model counts once, so one model
     # measured at many prompt lengths/engines (or one outlier model) does not set a generation's rate.
     per_model: dict[tuple[int, str], list[float]] = {}
-    for r in heavy:
-        per_model.setdefault((r.generation, r.model), []).append(r.implied_tflops_per_core(k))
+    for r in rows:
+        per_model.setdefault((r.generation, r.model), []).append(r.implied_tflops_per_core(k, fixed, factor))
     per_gen: dict[int, list[float]] = {}
     for (g, _m), v in per_model.items():
         per_gen.setdefault(g, []).append(statistics.median(v))
-    rate = {g: statistics.median(v) for g, v in per_gen.items()}
-    by_key: dict[tuple[str, str, float], dict[bool, float]] = {}
+    return {g: statistics.median(v) for g, v in per_gen.items()}
+
+
+def _fit_prefill_at(
+    rows: list[PrefillRow], k: float, fixed: tuple[float, float] = (0.0, 0.0)
+) -> dict[str, object]:
+    heavy = [r for r in rows if not r.moe and not r.is_float]
+    gguf_rate = _gen_rates([r for r in heavy if not r.mlx], k, fixed, 1.0)
+    mlx_ratios = [
+        r.implied_tflops_per_core(k, fixed) / gguf_rate[r.generation]
+        for r in heavy
+        if r.mlx and r.generation in gguf_rate
+    ]
+    mlx_factor = statistics.median(mlx_ratios) if mlx_ratios else 1.0
+    rate = _gen_rates(heavy, k, fixed, mlx_factor)
+
+    def implied(r: PrefillRow) -> float:
+        return r.implied_tflops_per_core(k, fixed, mlx_factor)
+
+    by_key: dict[tuple[str, str, float, bool], dict[bool, float]] = {}
     for r in rows:
         if r.moe:
             continue
-        key = (f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops)
-        by_key.setdefault(key, {})[r.is_float] = r.implied_tflops_per_core(k)
+        key = (f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops, r.mlx)
+        by_key.setdefault(key, {})[r.is_float] = implied(r)
     pairs = [v[True] / v[False] for v in by_key.values() if True in v and False in v]
-    fl = pairs or [
-        r.implied_tflops_per_core(k) / rate[r.generation] for r in rows if r.is_float and r.generation in rate
-    ]
-    mo = [r.implied_tflops_per_core(k) / rate[r.generation] for r in rows if r.moe and r.generation in rate]
+    fl = pairs or [implied(r) / rate[r.generation] for r in rows if r.is_float and r.generation in rate]
+    moe_rows = [r for r in rows if r.moe and r.generation in rate]
+    mo = [implied(r) / rate[r.generation] for r in moe_rows]
+    # MoE: flat factor x batch efficiency b / (b + h), h (tokens per expert at half efficiency) chosen by the
+    # median log error over the MoE rows; h = 0 keeps one flat factor.
+    half, moe_f, best = 0.0, statistics.median(mo) if mo else 1.0, math.inf
+    for h in MOE_HALF_BATCH_CANDIDATES:
+        pm_h = PrefillModel({}, {}, 1.0, 1.0, k, 0.0, 1.0, 1.0, moe_half_batch=h)
+        eff = [pm_h.moe_efficiency(r.expert_share) for r in moe_rows]
+        if not mo:
+            break
+        f0 = statistics.median(m / e for m, e in zip(mo, eff, strict=True))
+        err = statistics.median(abs(math.log(m / (f0 * e))) for m, e in zip(mo, eff, strict=True))
+        if err < best - 1e-9:
+            half, moe_f, best = h, f0, err
     srcs: dict[int, str] = {}
     for g in sorted(rate):
         used = sorted({r.label for r in heavy if r.generation == g})
@@ -442,8 +516,12 @@ def _fit_prefill_at(rows: list[PrefillRow], k: float) -> dict[str, object]:
         "rate": rate,
         "sources": srcs,
         "float_factor": statistics.median(fl) if fl else 1.0,
-        "moe_factor": statistics.median(mo) if mo else 1.0,
+        "moe_factor": moe_f,
+        "moe_half_batch": half,
         "attn_factor": k,
+        "mlx_fixed_seconds": fixed,
+        "mlx_factor": mlx_factor,
+        "n_mlx": len(mlx_ratios),
         "n_pairs": len(pairs),
     }
 
@@ -459,12 +537,24 @@ def prefill_model(fitted: dict[str, object], low: float = 1.0, high: float = 1.0
         no_accelerator_tflops_per_core=rate.get(4, min(rate.values())),
         range_low=low,
         range_high=high,
+        mlx_fixed_seconds=fitted["mlx_fixed_seconds"][0],  # type: ignore[index]
+        mlx_fixed_seconds_m5=fitted["mlx_fixed_seconds"][1],  # type: ignore[index]
+        mlx_factor=float(fitted.get("mlx_factor", 1.0)),  # type: ignore[arg-type]
+        moe_half_batch=float(fitted.get("moe_half_batch", 0.0)),  # type: ignore[arg-type]
     )
 
 
 def predict_prefill(pm: PrefillModel, r: PrefillRow) -> float:
     tps, _ = pm.tokens_per_second(
-        r.generation, r.gpu_cores, r.active_params_b, r.is_float, r.moe, r.attn_flops
+        r.generation,
+        r.gpu_cores,
+        r.active_params_b,
+        r.is_float,
+        r.moe,
+        r.attn_flops,
+        r.mlx,
+        r.prompt_tokens,
+        r.expert_share,
     )
     return tps
 
@@ -484,7 +574,20 @@ def prefill_table() -> dict[str, object]:
         },
         "float_factor": round(float(fitted["float_factor"]), 4),  # type: ignore[arg-type]
         "moe_factor": round(float(fitted["moe_factor"]), 4),  # type: ignore[arg-type]
+        "moe_half_batch": float(fitted["moe_half_batch"]),  # type: ignore[arg-type]
+        "moe_note": (
+            "MoE prefill x moe_factor x b / (b + moe_half_batch), b = 512 x active/total experts (tokens "
+            "per expert in a 512-token micro-batch); half-batch chosen by median log error over the MoE rows"
+        ),
         "attn_factor": float(fitted["attn_factor"]),  # type: ignore[arg-type]
+        "mlx_fixed_seconds": round(fitted["mlx_fixed_seconds"][0], 4),  # type: ignore[index]
+        "mlx_fixed_seconds_m5": round(fitted["mlx_fixed_seconds"][1], 4),  # type: ignore[index]
+        "mlx_factor": round(float(fitted["mlx_factor"]), 4),  # type: ignore[arg-type]
+        "mlx_note": (
+            "MLX quants: time to first token = start-up + prompt / (mlx_factor x rate); start-up (M1-M4, "
+            "M5) = median intercept of MLX rows measured at two prompt lengths (same chip and model); "
+            f"factor = median of {fitted['n_mlx']} dense MLX rows over their generation's llama.cpp rate"
+        ),
         "float_factor_note": (
             f"F16/BF16/Q8_0 over Q4-class weights, median of {fitted['n_pairs']} paired rows (same chip, "
             "model, prompt)"
@@ -539,7 +642,8 @@ def main(path: Path | None = None) -> None:
     header = (
         "# Decode-speed model parameters, fitted by `uv run python -m tools.calibration` (do not "
         "hand-edit).\n"
-        "# T = (W/BW)*(a[tier]+d[quant]) + t0[tier] + c_attn*A(ctx)/BW   -- see tools/speed.py.\n"
+        "# T = (W/BW)*(a+d[quant]+g_m1+g_m1_big+m_w) + t0[tier] + t0_mlx + c_attn*A(ctx)/BW + MoE routing"
+        "  -- see tools/speed.py.\n"
     )
     target.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     print(yaml.safe_dump(doc, sort_keys=False))

@@ -14,7 +14,7 @@ from tools.catalog import (
     weights_read,
 )
 from tools.schemas import EstimateSpeedInput, EstimateSpeedOutput, ModelArchitecture
-from tools.speed import prefill_light, quant_weights, speed_model, tier_from_bandwidth
+from tools.speed import expert_share, prefill_light, quant_weights, speed_model, tier_from_bandwidth
 
 SOURCES_SPEED = [
     "reference/domain-notes.md 1.1 (ceiling = bandwidth / bytes read per token)",
@@ -31,7 +31,13 @@ def _r(x: float, nd: int = 2) -> float:
 
 
 def _prefill(
-    machine: MachineSpec, arch: ModelArchitecture, q: QuantSpec, active_b: float, moe: bool, ctx: int
+    machine: MachineSpec,
+    arch: ModelArchitecture,
+    q: QuantSpec,
+    active_b: float,
+    moe: bool,
+    ctx: int,
+    share: float | None = None,
 ) -> tuple[float | None, list[str], list[str]]:
     """Prompt-processing tokens/s for a prompt of max(512, ctx) tokens; None only without a chip."""
     pm = speed_model().prefill
@@ -41,12 +47,23 @@ def _prefill(
     cores = machine.gpu_cores or max(machine.bin.gpu_cores)
     prompt = max(512, ctx)
     attn = attention_flops_per_prompt_token(arch, prompt)
-    tps, notes = pm.tokens_per_second(gen, cores, active_b, prefill_light(q), moe, attn)
+    mlx = q.engine == "mlx"
+    tps, notes = pm.tokens_per_second(gen, cores, active_b, prefill_light(q), moe, attn, mlx, prompt, share)
     tpc, used, _ = pm.rate(gen)
     notes.append(
         f"Prefill ~ {tpc:.3f} effective TFLOPS per GPU core (M{used}, fitted on public llama.cpp/MLX prompt "
         f"measurements) x {cores} cores / (2 x {active_b:.3g}B + attention over a {prompt}-token prompt)"
-        + ("; MoE routing factor applied" if moe else "")
+        + (
+            f"; MoE factor x{pm.moe_factor * pm.moe_efficiency(share):.2f} (experts get small batches)"
+            if moe
+            else ""
+        )
+        + (
+            f"; MLX: x{pm.mlx_factor:.2f} and {pm.mlx_startup(gen):.2g} s start-up per prompt, so short "
+            "prompts run at lower tok/s"
+            if mlx
+            else ""
+        )
         + f"; typical error band x{pm.range_low:.2f}-x{pm.range_high:.2f}."
     )
     if used >= 5:
@@ -146,7 +163,8 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
                 "estimate assumes it runs fully on the GPU."
             )
 
-    prefill, pnotes, psources = _prefill(machine, arch, q, active_b, wr.moe, p.context_tokens)
+    share = expert_share(entry, arch) if wr.moe else None
+    prefill, pnotes, psources = _prefill(machine, arch, q, active_b, wr.moe, p.context_tokens, share)
     assumptions += pnotes
     sources += psources
     return EstimateSpeedOutput(
