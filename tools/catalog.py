@@ -195,6 +195,17 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
     rest = chip_text
     for m in reversed(found):
         rest = rest[: m.start()] + " " + rest[m.end() :]
+    # A tier word the chip pattern did not take ("M4 Prox", "Max M4", "M4 (Pro)", "M4 Pro Max") would
+    # otherwise be dropped and the name read as another tier (4-8x less bandwidth for a base chip): refuse.
+    stray = re.search(r"[a-z]*(pro|max|ultra)[a-z]*", rest)
+    if stray:
+        gen = name.split()[0]
+        tiers = [gen] + [f"{gen} {t}" for t in ("Pro", "Max", "Ultra") if f"{gen} {t}" in names]
+        raise ToolError(
+            f"{field_name}: {raw!r} is ambiguous: read the chip as {name}, but {stray.group(0)!r} is also in "
+            f"the name and was not understood. Say which chip, e.g. {', '.join(tiers)}.",
+            fields=[field_name],
+        )
     mem_m = re.search(r"\b(\d{1,3})\s*gb\b", rest)
     mem = int(mem_m.group(1)) if mem_m else None
     if mem_m:
