@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from tools import REGISTRY, ToolError
-from tools.catalog import GIB, catalog, kv_cache_bytes, parse_chip, quants, resolve_model_tag, resolve_quant
+from tools.catalog import (
+    GIB,
+    catalog,
+    is_catalog_model,
+    kv_cache_bytes,
+    parse_chip,
+    quants,
+    resolve_model_tag,
+    resolve_quant,
+)
 from tools.fit import default_gpu_fraction
 
 est = REGISTRY.get("estimate_speed").run
@@ -401,6 +410,23 @@ def test_new_models_are_sized_from_the_tag_with_the_assumption_stated() -> None:
     dense = est({"chip": "M4 Max", "model": "brandnew:27b", "context_tokens": 200_000})
     assert dense.params_billion == 27.0 and dense.active_weights_gb == dense.weights_gb
     assert any("assumed dense" in a for a in dense.assumptions)
+
+
+def test_hugging_face_gguf_names_resolve_by_repo_and_quant_tag() -> None:
+    # `ollama pull hf.co/<user>/<repo>-GGUF:<quant>`: the repo names the model, the tag the quant.
+    known = est({"chip": "M4 Max", "model": "hf.co/bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q8_0"})
+    assert (known.model, known.quant) == ("llama3.1:8b", "Q8_0")
+    read_as = "Hugging Face repo Meta-Llama-3.1-8B-Instruct read as llama3.1:8b"
+    assert any(read_as in a for a in known.assumptions)
+    moe = est({"chip": "M4 Max", "model": "hf.co/unsloth/Qwen3-30B-A3B-GGUF:Q4_K_M"})
+    assert moe.model == "qwen3:30b-a3b" and moe.active_params_billion == 3.34
+    new = est({"chip": "M4 Max", "model": "hf.co/unsloth/Mistral-Small-3.2-24B-Instruct-2506-GGUF:Q5_K_M"})
+    assert (new.params_billion, new.quant) == (24.0, "Q5_K_M")
+    assert any("'24b' = 24B parameters, assumed dense" in a for a in new.assumptions)
+    # Installed, such a GGUF is still described by its own /api/show facts (it may be a fine-tune).
+    assert not is_catalog_model("hf.co/bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q8_0")
+    with pytest.raises(ToolError, match="Hugging Face repo 'foo' is not in our catalog"):
+        est({"chip": "M4 Max", "model": "hf.co/unsloth/foo-GGUF:Q4_K_M"})
 
 
 def test_installed_model_facts_override_the_layout() -> None:

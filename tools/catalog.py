@@ -694,9 +694,41 @@ class ResolvedModel:
     catalog_entry: CatalogModel | None = None
 
 
+_HF_TAG_RE = re.compile(
+    r"^(?:https?://)?(?:hf\.co|huggingface\.co)/[^/\s]+/([^:\s/]+)(?::(\S+))?$", re.IGNORECASE
+)
+
+
+def hf_repo_and_quant(text: str) -> tuple[str, str | None] | None:
+    """'hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M' -> ('Qwen2.5-7B-Instruct', 'Q4_K_M'); else None.
+
+    Ollama pulls GGUF repos from Hugging Face by this form: the repo names the model, the tag the quant.
+    """
+    m = _HF_TAG_RE.match(text.strip())
+    if not m:
+        return None
+    repo = re.sub(r"[-_.]gguf$", "", m.group(1), flags=re.IGNORECASE)
+    quant = m.group(2) if m.group(2) and m.group(2).lower() != "latest" else None
+    return repo, quant
+
+
 def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogModel, str | None, list[str]]:
     """Ollama tag (or a human name) -> catalog entry, plus a quant embedded in the tag."""
     raw = text.strip()
+    hf = hf_repo_and_quant(raw)
+    if hf is not None:
+        repo, hf_quant = hf
+        key = _norm_key(repo)
+        for k in (key, key.removeprefix("meta")):
+            if k in _keyed():
+                entry = catalog()[_keyed()[k]]
+                note = f"{field_name} {raw!r}: Hugging Face repo {repo} read as {entry.tag}."
+                return entry, hf_quant, [note]
+        raise ToolError(
+            f"{field_name}: unknown model {raw!r} (Hugging Face repo {repo!r} is not in our catalog). Pass "
+            "params_billion (and architecture for KV-cache maths), or a repo name with its size (e.g. -7B-).",
+            fields=[field_name],
+        )
     t = raw.lower()
     t = re.sub(r"^(ollama\s+(run|pull)\s+|hf\.co/|registry\.ollama\.ai/library/|library/)", "", t)
     notes: list[str] = []
@@ -754,7 +786,8 @@ def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
 
     Returns (total B, active B or None, how it was read) or None when the tag carries no size.
     """
-    t = text.strip().lower()
+    hf = hf_repo_and_quant(text)
+    t = (f"x:{hf[0]}" if hf else text.strip()).lower()
     m = _MOE_TAG_RE.search(t)
     if m:
         total, active = float(m.group(1)), float(m.group(2))
@@ -791,7 +824,13 @@ def quant_allowed(entry: CatalogModel | None, quant: str) -> bool:
 
 
 def is_catalog_model(text: str) -> bool:
-    """True when ``text`` names a catalog model (no /api/show round trip needed for it)."""
+    """True when ``text`` names a catalog model (no /api/show round trip needed for it).
+
+    A Hugging Face GGUF (hf.co/...) may be a fine-tune or another tensor layout of a catalog model: when it is
+    installed, its own /api/show facts are better than the catalog row, so it is not counted here.
+    """
+    if hf_repo_and_quant(text) is not None:
+        return False
     try:
         resolve_model_tag(text)
     except ToolError:
@@ -862,6 +901,8 @@ def resolve_model(
             # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
             arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
             qm = _TAG_QUANT_RE.search(model.strip().lower())
+            hf = hf_repo_and_quant(model)
+            tag_quant = hf[1] if hf else (qm.group("q") if qm else None)
             label = model.strip()
             close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
             hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
@@ -870,7 +911,7 @@ def resolve_model(
                 f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers."
                 + hint
             )
-            return ResolvedModel(label, label, arch, qm.group("q") if qm else None, notes, [])
+            return ResolvedModel(label, label, arch, tag_quant, notes, [])
         notes += n2
         if params_billion is not None and abs(params_billion - entry.params_b) > 0.1 * entry.params_b:
             raise ToolError(
