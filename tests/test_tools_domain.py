@@ -412,6 +412,19 @@ def test_new_models_are_sized_from_the_tag_with_the_assumption_stated() -> None:
     assert any("assumed dense" in a for a in dense.assumptions)
 
 
+def test_new_tag_of_a_known_moe_family_is_not_read_as_dense() -> None:
+    # deepseek-v3.1:671b is not in the catalog; read as a dense 671B it came out ~10x too slow (1 tok/s).
+    known = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "deepseek-v3:671b"})
+    new = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "deepseek-v3.1:671b"})
+    assert new.active_params_billion == 37.6
+    assert new.expected_tokens_per_second == pytest.approx(known.expected_tokens_per_second, rel=0.1)
+    assert any("family and size of the catalog MoE deepseek-v3:671b" in a for a in new.assumptions)
+    # No sibling to borrow from: stays dense, but says that a model this large is probably MoE.
+    big = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "qwen3-coder:480b"})
+    assert big.active_params_billion == 480.0
+    assert any("Most open models of 480B are mixture-of-experts" in a for a in big.assumptions)
+
+
 def test_hugging_face_gguf_names_resolve_by_repo_and_quant_tag() -> None:
     # `ollama pull hf.co/<user>/<repo>-GGUF:<quant>`: the repo names the model, the tag the quant.
     known = est({"chip": "M4 Max", "model": "hf.co/bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q8_0"})

@@ -860,6 +860,25 @@ def generic_architecture(params_b: float, active_b: float | None = None) -> tupl
     return arch, best.tag
 
 
+def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
+    """A catalog MoE of the same family (leading name, e.g. 'deepseek') and the same total size, if any."""
+    hf = hf_repo_and_quant(tag)
+    name = (hf[0] if hf else tag.strip().partition(":")[0]).lower()
+    stem = re.match(r"[a-z]+", name.rsplit("/", 1)[-1])
+    if stem is None:
+        return None
+    same = [
+        m
+        for m in catalog().values()
+        if m.active_params_b is not None
+        and abs(m.params_b - total_b) <= 0.03 * total_b
+        and m.tag.startswith(stem.group(0))
+    ]
+    if not same:
+        return None
+    return max(same, key=lambda m: difflib.SequenceMatcher(None, name, m.tag.partition(":")[0]).ratio())
+
+
 def resolve_model(
     model: str | None,
     params_billion: float | None,
@@ -898,6 +917,21 @@ def resolve_model(
             if params_billion is not None and abs(params_billion - total_b) > 0.1 * total_b:
                 total_b, active_b, how = params_billion, None, f"params_billion={params_billion:g} given"
             arch, like = generic_architecture(total_b, active_b)
+            sibling = _moe_sibling(model, total_b) if active_b is None else None
+            if sibling is not None:
+                # "deepseek-v3.1:671b": a new tag of a known MoE family at the same size. Read as dense it
+                # would be ~10x too slow; the sibling's shape (experts, active params, MLA) is a better guess.
+                arch = sibling.architecture().model_copy(
+                    update={
+                        "n_experts": sibling.moe.experts if sibling.moe else None,
+                        "n_experts_active": sibling.moe.active_experts if sibling.moe else None,
+                    }
+                )
+                how = (
+                    f"'{total_b:g}b' with the family and size of the catalog MoE {sibling.tag}: its shape is "
+                    f"used ({sibling.active_params_b:g}B of {sibling.params_b:g}B active per token)"
+                )
+                like = sibling.tag
             # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
             arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
             qm = _TAG_QUANT_RE.search(model.strip().lower())
@@ -911,6 +945,12 @@ def resolve_model(
                 f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers."
                 + hint
             )
+            if arch.active_params_billion is None and total_b >= 150:
+                notes.append(
+                    f"Most open models of {total_b:g}B are mixture-of-experts; if this one is, decode is "
+                    "several times faster than this dense estimate (tag sizes like '235b-a22b' or an "
+                    "installed model's /api/show facts say so)."
+                )
             return ResolvedModel(label, label, arch, tag_quant, notes, [])
         notes += n2
         if params_billion is not None and abs(params_billion - entry.params_b) > 0.1 * entry.params_b:
