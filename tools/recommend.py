@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from tools.catalog import GB, chip_bins, load_yaml, resolve_model_tag
+from tools.catalog import GB, chip_bins, load_yaml, resolve_model, resolve_model_tag
 from tools.estimate import estimate_speed
 from tools.fit import check_memory_fit, gpu_budget
 from tools.registry import ToolError
@@ -248,11 +248,24 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     wl = p.workload
     model_args: dict[str, Any] | None
     if p.target_model is not None:
-        entry, q_tag, notes = resolve_model_tag(p.target_model, field_name="target_model")
-        assumptions += notes
-        model_args = {"model": entry.tag, "quant": q or q_tag}
-        target_b = entry.params_b
-        target_label = entry.tag
+        try:
+            entry, q_tag, notes = resolve_model_tag(p.target_model, field_name="target_model")
+        except ToolError:
+            # A tag newer than the catalog ('qwen3:4b', 'foo:30b-a3b') gets the same answer as in
+            # estimate_speed / check_memory_fit: sized from the tag, with the assumption stated.
+            try:
+                resolved = resolve_model(p.target_model, None, None)
+            except ToolError as e:
+                raise ToolError(str(e).replace("model:", "target_model:", 1), fields=["target_model"]) from e
+            assumptions += resolved.assumptions
+            model_args = {"model": p.target_model, "quant": q or resolved.quant_from_tag}
+            target_b = resolved.arch.params_billion
+            target_label = resolved.label
+        else:
+            assumptions += notes
+            model_args = {"model": entry.tag, "quant": q or q_tag}
+            target_b = entry.params_b
+            target_label = entry.tag
     elif p.target_params_billion is not None:
         model_args = {"params_billion": p.target_params_billion, "quant": q}
         target_b = p.target_params_billion
@@ -278,6 +291,11 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     elif p.image_model is not None:
         assumptions.append("image_model is used only with workload image or both; ignored.")
     if wl == "image":
+        if p.target_model is not None or p.target_params_billion is not None:
+            assumptions.append(
+                f"Workload image: the LLM target ({target_label}) is not weighed; use workload both to size "
+                "for the image model and the LLM together."
+            )
         model_args = None
     ctx = p.context_tokens
     cands = list(candidates())
