@@ -551,3 +551,17 @@ def test_target_tag_newer_than_the_catalog_gets_an_answer_like_the_other_tools()
 def test_image_workload_says_it_ignores_the_llm_target() -> None:
     out = rec(budget_usd=5000, workload="image", target_model="deepseek-r1:671b")
     assert any("the LLM target (deepseek-r1:671b) is not weighed" in a for a in out.assumptions)
+
+
+@pytest.mark.parametrize(
+    ("quant", "mlx_quant"), [(None, "MLX-4bit"), ("Q8_0", "MLX-8bit"), ("F16", "MLX-BF16")]
+)
+def test_speed_and_fit_read_a_gguf_quant_the_same_way_under_mlx(quant: str | None, mlx_quant: str) -> None:
+    # check_memory_fit sized Q4_K_M as MLX-4bit under runtime mlx while estimate_speed kept Q4_K_M.
+    kw: dict[str, object] = {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.1:8b", "runtime": "mlx"}
+    if quant:
+        kw["quant"] = quant
+    e, f = est(**kw), fit(**kw)
+    assert e.quant == f.quant == mlx_quant  # type: ignore[attr-defined]
+    assert e.weights_gb == f.breakdown.weights_gb  # type: ignore[attr-defined]
+    assert any("MLX does not load GGUF" in a for a in e.assumptions)  # type: ignore[attr-defined]

@@ -91,6 +91,12 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     )
     assumptions += model_notes
     sources += model_sources
+    # The runtime's own format, as in check_memory_fit (MLX does not load GGUF Q4_K_M: it runs MLX-4bit), so
+    # the two tools report the same quant and weights for the same question.
+    from tools.fit import quant_for_runtime
+
+    q, rnotes = quant_for_runtime(q, p.runtime)
+    assumptions += rnotes
     entry = model.catalog_entry
     arch = model.arch
     total_b = arch.params_billion
