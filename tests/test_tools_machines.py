@@ -65,6 +65,8 @@ def test_apple_cpu_core_wording_is_not_read_as_gpu_cores() -> None:
         ("M4 Pro or M4 Max", r"more than one chip \(M4 Pro and M4 Max\)"),
         ("M7 Max", "'M7 Max' is not an Apple Silicon chip we know.*Closest: "),
         ("Snapdragon X", "unknown chip 'Snapdragon X'"),
+        # The MacBook Neo has an A18 Pro: no "e.g. MacBook Neo M4" suggestion for a chip it never had.
+        ("MacBook Neo", "names a MacBook Neo, which has no Apple M-series chip .*A18 Pro"),
         # A tier word the chip pattern could not take must not be dropped (silently the base chip before).
         ("M4 Prox", "'M4 Prox' is ambiguous: read the chip as M4, but 'prox'"),
         ("Max M4", "'Max M4' is ambiguous.*M4, M4 Pro, M4 Max"),

@@ -160,6 +160,13 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
     if not chips:
         if product is not None:
             shipped = [c for c in products().get(product, {}).get("chips", []) if c in names]
+            if not shipped:
+                why = products().get(product, {}).get("source", "not an M-series Mac")
+                raise ToolError(
+                    f"{field_name}: {raw!r} names a {product}, which has no Apple M-series chip ({why}); "
+                    f"these tools cover M-series Macs only: {', '.join(names)}.",
+                    fields=[field_name],
+                )
             raise ToolError(
                 f"{field_name}: {raw!r} names a {product} but not its chip; the {product} came with "
                 f'{", ".join(shipped) or "no Apple M-series chip"}. Say which (e.g. "{product} '
