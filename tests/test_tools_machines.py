@@ -567,3 +567,12 @@ def test_speed_and_fit_read_a_gguf_quant_the_same_way_under_mlx(quant: str | Non
     assert e.quant == f.quant == mlx_quant  # type: ignore[attr-defined]
     assert e.weights_gb == f.breakdown.weights_gb  # type: ignore[attr-defined]
     assert any("MLX does not load GGUF" in a for a in e.assumptions)  # type: ignore[attr-defined]
+
+
+def test_alternatives_over_the_budget_say_so() -> None:
+    out = rec(budget_usd=1500, workload="llm")
+    assert out.recommendation is not None and out.recommendation.approx_price_usd <= 1500
+    over = [a for a in out.alternatives if (a.approx_price_usd or 0) > 1500]
+    assert over, "the comparison options above the budget are part of this case"
+    assert all(a.why.startswith("Over the $1,500 budget") for a in over)
+    assert not any(a.why.startswith("Over") for a in out.alternatives if (a.approx_price_usd or 0) <= 1500)

@@ -416,6 +416,11 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     alt_pool = fitting or allowed
     alts = [
         ev[c.id]
+        if in_budget(c) or budget is None
+        # Shown for comparison (what a little more buys), but never passed off as within the budget.
+        else ev[c.id].model_copy(
+            update={"why": f"Over the ${budget:,.0f} budget (~${c.price_usd:,.0f}). {ev[c.id].why}"}
+        )
         for c in sorted(alt_pool, key=lambda c: (not in_budget(c), c.price_usd))
         if pick is None or c.id != pick.id
     ][:4]
