@@ -576,3 +576,9 @@ def test_alternatives_over_the_budget_say_so() -> None:
     assert over, "the comparison options above the budget are part of this case"
     assert all(a.why.startswith("Over the $1,500 budget") for a in over)
     assert not any(a.why.startswith("Over") for a in out.alternatives if (a.approx_price_usd or 0) <= 1500)
+
+
+@pytest.mark.parametrize("name", ["FLUX.1-schnell", "FLUX.1 [schnell]", "Flux.1 [dev]", "flux1-dev"])
+def test_flux_spellings_from_the_model_cards_are_known(name: str) -> None:
+    out = rec(budget_usd=3000, workload="both", image_model=name)
+    assert any(a.startswith("Image model: FLUX.1") for a in out.assumptions)
