@@ -582,3 +582,15 @@ def test_alternatives_over_the_budget_say_so() -> None:
 def test_flux_spellings_from_the_model_cards_are_known(name: str) -> None:
     out = rec(budget_usd=3000, workload="both", image_model=name)
     assert any(a.startswith("Image model: FLUX.1") for a in out.assumptions)
+
+
+def test_speed_and_fit_agree_on_their_defaults_too() -> None:
+    # estimate_speed defaults to 2048 tokens in use, check_memory_fit to a 4096 window; Ollama allocates the
+    # window, so on defaults both must answer at 4096 (llama2:7b on an 8 GB M1 fits at 2048, not at 4096).
+    kw: dict[str, object] = {"chip": "M1", "memory_gb": 8, "model": "llama2:7b"}
+    e, f = est(**kw), fit(**kw)
+    assert f.verdict == "does_not_fit" and e.fits_on_gpu is False  # type: ignore[attr-defined]
+    assert any("At 4096 tokens this does not fit" in a for a in e.assumptions)  # type: ignore[attr-defined]
+    # Given explicitly, the same context is judged in both.
+    e2, f2 = est(**kw, context_tokens=2048), fit(**kw, context_tokens=2048)
+    assert e2.fits_on_gpu is True and f2.verdict in ("fits", "tight")  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from tools.catalog import (
     resolve_model_and_quant,
     weights_read,
 )
-from tools.schemas import EstimateSpeedInput, EstimateSpeedOutput, ModelArchitecture
+from tools.schemas import CheckMemoryFitInput, EstimateSpeedInput, EstimateSpeedOutput, ModelArchitecture
 from tools.speed import expert_share, prefill_light, quant_weights, speed_model, tier_from_bandwidth
 
 SOURCES_SPEED = [
@@ -158,13 +158,12 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
 
         fq, _ = quant_for_runtime(q, p.runtime)
         budget, _ = gpu_budget(float(machine.memory_gb), use_this_mac=p.chip is None)
-        gf = gpu_fit_for(
-            arch, fq, entry, p.context_tokens, float(machine.memory_gb), p.runtime, budget=budget
-        )
+        fit_ctx = fit_context(p, arch)
+        gf = gpu_fit_for(arch, fq, entry, fit_ctx, float(machine.memory_gb), p.runtime, budget=budget)
         fits_on_gpu = gf.fits_on_gpu
         if not fits_on_gpu:
             assumptions.append(
-                f"At {p.context_tokens} tokens this does not fit the GPU budget of a "
+                f"At {fit_ctx} tokens this does not fit the GPU budget of a "
                 f"{machine.memory_gb:g} GB Mac under {p.runtime} (check_memory_fit: {gf.verdict}); the "
                 "estimate assumes it runs fully on the GPU."
             )
@@ -196,6 +195,18 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
         assumptions=assumptions,
         sources=sources + SOURCES_SPEED,
     )
+
+
+def fit_context(p: EstimateSpeedInput, arch: ModelArchitecture) -> int:
+    """The context window fits_on_gpu is judged at: the one given, else check_memory_fit's default window.
+
+    Why: a runtime allocates its whole window (num_ctx) however few tokens are in use, so with both tools on
+    their defaults (2048 tokens in use here, a 4096 window there) they must still give the same answer.
+    """
+    if "context_tokens" in p.model_fields_set:
+        return p.context_tokens
+    window = int(CheckMemoryFitInput.model_fields["context_tokens"].default)
+    return min(max(p.context_tokens, window), arch.native_context)
 
 
 _SINGLE_NODE_FIT_NOTE = "does not fit the GPU budget of a"
@@ -242,7 +253,7 @@ def _estimate_cluster(p: EstimateSpeedInput) -> EstimateSpeedOutput:
                 model.arch,
                 fq,
                 model.catalog_entry,
-                p.context_tokens,
+                fit_context(p, model.arch),
                 float(mem),
                 pl.runtime,
                 budget=budget,
