@@ -419,6 +419,9 @@ def test_new_tag_of_a_known_moe_family_is_not_read_as_dense() -> None:
     assert new.active_params_billion == 37.6
     assert new.expected_tokens_per_second == pytest.approx(known.expected_tokens_per_second, rel=0.1)
     assert any("family and size of the catalog MoE deepseek-v3" in a for a in new.assumptions)
+    # Same leading name but another generation is not a sibling (a dense llama3.1:109b is not llama4:scout).
+    other = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "llama3.1:109b"})
+    assert other.active_params_billion == 109.0
     # No sibling to borrow from: stays dense, but says that a model this large is probably MoE.
     big = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "qwen3-coder:480b"})
     assert big.active_params_billion == 480.0

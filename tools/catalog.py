@@ -11,6 +11,7 @@ import csv
 import difflib
 import io
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -874,12 +875,19 @@ def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
     stem = re.match(r"[a-z]+", name.rsplit("/", 1)[-1])
     if stem is None:
         return None
+
+    def same_family(other: str) -> bool:
+        # The shared prefix must reach the version digit: deepseek-v3.2 ~ deepseek-v3, qwen3-coder ~ qwen3,
+        # but not llama3.1 ~ llama4 or deepseek-v3.1 ~ deepseek-r1.
+        common = os.path.commonprefix([name.rsplit("/", 1)[-1], other])
+        return re.match(r"[a-z]+[-_.]?[a-z]?\d", common) is not None
+
     same = [
         m
         for m in catalog().values()
         if m.active_params_b is not None
         and abs(m.params_b - total_b) <= 0.03 * total_b
-        and m.tag.startswith(stem.group(0))
+        and same_family(m.tag.partition(":")[0])
     ]
     if not same:
         return None
