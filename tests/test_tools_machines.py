@@ -594,3 +594,21 @@ def test_speed_and_fit_agree_on_their_defaults_too() -> None:
     # Given explicitly, the same context is judged in both.
     e2, f2 = est(**kw, context_tokens=2048), fit(**kw, context_tokens=2048)
     assert e2.fits_on_gpu is True and f2.verdict in ("fits", "tight")  # type: ignore[attr-defined]
+
+
+def test_llama_cpp_cluster_without_a_split_is_a_pipeline_not_an_error() -> None:
+    # The default split over Thunderbolt 5 is tensor, which llama.cpp RPC cannot do: with no split asked for,
+    # estimate_speed refused and recommend_machine (which evaluates clusters) failed for runtime llama.cpp.
+    kw: dict[str, object] = {
+        "chip": "M4 Max",
+        "memory_gb": 128,
+        "model": "llama3.1:405b",
+        "runtime": "llama.cpp",
+    }
+    e = est(**kw, cluster={"count": 2})
+    f = fit(**kw, cluster={"count": 2})
+    assert e.cluster.split == f.cluster.split == "pipeline"  # type: ignore[attr-defined]
+    out = rec(budget_usd=10_000, workload="llm", target_model="gpt-oss:120b", runtime="llama.cpp")
+    assert out.recommendation is not None
+    with pytest.raises(ToolError, match="llama.cpp RPC splits by layers"):
+        est(**kw, cluster={"count": 2, "split": "tensor"})

@@ -36,6 +36,9 @@ def plan(spec: ClusterSpec, runtime: str) -> ClusterPlan:
     d = data()
     link = d["links"][spec.link]
     split = spec.split or str(link["default_split"])
+    if spec.split is None and runtime == "llama.cpp":
+        # llama.cpp RPC can only split by layers: with no split asked for, that is the answer, not an error.
+        split = "pipeline"
     if split not in link["splits"]:
         raise ToolError(
             f"cluster.split: {split} parallelism is measured only over Thunderbolt 5 RDMA; over "

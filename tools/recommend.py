@@ -377,18 +377,20 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
             if best is not None and (
                 single_tps is None or (best.tps or 0) > float(crules["beat_factor"]) * single_tps
             ):
+                # llama.cpp RPC can only split by layers (tools.cluster.plan picks pipeline for it).
+                split = "pipeline" if p.runtime == "llama.cpp" else "tensor"
+                engine = "llama.cpp RPC, pipeline" if split == "pipeline" else "exo / MLX distributed, tensor"
                 cluster_opt = ClusterOption(
                     machine=best.c.label,
                     count=best.count,
                     link="thunderbolt5",
-                    split="tensor",
+                    split=split,
                     total_price_usd=best.price,
                     total_memory_gb=best.count * best.c.memory_gb,
                     fit_verdict=best.verdict,
                     expected_tokens_per_second=best.tps,
                     why=(
-                        f"{best.count} x {best.c.label} over Thunderbolt 5 (exo / MLX distributed, tensor "
-                        f"parallel): holds {what} "
+                        f"{best.count} x {best.c.label} over Thunderbolt 5 ({engine} parallel): holds {what} "
                         + ("where no single Mac in budget does." if pick is None else "and decodes faster.")
                     ),
                 )
