@@ -612,3 +612,15 @@ def test_llama_cpp_cluster_without_a_split_is_a_pipeline_not_an_error() -> None:
     assert out.recommendation is not None
     with pytest.raises(ToolError, match="llama.cpp RPC splits by layers"):
         est(**kw, cluster={"count": 2, "split": "tensor"})
+
+
+def test_cluster_of_macs_without_thunderbolt_5_is_not_given_rdma() -> None:
+    # M1 Max Macs have Thunderbolt 4: the default link (thunderbolt5, tensor over RDMA) was applied silently.
+    kw: dict[str, object] = {"chip": "M1 Max", "memory_gb": 64, "model": "llama3.3:70b"}
+    f = fit(**kw, cluster={"count": 2})
+    e = est(**kw, cluster={"count": 2})
+    assert (f.cluster.link, f.cluster.split) == ("thunderbolt4", "pipeline")  # type: ignore[attr-defined]
+    assert e.cluster.split == "pipeline"  # type: ignore[attr-defined]
+    assert any("The M1 Max has no Thunderbolt 5 port" in a for a in f.assumptions)  # type: ignore[attr-defined]
+    with pytest.raises(ToolError, match="the M1 Max has no Thunderbolt 5 port"):
+        fit(**kw, cluster={"count": 2, "link": "thunderbolt5"})

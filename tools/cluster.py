@@ -32,9 +32,25 @@ class ClusterPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def plan(spec: ClusterSpec, runtime: str) -> ClusterPlan:
+def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPlan:
     d = data()
-    link = d["links"][spec.link]
+    link_name = spec.link
+    pre: list[str] = []
+    tb5 = [str(c) for c in d["thunderbolt5_chips"]]
+    if chip is not None and link_name == "thunderbolt5" and chip not in tb5:
+        if "link" in spec.model_fields_set:
+            raise ToolError(
+                f"cluster.link: the {chip} has no Thunderbolt 5 port (Thunderbolt 5 Macs: {', '.join(tb5)}); "
+                "use thunderbolt4 or 10gbe (pipeline split).",
+                fields=["cluster.link", "chip"],
+            )
+        # The default link is one this Mac does not have: answer for the link it does have, and say so.
+        link_name = "thunderbolt4"
+        pre.append(
+            f"The {chip} has no Thunderbolt 5 port (Thunderbolt 5 Macs: {', '.join(tb5)}): the cluster is "
+            "taken as linked over Thunderbolt 4, which carries only a pipeline split."
+        )
+    link = d["links"][link_name]
     split = spec.split or str(link["default_split"])
     if spec.split is None and runtime == "llama.cpp":
         # llama.cpp RPC can only split by layers: with no split asked for, that is the answer, not an error.
@@ -45,7 +61,7 @@ def plan(spec: ClusterSpec, runtime: str) -> ClusterPlan:
             f"{link['label']} use pipeline.",
             fields=["cluster.split", "cluster.link"],
         )
-    notes = [str(link["note"])]
+    notes = [*pre, str(link["note"])]
     rt = runtime
     if runtime == "ollama":
         rt = "mlx"
@@ -63,7 +79,7 @@ def plan(spec: ClusterSpec, runtime: str) -> ClusterPlan:
         f"1/{spec.count} of the weights and KV cache plus its own compute buffer (GLM-5 8-bit needed 386 "
         "GB/node on 2 nodes and 196 on 4, exo #1468)."
     )
-    return ClusterPlan(spec.count, spec.link, split, rt, notes)
+    return ClusterPlan(spec.count, link_name, split, rt, notes)
 
 
 def decode_factor(p: ClusterPlan, single_tps: float) -> tuple[float, float, float, str]:

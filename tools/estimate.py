@@ -221,7 +221,7 @@ def _estimate_cluster(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     from tools.schemas import ClusterResult
 
     assert p.cluster is not None
-    pl = plan(p.cluster, p.runtime)
+    pl = plan(p.cluster, p.runtime, resolve_machine(p.chip, p.gpu_cores, p.memory_gb, p.bandwidth_gbps).chip)
     single = estimate_speed(p.model_copy(update={"cluster": None, "runtime": pl.runtime}))
     exp, low, high, why = decode_factor(pl, single.expected_tokens_per_second)
     low = min(low, decode_factor(pl, single.expected_range[0])[1])

@@ -325,7 +325,7 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
         from tools.cluster import SOURCE as CLUSTER_SOURCE
         from tools.cluster import plan as cluster_plan
 
-        plan = cluster_plan(p.cluster, p.runtime)
+        plan = cluster_plan(p.cluster, p.runtime, machine.chip)
         runtime = plan.runtime
         assumptions += plan.notes
         sources.append(CLUSTER_SOURCE)
