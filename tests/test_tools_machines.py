@@ -624,3 +624,16 @@ def test_cluster_of_macs_without_thunderbolt_5_is_not_given_rdma() -> None:
     assert any("The M1 Max has no Thunderbolt 5 port" in a for a in f.assumptions)  # type: ignore[attr-defined]
     with pytest.raises(ToolError, match="the M1 Max has no Thunderbolt 5 port"):
         fit(**kw, cluster={"count": 2, "link": "thunderbolt5"})
+
+
+def test_enum_spellings_people_type_are_accepted() -> None:
+    # 'MLX', 'llama-cpp', 'TB5', 'Both' were refused by the exact-case enums.
+    assert fit(chip="M4 Pro", memory_gb=48, model="llama3.1:8b", runtime="MLX").runtime == "mlx"  # type: ignore[attr-defined]
+    assert fit(chip="M4 Pro", memory_gb=48, model="llama3.1:8b", runtime="llama-cpp").runtime == "llama.cpp"  # type: ignore[attr-defined]
+    e = est(chip="M4 Max", memory_gb=128, model="llama3.3:70b", cluster={"count": 2, "link": "Thunderbolt 5"})
+    assert e.cluster.link == "thunderbolt5"  # type: ignore[attr-defined]
+    assert rec(budget_usd=3000, workload="Both").reasons
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="Input should be 'ollama', 'llama.cpp' or 'mlx'"):
+        fit(chip="M4 Pro", memory_gb=48, model="llama3.1:8b", runtime="lm studio")

@@ -7,10 +7,12 @@ a GPU-core count a chip never had) are raised by the tools as ToolError with clo
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -21,8 +23,40 @@ from pydantic import (
 
 KvCacheType = Literal["f16", "q8_0", "q4_0"]
 Verdict = Literal["fits", "tight", "partial_offload", "does_not_fit"]
-Workload = Literal["llm", "image", "research", "both"]
-Runtime = Literal["ollama", "llama.cpp", "mlx"]
+
+
+def _spelled(aliases: dict[str, str]) -> BeforeValidator:
+    """Accept the spellings people type for an enum value ('MLX', 'llama-cpp', 'TB5'); the schema keeps the
+    canonical values, and anything else still fails validation with the list of accepted values."""
+
+    def norm(value: object) -> object:
+        if isinstance(value, str):
+            return aliases.get(re.sub(r"[\s_\-.]", "", value.lower()), value)
+        return value
+
+    return BeforeValidator(norm)
+
+
+Workload = Annotated[
+    Literal["llm", "image", "research", "both"],
+    _spelled(
+        {
+            "llm": "llm",
+            "image": "image",
+            "images": "image",
+            "imagegeneration": "image",
+            "research": "research",
+        }
+        | {"both": "both", "llmandimage": "both"}
+    ),
+]
+Runtime = Annotated[
+    Literal["ollama", "llama.cpp", "mlx"],
+    _spelled(
+        {"ollama": "ollama", "llamacpp": "llama.cpp", "llamaserver": "llama.cpp", "mlx": "mlx"}
+        | {"mlxlm": "mlx"}
+    ),
+]
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -139,7 +173,18 @@ class _OmitNoneObjects(BaseModel):
         return data
 
 
-ClusterLink = Literal["thunderbolt5", "thunderbolt4", "10gbe"]
+ClusterLink = Annotated[
+    Literal["thunderbolt5", "thunderbolt4", "10gbe"],
+    _spelled(
+        {
+            "thunderbolt5": "thunderbolt5",
+            "tb5": "thunderbolt5",
+            "thunderbolt4": "thunderbolt4",
+            "tb4": "thunderbolt4",
+        }
+        | {"10gbe": "10gbe", "10gigabitethernet": "10gbe", "10gethernet": "10gbe", "10gbit": "10gbe"}
+    ),
+]
 
 
 class ClusterSpec(BaseModel):
