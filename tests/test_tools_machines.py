@@ -633,6 +633,8 @@ def test_enum_spellings_people_type_are_accepted() -> None:
     e = est(chip="M4 Max", memory_gb=128, model="llama3.3:70b", cluster={"count": 2, "link": "Thunderbolt 5"})
     assert e.cluster.link == "thunderbolt5"  # type: ignore[attr-defined]
     assert rec(budget_usd=3000, workload="Both").reasons
+    kv = fit(chip="M4 Pro", memory_gb=48, model="llama3.1:8b", kv_cache_type="Q8_0")
+    assert kv.kv_cache_type == "q8_0"  # type: ignore[attr-defined]
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="Input should be 'ollama', 'llama.cpp' or 'mlx'"):

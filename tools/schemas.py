@@ -21,7 +21,6 @@ from pydantic import (
     model_validator,
 )
 
-KvCacheType = Literal["f16", "q8_0", "q4_0"]
 Verdict = Literal["fits", "tight", "partial_offload", "does_not_fit"]
 
 
@@ -37,6 +36,10 @@ def _spelled(aliases: dict[str, str]) -> BeforeValidator:
     return BeforeValidator(norm)
 
 
+KvCacheType = Annotated[
+    Literal["f16", "q8_0", "q4_0"],
+    _spelled({"f16": "f16", "fp16": "f16", "q80": "q8_0", "q8": "q8_0", "q40": "q4_0", "q4": "q4_0"}),
+]
 Workload = Annotated[
     Literal["llm", "image", "research", "both"],
     _spelled(
