@@ -583,3 +583,16 @@ def test_current_ollama_tags_that_were_missing_have_rows() -> None:
     for tag in ("qwen3.5:122b-a10b", "llama4:maverick", "deepseek-v3.1:671b", "qwen3.8:27b"):
         entry = catalog()[tag]
         assert entry.size_src and entry.as_of and entry.src
+
+
+@pytest.mark.parametrize(
+    ("quant", "sized_as"),
+    [("UD-Q4_K_XL", "Q4_K_M"), ("Q2_K_XL", "Q2_K"), ("UD-Q3_K_XL", "Q3_K_L"), ("UD-Q8_K_XL", "Q8_0")],
+)
+def test_unsloth_dynamic_quants_are_sized_as_the_nearest_k_quant(quant: str, sized_as: str) -> None:
+    # hf.co/unsloth/...-GGUF:UD-Q4_K_XL is how many people pull models; it was 'unknown quantisation'.
+    out = est({"chip": "M4 Max", "model": f"hf.co/unsloth/Qwen3-30B-A3B-GGUF:{quant}"})
+    assert out.quant == sized_as
+    assert any("Unsloth dynamic" in a and "a little larger" in a for a in out.assumptions)
+    with pytest.raises(ToolError, match="unknown quantisation 'Q9_K_XL'"):
+        resolve_quant("Q9_K_XL")

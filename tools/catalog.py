@@ -547,6 +547,20 @@ def resolve_quant(text: str | None, *, field_name: str = "quant") -> tuple[Quant
         if name != key:
             notes.append(f"{field_name} {raw!r} read as {name}.")
         return table[name], notes
+    # Unsloth "dynamic" GGUFs (UD-Q4_K_XL, Q2_K_XL): a K-quant with some tensors kept at higher precision,
+    # sized here as the nearest standard K-quant (a little smaller than the real file), and said so.
+    ud = re.fullmatch(r"(?:UD[-_])?(I?Q\d(?:_K)?)(?:_(XL|L|M|S|XS|XXS))?", key)
+    if ud and key not in by_upper:
+        base = ud.group(1)
+        plain = f"{base.split('_')[0]}_0"  # UD-Q8_K_XL: there is no Q8_K_* family, the 8-bit quant is Q8_0
+        for cand in (f"{base}_{ud.group(2)}" if ud.group(2) else None, f"{base}_L", f"{base}_M", base, plain):
+            if cand is not None and cand in by_upper:
+                name = by_upper[cand]
+                notes.append(
+                    f"{field_name} {raw!r} (an Unsloth dynamic or non-standard variant) sized as {name}; the "
+                    "real file keeps some tensors at higher precision and is a little larger."
+                )
+                return table[name], notes
     close = _closest(raw, list(table))
     raise ToolError(
         f"{field_name}: unknown quantisation {raw!r}. Closest: {', '.join(close) or 'none'}. "
