@@ -37,6 +37,9 @@ def fit(**kw: object):  # type: ignore[no-untyped-def]
         ("Mac mini M4 Pro", "M4 Pro 16/20-core GPU", 273),
         ("MacBook Pro M4", "M4 8/10-core GPU", 120),
         ("Mac mini (M6)", "M6 12-core GPU", 170),
+        # Apple's CPU/GPU shorthand: the 30 was ignored and the 40-core bin (400 GB/s) assumed.
+        ("M3 Max 14/30", "M3 Max 30-core GPU", 300),
+        ("M2 Ultra 24/76", "M2 Ultra 76-core GPU", 800),
     ],
 )
 def test_names_people_type_resolve_to_the_right_tier(chip: str, label: str, bandwidth: float) -> None:
@@ -72,6 +75,7 @@ def test_apple_cpu_core_wording_is_not_read_as_gpu_cores() -> None:
         ("Max M4", "'Max M4' is ambiguous.*M4, M4 Pro, M4 Max"),
         ("M4 (Pro)", "'M4 \\(Pro\\)' is ambiguous"),
         ("M4 Pro Max", "read the chip as M4 Pro, but 'max'"),
+        ("M4 Max 14/40", "never had a 14-core CPU with a 40-core GPU"),
     ],
 )
 def test_unknown_or_ambiguous_names_are_errors(chip: str, needle: str) -> None:

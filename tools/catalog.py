@@ -221,6 +221,26 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
     gpu: int | None = None
     cpu: int | None = None
     unlabelled: list[int] = []
+    # Apple's shorthand "M3 Max 14/30" = 14-core CPU / 30-core GPU (only when both counts are this chip's).
+    pair = re.search(r"(?<![\d/])(\d{1,2})\s*/\s*(\d{1,3})(?![\d/])(?!\s*-?\s*(?:core|cores|c)\b)", rest)
+    if pair:
+        bins = [b for b in chip_bins() if b.chip == name]
+        c_n, g_n = int(pair.group(1)), int(pair.group(2))
+        if any(c == c_n and g_n in gs for b in bins for c, gs in b.cpu_cores):
+            cpu, gpu = c_n, g_n
+            notes.append(f"Read '{pair.group(0).strip()}' in {raw!r} as a {c_n}-core CPU / {g_n}-core GPU.")
+            rest = rest[: pair.start()] + " " + rest[pair.end() :]
+        elif any(c == c_n for b in bins for c, _ in b.cpu_cores) and any(g_n in b.gpu_cores for b in bins):
+            combos = "; ".join(
+                f"{c}-core CPU: {' or '.join(str(g) for g in gs)}-core GPU"
+                for b in bins
+                for c, gs in b.cpu_cores
+            )
+            raise ToolError(
+                f"{field_name}: {raw!r}: the {name} never had a {c_n}-core CPU with a {g_n}-core GPU "
+                f"({combos}).",
+                fields=[field_name],
+            )
     for m in _CORES_RE.finditer(rest):
         n = int(m.group(1) or m.group(4))
         kind = m.group(2) or m.group(3)
