@@ -643,3 +643,13 @@ def test_enum_spellings_people_type_are_accepted() -> None:
 
     with pytest.raises(ValidationError, match="Input should be 'ollama', 'llama.cpp' or 'mlx'"):
         fit(chip="M4 Pro", memory_gb=48, model="llama3.1:8b", runtime="lm studio")
+
+
+def test_memory_and_cores_typed_with_their_unit_are_read() -> None:
+    # '48GB' / '40-core' were refused as not-a-number (the chip text already accepted '48GB').
+    out = fit(chip="M4 Max", memory_gb="48 GB", gpu_cores="40-core", model="llama3.1:8b")
+    assert (out.memory_gb, out.chip) == (48.0, "M4 Max 40-core GPU")  # type: ignore[attr-defined]
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="valid number"):
+        fit(chip="M4 Max", memory_gb="lots", model="llama3.1:8b")

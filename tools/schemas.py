@@ -136,8 +136,31 @@ Chip = Annotated[
         description='Apple Silicon chip, e.g. "M3 Max", "m4 pro". Omit on a Mac to use this Mac.',
     ),
 ]
-GpuCores = Annotated[int | None, Field(ge=1, le=256, description="GPU core count; picks the bandwidth bin.")]
-MemoryGb = Annotated[float | None, Field(gt=0, le=4096, description="Unified memory in GB (e.g. 48).")]
+
+
+def _unit_number(unit: str) -> BeforeValidator:
+    """'48GB' / '48 GB' / '40-core' -> the number, so a value typed with its unit is not refused."""
+
+    def norm(value: object) -> object:
+        if isinstance(value, str):
+            m = re.fullmatch(rf"\s*(\d+(?:\.\d+)?)\s*-?\s*(?:{unit})?\s*", value, re.IGNORECASE)
+            if m:
+                return m.group(1)
+        return value
+
+    return BeforeValidator(norm)
+
+
+GpuCores = Annotated[
+    int | None,
+    Field(ge=1, le=256, description="GPU core count; picks the bandwidth bin."),
+    _unit_number("core|cores|c|core gpu|gpu cores"),
+]
+MemoryGb = Annotated[
+    float | None,
+    Field(gt=0, le=4096, description="Unified memory in GB (e.g. 48)."),
+    _unit_number("gb|gib|g"),
+]
 ModelTag = Annotated[
     str | None,
     Field(
