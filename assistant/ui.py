@@ -27,8 +27,10 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
+import html  # noqa: E402
 import ipaddress  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator, Mapping, Sequence  # noqa: E402
@@ -50,6 +52,17 @@ from assistant.events import (  # noqa: E402
     ToolCallEvent,
     ToolErrorEvent,
     ToolResultEvent,
+)
+from assistant.ui_conversations import (  # noqa: E402
+    BROWSER_STORAGE_KEY,
+    LazyStore,
+    TurnSaver,
+    browser_secret,
+    chart_of_turns,
+    export_file,
+    messages_of_turns,
+    owner_for,
+    restore_history,
 )
 from tools.registry import Registry, Tool, ToolError  # noqa: E402
 
@@ -311,6 +324,15 @@ def _json_block(data: Any, limit: int = 6000) -> str:
     return f"```json\n{text}\n```"
 
 
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#~|])")
+
+
+def user_markdown(text: str) -> str:
+    """A user's message shown as typed: `<script>` or `<img>` in it are text, never markup (HTML is escaped,
+    and so are the Markdown characters that would restyle it)."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(text, quote=False))
+
+
 def _passage_markdown(p: Passage, cited: bool) -> str:
     mark = "✅ cited · " if cited else ""
     section = f" — {p.section}" if p.section else ""
@@ -331,6 +353,9 @@ class ChatSession:
     messages: list[dict[str, Any]] = field(default_factory=list)
     chart: go.Figure | None = None
     turns: int = 0
+    owner: str | None = None  # who the stored conversations belong to (browser id or signed-in user)
+    conversation_id: str | None = None  # the stored conversation this chat continues
+    stop: threading.Event = field(default_factory=threading.Event)  # set by the Stop button
 
 
 class TurnRenderer:
@@ -358,6 +383,21 @@ class TurnRenderer:
         self.error: ErrorEvent | None = None
         self.answer_text = ""
         self.tool_calls: list[dict[str, Any]] = []  # name, arguments, ok, error: the turn's tool log
+        self.tool_results: dict[str, dict[str, Any]] = {}  # call_id -> result (for saving the turn)
+        self.stopped = False
+
+    @property
+    def passages(self) -> list[Passage]:
+        return list(self._passages)
+
+    def stop(self) -> None:
+        """Mark the turn as stopped by the user: the partial answer stays, visibly cut."""
+        self.stopped = True
+        last = self.messages[-1] if self.messages else None
+        if self._answer is not None and last is self._answer and str(self._answer["content"]).strip():
+            self._answer["content"] = str(self._answer["content"]).rstrip() + " — stopped"
+        else:
+            self._append({"role": "assistant", "content": "— stopped before the answer began."})
 
     def _append(self, message: dict[str, Any]) -> dict[str, Any]:
         self.messages.append(message)
@@ -405,6 +445,7 @@ class TurnRenderer:
         if isinstance(event, ToolResultEvent):
             msg, arguments = self._tool_message(event.call_id, event.name)
             self._log(event.call_id, ok=True)
+            self.tool_results[event.call_id] = event.result
             msg["content"] += "\n**Result**\n" + _json_block(event.result)
             msg["metadata"] = {
                 **msg["metadata"],
@@ -495,23 +536,37 @@ def run_turn(
     model: str | None,
     renderer: TurnRenderer,
     interval_s: float = STREAM_INTERVAL_S,
+    stop: threading.Event | None = None,
 ) -> Iterator[bool]:
-    """Drive one turn, yielding whenever the browser should be updated (True = structural change)."""
+    """Drive one turn, yielding whenever the browser should be updated (True = structural change).
+
+    When `stop` is set the turn's generator is closed at the next event: the agent closes its HTTP stream to
+    Ollama (which then stops generating) and keeps the partial answer, marked, in its history.
+    """
     if session.conversation is None:
         session.conversation = agent.new_conversation()
     session.turns += 1
     last = 0.0
     pending = False
-    for event in session.conversation.turn(message, model=model or None):
-        structural = renderer.apply(event)
-        now = time.monotonic()
-        if structural or now - last >= interval_s:
-            last = now
-            pending = False
-            yield structural
-        else:
-            pending = True
-    if pending:
+    events = session.conversation.turn(message, model=model or None)
+    try:
+        for event in events:
+            structural = renderer.apply(event)
+            if stop is not None and stop.is_set():
+                break
+            now = time.monotonic()
+            if structural or now - last >= interval_s:
+                last = now
+                pending = False
+                yield structural
+            else:
+                pending = True
+    finally:
+        events.close()
+    if stop is not None and stop.is_set() and renderer.done is None and renderer.error is None:
+        renderer.stop()
+        yield True
+    elif pending:
         yield False
 
 
@@ -757,9 +812,24 @@ def build_app(
 
     initial = probe.status()
     initial_choices, initial_model = model_choices(initial)
+    store = LazyStore(settings.data_dir)
 
     with gr.Blocks(title="Mac AI Advisor", analytics_enabled=False, fill_width=False) as app:
         session_state = gr.State(None)
+        browser_id = gr.BrowserState(
+            None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret(settings.data_dir)
+        )
+        with gr.Sidebar(label="Conversations", open=True, elem_id="conversations-sidebar"):
+            new_conv = gr.Button("＋ New conversation", elem_id="new-conversation")
+            conv_list = gr.Radio(
+                choices=[], value=None, label="Conversations", elem_id="conversation-list", interactive=True
+            )
+            conv_title = gr.Textbox(label="Title", elem_id="conversation-title", max_lines=1)
+            with gr.Row():
+                rename_btn = gr.Button("Rename", size="sm", elem_id="rename-conversation")
+                delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
+            export_btn = gr.Button("Export as Markdown", size="sm", elem_id="export-conversation")
+            export_out = gr.File(label="Markdown export", visible=False, elem_id="conversation-export")
         seen_models = gr.State(initial_choices)
         gr.Markdown(
             "## Mac AI Advisor\nWhich Mac, which model, how fast, will it fit — answered by a local model "
@@ -792,6 +862,7 @@ def build_app(
                             autofocus=True,
                         )
                         send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                        stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
                     gr.Examples(examples=[[q] for q in EXAMPLE_QUESTIONS], inputs=[msg], label="Examples")
                 with gr.Column(scale=2):
                     model_dd = gr.Dropdown(
@@ -839,7 +910,7 @@ def build_app(
                 yield gr.skip(), session.messages, session, gr.skip()
                 return
             if len(text) > MAX_INPUT_CHARS:
-                session.messages.append({"role": "user", "content": text[:200] + " …"})
+                session.messages.append({"role": "user", "content": user_markdown(text[:200]) + " …"})
                 session.messages.append(
                     {
                         "role": "assistant",
@@ -849,26 +920,101 @@ def build_app(
                 )
                 yield "", session.messages, session, gr.skip()
                 return
-            session.messages.append({"role": "user", "content": text})
             if agent is None:
+                session.messages.append({"role": "user", "content": user_markdown(text)})
                 session.messages.append(
                     {"role": "assistant", "content": "⚠️ The chat is not available: the agent did not start."}
                 )
                 yield "", session.messages, session, gr.skip()
                 return
-            yield "", session.messages, session, gr.skip()
+            if session.conversation is None:
+                session.conversation = agent.new_conversation()
+            session.stop.clear()
+            saver = TurnSaver.begin(store.get(), session, text)
+            session.messages.append({"role": "user", "content": user_markdown(text)})
+            # The side chart belongs to the answer being written: clear the previous answer's chart.
+            session.chart = None
+            yield "", session.messages, session, None
             renderer = TurnRenderer(session.messages, toolset, chart_fn)
             shown_chart = None
-            for _ in run_turn(session, agent, text, model, renderer):
-                plot = gr.skip()
-                if renderer.chart is not None and renderer.chart is not shown_chart:
-                    shown_chart = renderer.chart
-                    session.chart = renderer.chart
-                    plot = renderer.chart
-                yield gr.skip(), session.messages, session, plot
+            try:
+                for _ in run_turn(session, agent, text, model, renderer, stop=session.stop):
+                    plot = gr.skip()
+                    if renderer.chart is not None and renderer.chart is not shown_chart:
+                        shown_chart = renderer.chart
+                        session.chart = renderer.chart
+                        plot = renderer.chart
+                    yield gr.skip(), session.messages, session, plot
+            finally:
+                if saver is not None:
+                    saver.finish(session, renderer, stopped=renderer.stopped)
 
         def clear_chat(session: ChatSession | None) -> tuple[Any, ...]:
-            return [], ChatSession(), None, ""
+            # A new conversation; the previous one stays in the sidebar.
+            return [], ChatSession(owner=session.owner if session else None), None, ""
+
+        def request_stop(session: ChatSession | None) -> None:
+            if session is not None:
+                session.stop.set()
+
+        def conversation_list(session: ChatSession | None) -> tuple[Any, Any]:
+            """(sidebar list update, title box update) for this session's owner."""
+            db = store.get()
+            if db is None or session is None or not session.owner:
+                return gr.Radio(choices=[], value=None), gr.Textbox(value="")
+            records = db.list(session.owner)
+            current = next((r for r in records if r.id == session.conversation_id), None)
+            return (
+                gr.Radio(choices=[(r.title, r.id) for r in records], value=current.id if current else None),
+                gr.Textbox(value=current.title if current else ""),
+            )
+
+        def open_conversation(session: ChatSession | None, conversation_id: str | None) -> tuple[Any, ...]:
+            """(session, chatbot, chart, list, title) showing the stored conversation `conversation_id`."""
+            owner = session.owner if session else None
+            db = store.get()
+            fresh = ChatSession(owner=owner)
+            turns = db.turns(owner, conversation_id) if db and owner and conversation_id else []
+            if turns and agent is not None:
+                fresh.conversation_id = conversation_id
+                fresh.messages = messages_of_turns(turns, user_markdown)
+                fresh.conversation = restore_history(agent, turns)
+                fresh.turns = len(turns)
+                fresh.chart = chart_of_turns(turns, chart_fn)
+            return (fresh, fresh.messages, fresh.chart, *conversation_list(fresh))
+
+        def on_load(browser_id: Any, request: gr.Request) -> tuple[Any, ...]:
+            """Who this page belongs to, and the most recent conversation reopened."""
+            owner, browser_id = owner_for(browser_id, getattr(request, "username", None))
+            db = store.get()
+            recent = db.list(owner) if db is not None else []
+            opened = open_conversation(ChatSession(owner=owner), recent[0].id if recent else None)
+            return (browser_id, *opened)
+
+        def select_conversation(conversation_id: str | None, session: ChatSession | None) -> tuple[Any, ...]:
+            if session is not None and conversation_id == session.conversation_id:
+                return (session, session.messages, session.chart, *conversation_list(session))
+            return open_conversation(session, conversation_id)
+
+        def rename_conversation(title: str, session: ChatSession | None) -> tuple[Any, Any]:
+            db = store.get()
+            if db is not None and session is not None and session.owner and session.conversation_id:
+                db.rename(session.owner, session.conversation_id, title or "")
+            return conversation_list(session)
+
+        def delete_conversation(session: ChatSession | None) -> tuple[Any, ...]:
+            db = store.get()
+            if db is not None and session is not None and session.owner and session.conversation_id:
+                db.delete(session.owner, session.conversation_id)
+            return open_conversation(ChatSession(owner=session.owner if session else None), None)
+
+        def export_conversation(session: ChatSession | None) -> Any:
+            db = store.get()
+            if db is None or session is None or not session.owner or not session.conversation_id:
+                gr.Info("Nothing to export yet: ask a question first.")
+                return gr.File(value=None, visible=False)
+            path = export_file(db, session.owner, session.conversation_id)
+            return gr.File(value=str(path) if path else None, visible=path is not None)
 
         def refresh_status(current_model: str | None, seen: list[str]) -> tuple[Any, ...]:
             status = probe.status()
@@ -901,15 +1047,26 @@ def build_app(
         chat_inputs = [msg, session_state, model_dd]
         chat_outputs = [msg, chatbot, session_state, chart]
         common = {"api_visibility": "private", "trigger_mode": "once", "show_progress": "minimal"}
-        msg.submit(respond, chat_inputs, chat_outputs, **common)  # type: ignore[arg-type]
-        send.click(respond, chat_inputs, chat_outputs, **common)  # type: ignore[arg-type]
-        clear.click(
-            clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
-        )
-        # The Chatbot's own trash icon must reset the conversation too, not just the display.
-        chatbot.clear(
-            clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
-        )
+        private: dict[str, Any] = {"api_visibility": "private"}
+        listing = [conv_list, conv_title]
+        for trigger in (msg.submit, send.click):
+            trigger(respond, chat_inputs, chat_outputs, **common).then(  # type: ignore[arg-type]
+                conversation_list, [session_state], listing, **private
+            )
+        # Not queued: it must get through while this session's answer holds the queue.
+        stop_btn.click(request_stop, [session_state], None, queue=False, **private)
+        # The Chatbot's own trash icon and "New conversation" start a new conversation too.
+        for trigger in (clear.click, chatbot.clear, new_conv.click):
+            trigger(clear_chat, [session_state], [chatbot, session_state, chart, msg], **private).then(
+                conversation_list, [session_state], listing, **private
+            )
+        opened = [session_state, chatbot, chart, conv_list, conv_title]
+        app.load(on_load, [browser_id], [browser_id, *opened], **private)
+        conv_list.input(select_conversation, [conv_list, session_state], opened, **private)
+        rename_btn.click(rename_conversation, [conv_title, session_state], listing, **private)
+        conv_title.submit(rename_conversation, [conv_title, session_state], listing, **private)
+        delete_btn.click(delete_conversation, [session_state], opened, **private)
+        export_btn.click(export_conversation, [session_state], [export_out], **private)
         timer.tick(
             refresh_status,
             [model_dd, seen_models],

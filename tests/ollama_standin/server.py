@@ -209,6 +209,8 @@ class OllamaStandIn:
         self.pull_steps = 4
         self.pull_step_delay_s = 0.0
         self._connections: set[socket.socket] = set()
+        self._aborted_chats: list[RecordedRequest] = []
+        self._chat_aborted = threading.Event()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -393,6 +395,17 @@ class OllamaStandIn:
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._aborted_chats.clear()
+            self._chat_aborted.clear()
+
+    def aborted_chats(self) -> list[RecordedRequest]:
+        """Streamed /api/chat requests the client hung up on before the last line (Ollama then stops)."""
+        with self._lock:
+            return list(self._aborted_chats)
+
+    def wait_chat_aborted(self, timeout_s: float = 30.0) -> bool:
+        """Block until a client closes a chat stream early; False on timeout."""
+        return self._chat_aborted.wait(timeout_s)
 
     @property
     def errors(self) -> list[str]:
@@ -710,16 +723,23 @@ class OllamaStandIn:
         if calls:
             lines.append({"role": "assistant", "content": "", "tool_calls": calls})
         h.start_stream()
-        for index, message in enumerate(lines):
-            if fault is not None and fault.kind == "drop" and index >= fault.after_lines:
+        try:
+            for index, message in enumerate(lines):
+                if fault is not None and fault.kind == "drop" and index >= fault.after_lines:
+                    h.cut()
+                if index and script.token_delay_s:
+                    self._sleep(script.token_delay_s)
+                h.stream_line({"model": name, "created_at": _now(), "message": message, "done": False})
+            if fault is not None and fault.kind == "drop":
                 h.cut()
-            if index and script.token_delay_s:
-                self._sleep(script.token_delay_s)
-            h.stream_line({"model": name, "created_at": _now(), "message": message, "done": False})
-        if fault is not None and fault.kind == "drop":
-            h.cut()
-        h.stream_line(final)
-        h.end_stream()
+            h.stream_line(final)
+            h.end_stream()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            # The client closed the stream: like Ollama, stop generating, and remember it for the tests.
+            with self._lock:
+                self._aborted_chats.append(req)
+            self._chat_aborted.set()
+            raise
 
 
 def _keep_alive_seconds(value: Any) -> float:
