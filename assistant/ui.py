@@ -114,6 +114,9 @@ SYSTEM_FONTS = [
 SYSTEM_MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
 CSS = """
 #ollama-status p { margin: 0; }
+/* Charts follow dark mode: plotly writes fixed text colours inline; the page's own colours win here. */
+.dark .js-plotly-plot .main-svg text { fill: var(--body-text-color) !important; }
+.dark .js-plotly-plot .legend .bg { fill: var(--background-fill-secondary) !important; }
 .turn-stats { color: var(--body-text-color-subdued); font-size: 0.85em; }
 footer { display: none !important; }
 """
@@ -197,6 +200,7 @@ class OllamaStatus(BaseModel):
     chat_models: list[str] = Field(default_factory=list, description="Installed models with 'tools'.")
     other_models: list[str] = Field(default_factory=list)
     checked_at: float = 0.0
+    was_ok: bool = Field(default=False, description="Not ok now, but answered earlier in this process.")
 
 
 class StatusProbe:
@@ -213,6 +217,7 @@ class StatusProbe:
         self._lock = threading.Lock()
         self._status: OllamaStatus | None = None
         self._capabilities: dict[tuple[str, str], bool] = {}
+        self._ever_ok = False
 
     def _supports_tools(self, name: str, digest: str) -> bool:
         key = (name, digest)
@@ -274,7 +279,13 @@ class StatusProbe:
         try:
             now = time.monotonic()
             if force or self._status is None or now - self._status.checked_at >= self.ttl_s:
-                self._status = self._probe()
+                status = self._probe()
+                if status.ok:
+                    self._ever_ok = True
+                elif self._ever_ok:
+                    # After a working chat, "not installed" (no ollama binary on this machine) is wrong.
+                    status = status.model_copy(update={"was_ok": True})
+                self._status = status
             return self._status
         finally:
             self._lock.release()
@@ -288,7 +299,16 @@ def _same_model(a: str, b: str) -> bool:
 
 
 def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: str | None) -> str:
+    if not status.ok and knowledge_mode == "hybrid":
+        # Without Ollama no question can be embedded: search runs on keywords (as the Search tab says).
+        knowledge_mode = "keywords only until Ollama is back"
     kb = f" · knowledge search: {knowledge_mode}" if knowledge_mode else ""
+    if not status.ok and status.was_ok:
+        return (
+            f"🔴 **Ollama stopped answering** at `{status.host}`. It was working earlier: it may have quit, "
+            "crashed or be restarting. Start it again (open the Ollama app or run `ollama serve`); this line "
+            f"turns green by itself once it answers. The Tools and Search tabs work meanwhile.{kb}"
+        )
     if not status.ok:
         advice = status.advice or (
             "Install Ollama from https://ollama.com and start it (open the app, or run `ollama serve`)."
@@ -333,15 +353,35 @@ def user_markdown(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(text, quote=False))
 
 
-def _passage_markdown(p: Passage, cited: bool) -> str:
+_BLOCK_LINE = re.compile(r"^\s*([-*+>|#]|\d+[.)])\s")
+
+
+def unwrap_lines(text: str) -> list[str]:
+    """Paragraphs of a passage with its hard line wraps joined: the chat renders every newline as a line
+    break, which cut sentences mid-way; list items, table rows and headings keep their own lines."""
+    paragraphs: list[str] = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines: list[str] = []
+        for line in block.splitlines():
+            if lines and line.strip() and not _BLOCK_LINE.match(line):
+                lines[-1] = lines[-1].rstrip() + " " + line.strip()
+            elif line.strip():
+                lines.append(line.rstrip())
+        if lines:
+            paragraphs.append("\n".join(lines))
+    return paragraphs
+
+
+def _passage_markdown(p: Passage, cited: bool, rank: int) -> str:
+    """One passage as the chat and the Search tab show it: its rank in the results (a fusion score such as
+    0.033 means nothing to a reader), the citation mark, and the text as flowing paragraphs."""
     mark = "✅ cited · " if cited else ""
     section = f" — {p.section}" if p.section else ""
-    body = p.text.strip().replace("\n", "\n> ")
+    body = "\n>\n> ".join(par.replace("\n", "\n> ") for par in unwrap_lines(p.text))
     if len(body) > 900:
-        body = body[:900] + " …"
+        body = body[:900].rstrip() + " …"
     return (
-        f"**[p:{p.id}] {p.title}{section}**  \n<sub>{mark}score {p.score:.3f} · {p.origin} · "
-        f"{p.source}</sub>\n> {body}"
+        f"**[p:{p.id}] {p.title}{section}**  \n<sub>{mark}#{rank} · {p.origin} · {p.source}</sub>\n> {body}"
     )
 
 
@@ -500,7 +540,9 @@ class TurnRenderer:
         return self._tools[call_id]
 
     def _passages_content(self, cited: set[str]) -> str:
-        return "\n\n".join(_passage_markdown(p, p.id in cited) for p in self._passages)
+        return "\n\n".join(
+            _passage_markdown(p, p.id in cited, rank) for rank, p in enumerate(self._passages, 1)
+        )
 
     def _finish(self, done: DoneEvent) -> None:
         cited = set(done.citations)
@@ -728,8 +770,43 @@ def _component_for(spec: FormField, elem_id: str) -> gr.components.Component:
     return gr.Textbox(value=None, label=label, info=info, placeholder=placeholder, lines=1, elem_id=elem_id)
 
 
+def _machine_line(option: Mapping[str, Any], *, note: bool = False) -> str:
+    """Machine — price · speed · fit, on one line (the price note only when asked: it can be long)."""
+    price = option.get("approx_price_usd")
+    parts = [f"about ${price:,.0f}" if isinstance(price, int | float) else "price unknown"]
+    speed = option.get("expected_tokens_per_second")
+    if isinstance(speed, int | float):
+        band = option.get("expected_range")
+        span = f" ({band[0]:.0f}–{band[1]:.0f})" if isinstance(band, list | tuple) and len(band) == 2 else ""
+        parts.append(f"~{speed:.0f} tokens/s{span}")
+    if option.get("fit_verdict"):
+        parts.append("fit: " + str(option["fit_verdict"]).replace("_", " "))
+    line = f"**{option.get('machine', '?')}** — " + " · ".join(parts)
+    if note and option.get("price_note"):
+        line += f"  \n  <sub>Price: {option['price_note']}</sub>"
+    return line
+
+
+def _recommendation_lines(result: Mapping[str, Any]) -> list[str]:
+    """recommend_machine's answer first: which machine, what it costs, how fast it runs the target model."""
+    rec = result.get("recommendation")
+    lines = ["", "**Recommended machine**"]
+    lines.append(
+        f"- {_machine_line(rec, note=True)}" if isinstance(rec, Mapping) else "- none: the advice is to wait"
+    )
+    if result.get("summary"):
+        lines.append(f"\n{result['summary']}")
+    alternatives = [a for a in result.get("alternatives") or [] if isinstance(a, Mapping)]
+    if alternatives:
+        lines.append("\n**Alternatives**")
+        lines.extend(f"- {_machine_line(a)}" for a in alternatives[:5])
+    return lines
+
+
 def _result_markdown(tool_name: str, result: Mapping[str, Any]) -> str:
     lines = [f"**{tool_name}** ran."]
+    if "recommendation" in result:
+        lines.extend(_recommendation_lines(result))
     for key in ("verdict", "expected_tokens_per_second", "ceiling_tokens_per_second", "max_context_tokens"):
         if key in result:
             lines.append(f"- {key.replace('_', ' ')}: **{result[key]}**")
@@ -760,7 +837,9 @@ def search_markdown(knowledge: KnowledgeBase | None, query: str, k: int) -> str:
     notes = "".join(f"\n\n<sub>{a}</sub>" for a in out.assumptions)
     if not out.passages:
         return head + notes + "\n\nNothing matched."
-    body = "\n\n---\n\n".join(_passage_markdown(p, cited=False) for p in out.passages)
+    body = "\n\n---\n\n".join(
+        _passage_markdown(p, cited=False, rank=rank) for rank, p in enumerate(out.passages, 1)
+    )
     return f"{head}{notes}\n\n{body}"
 
 
@@ -969,6 +1048,12 @@ def build_app(
                 gr.Textbox(value=current.title if current else ""),
             )
 
+        def after_turn(session: ChatSession | None) -> tuple[Any, Any]:
+            """The sidebar after an answer; the title box only changes when the turn started a conversation
+            (so a title being typed meanwhile is not overwritten)."""
+            listing, title = conversation_list(session)
+            return listing, (title if session is not None and session.turns <= 1 else gr.skip())
+
         def open_conversation(session: ChatSession | None, conversation_id: str | None) -> tuple[Any, ...]:
             """(session, chatbot, chart, list, title) showing the stored conversation `conversation_id`."""
             owner = session.owner if session else None
@@ -1051,7 +1136,7 @@ def build_app(
         listing = [conv_list, conv_title]
         for trigger in (msg.submit, send.click):
             trigger(respond, chat_inputs, chat_outputs, **common).then(  # type: ignore[arg-type]
-                conversation_list, [session_state], listing, **private
+                after_turn, [session_state], listing, **private
             )
         # Not queued: it must get through while this session's answer holds the queue.
         stop_btn.click(request_stop, [session_state], None, queue=False, **private)
