@@ -73,7 +73,7 @@ def _wait_titles(page: Any, expected: list[str]) -> None:
     )
 
 
-def _chart_title_inside(page: Any) -> dict[str, float]:
+def _chart_title_inside(page: Any) -> dict[str, Any]:
     """Bounding boxes of the chat chart's title and its SVG (to check nothing is cut off)."""
     return page.evaluate(
         """() => {
@@ -177,7 +177,9 @@ def test_conversations_stop_and_page_hygiene(standin: OllamaStandIn, tmp_path: P
             page.click("#export-conversation")
             link = page.locator("#conversation-export a[href]").first
             link.wait_for(state="attached", timeout=WAIT_MS)
-            exported = page.request.get(link.get_attribute("href")).text()
+            href = link.get_attribute("href")
+            assert href is not None
+            exported = page.request.get(href).text()
             for part in (
                 "# Speed on an M3 Max",
                 Q1,
