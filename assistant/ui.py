@@ -121,6 +121,12 @@ CSS = """
 footer { display: none !important; }
 """
 
+CLOSE_SIDEBAR_ON_PHONES = """() => {
+  if (window.innerWidth >= 768) return;
+  const toggle = document.querySelector('button.toggle-button[aria-label="Toggle Sidebar"]');
+  if (toggle) toggle.click();
+}"""
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Launch options and security
@@ -1147,6 +1153,8 @@ def build_app(
             )
         opened = [session_state, chatbot, chart, conv_list, conv_title]
         app.load(on_load, [browser_id], [browser_id, *opened], **private)
+        # On a phone the open sidebar would cover the chat: start it closed there (its toggle reopens it).
+        app.load(None, None, None, js=CLOSE_SIDEBAR_ON_PHONES, **private)
         conv_list.input(select_conversation, [conv_list, session_state], opened, **private)
         rename_btn.click(rename_conversation, [conv_title, session_state], listing, **private)
         conv_title.submit(rename_conversation, [conv_title, session_state], listing, **private)
