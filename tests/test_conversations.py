@@ -12,11 +12,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+from assistant.charts import chart_for_tool_result
 from assistant.conversations_store import ConversationStore, export_markdown
 from assistant.ui import ChatSession, TurnRenderer, run_turn, user_markdown
 from assistant.ui_conversations import (
     UNANSWERED_NOTE,
     TurnSaver,
+    chart_of_turns,
     messages_of_turns,
     owner_for,
     restore_history,
@@ -24,6 +26,7 @@ from assistant.ui_conversations import (
 from knowledge.search import KnowledgeBase
 from tests.ollama_standin import ChatScript, OllamaStandIn, ToolCallScript
 from tests.test_agent import SPEED_ARGS, knowledge, make_agent  # noqa: F401 - fixture re-used
+from tools import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,6 +147,10 @@ def test_saved_turn_exports_and_reopens_after_a_restart_with_its_history(
     assert '"expected_tokens_per_second"' in markdown  # the tool's result, not only its arguments
     assert "[p:bandwidth-basics] Why bandwidth decides decode speed" in markdown
     assert "(cited)" in markdown
+
+    # The reopened answer gets its chart back, redrawn from the stored tool result.
+    figure = chart_of_turns(turns, lambda n, a, r: chart_for_tool_result(n, a, r, REGISTRY))
+    assert figure is not None and "Decode speed" in str(figure.layout.title.text)
 
     reopened = ChatSession(owner=session.owner, conversation_id=record.id)
     reopened.messages = messages_of_turns(turns, user_markdown)
