@@ -1066,12 +1066,13 @@ def build_app(
             db = store.get()
             fresh = ChatSession(owner=owner)
             turns = db.turns(owner, conversation_id) if db and owner and conversation_id else []
-            if turns and agent is not None:
+            if turns:
                 fresh.conversation_id = conversation_id
                 fresh.messages = messages_of_turns(turns, user_markdown)
-                fresh.conversation = restore_history(agent, turns)
                 fresh.turns = len(turns)
                 fresh.chart = chart_of_turns(turns, chart_fn)
+                if agent is not None:
+                    fresh.conversation = restore_history(agent, turns)
             return (fresh, fresh.messages, fresh.chart, *conversation_list(fresh))
 
         def on_load(browser_id: Any, request: gr.Request) -> tuple[Any, ...]:
