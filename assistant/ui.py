@@ -1017,6 +1017,8 @@ def build_app(
             session.stop.clear()
             saver = TurnSaver.begin(store.get(), session, text)
             session.messages.append({"role": "user", "content": user_markdown(text)})
+            if saver is not None and saver.problem:
+                session.messages.append({"role": "assistant", "content": saver.problem})
             # The side chart belongs to the answer being written: clear the previous answer's chart.
             session.chart = None
             yield "", session.messages, session, None
@@ -1031,8 +1033,12 @@ def build_app(
                         plot = renderer.chart
                     yield gr.skip(), session.messages, session, plot
             finally:
+                unsaved = saver is not None and saver.problem is not None
                 if saver is not None:
                     saver.finish(session, renderer, stopped=renderer.stopped)
+            if saver is not None and saver.problem and not unsaved:  # the answer could not be saved
+                session.messages.append({"role": "assistant", "content": saver.problem})
+                yield gr.skip(), session.messages, session, gr.skip()
 
         def clear_chat(session: ChatSession | None) -> tuple[Any, ...]:
             # A new conversation; the previous one stays in the sidebar.

@@ -9,9 +9,11 @@ Kept out of `assistant.ui` so that the page module only wires events. Identity:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -43,6 +45,8 @@ __all__ = [
     "owner_for",
     "restore_history",
 ]
+
+log = logging.getLogger(__name__)
 
 BROWSER_STORAGE_KEY = "mac-ai-advisor-browser-id"
 _BROWSER_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -131,24 +135,41 @@ def records_of(renderer: TurnRenderer) -> tuple[list[ToolCallRecord], list[Passa
 
 @dataclass
 class TurnSaver:
-    """Saves one turn: the question when it starts, the rest in one transaction when it ends."""
+    """Saves one turn: the question when it starts, the rest in one transaction when it ends.
+
+    A storage failure (disk full, a damaged file) never breaks the chat: `problem` says what happened, the
+    page shows it, and the answer goes on unsaved."""
 
     store: ConversationStore
     owner: str
     turn_id: int
     message_start: int
     history_start: int
+    problem: str | None = None
 
     @classmethod
     def begin(cls, store: ConversationStore | None, session: ChatSession, question: str) -> TurnSaver | None:
         if store is None or not session.owner:
             return None
-        conversation_id, turn_id = store.begin_turn(session.owner, session.conversation_id, question)
-        session.conversation_id = conversation_id
         history = session.conversation.history if session.conversation is not None else []
+        try:
+            conversation_id, turn_id = store.begin_turn(session.owner, session.conversation_id, question)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("could not save the question: %s", exc)
+            return cls(store, session.owner, 0, 0, 0, problem=_problem(store, exc))
+        session.conversation_id = conversation_id
         return cls(store, session.owner, turn_id, len(session.messages), len(history))
 
     def finish(self, session: ChatSession, renderer: TurnRenderer, *, stopped: bool) -> None:
+        if self.problem is not None:
+            return
+        try:
+            self._finish(session, renderer, stopped=stopped)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("could not save the answer: %s", exc)
+            self.problem = _problem(self.store, exc)
+
+    def _finish(self, session: ChatSession, renderer: TurnRenderer, *, stopped: bool) -> None:
         status: TurnStatus = "stopped" if stopped else ("error" if renderer.error is not None else "done")
         calls, passages = records_of(renderer)
         history = session.conversation.history[self.history_start :] if session.conversation else []
@@ -163,6 +184,13 @@ class TurnSaver:
             tool_calls=calls,
             passages=passages,
         )
+
+
+def _problem(store: ConversationStore, exc: BaseException) -> str:
+    return (
+        f"⚠️ This conversation is not being saved ({exc}; file {store.path}). The chat goes on, but it will "
+        "not come back after a reload. Check free disk space and that the data directory is writable."
+    )
 
 
 def messages_of_turns(turns: list[TurnRecord], render_question: Callable[[str], str]) -> list[dict[str, Any]]:

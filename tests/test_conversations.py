@@ -199,3 +199,32 @@ def test_stop_closes_the_ollama_stream_and_keeps_the_partial_answer_marked(
     session.stop.clear()
     list(run_turn(session, agent, "Shorter, please", None, renderer, interval_s=0.0, stop=session.stop))
     assert renderer.done is not None and renderer.done.content == "Short answer."
+
+
+def test_a_broken_store_never_breaks_the_chat(standin: OllamaStandIn, tmp_path: Path) -> None:
+    """The database file turns into something SQLite cannot open: the turn is answered, and the page is told
+    that the conversation is not being saved."""
+    store = ConversationStore.in_data_dir(tmp_path)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(store.path) + suffix).unlink(missing_ok=True)
+    store.path.mkdir()  # a directory where the database file was
+    standin.script_chat(ChatScript(text="Still answering."))
+    agent = make_agent(standin)
+    session = ChatSession(owner="browser:" + "c" * 32, conversation=agent.new_conversation())
+    saver = TurnSaver.begin(store, session, "Hello?")
+    assert saver is not None and saver.problem is not None and "not being saved" in saver.problem
+    renderer = TurnRenderer(session.messages)
+    list(run_turn(session, agent, "Hello?", None, renderer, interval_s=0.0, stop=session.stop))
+    saver.finish(session, renderer, stopped=False)  # a no-op, not an exception
+    assert renderer.done is not None and renderer.done.content == "Still answering."
+
+    # Broken between the question and the answer: the answer's save fails into `problem`, not an exception.
+    other = ConversationStore.in_data_dir(tmp_path / "second")
+    session = ChatSession(owner="browser:" + "d" * 32, conversation=agent.new_conversation())
+    saver = TurnSaver.begin(other, session, "Hello again?")
+    assert saver is not None and saver.problem is None
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(other.path) + suffix).unlink(missing_ok=True)
+    other.path.mkdir()
+    saver.finish(session, TurnRenderer(session.messages), stopped=False)
+    assert saver.problem is not None and "not being saved" in saver.problem
