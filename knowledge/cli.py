@@ -37,7 +37,8 @@ def open_knowledge_base(
     if not lexical:
         client = ollama.Client(host=ollama_host or default_host(), timeout=120.0)
         embedder = OllamaEmbedder(client, embed_model)
-    return KnowledgeBase(data_dir, embedder, progress=progress)
+    chroma_url = (os.environ.get("ADVISOR_CHROMA_URL") or "").strip() or None
+    return KnowledgeBase(data_dir, embedder, progress=progress, chroma_url=chroma_url)
 
 
 def _print_report(report: SyncReport) -> None:

@@ -2,7 +2,7 @@
 
 Time per generated token (seconds)::
 
-    T = (W_active / BW) * (a[tier] + d[quant]) + t0[tier] + c_attn * A(ctx) / BW
+    T = (W_active / BW) * (a + d[quant] + g_m1 + m_w) + t0[tier] + c_attn * A(ctx) / BW + m_l * L_moe
 
 * ``W_active / BW`` is the time to stream the weights once at the marketed bandwidth; ``a + d`` is its inverse
   efficiency, which grows as the quantisation gets lower (dequantisation compute) and differs by chip tier.
@@ -34,7 +34,16 @@ PARAM_NAMES: tuple[str, ...] = (
     "g_m1",
     *(f"t0_{t}" for t in TIERS),
     "c_attn",
+    "m_w",
+    "m_l",
+    "m_l_pre5",
 )
+# m_w: extra inverse efficiency on the bytes a mixture-of-experts model reads per token (scattered experts);
+# m_l: seconds per MoE layer per token at 8 routed experts, scaled by the experts used (router, top-k,
+# one matmul dispatch per routed expert); catalog.weights_read gives layers x experts_used / 8.
+# m_l_pre5: the same routing cost's extra on M1-M4 GPUs: fitted MoE rows on older chips run 10-35 % below
+# an M5-calibrated routing cost (leave-one-group-out MoE error 15.5 % -> 7.1 % with it; see the bench).
+# Why older GPUs pay more per routed expert is not established (dispatch latency, clocks): a fitted fact.
 
 
 def tier_from_bandwidth(bw_gbps: float) -> str:
@@ -63,6 +72,8 @@ def quant_weights(q: QuantSpec) -> tuple[dict[str, float], str | None]:
     if q.family == "float":
         return {}, None
     lo, hi = ("mlx4", "mlx8") if q.engine == "mlx" else ("q4", "q8")
+    if q.quant.startswith("MXFP4"):
+        return {lo: 1.0}, None  # gpt-oss rows (MXFP4 experts) are in the calibration through the 4-bit anchor
     if bpw <= 4.5:
         if bpw < 4.5 or q.family == "iq":
             note = (
@@ -84,6 +95,7 @@ def feature_vector(
     q: QuantSpec,
     attn_bytes: float,
     generation: int | None = None,
+    moe_layers: int = 0,
 ) -> list[float]:
     """Design-matrix row; T = features . params (linear in the parameters, hence a direct LS fit).
 
@@ -99,7 +111,65 @@ def feature_vector(
     row += [wt if generation == 1 else 0.0]
     row += [1.0 if tier == t else 0.0 for t in TIERS]
     row += [attn_bytes / bw]
+    row += [wt if moe_layers else 0.0, float(moe_layers) * 1e-4]
+    row += [float(moe_layers) * 1e-4 if generation is None or generation < 5 else 0.0]
     return row
+
+
+def prefill_light(q: QuantSpec) -> bool:
+    """Weights whose dequantisation is nearly free in matrix kernels (F16/BF16, Q8_0): faster prefill."""
+    return q.family == "float" or q.quant == "Q8_0"
+
+
+@dataclass(frozen=True)
+class PrefillModel:
+    """Prompt processing is compute-bound: tokens/s = effective FLOPS / FLOPs per token.
+
+    ``tflops_per_core[gen]`` is the effective rate per GPU core of a generation for quantised weights in
+    llama.cpp/Ollama (M5: with the GPU neural accelerators, i.e. a Metal-4 tensor-API build); float weights,
+    MoE routing and long prompts (attention FLOPs grow with the prompt) scale it by fitted factors.
+    """
+
+    tflops_per_core: dict[int, float]
+    sources: dict[int, str]
+    float_factor: float
+    moe_factor: float
+    attn_factor: float
+    no_accelerator_tflops_per_core: float  # M5 on a runtime without the tensor API (e.g. LM Studio GGUF)
+    range_low: float
+    range_high: float
+
+    def rate(self, generation: int) -> tuple[float, int, str | None]:
+        """(TFLOPS per core, generation used, note when a neighbouring generation stands in)."""
+        if generation in self.tflops_per_core:
+            return self.tflops_per_core[generation], generation, None
+        known = sorted(self.tflops_per_core)
+        lower = [g for g in known if g < generation]
+        use = lower[-1] if lower else known[0]
+        return (
+            self.tflops_per_core[use],
+            use,
+            f"No prompt-processing measurement for M{generation}: the M{use} per-core rate is used "
+            "(unverified; whether newer GPU cores keep or improve the neural accelerators is not measured).",
+        )
+
+    def tokens_per_second(
+        self,
+        generation: int,
+        gpu_cores: int,
+        active_params_b: float,
+        is_float: bool,
+        moe: bool,
+        attn_flops_per_token: float,
+    ) -> tuple[float, list[str]]:
+        tpc, used, note = self.rate(generation)
+        flops = 2 * active_params_b * 1e9 + self.attn_factor * attn_flops_per_token
+        tps = tpc * gpu_cores * 1e12 / flops
+        if is_float:
+            tps *= self.float_factor
+        if moe:
+            tps *= self.moe_factor
+        return tps, [note] if note else []
 
 
 @dataclass(frozen=True)
@@ -107,8 +177,8 @@ class SpeedModel:
     params: dict[str, float]
     range_low: float
     range_high: float
-    prefill_tflops_per_core: dict[int, float]
-    prefill_sources: dict[int, str]
+    moe_range_low: float
+    prefill: PrefillModel
     fit_note: str
 
     def seconds_per_token(
@@ -119,20 +189,35 @@ class SpeedModel:
         q: QuantSpec,
         attn_bytes: float,
         generation: int | None = None,
+        moe_layers: int = 0,
     ) -> float:
-        x = feature_vector(weights_bytes, bw_gbps, tier, q, attn_bytes, generation)
+        """Seconds per generated token (see the module docstring)."""
+        x = feature_vector(weights_bytes, bw_gbps, tier, q, attn_bytes, generation, moe_layers)
         return sum(xi * self.params[n] for xi, n in zip(x, PARAM_NAMES, strict=True))
 
 
 @cache
 def speed_model() -> SpeedModel:
     data: dict[str, Any] = load_yaml("speed_model.yaml")
-    pre = data.get("prefill", {})
     return SpeedModel(
         params={k: float(v) for k, v in data["params"].items()},
         range_low=float(data["range"]["low_ratio"]),
         range_high=float(data["range"]["high_ratio"]),
-        prefill_tflops_per_core={int(k): float(v["tflops_per_core"]) for k, v in pre.items()},
-        prefill_sources={int(k): str(v["source"]) for k, v in pre.items()},
+        moe_range_low=float(data["range"].get("moe_low_ratio", data["range"]["low_ratio"])),
+        prefill=prefill_model_from(data["prefill"]),
         fit_note=str(data["fit"]["method"]),
+    )
+
+
+def prefill_model_from(pre: dict[str, Any]) -> PrefillModel:
+    per_gen = pre["per_generation"]
+    return PrefillModel(
+        tflops_per_core={int(k): float(v["tflops_per_core"]) for k, v in per_gen.items()},
+        sources={int(k): str(v["source"]) for k, v in per_gen.items()},
+        float_factor=float(pre["float_factor"]),
+        moe_factor=float(pre["moe_factor"]),
+        attn_factor=float(pre["attn_factor"]),
+        no_accelerator_tflops_per_core=float(pre["m5_without_tensor_api_tflops_per_core"]),
+        range_low=float(pre["range"]["low_ratio"]),
+        range_high=float(pre["range"]["high_ratio"]),
     )
