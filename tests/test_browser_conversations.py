@@ -28,13 +28,13 @@ WAIT_MS = 30_000
 
 
 @contextlib.contextmanager
-def _served(ollama_url: str, data_dir: Path, port: int) -> Iterator[str]:
+def _served(ollama_url: str, data_dir: Path, port: int, **settings: Any) -> Iterator[str]:
     """The real app (launch.prepare + launch.build_ui) on a fixed port: a restart keeps the browser origin."""
     import assistant.ui as ui
     import launch
     from assistant.config import Settings
 
-    config = Settings(ollama_host=ollama_url, data_dir=data_dir, port=port)
+    config = Settings(ollama_host=ollama_url, data_dir=data_dir, port=port, **settings)
     services = launch.prepare(config, pull=False)
     app = launch.build_ui(services, ui)
     app.launch(**ui.launch_options(config))
@@ -266,4 +266,33 @@ def test_conversations_stop_and_page_hygiene(standin: OllamaStandIn, tmp_path: P
                 status = page.inner_text("#ollama-status")
                 assert "not seem to be installed" not in status and "hybrid" not in status, status
         context.close()
+        browser.close()
+
+
+def test_with_auth_conversations_belong_to_the_signed_in_user(standin: OllamaStandIn, tmp_path: Path) -> None:
+    """With --auth the owner is the user, not the browser: another browser signed in as the same user finds
+    the conversation; the browser id plays no part."""
+    from playwright.sync_api import sync_playwright
+
+    with (
+        _served(standin.url, tmp_path / "data", free_port(), auth="ann:s3cret") as url,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        pages = []
+        for _ in range(2):  # two browsers with separate storage, the same user
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            login = context.request.post(url + "login", form={"username": "ann", "password": "s3cret"})
+            assert login.ok, login.status
+            page = context.new_page()
+            page.goto(url, wait_until="load")
+            page.wait_for_selector("#conversation-list", timeout=WAIT_MS)
+            pages.append(page)
+        standin.script_chat(ChatScript(text="Signed-in answer."))
+        _ask(pages[0], "A question from Ann")
+        _chat_has(pages[0], "Signed-in answer.")
+        _wait_titles(pages[0], ["A question from Ann"])
+        pages[1].reload(wait_until="load")
+        _wait_titles(pages[1], ["A question from Ann"])
+        _chat_has(pages[1], "Signed-in answer.")
         browser.close()
