@@ -127,7 +127,7 @@ def memory_fit_figure(result: Mapping[str, Any]) -> go.Figure | None:
             x=b.ram_gb,
             line={"color": _COLOURS["ram"], "width": 1, "dash": "dot"},
             annotation_text=f"RAM {b.ram_gb:.0f} GB",
-            annotation_position="top right",
+            annotation_position="bottom left",  # "top right" ran off the plot at the right edge
         )
     verdict = fit.verdict.replace("_", " ")
     headroom = f"{b.headroom_gb:+.1f} GB headroom"

@@ -105,3 +105,6 @@ def test_chart_titles_are_wrapped_and_backgrounds_transparent() -> None:
     lines = str(fig.layout.title.text).split("<br>")
     assert len(lines) >= 2 and all(len(line) <= TITLE_WRAP_CHARS for line in lines)
     assert fig.layout.paper_bgcolor == "rgba(0,0,0,0)" and fig.layout.plot_bgcolor == "rgba(0,0,0,0)"
+    # The RAM line sits near the right edge: its label must end at the line, not run off the plot.
+    ram = [a for a in fig.layout.annotations if str(a.text).startswith("RAM")]
+    assert ram and all(a.xanchor == "right" for a in ram)
