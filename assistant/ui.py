@@ -27,7 +27,6 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
-import ipaddress  # noqa: E402
 import json  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal  # noqa: E402
 
 import gradio as gr  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from assistant.charts import chart_for_tool_result  # noqa: E402
 from assistant.config import Settings  # noqa: E402
@@ -51,6 +51,7 @@ from assistant.events import (  # noqa: E402
     ToolErrorEvent,
     ToolResultEvent,
 )
+from assistant.http_guard import LoopbackGuard, bypass_proxy_for_loopback, is_loopback_name  # noqa: E402
 from tools.registry import Registry, Tool, ToolError  # noqa: E402
 
 if TYPE_CHECKING:
@@ -120,13 +121,7 @@ def offline_theme() -> gr.themes.Base:
 
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and "localhost" — the only binds allowed without a password."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(host)
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -145,6 +140,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     Raises LaunchConfigError when binding a non-loopback address without auth: the chat can run tools and
     read the user's documents, so exposing it to a network without a password is refused, not warned about.
     """
+    bypass_proxy_for_loopback()  # gradio's start-up check (httpx) would otherwise go to HTTP(S)_PROXY
     auth = parse_auth(settings.auth)
     if not is_loopback(settings.host) and auth is None:
         raise LaunchConfigError(
@@ -169,6 +165,8 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "footer_links": [],
         "theme": offline_theme(),
         "css": CSS,
+        # Host/Origin guard (DNS rebinding, cross-site requests): the same check as the MCP server's.
+        "app_kwargs": {"middleware": [Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host))]},
     }
 
 
