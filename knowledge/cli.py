@@ -35,7 +35,8 @@ def open_knowledge_base(
 ) -> KnowledgeBase:
     embedder = None
     if not lexical:
-        client = ollama.Client(host=ollama_host or default_host(), timeout=120.0)
+        # trust_env=False: document text and queries go to Ollama directly, never to an HTTP(S)_PROXY.
+        client = ollama.Client(host=ollama_host or default_host(), timeout=120.0, trust_env=False)
         embedder = OllamaEmbedder(client, embed_model)
     return KnowledgeBase(data_dir, embedder, progress=progress)
 
