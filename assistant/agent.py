@@ -39,6 +39,7 @@ from assistant.events import (
     ToolResultEvent,
 )
 from assistant.prompts import FORCE_ANSWER_NOTE, build_system_prompt, cited_ids, system_message
+from assistant.safe_json import clean_text, is_sendable, json_safe
 from tools import Registry, ToolError
 
 if TYPE_CHECKING:
@@ -157,12 +158,12 @@ def _arguments_dict(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]
     if arguments is None:
         return {}
     if isinstance(arguments, Mapping):
-        return dict(arguments)
+        return dict(json_safe(arguments))  # NaN, lone surrogates: never into history (issue 14)
     try:
         value = json.loads(arguments) if arguments.strip() else {}
     except (json.JSONDecodeError, RecursionError):
-        return {"_raw": arguments}
-    return value if isinstance(value, dict) else {"_raw": arguments}
+        return {"_raw": clean_text(arguments)}
+    return dict(json_safe(value)) if isinstance(value, dict) else {"_raw": clean_text(arguments)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,10 +298,12 @@ class Conversation:
                 kind="busy", message="This conversation is still answering the previous message; wait for it."
             )
             return
+        start = len(self.history)
         try:
             self._turns += 1
-            yield from self._turn(user_text, model or self.agent.settings.chat_model)
+            yield from self._turn(clean_text(user_text), model or self.agent.settings.chat_model)
         finally:
+            _repair_history(self.history, start)
             self._lock.release()
 
     # The loop ------------------------------------------------------------------------------------------
@@ -450,7 +453,7 @@ class Conversation:
         try:
             for chunk in stream:
                 message = _get(chunk, "message")
-                text = _get(message, "content") or ""
+                text = clean_text(_get(message, "content") or "")
                 if text:
                     parts.append(text)
                     if holding:
@@ -528,3 +531,11 @@ class Conversation:
         """Keep what the model already said, marked, so the user and the next turn can see it was cut."""
         if result.content.strip():
             self.history.append({"role": "assistant", "content": f"{result.content}\n\n[answer {how}]"})
+
+
+def _repair_history(history: list[dict[str, Any]], start: int) -> None:
+    """Whatever a turn added must be sendable next time: a failed turn can never leave history unusable."""
+    for i in range(start, len(history)):
+        if not is_sendable(history[i]):
+            log.warning("history message %d was not strict JSON/UTF-8; sanitised", i)
+            history[i] = json_safe(history[i])
