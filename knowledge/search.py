@@ -242,6 +242,12 @@ class KnowledgeBase:
             store.reset(f"the index store could not be read ({type(err).__name__}: {err})")
             report.rebuilt, report.rebuild_reason = True, store.rebuild_reason
             existing = set()
+        damage = store.verify(existing)
+        if damage:  # the catalogue lists vectors the segment files no longer hold (issue 14)
+            store.reset(f"the vector index was damaged ({damage}); rebuilt from the documents")
+            report.rebuilt, report.rebuild_reason = True, store.rebuild_reason
+            log.warning("knowledge index rebuilt: %s", store.rebuild_reason)
+            existing = set()
         wanted = {c.id for c in chunks}
         stale = sorted(existing - wanted)
         todo = [c for c in chunks if c.id not in existing]
