@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Agent", "Conversation", "ParsedCall", "parse_text_tool_calls"]
 
+# Tool-call arguments longer than this (as JSON) are refused and not kept in history: no tool needs more, and
+# a 5 MB call would otherwise overflow every later request of the turn (and be blamed on the user's message).
+MAX_TOOL_ARGUMENT_CHARS = 20_000
 RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
 
 
@@ -418,6 +421,14 @@ class Conversation:
             content = result.content
             if result.calls:
                 yield NoticeEvent(text="The model asked for more tools after the tool budget was used up.")
+                if not content.strip():
+                    content = (
+                        f"The model gave no answer: it used up its budget of {settings.max_tool_rounds} "
+                        "tool round(s) (ADVISOR_MAX_TOOL_ROUNDS) and kept asking for more tools instead of "
+                        "answering. The tool results above are what it gathered; ask a narrower question or "
+                        "try another model."
+                    )
+                    yield NoticeEvent(text=content)
             if not content.strip():
                 content = (
                     "The model returned no answer. The tool results above are what it gathered; ask again or "
@@ -488,17 +499,20 @@ class Conversation:
     def _run_calls(self, result: _Round, round_no: int, searched: list[str]) -> Iterator[AgentEvent]:
         """Record the assistant's calls, run each, append one `tool` message per call (errors included)."""
         agent = self.agent
+        all_arguments = [_bounded_arguments(_arguments_dict(call.arguments)) for call in result.calls]
         history_calls = [
-            {"function": {"name": call.name, "arguments": _arguments_dict(call.arguments)}}
-            for call in result.calls
+            {"function": {"name": call.name, "arguments": arguments}}
+            for call, (arguments, _) in zip(result.calls, all_arguments, strict=True)
         ]
         self.history.append({"role": "assistant", "content": result.content, "tool_calls": history_calls})
         for index, call in enumerate(result.calls):
             call_id = f"t{self._turns}r{round_no}c{index}"
-            arguments = _arguments_dict(call.arguments)
+            arguments, too_long = all_arguments[index]
             yield ToolCallEvent(call_id=call_id, name=call.name, arguments=arguments, round=round_no)
             began = time.perf_counter()
             try:
+                if too_long:
+                    raise ToolError(too_long)
                 tool = agent.toolset.get(call.name)
                 output = tool.run(call.arguments)
             except ToolError as exc:
@@ -539,3 +553,16 @@ def _repair_history(history: list[dict[str, Any]], start: int) -> None:
         if not is_sendable(history[i]):
             log.warning("history message %d was not strict JSON/UTF-8; sanitised", i)
             history[i] = json_safe(history[i])
+
+
+def _bounded_arguments(arguments: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """(arguments to show and keep, refusal) - huge arguments are replaced by a note and refused."""
+    size = len(json.dumps(arguments, ensure_ascii=False))
+    if size <= MAX_TOOL_ARGUMENT_CHARS:
+        return arguments, None
+    note = f"arguments of {size:,} characters, not kept (the limit is {MAX_TOOL_ARGUMENT_CHARS:,})"
+    refusal = (
+        f"the tool call's arguments were {size:,} characters; the limit is {MAX_TOOL_ARGUMENT_CHARS:,}. "
+        "Call the tool again with short arguments."
+    )
+    return {"_omitted": note}, refusal

@@ -33,11 +33,23 @@ def clean_text(text: str) -> str:
     return text
 
 
-def json_safe(value: Any, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS, _depth: int = 0) -> Any:
-    """A copy of `value` that strict JSON encoders accept (see the module docstring for what changes)."""
+def json_safe(
+    value: Any,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_items: int = MAX_ITEMS,
+    max_chars: int | None = None,
+    _depth: int = 0,
+) -> Any:
+    """A copy of `value` that strict JSON encoders accept (see the module docstring for what changes).
+
+    `max_chars` also cuts long strings (for display; history keeps strings whole).
+    """
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
+        if max_chars is not None and len(value) > max_chars:
+            value = value[:max_chars] + f" … ({len(value) - max_chars:,} more characters)"
         return clean_text(value)
     if isinstance(value, int):
         return value if -MAX_SAFE_INT <= value <= MAX_SAFE_INT else str(value)
@@ -51,8 +63,8 @@ def json_safe(value: Any, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_IT
             if i >= max_items:
                 out["…"] = f"{len(value) - max_items} more entries not shown"
                 break
-            out[clean_text(str(key))] = json_safe(
-                item, max_depth=max_depth, max_items=max_items, _depth=_depth + 1
+            out[clean_text(str(key))[:200]] = json_safe(
+                item, max_depth=max_depth, max_items=max_items, max_chars=max_chars, _depth=_depth + 1
             )
         return out
     if isinstance(value, list | tuple):

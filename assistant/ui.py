@@ -52,6 +52,7 @@ from assistant.events import (  # noqa: E402
     ToolResultEvent,
 )
 from assistant.http_guard import LoopbackGuard, bypass_proxy_for_loopback, is_loopback_name  # noqa: E402
+from assistant.safe_json import clean_text, json_safe  # noqa: E402
 from tools.registry import Registry, Tool, ToolError  # noqa: E402
 
 if TYPE_CHECKING:
@@ -303,10 +304,24 @@ def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: st
 # Chat rendering
 # ---------------------------------------------------------------------------------------------------------
 def _json_block(data: Any, limit: int = 6000) -> str:
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(
+        json_safe(data, max_depth=12, max_chars=2000), indent=2, ensure_ascii=False, default=str
+    )
     if len(text) > limit:
         text = text[:limit] + "\n... (truncated)"
     return f"```json\n{text}\n```"
+
+
+def _bounded(text: str, limit: int = 2000) -> str:
+    text = clean_text(text)
+    return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit:,} more characters)"
+
+
+def oversized_message(length: int) -> str:
+    return (
+        f"That message is {length:,} characters; the limit is {MAX_INPUT_CHARS:,}. Shorten it, or add long "
+        "texts as documents instead (launch.py --add-docs)."
+    )
 
 
 def _passage_markdown(p: Passage, cited: bool) -> str:
@@ -421,7 +436,7 @@ class TurnRenderer:
         if isinstance(event, ToolErrorEvent):
             msg, _ = self._tool_message(event.call_id, event.name)
             self._log(event.call_id, ok=False, error=event.error)
-            msg["content"] += f"\n**Refused**: {event.error}"
+            msg["content"] += f"\n**Refused**: {_bounded(event.error)}"
             msg["metadata"] = {**msg["metadata"], "title": f"⚠️ {event.name} (error)", "status": "done"}
             return True
         if isinstance(event, NoticeEvent):
@@ -832,19 +847,13 @@ def build_app(
             message: str, session: ChatSession | None, model: str | None
         ) -> Iterator[tuple[Any, ...]]:
             session = session or ChatSession()
-            text = (message or "").strip()
+            text = clean_text((message or "").strip())
             if not text:
                 yield gr.skip(), session.messages, session, gr.skip()
                 return
             if len(text) > MAX_INPUT_CHARS:
                 session.messages.append({"role": "user", "content": text[:200] + " …"})
-                session.messages.append(
-                    {
-                        "role": "assistant",
-                        "content": f"⚠️ That message is {len(text):,} characters; the limit is "
-                        f"{MAX_INPUT_CHARS:,}. Shorten it or add long texts as documents instead.",
-                    }
-                )
+                session.messages.append({"role": "assistant", "content": "⚠️ " + oversized_message(len(text))})
                 yield "", session.messages, session, gr.skip()
                 return
             session.messages.append({"role": "user", "content": text})
@@ -880,9 +889,15 @@ def build_app(
         def chat_api(message: str, model: str, session: ChatSession | None) -> Iterator[tuple[Any, ...]]:
             """Streamed answer for gradio_client: (answer so far, turn summary, session)."""
             session = session or ChatSession()
-            text = (message or "").strip()
+            text = clean_text((message or "").strip())
             if agent is None or not text or len(text) > MAX_INPUT_CHARS:
-                reason = "agent not available" if agent is None else "empty or oversized message"
+                reason = (
+                    "agent not available"
+                    if agent is None
+                    else "The message is empty."
+                    if not text
+                    else oversized_message(len(text))
+                )
                 yield "", {"error": reason}, session
                 return
             renderer = TurnRenderer([], toolset, None)
@@ -894,7 +909,10 @@ def build_app(
             if renderer.error is not None:
                 summary["error"] = renderer.error.message
                 summary["error_kind"] = renderer.error.kind
-            yield renderer.answer_text, summary, session
+            # An answer that never streamed (e.g. the tool budget ran out) is still the answer.
+            answer = renderer.answer_text or (renderer.done.content if renderer.done is not None else "")
+            # Whatever the model put in its tool calls, the summary must encode (10**30, 800-deep JSON...).
+            yield answer, json_safe(summary, max_depth=12, max_chars=2000), session
 
         chat_inputs = [msg, session_state, model_dd]
         chat_outputs = [msg, chatbot, session_state, chart]
