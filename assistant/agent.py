@@ -12,12 +12,13 @@ next turn works once the cause is gone.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,11 @@ __all__ = ["Agent", "Conversation", "ParsedCall", "parse_text_tool_calls"]
 # Tool-call arguments longer than this (as JSON) are refused and not kept in history: no tool needs more, and
 # a 5 MB call would otherwise overflow every later request of the turn (and be blamed on the user's message).
 MAX_TOOL_ARGUMENT_CHARS = 20_000
+# A hung (or model-loading) Ollama: say so after WAIT_NOTICE_S, and let search fall back to keywords after
+# EMBED_WAIT_S; the whole wait for Ollama is bounded by Settings.request_timeout_s.
+WAIT_NOTICE_S = 1.0
+EMBED_WAIT_S = 5.0
+WAITING_TEXT = "Waiting for Ollama… (it may be loading the model)."
 RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
 
 
@@ -281,6 +287,16 @@ class Agent:
             return [], f"Knowledge search failed ({exc}); answering without passages."
         return list(result.passages), None
 
+    def retrieve_lexical(self, question: str) -> list[Passage]:
+        """Keyword-only retrieval: the fallback when embedding the question stalls."""
+        if self.knowledge is None or self.settings.top_k_passages <= 0:
+            return []
+        try:
+            return list(self.knowledge.retrieve(question[:2000], self.settings.top_k_passages, "lexical"))
+        except Exception as exc:  # noqa: BLE001 - retrieval is an aid
+            log.warning("lexical search failed: %s", exc)
+            return []
+
     def render_system(self, passages: Sequence[Passage]) -> str:
         return system_message(self.system_prompt, passages)
 
@@ -293,6 +309,7 @@ class Conversation:
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._turns = 0
+        self._waiting_shown = False
 
     def turn(self, user_text: str, model: str | None = None) -> Generator[AgentEvent, None, None]:
         """Answer one user message, yielding events. Never raises; ends with a DoneEvent or an ErrorEvent."""
@@ -319,7 +336,9 @@ class Conversation:
             yield ErrorEvent(kind="empty", message="The message is empty: type a question first.")
             return
 
-        passages, notice = agent.retrieve(user_text)
+        self._waiting_shown = False
+        deadline = time.monotonic() + settings.request_timeout_s  # the one bound on waiting for Ollama
+        passages, notice = yield from self._retrieve_bounded(user_text)
         if notice:
             yield NoticeEvent(text=notice)
         start = len(self.history)
@@ -377,7 +396,8 @@ class Conversation:
             rounds += 1
             result = _Round()
             try:
-                yield from self._stream_round(model, fit.messages, specs, result)
+                yield from self._stream_round(model, fit.messages, specs, result, deadline)
+                deadline = time.monotonic() + settings.request_timeout_s  # next round: a fresh wait
             except GeneratorExit:
                 self._keep_partial(result, "stopped")
                 raise
@@ -451,18 +471,58 @@ class Conversation:
             )
             return
 
+    def _retrieve_bounded(
+        self, question: str
+    ) -> Generator[AgentEvent, None, tuple[list[Passage], str | None]]:
+        """Retrieval that cannot hold the user in silence: "waiting" after WAIT_NOTICE_S, and keyword search
+        when the question's embedding has not come back after EMBED_WAIT_S (a hung or loading Ollama)."""
+        agent = self.agent
+        job = _Background(lambda: agent.retrieve(question))
+        if job.wait(WAIT_NOTICE_S):
+            return job.result()
+        yield from self._waiting()
+        budget = min(EMBED_WAIT_S, agent.settings.request_timeout_s)
+        if job.wait(budget - WAIT_NOTICE_S):
+            return job.result()
+        return agent.retrieve_lexical(question), (
+            f"Ollama did not embed the question within {budget:g} s; using keyword (BM25) search for this "
+            "question."
+        )
+
+    def _waiting(self) -> Iterator[AgentEvent]:
+        if not self._waiting_shown:
+            self._waiting_shown = True
+            yield NoticeEvent(text=WAITING_TEXT)
+
     def _stream_round(
-        self, model: str, messages: list[dict[str, Any]], specs: Sequence[dict[str, Any]], out: _Round
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        specs: Sequence[dict[str, Any]],
+        out: _Round,
+        deadline: float | None = None,
     ) -> Iterator[AgentEvent]:
-        """Stream one model call into `out`, yielding visible tokens; raises on any transport failure."""
+        """Stream one model call into `out`, yielding visible tokens; raises on any transport failure.
+
+        The first chunk is awaited in a helper thread: after WAIT_NOTICE_S the user is told we are waiting
+        for Ollama, and at `deadline` the round gives up (TimeoutError) instead of sitting in silence.
+        """
         agent = self.agent
         watch_text_calls = bool(specs)
         holding = watch_text_calls
         held: list[str] = []
         parts: list[str] = []
         stream = agent.ollama.chat_stream(model, messages, list(specs) or None, agent.options)
+        chunks = iter(stream)
+        first = _Background(lambda: next(chunks, None))
         try:
-            for chunk in stream:
+            if not first.wait(WAIT_NOTICE_S):
+                yield from self._waiting()
+                left = (deadline if deadline is not None else time.monotonic() + 1e9) - time.monotonic()
+                if not first.wait(left):
+                    raise TimeoutError("no answer from Ollama before the deadline")
+            head = first.result()
+            for chunk in itertools.chain([head] if head is not None else [], chunks):
                 message = _get(chunk, "message")
                 text = clean_text(_get(message, "content") or "")
                 if text:
@@ -484,7 +544,7 @@ class Conversation:
         finally:
             out.content = "".join(parts)
             close = getattr(stream, "close", None)
-            if close is not None:
+            if close is not None and first.done:  # an abandoned first request ends by its own timeout
                 close()
         if not out.done:
             raise _StreamDropped()
@@ -566,3 +626,34 @@ def _bounded_arguments(arguments: dict[str, Any]) -> tuple[dict[str, Any], str |
         "Call the tool again with short arguments."
     )
     return {"_omitted": note}, refusal
+
+
+class _Background:
+    """Run `fn` in a daemon thread and wait for it with timeouts (the caller may give up and move on)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+        self._event = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, name="agent-wait", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the waiting thread by result()
+            self._error = exc
+        finally:
+            self._event.set()
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(max(0.0, timeout))
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
