@@ -1,7 +1,7 @@
 """A hung Ollama (accepts the connection, never answers) must not hold the user in silence.
 
-Within 2 s the turn says it is waiting for Ollama (an event the UI renders); search falls back to keywords when
-the question's embedding stalls; and the whole wait is bounded by one setting (request_timeout_s).
+Within 2 s the turn says it is waiting for Ollama (an event the UI renders); search falls back to keywords
+when the question's embedding stalls; and the whole wait is bounded by one setting (request_timeout_s).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 
 from assistant.events import AgentEvent, DoneEvent, ErrorEvent, NoticeEvent, PassagesEvent
 from assistant.ollama_layer import OllamaLayer
-from assistant.ui import TurnRenderer
 from assistant.toolset import build_toolset
+from assistant.ui import TurnRenderer
 from knowledge.search import KnowledgeBase
 from tests.ollama_standin import ChatScript, Fault, OllamaStandIn
 from tests.reliability.common import final, make_agent
