@@ -52,6 +52,7 @@ from assistant.events import (  # noqa: E402
     ToolResultEvent,
 )
 from assistant.http_guard import LoopbackGuard, bypass_proxy_for_loopback, is_loopback_name  # noqa: E402
+from assistant.login_limit import LoginRateLimit  # noqa: E402
 from assistant.safe_json import clean_text, json_safe  # noqa: E402
 from tools.registry import Registry, Tool, ToolError  # noqa: E402
 
@@ -91,6 +92,7 @@ STATUS_TIMEOUT_S = 3.0
 # Yield the growing answer to the browser at most this often (plus at every structural event).
 STREAM_INTERVAL_S = 0.05
 MAX_INPUT_CHARS = 8000
+MIN_PASSWORD_CHARS = 12
 SYSTEM_FONTS = [
     "-apple-system",
     "BlinkMacSystemFont",
@@ -132,6 +134,11 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     user, sep, password = value.partition(":")
     if not sep or not user.strip() or not password:
         raise LaunchConfigError("--auth / ADVISOR_AUTH must look like user:password (both parts non-empty).")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise LaunchConfigError(
+            f"--auth / ADVISOR_AUTH: the password must be at least {MIN_PASSWORD_CHARS} characters "
+            f"(it has {len(password)}); it is all that stands between the network and your documents."
+        )
     return user.strip(), password
 
 
@@ -167,7 +174,13 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "theme": offline_theme(),
         "css": CSS,
         # Host/Origin guard (DNS rebinding, cross-site requests): the same check as the MCP server's.
-        "app_kwargs": {"middleware": [Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host))]},
+        # Failed sign-ins are rate-limited per client address (brute force against --auth).
+        "app_kwargs": {
+            "middleware": [
+                Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host)),
+                *([Middleware(LoginRateLimit)] if auth else []),
+            ]
+        },
     }
 
 
