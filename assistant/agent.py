@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import queue
 import re
 import threading
 import time
@@ -477,6 +478,8 @@ class Conversation:
         """Retrieval that cannot hold the user in silence: "waiting" after WAIT_NOTICE_S, and keyword search
         when the question's embedding has not come back after EMBED_WAIT_S (a hung or loading Ollama)."""
         agent = self.agent
+        if getattr(agent.knowledge, "embedder", None) is None or agent.settings.top_k_passages <= 0:
+            return agent.retrieve(question)  # nothing here waits on Ollama
         job = _Background(lambda: agent.retrieve(question))
         if job.wait(WAIT_NOTICE_S):
             return job.result()
@@ -628,15 +631,45 @@ def _bounded_arguments(arguments: dict[str, Any]) -> tuple[dict[str, Any], str |
     return {"_omitted": note}, refusal
 
 
+class _Workers:
+    """Daemon threads reused across turns (starting a thread per wait doubled the agent's per-turn overhead).
+
+    Daemon, not concurrent.futures: a request abandoned at its deadline must not hold the process at exit.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        if start:
+            threading.Thread(target=self._work, name="agent-wait", daemon=True).start()
+        self._tasks.put(task)
+
+    def _work(self) -> None:
+        while True:
+            self._tasks.get()()
+            with self._lock:
+                self._idle += 1
+
+
+_WORKERS = _Workers()
+
+
 class _Background:
-    """Run `fn` in a daemon thread and wait for it with timeouts (the caller may give up and move on)."""
+    """Run `fn` on a worker thread and wait for it with timeouts (the caller may give up and move on)."""
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self._fn = fn
         self._event = threading.Event()
         self._value: Any = None
         self._error: BaseException | None = None
-        threading.Thread(target=self._run, name="agent-wait", daemon=True).start()
+        _WORKERS.submit(self._run)
 
     def _run(self) -> None:
         try:
