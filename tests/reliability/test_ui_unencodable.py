@@ -83,3 +83,22 @@ def test_tool_budget_exhausted_gives_a_clear_message_not_an_empty_answer(
     answer, summary = chat_client(url).predict("Loop forever", "", api_name="/chat")
     assert answer.strip(), summary
     assert "tool" in answer.lower(), answer
+
+
+def test_lone_surrogate_through_the_ui_api_gets_an_answer(standin: OllamaStandIn, url: str) -> None:
+    """gradio_client cannot even send one, but any HTTP client can: JSON escapes decode to lone surrogates."""
+    import httpx
+
+    standin.script_chat("First.")
+    body = json.dumps({"data": ["Half an emoji \ud83d here", ""]})  # ensure_ascii: the escape goes as is
+    assert "\\ud83d" in body
+    with httpx.Client(timeout=60, trust_env=False) as http:
+        started = http.post(
+            url + "gradio_api/call/chat", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert started.status_code == 200, started.text
+        stream = http.get(url + f"gradio_api/call/chat/{started.json()['event_id']}").text
+    assert "event: complete" in stream and "First." in stream, stream
+    assert "event: error" not in stream, stream
+    user = [m for m in standin.chat_requests()[-1].messages if m.get("role") == "user"][-1]
+    assert user["content"] == "Half an emoji \ufffd here"
