@@ -21,12 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from assistant.config import Settings
-
 if TYPE_CHECKING:  # the real imports are deferred: they are slow, and --help must stay instant
     from assistant.agent import Agent
+    from assistant.config import Settings
     from assistant.ollama_layer import OllamaLayer, PullProgress
     from knowledge.search import KnowledgeBase
     from tools.registry import Registry
@@ -45,8 +42,21 @@ def _import_ui() -> None:
         _UI_IMPORT["error"] = exc
 
 
-def _ui_module(thread: threading.Thread | None) -> Any:
+UI_HEARTBEAT_S = 5.0
+
+
+def _ui_module(thread: threading.Thread | None, *, announce: bool = False) -> Any:
+    """The imported `assistant.ui`, waiting for the background import. `announce` prints the wait (tens of
+    seconds on a cold disk) with a line every UI_HEARTBEAT_S, so the terminal never looks hung."""
     if thread is not None:
+        if announce and thread.is_alive():
+            started = time.monotonic()
+            _say("Loading the web UI (Gradio) ...")
+            while thread.is_alive():
+                thread.join(UI_HEARTBEAT_S)
+                if thread.is_alive():
+                    _say(f"  still loading the web UI ({time.monotonic() - started:.0f} s) ...")
+            _say(f"  web UI loaded in {time.monotonic() - started:.1f} s")
         thread.join()
     if "error" in _UI_IMPORT:
         raise _UI_IMPORT["error"]
@@ -57,6 +67,8 @@ def _ui_module(thread: threading.Thread | None) -> Any:
 
 
 def _field_help(name: str, extra: str = "") -> str:
+    from assistant.config import Settings
+
     info = Settings.model_fields[name]
     env = info.validation_alias if isinstance(info.validation_alias, str) else f"ADVISOR_{name.upper()}"
     default = info.get_default(call_default_factory=True)
@@ -76,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chat-model", metavar="TAG", help=_field_help("chat_model"))
     p.add_argument("--embed-model", metavar="TAG", help=_field_help("embed_model"))
     p.add_argument("--data-dir", metavar="DIR", type=Path, help=_field_help("data_dir"))
+    p.add_argument("--chroma-url", metavar="URL", help=_field_help("chroma_url"))
     p.add_argument(
         "--host",
         metavar="ADDR",
@@ -87,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="USER:PASS",
         help=_field_help("auth", " Prefer the env var: a flag is visible in the process list."),
     )
-    p.add_argument("--num-ctx", metavar="N", type=int, help=_field_help("num_ctx"))
+    p.add_argument("--num-ctx", metavar="N|auto", type=_num_ctx_arg, help=_field_help("num_ctx"))
+    p.add_argument("--max-num-ctx", metavar="N", type=int, help=_field_help("max_num_ctx"))
     p.add_argument(
         "--add-docs",
         metavar="PATH",
@@ -104,7 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_SETTINGS_FLAGS = ("ollama_host", "chat_model", "embed_model", "data_dir", "host", "port", "auth", "num_ctx")
+_SETTINGS_FLAGS = (
+    "ollama_host",
+    "chat_model",
+    "embed_model",
+    "data_dir",
+    "chroma_url",
+    "host",
+    "port",
+    "auth",
+    "num_ctx",
+    "max_num_ctx",
+)
+
+
+def _num_ctx_arg(text: str) -> int | str:
+    """`auto` or a whole number of tokens (the range is checked by Settings, like the env variable)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or 'auto', got {text!r}") from None
 
 
 class StartupError(Exception):
@@ -112,13 +147,19 @@ class StartupError(Exception):
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    from pydantic import ValidationError
+
+    from assistant.config import Settings
+
     overrides = {k: getattr(args, k) for k in _SETTINGS_FLAGS if hasattr(args, k)}
     try:
         return Settings(**overrides)
     except ValidationError as err:
-        problems = "; ".join(
-            f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in err.errors()
-        )
+        # A union field (num_ctx: int | "auto") reports one error per branch; the first names the problem.
+        first: dict[str, str] = {}
+        for e in err.errors():
+            first.setdefault(str(e["loc"][0]).replace("_", "-"), e["msg"])
+        problems = "; ".join(f"--{name}: {msg}" for name, msg in first.items())
         raise StartupError(f"Invalid setting(s): {problems}") from None
 
 
@@ -235,7 +276,12 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Always give the index an embedder: when Ollama is down the sync says so and search stays lexical,
     # and the knowledge base retries by itself, so it becomes hybrid once Ollama is up.
-    knowledge = KnowledgeBase(settings.data_dir, layer.embedder(settings.embed_model), progress=True)
+    knowledge = KnowledgeBase(
+        settings.data_dir,
+        layer.embedder(settings.embed_model),
+        progress=True,
+        chroma_url=settings.chroma_url,
+    )
     if add_docs:
         _add_documents(knowledge, add_docs)
     _say(f"Updating the knowledge index in {settings.data_dir} ...")
@@ -243,8 +289,11 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     _say(f"  {report.summary()}")
     # The layer is passed even when Ollama is down: its tools fail with clear messages until it is up, and
     # then work without a restart (measure_speed, installed-model resolution).
-    toolset = build_toolset(knowledge, layer)
+    # measure_speed runs a model with the window the chat gives it (no reload): the agent's, chosen per model.
+    toolset = build_toolset(knowledge, layer, num_ctx=lambda model: agent.context_window(model).num_ctx)
     agent = Agent(settings, layer, toolset, knowledge)
+    if health.ok:  # chosen now (once per model) so the terminal says which window the chat will use
+        _say(f"Context window for {settings.chat_model}: {agent.context_window(settings.chat_model).reason}")
     return Services(settings, layer, knowledge, toolset, agent)
 
 
@@ -281,8 +330,10 @@ def build_ui(services: Services, ui: Any) -> Any:
 def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
     """Launch the UI, print the URL, open the browser, and block until Ctrl-C / SIGTERM."""
     settings = services.settings
+    _say("Building the page (chat, tools, search, documents) ...")
     app = build_ui(services, ui)
     options = ui.launch_options(settings)
+    _say(f"Starting the web server on {settings.host}{f':{settings.port}' if settings.port else ''} ...")
     try:
         app.launch(**options)
     except OSError as err:
@@ -292,12 +343,6 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
             file=sys.stderr,
         )
         return 1
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    url = f"http://{host}:{app.server_port}/"
-    _say(f"\nMac AI Advisor is ready: {url}\nPress Ctrl-C to stop.")
-    if open_browser:
-        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
-
     stopping: list[int] = []
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -305,10 +350,17 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
         # another handler, so taking a lock (threading.Event.set) deadlocks when Ctrl-C arrives twice.
         stopping.append(signum)
 
+    # Installed before "ready" is printed, so a Ctrl-C that follows it at once still stops cleanly.
     # Explicit handlers: a process started in the background by a shell inherits SIGINT as *ignored*, and
     # Python would then never raise KeyboardInterrupt; SIGTERM is what service managers and tests send.
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{app.server_port}/"
+    _say(f"\nMac AI Advisor is ready: {url}\nPress Ctrl-C to stop.")
+    if open_browser:
+        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
     try:
         while not stopping:
             time.sleep(0.2)  # interrupted by a signal; the handler has run when it returns
@@ -323,8 +375,16 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
     return 0
 
 
+STARTING = "Starting Mac AI Advisor ..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not {"-h", "--help"} & set(argv):
+        # The first line, before anything slow (pydantic, chromadb, gradio): the terminal answers at once.
+        _say(STARTING)
     args = build_parser().parse_args(argv)
+    _say("Loading the assistant (Ollama client, knowledge base, tools) ...")
     # Import what prepare() needs *before* gradio starts importing in the background: two threads importing
     # the same packages at once (numpy, via chromadb here and gradio there) can hand one of them a partially
     # initialised module ("cannot import name ... most likely due to a circular import").
@@ -349,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         services = prepare(
             settings, pull=not getattr(args, "no_pull", False), add_docs=getattr(args, "add_docs", [])
         )
-        ui = _ui_module(ui_thread)
+        ui = _ui_module(ui_thread, announce=True)
         return serve(services, ui, open_browser=not getattr(args, "no_browser", False))
     except KeyboardInterrupt:
         _say("\nInterrupted before the UI started; nothing to clean up.")

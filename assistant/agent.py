@@ -27,14 +27,29 @@ import httpx
 import ollama
 from pydantic import ValidationError
 
-from assistant.context_budget import ContextBudget, ContextOverflow, compact_json, tools_tokens
+from assistant.context_budget import (
+    SUMMARY_PREFIX,
+    ContextBudget,
+    ContextOverflow,
+    compact_json,
+    summarise_tool_result,
+    tools_tokens,
+)
+from assistant.context_window import (
+    ContextWindow,
+    ContextWindows,
+    recently_used_tools,
+    select_tools,
+)
 from assistant.events import (
     AgentEvent,
+    ContextEvent,
     DoneEvent,
     ErrorEvent,
     ErrorKind,
     NoticeEvent,
     PassagesEvent,
+    ThinkingEvent,
     TokenEvent,
     ToolCallEvent,
     ToolErrorEvent,
@@ -185,6 +200,69 @@ class _StreamDropped(Exception):
     pass
 
 
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+
+
+class _ThinkTags:
+    """Splits a leading ``<think>...</think>`` block off streamed content, whatever the chunk boundaries.
+
+    Ollama before 0.12 (and any model whose template has no thinking parser) streams a thinking model's
+    reasoning inside the content. It must not reach the answer or the history; only a block at the very start
+    of the message counts, so an answer that merely mentions the tag is left alone.
+    """
+
+    def __init__(self) -> None:
+        self.state = "start"  # start -> think -> after -> answer, or start -> answer
+        self.buffer = ""
+
+    def feed(self, text: str) -> tuple[str, str]:
+        """(thinking, answer) text that can be released now."""
+        if self.state == "answer":
+            return "", text
+        self.buffer += text
+        if self.state == "start":
+            stripped = self.buffer.lstrip()
+            if not stripped or (len(stripped) < len(_THINK_OPEN) and _THINK_OPEN.startswith(stripped)):
+                return "", ""  # still undecided
+            if not stripped.startswith(_THINK_OPEN):
+                self.state, answer, self.buffer = "answer", self.buffer, ""
+                return "", answer
+            self.state, self.buffer = "think", stripped[len(_THINK_OPEN) :]
+        if self.state == "think":
+            end = self.buffer.find(_THINK_CLOSE)
+            if end < 0:
+                keep = next(
+                    (
+                        n
+                        for n in range(len(_THINK_CLOSE) - 1, 0, -1)
+                        if self.buffer.endswith(_THINK_CLOSE[:n])
+                    ),
+                    0,
+                )
+                thought = self.buffer[: len(self.buffer) - keep]
+                self.buffer = self.buffer[len(self.buffer) - keep :]
+                return thought, ""
+            thought = self.buffer[:end]
+            self.state, self.buffer = "after", self.buffer[end + len(_THINK_CLOSE) :]
+            rest = self._after()
+            return thought, rest
+        return "", self._after()
+
+    def _after(self) -> str:
+        rest = self.buffer.lstrip()
+        self.buffer = ""
+        if rest:
+            self.state = "answer"
+        return rest
+
+    def flush(self) -> tuple[str, str]:
+        """What is left when the stream ends (an unterminated thought stays thinking)."""
+        left, self.buffer = self.buffer, ""
+        if self.state == "think":
+            return left, ""
+        return "", left if self.state == "start" else left.lstrip()
+
+
 def classify_error(exc: BaseException, *, model: str, host: str, timeout_s: float) -> tuple[ErrorKind, str]:
     """Map any failure of a model call to (kind, message). The message says what happened and what to do.
 
@@ -209,6 +287,18 @@ def classify_error(exc: BaseException, *, model: str, host: str, timeout_s: floa
             return "model_missing", (
                 f"Model {model!r} is not installed in Ollama. Install it with `ollama pull {model}` "
                 "or choose an installed model."
+            )
+        if status == 503 or "server busy" in text.lower():
+            return "ollama_error", (
+                f"Ollama is busy: it has more requests queued than it accepts ({text}). Wait a moment and "
+                "ask again; if it keeps happening, other apps are using Ollama heavily (OLLAMA_MAX_QUEUE, "
+                "OLLAMA_NUM_PARALLEL)."
+            )
+        if status < 0:
+            # An {"error": ...} line inside a 200 stream: the client has no HTTP status for it (-1).
+            return "ollama_error", (
+                f"Ollama stopped in the middle of the answer with this error: {text}. What arrived so far "
+                "is kept; ask again, and if it repeats try a smaller model or a smaller context (num_ctx)."
             )
         return (
             "ollama_error",
@@ -248,7 +338,12 @@ class _Round:
 
 
 class Agent:
-    """Shared, read-only after construction; create one `Conversation` per chat session."""
+    """Shared, read-only after construction; create one `Conversation` per chat session.
+
+    `machine` (chip, memory_gb, ... as `check_memory_fit` takes them) is the Mac whose GPU budget sizes an
+    automatic num_ctx; None means this Mac (absent off macOS, where the fallback window applies). The only
+    state added after construction are caches (num_ctx per model, budgets, tool subsets), filled under a lock.
+    """
 
     def __init__(
         self,
@@ -258,6 +353,7 @@ class Agent:
         knowledge: KnowledgeBase | None = None,
         *,
         options: Mapping[str, Any] | None = None,
+        machine: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.ollama = ollama
@@ -267,11 +363,40 @@ class Agent:
         self.tool_specs: tuple[dict[str, Any], ...] = tuple(t.ollama_spec() for t in toolset)
         self.tool_tokens = tools_tokens(self.tool_specs)  # constant: computed once, not per request
         self.system_prompt: str = build_system_prompt(toolset)
-        self.budget = ContextBudget.for_num_ctx(settings.num_ctx)
-        # A single tool result may take a sixth of the input budget: enough for any of our tools' outputs,
-        # small enough that one huge lookup cannot crowd out the passages.
-        self.max_tool_result_tokens = max(256, self.budget.input_budget // 6)
-        self.options: dict[str, Any] = {**(options or {}), "num_ctx": settings.num_ctx}
+        self.options: dict[str, Any] = dict(options or {})  # num_ctx is added per turn (see context_window)
+        self.machine = machine
+        self.windows = ContextWindows(
+            settings.num_ctx,
+            settings.max_num_ctx,
+            lambda name: ollama.model_facts(name).context_length,
+            lambda: toolset.get("check_memory_fit") if "check_memory_fit" in self.tool_names else None,
+            machine,
+        )
+        self._budgets: dict[int, ContextBudget] = {}
+        self._tool_sets: dict[frozenset[str], tuple[tuple[dict[str, Any], ...], int]] = {}
+        self._cache_lock = threading.Lock()
+
+    def context_window(self, model: str) -> ContextWindow:
+        """num_ctx for `model`: the explicit setting, else chosen once per model from this Mac's fit."""
+        return self.windows(model)
+
+    def budget_for(self, num_ctx: int) -> ContextBudget:
+        budget = self._budgets.get(num_ctx)
+        if budget is None:
+            budget = ContextBudget.for_num_ctx(num_ctx)
+            with self._cache_lock:
+                self._budgets[num_ctx] = budget
+        return budget
+
+    def tools_for(self, names: frozenset[str]) -> tuple[tuple[dict[str, Any], ...], int]:
+        """The specs of `names` (in registry order) and their token cost, computed once per set."""
+        cached = self._tool_sets.get(names)
+        if cached is None:
+            specs = tuple(s for s in self.tool_specs if s["function"]["name"] in names)
+            cached = (specs, tools_tokens(specs))
+            with self._cache_lock:
+                self._tool_sets[names] = cached
+        return cached
 
     def new_conversation(self) -> Conversation:
         return Conversation(self)
@@ -337,12 +462,18 @@ class Conversation:
             yield ErrorEvent(kind="empty", message="The message is empty: type a question first.")
             return
 
+        self._summarise_earlier_results()
         self._waiting_shown = False
         deadline = time.monotonic() + settings.request_timeout_s  # the one bound on waiting for Ollama
         passages, notice = yield from self._retrieve_bounded(user_text)
         if notice:
             yield NoticeEvent(text=notice)
         start = len(self.history)
+        window = agent.context_window(model)
+        budget = agent.budget_for(window.num_ctx)
+        options = {**agent.options, "num_ctx": window.num_ctx}
+        tool_names = select_tools(user_text, agent.tool_names, recently_used_tools(self.history))
+        turn_specs, turn_tools_cost = agent.tools_for(tool_names)
         self.history.append({"role": "user", "content": user_text})
 
         totals = _Round()
@@ -350,22 +481,23 @@ class Conversation:
         rounds = 0
         tool_rounds = 0
         shown_passages = False
+        told = (0, 0, 0)  # what the user was already told was left out (messages, shortened, questions)
         tools_allowed = True
         forced = False
         while True:
             final_round = forced or not tools_allowed
-            specs = () if final_round else agent.tool_specs
+            specs = () if final_round else turn_specs
             current = self.history[start:]
             if forced:
                 current = [*current, {"role": "system", "content": FORCE_ANSWER_NOTE}]
             try:
-                fit = agent.budget.fit(
+                fit = budget.fit(
                     render_system=agent.render_system,
                     passages=passages,
                     tool_specs=specs,
                     history=self.history[:start],
                     current=current,
-                    tools_cost=self.agent.tool_tokens if specs else 0,
+                    tools_cost=turn_tools_cost if specs else 0,
                 )
             except ContextOverflow as exc:
                 if rounds == 0:
@@ -382,22 +514,28 @@ class Conversation:
                 shown_passages = True
                 if fit.passages:
                     yield PassagesEvent(passages=list(fit.passages))
-                if fit.dropped_passages:
-                    yield NoticeEvent(
-                        text=f"Left out {fit.dropped_passages} retrieved passage(s) to fit the context "
-                        "window."
-                    )
-            if fit.dropped_messages and rounds == 0:
-                yield NoticeEvent(
-                    text=f"Earlier messages ({fit.dropped_messages}) no longer fit the context window of "
-                    f"{settings.num_ctx} tokens and were left out of this request."
-                )
+            # Said plainly, once per turn, and again if a later round (with tool results) leaves out more.
+            left_out = (fit.dropped_messages, fit.shortened_questions, fit.dropped_questions)
+            if fit.dropped_passages or any(now > before for now, before in zip(left_out, told, strict=True)):
+                dropped = fit.dropped_summary(window.num_ctx)
+                if dropped:
+                    yield NoticeEvent(text=dropped, kind="context_dropped")
+            told = left_out
             passages = fit.passages  # later rounds keep what fitted
+            yield ContextEvent(
+                used_tokens=fit.estimated_tokens,
+                window_tokens=window.num_ctx,
+                reserved_tokens=budget.reserve_output,
+                model=model,
+                auto=window.auto,
+                reason=window.reason,
+                tools=[spec["function"]["name"] for spec in specs],
+            )
 
             rounds += 1
             result = _Round()
             try:
-                yield from self._stream_round(model, fit.messages, specs, result, deadline)
+                yield from self._stream_round(model, fit.messages, specs, result, options, deadline)
                 deadline = time.monotonic() + settings.request_timeout_s  # next round: a fresh wait
             except GeneratorExit:
                 self._keep_partial(result, "stopped")
@@ -430,7 +568,7 @@ class Conversation:
 
             if result.calls and not final_round:
                 tool_rounds += 1
-                yield from self._run_calls(result, rounds, searched)
+                yield from self._run_calls(result, rounds, searched, budget)
                 if tool_rounds >= settings.max_tool_rounds:
                     forced = True
                     yield NoticeEvent(
@@ -467,7 +605,7 @@ class Conversation:
                 total_s=time.perf_counter() - started,
                 rounds=rounds,
                 model=model,
-                num_ctx=settings.num_ctx,
+                num_ctx=window.num_ctx,
                 citations=cited_ids(content, [*(p.id for p in passages), *searched]),
             )
             return
@@ -503,6 +641,7 @@ class Conversation:
         messages: list[dict[str, Any]],
         specs: Sequence[dict[str, Any]],
         out: _Round,
+        options: Mapping[str, Any],
         deadline: float | None = None,
     ) -> Iterator[AgentEvent]:
         """Stream one model call into `out`, yielding visible tokens; raises on any transport failure.
@@ -515,9 +654,25 @@ class Conversation:
         holding = watch_text_calls
         held: list[str] = []
         parts: list[str] = []
-        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, agent.options)
+        think_tags = _ThinkTags()
+        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, dict(options))
         chunks = iter(stream)
         first = _Background(lambda: next(chunks, None))
+
+        def visible(text: str) -> Iterator[AgentEvent]:
+            nonlocal holding
+            if not text:
+                return
+            parts.append(text)
+            if holding:
+                held.append(text)
+                if not _may_be_text_tool_call("".join(parts).lstrip()):
+                    holding = False
+                    yield TokenEvent(text="".join(held))
+                    held.clear()
+            else:
+                yield TokenEvent(text=text)
+
         try:
             if not first.wait(WAIT_NOTICE_S):
                 yield from self._waiting()
@@ -527,23 +682,23 @@ class Conversation:
             head = first.result()
             for chunk in itertools.chain([head] if head is not None else [], chunks):
                 message = _get(chunk, "message")
-                text = clean_text(_get(message, "content") or "")
-                if text:
-                    parts.append(text)
-                    if holding:
-                        held.append(text)
-                        if not _may_be_text_tool_call("".join(parts).lstrip()):
-                            holding = False
-                            yield TokenEvent(text="".join(held))
-                            held.clear()
-                    else:
-                        yield TokenEvent(text=text)
+                # Reasoning, not answer: its own event, never in the content or the history. Ollama >= 0.12
+                # sends it in `thinking`; older ones (and models without a thinking parser) in <think> tags.
+                thought, text = think_tags.feed(clean_text(_get(message, "content") or ""))
+                thought = clean_text(str(_get(message, "thinking") or "")) + thought
+                if thought:
+                    yield ThinkingEvent(text=thought)
+                yield from visible(text)
                 out.calls.extend(_wire_calls(message))
                 if _get(chunk, "done"):
                     out.done = True
                     out.eval_count = int(_get(chunk, "eval_count") or 0)
                     out.eval_duration_ns = int(_get(chunk, "eval_duration") or 0)
                     out.prompt_eval_count = int(_get(chunk, "prompt_eval_count") or 0)
+            thought, text = think_tags.flush()
+            if thought:
+                yield ThinkingEvent(text=thought)
+            yield from visible(text)
         finally:
             out.content = "".join(parts)
             close = getattr(stream, "close", None)
@@ -559,9 +714,14 @@ class Conversation:
             else:
                 yield TokenEvent(text="".join(held))
 
-    def _run_calls(self, result: _Round, round_no: int, searched: list[str]) -> Iterator[AgentEvent]:
+    def _run_calls(
+        self, result: _Round, round_no: int, searched: list[str], budget: ContextBudget
+    ) -> Iterator[AgentEvent]:
         """Record the assistant's calls, run each, append one `tool` message per call (errors included)."""
         agent = self.agent
+        # A single tool result may take a sixth of the input budget: enough for any of our tools' outputs,
+        # small enough that one huge lookup cannot crowd out the passages.
+        max_result_tokens = max(256, budget.input_budget // 6)
         all_arguments = [_bounded_arguments(_arguments_dict(call.arguments)) for call in result.calls]
         history_calls = [
             {"function": {"name": call.name, "arguments": arguments}}
@@ -587,7 +747,7 @@ class Conversation:
                 data = output.model_dump(mode="json")
                 found = list(getattr(output, "passages", [])) if call.name == "search_knowledge" else []
                 searched.extend(p.id for p in found)  # passages found mid-turn are citable too
-                content = compact_json(data, agent.max_tool_result_tokens)
+                content = compact_json(data, max_result_tokens)
                 self.history.append({"role": "tool", "content": content, "tool_name": call.name})
                 yield ToolResultEvent(
                     call_id=call_id,
@@ -603,6 +763,27 @@ class Conversation:
                 {"role": "tool", "content": json.dumps(payload, ensure_ascii=False), "tool_name": call.name}
             )
             yield ToolErrorEvent(call_id=call_id, name=call.name, error=error)
+
+    def _summarise_earlier_results(self) -> None:
+        """Replace the full tool results of earlier turns by their summaries (verdict, key numbers).
+
+        The turn that asked for a result sees it whole; later turns see what was found, which keeps a long
+        tool-using conversation's history small enough that the user's questions all stay in the window.
+        Works from the history itself, so a history restored from elsewhere is summarised the same way;
+        refusals (`{"error": ...}`) are short and stay as they are.
+        """
+        for message in self.history:
+            content = message.get("content")
+            if message.get("role") != "tool" or not isinstance(content, str):
+                continue
+            if content.startswith(SUMMARY_PREFIX) or not content.startswith("{"):
+                continue
+            try:
+                data = json.loads(content)
+            except (json.JSONDecodeError, RecursionError):
+                continue
+            if isinstance(data, dict) and "error" not in data:
+                message["content"] = summarise_tool_result(str(message.get("tool_name") or ""), data)
 
     def _keep_partial(self, result: _Round, how: str) -> None:
         """Keep what the model already said, marked, so the user and the next turn can see it was cut."""

@@ -7,9 +7,12 @@ thing. Defaults are the safe ones: loopback only, data under the user's home.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from assistant.context_window import FALLBACK_NUM_CTX
 
 
 def default_data_dir() -> Path:
@@ -29,13 +32,35 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=default_data_dir, description="Index and user documents live here."
     )
+    chroma_url: str | None = Field(
+        default=None,
+        description="A Chroma server (`chroma run`) to keep the knowledge index in, e.g. "
+        "http://127.0.0.1:8000, so several advisors share one index; default: the embedded store in the "
+        "data dir.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the web UI binds to.")
     port: int = Field(default=7860, ge=0, le=65535, description="Port of the web UI (0 picks a free one).")
     auth: str | None = Field(default=None, description="user:pass, required to bind a non-loopback address.")
-    num_ctx: int = Field(default=8192, ge=1024, le=262144, description="Context window sent to Ollama.")
+    num_ctx: Annotated[int, Field(ge=1024, le=262144)] | Literal["auto"] = Field(
+        default="auto",
+        description="Context window sent to Ollama. 'auto': the largest that fits this Mac's GPU next to the "
+        "model's weights (project's own memory fit), capped by the model's trained length and max_num_ctx; "
+        f"{FALLBACK_NUM_CTX} where that cannot be measured (not a Mac).",
+    )
+    max_num_ctx: int = Field(default=32768, ge=2048, le=262144, description="Upper bound for num_ctx 'auto'.")
     max_tool_rounds: int = Field(default=6, ge=1, le=50, description="Tool-call rounds before answering.")
     request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one Ollama request.")
     top_k_passages: int = Field(default=4, ge=0, le=20, description="Passages placed in context per turn.")
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_chroma_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL of a Chroma server, e.g. http://127.0.0.1:8000")
+        return value
 
     @field_validator("ollama_host")
     @classmethod

@@ -71,6 +71,83 @@ class Fit(Generic[P]):
     dropped_passages: int
     estimated_tokens: int
     budget_tokens: int
+    # What was left out of earlier exchanges, by kind (see ContextBudget.fit for the order).
+    dropped_tool_messages: int = 0
+    dropped_answers: int = 0
+    shortened_questions: int = 0
+    dropped_questions: int = 0
+    kept_questions: int = 0
+
+    def dropped_summary(self, num_ctx: int) -> str | None:
+        """One plain sentence on what this request leaves out, or None when nothing was left out."""
+        parts: list[str] = []
+        if self.dropped_tool_messages:
+            parts.append(f"{self.dropped_tool_messages} earlier tool call/result message(s)")
+        if self.dropped_answers:
+            parts.append(f"{self.dropped_answers} earlier answer(s)")
+        if self.dropped_passages:
+            parts.append(f"{self.dropped_passages} retrieved passage(s)")
+        if self.shortened_questions:
+            parts.append(f"the end of {self.shortened_questions} long earlier question(s)")
+        if self.dropped_questions:
+            parts.append(f"your {self.dropped_questions} earliest question(s)")
+        if not parts:
+            return None
+        kept = (
+            f" All {self.kept_questions} of your earlier questions are still included."
+            if self.kept_questions and not self.dropped_questions
+            else ""
+        )
+        return (
+            f"Left out of this request to fit the context window ({num_ctx:,} tokens): {_join(parts)}."
+            f"{kept} Start a new chat, or raise the window (--num-ctx / ADVISOR_NUM_CTX), to keep more."
+        )
+
+
+def _join(parts: Sequence[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+# A shortened earlier question keeps its start: enough for the model to know what a follow-up refers to.
+SHORT_QUESTION_CHARS = 600
+
+
+class _Exchange:
+    """One earlier exchange, reducible step by step: full -> without tool work -> question only -> shortened
+    question -> gone. Keeps each message's cost so trimming stays linear in the history length."""
+
+    __slots__ = ("question", "work", "answers", "question_cost", "work_cost", "answers_cost", "messages")
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        self.messages = messages
+        first = messages[0]
+        self.question: dict[str, Any] | None = first if first.get("role") == "user" else None
+        self.work: list[int] = []  # indexes of assistant tool-call messages and tool results
+        self.answers: list[int] = []  # indexes of assistant messages without tool calls
+        self.question_cost = message_tokens(first) if self.question is not None else 0
+        self.work_cost = 0
+        self.answers_cost = 0
+        for i, message in enumerate(messages):
+            if i == 0 and self.question is not None:
+                continue
+            cost = message_tokens(message)
+            if message.get("role") == "assistant" and not message.get("tool_calls"):
+                self.answers.append(i)
+                self.answers_cost += cost
+            else:
+                self.work.append(i)
+                self.work_cost += cost
+
+    @property
+    def cost(self) -> int:
+        return self.question_cost + self.work_cost + self.answers_cost
+
+    def kept(self) -> list[dict[str, Any]]:
+        keep = set(self.work) | set(self.answers)
+        out = [m for i, m in enumerate(self.messages) if i in keep]
+        if self.question is not None:
+            out.insert(0, self.question)
+        return out
 
 
 @dataclass(frozen=True)
@@ -100,31 +177,66 @@ class ContextBudget:
         """Messages for one request: system (with passages) + trimmed history + the current turn.
 
         `current` (this turn's user message and its tool rounds) is never trimmed: without it the request
-        is meaningless. Raises ContextOverflow when even system + tools + current exceed the budget.
+        is meaningless. What does not fit goes in this order, each step oldest exchange first, stopping as
+        soon as the request fits: the tool calls and results of earlier exchanges, then earlier answers,
+        then the lowest-ranked passages, then the tail of long earlier questions, and only then earlier
+        questions themselves — a follow-up ("and with 32k context?") is meaningless without the question it
+        refers to. Raises ContextOverflow when even system + tools + current exceed the budget.
         `tools_cost` lets a caller pass the (constant) token cost of `tool_specs` it computed once.
         """
         budget = self.input_budget
         tools_cost = tools_tokens(tool_specs) if tools_cost is None else tools_cost
-        fixed = tools_cost + sum(message_tokens(m) for m in current)
+        current_tokens = sum(message_tokens(m) for m in current)
+        fixed = tools_cost + current_tokens
         kept_passages = list(passages)
 
         def system_cost(ps: Sequence[P]) -> int:
             return message_tokens({"content": render_system(ps)})
 
         system_tokens = system_cost(kept_passages)
-        exchanges = split_exchanges(history)
-        exchange_costs = [sum(message_tokens(m) for m in ex) for ex in exchanges]
-        history_tokens = sum(exchange_costs)
-        dropped_messages = 0
-        while exchanges and fixed + system_tokens + history_tokens > budget:
-            dropped = exchanges.pop(0)
-            history_tokens -= exchange_costs.pop(0)
-            dropped_messages += len(dropped)
-        dropped_passages = 0
-        while kept_passages and fixed + system_tokens + history_tokens > budget:
-            kept_passages.pop()
-            dropped_passages += 1
-            system_tokens = system_cost(kept_passages)
+        exchanges = [_Exchange(ex) for ex in split_exchanges(history)]
+        history_tokens = sum(ex.cost for ex in exchanges)
+        counts = dict.fromkeys(("tool", "answer", "passage", "short", "question", "messages"), 0)
+
+        def over() -> bool:
+            return fixed + system_tokens + history_tokens > budget
+
+        if over():
+            for ex in exchanges:  # 1. tool work of earlier exchanges
+                if not over():
+                    break
+                if ex.work:
+                    history_tokens -= ex.work_cost
+                    counts["tool"] += len(ex.work)
+                    ex.work, ex.work_cost = [], 0
+            for ex in exchanges:  # 2. earlier answers
+                if not over():
+                    break
+                if ex.answers:
+                    history_tokens -= ex.answers_cost
+                    counts["answer"] += len(ex.answers)
+                    ex.answers, ex.answers_cost = [], 0
+            while kept_passages and over():  # 3. passages, lowest-ranked first
+                kept_passages.pop()
+                counts["passage"] += 1
+                system_tokens = system_cost(kept_passages)
+            for ex in exchanges:  # 4. the tail of long earlier questions
+                if not over():
+                    break
+                q = ex.question
+                text = str(q.get("content") or "") if q is not None else ""
+                if q is not None and len(text) > SHORT_QUESTION_CHARS:
+                    ex.question = {**q, "content": text[:SHORT_QUESTION_CHARS] + " … [shortened]"}
+                    new_cost = message_tokens(ex.question)
+                    history_tokens -= ex.question_cost - new_cost
+                    ex.question_cost = new_cost
+                    counts["short"] += 1
+            while exchanges and over():  # 5. earlier questions, oldest first: the last resort
+                ex = exchanges.pop(0)
+                history_tokens -= ex.cost
+                counts["question"] += 1 if ex.question is not None else 0
+                counts["tool"] += len(ex.work)
+                counts["answer"] += len(ex.answers)
         total = fixed + system_tokens + history_tokens
         frame = tools_cost + system_tokens
         if frame > budget:
@@ -136,7 +248,6 @@ class ContextBudget:
                 "sent to the model."
             )
         if total > budget:
-            current_tokens = sum(message_tokens(m) for m in current)
             raise ContextOverflow(
                 f"This request needs about {total} tokens (your message and this turn's tool results about "
                 f"{current_tokens}) but the context window is {self.num_ctx} tokens with "
@@ -145,16 +256,22 @@ class ContextBudget:
                 f"nothing was sent to the model."
             )
         messages = [{"role": "system", "content": render_system(kept_passages)}]
-        for exchange in exchanges:
-            messages.extend(exchange)
+        for ex in exchanges:
+            messages.extend(ex.kept())
         messages.extend(current)
+        dropped_messages = counts["tool"] + counts["answer"] + counts["question"]
         return Fit(
             messages=messages,
             passages=kept_passages,
             dropped_messages=dropped_messages,
-            dropped_passages=dropped_passages,
+            dropped_passages=counts["passage"],
             estimated_tokens=total,
             budget_tokens=budget,
+            dropped_tool_messages=counts["tool"],
+            dropped_answers=counts["answer"],
+            shortened_questions=counts["short"],
+            dropped_questions=counts["question"],
+            kept_questions=sum(1 for ex in exchanges if ex.question is not None),
         )
 
 
@@ -195,3 +312,115 @@ def _shorten_lists(node: Any, keep: int) -> Any:
             items.append(f"... {len(node) - keep} more omitted")
         return items
     return node
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Earlier tool results, summarised. The full JSON of a tool result (~2 KB) is what the model needs in the turn
+# that asked for it; a later turn only needs what was found — the verdict and the key numbers — so history
+# keeps that, and the answer the model wrote from the full result carries the rest.
+# ------------------------------------------------------------------------------------------------------------
+
+SUMMARY_PREFIX = "[summary of an earlier tool result] "
+# Prose fields that explain rather than state a result; the turn that used them already turned them into
+# the answer, and `text` is a passage body (passages from earlier turns are not resent).
+_SUMMARY_SKIP = frozenset(
+    {"assumptions", "sources", "flags", "price_note", "matched_on", "text", "source", "suggestions", "why"}
+)
+_SUMMARY_STRING_CHARS = 160
+_SUMMARY_LIST_ITEMS = 6
+SUMMARY_MAX_CHARS = 700
+
+Projection = dict[str, "bool | Projection"]
+
+
+def _keys(names: str, **nested: Projection) -> Projection:
+    out: Projection = dict.fromkeys(names.split(), True)
+    out.update(nested)
+    return out
+
+
+# The verdict and key numbers of each tool of the public contract (DESIGN.md); a list of records keeps the
+# projected fields of its first few records. Tools not listed here get the generic summary.
+SUMMARY_FIELDS: dict[str, Projection] = {
+    "estimate_speed": _keys(
+        "chip model quant context_tokens weights_gb kv_cache_gb bandwidth_gbps ceiling_tokens_per_second "
+        "expected_tokens_per_second expected_range prefill_tokens_per_second"
+    ),
+    "check_memory_fit": _keys(
+        "verdict fits_on_gpu chip memory_gb model quant context_tokens kv_cache_type max_context_tokens",
+        breakdown=_keys("weights_gb kv_cache_gb total_gb gpu_budget_gb headroom_gb"),
+    ),
+    "lookup_benchmarks": _keys(
+        "",
+        llm_rows=_keys("machine model quant result"),
+        image_rows=_keys("machine model seconds"),
+    ),
+    "recommend_machine": _keys(
+        "summary",
+        recommendation=_keys("machine approx_price_usd memory_gb expected_tokens_per_second fit_verdict"),
+        alternatives=_keys("machine approx_price_usd"),
+    ),
+    "search_knowledge": _keys("", passages=_keys("id title")),
+    "measure_speed": _keys(
+        "model measured_tokens_per_second estimated_tokens_per_second measured_vs_estimate"
+    ),
+}
+
+
+def summarise_tool_result(name: str, data: Any) -> str:
+    """A compact, valid-JSON summary of a tool result for history: the verdict and the key numbers.
+
+    Tools of the public contract keep the fields listed in SUMMARY_FIELDS; any other tool (a colleague adds
+    one) keeps numbers, booleans and short strings at any depth, without explanatory prose (assumptions,
+    sources, suggestions, passage texts). Lists of records keep their first few records and their count.
+    """
+    projection = SUMMARY_FIELDS.get(name)
+    summary = _project(data, projection) if projection is not None else _summarise(data)
+    text = json.dumps(summary, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(text) > SUMMARY_MAX_CHARS:
+        text = compact_json(summary, int(SUMMARY_MAX_CHARS / CHARS_PER_TOKEN))
+    return SUMMARY_PREFIX + text
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _SUMMARY_STRING_CHARS:
+        return value[:_SUMMARY_STRING_CHARS].rstrip() + "…"
+    return value
+
+
+def _project(node: Any, projection: Projection) -> Any:
+    if isinstance(node, list):
+        items = [_project(v, projection) for v in node[:_SUMMARY_LIST_ITEMS]]
+        if len(node) > _SUMMARY_LIST_ITEMS:
+            items.append(f"... {len(node)} in all")
+        return items
+    if not isinstance(node, dict):
+        return _short(node)
+    out: dict[str, Any] = {}
+    for key, sub in projection.items():
+        value = node.get(key)
+        if value is None or value == [] or value == {}:
+            continue
+        out[key] = _project(value, sub) if isinstance(sub, dict) else _short(value)
+    return out
+
+
+def _summarise(node: Any) -> Any:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in _SUMMARY_SKIP or value is None or value == [] or value == {}:
+                continue
+            kept = _summarise(value)
+            if kept not in (None, [], {}):
+                out[key] = kept
+        return out
+    if isinstance(node, list):
+        if len(node) <= 4 and all(isinstance(v, int | float | bool) for v in node):
+            return node
+        items = [_summarise(v) for v in node[:_SUMMARY_LIST_ITEMS] if not isinstance(v, str) or len(v) < 80]
+        items = [v for v in items if v not in (None, {}, [])]
+        if items and len(node) > _SUMMARY_LIST_ITEMS:
+            items.append(f"... {len(node)} in all")
+        return items or None
+    return _short(node)

@@ -266,15 +266,19 @@ def _build_agent(settings: Any) -> tuple[Agent, Any, str]:
     installed = {m.name for m in ollama.installed_models()}
     embed = settings.embed_model if ":" in settings.embed_model else settings.embed_model + ":latest"
     embedder = ollama.embedder(settings.embed_model) if embed in installed else None
-    knowledge = KnowledgeBase(settings.data_dir, embedder)
+    knowledge = KnowledgeBase(settings.data_dir, embedder, chroma_url=settings.chroma_url)
     try:
         knowledge.sync()
         mode = "hybrid" if embedder else "lexical"
     except Exception:  # noqa: BLE001 - embeddings failing is not a reason to skip the evaluation
-        knowledge = KnowledgeBase(settings.data_dir, None)
+        knowledge = KnowledgeBase(settings.data_dir, None, chroma_url=settings.chroma_url)
         knowledge.sync()
         mode = "lexical"
-    return Agent(settings, ollama, build_toolset(knowledge, ollama), knowledge), ollama, mode
+    return (
+        Agent(settings, ollama, build_toolset(knowledge, ollama, num_ctx=settings.num_ctx), knowledge),
+        ollama,
+        mode,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,17 @@ class TokenEvent(_Event):
     text: str
 
 
+class ThinkingEvent(_Event):
+    """A fragment of the model's reasoning (Ollama's `message.thinking`), in streaming order.
+
+    Thinking-capable models (qwen3, deepseek-r1, gpt-oss) think by default on Ollama >= 0.12. It is not the
+    answer: a UI shows it folded away, and it never enters the conversation history.
+    """
+
+    type: Literal["thinking"] = "thinking"
+    text: str
+
+
 class PassagesEvent(_Event):
     """Passages the model can cite as [p:id]: those placed in context for this turn (`origin="retrieval"`),
     and those a `search_knowledge` call found mid-turn (`origin="search_knowledge"`), so the UI can show
@@ -66,10 +77,37 @@ class ToolErrorEvent(_Event):
 
 
 class NoticeEvent(_Event):
-    """Something the user should know that is not an error: trimmed history, tool budget used up, ..."""
+    """Something the user should know that is not an error: trimmed history, tool budget used up, ...
+
+    `kind="context_dropped"` says that part of the conversation was left out of the request to fit the context
+    window; a UI shows it in plain sight, since the answer may then miss what the user said earlier.
+    """
 
     type: Literal["notice"] = "notice"
     text: str
+    kind: Literal["note", "context_dropped"] = "note"
+
+
+class ContextEvent(_Event):
+    """How full the context window is for the request about to be sent (one per model call of a turn).
+
+    `used_tokens` is our conservative estimate of the request (system prompt, passages, tool schemas,
+    history, this turn); `window_tokens` is the num_ctx sent to Ollama, of which `reserved_tokens` are kept
+    free for the answer. `reason` says how num_ctx was chosen; `tools` lists the tool schemas sent.
+    """
+
+    type: Literal["context"] = "context"
+    used_tokens: int
+    window_tokens: int
+    reserved_tokens: int = 0
+    model: str = ""
+    auto: bool = False
+    reason: str = ""
+    tools: list[str] = Field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        return self.used_tokens / self.window_tokens if self.window_tokens else 0.0
 
 
 class DoneEvent(_Event):
@@ -111,11 +149,13 @@ class ErrorEvent(_Event):
 
 AgentEvent = Annotated[
     TokenEvent
+    | ThinkingEvent
     | PassagesEvent
     | ToolCallEvent
     | ToolResultEvent
     | ToolErrorEvent
     | NoticeEvent
+    | ContextEvent
     | DoneEvent
     | ErrorEvent,
     Field(discriminator="type"),
@@ -125,11 +165,13 @@ AgentEventAdapter: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
 __all__ = [
     "AgentEvent",
     "AgentEventAdapter",
+    "ContextEvent",
     "DoneEvent",
     "ErrorEvent",
     "ErrorKind",
     "NoticeEvent",
     "PassagesEvent",
+    "ThinkingEvent",
     "TokenEvent",
     "ToolCallEvent",
     "ToolErrorEvent",

@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,8 @@ from urllib.parse import urlsplit
 import httpx
 import ollama
 from pydantic import BaseModel, Field, ValidationError
+
+from assistant.context_window import FALLBACK_NUM_CTX
 
 MIN_VERSION = (0, 8, 0)
 """Oldest Ollama we accept. 0.8.0 is the release that streams responses while tools are passed (earlier
@@ -145,6 +148,57 @@ class LoadedModel(BaseModel):
         return min(1.0, self.size_vram_bytes / self.size_bytes)
 
 
+# Bits per weight of GGUF tensor types (ggml block sizes): what a tensor of n elements occupies.
+GGML_BITS = {
+    "F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q8_1": 9.0, "Q4_0": 4.5, "Q4_1": 5.0,
+    "Q5_0": 5.5, "Q5_1": 6.0, "Q2_K": 2.625, "Q3_K": 3.4375, "Q4_K": 4.5, "Q5_K": 5.5, "Q6_K": 6.5625,
+    "Q8_K": 9.125, "IQ1_S": 1.5625, "IQ1_M": 1.75, "IQ2_XXS": 2.0625, "IQ2_XS": 2.3125, "IQ2_S": 2.5,
+    "IQ3_XXS": 3.0625, "IQ3_S": 3.4375, "IQ4_NL": 4.5, "IQ4_XS": 4.25, "MXFP4": 4.25, "TQ1_0": 1.6875,
+    "TQ2_0": 2.0625,
+}  # fmt: skip
+
+
+def tensor_layout(
+    tensors: Sequence[Mapping[str, Any]], expert_count: int | None, expert_used: int | None
+) -> dict[str, int]:
+    """Weights in the file and weights read per token, from /api/show's tensor list.
+
+    Routed-expert tensors (``*_exps``) are read in the proportion expert_used/expert_count; shared experts
+    (``*_shexp``), attention, norms and the output head every token; the input embedding table
+    (``token_embd``) only one row per token, unless the output head is tied to it (no ``output.weight``).
+    Unknown tensor types make the layout unusable: nothing is returned rather than a guess.
+    """
+    if not tensors:
+        return {}
+    names = {str(t.get("name", "")) for t in tensors}
+    tied = "output.weight" not in names
+    share = (expert_used / expert_count) if expert_count and expert_used else 1.0
+    total_b = active_b = 0.0
+    total_n = active_n = 0
+    for t in tensors:
+        bits = GGML_BITS.get(str(t.get("type", "")).upper())
+        shape = t.get("shape") or []
+        if bits is None or not shape:
+            return {}
+        n = 1
+        for d in shape:
+            n *= int(d)
+        size = n * bits / 8
+        total_b += size
+        total_n += n
+        name = str(t.get("name", ""))
+        if name.startswith("token_embd") and not tied:
+            continue
+        frac = share if "_exps" in name else 1.0
+        active_b += size * frac
+        active_n += int(n * frac)
+    return {
+        "weights_bytes": int(total_b),
+        "active_weights_bytes": int(active_b),
+        "active_parameter_count": active_n,
+    }
+
+
 class ModelFacts(BaseModel):
     """What /api/show tells about an installed model, normalised across architectures."""
 
@@ -163,6 +217,11 @@ class ModelFacts(BaseModel):
     sliding_window: int | None = None
     expert_count: int | None = None
     expert_used_count: int | None = None
+    weights_bytes: int | None = Field(default=None, description="Sum of all tensor sizes (verbose show).")
+    active_weights_bytes: int | None = Field(
+        default=None, description="Tensor bytes read per generated token (MoE: routed share of experts)."
+    )
+    active_parameter_count: int | None = None
     capabilities: list[str] | None = Field(
         default=None, description="None when this Ollama does not report capabilities."
     )
@@ -205,6 +264,21 @@ class ModelFacts(BaseModel):
             )
         values["params_billion"] = round(float(values["params_billion"]), 3)
         values["family"] = self.family
+        if self.n_heads and self.n_kv_heads and self.n_heads >= self.n_kv_heads:
+            values["n_heads"] = self.n_heads
+        if self.expert_count and self.expert_used_count:
+            values["n_experts"] = self.expert_count
+            values["n_experts_active"] = self.expert_used_count
+        if self.weights_bytes:
+            values["weights_gb"] = round(self.weights_bytes / 1e9, 3)
+        # MoE only: the dense decode model is calibrated on whole-file sizes.
+        moe = bool(self.expert_count and self.expert_used_count)
+        active_b, total_b = self.active_weights_bytes, self.weights_bytes
+        if moe and active_b and total_b and active_b < total_b:
+            values["active_weights_gb"] = round(active_b / 1e9, 3)
+        active_n, total_n = self.active_parameter_count, self.parameter_count
+        if moe and active_n and total_n and active_n < total_n:
+            values["active_params_billion"] = round(active_n / 1e9, 3)
         return values
 
 
@@ -256,6 +330,16 @@ ProgressCallback = Callable[[PullProgress], None]
 # -- the layer -------------------------------------------------------------------------------------
 
 
+BUSY_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+"""Waits before retrying a chat that Ollama refused with 503 "server busy" (its request queue,
+OLLAMA_MAX_QUEUE, was full). Safe because nothing was generated yet; after the last one the error reaches
+the user."""
+
+DEFAULT_NUM_CTX = FALLBACK_NUM_CTX
+"""The context window of a request that names none: the window num_ctx "auto" falls back to where there is
+no Mac to size it against. Every request names one, so that Ollama never reloads a model just because one
+request left it out."""
+
 EMBED_TIMEOUT_S = 30.0
 """Longest wait for one embedding batch (the first one also loads nomic-embed-text, a few seconds)."""
 
@@ -274,6 +358,7 @@ class OllamaLayer:
             trust_env=False,
         )
         self.host = str(self.client._client.base_url).rstrip("/")
+        self.busy_retry_delays_s: tuple[float, ...] = BUSY_RETRY_DELAYS_S
 
     def close(self) -> None:
         self.client.close()
@@ -409,8 +494,15 @@ class OllamaLayer:
         return models
 
     def model_facts(self, name: str) -> ModelFacts:
+        """/api/show with "verbose": true, which also lists every tensor's type and shape (per-tensor layout).
+
+        The ollama client's show() has no verbose flag, so the request goes through its raw request method
+        (same transport, same error types) and the reply is read with the client's own ShowResponse model.
+        """
         with self._translated("describe the model", model=name):
-            shown = self.client.show(name)
+            raw = self.client._request_raw("POST", "/api/show", json={"model": name, "verbose": True})
+            body = raw.json()
+            shown = ollama.ShowResponse.model_validate(body)
         info: Mapping[str, Any] = shown.modelinfo or {}
         arch = info.get("general.architecture")
         details = shown.details
@@ -435,6 +527,7 @@ class OllamaLayer:
             expert_count=key("expert_count"),
             expert_used_count=key("expert_used_count"),
             capabilities=list(shown.capabilities) if shown.capabilities is not None else None,
+            **tensor_layout(body.get("tensors") or [], key("expert_count"), key("expert_used_count")),
         )
 
     def loaded_models(self) -> list[LoadedModel]:
@@ -559,37 +652,58 @@ class OllamaLayer:
         """
         stream: Iterator[ollama.ChatResponse] | None = None
         done = False
+        delays = list(self.busy_retry_delays_s)
         with self._translated("answer", model=model):
-            stream = self.client.chat(
-                model=model,
-                messages=messages,
-                tools=tools,
-                stream=True,
-                options=options,
-                keep_alive=keep_alive,
-                think=think,
-            )
-            try:
-                for chunk in stream:
-                    done = done or bool(chunk.done)
-                    yield chunk
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()  # release the connection now if the consumer stopped early
+            while True:
+                stream = self.client.chat(
+                    model=model,
+                    messages=messages,
+                    tools=tools,
+                    stream=True,
+                    options=options,
+                    keep_alive=keep_alive,
+                    think=think,
+                )
+                received = False
+                try:
+                    for chunk in stream:
+                        received = True
+                        done = done or bool(chunk.done)
+                        yield chunk
+                except ollama.ResponseError as exc:
+                    if received or exc.status_code != 503 or not delays:
+                        raise
+                    # "server busy": Ollama's queue is full and nothing was generated; wait and ask again.
+                    time.sleep(delays.pop(0))
+                    continue
+                finally:
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()  # release the connection now if the consumer stopped early
+                break
         if not done:
             raise StreamInterrupted(
                 f"The answer from {model} stopped before it was complete (Ollama closed the stream)."
             )
 
-    def measure_speed(self, model: str, prompt: str | None = None, num_predict: int = 96) -> SpeedMeasurement:
-        """Generate a short answer and read this Mac's real decode speed from Ollama's own counters."""
+    def measure_speed(
+        self,
+        model: str,
+        prompt: str | None = None,
+        num_predict: int = 96,
+        num_ctx: int = DEFAULT_NUM_CTX,
+    ) -> SpeedMeasurement:
+        """Generate a short answer and read this Mac's real decode speed from Ollama's own counters.
+
+        ``num_ctx`` is sent like on every chat request: a request without it gets Ollama's default context, a
+        different KV cache, so Ollama reloads the model (seconds to a minute) and measures another setup.
+        """
         with self._translated("run the model", model=model):
             reply = self.client.chat(
                 model=model,
                 messages=[{"role": "user", "content": prompt or DEFAULT_SPEED_PROMPT}],
                 stream=False,
-                options={"num_predict": num_predict, "temperature": 0},
+                options={"num_predict": num_predict, "temperature": 0, "num_ctx": num_ctx},
             )
         if not reply.eval_count or not reply.eval_duration:
             raise MalformedResponse(

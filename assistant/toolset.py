@@ -10,11 +10,13 @@ failing with "unknown model".
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError
+from tools.catalog import is_catalog_model
 
 if TYPE_CHECKING:
     from assistant.ollama_layer import OllamaLayer
@@ -27,8 +29,17 @@ __all__ = ["MeasureSpeedInput", "MeasureSpeedOutput", "build_toolset", "resolve_
 _RESOLVABLE = ("estimate_speed", "check_memory_fit")
 
 
-def build_toolset(knowledge: KnowledgeBase | None, ollama: OllamaLayer | None) -> Registry:
+def build_toolset(
+    knowledge: KnowledgeBase | None,
+    ollama: OllamaLayer | None,
+    *,
+    num_ctx: int | Callable[[str], int] | None = None,
+) -> Registry:
     """tools.REGISTRY + search_knowledge (with a knowledge base) + measure_speed (with Ollama).
+
+    ``num_ctx`` is the context window the chat uses (Settings.num_ctx): measure_speed runs the model with the
+    same one, so the measurement neither reloads the model nor measures a different KV cache. With num_ctx
+    "auto" the window depends on the model: pass a function of the model name (`ContextWindows.num_ctx`).
 
     Returns a new registry; the shared `tools.REGISTRY` is never modified, so several runtimes (tests, the UI
     and the MCP server in one process) do not see each other's tools.
@@ -44,7 +55,7 @@ def build_toolset(knowledge: KnowledgeBase | None, ollama: OllamaLayer | None) -
     if knowledge is not None:
         extra.append(_search_knowledge_tool(knowledge))
     if ollama is not None:
-        extra.append(_measure_speed_tool(ollama, registry))
+        extra.append(_measure_speed_tool(ollama, registry, num_ctx))
     return registry.extended(*extra)
 
 
@@ -52,7 +63,7 @@ def build_toolset(knowledge: KnowledgeBase | None, ollama: OllamaLayer | None) -
 
 
 def _search_knowledge_tool(knowledge: KnowledgeBase) -> Tool:
-    from knowledge.search import SearchKnowledgeInput, SearchKnowledgeOutput
+    from knowledge.schemas import SearchKnowledgeInput, SearchKnowledgeOutput
 
     def search_knowledge(params: SearchKnowledgeInput) -> SearchKnowledgeOutput:
         return knowledge.search(params.query, params.k)
@@ -61,7 +72,8 @@ def _search_knowledge_tool(knowledge: KnowledgeBase) -> Tool:
         name="search_knowledge",
         description=(
             "Search the knowledge base (guides on Apple Silicon memory, bandwidth, quantisation, Ollama "
-            "settings, the article's findings, and the user's own documents) and return the best passages "
+            "settings, the findings of the article 'Apple Silicon AI Workstation 2026' (2026-04-14), and the "
+            "user's own documents) and return the best passages "
             "with their ids for citation as [p:ID]. Use it for explanations and settings, not for numbers a "
             "calculator tool gives."
         ),
@@ -107,34 +119,40 @@ def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
     original = tool.func
 
     def func(params: Any) -> BaseModel:
-        try:
+        model = getattr(params, "model", None)
+        if not model or getattr(params, "architecture", None) is not None or is_catalog_model(model):
             return original(params)
-        except ToolError as err:
-            model = getattr(params, "model", None)
-            unknown_model = "model" in err.fields and "unknown model" in str(err)
-            if not (unknown_model and model and getattr(params, "architecture", None) is None):
-                raise
+        # Not in the catalog: the installed file's own facts (/api/show) beat sizing from the tag.
+        try:
+            arch, quant = resolve_installed_architecture(ollama, model)
+        except ToolError as show_err:
             try:
-                arch, quant = resolve_installed_architecture(ollama, model)
-            except ToolError as show_err:
-                raise ToolError(
-                    f"{err} It is not installed in Ollama either ({show_err}).", fields=err.fields
-                ) from None
-            update: dict[str, Any] = {"architecture": arch}
-            if params.params_billion is not None:
-                update["params_billion"] = None  # the architecture carries the size; avoid a contradiction
-            if quant and "quant" not in params.model_fields_set:
-                update["quant"] = quant
-            result = original(params.model_copy(update=update))
-            note = (
-                f"{model} is not in our catalog: architecture read from Ollama's /api/show for the "
-                "installed model."
-            )
+                result = original(params)  # sized from the tag, or the catalog's "unknown model" error
+            except ToolError as err:
+                if "model" in err.fields and "unknown model" in str(err):
+                    raise ToolError(
+                        f"{err} It is not installed in Ollama either ({show_err}).", fields=err.fields
+                    ) from None
+                raise
             if hasattr(result, "assumptions"):
-                result.assumptions.insert(0, note)
-            if hasattr(result, "sources"):
-                result.sources.append(f"Ollama /api/show {model}")
+                result.assumptions.append(f"Not read from Ollama: {show_err}")
             return result
+        update: dict[str, Any] = {"architecture": arch}
+        if params.params_billion is not None:
+            update["params_billion"] = None  # the architecture carries the size; avoid a contradiction
+        if quant and "quant" not in params.model_fields_set:
+            update["quant"] = quant
+        result = original(params.model_copy(update=update))
+        layout = " (bytes read per token counted tensor by tensor)" if arch.active_weights_gb else ""
+        note = (
+            f"{model} is not in our catalog: architecture read from Ollama's /api/show for the installed "
+            f"model{layout}."
+        )
+        if hasattr(result, "assumptions"):
+            result.assumptions.insert(0, note)
+        if hasattr(result, "sources"):
+            result.sources.append(f"Ollama /api/show {model}")
+        return result
 
     return Tool(
         name=tool.name,
@@ -183,12 +201,19 @@ def _field(obj: Any, *names: str) -> Any:
     return None
 
 
-def _measure_speed_tool(ollama: OllamaLayer, registry: Registry) -> Tool:
+def _measure_speed_tool(
+    ollama: OllamaLayer, registry: Registry, num_ctx: int | Callable[[str], int] | None = None
+) -> Tool:
+    from assistant.ollama_layer import DEFAULT_NUM_CTX
+
     estimate = registry.get("estimate_speed")
 
     def measure_speed(params: MeasureSpeedInput) -> MeasureSpeedOutput:
+        # A function of the model (num_ctx "auto"), a number, or nothing / "auto" passed as is: the fallback.
+        context = num_ctx(params.model) if callable(num_ctx) else num_ctx
+        context = context if isinstance(context, int) else DEFAULT_NUM_CTX
         try:
-            measured = ollama.measure_speed(params.model)
+            measured = ollama.measure_speed(params.model, num_ctx=context)
         except ToolError:
             raise
         except Exception as exc:  # noqa: BLE001 - Ollama down / model missing: the message says which
@@ -202,7 +227,8 @@ def _measure_speed_tool(ollama: OllamaLayer, registry: Registry) -> Tool:
             )
         assumptions = [
             "Measured with one short generation on this machine's Ollama right now; other load on the Mac, "
-            "thermal state and context length change the figure."
+            "thermal state and context length change the figure.",
+            f"Run with num_ctx = {context}, the context window the chat uses (no model reload).",
         ]
         out: dict[str, Any] = {
             "model": params.model,

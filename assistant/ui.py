@@ -42,10 +42,12 @@ from assistant.charts import chart_for_tool_result  # noqa: E402
 from assistant.config import Settings  # noqa: E402
 from assistant.events import (  # noqa: E402
     AgentEvent,
+    ContextEvent,
     DoneEvent,
     ErrorEvent,
     NoticeEvent,
     PassagesEvent,
+    ThinkingEvent,
     TokenEvent,
     ToolCallEvent,
     ToolErrorEvent,
@@ -93,6 +95,9 @@ STATUS_TIMEOUT_S = 3.0
 STREAM_INTERVAL_S = 0.05
 MAX_INPUT_CHARS = 8000
 MIN_PASSWORD_CHARS = 12
+UPLOAD_LIMIT_BYTES = (
+    50 * 1024 * 1024
+)  # knowledge.documents.MAX_FILE_BYTES; kept literal so the import stays lazy
 SYSTEM_FONTS = [
     "-apple-system",
     "BlinkMacSystemFont",
@@ -171,6 +176,9 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "mcp_server": False,
         "enable_monitoring": False,
         "footer_links": [],
+        # Uploads (Documents & models tab) larger than the knowledge base accepts are refused before they
+        # reach the disk, rather than after.
+        "max_file_size": UPLOAD_LIMIT_BYTES,
         "theme": offline_theme(),
         "css": CSS,
         # Host/Origin guard (DNS rebinding, cross-site requests): the same check as the MCP server's.
@@ -286,6 +294,15 @@ def _same_model(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
+def too_long_advice(length: int) -> str:
+    """What the chat says to a message over MAX_INPUT_CHARS: shorten it, or add it as a document."""
+    return (
+        f"⚠️ That message is {length:,} characters; the limit is {MAX_INPUT_CHARS:,}. It is still in the "
+        "input box: shorten it, or save the text as a .txt or .md file and add it in the "
+        "**Documents & models** tab; the assistant then searches it and cites it."
+    )
+
+
 def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: str | None) -> str:
     kb = f" · knowledge search: {knowledge_mode}" if knowledge_mode else ""
     if not status.ok:
@@ -330,13 +347,6 @@ def _bounded(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit:,} more characters)"
 
 
-def oversized_message(length: int) -> str:
-    return (
-        f"That message is {length:,} characters; the limit is {MAX_INPUT_CHARS:,}. Shorten it, or add long "
-        "texts as documents instead (launch.py --add-docs)."
-    )
-
-
 def _passage_markdown(p: Passage, cited: bool) -> str:
     mark = "✅ cited · " if cited else ""
     section = f" — {p.section}" if p.section else ""
@@ -357,6 +367,7 @@ class ChatSession:
     messages: list[dict[str, Any]] = field(default_factory=list)
     chart: go.Figure | None = None
     turns: int = 0
+    context: ContextEvent | None = None  # the last request's context figures, for the meter
 
 
 class TurnRenderer:
@@ -382,14 +393,37 @@ class TurnRenderer:
         self.chart: Any = None
         self.done: DoneEvent | None = None
         self.error: ErrorEvent | None = None
+        self.context: ContextEvent | None = None
         self.answer_text = ""
         self.tool_calls: list[dict[str, Any]] = []  # name, arguments, ok, error: the turn's tool log
+        self._thinking: dict[str, Any] | None = None
 
     def _append(self, message: dict[str, Any]) -> dict[str, Any]:
         self.messages.append(message)
         return message
 
     def apply(self, event: AgentEvent) -> bool:
+        if isinstance(event, ContextEvent):  # figures for the meter, not a message: keeps the text run going
+            self.context = event
+            return False
+        if isinstance(event, ThinkingEvent):
+            # The model's reasoning goes in its own folded message, never into the answer bubble.
+            if self._thinking is None:
+                self._answer = None
+                self._thinking = self._append(
+                    {
+                        "role": "assistant",
+                        "content": "",
+                        "metadata": {"title": "💭 Thinking", "status": "pending"},
+                    }
+                )
+                self._thinking["content"] += event.text
+                return True
+            self._thinking["content"] += event.text
+            return False
+        if self._thinking is not None:
+            self._thinking["metadata"] = {**self._thinking["metadata"], "status": "done"}
+            self._thinking = None
         if isinstance(event, TokenEvent):
             if self._answer is None:
                 self._answer = self._append({"role": "assistant", "content": ""})
@@ -451,6 +485,10 @@ class TurnRenderer:
             self._log(event.call_id, ok=False, error=event.error)
             msg["content"] += f"\n**Refused**: {_bounded(event.error)}"
             msg["metadata"] = {**msg["metadata"], "title": f"⚠️ {event.name} (error)", "status": "done"}
+            return True
+        if isinstance(event, NoticeEvent) and event.kind == "context_dropped":
+            # In plain sight, not folded: the answer may miss what the user said earlier.
+            self._append({"role": "assistant", "content": f"✂️ {event.text}"})
             return True
         if isinstance(event, NoticeEvent):
             self._append(
@@ -514,6 +552,23 @@ def stats_line(done: DoneEvent) -> str:
     return "<sub>" + " · ".join(parts) + "</sub>"
 
 
+def context_meter_markdown(context: ContextEvent | None, settings: Settings | None = None) -> str:
+    """The context meter: how much of the window the last request used, and how the window was chosen."""
+    if context is None:
+        setting = settings.num_ctx if settings is not None else "auto"
+        window = "chosen for the model at the first message" if setting == "auto" else f"{setting:,} tokens"
+        return f"**Context** — window: {window}"
+    fraction = min(1.0, context.fraction)
+    cells = 20
+    filled = round(fraction * cells)
+    bar = "█" * filled + "░" * (cells - filled)
+    tools = f" · {len(context.tools)} tool(s) sent" if context.tools else ""
+    return (
+        f"**Context** ≈ {context.used_tokens:,} / {context.window_tokens:,} tokens ({fraction:.0%})  \n"
+        f"`{bar}`  \n<sub>{context.reason}{tools}; {context.reserved_tokens:,} kept for the answer</sub>"
+    )
+
+
 def run_turn(
     session: ChatSession,
     agent: Agent,
@@ -529,6 +584,8 @@ def run_turn(
     last = 0.0
     pending = False
     for event in session.conversation.turn(message, model=model or None):
+        if isinstance(event, ContextEvent):
+            session.context = event
         structural = renderer.apply(event)
         now = time.monotonic()
         if structural or now - last >= interval_s:
@@ -828,6 +885,7 @@ def build_app(
                         allow_custom_value=True,
                         elem_id="model-picker",
                     )
+                    meter = gr.Markdown(context_meter_markdown(None, settings), elem_id="context-meter")
                     clear = gr.Button("Clear chat", elem_id="clear")
                     chart = gr.Plot(label="Chart", elem_id="chat-chart")
 
@@ -846,6 +904,17 @@ def build_app(
                     k = gr.Slider(1, 20, value=5, step=1, label="passages", scale=1)
                 search_btn = gr.Button("Search", variant="primary", elem_id="search-button")
                 results = gr.Markdown(elem_id="search-results")
+
+            from assistant.ui_documents import mount_documents_tab
+
+            mount_documents_tab(
+                settings,
+                knowledge=knowledge,
+                ollama=ollama,
+                probe=probe,
+                model_picker=model_dd,
+                seen_models=seen_models,
+            )
 
         # Hidden API surface: message + model in, streamed answer text + turn summary out (session-scoped).
         with gr.Row(visible=False):
@@ -866,8 +935,9 @@ def build_app(
                 return
             if len(text) > MAX_INPUT_CHARS:
                 session.messages.append({"role": "user", "content": text[:200] + " …"})
-                session.messages.append({"role": "assistant", "content": "⚠️ " + oversized_message(len(text))})
-                yield "", session.messages, session, gr.skip()
+                session.messages.append({"role": "assistant", "content": too_long_advice(len(text))})
+                # The text stays in the input box, so nothing typed or pasted is lost.
+                yield gr.skip(), session.messages, session, gr.skip()
                 return
             session.messages.append({"role": "user", "content": text})
             if agent is None:
@@ -896,8 +966,11 @@ def build_app(
             choices, default = model_choices(status)
             if choices == seen:
                 return md, gr.skip(), seen
-            value = current_model if current_model in choices else default
-            return md, gr.Dropdown(choices=choices, value=value), choices
+            if current_model in choices:
+                # Leave the value alone: `current_model` may be stale by the time this lands (a pull in the
+                # Documents & models tab may just have selected the model it installed).
+                return md, gr.Dropdown(choices=choices), choices
+            return md, gr.Dropdown(choices=choices, value=default), choices
 
         def chat_api(message: str, model: str, session: ChatSession | None) -> Iterator[tuple[Any, ...]]:
             """Streamed answer for gradio_client: (answer so far, turn summary, session)."""
@@ -909,7 +982,7 @@ def build_app(
                     if agent is None
                     else "The message is empty."
                     if not text
-                    else oversized_message(len(text))
+                    else too_long_advice(len(text)).removeprefix("⚠️ ")
                 )
                 yield "", {"error": reason}, session
                 return
@@ -919,6 +992,8 @@ def build_app(
             summary: dict[str, Any] = {"tool_calls": renderer.tool_calls}
             if renderer.done is not None:
                 summary.update(renderer.done.model_dump(exclude={"content"}))
+            if session.context is not None:
+                summary["context"] = session.context.model_dump()
             if renderer.error is not None:
                 summary["error"] = renderer.error.message
                 summary["error_kind"] = renderer.error.kind
@@ -930,15 +1005,24 @@ def build_app(
         chat_inputs = [msg, session_state, model_dd]
         chat_outputs = [msg, chatbot, session_state, chart]
         common = {"api_visibility": "private", "trigger_mode": "once", "show_progress": "minimal"}
-        msg.submit(respond, chat_inputs, chat_outputs, **common)  # type: ignore[arg-type]
-        send.click(respond, chat_inputs, chat_outputs, **common)  # type: ignore[arg-type]
+
+        def show_meter(session: ChatSession | None) -> str:
+            return context_meter_markdown(session.context if session else None, settings)
+
+        meter_args: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+        msg.submit(respond, chat_inputs, chat_outputs, **common).then(  # type: ignore[arg-type]
+            show_meter, [session_state], [meter], **meter_args
+        )
+        send.click(respond, chat_inputs, chat_outputs, **common).then(  # type: ignore[arg-type]
+            show_meter, [session_state], [meter], **meter_args
+        )
         clear.click(
             clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
-        )
+        ).then(show_meter, [session_state], [meter], **meter_args)
         # The Chatbot's own trash icon must reset the conversation too, not just the display.
         chatbot.clear(
             clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
-        )
+        ).then(show_meter, [session_state], [meter], **meter_args)
         timer.tick(
             refresh_status,
             [model_dd, seen_models],

@@ -3,18 +3,56 @@
 Depends on nothing else of ours; the assistant injects an `Embedder` (normally `OllamaEmbedder`).
 """
 
-from knowledge.chunking import Chunk, FrontMatterError, SourceDocument, chunk_document, load_passages
-from knowledge.documents import DocumentError, UserDocument
-from knowledge.embedding import Embedder, EmbeddingUnavailable, OllamaEmbedder
-from knowledge.index import IndexUnavailable, VectorStore
-from knowledge.search import (
-    KnowledgeBase,
-    Passage,
-    SearchKnowledgeInput,
-    SearchKnowledgeOutput,
-    SyncReport,
-    reciprocal_rank_fusion,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from knowledge.chunking import Chunk, FrontMatterError, SourceDocument, chunk_document, load_passages
+    from knowledge.documents import DocumentError, UserDocument
+    from knowledge.embedding import Embedder, EmbeddingUnavailable, OllamaEmbedder
+    from knowledge.index import IndexUnavailable, VectorStore
+    from knowledge.search import (
+        KnowledgeBase,
+        Passage,
+        SearchKnowledgeInput,
+        SearchKnowledgeOutput,
+        SyncReport,
+        reciprocal_rank_fusion,
+    )
+
+# Imported on first access (PEP 562): `import knowledge.schemas` (what the MCP server needs to list its tools)
+# must not pay for Chroma, BM25 and the Ollama client.
+_LAZY = {
+    "Chunk": "knowledge.chunking",
+    "FrontMatterError": "knowledge.chunking",
+    "SourceDocument": "knowledge.chunking",
+    "chunk_document": "knowledge.chunking",
+    "load_passages": "knowledge.chunking",
+    "DocumentError": "knowledge.documents",
+    "UserDocument": "knowledge.documents",
+    "Embedder": "knowledge.embedding",
+    "EmbeddingUnavailable": "knowledge.embedding",
+    "OllamaEmbedder": "knowledge.embedding",
+    "IndexUnavailable": "knowledge.index",
+    "VectorStore": "knowledge.index",
+    "KnowledgeBase": "knowledge.search",
+    "SyncReport": "knowledge.search",
+    "reciprocal_rank_fusion": "knowledge.search",
+    "Passage": "knowledge.schemas",
+    "SearchKnowledgeInput": "knowledge.schemas",
+    "SearchKnowledgeOutput": "knowledge.schemas",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'knowledge' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Chunk",

@@ -38,7 +38,8 @@ def open_knowledge_base(
         # trust_env=False: document text and queries go to Ollama directly, never to an HTTP(S)_PROXY.
         client = ollama.Client(host=ollama_host or default_host(), timeout=120.0, trust_env=False)
         embedder = OllamaEmbedder(client, embed_model)
-    return KnowledgeBase(data_dir, embedder, progress=progress)
+    chroma_url = (os.environ.get("ADVISOR_CHROMA_URL") or "").strip() or None
+    return KnowledgeBase(data_dir, embedder, progress=progress, chroma_url=chroma_url)
 
 
 def _print_report(report: SyncReport) -> None:

@@ -17,6 +17,11 @@ import ollama
 
 DOCUMENT_PREFIX = "search_document: "
 QUERY_PREFIX = "search_query: "
+MAX_EMBED_CHARS = 4000
+"""Longest text sent for one embedding. nomic-embed-text reads 2048 tokens; 4000 characters stay below that
+even for number-heavy tables (~2 characters per token). Longer chunks (a whole table from a user document) are
+embedded from their start; lexical search still sees all of their text."""
+MIN_EMBED_CHARS = 250
 
 
 class EmbeddingUnavailable(Exception):
@@ -72,9 +77,28 @@ class OllamaEmbedder:
         return self._embed([QUERY_PREFIX + text])[0]
 
     def _embed(self, inputs: list[str]) -> list[list[float]]:
+        limit = MAX_EMBED_CHARS
+        while True:
+            try:
+                return self._embed_clipped([text[:limit] for text in inputs])
+            except _ContextExceeded as err:
+                # A model with a shorter context than nomic-embed-text's (or an Ollama that refuses instead of
+                # truncating): embed a shorter start of each text rather than leave it without a vector.
+                if limit <= MIN_EMBED_CHARS:
+                    raise EmbeddingUnavailable(
+                        f"Ollama refused to embed with '{self.model_name}': even the first {limit} "
+                        f"characters of a text exceed the model's context ({err}). Pick an embedding model "
+                        "with a longer context."
+                    ) from err
+                limit = max(MIN_EMBED_CHARS, limit // 2)
+
+    def _embed_clipped(self, inputs: list[str]) -> list[list[float]]:
         try:
-            response = self.client.embed(model=self.model_name, input=inputs)
+            # truncate=True: the same behaviour whatever this Ollama's default is.
+            response = self.client.embed(model=self.model_name, input=inputs, truncate=True)
         except ollama.ResponseError as err:
+            if "context length" in str(err.error).lower() and err.status_code != 404:
+                raise _ContextExceeded(str(err.error)) from err
             if err.status_code == 404:
                 raise EmbeddingUnavailable(
                     f"The embedding model '{self.model_name}' is not installed in Ollama; "
@@ -99,6 +123,10 @@ class OllamaEmbedder:
                 f"with '{self.model_name}'."
             )
         return vectors
+
+
+class _ContextExceeded(Exception):
+    pass
 
 
 def _as_vectors(raw: Sequence[Sequence[float]] | None) -> list[list[float]]:

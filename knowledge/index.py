@@ -95,9 +95,11 @@ def segment_files_damage(path: Path) -> str | None:
 class VectorStore:
     """A validated, self-healing Chroma collection for one embedding model."""
 
-    def __init__(self, path: Path, model_name: str) -> None:
+    def __init__(self, path: Path, model_name: str, *, url: str | None = None) -> None:
         self.path = Path(path).resolve()
         self.model_name = model_name
+        # A Chroma server (`chroma run`) instead of the embedded store under `path`; see `_new_client`.
+        self.url = url
         self._client: chromadb.ClientAPI | None = None
         self._collection: chromadb.Collection | None = None
         self.dimension: int | None = None
@@ -113,18 +115,45 @@ class VectorStore:
         except BaseException as err:  # noqa: BLE001 - Rust panics surface as PanicException (BaseException)
             if _is_fatal(err):
                 raise
+            if self.url is not None:
+                # A shared server that fails to answer is not a damaged index: never drop it for that.
+                self.close()
+                raise IndexUnavailable(
+                    f"the Chroma server at {self.url} could not be used ({type(err).__name__}: {err})"
+                ) from err
             reason = f"the index store could not be read ({type(err).__name__}: {err})"
         if reason is not None:
             self._rebuild()
         self.rebuild_reason = reason
         return reason
 
+    def _new_client(self) -> chromadb.ClientAPI:
+        """The embedded store under `path` (default), or the Chroma server at `url` (ADVISOR_CHROMA_URL).
+
+        Why a server: several advisors (or other agents) can share one curated index. Everything above the
+        client (incremental sync, model-change rebuilds, user documents) is the same for both.
+        """
+        settings = Settings(anonymized_telemetry=False)
+        if self.url is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(self.path), settings=settings)
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise IndexUnavailable(f"ADVISOR_CHROMA_URL must be an http(s) URL, got {self.url!r}")
+        https = parts.scheme == "https"
+        return chromadb.HttpClient(
+            host=parts.hostname, port=parts.port or (443 if https else 8000), ssl=https, settings=settings
+        )
+
     def _open_existing(self) -> str | None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        damaged = segment_files_damage(self.path)
-        if damaged:  # before Chroma maps the files: a short vector file can crash the process outright
-            return f"the vector index was damaged ({damaged})"
-        client = chromadb.PersistentClient(path=str(self.path), settings=Settings(anonymized_telemetry=False))
+        if self.url is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            damaged = segment_files_damage(self.path)
+            if damaged:  # before Chroma maps the files: a short vector file can crash the process outright
+                return f"the vector index was damaged ({damaged})"
+        client = self._new_client()
         self._client = client
         names = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}
         if COLLECTION_NAME not in names:
@@ -164,6 +193,9 @@ class VectorStore:
         return meta
 
     def _rebuild(self) -> None:
+        if self.url is not None:
+            self._rebuild_on_server()
+            return
         self.close()
         _evict_shared_system(self.path)
         try:
@@ -183,12 +215,32 @@ class VectorStore:
             self.close()
             raise IndexUnavailable(f"Could not recreate the index at {self.path}: {err}") from err
 
+    def _rebuild_on_server(self) -> None:
+        """On a server there are no files to delete: drop the collection and create it again."""
+        try:
+            if self._client is None:
+                self._client = self._new_client()
+            names = {c.name if hasattr(c, "name") else str(c) for c in self._client.list_collections()}
+            if COLLECTION_NAME in names:
+                self._client.delete_collection(COLLECTION_NAME)
+            self._create_collection()
+            self.verified = True  # empty and new: nothing to check
+        except BaseException as err:  # noqa: BLE001
+            if _is_fatal(err):
+                raise
+            self.close()
+            raise IndexUnavailable(
+                f"Could not recreate the index on the Chroma server {self.url}: {err}"
+            ) from err
+
     def files_missing(self) -> bool:
         """The open store's database is gone from disk (its directory was deleted or moved under us).
 
         An open SQLite handle keeps answering from the unlinked file, so without this check the app would
         keep writing an index that no longer exists and lose it all at the next start.
         """
+        if self.url is not None:
+            return False  # the server owns its files
         return self._client is not None and not (self.path / "chroma.sqlite3").exists()
 
     def reset(self, reason: str) -> None:

@@ -15,18 +15,19 @@ import difflib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from knowledge.chunking import Chunk, chunk_documents, load_passages
 from knowledge.documents import DocumentError, DocumentStore, UserDocument, convert, expand_paths
 from knowledge.embedding import Embedder, EmbeddingUnavailable
 from knowledge.index import IndexUnavailable, VectorStore, _is_fatal
 from knowledge.lexical import LexicalIndex
+from knowledge.schemas import Passage, SearchKnowledgeInput, SearchKnowledgeOutput
 
 log = logging.getLogger(__name__)
 
@@ -34,36 +35,11 @@ PASSAGES_DIR = Path(__file__).resolve().parent / "passages"
 RRF_K = 60
 CANDIDATES = 50
 DEFAULT_BATCH = 32
+EmbedProgress = Callable[[int, int], None]
+"""Called with (chunks embedded so far, chunks to embed) after each batch, e.g. by the page's upload."""
 RETRY_SYNC_AFTER_S = (
     30.0  # after a failed sync, searches retry vectors at most this often (Ollama may be back)
 )
-
-
-class Passage(BaseModel):
-    """One retrieved chunk, ready to cite: `id` is the passage id (or `doc#n` for multi-chunk documents)."""
-
-    id: str
-    title: str
-    section: str
-    source: str
-    text: str
-    score: float
-    tags: list[str] = Field(default_factory=list)
-    origin: Literal["builtin", "user"] = "builtin"
-
-
-class SearchKnowledgeInput(BaseModel):
-    """Search the knowledge base (the article's facts, figures and advice, plus the user's own documents)."""
-
-    query: str = Field(min_length=1, max_length=2000, description="What to look for, in plain words.")
-    k: int = Field(default=5, ge=1, le=20, description="How many passages to return.")
-
-
-class SearchKnowledgeOutput(BaseModel):
-    passages: list[Passage]
-    mode: Literal["hybrid", "lexical"]
-    assumptions: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)
 
 
 class SyncReport(BaseModel):
@@ -129,8 +105,10 @@ class KnowledgeBase:
         *,
         progress: bool = False,
         passages_dir: Path | None = None,
+        chroma_url: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.chroma_url = chroma_url  # a Chroma server instead of the embedded store (ADVISOR_CHROMA_URL)
         self.embedder = embedder
         self.progress = progress
         self.passages_dir = passages_dir or PASSAGES_DIR
@@ -171,7 +149,7 @@ class KnowledgeBase:
         return list(self._corpus.chunks)
 
     # -- index -----------------------------------------------------------------------------------------------
-    def sync(self) -> SyncReport:
+    def sync(self, on_progress: EmbedProgress | None = None) -> SyncReport:
         """Bring the vector index in line with the corpus, embedding only chunks it has not seen."""
         with self._lock:
             started = time.perf_counter()
@@ -189,7 +167,7 @@ class KnowledgeBase:
                 report.problem = "no embedder configured; search is lexical only"
             else:
                 try:
-                    self._sync_vectors(chunks, report)
+                    self._sync_vectors(chunks, report, on_progress)
                     self._vector_ready = True
                     report.mode = "hybrid"
                 except EmbeddingUnavailable as err:
@@ -221,7 +199,7 @@ class KnowledgeBase:
         if self._store is not None and self._store.model_name != self.embedder.model_name:
             self._discard_store()
         if self._store is None:
-            store = VectorStore(self.data_dir / "index", self.embedder.model_name)
+            store = VectorStore(self.data_dir / "index", self.embedder.model_name, url=self.chroma_url)
             reason = store.open()
             if reason:
                 report.rebuilt, report.rebuild_reason = True, reason
@@ -232,7 +210,9 @@ class KnowledgeBase:
             report.rebuilt, report.rebuild_reason = True, self._store.rebuild_reason
         return self._store
 
-    def _sync_vectors(self, chunks: list[Chunk], report: SyncReport) -> None:
+    def _sync_vectors(
+        self, chunks: list[Chunk], report: SyncReport, on_progress: EmbedProgress | None = None
+    ) -> None:
         store = self._open_store(report)
         try:
             existing = store.ids()
@@ -255,9 +235,15 @@ class KnowledgeBase:
         report.removed = len(stale)
         report.reused = len(wanted & existing)
         if todo:
-            report.embedded = self._embed_into(store, todo, report)
+            report.embedded = self._embed_into(store, todo, report, on_progress)
 
-    def _embed_into(self, store: VectorStore, todo: list[Chunk], report: SyncReport) -> int:
+    def _embed_into(
+        self,
+        store: VectorStore,
+        todo: list[Chunk],
+        report: SyncReport,
+        on_progress: EmbedProgress | None = None,
+    ) -> int:
         assert self.embedder is not None
         batch = max(1, int(getattr(self.embedder, "batch_size", DEFAULT_BATCH) or DEFAULT_BATCH))
         done = 0
@@ -281,7 +267,7 @@ class KnowledgeBase:
                     report.rebuilt, report.rebuild_reason = True, store.rebuild_reason
                     report.reused = 0
                     bar.close()
-                    return self._embed_into(store, list(self._corpus.chunks), report)
+                    return self._embed_into(store, list(self._corpus.chunks), report, on_progress)
                 store.add(
                     [c.id for c in part],
                     vectors,
@@ -289,6 +275,8 @@ class KnowledgeBase:
                 )
                 done += len(part)
                 bar.advance(len(part))
+                if on_progress is not None:
+                    on_progress(done, len(todo))
         finally:
             bar.close()
         return done
@@ -435,6 +423,7 @@ class KnowledgeBase:
     def add_documents(
         self,
         paths: Iterable[str | Path],
+        on_progress: EmbedProgress | None = None,
         *,
         skipped: list[str] | None = None,
         follow_symlinks: bool = False,
@@ -444,6 +433,7 @@ class KnowledgeBase:
         A file that cannot be added (unsupported, unreadable, hostile: a PDF bomb, HTML nested 100,000 deep,
         binary data named .md) is skipped with a one-line reason appended to `skipped`; the rest are added.
         Raises DocumentError, listing every reason, only when nothing at all could be added.
+        `on_progress` follows the embedding of the new chunks.
         """
         problems: list[str] = []
         files = expand_paths(
@@ -468,7 +458,7 @@ class KnowledgeBase:
             raise DocumentError("Nothing was added:\n- " + "\n- ".join(problems))
         with self._lock:
             written = [self.documents.write(file, title, kind, body) for file, title, kind, body in converted]
-            self._after_documents_changed()
+            self._after_documents_changed(on_progress)
             counts = {rec.id: rec.chunks for rec in self._corpus.user_records}
         return [doc.model_copy(update={"chunks": counts.get(doc.id, 0)}) for doc in written]
 
@@ -489,9 +479,9 @@ class KnowledgeBase:
             self._after_documents_changed()
             return record
 
-    def _after_documents_changed(self) -> None:
+    def _after_documents_changed(self, on_progress: EmbedProgress | None = None) -> None:
         if self.embedder is not None:
-            self.sync()
+            self.sync(on_progress)
         else:
             self._load_corpus()
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+HANG_S = 300.0
+"""How long a test waits before calling something hung: generous, because CI runs on a busy 2-core machine."""
+
 
 def free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1 (the usual small race is acceptable in tests)."""
@@ -45,4 +48,25 @@ def chat_client(url: str) -> Any:
     """A gradio_client on the UI's API; every client is its own browser session (its own conversation)."""
     from gradio_client import Client
 
-    return Client(url, analytics_enabled=False, verbose=False)
+    # gradio_client's httpx default (5 s) fails a healthy app on a busy 2-core machine; the tests check what
+    # comes back, not how fast, so the bound here only turns a hang into a failure.
+    return Client(url, analytics_enabled=False, verbose=False, httpx_kwargs={"timeout": HANG_S})
+
+
+DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def save_screenshot(page: Any, name: str, **options: Any) -> Path:
+    """A browser test's picture of the page: under tests/artifacts/, and also under docs/screenshots/ (the
+    README's pictures) when ADVISOR_DOCS_SCREENSHOTS=1, so a normal test run leaves the checkout clean."""
+    import os
+    import shutil
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(shot), **options)
+    if os.environ.get("ADVISOR_DOCS_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_SCREENSHOTS / f"{name}.png")
+    return shot

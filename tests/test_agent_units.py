@@ -61,9 +61,9 @@ def test_budget_keeps_everything_when_it_fits() -> None:
     assert len(fit.messages) == 1 + 8 + 1
 
 
-def test_budget_trims_oldest_whole_exchanges_first() -> None:
+def test_budget_trims_tool_work_then_answers_oldest_first_and_keeps_every_question() -> None:
     budget = ContextBudget.for_num_ctx(2048)
-    history = _history(10)
+    history = _history(10, size=200)
     fit = budget.fit(
         render_system=_render,
         passages=[_P("a", "alpha " * 50)],
@@ -71,16 +71,22 @@ def test_budget_trims_oldest_whole_exchanges_first() -> None:
         history=history,
         current=[{"role": "user", "content": "latest"}],
     )
-    assert fit.dropped_messages > 0 and fit.dropped_messages % 4 == 0  # whole exchanges only
     kept = fit.messages[1:-1]
-    assert kept == history[fit.dropped_messages :]
+    assert [m for m in kept if m["role"] == "user"] == [m for m in history if m["role"] == "user"]
+    assert fit.dropped_tool_messages == 20  # every earlier tool call and result went first
+    assert 0 < fit.dropped_answers < 10 and fit.dropped_questions == 0 and fit.kept_questions == 10
+    answers = [m["content"] for m in kept if m["role"] == "assistant"]
+    assert answers and answers[-1].startswith("answer 9")  # the newest answers stay longest
+    assert answers == [f"answer {i} " + "y" * 200 for i in range(10 - len(answers), 10)]
     assert kept[0]["role"] == "user"  # never starts with an orphaned tool message
     assert fit.passages and fit.estimated_tokens <= fit.budget_tokens
+    summary = fit.dropped_summary(2048)
+    assert summary is not None and "All 10 of your earlier questions are still included" in summary
 
 
-def test_budget_drops_passages_after_history_then_refuses() -> None:
+def test_budget_drops_passages_after_answers_then_shortens_then_drops_questions_then_refuses() -> None:
     budget = ContextBudget.for_num_ctx(1024)
-    passages = [_P(str(i), "word " * 300) for i in range(5)]
+    passages = [_P(str(i), "word " * 60) for i in range(5)]
     fit = budget.fit(
         render_system=_render,
         passages=passages,
@@ -88,10 +94,31 @@ def test_budget_drops_passages_after_history_then_refuses() -> None:
         history=_history(3),
         current=[{"role": "user", "content": "q"}],
     )
-    assert fit.dropped_messages == 12
+    assert (fit.dropped_tool_messages, fit.dropped_answers, fit.dropped_questions) == (6, 3, 0)
     assert (
         0 < len(fit.passages) < 5 and fit.passages == passages[: len(fit.passages)]
     )  # lowest-ranked go first
+    long_questions = [{"role": "user", "content": f"question {i} " + "x" * 2000} for i in range(3)]
+    fit = budget.fit(
+        render_system=_render,
+        passages=[],
+        tool_specs=[],
+        history=long_questions,
+        current=[{"role": "user", "content": "q"}],
+    )
+    assert fit.shortened_questions >= 1 and fit.dropped_questions == 0
+    assert all(m["content"].endswith("[shortened]") for m in fit.messages[1 : 1 + fit.shortened_questions])
+    many = [{"role": "user", "content": f"question {i} " + "x" * 500} for i in range(12)]
+    fit = budget.fit(
+        render_system=_render,
+        passages=[],
+        tool_specs=[],
+        history=many,
+        current=[{"role": "user", "content": "q"}],
+    )
+    assert 0 < fit.dropped_questions < 12  # the last resort, oldest first
+    assert fit.messages[1]["content"].startswith(f"question {fit.dropped_questions} ")
+    assert "earliest question(s)" in (fit.dropped_summary(1024) or "")
     with pytest.raises(ContextOverflow, match="context window is 1024 tokens"):
         budget.fit(
             render_system=_render,

@@ -9,7 +9,6 @@ Never runs `playwright install`: it uses the system's /usr/bin/chromium and skip
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,27 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.harness import serve_app
+from tests.harness import HANG_S, save_screenshot, serve_app
+
+HANG_MS = HANG_S * 1000  # Playwright counts in ms; a bound that only catches a hang on a busy machine
+
+# Records every distinct length the chat's text takes while it changes, from inside the page: a
+# MutationObserver sees each streamed update, however slowly the test process is scheduled.
+WATCH_CHAT = """
+() => {
+  window.__chatLengths = [];
+  const chat = document.querySelector('#chatbot');
+  const seen = () => {
+    if (!chat.innerText.includes('On an M3 Max')) return;  // only the answer's own growth counts
+    const n = chat.innerText.length;
+    const lengths = window.__chatLengths;
+    if (lengths[lengths.length - 1] !== n) lengths.push(n);
+  };
+  new MutationObserver(seen).observe(chat, {subtree: true, childList: true, characterData: true});
+}
+"""
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -96,43 +112,53 @@ def test_chat_streams_answer_with_tool_call_offline(
         ChatScript(text=ANSWER, token_delay_s=0.03),
     )
     page.goto(app_url, wait_until="load")
-    page.wait_for_selector("#ollama-status", timeout=15_000)
+    page.wait_for_selector("#ollama-status", timeout=HANG_MS)
     assert "Ollama" in page.inner_text("#ollama-status")
 
     box = page.locator("#chat-input textarea")
     box.fill("How fast would qwen2.5:32b run on an M3 Max?")
-    box.press("Enter")
 
     chat = page.locator("#chatbot")
-    # Streaming: the answer is seen growing before it is complete.
-    seen_lengths: set[int] = set()
-    deadline = time.monotonic() + 30
     final_fragment = "a little higher"
-    while time.monotonic() < deadline:
-        text = chat.inner_text()
-        if "On an M3 Max" in text:
-            seen_lengths.add(len(text))
-        if final_fragment in text and "tokens/s" in text:
-            break
-        time.sleep(0.05)
+    page.evaluate(WATCH_CHAT)
+    box.press("Enter")
+    # Streaming: the answer is seen growing (several distinct lengths) before it is complete.
+    page.wait_for_function(
+        "f => document.querySelector('#chatbot').innerText.includes(f)"
+        " && document.querySelector('#chatbot').innerText.includes('tokens/s')",
+        arg=final_fragment,
+        timeout=HANG_MS,
+    )
+    lengths = page.evaluate("window.__chatLengths")
+    seen_lengths = {n for n in lengths if n > 0}
     text = chat.inner_text()
     assert final_fragment in text, text
-    assert len(seen_lengths) >= 2, "the answer did not stream (it appeared all at once)"
+    assert len(seen_lengths) >= 2, f"the answer did not stream (it appeared all at once: {lengths})"
     assert "estimate_speed" in text  # the collapsible tool-call message
     assert "tokens/s" in text  # the speed line under the answer
     assert "How fast would qwen2.5:32b" in text
 
     # The tool message opens to show arguments and result.
     # The speed-vs-bandwidth chart rendered (plotly from Gradio's own bundle).
-    page.wait_for_selector("#chat-chart .js-plotly-plot, #chat-chart .plotly", timeout=15_000)
+    page.wait_for_selector("#chat-chart .js-plotly-plot, #chat-chart .plotly", timeout=HANG_MS)
     chat.get_by_text("estimate_speed").first.click()
-    chat.get_by_text("expected_tokens_per_second").first.wait_for(state="visible", timeout=10_000)
+    chat.get_by_text("expected_tokens_per_second").first.wait_for(state="visible", timeout=HANG_MS)
     assert chat.get_by_text('"chip": "M3 Max"').first.is_visible()  # the arguments, too
-    time.sleep(0.5)  # let the accordion finish opening before the picture
+    page.wait_for_function(  # the accordion has finished opening (its height stopped changing)
+        """() => new Promise(done => {
+          let last = -1;
+          const tick = () => {
+            const h = document.querySelector('#chatbot').scrollHeight;
+            if (h === last) return done(true);
+            last = h;
+            requestAnimationFrame(() => requestAnimationFrame(tick));
+          };
+          tick();
+        })""",
+        timeout=HANG_MS,
+    )
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "chat.png"
-    page.screenshot(path=str(shot))
+    shot = save_screenshot(page, "chat")  # also the README's picture (ADVISOR_DOCS_SCREENSHOTS=1)
     assert shot.stat().st_size > 10_000
 
     # The model saw our tool result on its second call.
@@ -152,11 +178,45 @@ def test_tools_tab_form_runs_without_a_model(app_url: str, browser_page: tuple[A
     page.click("#run-check_memory_fit")
     page.wait_for_function(
         "() => (document.querySelector('#summary-check_memory_fit')?.innerText || '').includes('verdict')",
-        timeout=15_000,
+        timeout=HANG_MS,
     )
     summary = page.inner_text("#summary-check_memory_fit")
     assert "verdict: partial_offload" in summary and "max context tokens" in summary
-    page.wait_for_selector("#tools-chart-check_memory_fit .js-plotly-plot", timeout=15_000)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "tools.png"), full_page=True)
+    page.wait_for_selector("#tools-chart-check_memory_fit .js-plotly-plot", timeout=HANG_MS)
+    save_screenshot(page, "tools", full_page=True)
+    _assert_only_loopback(requests)
+
+
+def test_context_meter_and_left_out_notice_in_the_page(
+    standin: Any, browser_page: tuple[Any, list[str]], tmp_path: Path
+) -> None:
+    """The meter shows used / window after an answer; what a small window leaves out is said in the chat."""
+    from tests.ollama_standin import ChatScript
+
+    page, requests = browser_page
+    long_answer = "Memory bandwidth bounds decode speed. " * 240  # ~9 KB: no room for it next to turn 2
+    standin.script_chat(ChatScript(text=long_answer), ChatScript(text="Short follow-up answer."))
+    with serve_app(standin.url, tmp_path / "data", num_ctx=6144) as app:
+        page.goto(app.url, wait_until="load")
+        page.wait_for_selector("#context-meter", timeout=15_000)
+        assert "6,144 tokens" in page.inner_text("#context-meter")
+        box = page.locator("#chat-input textarea")
+        chat = page.locator("#chatbot")
+        box.fill("Why does bandwidth matter?")
+        box.press("Enter")
+        chat.get_by_text("tokens/s").first.wait_for(timeout=30_000)
+        page.wait_for_function(
+            "() => (document.querySelector('#context-meter')?.innerText || '').includes('/ 6,144 tokens')",
+            timeout=15_000,
+        )
+        box.fill("And on an M4 Pro?")
+        box.press("Enter")
+        chat.get_by_text("Short follow-up answer").first.wait_for(timeout=30_000)
+        notice = chat.get_by_text("Left out of this request").first
+        notice.wait_for(state="visible", timeout=15_000)  # in plain sight, not inside a folded note
+        assert "earlier answer" in notice.inner_text()
+        assert "All 1 of your earlier questions are still included" in notice.inner_text()
+        sent = [m["content"] for m in standin.last_chat_request().messages if m["role"] == "user"]
+        assert sent == ["Why does bandwidth matter?", "And on an M4 Pro?"]
+        save_screenshot(page, "context")
     _assert_only_loopback(requests)

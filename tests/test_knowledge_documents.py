@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ollama
 import pytest
 
-from knowledge import DocumentError, EmbeddingUnavailable, KnowledgeBase
+from knowledge import DocumentError, KnowledgeBase, OllamaEmbedder
 from knowledge.cli import add_documents_cli, main
+from tests.ollama_standin import OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,21 +167,15 @@ def test_directory_is_expanded_and_lexical_mode_works(tmp_path: Path, docs: dict
         assert out.mode == "lexical" and out.passages[0].origin == "user"
 
 
-def test_documents_are_stored_even_when_ollama_is_down(tmp_path: Path, docs: dict[str, Path]) -> None:
-    class Down:
-        model_name = "standin-embed"
-
-        def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            raise EmbeddingUnavailable("Ollama is not reachable (test).")
-
-        def embed_query(self, text: str) -> list[float]:
-            raise EmbeddingUnavailable("Ollama is not reachable (test).")
-
-    with KnowledgeBase(tmp_path / "data", Down()) as kb:
+def test_documents_are_stored_even_when_ollama_is_down(
+    tmp_path: Path, docs: dict[str, Path], standin: OllamaStandIn
+) -> None:
+    embedder = OllamaEmbedder(ollama.Client(host=standin.url, timeout=10.0), "nomic-embed-text")
+    with KnowledgeBase(tmp_path / "data", embedder) as kb, standin.down():
         kb.add_documents([docs["txt"]])
         assert kb.last_report is not None and kb.last_report.mode == "lexical"
+        assert "not reachable" in (kb.last_report.problem or "")
         assert kb.search("xylophant", 1).passages[0].origin == "user"
-    embedder = StandinEmbedder()
     with KnowledgeBase(tmp_path / "data", embedder) as kb:
         report = kb.sync()
         assert report.mode == "hybrid" and report.user_chunks == 1
@@ -248,7 +244,7 @@ def test_cli_as_a_process_has_no_traceback(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "unsupported file type '.doc'" in result.stderr and "Traceback" not in result.stderr

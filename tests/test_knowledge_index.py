@@ -2,7 +2,8 @@
 
 Embeddings come from an in-process embedder on the stand-in's deterministic `embed_text` (the protocol-level
 HTTP path is covered in test_knowledge_standin.py). It counts what it embeds, which is how "an unchanged
-corpus does zero embedding calls" is asserted.
+corpus does zero embedding calls" is asserted. "Ollama is down" is never faked in-process: those tests run
+the real OllamaEmbedder against the stand-in with its listening socket closed (`standin.down()`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import ollama
 import pytest
 
-from knowledge import EmbeddingUnavailable, KnowledgeBase
+from knowledge import KnowledgeBase, OllamaEmbedder
 from knowledge.chunking import (
     SourceDocument,
     chunk_document,
@@ -20,6 +22,7 @@ from knowledge.chunking import (
     split_front_matter,
 )
 from knowledge.search import PASSAGES_DIR, reciprocal_rank_fusion
+from tests.ollama_standin import Fault, OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
 
 
@@ -47,14 +50,9 @@ class CountingEmbedder:
         return self._vec("search_query: " + text)
 
 
-class DownEmbedder:
-    model_name = "standin-embed"
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        raise EmbeddingUnavailable("Ollama is not reachable for embeddings (test).")
-
-    def embed_query(self, text: str) -> list[float]:
-        raise EmbeddingUnavailable("Ollama is not reachable for embeddings (test).")
+def ollama_embedder(standin: OllamaStandIn) -> OllamaEmbedder:
+    """The production embedder on the real client, pointed at the stand-in."""
+    return OllamaEmbedder(ollama.Client(host=standin.url, timeout=10.0), "nomic-embed-text")
 
 
 @pytest.fixture
@@ -234,8 +232,8 @@ def test_no_embedder_means_lexical_with_a_note(tmp_path: Path) -> None:
     assert not (tmp_path / "index").exists(), "without an embedder nothing is written"
 
 
-def test_ollama_down_falls_back_to_lexical(tmp_path: Path) -> None:
-    with KnowledgeBase(tmp_path, DownEmbedder()) as kb:
+def test_ollama_down_falls_back_to_lexical(tmp_path: Path, standin: OllamaStandIn) -> None:
+    with KnowledgeBase(tmp_path, ollama_embedder(standin)) as kb, standin.down():
         report = kb.sync()
         out = kb.search("Draw Things vs ComfyUI speed", 3)
     assert report.mode == "lexical" and "not reachable" in (report.problem or "")
@@ -243,18 +241,19 @@ def test_ollama_down_falls_back_to_lexical(tmp_path: Path) -> None:
     assert any("not reachable" in a for a in out.assumptions)
 
 
-def test_embedder_failing_only_at_query_time_falls_back(tmp_path: Path) -> None:
-    embedder = CountingEmbedder()
-    with KnowledgeBase(tmp_path, embedder) as kb:
+def test_embedder_failing_only_at_query_time_falls_back(tmp_path: Path, standin: OllamaStandIn) -> None:
+    with KnowledgeBase(tmp_path, ollama_embedder(standin)) as kb:
         assert kb.sync().mode == "hybrid"
-
-        def down(text: str) -> list[float]:
-            raise EmbeddingUnavailable("Ollama went away (test).")
-
-        embedder.embed_query = down  # type: ignore[method-assign]
+        with standin.down():
+            out = kb.search("external SSD Thunderbolt", 2)
+        assert out.mode == "lexical" and out.passages[0].id == "external-storage"
+        assert any("not reachable" in a for a in out.assumptions)
+        # A server error (the runner crashed) at query time: the same fallback, saying what Ollama said.
+        standin.inject("/api/embed", Fault.http(500))
         out = kb.search("external SSD Thunderbolt", 2)
-    assert out.mode == "lexical" and out.passages[0].id == "external-storage"
-    assert any("went away" in a for a in out.assumptions)
+        assert out.mode == "lexical" and out.passages[0].id == "external-storage"
+        assert any("HTTP 500" in a and "terminated" in a for a in out.assumptions)
+        assert kb.search("external SSD Thunderbolt", 2).mode == "hybrid"  # and back once Ollama answers
 
 
 def test_vector_store_failing_at_query_time_falls_back(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 import launch
 from assistant.config import Settings
-from tests.harness import free_port
+from tests.harness import HANG_S, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"ready: (http://\S+)")
@@ -38,31 +38,48 @@ class LaunchedProcess:
             text=True,
         )
         self.lines: list[str] = []
+        self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:  # end of output: the process is exiting
+            self._changed.notify_all()
 
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for_url(self, timeout_s: float = 90.0) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            m = READY.search(self.output)
-            if m:
-                return m.group(1)
-            if self.proc.poll() is not None:
-                self._reader.join(2)
-                raise AssertionError(f"launch.py exited early ({self.proc.returncode}):\n{self.output}")
-            time.sleep(0.1)
-        raise AssertionError(f"launch.py not ready after {timeout_s}s:\n{self.output}")
+    def wait_for_line(self, pattern: re.Pattern[str], hang_s: float = HANG_S) -> re.Match[str]:
+        """Wait until a line of output matches (or the process ends); `hang_s` only catches a hang."""
+        found: list[re.Match[str]] = []
 
-    def interrupt(self, timeout_s: float = 20.0) -> int:
+        def ready() -> bool:
+            match = pattern.search(self.output)
+            if match:
+                found.append(match)
+            return bool(match) or not self._reader.is_alive()
+
+        with self._changed:
+            self._changed.wait_for(ready, timeout=hang_s)
+        if found:
+            return found[0]
+        if not self._reader.is_alive():
+            self.proc.wait(HANG_S)
+            raise AssertionError(f"launch.py exited early ({self.proc.returncode}):\n{self.output}")
+        raise AssertionError(
+            f"launch.py printed no {pattern.pattern!r} within {hang_s} s (hung?):\n{self.output}"
+        )
+
+    def wait_for_url(self) -> str:
+        return self.wait_for_line(READY).group(1)
+
+    def interrupt(self, timeout_s: float = HANG_S) -> int:
         self.proc.send_signal(signal.SIGINT)
         try:
             code = self.proc.wait(timeout_s)
@@ -86,7 +103,7 @@ def run_launch() -> Iterator[type[LaunchedProcess]]:
     for p in started:
         if p.proc.poll() is None:
             p.proc.kill()
-            p.proc.wait(10)
+            p.proc.wait(HANG_S)
 
 
 # ------------------------------------------------------------------------------------------------ flags
@@ -96,7 +113,7 @@ def test_help_documents_every_settings_flag() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
@@ -154,7 +171,7 @@ def test_public_bind_without_auth_refuses_to_start(run_launch: type[LaunchedProc
     p = run_launch(
         "--host", "0.0.0.0", "--no-browser", "--data-dir", str(tmp_path), "--port", str(free_port()), env=env
     )
-    assert p.proc.wait(90) == 2
+    assert p.proc.wait(HANG_S) == 2
     p._reader.join(2)
     assert "Refusing to listen on 0.0.0.0" in p.output and "--auth" in p.output
     assert "ready" not in p.output
@@ -172,9 +189,9 @@ def test_starts_without_ollama_explains_and_stops_cleanly(
     url = p.wait_for_url()
     assert url == f"http://127.0.0.1:{port}/"
     assert "Ollama is not answering" in p.output and "ollama serve" in p.output
-    page = httpx.get(url, timeout=10)
+    page = httpx.get(url, timeout=60)
     assert page.status_code == 200 and "Mac AI Advisor" in page.text
-    config = httpx.get(url + "config", timeout=10).json()
+    config = httpx.get(url + "config", timeout=60).json()
     assert any("not reachable" in str(c.get("props", {}).get("value", "")) for c in config["components"])
     assert p.interrupt() == 0
     assert "Stopped." in p.output and "Traceback" not in p.output
@@ -200,7 +217,7 @@ def test_a_burst_of_signals_still_stops_cleanly(run_launch: type[LaunchedProcess
         # A tight stream, so that a signal lands while the previous handler is still running.
         p.proc.send_signal(signal.SIGINT)
     try:
-        code = p.proc.wait(20)
+        code = p.proc.wait(HANG_S)
     finally:
         if p.proc.poll() is None:
             p.proc.kill()
@@ -235,7 +252,7 @@ def test_pulls_missing_model_with_progress_and_adds_documents(
     assert "qwen2.5:7b" in standin.installed()
     from gradio_client import Client
 
-    found = Client(url, analytics_enabled=False, verbose=False).predict(
+    found = Client(url, analytics_enabled=False, verbose=False, httpx_kwargs={"timeout": HANG_S}).predict(
         "M2 Ultra office studio 192 GB", 3, api_name="/search_knowledge"
     )
     assert "My Mac setup" in found and "user" in found  # the added document is searchable at once

@@ -191,6 +191,7 @@ def test_model_facts_and_architecture(layer: OllamaLayer) -> None:
         "head_dim": 128,
         "native_context": 131072,
         "family": "llama",
+        "n_heads": 64,
     }
     ModelArchitecture.model_validate(arch)  # the tools package accepts it as is
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def test_readme_documents_the_two_setup_commands() -> None:
 def test_readme_tool_command_runs(command: str) -> None:
     argv = shlex.split(command)[2:]  # drop "uv run": we are already inside the project environment
     argv[0] = sys.executable
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip(), "prints a result"
     assert "Traceback" not in result.stderr
@@ -44,6 +45,29 @@ def test_readme_knowledge_search_works_offline(tmp_path: Path) -> None:
     env = {**os.environ, "ADVISOR_DATA_DIR": str(tmp_path), "OLLAMA_HOST": "http://127.0.0.1:9"}
     command = next(c for c in _commands("uv run python -m knowledge search"))
     argv = [sys.executable, *shlex.split(command)[3:]]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     assert "neural" in result.stdout.lower()
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_python_snippets_compile() -> None:
+    blocks = _python_blocks()
+    assert len(blocks) >= 4
+    for block in blocks:
+        compile(block, "README.md", "exec")
+
+
+def test_readme_plain_python_tool_example_runs() -> None:
+    """`from tools import check_memory_fit`: the tools as typed functions, run exactly as printed."""
+    (block,) = [b for b in _python_blocks() if b.startswith("from tools import")]
+    result = subprocess.run(
+        [sys.executable, "-c", block], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.strip().splitlines()
+    assert first.split()[0] in {"fits", "tight", "partial_offload", "does_not_fit"}
+    assert second.startswith("largest context that fits: ") and int(second.rsplit(" ", 1)[1]) >= 0

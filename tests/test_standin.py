@@ -36,7 +36,7 @@ USER = [{"role": "user", "content": "Will llama3.3:70b fit on a 48 GB M4 Pro?"}]
 
 @pytest.fixture
 def client(standin: OllamaStandIn) -> ollama.Client:
-    return ollama.Client(host=standin.url, timeout=5.0)
+    return ollama.Client(host=standin.url, timeout=60.0)
 
 
 def test_root_and_version_answer_like_ollama(standin: OllamaStandIn) -> None:
@@ -151,11 +151,18 @@ def test_callable_script_sees_the_request(standin: OllamaStandIn, client: ollama
     assert sent_tool == {"role": "tool", "content": "42 tok/s", "tool_name": "estimate_speed"}
 
 
-def test_thinking_streams_before_content_when_asked(standin: OllamaStandIn, client: ollama.Client) -> None:
+def test_thinking_streams_before_content_unless_turned_off(
+    standin: OllamaStandIn, client: ollama.Client
+) -> None:
     standin.add_model(QWEN3_8B)
     standin.script_chat(ChatScript(text="Answer.", thinking="Let me think."))
+    chunks = list(client.chat("qwen3:8b", USER, stream=True, think=False))
+    assert all(not c.message.thinking for c in chunks)  # think=False turns it off
+    assert "".join(c.message.content or "" for c in chunks) == "Answer."
+    # Ollama >= 0.12: a model whose capabilities list "thinking" thinks when the request does not say
+    standin.script_chat(ChatScript(text="Answer.", thinking="Let me think."))
     chunks = list(client.chat("qwen3:8b", USER, stream=True))
-    assert all(not c.message.thinking for c in chunks)  # thinking only streams when the request asks for it
+    assert "".join(c.message.thinking or "" for c in chunks) == "Let me think."
     standin.script_chat(ChatScript(text="Answer.", thinking="Let me think."))
     chunks = list(client.chat("qwen3:8b", USER, stream=True, think=True))
     assert "".join(c.message.thinking or "" for c in chunks) == "Let me think."
@@ -248,7 +255,7 @@ def test_slow_answer_trips_client_timeout(standin: OllamaStandIn) -> None:
         impatient.list()
     standin.script_chat(ChatScript(text="late", fault=Fault.slow(0.3)))
     start = time.perf_counter()
-    assert ollama.Client(host=standin.url, timeout=5).chat("qwen2.5:7b", USER).message.content == "late"
+    assert ollama.Client(host=standin.url, timeout=120).chat("qwen2.5:7b", USER).message.content == "late"
     assert time.perf_counter() - start >= 0.3
 
 
@@ -313,7 +320,7 @@ def test_many_concurrent_streaming_chats(standin: OllamaStandIn) -> None:
     standin.chat_responder = lambda req: ChatScript(
         text=f"conversation {req.messages[0]['content']} ok", token_delay_s=0.005
     )
-    client = ollama.Client(host=standin.url, timeout=10.0)
+    client = ollama.Client(host=standin.url, timeout=60.0)
 
     def converse(i: int) -> str:
         chunks = client.chat("qwen2.5:7b", [{"role": "user", "content": str(i)}], stream=True)
@@ -346,11 +353,12 @@ def test_stop_is_prompt_even_with_a_sleeping_handler() -> None:
         target=lambda: _swallow(lambda: ollama.Client(host=server.url, timeout=60).list())
     )
     worker.start()
-    time.sleep(0.1)
+    server.wait_for_request("/api/tags")  # the request is in flight, its handler asleep for 30 s
     start = time.perf_counter()
     server.stop()
-    worker.join(timeout=5)
-    assert not worker.is_alive() and time.perf_counter() - start < 3
+    worker.join(timeout=25)
+    # Well under the handler's 30 s sleep: stop() cut the sleeping handler short instead of waiting it out.
+    assert not worker.is_alive() and time.perf_counter() - start < 25
 
 
 def _swallow(fn: Callable[[], object]) -> None:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tools", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "tools", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
 
 
@@ -49,7 +49,9 @@ def test_check_memory_fit_json_and_underscore_flags() -> None:
         "q8_0",
     )
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["fits_on_gpu"] is False
+    out = json.loads(res.stdout)
+    # 42.5 GB of weights alone exceed the 38.7 GB GPU budget; weights + KV + macOS still fit the RAM.
+    assert (out["verdict"], out["fits_on_gpu"], out["kv_cache_type"]) == ("partial_offload", False, "q8_0")
 
 
 def test_architecture_as_json_flag() -> None:
@@ -84,7 +86,7 @@ def test_schema_export(fmt: str) -> None:
             ["estimate_speed", "--chip", "M3 Max", "--gpu-cores", "many", "--model", "llama3.1:8b"],
             "gpu_cores",
         ),
-        (["estimate_speed", "--chip", "M3 Max", "--model", "nonsense:3b"], "unknown model"),
+        (["estimate_speed", "--chip", "M3 Max", "--model", "nonsense"], "unknown model"),
         (["estimate_speed", "--bogus", "1"], "unrecognized arguments"),
         (["estimate_speed", "--chip", "M3 Max", "--architecture", "{bad"], "architecture"),
         (

@@ -102,22 +102,25 @@ def test_installed_model_unknown_to_the_catalog_is_resolved_via_api_show(standin
 def test_unknown_and_not_installed_model_error_is_clear(standin: OllamaStandIn) -> None:
     tools = build_toolset(None, OllamaLayer(standin.url))
     with pytest.raises(ToolError) as err:
-        tools.get("estimate_speed").run({"chip": "M3 Max", "model": "nonexistent-model:3b"})
+        tools.get("estimate_speed").run({"chip": "M3 Max", "model": "nonexistent-model"})
     message = str(err.value)
     assert "unknown model" in message and "not installed in Ollama either" in message
     assert err.value.fields == ["model"]
     # without Ollama the catalog's own message stands
     with pytest.raises(ToolError, match="unknown model") as plain:
-        build_toolset(None, None).get("estimate_speed").run(
-            {"chip": "M3 Max", "model": "nonexistent-model:3b"}
-        )
+        build_toolset(None, None).get("estimate_speed").run({"chip": "M3 Max", "model": "nonexistent-model"})
     assert "Ollama" not in str(plain.value)
+    # a tag with a size is answered from the tag when the model is not installed, saying so
+    out = tools.get("estimate_speed").run({"chip": "M3 Max", "model": "nonexistent-model:3b"})
+    assert out.params_billion == 3.0  # type: ignore[attr-defined]
+    notes = " ".join(out.assumptions)  # type: ignore[attr-defined]
+    assert "size read from the tag" in notes and "Not read from Ollama" in notes
 
 
 def test_unknown_model_when_ollama_is_down_is_still_a_tool_error(standin: OllamaStandIn) -> None:
     tools = build_toolset(None, OllamaLayer(standin.url, timeout_s=2.0))
     with standin.down(), pytest.raises(ToolError, match="could not describe it"):
-        tools.get("check_memory_fit").run({"chip": "M3 Max", "memory_gb": 36, "model": "mystery-coder:13b"})
+        tools.get("check_memory_fit").run({"chip": "M3 Max", "memory_gb": 36, "model": "mystery-coder"})
 
 
 def test_measure_speed_reports_measurement_next_to_the_estimate(standin: OllamaStandIn) -> None:
@@ -140,3 +143,65 @@ def test_measure_speed_errors_are_tool_errors(standin: OllamaStandIn) -> None:
         tool.run({"model": "mistral:7b"})
     with pytest.raises(ToolError, match="model"):
         tool.run({"model": ""})
+
+
+def _tiny_moe_tensors() -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    t: list[tuple[str, str, tuple[int, ...]]] = [
+        ("token_embd.weight", "Q8_0", (1024, 32000)),
+        ("output.weight", "Q6_K", (1024, 32000)),
+        ("output_norm.weight", "F32", (1024,)),
+    ]
+    for i in range(2):
+        t += [
+            (f"blk.{i}.attn_norm.weight", "F32", (1024,)),
+            (f"blk.{i}.attn_q.weight", "Q4_K", (1024, 1024)),
+            (f"blk.{i}.attn_k.weight", "Q4_K", (1024, 256)),
+            (f"blk.{i}.attn_v.weight", "Q6_K", (1024, 256)),
+            (f"blk.{i}.attn_output.weight", "Q4_K", (1024, 1024)),
+            (f"blk.{i}.ffn_gate_inp.weight", "F32", (1024, 8)),
+            (f"blk.{i}.ffn_gate_exps.weight", "MXFP4", (1024, 2048, 8)),
+            (f"blk.{i}.ffn_up_exps.weight", "MXFP4", (1024, 2048, 8)),
+            (f"blk.{i}.ffn_down_exps.weight", "MXFP4", (2048, 1024, 8)),
+        ]
+    return tuple(t)
+
+
+TINY_MOE = ModelSpec(
+    name="tinymoe:latest",
+    architecture="qwen3moe",
+    parameter_count=168_823_808,
+    block_count=2,
+    context_length=32768,
+    embedding_length=1024,
+    head_count=8,
+    head_count_kv=2,
+    key_length=128,
+    value_length=128,
+    quantization="MXFP4",
+    parameter_size="169M",
+    extra_model_info={"qwen3moe.expert_count": 8, "qwen3moe.expert_used_count": 2},
+    tensors=_tiny_moe_tensors(),
+)
+
+
+def test_installed_moe_reads_bytes_per_token_from_its_tensor_layout(standin: OllamaStandIn) -> None:
+    """A MoE model with no size in its name: /api/show's tensors give the bytes read per token."""
+    standin.add_model(TINY_MOE)
+    tools = build_toolset(None, OllamaLayer(standin.url))
+    args = {"chip": "M4 Pro", "gpu_cores": 20, "model": "tinymoe", "context_tokens": 0}
+    out = tools.get("estimate_speed").run(args)
+    embd = 1024 * 32000 * 8.5 / 8
+    head = 1024 * 32000 * 6.5625 / 8
+    attn = 2 * (2 * 1024 * 1024 * 4.5 / 8 + 1024 * 256 * 4.5 / 8 + 1024 * 256 * 6.5625 / 8)
+    f32 = (1024 + 2 * (1024 + 1024 * 8)) * 4
+    experts = 2 * 3 * (1024 * 2048 * 8) * 4.25 / 8
+    total = embd + head + attn + f32 + experts
+    active = head + attn + f32 + experts * 2 / 8  # token_embd: one row per token; 2 of 8 experts
+    assert out.weights_gb == pytest.approx(total / 1e9, abs=0.006)  # type: ignore[attr-defined]
+    assert out.active_weights_gb == pytest.approx(active / 1e9, abs=0.006)  # type: ignore[attr-defined]
+    assert out.quant == "MXFP4"  # type: ignore[attr-defined]
+    assert "tensor by tensor" in out.assumptions[0]  # type: ignore[attr-defined]
+    expected_ceiling = 273e9 / (round(active / 1e9, 3) * 1e9 + 0)
+    assert out.ceiling_tokens_per_second == pytest.approx(expected_ceiling, rel=0.01)  # type: ignore[attr-defined]
+    shows = standin.requests_to("/api/show")
+    assert [r.json["model"] for r in shows] == ["tinymoe"] and shows[0].json["verbose"] is True

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from assistant.config import Settings
 from assistant.events import (
+    ContextEvent,
     DoneEvent,
     ErrorEvent,
     NoticeEvent,
@@ -26,6 +27,7 @@ from assistant.ui import (
     TurnRenderer,
     arguments_from_form,
     build_app,
+    context_meter_markdown,
     form_fields,
     is_loopback,
     launch_options,
@@ -201,6 +203,36 @@ def test_turn_renderer_text_after_tool_is_a_new_bubble_and_errors_show() -> None
     assert contents[-1] == "⚠️ Ollama is not running."
 
 
+def test_left_out_context_is_said_in_plain_sight_and_meter_figures_do_not_split_the_answer() -> None:
+    messages: list[dict] = []
+    r = TurnRenderer(messages)
+    meter = ContextEvent(used_tokens=6000, window_tokens=8192, reserved_tokens=1024, reason="auto: 8,192")
+    assert not r.apply(meter)  # figures for the meter, not a message
+    r.apply(NoticeEvent(text="Left out of this request: 2 earlier answer(s).", kind="context_dropped"))
+    r.apply(TokenEvent(text="About "))
+    r.apply(ContextEvent(used_tokens=6100, window_tokens=8192))
+    r.apply(TokenEvent(text="40 tok/s."))
+    assert messages[0] == {"role": "assistant", "content": "✂️ Left out of this request: 2 earlier answer(s)."}
+    assert "metadata" not in messages[0]  # not a folded note
+    assert messages[1]["content"] == "About 40 tok/s." and len(messages) == 2
+    assert r.context is not None and r.context.used_tokens == 6100
+
+
+def test_context_meter_shows_used_over_window_and_how_it_was_chosen() -> None:
+    assert "chosen for the model at the first message" in context_meter_markdown(None, Settings())
+    assert "12,288 tokens" in context_meter_markdown(None, Settings(num_ctx=12288))
+    event = ContextEvent(
+        used_tokens=4096,
+        window_tokens=8192,
+        reserved_tokens=1024,
+        reason="auto: 8,192 tokens, the fallback (no Mac to size it against here)",
+        tools=["estimate_speed", "check_memory_fit"],
+    )
+    text = context_meter_markdown(event, Settings())
+    assert "4,096 / 8,192 tokens (50%)" in text and "█" * 10 + "░" * 10 in text
+    assert "the fallback" in text and "2 tool(s) sent" in text and "1,024 kept for the answer" in text
+
+
 def test_done_without_text_still_gets_a_stats_line() -> None:
     messages: list[dict] = []
     r = TurnRenderer(messages)
@@ -332,7 +364,7 @@ def test_build_app_without_ollama_has_forms_search_and_chat_api() -> None:
     elem_ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
     for tool in REGISTRY:
         assert f"run-{tool.name}" in elem_ids
-    assert "ollama-status" in elem_ids and "chatbot" in elem_ids
+    assert "ollama-status" in elem_ids and "chatbot" in elem_ids and "context-meter" in elem_ids
     assert app.analytics_enabled is False
     assert json.dumps(config, default=str).count("fonts.googleapis") == 0
 

@@ -37,7 +37,8 @@ REGISTRY = Registry(
                 "with "
                 "quant (default Q4_K_M) and context_tokens. Returns the hard bandwidth ceiling, the expected "
                 "tokens/s with a (low, high) range calibrated on public measurements, weights and KV-cache "
-                "sizes, a rough prefill speed, assumptions and sources."
+                "sizes, a rough prefill speed, assumptions and sources. Optional cluster (count of identical "
+                "Macs, link) scales one Mac's estimate by measured multi-Mac factors."
             ),
             input_model=EstimateSpeedInput,
             output_model=EstimateSpeedOutput,
@@ -49,11 +50,13 @@ REGISTRY = Registry(
                 "Check whether a model fits in a Mac's GPU memory budget: weights + KV cache (GQA-aware, "
                 "kv_cache_type f16|q8_0|q4_0, parallel slots) + compute buffer + margin, against the Metal "
                 "working-set limit (about 2/3 of RAM up to 36 GB, 3/4 above, or gpu_memory_limit_gb if "
-                "iogpu.wired_limit_mb was raised). Needs chip and memory_gb, and a model tag or "
-                "params_billion. "
+                "iogpu.wired_limit_mb was raised). No argument is required by the schema because on a "
+                "Mac chip and memory_gb default to this Mac; elsewhere pass both. Give the model as an "
+                "Ollama tag, params_billion or an explicit architecture. "
                 "Returns verdict (fits | tight | partial_offload | does_not_fit), a GB breakdown, the "
                 "largest "
-                "context that fits and concrete suggestions."
+                "context that fits and concrete suggestions. runtime (ollama default | llama.cpp | mlx) "
+                "says which runtime the verdict is for; optional cluster splits the model over several Macs."
             ),
             input_model=CheckMemoryFitInput,
             output_model=CheckMemoryFitOutput,
@@ -62,7 +65,8 @@ REGISTRY = Registry(
         Tool(
             name="lookup_benchmarks",
             description=(
-                "Look up the article's measured benchmark tables: LLM tokens/s (M4 Pro mini, M3 Max, M2 "
+                "Look up the measured benchmark tables of the article 'Apple Silicon AI Workstation 2026' "
+                "(2026-04-14) this advisor is built on: LLM tokens/s (M4 Pro mini, M3 Max, M2 "
                 "Ultra "
                 "with Llama 3.1 8B, Qwen 2.5 14B, '34B', Llama 3.3 70B) and image-generation seconds "
                 "(Flux, SDXL, "
@@ -77,9 +81,11 @@ REGISTRY = Registry(
         Tool(
             name="recommend_machine",
             description=(
-                "Recommend which Mac to buy for local AI, following the article's decision framework, from "
-                "budget_usd, workload (llm | image | research), an optional target model (Ollama tag or "
-                "target_params_billion) and context. Each option is checked with check_memory_fit and "
+                "Recommend which Mac to buy for local AI, following the decision framework of the article "
+                "'Apple Silicon AI Workstation 2026' (2026-04-14) over Apple's November 2026 line-up plus "
+                "the article's refurbished picks, from budget_usd, workload (llm | image | research | both), "
+                "an optional target model (Ollama tag or target_params_billion) and context. Each option is "
+                "checked with check_memory_fit and "
                 "estimate_speed; returns the pick with expected tokens/s, alternatives, machines to avoid, "
                 "reasons and trade-offs."
             ),

@@ -71,6 +71,9 @@ STOP = {
 }
 
 
+_SPECIFIC = re.compile(r"\d+(?:\.\d+)?b|m[1-9]|\d+gb|\d+core|a\d+b|\d+x\d+b")
+
+
 def _norm(text: str) -> str:
     t = text.lower()
     t = (
@@ -185,6 +188,13 @@ def _llm_rows() -> list[tuple[LlmBenchmarkRow, set[str]]]:
                 f"Physically impossible: {tps} tok/s exceeds the bandwidth ceiling {ceiling:.2f} tok/s "
                 f"({bin_.bandwidth_gbps:g} GB/s / {(w + kv) / GB:.1f} GB read per token)."
             )
+        frac = float(data["suspicious_above_ceiling_fraction"])
+        suspicious = tps is not None and float(tps) > frac * ceiling
+        if suspicious and not impossible:
+            flags.append(
+                f"Suspicious: {tps} tok/s is {float(tps) / ceiling:.0%} of the bandwidth ceiling "
+                f"({ceiling:.2f} tok/s); measured decode on Apple Silicon reaches 55-80% of it."
+            )
         if r.get("hearsay"):
             flags.append("Hearsay: the article labels this row as not its own measurement.")
         if r.get("from_prose"):
@@ -204,6 +214,8 @@ def _llm_rows() -> list[tuple[LlmBenchmarkRow, set[str]]]:
             result=str(r["result"]),
             ceiling_tokens_per_second=round(ceiling, 2),
             physically_impossible=impossible,
+            suspicious=suspicious,
+            efficiency=round(float(tps) / ceiling, 3) if tps is not None else None,
             flags=flags,
             source=f"{ARTICLE}, section 'Measured Tokens/Sec on Real Models'"
             + (" (prose, 'MLX vs llama.cpp')" if r.get("from_prose") else ""),
@@ -269,6 +281,10 @@ def lookup_benchmarks(p: LookupBenchmarksInput) -> LookupBenchmarksOutput:
     vocab_img = set().union(*(t for _, t in img))
     used = [w for w in words if any(_match(w, v) for v in (vocab_llm, vocab_img))]
     ignored = [w for w in words if w not in used]
+    # A query whose words match nothing (or that names a size, chip, memory or core count no row has) matches
+    # nothing: say so instead of returning every row.
+    specific = [w for w in ignored if _SPECIFIC.fullmatch(w)]
+    nothing = bool(words) and (not used or bool(specific))
     kind = p.kind
     if kind == "any" and used:
         img_only = [w for w in used if not any(_match(w, t) for _, t in llm)]
@@ -279,8 +295,16 @@ def lookup_benchmarks(p: LookupBenchmarksInput) -> LookupBenchmarksOutput:
             kind = "llm"
     llm_hits = [r for r, t in llm if all(_match(w, t) for w in used)] if kind in ("llm", "any") else []
     img_hits = [r for r, t in img if all(_match(w, t) for w in used)] if kind in ("image", "any") else []
+    if nothing:
+        llm_hits, img_hits = [], []
     matched = [f"kind={kind}", f"terms: {', '.join(used) if used else '(none: all rows)'}"]
-    if ignored:
+    if nothing:
+        matched[1] = f"terms: {', '.join(used) or '(none)'}"
+        matched.append(
+            f"nothing in the article's tables matches {', '.join(specific or ignored)!s}: no rows returned "
+            "(the article measured only the machines and models listed below)."
+        )
+    elif ignored:
         matched.append(f"ignored (match no row): {', '.join(ignored)}")
     if not llm_hits and not img_hits:
         machines = sorted({r.machine for r, _ in llm} | {r.machine for r, _ in img})

@@ -17,19 +17,24 @@ import yaml
 
 from tools.catalog import (
     DATA_DIR,
+    ChipBin,
     QuantSpec,
+    attention_flops_per_prompt_token,
     attention_read_bytes,
     catalog,
     chip_bins,
     generic_architecture,
     kv_cache_bytes,
     load_csv,
+    resolve_model,
     resolve_quant,
-    weights_bytes,
+    weights_read,
 )
-from tools.speed import PARAM_NAMES, feature_vector
+from tools.schemas import ModelArchitecture
+from tools.speed import PARAM_NAMES, PrefillModel, expert_share, feature_vector, prefill_light
 
 CALIBRATION_FILE = "calibration_decode.csv"
+CALIBRATION_2026 = "calibration_2026.csv"
 
 # Prompt-processing (prefill) anchors: llama.cpp pp512 for Llama-3-8B-class Q4 models (16.1 GFLOP per token).
 # effective TFLOPS = pp512 tok/s * 2 * params; divided by GPU cores gives a per-core rate per generation.
@@ -67,6 +72,9 @@ class CalibrationRow:
     kv_bytes: float
     attn_bytes: float
     exclude_reason: str
+    moe_layers: int = 0
+    category: str = "dense"
+    split: str = "fit"
 
     @property
     def ceiling_tps(self) -> float:
@@ -74,7 +82,13 @@ class CalibrationRow:
 
     def features(self) -> list[float]:
         return feature_vector(
-            self.weights_bytes, self.bandwidth_gbps, self.tier, self.quant, self.attn_bytes, self.generation
+            self.weights_bytes,
+            self.bandwidth_gbps,
+            self.tier,
+            self.quant,
+            self.attn_bytes,
+            self.generation,
+            self.moe_layers,
         )
 
 
@@ -85,7 +99,8 @@ def _tier_of(chip: str) -> tuple[str, int]:
     raise ValueError(f"calibration row names unknown chip {chip!r}")
 
 
-def calibration_rows(include_excluded: bool = False) -> list[CalibrationRow]:
+def calibration_rows(include_excluded: bool = False, with_2026: bool = True) -> list[CalibrationRow]:
+    """Decode rows to fit on: the older dense set plus the 2026 rows of the ``fit`` split (trusted only)."""
     out: list[CalibrationRow] = []
     cat = catalog()
     for r in load_csv(CALIBRATION_FILE):
@@ -95,14 +110,8 @@ def calibration_rows(include_excluded: bool = False) -> list[CalibrationRow]:
         params = float(r["params_b"])
         q, _ = resolve_quant(r["quant"])
         entry = cat.get(tag) if tag else None
-        if entry is not None:
-            arch = entry.architecture()
-            active = entry.active_params_b or entry.params_b
-        else:
-            arch, _ = generic_architecture(params)
-            active = params
-        # MoE rows read only the active experts per token; dense rows read everything.
-        w, _ = weights_bytes(active, q, None) if active < params else weights_bytes(params, q, entry)
+        arch = entry.architecture() if entry is not None else generic_architecture(params)[0]
+        wr = weights_read(arch, q, entry)
         ctx = int(r["context_tokens"])
         out.append(
             CalibrationRow(
@@ -119,10 +128,129 @@ def calibration_rows(include_excluded: bool = False) -> list[CalibrationRow]:
                 quant=q,
                 context_tokens=ctx,
                 measured_tps=float(r["decode_tps"]),
-                weights_bytes=w,
+                weights_bytes=wr.active_bytes,
                 kv_bytes=kv_cache_bytes(arch, ctx),
                 attn_bytes=attention_read_bytes(arch, ctx),
                 exclude_reason=r["exclude_reason"],
+                moe_layers=wr.moe_layers,
+                category="moe" if wr.moe else "dense",
+            )
+        )
+    if with_2026:
+        # Rows collected for prefill (category "prefill": TTFT harnesses, mostly Rapid-MLX) feed the prefill
+        # fit only; the decode fit takes the 2026 rows collected for MoE and M5 decode.
+        out += [r for r in rows_2026("fit") if r.exclude_reason == "" and r.category != "prefill"]
+    return out
+
+
+def chip_bin(chip: str, gpu_cores: str = "", memory_gb: str = "") -> ChipBin:
+    """The bin a measurement ran on: GPU cores if stated, else memory size, else the fastest bin."""
+    bins = [b for b in chip_bins() if b.chip == chip]
+    if not bins:
+        raise ValueError(f"calibration row names unknown chip {chip!r}")
+    if gpu_cores:
+        hit = [b for b in bins if int(gpu_cores) in b.gpu_cores]
+        if hit:
+            return hit[0]
+    if memory_gb:
+        hit = [b for b in bins if int(float(memory_gb)) in b.memory_gb]
+        if hit:
+            return max(hit, key=lambda b: b.bandwidth_gbps)
+    return max(bins, key=lambda b: b.bandwidth_gbps)
+
+
+@dataclass(frozen=True)
+class Row2026:
+    """One normalised public measurement (tools/data/calibration_2026.csv)."""
+
+    row: str
+    split: str
+    trust: str
+    category: str
+    chip: str
+    bin: ChipBin
+    gpu_cores: int
+    engine: str
+    model_tag: str
+    quant: QuantSpec
+    context_tokens: int
+    decode_tps: float | None
+    prefill_tps: float | None
+    arch: ModelArchitecture
+    active_params_b: float
+    weights_total: float
+    weights_active: float
+    moe: bool
+    moe_layers: int
+    source_url: str
+
+
+def load_2026() -> list[Row2026]:
+    out: list[Row2026] = []
+    for r in load_csv(CALIBRATION_2026):
+        b = chip_bin(r["chip"], r["gpu_cores"], r["memory_gb"])
+        q, _ = resolve_quant(r["quant"])
+        model = resolve_model(r["model_tag"], None, None)
+        wr = weights_read(model.arch, q, model.catalog_entry)
+        active_b = model.arch.active_params_billion or model.arch.params_billion
+        out.append(
+            Row2026(
+                row=r["row"],
+                split=r["split"],
+                trust=r["trust"],
+                category=r["category"],
+                chip=r["chip"],
+                bin=b,
+                gpu_cores=int(r["gpu_cores"]) if r["gpu_cores"] else max(b.gpu_cores),
+                engine=r["engine"],
+                model_tag=r["model_tag"],
+                quant=q,
+                context_tokens=int(r["context_tokens"]),
+                decode_tps=float(r["decode_tps"]) if r["decode_tps"] else None,
+                prefill_tps=float(r["prefill_tps"]) if r["prefill_tps"] else None,
+                arch=model.arch,
+                active_params_b=active_b,
+                weights_total=wr.total_bytes,
+                weights_active=wr.active_bytes,
+                moe=wr.moe,
+                moe_layers=wr.moe_layers,
+                source_url=r["source_url"],
+            )
+        )
+    return out
+
+
+def rows_2026(split: str, trust: str = "high") -> list[CalibrationRow]:
+    """2026 decode rows of one split as CalibrationRows (low-trust rows carry an exclude_reason)."""
+    out: list[CalibrationRow] = []
+    for r in load_2026():
+        if r.split != split or r.decode_tps is None:
+            continue
+        if trust != "any" and r.trust != trust:
+            continue
+        ctx = r.context_tokens
+        out.append(
+            CalibrationRow(
+                source_id="2026:" + "/".join(r.source_url.split(" ")[0].split("/")[3:5]),
+                source=r.source_url,
+                chip=r.chip,
+                tier=r.bin.tier,
+                generation=r.bin.generation,
+                bandwidth_gbps=r.bin.bandwidth_gbps,
+                engine=r.engine,
+                model_label=r.model_tag,
+                model_tag=r.model_tag,
+                params_b=r.arch.params_billion,
+                quant=r.quant,
+                context_tokens=ctx,
+                measured_tps=r.decode_tps,
+                weights_bytes=r.weights_active,
+                kv_bytes=kv_cache_bytes(r.arch, ctx),
+                attn_bytes=attention_read_bytes(r.arch, ctx),
+                exclude_reason="" if r.trust == "high" else "low trust (see calibration_2026.csv header)",
+                moe_layers=r.moe_layers,
+                category=r.category,
+                split=split,
             )
         )
     return out
@@ -197,15 +325,282 @@ def ape(pred: float, measured: float) -> float:
     return abs(pred - measured) / measured * 100.0
 
 
-def prefill_table() -> dict[int, dict[str, object]]:
-    out: dict[int, dict[str, object]] = {}
-    for gen, chip, cores, pp, params_b, src in PREFILL_ROWS:
-        tflops = pp * 2 * params_b * 1e9 / 1e12
-        out[gen] = {
-            "tflops_per_core": round(tflops / cores, 4),
-            "source": f"{src}: {chip} {cores}-core, pp512 {pp} tok/s -> {tflops:.2f} effective TFLOPS",
-        }
+@dataclass(frozen=True)
+class PrefillRow:
+    label: str
+    model: str
+    generation: int
+    chip: str
+    gpu_cores: int
+    active_params_b: float
+    is_float: bool
+    moe: bool
+    attn_flops: float
+    measured_tps: float
+    split: str
+    source: str
+    mlx: bool = False
+    prompt_tokens: int = 512
+    expert_share: float | None = None
+
+    def implied_tflops_per_core(
+        self, pm_attn: float, mlx_fixed: tuple[float, float] = (0.0, 0.0), mlx_factor: float = 1.0
+    ) -> float:
+        """Effective rate per core; MLX rows first lose the start-up time (M1-M4, M5) and the MLX factor."""
+        tps = self.measured_tps
+        if self.mlx:
+            n = self.prompt_tokens
+            fixed = mlx_fixed[1] if self.generation >= 5 else mlx_fixed[0]
+            tps = n / max(n / tps - fixed, 0.25 * n / tps) / mlx_factor
+        flops = 2 * self.active_params_b * 1e9 + pm_attn * self.attn_flops
+        return tps * flops / (self.gpu_cores * 1e12)
+
+
+def prefill_rows(split: str) -> list[PrefillRow]:
+    """Trusted prompt-processing rows of one split (plus the four older anchors, always 'fit')."""
+    out: list[PrefillRow] = []
+    for r in load_2026():
+        if r.prefill_tps is None or r.trust != "high" or r.split != split:
+            continue
+        out.append(
+            PrefillRow(
+                label=f"{r.chip} {r.model_tag} {r.quant.quant} {r.engine} p{r.context_tokens}",
+                model=r.model_tag,
+                generation=r.bin.generation,
+                chip=r.chip,
+                gpu_cores=r.gpu_cores,
+                active_params_b=r.active_params_b,
+                is_float=prefill_light(r.quant),
+                moe=r.moe,
+                attn_flops=attention_flops_per_prompt_token(r.arch, max(r.context_tokens, 512)),
+                measured_tps=r.prefill_tps,
+                split=r.split,
+                source=r.source_url,
+                mlx=r.quant.engine == "mlx",
+                prompt_tokens=max(r.context_tokens, 512),
+                expert_share=expert_share(resolve_model(r.model_tag, None, None).catalog_entry, r.arch),
+            )
+        )
+    if split == "fit":
+        arch = catalog()["llama3.1:8b"].architecture()
+        for gen, chip, cores, pp, params_b, src in PREFILL_ROWS:
+            out.append(
+                PrefillRow(
+                    label=f"{chip} llama3.1:8b Q4_K_M llama.cpp p512",
+                    model="llama3.1:8b",
+                    generation=gen,
+                    chip=chip,
+                    gpu_cores=cores,
+                    active_params_b=params_b,
+                    is_float=False,
+                    moe=False,
+                    attn_flops=attention_flops_per_prompt_token(arch, 512),
+                    measured_tps=pp,
+                    split="fit",
+                    source=src,
+                )
+            )
     return out
+
+
+def fit_prefill(rows: list[PrefillRow]) -> dict[str, object]:
+    """Robust (median) fit, for each candidate attention factor and MLX start-up time (kept: the pair with the
+    lowest median error on these rows):
+
+    * per generation, the median per-core rate of dense rows with Q4-class weights;
+    * the MLX factor as the median of dense MLX rows' rates over their generation's llama.cpp/Ollama rate;
+    * the F16/Q8_0 factor from paired rows (same chip, model and prompt length, light vs Q4-class weights);
+    * the MoE factor as the median of MoE rows' rates over their generation's rate.
+    """
+    best: dict[str, object] | None = None
+    best_err = math.inf
+    fixed = mlx_startup(rows)
+    for k in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
+        fitted = _fit_prefill_at(rows, k, fixed)
+        pm = prefill_model(fitted)
+        err = statistics.median(ape(predict_prefill(pm, r), r.measured_tps) for r in rows)
+        if err < best_err:
+            best, best_err = fitted, err
+    assert best is not None
+    return best
+
+
+def mlx_startup(rows: list[PrefillRow]) -> tuple[float, float]:
+    """(M1-M4, M5) MLX start-up seconds: median over MLX pairs (same chip, cores, model at two prompt lengths)
+    of the intercept of time = start-up + prompt / rate through the two points (negative -> 0)."""
+    by: dict[tuple[str, int, str], list[PrefillRow]] = {}
+    for r in rows:
+        if r.mlx:
+            by.setdefault((r.chip, r.gpu_cores, r.model), []).append(r)
+    out: dict[bool, list[float]] = {False: [], True: []}
+    for grp in by.values():
+        pts = sorted({(r.prompt_tokens, r.prompt_tokens / r.measured_tps) for r in grp})
+        if len(pts) < 2:
+            continue
+        (n1, t1), (n2, t2) = pts[0], pts[-1]
+        if n2 == n1:
+            continue
+        slope = (t2 - t1) / (n2 - n1)
+        out[grp[0].generation >= 5].append(max(0.0, t1 - slope * n1))
+    return (
+        statistics.median(out[False]) if out[False] else 0.0,
+        statistics.median(out[True]) if out[True] else 0.0,
+    )
+
+
+# Candidate tokens-per-expert at half matmul efficiency (0 = one flat MoE factor), tried by _fit_prefill_at.
+MOE_HALF_BATCH_CANDIDATES = (0.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0)
+
+
+def _gen_rates(
+    rows: list[PrefillRow], k: float, fixed: tuple[float, float], factor: float
+) -> dict[int, float]:
+    # Median within each (generation, model) first, then across models: every model counts once, so one model
+    # measured at many prompt lengths/engines (or one outlier model) does not set a generation's rate.
+    per_model: dict[tuple[int, str], list[float]] = {}
+    for r in rows:
+        per_model.setdefault((r.generation, r.model), []).append(r.implied_tflops_per_core(k, fixed, factor))
+    per_gen: dict[int, list[float]] = {}
+    for (g, _m), v in per_model.items():
+        per_gen.setdefault(g, []).append(statistics.median(v))
+    return {g: statistics.median(v) for g, v in per_gen.items()}
+
+
+def _fit_prefill_at(
+    rows: list[PrefillRow], k: float, fixed: tuple[float, float] = (0.0, 0.0)
+) -> dict[str, object]:
+    heavy = [r for r in rows if not r.moe and not r.is_float]
+    gguf_rate = _gen_rates([r for r in heavy if not r.mlx], k, fixed, 1.0)
+    mlx_ratios = [
+        r.implied_tflops_per_core(k, fixed) / gguf_rate[r.generation]
+        for r in heavy
+        if r.mlx and r.generation in gguf_rate
+    ]
+    mlx_factor = statistics.median(mlx_ratios) if mlx_ratios else 1.0
+    rate = _gen_rates(heavy, k, fixed, mlx_factor)
+
+    def implied(r: PrefillRow) -> float:
+        return r.implied_tflops_per_core(k, fixed, mlx_factor)
+
+    by_key: dict[tuple[str, str, float, bool], dict[bool, float]] = {}
+    for r in rows:
+        if r.moe:
+            continue
+        key = (f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops, r.mlx)
+        by_key.setdefault(key, {})[r.is_float] = implied(r)
+    pairs = [v[True] / v[False] for v in by_key.values() if True in v and False in v]
+    fl = pairs or [implied(r) / rate[r.generation] for r in rows if r.is_float and r.generation in rate]
+    moe_rows = [r for r in rows if r.moe and r.generation in rate]
+    mo = [implied(r) / rate[r.generation] for r in moe_rows]
+    # MoE: flat factor x batch efficiency b / (b + h), h (tokens per expert at half efficiency) chosen by the
+    # median log error over the MoE rows; h = 0 keeps one flat factor.
+    half, moe_f, best = 0.0, statistics.median(mo) if mo else 1.0, math.inf
+    for h in MOE_HALF_BATCH_CANDIDATES:
+        pm_h = PrefillModel({}, {}, 1.0, 1.0, k, 0.0, 1.0, 1.0, moe_half_batch=h)
+        eff = [pm_h.moe_efficiency(r.expert_share) for r in moe_rows]
+        if not mo:
+            break
+        f0 = statistics.median(m / e for m, e in zip(mo, eff, strict=True))
+        err = statistics.median(abs(math.log(m / (f0 * e))) for m, e in zip(mo, eff, strict=True))
+        if err < best - 1e-9:
+            half, moe_f, best = h, f0, err
+    srcs: dict[int, str] = {}
+    for g in sorted(rate):
+        used = sorted({r.label for r in heavy if r.generation == g})
+        srcs[g] = (
+            f"median over models of {len(used)} dense quantised (not F16/Q8_0) rows: "
+            + "; ".join(used[:4])
+            + (" ..." if len(used) > 4 else "")
+        )
+    return {
+        "rate": rate,
+        "sources": srcs,
+        "float_factor": statistics.median(fl) if fl else 1.0,
+        "moe_factor": moe_f,
+        "moe_half_batch": half,
+        "attn_factor": k,
+        "mlx_fixed_seconds": fixed,
+        "mlx_factor": mlx_factor,
+        "n_mlx": len(mlx_ratios),
+        "n_pairs": len(pairs),
+    }
+
+
+def prefill_model(fitted: dict[str, object], low: float = 1.0, high: float = 1.0) -> PrefillModel:
+    rate: dict[int, float] = fitted["rate"]  # type: ignore[assignment]
+    return PrefillModel(
+        tflops_per_core=dict(rate),
+        sources=dict(fitted["sources"]),  # type: ignore[call-overload]
+        float_factor=float(fitted["float_factor"]),  # type: ignore[arg-type]
+        moe_factor=float(fitted["moe_factor"]),  # type: ignore[arg-type]
+        attn_factor=float(fitted["attn_factor"]),  # type: ignore[arg-type]
+        no_accelerator_tflops_per_core=rate.get(4, min(rate.values())),
+        range_low=low,
+        range_high=high,
+        mlx_fixed_seconds=fitted["mlx_fixed_seconds"][0],  # type: ignore[index]
+        mlx_fixed_seconds_m5=fitted["mlx_fixed_seconds"][1],  # type: ignore[index]
+        mlx_factor=float(fitted.get("mlx_factor", 1.0)),  # type: ignore[arg-type]
+        moe_half_batch=float(fitted.get("moe_half_batch", 0.0)),  # type: ignore[arg-type]
+    )
+
+
+def predict_prefill(pm: PrefillModel, r: PrefillRow) -> float:
+    tps, _ = pm.tokens_per_second(
+        r.generation,
+        r.gpu_cores,
+        r.active_params_b,
+        r.is_float,
+        r.moe,
+        r.attn_flops,
+        r.mlx,
+        r.prompt_tokens,
+        r.expert_share,
+    )
+    return tps
+
+
+def prefill_table() -> dict[str, object]:
+    rows = prefill_rows("fit")
+    fitted = fit_prefill(rows)
+    pm = prefill_model(fitted)
+    pm = prefill_model(fitted)
+    ratios = sorted(r.measured_tps / predict_prefill(pm, r) for r in rows)
+    lo, hi = float(np.quantile(ratios, 0.1)), float(np.quantile(ratios, 0.9))
+    rate: dict[int, float] = fitted["rate"]  # type: ignore[assignment]
+    srcs: dict[int, str] = fitted["sources"]  # type: ignore[assignment]
+    return {
+        "per_generation": {
+            g: {"tflops_per_core": round(rate[g], 4), "source": srcs[g]} for g in sorted(rate)
+        },
+        "float_factor": round(float(fitted["float_factor"]), 4),  # type: ignore[arg-type]
+        "moe_factor": round(float(fitted["moe_factor"]), 4),  # type: ignore[arg-type]
+        "moe_half_batch": float(fitted["moe_half_batch"]),  # type: ignore[arg-type]
+        "moe_note": (
+            "MoE prefill x moe_factor x b / (b + moe_half_batch), b = 512 x active/total experts (tokens "
+            "per expert in a 512-token micro-batch); half-batch chosen by median log error over the MoE rows"
+        ),
+        "attn_factor": float(fitted["attn_factor"]),  # type: ignore[arg-type]
+        "mlx_fixed_seconds": round(fitted["mlx_fixed_seconds"][0], 4),  # type: ignore[index]
+        "mlx_fixed_seconds_m5": round(fitted["mlx_fixed_seconds"][1], 4),  # type: ignore[index]
+        "mlx_factor": round(float(fitted["mlx_factor"]), 4),  # type: ignore[arg-type]
+        "mlx_note": (
+            "MLX quants: time to first token = start-up + prompt / (mlx_factor x rate); start-up (M1-M4, "
+            "M5) = median intercept of MLX rows measured at two prompt lengths (same chip and model); "
+            f"factor = median of {fitted['n_mlx']} dense MLX rows over their generation's llama.cpp rate"
+        ),
+        "float_factor_note": (
+            f"F16/BF16/Q8_0 over Q4-class weights, median of {fitted['n_pairs']} paired rows (same chip, "
+            "model, prompt)"
+        ),
+        "m5_without_tensor_api_tflops_per_core": round(rate.get(4, min(rate.values())), 4),
+        "m5_without_tensor_api_source": (
+            "M4 per-core rate: llama.cpp PR #16634 keeps pre-M5 performance; LM Studio bug #2040 measured "
+            "2-3x less prefill on an M5 Max with the tensor API disabled"
+        ),
+        "range": {"low_ratio": round(lo, 4), "high_ratio": round(hi, 4)},
+        "data": "tools/data/calibration_2026.csv split=fit trust=high (prefill_tps) + PREFILL_ROWS anchors",
+        "n_rows": len(rows),
+    }
 
 
 def main(path: Path | None = None) -> None:
@@ -216,13 +611,18 @@ def main(path: Path | None = None) -> None:
     apes = [ape(p, r.measured_tps) for r, p in zip(rows, preds, strict=True)]
     lo = float(np.quantile(ratios, 0.1))
     hi = float(np.quantile(ratios, 0.9))
+    moe_ratios = [r.measured_tps / p for r, p in zip(rows, preds, strict=True) if r.moe_layers]
+    moe_lo = float(np.quantile(moe_ratios, 0.1)) if moe_ratios else lo
     doc = {
         "fit": {
             "method": (
                 "Weighted non-negative least squares of seconds/token on relative error (rows scaled by "
                 "1/measured), ridge 1e-3 on column-scaled parameters; python -m tools.calibration"
             ),
-            "data": f"tools/data/{CALIBRATION_FILE} ({len(rows)} Apple rows used; exclusions listed there)",
+            "data": (
+                f"tools/data/{CALIBRATION_FILE} + tools/data/{CALIBRATION_2026} split=fit trust=high "
+                f"({len(rows)} Apple rows used; exclusions listed there; the holdout split is never fitted)"
+            ),
             "fitted_on": _dt.date.today().isoformat(),
             "in_sample_median_ape_pct": round(statistics.median(apes), 2),
             "in_sample_mean_ape_pct": round(statistics.fmean(apes), 2),
@@ -233,7 +633,8 @@ def main(path: Path | None = None) -> None:
         "range": {
             "low_ratio": round(lo, 4),
             "high_ratio": round(hi, 4),
-            "note": "10th/90th percentile of measured/predicted over the calibration rows",
+            "moe_low_ratio": round(min(moe_lo, lo), 4),
+            "note": "10th/90th percentile of measured/predicted over the calibration rows (MoE: MoE rows)",
         },
         "prefill": prefill_table(),
     }
@@ -241,7 +642,8 @@ def main(path: Path | None = None) -> None:
     header = (
         "# Decode-speed model parameters, fitted by `uv run python -m tools.calibration` (do not "
         "hand-edit).\n"
-        "# T = (W/BW)*(a[tier]+d[quant]) + t0[tier] + c_attn*A(ctx)/BW   -- see tools/speed.py.\n"
+        "# T = (W/BW)*(a+d[quant]+g_m1+g_m1_big+m_w) + t0[tier] + t0_mlx + c_attn*A(ctx)/BW + MoE routing"
+        "  -- see tools/speed.py.\n"
     )
     target.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     print(yaml.safe_dump(doc, sort_keys=False))

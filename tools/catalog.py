@@ -61,6 +61,8 @@ class ChipBin:
     memory_gb: tuple[int, ...]
     verified: str
     source: str
+    cpu_cores: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    note: str | None = None
 
     @property
     def label(self) -> str:
@@ -82,6 +84,10 @@ def chip_bins() -> tuple[ChipBin, ...]:
                 memory_gb=tuple(int(m) for m in row["memory_gb"]),
                 verified=str(row["verified"]),
                 source=str(row["source"]),
+                cpu_cores=tuple(
+                    (int(k), tuple(int(g) for g in v)) for k, v in (row.get("cpu_cores") or {}).items()
+                ),
+                note=row.get("note"),
             )
         )
     return tuple(out)
@@ -95,36 +101,135 @@ def chip_names() -> list[str]:
     return seen
 
 
-_CHIP_RE = re.compile(r"\bm\s*([1-9])\s*(pro|max|ultra)?\b")
-_CORES_RE = re.compile(r"(\d{1,3})\s*-?\s*(?:core|cores|c)\b(?:\s*gpu)?")
+_CHIP_RE = re.compile(r"(?<![a-z0-9])m\s*([1-9])(?:[\s_\-]*(pro|max|ultra))?(?![a-z0-9])")
+_CORES_RE = re.compile(
+    r"(\d{1,3})\s*-?\s*(?:core|cores|c)\b(?:\s*(cpu|gpu))?|\b(cpu|gpu)\s*:?\s*(\d{1,3})(?:\s*-?\s*(?:core|cores|c)\b)?"
+)
+_PRODUCT_RE = re.compile(
+    r"mac\s*book\s*pro|mac\s*book\s*air|mac\s*book\s*neo|mac\s*studio|mac\s*mini|mac\s*pro|\bimac\b"
+)
+_PRODUCT_NAMES = {
+    "macbookpro": "MacBook Pro",
+    "macbookair": "MacBook Air",
+    "macbookneo": "MacBook Neo",
+    "macstudio": "Mac Studio",
+    "macmini": "Mac mini",
+    "macpro": "Mac Pro",
+    "imac": "iMac",
+}
+
+
+@dataclass
+class ParsedChip:
+    """What a free-text machine name says: chip, core counts, product, and what had to be read into it."""
+
+    chip: str
+    gpu_cores: int | None
+    cpu_cores: int | None = None
+    product: str | None = None
+    notes: list[str] = field(default_factory=list)
+    memory_gb: int | None = None
+
+
+def _clean(text: str) -> str:
+    # Control and invisible characters (NUL, escapes, BOM, bidi marks) count as spaces: "M4\x00 Pro" must read
+    # as M4 Pro, not silently as M4 with the rest ignored.
+    # Apple's pages use non-breaking hyphens ("14\u2011core"): read every dash as "-".
+    text = re.sub("[\u2010-\u2015\u2212]", "-", text)
+    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+
+
+def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
+    """'MacBook Pro 16 M4 Max', 'M4 Pro 14-core CPU 20-core GPU', 'M3-Max' -> chip, cores and product.
+
+    Never guesses silently: two different chips in one name, or a product name without a chip, are errors that
+    list what the product shipped with; a chip the product never had is kept but stated as a note.
+    """
+    raw = _clean(text)
+    low = raw.lower().replace("apple", " ").replace("_", " ")
+    low = re.sub(r"\b(m[1-9])(pro|max|ultra)\b", r"\1 \2", low)
+    names = chip_names()
+    prods = [_PRODUCT_NAMES[re.sub(r"\s", "", m.group(0))] for m in _PRODUCT_RE.finditer(low)]
+    # "MacBook Pro" contains the word "pro": blank product names out before looking for the chip's tier.
+    chip_text = _PRODUCT_RE.sub(" ", low)
+    found = list(_CHIP_RE.finditer(chip_text))
+    chips = list(
+        dict.fromkeys(f"M{m.group(1)}" + (f" {m.group(2).capitalize()}" if m.group(2) else "") for m in found)
+    )
+    product = prods[0] if prods else None
+    if not chips:
+        if product is not None:
+            shipped = [c for c in products().get(product, {}).get("chips", []) if c in names]
+            raise ToolError(
+                f"{field_name}: {raw!r} names a {product} but not its chip; the {product} came with "
+                f'{", ".join(shipped) or "no Apple M-series chip"}. Say which (e.g. "{product} '
+                f'{shipped[-1] if shipped else "M4"}").',
+                fields=[field_name],
+            )
+        close = _closest(raw, names)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise ToolError(
+            f"{field_name}: unknown chip {raw!r}.{hint} Accepted: {', '.join(names)}.", fields=[field_name]
+        )
+    if len(chips) > 1:
+        raise ToolError(
+            f"{field_name}: {raw!r} names more than one chip ({' and '.join(chips)}); pass one.",
+            fields=[field_name],
+        )
+    name = chips[0]
+    if name not in names:
+        close = _closest(name, names)
+        raise ToolError(
+            f"{field_name}: {name!r} is not an Apple Silicon chip we know (from {raw!r}). "
+            f"Closest: {', '.join(close) or 'none'}. Accepted: {', '.join(names)}.",
+            fields=[field_name],
+        )
+    notes: list[str] = []
+    if product is not None:
+        shipped = products().get(product, {}).get("chips", [])
+        if name not in shipped:
+            notes.append(
+                f"Apple never sold a {product} with the {name} (it came with "
+                f"{', '.join(shipped) or 'none'}); the {name}'s own specs are used."
+            )
+    rest = chip_text
+    for m in reversed(found):
+        rest = rest[: m.start()] + " " + rest[m.end() :]
+    mem_m = re.search(r"\b(\d{1,3})\s*gb\b", rest)
+    mem = int(mem_m.group(1)) if mem_m else None
+    if mem_m:
+        rest = rest[: mem_m.start()] + " " + rest[mem_m.end() :]
+    gpu: int | None = None
+    cpu: int | None = None
+    unlabelled: list[int] = []
+    for m in _CORES_RE.finditer(rest):
+        n = int(m.group(1) or m.group(4))
+        kind = m.group(2) or m.group(3)
+        if kind == "cpu":
+            cpu = n
+        elif kind == "gpu":
+            gpu = n
+        else:
+            unlabelled.append(n)
+    if gpu is None and unlabelled:
+        bins = [b for b in chip_bins() if b.chip == name]
+        gpu_ok = {c for b in bins for c in b.gpu_cores}
+        cpu_ok = {c for b in bins for c, _ in b.cpu_cores}
+        n = unlabelled[-1]
+        if n not in gpu_ok and n in cpu_ok and cpu is None:
+            cpu = n
+            notes.append(
+                f"Read '{n}-core' in {raw!r} as the CPU core count (the {name} has no {n}-core GPU)."
+            )
+        else:
+            gpu = n
+    return ParsedChip(name, gpu, cpu, product, notes, mem)
 
 
 def parse_chip(text: str) -> tuple[str, int | None]:
     """'Apple M3 Max 40-core GPU' -> ('M3 Max', 40). Raises ToolError for anything not an M-series chip."""
-    # Control and invisible characters (NUL, escapes, BOM, bidi marks) count as spaces: "M4\x00 Pro" must read
-    # as M4 Pro, not silently as M4 with the rest ignored.
-    raw = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    low = raw.lower().replace("apple", " ").replace("_", " ")
-    low = re.sub(r"(m[1-9])(pro|max|ultra)", r"\1 \2", low)
-    m = _CHIP_RE.search(low)
-    names = chip_names()
-    if not m:
-        close = _closest(raw, names)
-        hint = f" Closest: {', '.join(close)}." if close else ""
-        raise ToolError(f"chip: unknown chip {raw!r}.{hint} Accepted: {', '.join(names)}.", fields=["chip"])
-    gen, tier = m.group(1), (m.group(2) or "")
-    name = f"M{gen}" + (f" {tier.capitalize()}" if tier else "")
-    if name not in names:
-        close = _closest(name, names)
-        raise ToolError(
-            f"chip: {name!r} is not an Apple Silicon chip we know (from {raw!r}). "
-            f"Closest: {', '.join(close) or 'none'}. Accepted: {', '.join(names)}.",
-            fields=["chip"],
-        )
-    rest = low[: m.start()] + " " + low[m.end() :]
-    cm = _CORES_RE.search(rest)
-    cores = int(cm.group(1)) if cm else None
-    return name, cores
+    parsed = parse_machine_text(text)
+    return parsed.chip, parsed.gpu_cores
 
 
 @dataclass
@@ -195,7 +300,8 @@ def resolve_machine(
         spec.sources.append("this Mac: sysctl hw.memsize / machdep.cpu.brand_string, system_profiler")
         return spec
 
-    name, cores_in_text = parse_chip(chip)
+    parsed = parse_machine_text(chip, field_name=f_chip)
+    name, cores_in_text = parsed.chip, parsed.gpu_cores
     if cores_in_text is not None and gpu_cores is not None and cores_in_text != gpu_cores:
         raise ToolError(
             f"{f_cores}: {gpu_cores} contradicts the {cores_in_text}-core count in {f_chip}={chip!r}.",
@@ -203,7 +309,37 @@ def resolve_machine(
         )
     cores = gpu_cores if gpu_cores is not None else cores_in_text
     bins = [b for b in chip_bins() if b.chip == name]
-    notes: list[str] = []
+    notes: list[str] = list(parsed.notes)
+    if parsed.memory_gb is not None:
+        if memory_gb is not None and abs(memory_gb - parsed.memory_gb) > 0.51:
+            raise ToolError(
+                f"{f_mem}: {memory_gb:g} contradicts the {parsed.memory_gb} GB in {f_chip}={chip!r}.",
+                fields=[f_mem, f_chip],
+            )
+        if memory_gb is None:
+            memory_gb = float(parsed.memory_gb)
+            notes.append(f"Memory read from {f_chip}: {parsed.memory_gb} GB.")
+    if parsed.cpu_cores is not None:
+        cpu_map: dict[int, set[int]] = {}
+        for b in bins:
+            for c, gpus in b.cpu_cores:
+                cpu_map.setdefault(c, set()).update(gpus)
+        if cpu_map and parsed.cpu_cores not in cpu_map:
+            raise ToolError(
+                f"{f_chip}: the {name} never had a {parsed.cpu_cores}-core CPU; it came with "
+                f"{_fmt_list(sorted(cpu_map))} CPU cores.",
+                fields=[f_chip],
+            )
+        gpus_for_cpu = sorted(cpu_map.get(parsed.cpu_cores, set()))
+        if cores is not None and gpus_for_cpu and cores not in gpus_for_cpu:
+            raise ToolError(
+                f"{f_cores}: the {parsed.cpu_cores}-core-CPU {name} came with {_fmt_list(gpus_for_cpu)} GPU "
+                f"cores, not {cores}.",
+                fields=[f_cores, f_chip],
+            )
+        if cores is None and len(gpus_for_cpu) == 1:
+            cores = gpus_for_cpu[0]
+            notes.append(f"The {parsed.cpu_cores}-core-CPU {name} has a {cores}-core GPU.")
     all_cores = sorted({c for b in bins for c in b.gpu_cores})
     all_mem = sorted({m for b in bins for m in b.memory_gb})
     if cores is not None:
@@ -228,18 +364,24 @@ def resolve_machine(
                 f"{f_mem}: the {name} was sold with {_fmt_list(all_mem)} GB, not {memory_gb:g} GB.",
                 fields=[f_mem],
             )
-        chosen = max(cand, key=lambda b: b.bandwidth_gbps)
+        chosen = max(cand, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
         if len(bins) > 1 and len(cand) == 1:
             notes.append(
                 f"{memory_gb:g} GB identifies the {_fmt_list(chosen.gpu_cores)}-core {name} bin "
                 f"({chosen.bandwidth_gbps:g} GB/s)."
             )
-        elif len(cand) > 1:
+        elif len(cand) > 1 and len({b.bandwidth_gbps for b in cand}) > 1:
             notes.append(
                 f"Assumed the faster {name} bin ({chosen.bandwidth_gbps:g} GB/s); pass gpu_cores to pick."
             )
+        elif len(cand) > 1:
+            notes.append(
+                f"Assumed the {_fmt_list(chosen.gpu_cores)}-core {name} (every {memory_gb:g} GB {name} bin "
+                f"has {chosen.bandwidth_gbps:g} GB/s; GPU cores matter only for prefill); pass gpu_cores to "
+                "pick."
+            )
     else:
-        chosen = max(bins, key=lambda b: b.bandwidth_gbps)
+        chosen = max(bins, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
         if len(bins) > 1:
             others = ", ".join(
                 f"{_fmt_list(b.gpu_cores)}-core = {b.bandwidth_gbps:g} GB/s" for b in bins if b is not chosen
@@ -253,7 +395,15 @@ def resolve_machine(
             f"{f_mem}: needed for a fit check; the {name} was sold with {_fmt_list(all_mem)} GB.",
             fields=[f_mem],
         )
-    if chosen.verified == "K":
+    if cores is None and len(chosen.gpu_cores) > 1:
+        notes.append(
+            f"GPU cores not given: this {name} bin came with {_fmt_list(chosen.gpu_cores)} GPU cores (same "
+            f"{chosen.bandwidth_gbps:g} GB/s, so decode is unaffected); core-dependent figures (prefill) "
+            f"assume {max(chosen.gpu_cores)}."
+        )
+    if chosen.note:
+        notes.append(f"Secondary or conflicting figure: {chosen.note}.")
+    elif chosen.verified == "K":
         notes.append(
             f"{name} specs are from secondary sources, not verified against Apple ({chosen.source})."
         )
@@ -275,9 +425,7 @@ def resolve_machine(
 
 
 def _memory_ok(b: ChipBin, memory_gb: float) -> bool:
-    return any(abs(memory_gb - m) < 0.51 for m in b.memory_gb) or (
-        b.verified == "K" and memory_gb <= max(b.memory_gb)
-    )
+    return any(abs(memory_gb - m) < 0.51 for m in b.memory_gb)
 
 
 def _fmt_list(values: tuple[int, ...] | list[int]) -> str:
@@ -392,6 +540,24 @@ def resolve_quant(text: str | None, *, field_name: str = "quant") -> tuple[Quant
 # Models
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class MoeLayout:
+    """Where a mixture-of-experts model's parameters live, so bytes read per token follow the real layout.
+
+    Why: "file size x active/total params" is wrong when experts and the rest are stored at different
+    precision
+    (gpt-oss: MXFP4 experts, BF16 attention/embeddings/head) and when the input embedding (never read whole)
+    is a sizeable share of the active count.
+    """
+
+    experts: int
+    active_experts: int
+    expert_params_b: float | None  # routed experts only (shared experts count as "other": always read)
+    embed_params_b: float  # input embedding table: one row per token, not read per token
+    layout: dict[str, str]  # native tensor types: {"expert": "MXFP4", "other": "BF16"}
+    src: str
+
+
+@dataclass(frozen=True)
 class CatalogModel:
     tag: str
     name: str
@@ -410,6 +576,10 @@ class CatalogModel:
     default_quant: str | None
     file_gb: dict[str, float]
     src: str
+    moe: MoeLayout | None = None
+    allowed_quants: tuple[str, ...] | None = None
+    size_src: str | None = None
+    as_of: str | None = None
 
     def architecture(self) -> ModelArchitecture:
         return ModelArchitecture(
@@ -452,9 +622,26 @@ def catalog() -> dict[str, CatalogModel]:
             default_quant=r.get("default_quant"),
             file_gb={str(k): float(v) for k, v in (r.get("file_gb") or {}).items()},
             src=str(r["src"]),
+            moe=_moe_layout(r.get("moe")),
+            allowed_quants=tuple(str(q) for q in r["quants"]) if r.get("quants") else None,
+            size_src=r.get("size_src"),
+            as_of=str(r["as_of"]) if r.get("as_of") else None,
         )
         out[m.tag] = m
     return out
+
+
+def _moe_layout(raw: dict[str, Any] | None) -> MoeLayout | None:
+    if not raw:
+        return None
+    return MoeLayout(
+        experts=int(raw["experts"]),
+        active_experts=int(raw["active_experts"]),
+        expert_params_b=float(raw["expert_params_b"]) if raw.get("expert_params_b") else None,
+        embed_params_b=float(raw.get("embed_params_b") or 0.0),
+        layout={str(k): str(v) for k, v in (raw.get("layout") or {}).items()},
+        src=str(raw["src"]),
+    )
 
 
 @cache
@@ -546,6 +733,61 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
     )
 
 
+_MOE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b-a(\d+(?:\.\d+)?)b\b")
+_EXPERTS_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d{1,3})x(\d+(?:\.\d+)?)b\b")
+_SIZE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bm])\b")
+
+
+def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
+    """Parameters from a tag people type for a model we do not know: '27b', '30b-a3b', '8x7b', '270m'.
+
+    Returns (total B, active B or None, how it was read) or None when the tag carries no size.
+    """
+    t = text.strip().lower()
+    m = _MOE_TAG_RE.search(t)
+    if m:
+        total, active = float(m.group(1)), float(m.group(2))
+        if 0 < active <= total:
+            return total, active, f"'{m.group(0)}' = {total:g}B total, {active:g}B active per token (MoE)"
+    m = _EXPERTS_TAG_RE.search(t)
+    if m:
+        n, each = int(m.group(1)), float(m.group(2))
+        if n >= 2 and each > 0:
+            # Mixtral convention: experts share attention and embeddings, so total < n x size (8x7b = 46.7B),
+            # and 2 experts are routed per token (12.9B active).
+            total = round(n * each * 0.834, 1)
+            active = round(min(total, 2 * each * 0.92), 1)
+            return (
+                total,
+                active,
+                f"'{m.group(0)}' read as a Mixtral-style MoE: ~{total:g}B total (attention shared across "
+                f"experts), 2 experts routed = ~{active:g}B active",
+            )
+    m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
+    if m:
+        size = float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
+        if 0 < size <= 3000:
+            return size, None, f"'{m.group(0)}' = {size:g}B parameters, assumed dense"
+    return None
+
+
+def quant_allowed(entry: CatalogModel | None, quant: str) -> bool:
+    """Whether a model exists in this quantisation (gpt-oss: MXFP4 experts only, so no IQ3_XXS/Q4_K_M).
+
+    For memory-fit suggestions: offer a smaller quant only when this returns True.
+    """
+    return entry is None or entry.allowed_quants is None or quant in entry.allowed_quants
+
+
+def is_catalog_model(text: str) -> bool:
+    """True when ``text`` names a catalog model (no /api/show round trip needed for it)."""
+    try:
+        resolve_model_tag(text)
+    except ToolError:
+        return False
+    return True
+
+
 def generic_architecture(params_b: float, active_b: float | None = None) -> tuple[ModelArchitecture, str]:
     """Architecture for a params-only model: borrow the shape of the nearest dense catalog model by size.
 
@@ -596,7 +838,28 @@ def resolve_model(
         notes.append("Architecture given explicitly; catalog not consulted for its shape.")
         return ResolvedModel(None if model is None else label, label, arch, quant_from_tag, notes, [])
     if model is not None:
-        entry, quant_from_tag, n2 = resolve_model_tag(model)
+        try:
+            entry, quant_from_tag, n2 = resolve_model_tag(model)
+        except ToolError:
+            sized = size_from_tag(model)
+            if sized is None:
+                raise
+            total_b, active_b, how = sized
+            if params_billion is not None and abs(params_billion - total_b) > 0.1 * total_b:
+                total_b, active_b, how = params_billion, None, f"params_billion={params_billion:g} given"
+            arch, like = generic_architecture(total_b, active_b)
+            # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
+            arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
+            qm = _TAG_QUANT_RE.search(model.strip().lower())
+            label = model.strip()
+            close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
+            hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
+            notes.append(
+                f"{label} is not in our catalog: size read from the tag ({how}); layers/heads borrowed from "
+                f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers."
+                + hint
+            )
+            return ResolvedModel(label, label, arch, qm.group("q") if qm else None, notes, [])
         notes += n2
         if params_billion is not None and abs(params_billion - entry.params_b) > 0.1 * entry.params_b:
             raise ToolError(
@@ -639,6 +902,14 @@ def resolve_model_and_quant(
     entry = resolved.catalog_entry
     q, qnotes = resolve_quant(quant or resolved.quant_from_tag or (entry.default_quant if entry else None))
     assumptions += qnotes
+    if entry is not None and not quant_allowed(entry, q.quant):
+        raise ToolError(
+            f"quant: {entry.tag} is not available as {q.quant}: its published weights keep the experts in "
+            f"{entry.moe.layout.get('expert') if entry.moe else entry.default_quant}, which do not "
+            "requantise. "
+            f"Available: {', '.join(entry.allowed_quants or ())}.",
+            fields=["quant"],
+        )
     sources.append(f"quant {q.quant}: {q.source}")
     if context_tokens > resolved.arch.native_context:
         raise ToolError(
@@ -663,6 +934,94 @@ def weights_bytes(
     return params_b * 1e9 * q.bpw(params_b) / 8, None
 
 
+@dataclass
+class WeightsRead:
+    """Weights in memory and weights streamed per generated token (MoE: shared parts + the routed experts)."""
+
+    total_bytes: float
+    active_bytes: float
+    moe: bool
+    moe_layers: int  # MoE layers x routed experts per token / 8 (0 for dense): drives the routing cost
+    notes: list[str]
+
+
+def weights_read(arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | None = None) -> WeightsRead:
+    """Bytes in memory and bytes read per token, from the real per-tensor layout when we know it.
+
+    Precedence: facts measured on the installed file (``architecture.weights_gb`` / ``active_weights_gb``,
+    filled
+    from Ollama's /api/show by the assistant), then the catalog's MoE layout, then active params x bits per
+    weight. A known MoE is never treated as dense.
+    """
+    notes: list[str] = []
+    total_p = arch.params_billion
+    total, wnote = weights_bytes(total_p, q, entry)
+    if wnote:
+        notes.append(wnote)
+    if arch.weights_gb is not None:
+        total = arch.weights_gb * GB
+        notes.append(f"Weights {arch.weights_gb:g} GB as reported for the installed model.")
+    layout = entry.moe if entry is not None else None
+    active_p = arch.active_params_billion
+    is_moe = layout is not None or (active_p is not None and active_p < total_p) or bool(arch.n_experts)
+    k_active = (layout.active_experts if layout else None) or arch.n_experts_active or 8
+    moe_layers = round(arch.n_layers * k_active / 8) if is_moe else 0
+    if arch.active_weights_gb is not None:
+        active = min(arch.active_weights_gb * GB, total)
+        notes.append(
+            f"Bytes read per token: {arch.active_weights_gb:g} GB, from the installed model's per-tensor "
+            "layout (shared tensors + the routed share of the expert tensors)."
+        )
+        return WeightsRead(total, active, is_moe, moe_layers, notes)
+    if not is_moe:
+        return WeightsRead(total, total, False, 0, notes)
+    if layout is not None and layout.expert_params_b is not None:
+        qt = quants()
+        experts = layout.expert_params_b
+        embed = layout.embed_params_b
+        other = max(total_p - experts - embed, 0.0)
+        expert_t, other_t = layout.layout.get("expert"), layout.layout.get("other")
+        if expert_t and q.quant == f"{expert_t}-Q8":
+            other_t = "Q8_0"  # same experts, 8-bit non-expert tensors (ggml-org / mlx-community builds)
+        native = bool(expert_t) and q.quant.startswith(str(expert_t)) and other_t in qt
+        if native:
+            bpw_e = qt[str(expert_t)].nominal_bpw
+            bpw_o = qt[str(other_t)].nominal_bpw
+        else:
+            bpw_e = bpw_o = q.bpw(total_p)
+        modelled = (experts * bpw_e + (other + embed) * bpw_o) * 1e9 / 8
+        published = entry is not None and q.quant in entry.file_gb and arch.weights_gb is None
+        if published or arch.weights_gb is not None:
+            scale = total / modelled if modelled > 0 else 1.0  # mixed K-quant tensors, metadata, vision
+        else:
+            scale, total = 1.0, modelled
+        share = layout.active_experts / layout.experts
+        other_b = other * bpw_o * 1e9 / 8 * scale
+        expert_b = experts * share * bpw_e * 1e9 / 8 * scale
+        active = other_b + expert_b
+        kind = f"{other_t} non-expert tensors, {expert_t} experts" if native else f"{q.quant} throughout"
+        notes.append(
+            f"MoE bytes per token from the tensor layout ({kind}): {other_b / GB:.2f} GB of attention, "
+            f"shared and output tensors read every token + {layout.active_experts}/{layout.experts} of "
+            f"{experts * bpw_e * 1e9 / 8 * scale / GB:.1f} GB routed experts = {active / GB:.2f} GB "
+            "(the input embedding table is not read per token)."
+        )
+        return WeightsRead(total, active, True, moe_layers, notes)
+    if active_p is None and arch.n_experts and arch.n_experts_active:
+        active_p = total_p * arch.n_experts_active / arch.n_experts
+        notes.append(
+            f"MoE active parameters not given: assumed {arch.n_experts_active}/{arch.n_experts} of all "
+            "weights are read per token (underestimates the always-read attention and shared tensors)."
+        )
+    active_p = active_p or total_p
+    active = total * active_p / total_p
+    notes.append(
+        f"MoE: {active_p:g}B of {total_p:g}B parameters read per token, assuming every tensor has the same "
+        "precision (no per-tensor layout known for this model)."
+    )
+    return WeightsRead(total, active, True, moe_layers, notes)
+
+
 def kv_cache_bytes(arch: ModelArchitecture, ctx: int, kv_type: str = "f16", parallel: int = 1) -> float:
     """2 (K,V) x layers x kv_heads x head_dim x cached tokens x bytes/elem; SWA layers cache only a window."""
     per_tok_layer = 2 * arch.n_kv_heads * arch.head_dim * KV_BYTES_PER_ELEM[kv_type]
@@ -673,6 +1032,18 @@ def kv_cache_bytes(arch: ModelArchitecture, ctx: int, kv_type: str = "f16", para
         local_tokens = min(ctx, arch.sliding_window) * parallel
         return per_tok_layer * (n_global * tokens + n_local * local_tokens)
     return per_tok_layer * arch.n_layers * tokens
+
+
+def attention_flops_per_prompt_token(arch: ModelArchitecture, prompt_tokens: int) -> float:
+    """Attention FLOPs per prompt token, averaged over a prompt of ``prompt_tokens`` (QK^T, AV: 4*d*ctx/2)."""
+    heads = arch.n_heads or arch.n_kv_heads * 4
+    ctx = max(prompt_tokens, 1)
+    if arch.sliding_window and arch.global_layer_every:
+        n_global = max(1, arch.n_layers // arch.global_layer_every)
+        eff_layers = n_global + (arch.n_layers - n_global) * min(ctx, arch.sliding_window) / ctx
+    else:
+        eff_layers = arch.n_layers
+    return 4 * eff_layers * heads * arch.head_dim * ctx / 2
 
 
 def attention_read_bytes(arch: ModelArchitecture, ctx: int) -> float:

@@ -16,6 +16,7 @@ from tools.catalog import (
     QuantSpec,
     kv_cache_bytes,
     load_yaml,
+    quant_allowed,
     quants,
     resolve_machine,
     resolve_model_and_quant,
@@ -26,8 +27,26 @@ from tools.schemas import CheckMemoryFitInput, CheckMemoryFitOutput, MemoryBreak
 
 N_BATCH = 512  # llama.cpp / Ollama default physical batch
 VOCAB_ASSUMED = 152_064  # largest common vocab (Qwen2.5); only sizes the logits buffer
-MARGIN_BYTES = 1 * GIB  # llama.cpp --fit-target default (1024 MiB free per device)
+# Vocabulary per family (largest in the family), for the logits part of the compute buffer. Source:
+# /work/shared/data/model_architectures.csv vocab column (HF config.json); gptoss: openai/gpt-oss config.json.
+VOCAB_BY_FAMILY = {
+    "llama": 128_256,
+    "qwen2": 152_064,
+    "qwen3": 151_936,
+    "qwen3moe": 151_936,
+    "gemma2": 256_000,
+    "gemma3": 262_208,
+    "phi3": 100_352,
+    "gptoss": 201_088,
+}
 QUANT_LADDER = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_K_S", "IQ4_XS", "Q3_K_M", "IQ3_XXS", "Q2_K")
+MLX_QUANT_LADDER = ("MLX-8bit", "MLX-6bit", "MLX-4bit", "MLX-3bit")
+# How to set context and KV-cache type in each runtime (for suggestions).
+_RUNTIME_KNOBS = {
+    "ollama": ("num_ctx / OLLAMA_CONTEXT_LENGTH", "OLLAMA_FLASH_ATTENTION=1 OLLAMA_KV_CACHE_TYPE=q8_0"),
+    "llama.cpp": ("-c / --ctx-size", "-fa on -ctk q8_0 -ctv q8_0"),
+    "mlx": ("--max-kv-size", "--kv-bits 8 (mlx-lm)"),
+}
 MAC_MEMORY_SIZES = (8, 16, 18, 24, 32, 36, 48, 64, 96, 128, 192, 256, 512)
 
 SOURCES_FIT = [
@@ -48,6 +67,81 @@ def default_gpu_fraction(memory_gb: float) -> float:
     return 0.75
 
 
+@dataclass(frozen=True)
+class RuntimeSpec:
+    name: str
+    label: str
+    margin_bytes: float
+    tight_below_bytes: float
+    tight_above_fraction: float | None
+    cpu_offload: bool
+    note: str
+    source: str
+
+
+def runtime_spec(name: str) -> RuntimeSpec:
+    r = load_yaml("runtimes.yaml")["runtimes"][name]
+    frac = r.get("tight_above_fraction")
+    return RuntimeSpec(
+        name=name,
+        label=str(r["label"]),
+        margin_bytes=float(r["margin_mib"]) * 2**20,
+        tight_below_bytes=float(r["tight_below_mib"]) * 2**20,
+        tight_above_fraction=float(frac) if frac is not None else None,
+        cpu_offload=bool(r["cpu_offload"]),
+        note=str(r["note"]),
+        source=f"runtime {name}: {r['source']}",
+    )
+
+
+def gpu_budget(
+    mem_gb: float, *, override_gb: float | None = None, use_this_mac: bool = False
+) -> tuple[float, str]:
+    """The Metal GPU budget in bytes and where it came from -- the one rule both tools use."""
+    ram = mem_gb * GIB
+    if override_gb is not None:
+        if override_gb * GB > ram:
+            raise ToolError(
+                f"gpu_memory_limit_gb: {override_gb:g} GB exceeds the machine's "
+                f"{mem_gb:g} GB ({ram / GB:.1f} GB) of RAM.",
+                fields=["gpu_memory_limit_gb"],
+            )
+        return (
+            override_gb * GB,
+            f"given gpu_memory_limit_gb = {override_gb:g} GB (iogpu.wired_limit_mb override)",
+        )
+    if use_this_mac:
+        from tools.this_mac import detect
+
+        mac = detect()
+        if mac is not None and mac.wired_limit_mb:
+            return mac.wired_limit_mb * 2**20, f"this Mac's iogpu.wired_limit_mb = {mac.wired_limit_mb}"
+    frac = default_gpu_fraction(mem_gb)
+    budget = frac * ram
+    return budget, (
+        f"macOS default GPU budget {frac:.3g} x {mem_gb:g} GiB = {budget / GIB:.2f} GiB "
+        f"({budget / GB:.2f} GB); macOS 26 may allow up to ~0.84"
+    )
+
+
+_MLX_BY_BITS = ((3.0, "MLX-3bit"), (4.0, "MLX-4bit"), (6.0, "MLX-6bit"), (8.0, "MLX-8bit"))
+
+
+def quant_for_runtime(q: QuantSpec, runtime: str) -> tuple[QuantSpec, list[str]]:
+    """MLX runs its own quantisations, Ollama/llama.cpp run GGUF: read a quant the runtime cannot load as the
+    runtime's nearest equivalent, and say so."""
+    table = quants()
+    if runtime == "mlx" and q.engine != "mlx" and q.quant != "MXFP4":
+        if q.family == "float":
+            name = "MLX-BF16"
+        else:
+            name = min(_MLX_BY_BITS, key=lambda bn: abs(bn[0] - (q.nominal_bpw - 0.5)))[1]
+        return table[name], [f"MLX does not load GGUF {q.quant}: sized as its MLX equivalent, {name}."]
+    if runtime != "mlx" and q.engine == "mlx":
+        return q, [f"{q.quant} is an MLX format; {runtime} loads GGUF files (sized as given)."]
+    return q, []
+
+
 def os_headroom_gb(ram_gb: float) -> float:
     """Memory macOS and everyday apps keep (domain-notes 2.4: ~4-8 GB)."""
     return min(8.0, max(4.0, 0.1 * ram_gb))
@@ -62,7 +156,7 @@ def compute_buffer_bytes(arch: ModelArchitecture, ctx_total: int) -> tuple[float
     """
     heads = arch.n_heads or arch.n_kv_heads * 4
     hidden = heads * arch.head_dim
-    logits = 4 * N_BATCH * (hidden + VOCAB_ASSUMED)
+    logits = 4 * N_BATCH * (hidden + VOCAB_BY_FAMILY.get(arch.family or "", VOCAB_ASSUMED))
     with_fa = max(4 * N_BATCH * (1 + 4 * hidden), logits)
     without = max(4 * N_BATCH * (1 + 4 * hidden + ctx_total * (1 + heads)), logits)
     return float(with_fa), float(without)
@@ -74,23 +168,110 @@ class _Need:
     kv: float
     compute: float
     compute_no_fa: float
+    margin: float = 0.0
+    nodes: int = 1  # a cluster: each node holds 1/nodes of weights and KV plus its own compute buffer
 
     @property
     def overhead(self) -> float:
-        return self.compute + MARGIN_BYTES
+        return self.compute + self.margin
 
     @property
     def gpu_total(self) -> float:
-        return self.weights + self.kv + self.overhead
+        """GPU memory one node needs (the whole model on a single Mac)."""
+        return (self.weights + self.kv) / self.nodes + self.overhead
 
 
 def _need(
-    arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | None, ctx: int, kv_type: str, parallel: int
+    arch: ModelArchitecture,
+    q: QuantSpec,
+    entry: CatalogModel | None,
+    ctx: int,
+    kv_type: str,
+    parallel: int,
+    margin: float = 0.0,
+    nodes: int = 1,
 ) -> _Need:
     w, _ = weights_bytes(arch.params_billion, q, entry)
     kv = kv_cache_bytes(arch, ctx, kv_type, parallel)
     c, c_nofa = compute_buffer_bytes(arch, ctx * parallel)
-    return _Need(w, kv, c, c_nofa)
+    return _Need(w, kv, c, c_nofa, margin, nodes)
+
+
+@dataclass
+class GpuFit:
+    verdict: str
+    need: _Need
+    budget: float
+    ram: float
+    os_gb: float
+    tight_threshold: float
+    notes: list[str]
+
+    @property
+    def fits_on_gpu(self) -> bool:
+        return self.verdict in ("fits", "tight")
+
+    @property
+    def headroom(self) -> float:
+        return self.budget - self.need.gpu_total
+
+
+def assess_gpu_fit(need: _Need, budget: float, mem_gb: float, rt: RuntimeSpec) -> GpuFit:
+    """The single memory rule: check_memory_fit's verdict and estimate_speed's warning both come from here."""
+    ram = mem_gb * GIB
+    notes: list[str] = []
+    os_gb = os_headroom_gb(ram / GB)
+    ram_need = (need.weights + need.kv) / need.nodes + need.compute + os_gb * GB
+    headroom = budget - need.gpu_total
+    tight_threshold = max(0.5 * GB, 0.05 * budget, rt.tight_below_bytes)
+    if headroom >= 0:
+        if ram_need > ram:
+            verdict = "tight"
+            notes.append(
+                f"Fits the GPU budget but leaves less than {os_gb:g} GB for macOS and apps: expect swapping."
+            )
+        elif rt.tight_above_fraction is not None and need.gpu_total > rt.tight_above_fraction * budget:
+            verdict = "tight"
+            notes.append(
+                f"{rt.label}: above {rt.tight_above_fraction:g} of the GPU budget, which mlx-lm warns "
+                "may be slow."
+            )
+        else:
+            verdict = "tight" if headroom < tight_threshold else "fits"
+        if rt.name == "llama.cpp" and headroom < rt.tight_below_bytes:
+            notes.append(
+                "llama-server's default --fit keeps 1 GiB free (--fit-target 1024 MiB): with less "
+                "headroom it shrinks the context or moves layers to the CPU; load with -ngl 99 and a "
+                "smaller --fit-target to keep everything on the GPU."
+            )
+    elif rt.cpu_offload:
+        verdict = "partial_offload" if ram_need <= ram else "does_not_fit"
+    else:
+        verdict = "does_not_fit"
+        notes.append(
+            f"{rt.label} has no CPU offload: beyond the GPU budget it pages heavily or fails to load."
+        )
+    return GpuFit(verdict, need, budget, ram, os_gb, tight_threshold, notes)
+
+
+def gpu_fit_for(
+    arch: ModelArchitecture,
+    q: QuantSpec,
+    entry: CatalogModel | None,
+    ctx: int,
+    mem_gb: float,
+    runtime: str,
+    *,
+    kv_type: str = "f16",
+    parallel: int = 1,
+    budget: float | None = None,
+    nodes: int = 1,
+) -> GpuFit:
+    rt = runtime_spec(runtime)
+    if budget is None:
+        budget, _ = gpu_budget(mem_gb)
+    need = _need(arch, q, entry, ctx, kv_type, parallel, rt.margin_bytes, nodes)
+    return assess_gpu_fit(need, budget, mem_gb, rt)
 
 
 def _max_context(
@@ -100,15 +281,17 @@ def _max_context(
     kv_type: str,
     parallel: int,
     budget: float,
+    margin: float = 0.0,
+    nodes: int = 1,
 ) -> int:
-    if _need(arch, q, entry, 1, kv_type, parallel).gpu_total > budget:
+    if _need(arch, q, entry, 1, kv_type, parallel, margin, nodes).gpu_total > budget:
         return 0
     lo, hi = 1, arch.native_context
-    if _need(arch, q, entry, hi, kv_type, parallel).gpu_total <= budget:
+    if _need(arch, q, entry, hi, kv_type, parallel, margin, nodes).gpu_total <= budget:
         return hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _need(arch, q, entry, mid, kv_type, parallel).gpu_total <= budget:
+        if _need(arch, q, entry, mid, kv_type, parallel, margin, nodes).gpu_total <= budget:
             lo = mid
         else:
             hi = mid
@@ -136,39 +319,29 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     entry = model.catalog_entry
     arch = model.arch
 
-    ram = mem_gb * GIB
-    from tools.this_mac import detect
+    runtime: str = p.runtime
+    plan = None
+    if p.cluster is not None:
+        from tools.cluster import SOURCE as CLUSTER_SOURCE
+        from tools.cluster import plan as cluster_plan
 
-    budget_src: str
-    if p.gpu_memory_limit_gb is not None:
-        budget = p.gpu_memory_limit_gb * GB
-        budget_src = (
-            f"given gpu_memory_limit_gb = {p.gpu_memory_limit_gb:g} GB (iogpu.wired_limit_mb override)"
-        )
-        if budget > ram:
-            raise ToolError(
-                f"gpu_memory_limit_gb: {p.gpu_memory_limit_gb:g} GB exceeds the machine's "
-                f"{mem_gb:g} GB ({ram / GB:.1f} GB) of RAM.",
-                fields=["gpu_memory_limit_gb"],
-            )
-    else:
-        mac = detect() if p.chip is None else None
-        if mac is not None and mac.wired_limit_mb:
-            budget = mac.wired_limit_mb * 2**20
-            budget_src = f"this Mac's iogpu.wired_limit_mb = {mac.wired_limit_mb}"
-        else:
-            frac = default_gpu_fraction(mem_gb)
-            budget = frac * ram
-            budget_src = (
-                f"macOS default GPU budget {frac:.3g} x {mem_gb:g} GiB = {budget / GIB:.2f} GiB "
-                f"({budget / GB:.2f} GB); macOS 26 may allow up to ~0.84"
-            )
+        plan = cluster_plan(p.cluster, p.runtime)
+        runtime = plan.runtime
+        assumptions += plan.notes
+        sources.append(CLUSTER_SOURCE)
+    nodes = plan.count if plan else 1
+    rt = runtime_spec(runtime)
+    q, rnotes = quant_for_runtime(q, runtime)
+    assumptions += rnotes
+    ram = mem_gb * GIB
+    budget, budget_src = gpu_budget(mem_gb, override_gb=p.gpu_memory_limit_gb, use_this_mac=p.chip is None)
+    assumptions.append(f"Verdict for {rt.label}: {rt.note}")
     assumptions.append(f"GPU budget: {budget_src}.")
     assumptions.append(
         f"Apple's '{mem_gb:g} GB' is {mem_gb:g} GiB = {ram / GB:.2f} GB; all *_gb figures are 1e9 bytes."
     )
 
-    need = _need(arch, q, entry, p.context_tokens, p.kv_cache_type, p.parallel)
+    need = _need(arch, q, entry, p.context_tokens, p.kv_cache_type, p.parallel, rt.margin_bytes, nodes)
     _, wnote = weights_bytes(arch.params_billion, q, entry)
     if wnote:
         assumptions.append(wnote)
@@ -184,41 +357,50 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
             f"context, the "
             f"rest cache {arch.sliding_window} tokens."
         )
+    margin = f" + {rt.margin_bytes / GB:.2f} GB runtime margin" if rt.margin_bytes else ""
     assumptions.append(
         f"Overhead = compute buffer {need.compute / GB:.2f} GB (flash attention on, the llama-server "
-        f"default on "
-        f"Metal; without it {need.compute_no_fa / GB:.2f} GB) + llama.cpp's 1 GiB free-memory margin."
+        f"default on Metal; without it {need.compute_no_fa / GB:.2f} GB){margin}."
     )
-    os_gb = os_headroom_gb(ram / GB)
-    ram_need = need.weights + need.kv + need.compute + os_gb * GB
-    headroom = budget - need.gpu_total
-    tight_threshold = max(0.5 * GB, 0.05 * budget)
-    if headroom >= 0:
-        if ram_need > ram:
-            verdict = "tight"
-            assumptions.append(
-                f"Fits the GPU budget but leaves less than {os_gb:g} GB for macOS and apps: expect swapping."
-            )
-        else:
-            verdict = "tight" if headroom < tight_threshold else "fits"
-    else:
-        verdict = "partial_offload" if ram_need <= ram else "does_not_fit"
+    gf = assess_gpu_fit(need, budget, mem_gb, rt)
+    assumptions += gf.notes
+    verdict, headroom, os_gb, tight_threshold = gf.verdict, gf.headroom, gf.os_gb, gf.tight_threshold
     fits = verdict in ("fits", "tight")
-    max_ctx = _max_context(arch, q, entry, p.kv_cache_type, p.parallel, budget)
+    max_ctx = _max_context(arch, q, entry, p.kv_cache_type, p.parallel, budget, rt.margin_bytes, nodes)
+    cluster_out = None
+    if plan is not None:
+        from tools.schemas import ClusterResult
+
+        assumptions.append(
+            f"Cluster: breakdown total_gb, gpu_budget_gb and headroom_gb are per node ({nodes} nodes, "
+            f"{nodes * mem_gb:g} GB in all)."
+        )
+        cluster_out = ClusterResult(
+            nodes=nodes,
+            link=plan.link,
+            split=plan.split,
+            runtime=runtime,
+            total_memory_gb=nodes * mem_gb,
+            per_node_need_gb=_g(need.gpu_total),
+            per_node_budget_gb=_g(budget),
+            notes=plan.notes,
+        )
 
     suggestions = _suggestions(
-        p, arch, q, entry, need, budget, ram, mem_gb, os_gb, verdict, max_ctx, tight_threshold
+        p, arch, q, entry, need, budget, ram, mem_gb, os_gb, verdict, max_ctx, tight_threshold, runtime
     )
     if verdict == "partial_offload":
         suggestions.insert(
             0,
-            "As is, Ollama/llama.cpp would first shrink the context, then keep some layers on the CPU: "
+            f"As is, {rt.label} would first shrink the context, then keep some layers on the CPU: "
             "it runs, "
             "but several times slower (CPU layers read at a fraction of GPU speed).",
         )
     return CheckMemoryFitOutput(
         verdict=verdict,  # type: ignore[arg-type]
         fits_on_gpu=fits,
+        runtime=runtime,
+        cluster=cluster_out,
         chip=machine.label,
         memory_gb=mem_gb,
         model=model.tag,
@@ -258,8 +440,10 @@ def _suggestions(
     verdict: str,
     max_ctx: int,
     tight_threshold: float,
+    runtime: str = "ollama",
 ) -> list[str]:
     out: list[str] = []
+    ctx_knob, kv_knob = _RUNTIME_KNOBS.get(runtime, _RUNTIME_KNOBS["ollama"])
     ctx, kv_type, par = p.context_tokens, p.kv_cache_type, p.parallel
     if verdict == "fits":
         if max_ctx >= arch.native_context:
@@ -269,11 +453,11 @@ def _suggestions(
         return out
     table = quants()
     cur_bpw = q.bpw(arch.params_billion)
-    for name in QUANT_LADDER:
+    for name in MLX_QUANT_LADDER if runtime == "mlx" else QUANT_LADDER:
         cand = table[name]
-        if cand.bpw(arch.params_billion) >= cur_bpw - 1e-9:
-            continue
-        n2 = _need(arch, cand, entry, ctx, kv_type, par)
+        if cand.bpw(arch.params_billion) >= cur_bpw - 1e-9 or not quant_allowed(entry, name):
+            continue  # not smaller, or does not exist for this model (gpt-oss: MXFP4 experts only)
+        n2 = _need(arch, cand, entry, ctx, kv_type, par, need.margin, need.nodes)
         if budget - n2.gpu_total >= tight_threshold:
             warn = " Below 4 bits quality drops noticeably." if cand.nominal_bpw < 4 else ""
             out.append(
@@ -282,17 +466,18 @@ def _suggestions(
             )
             break
     if 0 < max_ctx < ctx:
-        out.append(f"Reduce the context to {max_ctx} tokens or less (num_ctx / OLLAMA_CONTEXT_LENGTH).")
+        out.append(f"Reduce the context to {max_ctx} tokens or less ({ctx_knob}).")
     if kv_type == "f16" and need.kv > 0.5 * GB:
-        n2 = _need(arch, q, entry, ctx, "q8_0", par)
+        n2 = _need(arch, q, entry, ctx, "q8_0", par, need.margin, need.nodes)
         fits2 = "then fits" if budget - n2.gpu_total >= 0 else "still not enough alone"
         out.append(
-            f"Quantise the KV cache: OLLAMA_FLASH_ATTENTION=1 OLLAMA_KV_CACHE_TYPE=q8_0 cuts it from "
+            f"Quantise the KV cache: {kv_knob} cuts it from "
             f"{_g(need.kv)} to {_g(n2.kv)} GB ({fits2}); small quality cost."
         )
     if par > 1:
-        n2 = _need(arch, q, entry, ctx, kv_type, 1)
-        out.append(f"Use OLLAMA_NUM_PARALLEL=1: KV cache drops to {_g(n2.kv)} GB.")
+        n2 = _need(arch, q, entry, ctx, kv_type, 1, need.margin, need.nodes)
+        knob = "OLLAMA_NUM_PARALLEL=1" if runtime == "ollama" else "one parallel slot (-np 1)"
+        out.append(f"Use {knob}: KV cache drops to {_g(n2.kv)} GB.")
     reserve = max(8 * GB, 0.1 * ram)
     wanted = need.gpu_total + 0.5 * GB
     if wanted <= ram - reserve and wanted > budget:
@@ -306,10 +491,15 @@ def _suggestions(
         for size in MAC_MEMORY_SIZES:
             r = size * GIB
             if need.gpu_total <= default_gpu_fraction(size) * r:
-                out.append(
-                    f"A Mac with {size} GB or more runs this as configured within the default GPU budget."
-                )
+                each = f"{need.nodes} Macs with {size} GB each" if need.nodes > 1 else f"A Mac with {size} GB"
+                out.append(f"{each} or more runs this as configured within the default GPU budget.")
                 break
         else:
-            out.append("No single Mac holds this as configured; use a smaller quant or model.")
+            out.append(
+                "No single Mac holds this as configured; use a smaller quant or model, or a cluster of Macs "
+                "(pass cluster: 2-4 Macs over Thunderbolt 5)."
+                if need.nodes == 1
+                else "Not even the largest Macs hold this in a cluster of this size; add nodes or use a "
+                "smaller quant."
+            )
     return out

@@ -1,23 +1,26 @@
-"""recommend_machine: the article's buying framework, checked against our own fit and speed models.
+"""recommend_machine: the article's buying framework, applied to the current line-up and checked against
+our own fit and speed models.
 
-The article's rules come first (they are what the user asked about); each candidate is then run through
-check_memory_fit and estimate_speed for the target model, and the article is overruled -- saying so -- when
-its
-pick would not fit the target, or when it names a machine that does not exist.
+Machines, prices (with source and date), the avoid-list and the rules live in tools/data (machines.yaml,
+recommend_rules.yaml, image_models.yaml). Each candidate is run through check_memory_fit and estimate_speed
+for the target model; a machine the avoid-list names is never recommended, and a budget nothing fits gets a
+typed answer that says so instead of a pick beyond the budget.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from tools.catalog import load_yaml, resolve_model_tag
+from tools.catalog import GB, chip_bins, load_yaml, resolve_model_tag
 from tools.estimate import estimate_speed
-from tools.fit import check_memory_fit
+from tools.fit import check_memory_fit, gpu_budget
 from tools.registry import ToolError
 from tools.schemas import (
     CheckMemoryFitInput,
+    ClusterOption,
     EstimateSpeedInput,
     MachineOption,
     RecommendMachineInput,
@@ -25,8 +28,23 @@ from tools.schemas import (
 )
 
 ARTICLE = "article.txt, section 'The Decision Framework' and 'The Honest Bottom Line'"
-REFERENCE_MODEL = "qwen2.5:14b"
-WAIT_BELOW_USD = 1000.0
+SOURCES = [
+    ARTICLE,
+    "tools/data/machines.yaml (from /work/shared/data/2026/apple_lineup_2026.csv; prices with source, date)",
+    "tools/data/recommend_rules.yaml, tools/data/image_models.yaml",
+    "check_memory_fit and estimate_speed (this package)",
+]
+_BASIS = {
+    "list": "Apple US list price",
+    "launch": "Apple US list price at launch (later price not read)",
+    "article": "the article's price (refurbished/used)",
+    "list-K": "approximate launch list price (general knowledge, not verified)",
+}
+
+
+@cache
+def rules() -> dict[str, Any]:
+    return load_yaml("recommend_rules.yaml")
 
 
 @dataclass(frozen=True)
@@ -40,81 +58,199 @@ class Candidate:
     portable: bool
     price_usd: float
     price_basis: str
-    price_note: str
-    article_view: str
+    price_as_of: str
+    price_source: str
+    status: str
+    why: str
+
+    @property
+    def price_note(self) -> str:
+        basis = _BASIS.get(self.price_basis, self.price_basis)
+        return f"{basis}, as of {self.price_as_of}; {self.price_source}."
 
 
 @cache
 def candidates() -> tuple[Candidate, ...]:
-    out = []
-    for m in load_yaml("machines.yaml")["machines"]:
-        out.append(
-            Candidate(
-                id=m["id"],
-                label=m["label"],
-                chip=m["chip"],
-                gpu_cores=int(m["gpu_cores"]),
-                memory_gb=float(m["memory_gb"]),
-                form=m["form"],
-                portable=bool(m["portable"]),
-                price_usd=float(m["price_usd"]),
-                price_basis=m["price_basis"],
-                price_note=m.get("price_note")
-                or (
-                    "Approximate Apple US list price at launch (not verified here)."
-                    if m["price_basis"] == "list-K"
-                    else "Price as given by the article."
-                ),
-                article_view=m["article_view"],
+    return tuple(
+        Candidate(
+            id=m["id"],
+            label=m["label"],
+            chip=m["chip"],
+            gpu_cores=int(m["gpu_cores"]),
+            memory_gb=float(m["memory_gb"]),
+            form=m["form"],
+            portable=bool(m["portable"]),
+            price_usd=float(m["price_usd"]),
+            price_basis=str(m["price_basis"]),
+            price_as_of=str(m["price_as_of"]),
+            price_source=str(m["price_source"]),
+            status=str(m["status"]),
+            why=str(m["why"]),
+        )
+        for m in load_yaml("machines.yaml")["machines"]
+    )
+
+
+def avoid_reason(c: Candidate, workload: str) -> str | None:
+    """The avoid-list entry that names this machine for this workload, if any."""
+    for rule in load_yaml("machines.yaml")["avoid"]:
+        chips, forms = rule.get("chips"), rule.get("forms")
+        if chips is None and forms is None and rule.get("max_memory_gb") is None:
+            continue  # Intel Macs, MacBook Neo: not in the candidate list at all
+        if chips is not None and c.chip not in chips:
+            continue
+        if forms is not None and c.form not in forms:
+            continue
+        if rule.get("max_memory_gb") is not None and c.memory_gb > float(rule["max_memory_gb"]):
+            continue
+        if rule.get("workloads") is not None and workload not in rule["workloads"]:
+            continue
+        return str(rule["text"])
+    return None
+
+
+def image_model_need(name: str | None) -> tuple[float, str, str]:
+    """(GB on the GPU, label, source) for an image model name; ToolError listing the known ones otherwise."""
+    table: dict[str, Any] = load_yaml("image_models.yaml")["image_models"]
+    key = (name or rules()["default_image_model"]).strip().lower()
+    norm = re.sub(r"[^a-z0-9.]", "", key)
+    for mid, m in table.items():
+        names = [mid, *m.get("aliases", [])]
+        if key in names or norm in {re.sub(r"[^a-z0-9.]", "", a) for a in names}:
+            gb = float(m["params_b"]) * float(m["bytes_per_param"]) + float(m["activations_gb"])
+            return gb, str(m["label"]), f"image model {mid}: {m['source']}"
+    raise ToolError(
+        f"image_model: unknown image model {name!r}. Known: {', '.join(table)}.", fields=["image_model"]
+    )
+
+
+def _bandwidth(c: Candidate) -> float:
+    return next(b.bandwidth_gbps for b in chip_bins() if b.chip == c.chip and c.gpu_cores in b.gpu_cores)
+
+
+def _evaluate(
+    c: Candidate, model_args: dict[str, Any] | None, ctx: int, runtime: str, image_gb: float
+) -> MachineOption:
+    verdict: str | None = None
+    tps: float | None = None
+    rng: tuple[float, float] | None = None
+    budget, _ = gpu_budget(c.memory_gb)
+    if image_gb > 0 and image_gb * GB >= budget:
+        verdict = "does_not_fit"
+    elif model_args is None:
+        verdict = "fits" if image_gb * GB <= 0.9 * budget else "tight"
+    else:
+        limit = (budget - image_gb * GB) / GB if image_gb > 0 else None
+        fit = check_memory_fit(
+            CheckMemoryFitInput(
+                chip=c.chip,
+                gpu_cores=c.gpu_cores,
+                memory_gb=c.memory_gb,
+                context_tokens=ctx,
+                runtime=runtime,  # type: ignore[arg-type]
+                gpu_memory_limit_gb=limit,
+                **model_args,
             )
         )
-    return tuple(out)
-
-
-def _evaluate(c: Candidate, model_args: dict[str, Any], ctx: int, why: str) -> MachineOption:
-    fit = check_memory_fit(
-        CheckMemoryFitInput(
-            chip=c.chip, gpu_cores=c.gpu_cores, memory_gb=c.memory_gb, context_tokens=ctx, **model_args
-        )
-    )
-    speed = estimate_speed(
-        EstimateSpeedInput(
-            chip=c.chip,
-            gpu_cores=c.gpu_cores,
-            memory_gb=c.memory_gb,
-            context_tokens=min(ctx, 4096),
-            **model_args,
-        )
-    )
-    from tools.catalog import chip_bins
-
-    bw = next(b.bandwidth_gbps for b in chip_bins() if b.chip == c.chip and c.gpu_cores in b.gpu_cores)
+        verdict = fit.verdict
+        if fit.fits_on_gpu:
+            speed = estimate_speed(
+                EstimateSpeedInput(
+                    chip=c.chip,
+                    gpu_cores=c.gpu_cores,
+                    memory_gb=c.memory_gb,
+                    context_tokens=min(ctx, 4096),
+                    runtime=runtime,  # type: ignore[arg-type]
+                    **model_args,
+                )
+            )
+            tps, rng = speed.expected_tokens_per_second, speed.expected_range
     return MachineOption(
         machine=c.label,
         chip=c.chip,
         gpu_cores=c.gpu_cores,
         memory_gb=c.memory_gb,
-        bandwidth_gbps=bw,
+        bandwidth_gbps=_bandwidth(c),
         approx_price_usd=c.price_usd,
         price_note=c.price_note,
-        fit_verdict=fit.verdict,
-        expected_tokens_per_second=speed.expected_tokens_per_second if fit.fits_on_gpu else None,
-        expected_range=speed.expected_range if fit.fits_on_gpu else None,
-        why=why or c.article_view,
+        price_as_of=c.price_as_of,
+        status=c.status,
+        fit_verdict=verdict,
+        expected_tokens_per_second=tps,
+        expected_range=rng,
+        why=c.why,
     )
 
 
+def _score(pool: list[Candidate], ev: dict[str, MachineOption]) -> dict[str, float]:
+    """Weighted speed + memory per dollar, each relative to the best in the pool (recommend_rules.yaml)."""
+    w = rules()["score_weights"]
+    best_tps = max((ev[c.id].expected_tokens_per_second or 0.0) for c in pool) or 1.0
+    best_mpd = max(c.memory_gb / c.price_usd for c in pool)
+    return {
+        c.id: float(w["speed"]) * (ev[c.id].expected_tokens_per_second or 0.0) / best_tps
+        + float(w["memory_per_dollar"]) * (c.memory_gb / c.price_usd) / best_mpd
+        for c in pool
+    }
+
+
+@dataclass
+class _ClusterEval:
+    c: Candidate
+    count: int
+    verdict: str
+    tps: float | None
+
+    @property
+    def price(self) -> float:
+        return self.c.price_usd * self.count
+
+
+def _clusters(
+    pool: list[Candidate], model_args: dict[str, Any], ctx: int, runtime: str
+) -> list[_ClusterEval]:
+    """Clusters of 2..max_nodes identical Macs over Thunderbolt 5 (tensor parallel) that hold the target."""
+    from tools.cluster import data as cluster_data
+
+    cd = cluster_data()
+    out: list[_ClusterEval] = []
+    for c in pool:
+        if c.chip not in cd["thunderbolt5_chips"]:
+            continue
+        for k in range(2, int(cd["recommend"]["max_nodes"]) + 1):
+            spec = {"count": k, "link": "thunderbolt5"}
+            args = {"chip": c.chip, "gpu_cores": c.gpu_cores, "memory_gb": c.memory_gb, "runtime": runtime}
+            fit = check_memory_fit(
+                CheckMemoryFitInput.model_validate(
+                    {**args, **model_args, "context_tokens": ctx, "cluster": spec}
+                )
+            )
+            if not fit.fits_on_gpu:
+                continue
+            speed = estimate_speed(
+                EstimateSpeedInput.model_validate(
+                    {**args, **model_args, "context_tokens": min(ctx, 4096), "cluster": spec}
+                )
+            )
+            out.append(_ClusterEval(c, k, fit.verdict, speed.expected_tokens_per_second))
+            break  # the smallest cluster of this machine that holds the model
+    return out
+
+
 def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
+    r = rules()
     assumptions: list[str] = []
     reasons: list[str] = []
     trade: list[str] = []
-    data = load_yaml("machines.yaml")
-    avoid = list(data["avoid"])
+    sources = list(SOURCES)
+    avoid = [str(a["text"]) for a in load_yaml("machines.yaml")["avoid"]]
     q = p.quant
+    wl = p.workload
+    model_args: dict[str, Any] | None
     if p.target_model is not None:
         entry, q_tag, notes = resolve_model_tag(p.target_model, field_name="target_model")
         assumptions += notes
-        model_args: dict[str, Any] = {"model": entry.tag, "quant": q or q_tag}
+        model_args = {"model": entry.tag, "quant": q or q_tag}
         target_b = entry.params_b
         target_label = entry.tag
     elif p.target_params_billion is not None:
@@ -122,16 +258,27 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
         target_b = p.target_params_billion
         target_label = f"a {target_b:g}B model"
     else:
-        model_args = {"model": REFERENCE_MODEL, "quant": q}
-        target_b = 14.77
-        target_label = REFERENCE_MODEL
-        if p.workload != "image":
+        model_args = {"model": r["reference_model"], "quant": q}
+        target_b = float(r["reference_params_b"])
+        target_label = str(r["reference_model"])
+        if wl != "image":
             assumptions.append(
-                f"No target model given: speeds shown for {REFERENCE_MODEL} (a typical 'serious' local "
-                f"model)."
+                f"No target model given: speeds shown for {target_label} (a typical 'serious' local model)."
             )
-    if q is None:
+    if q is None and wl != "image":
         assumptions.append("Quantisation: Q4_K_M (Ollama's default), as in the article's tests.")
+    image_gb = 0.0
+    if wl in ("image", "both"):
+        image_gb, image_label, image_src = image_model_need(p.image_model)
+        sources.append(image_src)
+        assumptions.append(
+            f"Image model: {image_label}, ~{image_gb:.1f} GB on the GPU (parameters x bytes + activations; "
+            "parameter counts from the model cards, not re-verified)."
+        )
+    elif p.image_model is not None:
+        assumptions.append("image_model is used only with workload image or both; ignored.")
+    if wl == "image":
+        model_args = None
     ctx = p.context_tokens
     cands = list(candidates())
     if p.portable is True:
@@ -140,153 +287,156 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     elif p.portable is False:
         cands = [c for c in cands if not c.portable]
 
-    evaluated = {c.id: _evaluate(c, model_args, ctx, "") for c in cands}
-    fitting = [c for c in cands if evaluated[c.id].fit_verdict in ("fits", "tight")]
-    comfortable = [c for c in fitting if evaluated[c.id].fit_verdict == "fits"]
+    ev = {c.id: _evaluate(c, model_args, ctx, p.runtime, image_gb) for c in cands}
+    allowed = [c for c in cands if avoid_reason(c, wl) is None]
+    fitting = [c for c in allowed if ev[c.id].fit_verdict in ("fits", "tight")]
+    comfortable = [c for c in fitting if ev[c.id].fit_verdict == "fits"]
+    budget = p.budget_usd
+
+    def in_budget_price(price: float) -> bool:
+        return budget is None or price <= budget * 1.001
 
     def in_budget(c: Candidate) -> bool:
-        return p.budget_usd is None or c.price_usd <= p.budget_usd * 1.001
+        return in_budget_price(c.price_usd)
 
-    pool = [c for c in (comfortable or fitting) if in_budget(c)]
-    # Don't recommend the 24 GB base M4 for LLM work (article: avoid), unless it is the only thing affordable.
-    if p.workload != "image":
-        serious = [c for c in pool if c.id != "mini_m4_24"]
-        pool = serious or pool
+    pool = [c for c in (comfortable or fitting) if in_budget(c)] or [c for c in fitting if in_budget(c)]
 
     pick: Candidate | None = None
-    if p.budget_usd is not None and p.budget_usd < WAIT_BELOW_USD and not pool:
-        reasons.append(
-            f"With ${p.budget_usd:,.0f} the article's advice is to wait: base M4 machines do not have enough "
-            "memory for meaningful LLM work, and the used M2 Pro market is shrinking."
-        )
-    elif not pool:
+    what = "both models" if wl == "both" else ("the image model" if wl == "image" else target_label)
+    if not pool:
+        if budget is not None and budget < float(r["wait_below_usd"]):
+            reasons.append(str(r["reasons"]["wait"]).replace("{budget}", f"{budget:,.0f}"))
         if not fitting:
             reasons.append(
-                f"No machine in our list runs {target_label} at {ctx} tokens of context on the GPU; "
-                "consider a smaller quantisation or model (see check_memory_fit)."
+                f"No single machine in our list runs {what} at {ctx} tokens of context on the GPU; "
+                "consider a smaller quantisation or model (see check_memory_fit), or a cluster of Macs."
             )
-        else:
+        elif budget is not None:
             cheapest = min(fitting, key=lambda c: c.price_usd)
             reasons.append(
-                f"Nothing within ${p.budget_usd:,.0f} runs {target_label} at {ctx} tokens on the GPU; the "
-                f"cheapest that does is the {cheapest.label} (~${cheapest.price_usd:,.0f})."
+                f"Nothing within ${budget:,.0f} that the avoid-list allows runs {what} at {ctx} tokens on "
+                f"the GPU; the cheapest that does is the {cheapest.label} (~${cheapest.price_usd:,.0f})."
             )
-            pick = cheapest
-            trade.append("This is over your budget; the alternative is a smaller model or quantisation.")
-    elif p.workload == "image":
-        # Compute-bound: most GPU cores within budget; Mac Studio preferred for sustained thermals.
-        if p.budget_usd is None:
+    elif wl == "image":
+        if budget is None:
             studios = [c for c in pool if c.form == "Mac Studio" and c.gpu_cores >= 40 and c.price_usd < 6000]
             pick = min(studios or pool, key=lambda c: (c.price_usd, -c.gpu_cores))
         else:
             pick = max(pool, key=lambda c: (c.gpu_cores, c.form == "Mac Studio", -c.price_usd))
-        reasons += [
-            "Image generation is compute-bound, not bandwidth-bound: GPU core count sets the speed (the "
-            "article's "
-            "40-core M3 Max renders Flux in 29 s vs 52 s on the 20-core M4 Pro mini).",
-            "For long batches (hundreds of images) a Mac Studio has the best sustained thermals; the M3 Max "
-            "MacBook Pro throttles harder and the M4 Pro mini throttles after ~30 min of Flux.",
-            "Use Draw Things (~20% faster than ComfyUI on Apple Silicon); ComfyUI only for custom node "
-            "workflows.",
-        ]
-    elif p.workload == "research":
+        reasons += list(r["reasons"]["image"])
+    elif wl == "research":
         laptops = [c for c in pool if c.portable and c.memory_gb >= 64] or pool
         pick = min(laptops, key=lambda c: c.price_usd)
-        reasons.append(
-            "Serious ML research: the article recommends an M3 Max MacBook Pro with 64-128 GB, because "
-            "portability matters and thermals are acceptable for notebook-style work."
-        )
-        reasons.append(
-            "PyTorch MPS is the research/training path; MLX for fastest inference; Ollama for agents."
-        )
+        reasons += list(r["reasons"]["research"])
     else:
-        big = target_b >= 40
-        if p.budget_usd is None:
-            pick = min(pool, key=lambda c: (c.price_usd, -(evaluated[c.id].expected_tokens_per_second or 0)))
+        if budget is None:
+            pick = min(pool, key=lambda c: (c.price_usd, -(ev[c.id].expected_tokens_per_second or 0)))
+            reasons.append("No budget given: the cheapest machine that runs the target comfortably.")
         else:
-            # Within budget, bandwidth wins for LLMs: take the fastest, but skip the $6000 Ultra unless
-            # needed.
-            non_overkill = [c for c in pool if c.id != "studio_m2ultra_192"] or pool
-            pick = max(
-                non_overkill, key=lambda c: (evaluated[c.id].expected_tokens_per_second or 0, -c.price_usd)
-            )
-        reasons.append(
-            "Decode speed is memory-bandwidth bound: every token reads all weights, so bandwidth (not "
-            "GPU cores or "
-            "the Neural Engine) sets tokens/s; capacity decides what fits at all."
-        )
-        if big:
-            reasons.append(
-                "For 70B-class models the article's pick is an M3 Max with 64 GB (the 'sweet spot for "
-                "70B at Q4'); "
-                "48 GB machines cannot hold 70B Q4 (~42 GB) plus KV cache within the GPU budget."
-            )
+            score = _score(pool, ev)
+            pick = max(pool, key=lambda c: (round(score[c.id], 6), -c.price_usd))
+            reasons.append(str(r["reasons"]["ranking"]))
+        reasons.append(str(r["reasons"]["bandwidth"]))
+        if wl == "both":
+            reasons.append(str(r["reasons"]["both"]))
+        if target_b >= float(r["big_model_b"]):
+            reasons.append(str(r["reasons"]["big"]))
         elif pick.chip == "M4 Pro":
-            reasons.append(
-                "Under ~$1500 the article's pick is the M4 Pro Mac mini with 48 GB: runs everything up "
-                "to 34B "
-                "comfortably; do not get the 24 GB version."
-            )
+            reasons.append(str(r["reasons"]["under_1500"]))
         if pick.chip == "M3 Max":
-            reasons.append(
-                "A two-generation-old M3 Max (300-400 GB/s) beats a new M4 Pro (273 GB/s) for LLM inference."
-            )
+            reasons.append(str(r["reasons"]["m3max"]))
+    cluster_opt: ClusterOption | None = None
+    from tools.cluster import data as cluster_data
+
+    crules = cluster_data()["recommend"]
+    if model_args is not None and (pick is None or target_b >= float(crules["consider_above_b"])):
+        found = _clusters(allowed, model_args, ctx, p.runtime)
+        if found:
+            best_any = min(found, key=lambda e: (e.price, -(e.tps or 0)))
+            affordable = [e for e in found if in_budget_price(e.price)]
+            single_tps = ev[pick.id].expected_tokens_per_second if pick is not None else None
+            best = max(affordable, key=lambda e: (e.tps or 0, -e.price)) if affordable else None
+            if best is not None and (
+                single_tps is None or (best.tps or 0) > float(crules["beat_factor"]) * single_tps
+            ):
+                cluster_opt = ClusterOption(
+                    machine=best.c.label,
+                    count=best.count,
+                    link="thunderbolt5",
+                    split="tensor",
+                    total_price_usd=best.price,
+                    total_memory_gb=best.count * best.c.memory_gb,
+                    fit_verdict=best.verdict,
+                    expected_tokens_per_second=best.tps,
+                    why=(
+                        f"{best.count} x {best.c.label} over Thunderbolt 5 (exo / MLX distributed, tensor "
+                        f"parallel): holds {what} "
+                        + ("where no single Mac in budget does." if pick is None else "and decodes faster.")
+                    ),
+                )
+                reasons.append(
+                    f"A cluster beats one machine here: {cluster_opt.why} ~{best.tps:g} tok/s for "
+                    f"~${best.price:,.0f} (see cluster_option)."
+                )
+            else:
+                reasons.append(
+                    f"Clusters also run {what}: e.g. {best_any.count} x {best_any.c.label} over "
+                    f"Thunderbolt 5 (~${best_any.price:,.0f} in all, ~{best_any.tps:g} tok/s); public runs: "
+                    "4 M3 Ultras ran DeepSeek V3.1 671B 8-bit at 32.5 tok/s and Kimi K2 (1T) at 28.3 tok/s "
+                    "(exo, Thunderbolt 5)."
+                )
+            sources.append("tools/data/clusters.yaml (public Mac-cluster measurements)")
     if pick is not None and pick.chip == "M3 Max":
+        trade.append(str(r["trade_offs"]["m3max_studio"]))
+    if pick is not None and pick.status == "discontinued":
         trade.append(
-            "The article calls this an 'M3 Max Mac Studio', which Apple never made: the M3 Max ships in the "
-            "MacBook Pro (refurbished/used). The real Mac Studio alternative is the M4 Max Studio (2025)."
+            f"The {pick.label} is discontinued: buy refurbished or used; the price shown is "
+            f"{_BASIS.get(pick.price_basis, pick.price_basis)} ({pick.price_as_of})."
         )
-    trade += [
-        "Buy memory, not storage: take the base SSD and put models on an external Thunderbolt NVMe "
-        "(~2800 MB/s, ~$180 for 2 TB vs Apple's $400 upgrade).",
-        "Mac mini is fine for serving an LLM all day; for 500-image overnight batches get a Mac Studio.",
-        "Apple Silicon is not for training from scratch, batch serving at scale, or more than 128-192 GB "
-        "in one "
-        "machine.",
-    ]
-    rec = evaluated[pick.id] if pick else None
-    if rec is not None:
-        rec = rec.model_copy(update={"why": pick.article_view if pick else ""})
+    trade += list(r["trade_offs"]["always"])
+    rec = ev[pick.id] if pick is not None else None
+    alt_pool = fitting or allowed
     alts = [
-        evaluated[c.id].model_copy(update={"why": c.article_view})
-        for c in sorted(fitting or cands, key=lambda c: c.price_usd)
+        ev[c.id]
+        for c in sorted(alt_pool, key=lambda c: (not in_budget(c), c.price_usd))
         if pick is None or c.id != pick.id
     ][:4]
-    if (
-        rec is not None
-        and rec.expected_tokens_per_second is not None
-        and rec.expected_range is not None
-        and p.workload != "image"
-    ):
+    if rec is not None and rec.expected_tokens_per_second is not None and rec.expected_range is not None:
         reasons.append(
             f"Expected for {target_label} on it: ~{rec.expected_tokens_per_second:g} tok/s "
             f"(range {rec.expected_range[0]:g}-{rec.expected_range[1]:g}) at up to 4k context; "
             f"memory fit at {ctx} tokens: {rec.fit_verdict}."
         )
-    if any(c.price_basis == "list-K" for c in cands):
-        assumptions.append(
-            "Prices: the article's figures where it gives them, otherwise approximate Apple US list "
-            "prices at "
-            "launch (not verified; refurbished/used prices are lower)."
-        )
+    assumptions.append(
+        f"Prices: US prices with their source and date (line-up as of "
+        f"{load_yaml('machines.yaml')['as_of']}); "
+        "discontinued machines at their last list or the article's refurbished price. Not priced in any "
+        "source, so not considered: " + "; ".join(load_yaml("machines.yaml")["unpriced"]) + "."
+    )
     if not reasons:
         raise ToolError("recommend_machine: could not form a recommendation for these inputs.")
     if rec is not None and pick is not None:
         speed = (
             f"; ~{rec.expected_tokens_per_second:g} tok/s on {target_label}"
-            if rec.expected_tokens_per_second is not None and p.workload != "image"
+            if rec.expected_tokens_per_second is not None and wl != "image"
             else ""
         )
-        summary = f"{rec.machine} (~${pick.price_usd:,.0f}){speed}. {pick.article_view}"
+        summary = f"{rec.machine} (~${pick.price_usd:,.0f}){speed}. {pick.why}"
     else:
         summary = "No purchase recommended: " + reasons[0]
+    if rec is None and cluster_opt is not None:
+        summary = (
+            f"No single Mac in budget runs {what}; {cluster_opt.count} x {cluster_opt.machine} "
+            f"(~${cluster_opt.total_price_usd:,.0f}) do together (see cluster_option). " + reasons[0]
+        )
     return RecommendMachineOutput(
         recommendation=rec,
         summary=summary,
         alternatives=alts,
+        cluster_option=cluster_opt,
         avoid=avoid,
         reasons=reasons,
         trade_offs=trade,
         assumptions=assumptions,
-        sources=[ARTICLE, "tools/data/machines.yaml", "check_memory_fit and estimate_speed (this package)"],
+        sources=sources,
     )

@@ -9,6 +9,7 @@ validated result or a :class:`ToolError` whose message is safe to show to a user
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -67,12 +68,15 @@ def format_validation_error(tool_name: str, err: ValidationError) -> ToolError:
     return ToolError(head + "; ".join(lines), fields=fields)
 
 
-def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+def inline_refs(schema: dict[str, Any], *, for_output: bool = False) -> dict[str, Any]:
     """Return a copy of a pydantic JSON schema with every ``$ref`` replaced by its definition.
 
     Why: Ollama's tool parser, several OpenAI-compatible servers and some MCP clients ignore ``$defs``, so a
     nested model (e.g. ``architecture``) would arrive as an empty object. Our models are not recursive, so a
     plain expansion terminates; a recursion guard still raises rather than looping forever.
+
+    Input schemas (the default) are then given one ``type`` per property (see ``_single_type_properties``);
+    ``for_output=True`` keeps pydantic's ``anyOf: [X, null]``, because a null in a result must validate.
     """
     defs: dict[str, Any] = schema.get("$defs", {})
 
@@ -92,34 +96,91 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
     out = expand(schema, ())
     assert isinstance(out, dict)
-    return _collapse_nullable(out)
+    return out if for_output else _single_type_properties(out)
 
 
-def _collapse_nullable(node: Any) -> Any:
-    """``anyOf: [{type: X}, {type: null}]`` -> ``type: [X, "null"]`` (or the object itself).
+def _single_type_properties(node: Any) -> Any:
+    """Input-schema shape every agent framework reads: one ``type`` per property, optional ones ``nullable``.
 
-    Why: pydantic emits ``anyOf`` for every ``X | None`` field; Ollama's tool schema only reads ``type``,
-    ``description`` and ``enum`` per property, so an ``anyOf`` property would reach the model untyped.
-    Optionality is already expressed by the field not being in ``required``.
+    pydantic emits ``anyOf: [X, {type: null}]`` for ``X | None``. Ollama's tool parser reads only ``type``,
+    and smolagents reads one ``type`` string per argument and treats every argument without
+    ``"nullable": true`` as required (it rejects an integer for ``type: ["number", "null"]``). So an
+    optional ``X | None`` input becomes ``X`` + ``"nullable": true`` (the OpenAPI 3.0 spelling several
+    frameworks read), and every other optional property (one with a default) is marked ``nullable`` too.
+    Omitting the argument is the schema's way to say "none"; the server still accepts an explicit null for
+    any optional argument (``Tool.validate`` treats it as omitted), so a client that sends one is not refused.
+
+    Output schemas are *not* shaped this way: a result that is null must validate, so they keep pydantic's
+    ``anyOf`` (see ``Tool.output_schema``).
     """
     if isinstance(node, list):
-        return [_collapse_nullable(v) for v in node]
+        return [_single_type_properties(v) for v in node]
     if not isinstance(node, dict):
         return node
-    node = {k: _collapse_nullable(v) for k, v in node.items()}
+    node = {k: _single_type_properties(v) for k, v in node.items()}
     any_of = node.get("anyOf")
     if isinstance(any_of, list):
         non_null = [s for s in any_of if not (isinstance(s, dict) and s.get("type") == "null")]
-        has_null = len(non_null) != len(any_of)
-        if len(non_null) == 1 and isinstance(non_null[0], dict):
-            inner = dict(non_null[0])
-            rest = {k: v for k, v in node.items() if k != "anyOf"}
-            t = inner.get("type")
-            if has_null and isinstance(t, str) and t != "object":
-                inner["type"] = [t, "null"]
-            merged = {**inner, **rest}
-            return merged
+        if len(non_null) == 1 and len(any_of) == 2 and isinstance(non_null[0], dict):
+            inner = non_null[0]
+            if isinstance(inner.get("type"), str):
+                rest = {k: v for k, v in node.items() if k != "anyOf"}
+                if rest.get("default", 0) is None:
+                    del rest["default"]  # "default": null would contradict the single type; omission says it
+                node = {**inner, **rest, "nullable": True}
+    props = node.get("properties")
+    if node.get("type") == "object" and isinstance(props, dict):
+        required = set(node.get("required", []))
+        node["properties"] = {
+            name: ({**prop, "nullable": True} if name not in required and isinstance(prop, dict) else prop)
+            for name, prop in props.items()
+        }
     return node
+
+
+_SHOWN = 60
+
+
+def _clip(text: str) -> str:
+    """At most ``_SHOWN`` characters of what the caller sent (a 1 MB argument name stays out of errors)."""
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _clip_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _reject_booleans_for_numbers(
+    tool_name: str, arguments: Mapping[str, Any], schema: dict[str, Any]
+) -> None:
+    """``true`` is not a number: pydantic's lax mode would read it as 1 (``context_tokens: true`` -> 1 token).
+
+    Walks the arguments along the input schema (nested objects such as ``architecture`` too) and raises a
+    ToolError naming every numeric field that was given a boolean. Strings such as "48" stay accepted (the
+    CLI and small models send those), so strict mode is not an option.
+    """
+    bad: list[str] = []
+
+    def walk(value: Any, prop: Any, path: str) -> None:
+        if not isinstance(prop, dict):
+            return
+        if isinstance(value, bool) and prop.get("type") in ("integer", "number"):
+            bad.append(path)
+        elif isinstance(value, Mapping) and isinstance(prop.get("properties"), dict):
+            for key, sub in value.items():
+                if isinstance(key, str) and key in prop["properties"]:
+                    walk(sub, prop["properties"][key], f"{path}.{key}")
+
+    props = schema.get("properties", {})
+    for key, value in arguments.items():
+        walk(value, props.get(key), key)
+    if bad:
+        raise ToolError(
+            f"Invalid arguments for {tool_name}: "
+            + "; ".join(f"{path}: expected a number, got a boolean" for path in bad),
+            fields=bad,
+        )
 
 
 def _ollama_property(prop: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +232,22 @@ def _short_type(prop: Any) -> str:
     return str(t)
 
 
+@functools.cache
+def _input_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = inline_refs(model.model_json_schema(mode="validation"))
+    schema.pop("title", None)
+    schema.setdefault("type", "object")
+    schema.setdefault("properties", {})
+    return schema
+
+
+@functools.cache
+def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = inline_refs(model.model_json_schema(mode="serialization"), for_output=True)
+    schema.pop("title", None)
+    return schema
+
+
 @dataclass(frozen=True)
 class Tool:
     """One public tool. ``func`` is a plain typed function taking an ``input_model`` instance."""
@@ -215,14 +292,22 @@ class Tool:
 
             accepted = list(self.input_model.model_fields)
             parts = []
-            for k in unknown:
-                close = difflib.get_close_matches(str(k), accepted, n=1)
-                parts.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            for k in unknown[:10]:
+                name = _clip(str(k))
+                close = difflib.get_close_matches(name, accepted, n=1)
+                parts.append(_clip_repr(k) + (f" (did you mean {close[0]!r}?)" if close else ""))
+            if len(unknown) > 10:
+                parts.append(f"and {len(unknown) - 10} more")
             raise ToolError(
                 f"Invalid arguments for {self.name}: unknown argument(s) {', '.join(parts)}. "
                 f"Accepted: {', '.join(accepted)}",
-                fields=[str(k) for k in unknown],
+                fields=[_clip(str(k)) for k in unknown[:10]],
             )
+        # An explicit null for an optional argument means "not given" (the schema marks every optional
+        # argument nullable, and some frameworks send null rather than omitting it).
+        fields = self.input_model.model_fields
+        arguments = {k: v for k, v in arguments.items() if not (v is None and not fields[k].is_required())}
+        _reject_booleans_for_numbers(self.name, arguments, _input_schema(self.input_model))
         try:
             return self.input_model.model_validate(dict(arguments))
         except ValidationError as err:
@@ -254,16 +339,11 @@ class Tool:
 
     def input_schema(self) -> dict[str, Any]:
         """JSON schema derived from the input model, every $ref inlined."""
-        schema = inline_refs(self.input_model.model_json_schema(mode="validation"))
-        schema.pop("title", None)
-        schema.setdefault("type", "object")
-        schema.setdefault("properties", {})
-        return schema
+        return copy.deepcopy(_input_schema(self.input_model))
 
     def output_schema(self) -> dict[str, Any]:
-        schema = inline_refs(self.output_model.model_json_schema(mode="serialization"))
-        schema.pop("title", None)
-        return schema
+        """JSON schema of the result (nullable fields as ``anyOf`` with null, so a null result validates)."""
+        return copy.deepcopy(_output_schema(self.output_model))
 
     def ollama_spec(self) -> dict[str, Any]:
         """The shape Ollama's /api/chat ``tools`` accepts; nested constraints are folded into descriptions."""

@@ -7,15 +7,32 @@ a GPU-core count a chip never had) are raised by the tools as ToolError with clo
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 KvCacheType = Literal["f16", "q8_0", "q4_0"]
 Verdict = Literal["fits", "tight", "partial_offload", "does_not_fit"]
-Workload = Literal["llm", "image", "research"]
+Workload = Literal["llm", "image", "research", "both"]
+Runtime = Literal["ollama", "llama.cpp", "mlx"]
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+RuntimeField = Annotated[
+    Runtime,
+    Field(
+        description="Runtime the verdict is for: ollama (default), llama.cpp or mlx (they place memory "
+        "differently; mlx cannot offload layers to the CPU).",
+    ),
+]
 
 
 class ModelArchitecture(BaseModel):
@@ -35,12 +52,30 @@ class ModelArchitecture(BaseModel):
     global_layer_every: int | None = Field(
         default=None, ge=1, le=1000, description="With SWA: every Nth layer is global (full context)."
     )
-    family: str | None = Field(default=None, max_length=100)
+    family: str | None = Field(
+        default=None,
+        max_length=100,
+        description='Model family, e.g. "llama", "qwen2" (GGUF general.architecture); informational only.',
+    )
     n_heads: int | None = Field(
         default=None,
         ge=1,
         le=4096,
         description="Query heads (attention.head_count); optional, refines the long-context slow-down.",
+    )
+    # Facts about one installed file (Ollama /api/show), used by estimate_speed for models not in the catalog.
+    n_experts: int | None = Field(default=None, ge=1, le=4096, description="MoE: expert_count.")
+    n_experts_active: int | None = Field(
+        default=None, ge=1, le=4096, description="MoE: experts used per token (expert_used_count)."
+    )
+    weights_gb: float | None = Field(
+        default=None, gt=0, le=10000, description="Size of the weights file in GB (1e9 bytes)."
+    )
+    active_weights_gb: float | None = Field(
+        default=None,
+        gt=0,
+        le=10000,
+        description="Weight bytes read per generated token in GB, from the per-tensor layout (MoE).",
     )
 
     @model_validator(mode="after")
@@ -51,6 +86,8 @@ class ModelArchitecture(BaseModel):
             raise ValueError("n_heads (query heads) cannot be fewer than n_kv_heads")
         if (self.sliding_window is None) != (self.global_layer_every is None):
             raise ValueError("sliding_window and global_layer_every go together (SWA models need both)")
+        if self.n_experts and self.n_experts_active and self.n_experts_active > self.n_experts:
+            raise ValueError("n_experts_active cannot exceed n_experts")
         return self
 
 
@@ -85,6 +122,59 @@ Quant = Annotated[
 ]
 
 
+class _OmitNoneObjects(BaseModel):
+    """Drops the listed optional object fields from dumps when they are None (the schema is unchanged and the
+    fields are not required), so a consumer that reads nullable objects as plain objects never sees null."""
+
+    _omit_if_none: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _drop_none_objects(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # No return annotation on purpose: pydantic then keeps the model's own serialization schema.
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in self._omit_if_none:
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
+
+
+ClusterLink = Literal["thunderbolt5", "thunderbolt4", "10gbe"]
+
+
+class ClusterSpec(BaseModel):
+    """Several identical Macs running one model (exo, MLX distributed, llama.cpp RPC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(
+        ge=2, le=8, description="How many identical Macs; chip/gpu_cores/memory_gb describe one."
+    )
+    link: ClusterLink = Field(default="thunderbolt5", description="thunderbolt5 | thunderbolt4 | 10gbe.")
+    split: Literal["tensor", "pipeline"] | None = Field(
+        default=None,
+        description="tensor (Thunderbolt 5 RDMA only) or pipeline; default: tensor on thunderbolt5, "
+        "else pipeline.",
+    )
+
+
+class ClusterResult(BaseModel):
+    nodes: int
+    link: str
+    split: str
+    runtime: str = Field(
+        description="Engine the cluster answer is for (exo / MLX distributed, llama.cpp RPC)."
+    )
+    total_memory_gb: float | None = None
+    per_node_need_gb: float | None = Field(default=None, description="GPU memory each node needs, GB.")
+    per_node_budget_gb: float | None = Field(default=None, description="Each node's GPU budget, GB.")
+    single_node_tokens_per_second: float | None = Field(
+        default=None, description="Decode on one such Mac if the model fitted (the base the cluster scales)."
+    )
+    decode_factor_vs_one_node: float | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
 class EstimateSpeedInput(BaseModel):
     """Decode speed question: which machine, which model, how much context."""
 
@@ -108,9 +198,13 @@ class EstimateSpeedInput(BaseModel):
         le=16_777_216,
         description="Tokens already in the context while generating (prompt + output so far).",
     )
+    runtime: RuntimeField = "ollama"
+    cluster: ClusterSpec | None = Field(default=None, description="Several identical Macs running one model.")
 
 
-class EstimateSpeedOutput(BaseModel):
+class EstimateSpeedOutput(_OmitNoneObjects):
+    _omit_if_none: ClassVar[tuple[str, ...]] = ("cluster",)
+
     chip: str | None = Field(description="Resolved chip label with bin, or None for raw bandwidth.")
     gpu_cores: int | None
     bandwidth_gbps: float
@@ -130,6 +224,12 @@ class EstimateSpeedOutput(BaseModel):
     prefill_tokens_per_second: float | None = Field(
         default=None, description="Rough prompt-processing speed, if modelled for this chip."
     )
+    runtime: str = Field(default="ollama", description="Runtime the memory verdict is for.")
+    fits_on_gpu: bool | None = Field(
+        default=None,
+        description="Same verdict as check_memory_fit at this context and runtime; None without memory_gb.",
+    )
+    cluster: ClusterResult | None = None
     assumptions: list[str]
     sources: list[str]
 
@@ -159,6 +259,8 @@ class CheckMemoryFitInput(BaseModel):
     )
     kv_cache_type: KvCacheType = Field(default="f16", description="KV cache element type.")
     parallel: int = Field(default=1, ge=1, le=256, description="Parallel slots (OLLAMA_NUM_PARALLEL).")
+    runtime: RuntimeField = "ollama"
+    cluster: ClusterSpec | None = Field(default=None, description="Several identical Macs running one model.")
 
 
 class MemoryBreakdown(BaseModel):
@@ -172,9 +274,12 @@ class MemoryBreakdown(BaseModel):
     os_headroom_gb: float = Field(description="Memory reserved for macOS and apps in the RAM check.")
 
 
-class CheckMemoryFitOutput(BaseModel):
+class CheckMemoryFitOutput(_OmitNoneObjects):
+    _omit_if_none: ClassVar[tuple[str, ...]] = ("cluster",)
+
     verdict: Verdict
     fits_on_gpu: bool
+    runtime: str = Field(default="ollama", description="Runtime the verdict is for.")
     chip: str | None
     memory_gb: float
     model: str | None
@@ -189,6 +294,7 @@ class CheckMemoryFitOutput(BaseModel):
         description="Largest context (per slot) that fits the GPU budget; 0 if the weights alone do not."
     )
     suggestions: list[str]
+    cluster: ClusterResult | None = None
     assumptions: list[str]
     sources: list[str]
 
@@ -206,7 +312,7 @@ class LookupBenchmarksInput(BaseModel):
     machine: str | None = Field(default=None, max_length=100, description='e.g. "m3 max", "mac mini".')
     model: str | None = Field(default=None, max_length=100, description='e.g. "70b", "qwen", "sdxl".')
     kind: Literal["llm", "image", "any"] = Field(default="any", description="Which table(s) to search.")
-    limit: int = Field(default=50, ge=1, le=500)
+    limit: int = Field(default=50, ge=1, le=500, description="Most rows to return per table (LLM, image).")
 
 
 class LlmBenchmarkRow(BaseModel):
@@ -222,6 +328,11 @@ class LlmBenchmarkRow(BaseModel):
     result: str = Field(description="As printed, e.g. '42 tok/s', '~95 tok/s', 'OOM'.")
     ceiling_tokens_per_second: float | None
     physically_impossible: bool = Field(description="Measured above the bandwidth ceiling.")
+    suspicious: bool = Field(
+        default=False,
+        description="Above ~90% of the bandwidth ceiling (real decode efficiency is 55-80%), or impossible.",
+    )
+    efficiency: float | None = Field(default=None, description="tokens_per_second / ceiling.")
     flags: list[str]
     source: str
 
@@ -252,7 +363,10 @@ class RecommendMachineInput(BaseModel):
     model_config = _STRICT
 
     budget_usd: float | None = Field(default=None, gt=0, le=1_000_000, description="Budget in US dollars.")
-    workload: Workload = Field(default="llm", description="llm | image | research.")
+    workload: Workload = Field(
+        default="llm",
+        description="llm | image | research | both (an LLM and an image model loaded together).",
+    )
     target_model: str | None = Field(
         default=None, max_length=200, description='Largest model you want to run, e.g. "llama3.3:70b".'
     )
@@ -260,8 +374,21 @@ class RecommendMachineInput(BaseModel):
         default=None, gt=0, le=3000, description="Or its size in billions."
     )
     quant: Quant = None
-    context_tokens: int = Field(default=8192, ge=1, le=1_048_576, description="Context you want to use.")
+    context_tokens: int = Field(
+        default=8192,
+        ge=1,
+        le=131_072,
+        description="Context you want to use, in tokens. At most the target model's trained context: 32768 "
+        "without a target model (the reference qwen2.5:14b) or with only target_params_billion; up to 131072 "
+        'for models trained on it (e.g. "llama3.3:70b").',
+    )
     portable: bool | None = Field(default=None, description="Need a laptop? None = no preference.")
+    image_model: str | None = Field(
+        default=None,
+        max_length=100,
+        description='Image model for workload image/both: "flux" (default), "sdxl", "sd1.5".',
+    )
+    runtime: RuntimeField = "ollama"
 
 
 class MachineOption(BaseModel):
@@ -272,18 +399,37 @@ class MachineOption(BaseModel):
     bandwidth_gbps: float
     approx_price_usd: float | None
     price_note: str
+    price_as_of: str | None = Field(default=None, description="Date the price applies to.")
+    status: str | None = Field(default=None, description="current | discontinued (refurbished/used).")
     fit_verdict: str | None = None
     expected_tokens_per_second: float | None = None
     expected_range: tuple[float, float] | None = None
     why: str
 
 
-class RecommendMachineOutput(BaseModel):
+class ClusterOption(BaseModel):
+    machine: str = Field(description="One node of the cluster.")
+    count: int
+    link: str
+    split: str
+    total_price_usd: float
+    total_memory_gb: float
+    fit_verdict: str
+    expected_tokens_per_second: float | None = None
+    why: str
+
+
+class RecommendMachineOutput(_OmitNoneObjects):
+    _omit_if_none: ClassVar[tuple[str, ...]] = ("cluster_option",)
+
     recommendation: MachineOption | None = Field(
         description="None when the article's advice is to wait (budget too small for useful local LLM work)."
     )
     summary: str
     alternatives: list[MachineOption]
+    cluster_option: ClusterOption | None = Field(
+        default=None, description="Several Macs together, when that beats one machine within the budget."
+    )
     avoid: list[str]
     reasons: list[str]
     trade_offs: list[str]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import socket
 import sys
@@ -15,7 +14,7 @@ from typing import Any
 import anyio
 
 from assistant.config import Settings
-from assistant.mcp.runtime import build_runtime
+from assistant.mcp.runtime import LazyRuntime
 from assistant.mcp.server import DEFAULT_HTTP_PORT, LOOPBACK, build_server, loopback_security
 
 log = logging.getLogger("assistant.mcp")
@@ -76,6 +75,7 @@ def _port_problem(port: int) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
     args = _parser().parse_args(argv)
     # Everything we (or a library) print must stay off stdout: on stdio, stdout *is* the protocol.
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(name)s: %(message)s")
@@ -93,13 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return 1
 
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):
-        runtime = build_runtime(settings)
+    # The handshake is answered before anything heavy is imported: the tool list is built on the first
+    # tools/list, and the knowledge base (Chroma, BM25) and the Ollama client load after that (LazyRuntime).
+    runtime = LazyRuntime(settings)
     server = build_server(runtime.registry)
     print(
-        f"mac-ai-advisor MCP: {len(runtime.registry)} tools ({', '.join(runtime.registry.names())}); "
-        f"{runtime.summary} [{time.perf_counter() - started:.2f}s]",
+        f"mac-ai-advisor MCP on {args.transport}: tools load on the first request, the knowledge base after "
+        f"that [{time.perf_counter() - started:.2f}s]",
         file=sys.stderr,
     )
     try:

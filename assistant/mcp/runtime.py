@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from assistant.config import Settings
-from tools.registry import Registry
 
 if TYPE_CHECKING:
     from assistant.ollama_layer import OllamaLayer
     from knowledge.search import KnowledgeBase
+    from tools.registry import Registry
 
 log = logging.getLogger("assistant.mcp")
 
@@ -65,6 +66,7 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
     ``mode`` says so); it is thread-safe, so a search during the sync is fine.
     """
     # Imported here so `--help` and argument errors answer without loading Chroma and BM25.
+    from assistant.context_window import ContextWindows
     from assistant.ollama_layer import OllamaLayer
     from assistant.toolset import build_toolset
     from knowledge.search import KnowledgeBase
@@ -89,8 +91,16 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
         problem = health.problem or "no answer"
         notes.append(f"Ollama not reachable at {settings.ollama_host}: {problem}; restart after starting it")
 
-    knowledge = KnowledgeBase(settings.data_dir, embedder)
-    registry = build_toolset(knowledge, ollama)
+    knowledge = KnowledgeBase(settings.data_dir, embedder, chroma_url=settings.chroma_url)
+    # measure_speed runs a model with the window the chat would give it (auto: chosen per model, as the agent
+    # does), so a measurement over MCP does not make Ollama reload a model the chat has loaded.
+    windows = ContextWindows(
+        settings.num_ctx,
+        settings.max_num_ctx,
+        lambda name: ollama.model_facts(name).context_length if ollama is not None else None,
+        lambda: registry.get("check_memory_fit"),
+    )
+    registry = build_toolset(knowledge, ollama, num_ctx=windows.num_ctx)
     runtime = Runtime(
         registry=registry,
         mode="hybrid" if embedder else "lexical",
@@ -114,3 +124,93 @@ def _sync(knowledge: KnowledgeBase) -> None:
         log.exception("knowledge index sync failed")
         return
     log.info("knowledge index: %s", report.summary())
+
+
+def ollama_answers(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Does Ollama answer ``/api/version`` at ``host``? Decides whether ``measure_speed`` is listed.
+
+    Plain httpx (already loaded with the MCP SDK) rather than the ollama client, whose import alone costs
+    most of a second before the first ``tools/list`` could be answered. Never uses a proxy (loopback).
+    """
+    import httpx
+
+    try:
+        with httpx.Client(timeout=timeout_s, trust_env=False) as client:
+            response = client.get(host.rstrip("/") + "/api/version")
+        return response.status_code == 200 and "version" in response.json()
+    except (httpx.HTTPError, OSError, ValueError):
+        return False
+
+
+class _Deferred:
+    """Stands in for an object (the knowledge base, the Ollama layer) that is built on first use."""
+
+    def __init__(self, get: Callable[[], Any]) -> None:
+        self._get = get
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
+class LazyRuntime:
+    """The server's toolset, listed at once, with the knowledge base and Ollama client loaded on first use.
+
+    ``registry()`` returns exactly what ``build_toolset`` returns for the real runtime (same names,
+    descriptions and schemas; ``measure_speed`` only when Ollama answers), but its knowledge base and Ollama
+    layer are stand-ins that call ``build_runtime`` the first time a tool touches them. Right after the tool
+    list is built, a background thread starts that build, so the first ``search_knowledge`` rarely waits.
+    """
+
+    def __init__(self, settings: Settings, *, warm_up: bool = True) -> None:
+        self.settings = settings
+        self.warm_up = warm_up
+        self._runtime: Runtime | None = None
+        self._lock = threading.Lock()
+        self._problem: str | None = None
+
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            with self._lock:
+                if self._runtime is None:
+                    import contextlib
+                    import sys
+                    import time
+
+                    started = time.perf_counter()
+                    with contextlib.redirect_stdout(sys.stderr):  # on stdio, stdout is the protocol
+                        runtime = build_runtime(self.settings)
+                    took = time.perf_counter() - started
+                    log.warning("mac-ai-advisor MCP: %s [%.2fs]", runtime.summary, took)
+                    self._runtime = runtime
+        return self._runtime
+
+    def _ollama(self) -> OllamaLayer:
+        from tools.registry import ToolError
+
+        ollama = self.runtime().ollama
+        if ollama is None:
+            raise ToolError(
+                f"Ollama stopped answering at {self.settings.ollama_host} after this server started; "
+                "start it and restart the MCP server."
+            )
+        return ollama
+
+    def registry(self) -> Registry:
+        from assistant.toolset import build_toolset
+
+        knowledge = _Deferred(lambda: self.runtime().knowledge)
+        ollama = _Deferred(self._ollama) if ollama_answers(self.settings.ollama_host) else None
+        registry = build_toolset(knowledge, ollama)  # type: ignore[arg-type]
+        if self.warm_up:
+            threading.Thread(target=self._warm_up, name="runtime-warm-up", daemon=True).start()
+        return registry
+
+    def _warm_up(self) -> None:
+        try:
+            self.runtime()
+        except Exception:  # noqa: BLE001 - the first tool call retries and reports it; never kill the server
+            log.exception("loading the knowledge base failed")
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()

@@ -11,22 +11,28 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.server.mcpserver.tools import Tool as MCPTool
+from mcp.server.mcpserver.tools.tool_manager import ToolManager
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
 
 from assistant.http_guard import loopback_security
-from tools.registry import Registry, ToolError
-from tools.registry import Tool as RegistryTool
+
+if TYPE_CHECKING:
+    # Imported when the tools are first listed, not at start-up: `initialize` is answered without them.
+    from tools.registry import Registry
+    from tools.registry import Tool as RegistryTool
 
 __all__ = [
     "DEFAULT_HTTP_PORT",
@@ -72,6 +78,8 @@ class RegistryBackedTool(MCPTool):
         context: Context[Any, Any],
         convert_result: bool = False,
     ) -> Any:
+        from tools.registry import ToolError
+
         tool: RegistryTool = self.registry_tool
         prepared = _preparse_json_arguments(arguments, self.parameters)
         try:
@@ -138,8 +146,10 @@ def registry_tool_to_mcp(tool: RegistryTool) -> RegistryBackedTool:
         is_async=False,
         context_kwarg=None,
         # Our tools compute from local tables or read the local index/Ollama: nothing is written, nothing
-        # leaves the machine.
-        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False),
+        # leaves the machine, and repeating a call changes nothing (idempotent).
+        annotations=ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
         registry_tool=tool,
         # One call per tool at a time: the knowledge index and the Ollama client are not documented as
         # thread-safe, while different tools still run side by side.
@@ -156,14 +166,55 @@ def _version() -> str:
         return "0"
 
 
-def build_server(registry: Registry, *, instructions: str | None = None) -> MCPServer[Any]:
-    """An MCPServer publishing every tool of ``registry`` (and nothing else)."""
-    tools = [registry_tool_to_mcp(t) for t in registry]
-    return MCPServer(
+class _LazyToolManager(ToolManager):
+    """Builds the tool list on the first request that needs it (``tools/list`` or ``tools/call``).
+
+    Why: a client's ``initialize`` must be answered in about the time the MCP SDK takes to import; desktop
+    clients and agent frameworks give the handshake a few seconds. Loading the registry (and deciding which
+    tools Ollama allows) waits until the client asks for tools.
+    """
+
+    def __init__(self, load: Callable[[], Registry]) -> None:
+        super().__init__()
+        self._load = load
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if not self._loaded:
+                for tool in self._load():
+                    self._tools[tool.name] = registry_tool_to_mcp(tool)
+                self._loaded = True
+
+    def get_tool(self, name: str) -> MCPTool | None:
+        self._ensure_loaded()
+        return super().get_tool(name)
+
+    def list_tools(self) -> list[MCPTool]:
+        self._ensure_loaded()
+        return super().list_tools()
+
+
+def build_server(
+    registry: Registry | Callable[[], Registry], *, instructions: str | None = None
+) -> MCPServer[Any]:
+    """An MCPServer publishing every tool of ``registry`` (and nothing else).
+
+    ``registry`` may be a function returning it: it is then called on the first ``tools/list`` or
+    ``tools/call``, after the handshake has been answered.
+    """
+    server: MCPServer[Any] = MCPServer(
         SERVER_NAME,
         title="Mac AI advisor",
         version=_version(),
         instructions=instructions or _INSTRUCTIONS,
-        tools=list(tools),
+        tools=[] if callable(registry) else [registry_tool_to_mcp(t) for t in registry],
         log_level="WARNING",
     )
+    if callable(registry):
+        # The SDK has no hook for a deferred tool list; its ToolManager is the one place tools are looked up.
+        server._tool_manager = _LazyToolManager(registry)
+    return server

@@ -17,6 +17,8 @@ Usage (the ``standin`` fixture in tests/conftest.py yields a started instance wi
         standin.chat_responder = lambda req: "done" if req.messages[-1]["role"] == "tool" else None
         standin.inject("/api/embed", Fault.http(500))          # next embed answers 500 {"error": ...}
         standin.script_chat(ChatScript(text="a b c d", fault=Fault.drop(after_lines=2)))  # cut mid-stream
+        standin.script_chat(ChatScript(text="a b", fault=Fault.stream_error("out of memory")))  # 200, error
+        standin.inject("/api/chat", Fault.busy(), times=2)      # 503 "server busy" (or max_concurrent_chats)
         with standin.down():                                    # connection refused inside the block
             ...
         client = ollama.Client(host=standin.url)
@@ -41,6 +43,7 @@ from .models import (
     QWEN3_8B,
     QWEN25_7B,
     QWEN25_32B,
+    SERVER_BUSY,
     ChatResponder,
     ChatScript,
     Fault,
@@ -65,6 +68,7 @@ __all__ = [
     "QWEN25_32B",
     "QWEN25_7B",
     "QWEN3_8B",
+    "SERVER_BUSY",
     "ChatResponder",
     "ChatScript",
     "Fault",

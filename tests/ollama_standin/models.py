@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["http", "slow", "drop", "close"]
+FaultKind = Literal["http", "slow", "drop", "close", "stream_error"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class Fault:
     - ``drop``: start a chunked NDJSON stream, send ``after_lines`` lines, then cut the connection without the
       terminating chunk (a crashed runner / sleeping laptop). Non-streamed answers are cut before the body.
     - ``close``: close the connection without any response at all.
+    - ``stream_error``: answer 200 and start the NDJSON stream, send ``after_lines`` lines, then an
+      ``{"error": error}`` line and end the stream cleanly -- what Ollama does when the runner fails after the
+      headers went out (out of memory while generating, a runner crash it noticed).
     """
 
     kind: FaultKind
@@ -49,6 +52,20 @@ class Fault:
     @classmethod
     def close(cls) -> Fault:
         return cls(kind="close")
+
+    @classmethod
+    def stream_error(
+        cls, error: str = "model runner has unexpectedly stopped", after_lines: int = 2
+    ) -> Fault:
+        return cls(kind="stream_error", error=error, after_lines=after_lines)
+
+    @classmethod
+    def busy(cls) -> Fault:
+        """Ollama's answer when OLLAMA_MAX_QUEUE is full: 503 and this exact text."""
+        return cls(kind="http", status=503, error=SERVER_BUSY)
+
+
+SERVER_BUSY = "server busy, please try again.  maximum pending requests exceeded"
 
 
 @dataclass(frozen=True)
@@ -84,7 +101,10 @@ class ChatScript:
     """One scripted reply to one ``/api/chat`` request.
 
     ``text`` is split into word tokens (or pass ``tokens`` for exact chunks); ``thinking`` streams first in
-    ``message.thinking``; ``tool_calls`` arrive in one chunk after the text, as Ollama >= 0.8 sends them.
+    ``message.thinking`` (when the request asks for it, or leaves ``think`` unset on a model whose
+    capabilities list "thinking": Ollama >= 0.12 thinks by default); ``tool_calls`` arrive in one chunk after
+    the text, as Ollama >= 0.8 sends them, or one chunk per call with ``split_tool_calls`` (what Ollama does
+    when its parser recognises each call as the model finishes it).
     ``eval_count``/``eval_duration_ns`` default to the token count at ``tokens_per_second`` so tok/s maths is
     predictable. ``token_delay_s`` is real wall-clock time between streamed lines.
     """
@@ -102,6 +122,7 @@ class ChatScript:
     load_duration_ns: int | None = None
     done_reason: str = "stop"
     fault: Fault | None = None
+    split_tool_calls: bool = False
 
     def content_tokens(self) -> list[str]:
         return list(self.tokens) if self.tokens is not None else split_tokens(self.text)
@@ -176,6 +197,8 @@ class ModelSpec:
     quantization: str = "Q4_K_M"
     parameter_size: str = ""
     extra_model_info: Mapping[str, Any] = field(default_factory=dict)
+    # (name, ggml type, shape) as /api/show lists them with "verbose": true; empty = not reported
+    tensors: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
 
     @property
     def digest(self) -> str:

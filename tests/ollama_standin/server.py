@@ -22,6 +22,7 @@ from .embedder import DIMENSION, embed_text
 from .models import (
     DEFAULT_INSTALLED,
     DEFAULT_REGISTRY,
+    SERVER_BUSY,
     ChatResponder,
     ChatScript,
     Fault,
@@ -128,6 +129,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "http":
             self.send_json(fault.status, {"error": fault.error})
             return True
+        if fault.kind == "stream_error":
+            if not streaming:
+                self.send_json(500, {"error": fault.error})
+                return True
+            self.start_stream()
+            self.stream_line({"error": fault.error})
+            self.end_stream()
+            return True
         if fault.kind == "close":
             self.cut()
         if fault.kind == "drop":
@@ -193,6 +202,7 @@ class OllamaStandIn:
         version: str = DEFAULT_VERSION,
     ) -> None:
         self._lock = threading.RLock()
+        self._arrived = threading.Condition(self._lock)
         self._installed: dict[str, ModelSpec] = {canonical_name(m.name): m for m in models}
         self._registry: dict[str, ModelSpec] = {canonical_name(m.name): m for m in registry}
         self._registry.update(self._installed)
@@ -206,8 +216,23 @@ class OllamaStandIn:
         self._loaded: dict[str, tuple[datetime, int]] = {}
         self.gpu_memory_bytes: int | None = None
         """When set, /api/ps caps size_vram at this (partial offload), like a Mac short of memory."""
+        self.max_concurrent_chats: int | None = None
+        """When set, a chat arriving while this many are in flight gets 503 "server busy" (a full queue)."""
+        self._chats_in_flight = 0
+        self._chats_done = threading.Condition(self._lock)
+        self.loads: list[tuple[str, int]] = []
+        """(model, num_ctx) of every (re)load: Ollama reloads a model when a request changes num_ctx."""
+        self.embed_overflow: str = "truncate"
+        """Embed input longer than the model's context: "truncate" silently (Ollama's default, truncate=true),
+        or "error" (what truncate=false gets, and what some 0.12.x releases sent regardless)."""
+        self.think_in_content = False
+        """Ollama 0.9-0.11 (think unset) and models without a thinking parser: the reasoning streams inside
+        the content as ``<think>...</think>``, the tags cut across chunks."""
         self.pull_steps = 4
         self.pull_step_delay_s = 0.0
+        self.pull_gate: threading.Event | None = None
+        """When set, a streamed pull stops half-way through its first layer until this event is set, so a
+        test can look at the progress shown mid-pull without sleeping."""
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -274,6 +299,12 @@ class OllamaStandIn:
     def _untrack(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.discard(conn)
+
+    def _wait_gate(self, gate: threading.Event, timeout_s: float = 120.0) -> None:
+        """Block until a test opens ``gate`` (or the stand-in stops); the timeout catches a forgotten gate."""
+        deadline = time.monotonic() + timeout_s
+        while not gate.is_set() and not self._stopping.is_set() and time.monotonic() < deadline:
+            gate.wait(0.05)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -390,6 +421,17 @@ class OllamaStandIn:
         """Every text sent to /api/embed, in order, prefixes included."""
         return [text for r in self.embed_requests() for text in r.inputs]
 
+    def wait_for_request(self, path: str, count: int = 1, hang_s: float = 120.0) -> RecordedRequest:
+        """Wait until `count` requests to `path` have arrived (maybe still in flight); return the last one.
+
+        `hang_s` only turns a hang into a failure: a test synchronises on the request's arrival, not on time.
+        """
+        with self._arrived:
+            arrived = self._arrived.wait_for(lambda: len(self.requests_to(path)) >= count, timeout=hang_s)
+            if not arrived:
+                raise AssertionError(f"no request #{count} to {path} within {hang_s} s")
+            return self.requests_to(path)[count - 1]
+
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -400,8 +442,9 @@ class OllamaStandIn:
         return list(self._errors)
 
     def _record(self, record: RecordedRequest) -> None:
-        with self._lock:
+        with self._arrived:
             self._requests.append(record)
+            self._arrived.notify_all()
 
     # -- routing -----------------------------------------------------------------------------------
 
@@ -484,7 +527,9 @@ class OllamaStandIn:
                 "template": "{{ .Prompt }}",
                 "details": spec.details(),
                 "model_info": spec.model_info(),
-                "tensors": [],
+                "tensors": [{"name": n, "type": t, "shape": list(shape)} for n, t, shape in spec.tensors]
+                if body.get("verbose")
+                else [],
                 "capabilities": list(spec.capabilities),
                 "modified_at": "2025-11-02T10:15:42.123456+01:00",
             },
@@ -532,12 +577,18 @@ class OllamaStandIn:
         seconds = _keep_alive_seconds(keep_alive)
         ctx = int((body.get("options") or {}).get("num_ctx") or 4096)
         with self._lock:
-            was_loaded = key in self._loaded
+            now = datetime.now(UTC)
+            current = self._loaded.get(key)
+            # A model whose keep-alive ran out, or one loaded with another num_ctx, is (re)loaded: Ollama's
+            # scheduler restarts the runner to allocate the new KV cache.
+            cold = current is None or current[0] <= now or current[1] != ctx
+            if cold:
+                self.loads.append((key, ctx))
             if seconds == 0:
                 self._loaded.pop(key, None)
             else:
-                self._loaded[key] = (datetime.now(UTC) + timedelta(seconds=seconds), ctx)
-        return not was_loaded
+                self._loaded[key] = (now + timedelta(seconds=seconds), ctx)
+        return cold
 
     def _embed(self, h: _Handler, req: RecordedRequest) -> None:
         body = self._require_body(h, req)
@@ -552,6 +603,14 @@ class OllamaStandIn:
         if not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
             h.send_json(400, {"error": "invalid input type"})
             return
+        limit_tokens = spec.context_length
+        too_long = [t for t in inputs if approx_tokens(t) > limit_tokens]
+        if too_long:
+            if body.get("truncate") is False or self.embed_overflow == "error":
+                h.send_json(400, {"error": "the input length exceeds the context length"})
+                return
+            # Silently keep only what fits the context, as Ollama does with truncate=true.
+            inputs = [t[: limit_tokens * 4] for t in inputs]
         dims = body.get("dimensions")
         vectors = [embed_text(text) for text in inputs]
         if isinstance(dims, int) and 0 < dims < DIMENSION:
@@ -595,6 +654,8 @@ class OllamaStandIn:
                 steps = max(self.pull_steps, 1)
                 for step in range(steps + 1):
                     self._sleep(self.pull_step_delay_s if step else 0.0)
+                    if self.pull_gate is not None and digest == spec.digest and step == steps // 2 + 1:
+                        self._wait_gate(self.pull_gate)
                     h.stream_line(
                         {
                             "status": f"pulling {digest[:12]}",
@@ -642,6 +703,33 @@ class OllamaStandIn:
         if body.get("think") and "thinking" not in spec.capabilities:
             h.send_json(400, {"error": f'"{name}" does not support thinking'})
             return
+        with self._lock:
+            busy = (
+                self.max_concurrent_chats is not None and self._chats_in_flight >= self.max_concurrent_chats
+            )
+            if not busy:
+                self._chats_in_flight += 1
+        if busy:
+            h.send_json(503, {"error": SERVER_BUSY})
+            return
+        try:
+            self._chat_reply(h, req, body, spec)
+        finally:
+            with self._lock:
+                self._chats_in_flight -= 1
+                self._chats_done.notify_all()
+
+    def chats_in_flight(self) -> int:
+        with self._lock:
+            return self._chats_in_flight
+
+    def wait_chats_idle(self, timeout_s: float = 60.0) -> bool:
+        """Block until no /api/chat handler is running (a client may see the last line before that)."""
+        with self._chats_done:
+            return self._chats_done.wait_for(lambda: self._chats_in_flight == 0, timeout_s)
+
+    def _chat_reply(self, h: _Handler, req: RecordedRequest, body: dict[str, Any], spec: ModelSpec) -> None:
+        name = body.get("model")
         script = self._next_script(req)
         stream = body.get("stream") is not False
         fault = script.fault
@@ -653,11 +741,20 @@ class OllamaStandIn:
                 return
             elif fault.kind == "close" or (fault.kind == "drop" and not stream):
                 h.cut()
+            elif fault.kind == "stream_error" and not stream:
+                h.send_json(500, {"error": fault.error})
+                return
         cold = self._load(spec, body)
 
         options = body.get("options") or {}
         content = script.content_tokens()
-        thinking = split_tokens(script.thinking) if script.thinking and body.get("think") else []
+        think = body.get("think")
+        # Ollama >= 0.12: think unset on a thinking-capable model means it thinks (and says so in `thinking`).
+        thinks = bool(think) or (think is None and "thinking" in spec.capabilities)
+        thinking = split_tokens(script.thinking) if script.thinking and thinks else []
+        if thinking and self.think_in_content and think is None:
+            content = ["<th", "ink>", *thinking, "</", "think>\n", "\n", *content]
+            thinking = []
         done_reason = script.done_reason
         limit = options.get("num_predict")
         if isinstance(limit, int) and limit > 0 and len(content) > limit:
@@ -707,17 +804,27 @@ class OllamaStandIn:
             lines.append({"role": "assistant", "content": "", "thinking": token})
         for token in content:
             lines.append({"role": "assistant", "content": token})
-        if calls:
+        if calls and script.split_tool_calls:
+            lines += [{"role": "assistant", "content": "", "tool_calls": [call]} for call in calls]
+        elif calls:
             lines.append({"role": "assistant", "content": "", "tool_calls": calls})
         h.start_stream()
         for index, message in enumerate(lines):
             if fault is not None and fault.kind == "drop" and index >= fault.after_lines:
                 h.cut()
+            if fault is not None and fault.kind == "stream_error" and index >= fault.after_lines:
+                h.stream_line({"error": fault.error})
+                h.end_stream()
+                return
             if index and script.token_delay_s:
                 self._sleep(script.token_delay_s)
             h.stream_line({"model": name, "created_at": _now(), "message": message, "done": False})
         if fault is not None and fault.kind == "drop":
             h.cut()
+        if fault is not None and fault.kind == "stream_error":
+            h.stream_line({"error": fault.error})
+            h.end_stream()
+            return
         h.stream_line(final)
         h.end_stream()
 

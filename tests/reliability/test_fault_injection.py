@@ -16,7 +16,7 @@ from tests.reliability.common import SCALE, echo_tag_responder, final, last_user
 FAULTS = {
     "drop": (Fault.drop(after_lines=2), "stream_dropped"),
     "http500": (Fault.http(500), "ollama_error"),
-    "slow": (Fault.slow(3.0), "timeout"),
+    "slow": (Fault.slow(120.0), "timeout"),  # far past the client timeout: only the timeout ends it
     "close": (Fault.close(), None),  # no response at all: dropped or unavailable, depending on timing
 }
 
@@ -32,7 +32,9 @@ def faulty_responder(request: RecordedRequest) -> ChatScript:
 
 def test_faults_mid_turn_under_load_end_in_errors_and_others_finish(standin: OllamaStandIn) -> None:
     standin.chat_responder = faulty_responder
-    agent = make_agent(standin, request_timeout_s=1.0)
+    # A generous client timeout: on a busy 2-core machine a healthy reply must never trip it, while the
+    # slow fault (120 s) is only ever ended by it.
+    agent = make_agent(standin, request_timeout_s=15.0)
     names = list(FAULTS)
     workers = 16 * SCALE
 
@@ -47,7 +49,7 @@ def test_faults_mid_turn_under_load_end_in_errors_and_others_finish(standin: Oll
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(chat, range(workers), timeout=90))
+        results = list(pool.map(chat, range(workers), timeout=600))
     elapsed = time.perf_counter() - started
 
     injected = 0
@@ -64,12 +66,12 @@ def test_faults_mid_turn_under_load_end_in_errors_and_others_finish(standin: Oll
             assert kept >= 1, "the user's message is kept after a failed turn"
         assert isinstance(second, DoneEvent) and f"tag-{i}-b" in second.content, (i, second)
     assert injected == workers // 2
-    assert elapsed < 60, f"faulty turns held the others up for {elapsed:.0f} s"
+    assert elapsed < 110, f"the slow fault was waited out ({elapsed:.0f} s) instead of ended by the timeout"
 
 
 def test_ollama_refusing_connections_mid_load_then_coming_back(standin: OllamaStandIn) -> None:
     standin.chat_responder = echo_tag_responder
-    agent = make_agent(standin, request_timeout_s=2.0)
+    agent = make_agent(standin, request_timeout_s=30.0)
     conversations = [agent.new_conversation() for _ in range(8 * SCALE)]
 
     def turn(args: tuple[int, str]) -> DoneEvent | ErrorEvent:
@@ -79,9 +81,9 @@ def test_ollama_refusing_connections_mid_load_then_coming_back(standin: OllamaSt
     with ThreadPoolExecutor(max_workers=len(conversations)) as pool:
         with standin.down():
             down = list(
-                pool.map(turn, [(i, f"down tag-{i}-a") for i in range(len(conversations))], timeout=60)
+                pool.map(turn, [(i, f"down tag-{i}-a") for i in range(len(conversations))], timeout=300)
             )
-        back = list(pool.map(turn, [(i, f"back tag-{i}-b") for i in range(len(conversations))], timeout=60))
+        back = list(pool.map(turn, [(i, f"back tag-{i}-b") for i in range(len(conversations))], timeout=300))
 
     assert all(isinstance(e, ErrorEvent) and e.kind == "unavailable" for e in down), down
     assert all("nothing answers" in e.message or "not running" in e.message for e in down), down

@@ -2,7 +2,8 @@
 message, control characters, and a user document that tries to make the model misuse its tools.
 
 Counted examples in the default (CI) run: 4 tools x (700 typed + 300 junk) + 300 search_knowledge +
-1,200 text tool calls + 600 wire-argument shapes = 6,100.
+1,200 text tool calls + 600 wire-argument shapes = 6,100, plus 4 x 100 valid inputs that must be answered
+(the "only ToolError" properties alone would pass for a tool that refuses everything).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from knowledge.search import KnowledgeBase
 from tests.ollama_standin import ChatScript, OllamaStandIn, ToolCallScript
 from tests.reliability.common import SCALE, final, make_agent
 from tests.reliability.egress_guard import egress_blocked
-from tests.test_tools_hypothesis import NAMES, _only_tool_errors, plausible_args, typed_args, values
+from tests.test_tools_hypothesis import (
+    NAMES,
+    _only_tool_errors,
+    plausible_args,
+    typed_args,
+    valid_args,
+    values,
+)
 from tools import REGISTRY, ToolError
 
 
@@ -41,6 +49,16 @@ def many(n: int) -> Any:
 @given(data=st.data())
 def test_typed_arguments_only_ever_give_results_or_tool_errors(name: str, data: st.DataObject) -> None:
     _only_tool_errors(name, data.draw(typed_args(name)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@many(100)
+@given(data=st.data())
+def test_valid_arguments_always_reach_the_domain_logic(name: str, data: st.DataObject) -> None:
+    """The property above holds trivially for a tool that refuses everything; valid questions get answers."""
+    args = data.draw(valid_args(name))
+    result = REGISTRY.get(name).run(args)  # a ToolError fails the test
+    assert isinstance(result, REGISTRY.get(name).output_model)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -77,6 +95,15 @@ def test_search_knowledge_survives_anything(lexical_kb: KnowledgeBase, arguments
         assert str(err).strip()
         return
     assert out.mode == "lexical"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "query", ["memory bandwidth", "neural engine", "Draw Things vs ComfyUI", "M4 Pro 48 GB"]
+)
+def test_search_knowledge_answers_real_questions(lexical_kb: KnowledgeBase, query: str) -> None:
+    """The property above also holds for a tool that refuses everything: real questions must find passages."""
+    out = build_toolset(lexical_kb, None).get("search_knowledge").run({"query": query, "k": 3})
+    assert out.mode == "lexical" and len(out.passages) == 3  # type: ignore[attr-defined]
 
 
 KNOWN = tuple(REGISTRY.names())

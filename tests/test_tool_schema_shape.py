@@ -1,0 +1,160 @@
+"""The published tool schemas as other agent frameworks read them, and the argument checks behind them.
+
+smolagents (through its MCP adapter) reads one ``type`` string per argument, requires a ``description``, and
+treats every argument without ``"nullable": true`` as required; Ollama keeps one ``type`` per property; JSON
+Schema validators (the MCP SDK client, langchain-mcp-adapters, pydantic-ai) check results against the output
+schema, so a field that can be null must accept null there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+
+from assistant.toolset import build_toolset
+from knowledge.search import KnowledgeBase
+from tools import REGISTRY, ToolError
+from tools.registry import Registry
+
+# smolagents.tools.AUTHORIZED_TYPES (1.26)
+SMOLAGENTS_TYPES = {
+    "string",
+    "boolean",
+    "integer",
+    "number",
+    "image",
+    "audio",
+    "array",
+    "object",
+    "any",
+    "null",
+}
+
+
+@pytest.fixture(scope="module")
+def toolset(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    return build_toolset(KnowledgeBase(tmp_path_factory.mktemp("kb"), None), None)
+
+
+def _properties(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any], bool]]:
+    """(path, property schema, required) for every property, nested objects included."""
+    out = []
+    required = set(schema.get("required", []))
+    for name, prop in schema.get("properties", {}).items():
+        out.append((f"{path}{name}", prop, name in required))
+        if prop.get("type") == "object":
+            out.extend(_properties(prop, f"{path}{name}."))
+    return out
+
+
+def test_every_input_property_has_one_type_a_description_and_nullable_iff_optional(toolset: Registry) -> None:
+    checked = 0
+    for tool in toolset:
+        schema = tool.input_schema()
+        jsonschema.Draft202012Validator.check_schema(schema)
+        for path, prop, required in _properties(schema):
+            where = f"{tool.name}.{path}"
+            assert isinstance(prop.get("type"), str), f"{where}: one type string, got {prop.get('type')!r}"
+            assert prop["type"] in SMOLAGENTS_TYPES, where
+            assert "anyOf" not in prop and "oneOf" not in prop, where
+            assert str(prop.get("description", "")).strip(), f"{where} has no description"
+            assert prop.get("nullable", False) is (not required), f"{where}: nullable must mean optional"
+            checked += 1
+    assert checked > 40
+
+
+def test_search_knowledge_refuses_extra_properties(toolset: Registry) -> None:
+    assert toolset.get("search_knowledge").input_schema()["additionalProperties"] is False
+    for tool in toolset:
+        assert tool.input_schema().get("additionalProperties") is False, tool.name
+
+
+def test_architecture_input_keeps_its_nullability() -> None:
+    arch = REGISTRY.get("check_memory_fit").input_schema()["properties"]["architecture"]
+    assert arch["type"] == "object" and arch["nullable"] is True
+    assert arch["properties"]["family"]["description"]
+
+
+def test_null_result_fields_validate_against_the_output_schema() -> None:
+    tool = REGISTRY.get("recommend_machine")
+    result = tool.run({"budget_usd": 500, "workload": "llm"}).model_dump(mode="json")
+    assert result["recommendation"] is None
+    jsonschema.Draft202012Validator(tool.output_schema()).validate(result)
+    rec = tool.output_schema()["properties"]["recommendation"]
+    assert {"type": "null"} in rec["anyOf"] and any(s.get("type") == "object" for s in rec["anyOf"])
+
+
+def test_an_explicit_null_for_an_optional_argument_means_the_default() -> None:
+    tool = REGISTRY.get("estimate_speed")
+    base = {"chip": "M3 Max", "model": "qwen2.5:32b"}
+    with_null = tool.run({**base, "context_tokens": None, "quant": None, "gpu_cores": None})
+    assert with_null.model_dump() == tool.run(base).model_dump()
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "field"),
+    [
+        (
+            "estimate_speed",
+            {"chip": "M3 Max", "model": "qwen2.5:32b", "context_tokens": True},
+            "context_tokens",
+        ),
+        ("check_memory_fit", {"chip": "M4 Pro", "memory_gb": True, "model": "llama3.3:70b"}, "memory_gb"),
+        ("lookup_benchmarks", {"limit": False}, "limit"),
+        (
+            "estimate_speed",
+            {
+                "chip": "M3 Max",
+                "architecture": {
+                    "params_billion": 8,
+                    "n_layers": True,
+                    "n_kv_heads": 8,
+                    "head_dim": 128,
+                    "native_context": 8192,
+                },
+            },
+            "architecture.n_layers",
+        ),
+    ],
+)
+def test_booleans_are_not_numbers(name: str, arguments: dict[str, Any], field: str) -> None:
+    with pytest.raises(ToolError) as err:
+        REGISTRY.get(name).run(arguments)
+    assert field in err.value.fields
+    assert "boolean" in str(err.value)
+
+
+def test_search_knowledge_k_refuses_a_boolean(toolset: Registry) -> None:
+    with pytest.raises(ToolError, match="k: expected a number, got a boolean"):
+        toolset.get("search_knowledge").run({"query": "memory", "k": True})
+
+
+def test_a_huge_unknown_argument_name_is_truncated_in_the_error() -> None:
+    name = "x" * 1_000_000
+    with pytest.raises(ToolError) as err:
+        REGISTRY.get("estimate_speed").run({name: 1, "chip": "M3 Max"})
+    message = str(err.value)
+    assert "unknown argument" in message and len(message) < 600
+    assert all(len(f) < 100 for f in err.value.fields)
+
+
+def test_recommend_machine_accepts_the_context_its_schema_allows() -> None:
+    tool = REGISTRY.get("recommend_machine")
+    top = tool.input_schema()["properties"]["context_tokens"]["maximum"]
+    out = tool.run({"budget_usd": 10_000, "target_model": "llama3.3:70b", "context_tokens": top})
+    assert out.reasons  # type: ignore[attr-defined]
+    with pytest.raises(ToolError, match="context_tokens"):
+        tool.run({"budget_usd": 10_000, "target_model": "llama3.3:70b", "context_tokens": top + 1})
+
+
+def test_descriptions_match_the_schema_and_name_the_article(toolset: Registry) -> None:
+    fit = toolset.get("check_memory_fit")
+    assert not fit.input_schema().get("required")
+    assert "needs chip and memory_gb" not in fit.description.lower()
+    for name in ("lookup_benchmarks", "recommend_machine", "search_knowledge"):
+        assert "Apple Silicon AI Workstation 2026" in toolset.get(name).description, name
+    specs = json.dumps([t.mcp_spec() for t in toolset])
+    assert "$ref" not in specs

@@ -1,0 +1,92 @@
+"""Clusters of identical Macs running one model: the plan (split, link, engine) and how decode scales.
+
+Numbers come from tools/data/clusters.yaml, which carries the public measurements they were read from. The
+speed side is a thin layer over the single-machine estimate: estimate_speed is asked for one node as if the
+model fitted, and the cluster factor is applied on top (so changes to the single-machine model carry over).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.catalog import load_yaml
+from tools.registry import ToolError
+from tools.schemas import ClusterSpec
+
+SOURCE = (
+    "tools/data/clusters.yaml (public Mac-cluster measurements: exo #1468, exo #2070, mlx-lm PR #698, ...)"
+)
+
+
+def data() -> dict[str, Any]:
+    return load_yaml("clusters.yaml")
+
+
+@dataclass
+class ClusterPlan:
+    count: int
+    link: str
+    split: str
+    runtime: str
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(spec: ClusterSpec, runtime: str) -> ClusterPlan:
+    d = data()
+    link = d["links"][spec.link]
+    split = spec.split or str(link["default_split"])
+    if split not in link["splits"]:
+        raise ToolError(
+            f"cluster.split: {split} parallelism is measured only over Thunderbolt 5 RDMA; over "
+            f"{link['label']} use pipeline.",
+            fields=["cluster.split", "cluster.link"],
+        )
+    notes = [str(link["note"])]
+    rt = runtime
+    if runtime == "ollama":
+        rt = "mlx"
+        notes.append(str(d["runtimes"]["ollama"]) + ".")
+    elif runtime == "llama.cpp":
+        if split == "tensor":
+            raise ToolError(
+                "cluster.split: llama.cpp RPC splits by layers (pipeline); tensor parallel across Macs is "
+                "exo / MLX distributed (runtime mlx).",
+                fields=["cluster.split", "runtime"],
+            )
+        notes.append(str(d["runtimes"]["llama.cpp"]) + ".")
+    notes.append(
+        f"{spec.count} identical Macs, {split} split over {link['label']}: each node holds "
+        f"1/{spec.count} of the weights and KV cache plus its own compute buffer (GLM-5 8-bit needed 386 "
+        "GB/node on 2 nodes and 196 on 4, exo #1468)."
+    )
+    return ClusterPlan(spec.count, spec.link, split, rt, notes)
+
+
+def decode_factor(p: ClusterPlan, single_tps: float) -> tuple[float, float, float, str]:
+    """(expected, low, high) decode tok/s for the cluster from one node's decode, and how it was derived."""
+    d = data()["decode"]
+    n = p.count
+    if p.split == "tensor":
+        a, lo, hi = (float(d["tensor"][k]) for k in ("alpha", "alpha_low", "alpha_high"))
+        why = (
+            f"tensor parallel: one node's decode x {n}^{a:g} (measured speed-ups 1.10-1.23x on 2 Macs, "
+            "1.54x on 4: per-layer all-reduces eat most of the gain; decode does not scale like memory)"
+        )
+        return single_tps * n**a, single_tps * n**lo, single_tps * n**hi, why
+    hop, hop_lo, hop_hi = (float(d["pipeline"][k]) / 1000 for k in ("hop_ms", "hop_ms_low", "hop_ms_high"))
+    hops = n - 1
+    t = 1 / single_tps
+
+    def tps(h: float) -> float:
+        return 1 / (t + hops * h)
+
+    why = (
+        f"pipeline: nodes work in turn, so a token takes one node's full-model time plus {hops} hop(s) of "
+        f"~{hop * 1000:g} ms (exo #2070: 2 M5 Max over TB5 TCP/IP 68 tok/s vs ~80-89 on one)"
+    )
+    return tps(hop), tps(hop_hi), tps(hop_lo), why
+
+
+def prefill_factor(p: ClusterPlan) -> float:
+    return float(p.count ** float(data()["prefill"][p.split]["alpha"]))
