@@ -136,7 +136,7 @@ def test_launch_with_hostile_documents_still_starts(standin: OllamaStandIn, tmp_
         str(files["good"]),
     )
     try:
-        p.wait_for_url(timeout_s=180)
+        p.wait_for_url()
         assert p.interrupt() == 0
     finally:
         if p.proc.poll() is None:

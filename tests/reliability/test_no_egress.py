@@ -162,7 +162,7 @@ def test_whole_session_makes_no_outbound_connection(
             env=_guarded_env(guard_dir, subprocess_log, tmp_path / "launch-data", standin.url),
         )
         try:
-            launched.wait_for_url(timeout_s=180)
+            launched.wait_for_url()
             assert launched.interrupt() == 0
         finally:
             if launched.proc.poll() is None:
