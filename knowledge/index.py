@@ -298,13 +298,16 @@ class VectorStore:
                 self.collection.delete(ids=list(ids[start : start + max_batch]))
 
     def query(self, vector: Sequence[float], n: int) -> list[tuple[str, float]]:
-        """Nearest chunk ids with cosine similarity, best first."""
-        count = self.collection.count()
-        if count == 0 or n <= 0:
+        """Nearest chunk ids with cosine similarity, best first.
+
+        Ids and distances only, and no `count()` first: Chroma returns fewer than `n` from a smaller (or
+        empty) collection, and counting scans the table (~5 ms at 100k chunks, more than the HNSW search).
+        """
+        if n <= 0:
             return []
         result = self.collection.query(
             query_embeddings=np.asarray([vector], dtype=np.float32),
-            n_results=min(n, count),
+            n_results=n,
             include=["distances"],
         )
         ids = result["ids"][0]
