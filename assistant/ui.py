@@ -28,7 +28,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
 import html  # noqa: E402
-import ipaddress  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import threading  # noqa: E402
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal  # noqa: E402
 
 import gradio as gr  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from assistant.charts import chart_for_tool_result  # noqa: E402
 from assistant.config import Settings  # noqa: E402
@@ -55,6 +55,9 @@ from assistant.events import (  # noqa: E402
     ToolErrorEvent,
     ToolResultEvent,
 )
+from assistant.http_guard import LoopbackGuard, bypass_proxy_for_loopback, is_loopback_name  # noqa: E402
+from assistant.login_limit import LoginRateLimit  # noqa: E402
+from assistant.safe_json import clean_text, json_safe  # noqa: E402
 from assistant.ui_conversations import (  # noqa: E402
     BROWSER_STORAGE_KEY,
     LazyStore,
@@ -104,6 +107,7 @@ STATUS_TIMEOUT_S = 3.0
 # Yield the growing answer to the browser at most this often (plus at every structural event).
 STREAM_INTERVAL_S = 0.05
 MAX_INPUT_CHARS = 8000
+MIN_PASSWORD_CHARS = 12
 UPLOAD_LIMIT_BYTES = (
     50 * 1024 * 1024
 )  # knowledge.documents.MAX_FILE_BYTES; kept literal so the import stays lazy
@@ -147,13 +151,7 @@ def offline_theme() -> gr.themes.Base:
 
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and "localhost" — the only binds allowed without a password."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(host)
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -163,6 +161,11 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     user, sep, password = value.partition(":")
     if not sep or not user.strip() or not password:
         raise LaunchConfigError("--auth / ADVISOR_AUTH must look like user:password (both parts non-empty).")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise LaunchConfigError(
+            f"--auth / ADVISOR_AUTH: the password must be at least {MIN_PASSWORD_CHARS} characters "
+            f"(it has {len(password)}); it is all that stands between the network and your documents."
+        )
     return user.strip(), password
 
 
@@ -172,6 +175,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     Raises LaunchConfigError when binding a non-loopback address without auth: the chat can run tools and
     read the user's documents, so exposing it to a network without a password is refused, not warned about.
     """
+    bypass_proxy_for_loopback()  # gradio's start-up check (httpx) would otherwise go to HTTP(S)_PROXY
     auth = parse_auth(settings.auth)
     if not is_loopback(settings.host) and auth is None:
         raise LaunchConfigError(
@@ -199,6 +203,14 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "max_file_size": UPLOAD_LIMIT_BYTES,
         "theme": offline_theme(),
         "css": CSS,
+        # Host/Origin guard (DNS rebinding, cross-site requests): the same check as the MCP server's.
+        # Failed sign-ins are rate-limited per client address (brute force against --auth).
+        "app_kwargs": {
+            "middleware": [
+                Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host)),
+                *([Middleware(LoginRateLimit)] if auth else []),
+            ]
+        },
     }
 
 
@@ -361,10 +373,17 @@ def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: st
 # Chat rendering
 # ---------------------------------------------------------------------------------------------------------
 def _json_block(data: Any, limit: int = 6000) -> str:
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(
+        json_safe(data, max_depth=12, max_chars=2000), indent=2, ensure_ascii=False, default=str
+    )
     if len(text) > limit:
         text = text[:limit] + "\n... (truncated)"
     return f"```json\n{text}\n```"
+
+
+def _bounded(text: str, limit: int = 2000) -> str:
+    text = clean_text(text)
+    return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit:,} more characters)"
 
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#~|])")
@@ -551,7 +570,7 @@ class TurnRenderer:
         if isinstance(event, ToolErrorEvent):
             msg, _ = self._tool_message(event.call_id, event.name)
             self._log(event.call_id, ok=False, error=event.error)
-            msg["content"] += f"\n**Refused**: {event.error}"
+            msg["content"] += f"\n**Refused**: {_bounded(event.error)}"
             msg["metadata"] = {**msg["metadata"], "title": f"⚠️ {event.name} (error)", "status": "done"}
             return True
         if isinstance(event, NoticeEvent) and event.kind == "context_dropped":
@@ -1066,7 +1085,7 @@ def build_app(
             message: str, session: ChatSession | None, model: str | None
         ) -> Iterator[tuple[Any, ...]]:
             session = session or ChatSession()
-            text = (message or "").strip()
+            text = clean_text((message or "").strip())
             if not text:
                 yield gr.skip(), session.messages, session, gr.skip()
                 return
@@ -1200,9 +1219,15 @@ def build_app(
         def chat_api(message: str, model: str, session: ChatSession | None) -> Iterator[tuple[Any, ...]]:
             """Streamed answer for gradio_client: (answer so far, turn summary, session)."""
             session = session or ChatSession()
-            text = (message or "").strip()
+            text = clean_text((message or "").strip())
             if agent is None or not text or len(text) > MAX_INPUT_CHARS:
-                reason = "agent not available" if agent is None else "empty or oversized message"
+                reason = (
+                    "agent not available"
+                    if agent is None
+                    else "The message is empty."
+                    if not text
+                    else too_long_advice(len(text)).removeprefix("⚠️ ")
+                )
                 yield "", {"error": reason}, session
                 return
             renderer = TurnRenderer([], toolset, None)
@@ -1216,7 +1241,10 @@ def build_app(
             if renderer.error is not None:
                 summary["error"] = renderer.error.message
                 summary["error_kind"] = renderer.error.kind
-            yield renderer.answer_text, summary, session
+            # An answer that never streamed (e.g. the tool budget ran out) is still the answer.
+            answer = renderer.answer_text or (renderer.done.content if renderer.done is not None else "")
+            # Whatever the model put in its tool calls, the summary must encode (10**30, 800-deep JSON...).
+            yield answer, json_safe(summary, max_depth=12, max_chars=2000), session
 
         chat_inputs = [msg, session_state, model_dd]
         chat_outputs = [msg, chatbot, session_state, chart]

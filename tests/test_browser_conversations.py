@@ -275,14 +275,16 @@ def test_with_auth_conversations_belong_to_the_signed_in_user(standin: OllamaSta
     from playwright.sync_api import sync_playwright
 
     with (
-        _served(standin.url, tmp_path / "data", free_port(), auth="ann:s3cret") as url,
+        _served(standin.url, tmp_path / "data", free_port(), auth="ann:s3cret-long-enough") as url,
         sync_playwright() as pw,
     ):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         pages = []
         for _ in range(2):  # two browsers with separate storage, the same user
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            login = context.request.post(url + "login", form={"username": "ann", "password": "s3cret"})
+            login = context.request.post(
+                url + "login", form={"username": "ann", "password": "s3cret-long-enough"}
+            )
             assert login.ok, login.status
             page = context.new_page()
             page.goto(url, wait_until="load")
