@@ -227,6 +227,10 @@ def test_small_argument_problems_come_back_as_short_clear_errors(session: SyncSe
     assert huge.is_error
     text = huge.content[0].text  # type: ignore[union-attr]
     assert "unknown argument" in text and len(text) < 600
+    nested = session.call("estimate_speed", {"chip": "M3 Max", "cluster": {"count": 2, "y" * 1_000_000: 1}})
+    assert nested.is_error
+    text = nested.content[0].text  # type: ignore[union-attr]
+    assert "cluster.yyy" in text and len(text) < 600
     boolean = session.call(
         "check_memory_fit",
         {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b", "context_tokens": True},

@@ -141,6 +141,47 @@ def test_a_huge_unknown_argument_name_is_truncated_in_the_error() -> None:
     assert all(len(f) < 100 for f in err.value.fields)
 
 
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        (
+            "estimate_speed",
+            {"chip": "M3 Max", "model": "qwen2.5:7b", "cluster": {"count": 2, "y" * 1_000_000: 1}},
+        ),
+        (
+            "estimate_speed",
+            {
+                "chip": "M3 Max",
+                "architecture": {
+                    "z" * 1_000_000: 1,
+                    "params_billion": 8,
+                    "n_layers": 32,
+                    "n_kv_heads": 8,
+                    "head_dim": 128,
+                    "native_context": 8192,
+                },
+            },
+        ),
+        (
+            "check_memory_fit",
+            {
+                "chip": "M3 Max",
+                "memory_gb": 64,
+                "cluster": {"count": 2, **{f"k{i}" * 50_000: 1 for i in range(40)}},
+            },
+        ),
+    ],
+)
+def test_huge_unknown_names_inside_nested_objects_are_truncated_too(
+    name: str, arguments: dict[str, Any]
+) -> None:
+    with pytest.raises(ToolError) as err:
+        REGISTRY.get(name).run(arguments)
+    message = str(err.value)
+    assert "Extra inputs are not permitted" in message and len(message) < 1500, message[:300]
+    assert all(len(f) < 200 for f in err.value.fields)
+
+
 def test_recommend_machine_accepts_the_context_its_schema_allows() -> None:
     tool = REGISTRY.get("recommend_machine")
     top = tool.input_schema()["properties"]["context_tokens"]["maximum"]

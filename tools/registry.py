@@ -33,6 +33,9 @@ class ToolError(ValueError):
         self.fields: list[str] = list(fields or [])
 
 
+_MAX_ERRORS = 10  # problems listed in one error message; the rest are counted
+
+
 def _loc_to_path(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -43,7 +46,8 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
             text = str(item)
             if text.startswith(("function-", "tagged-union", "union[", "json-or-python")):
                 continue
-            parts.append(("." if parts else "") + text)
+            # A nested unknown key is user input: clip it (a 1 MB name stays out of errors at any depth).
+            parts.append(("." if parts else "") + _clip(text))
     return "".join(parts) or "(arguments)"
 
 
@@ -51,7 +55,8 @@ def format_validation_error(tool_name: str, err: ValidationError) -> ToolError:
     """Turn a pydantic ValidationError into one readable ToolError naming every offending field."""
     lines: list[str] = []
     fields: list[str] = []
-    for e in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    for e in errors[:_MAX_ERRORS]:
         path = _loc_to_path(tuple(e.get("loc", ())))
         msg = str(e.get("msg", "invalid value"))
         # Custom validators raise ValueError("...") which pydantic prefixes with "Value error, ".
@@ -64,6 +69,8 @@ def format_validation_error(tool_name: str, err: ValidationError) -> ToolError:
         lines.append(f"{path}: {msg}{shown}")
         if path not in fields:
             fields.append(path)
+    if len(errors) > _MAX_ERRORS:
+        lines.append(f"and {len(errors) - _MAX_ERRORS} more")
     head = f"Invalid arguments for {tool_name}: " if tool_name else "Invalid arguments: "
     return ToolError(head + "; ".join(lines), fields=fields)
 
