@@ -29,6 +29,7 @@ from tests.test_mcp import (  # noqa: F401 - fixtures are found by name
     standin_url,
     stdio_client_session,
 )
+from tools import REGISTRY
 from tools.catalog import catalog, chip_bins
 
 EXAMPLES = 12  # per tool and transport: the machine is slow, and the SDK client validates each one too
@@ -220,6 +221,19 @@ def test_every_tool_is_annotated_read_only_and_idempotent(session: SyncSession) 
         assert info.annotations is not None, info.name
         assert info.annotations.read_only_hint is True and info.annotations.idempotent_hint is True, info.name
         assert info.annotations.destructive_hint is False, info.name
+
+
+def test_the_exported_mcp_format_is_what_the_server_lists(session: SyncSession) -> None:
+    """`python -m tools schema --format mcp` (REGISTRY.mcp_spec) and tools/list agree tool for tool."""
+    listed = {t.name: t for t in session.list_tools()}
+    for tool in REGISTRY:
+        spec = tool.mcp_spec()
+        info = listed[tool.name]
+        assert info.input_schema == spec["inputSchema"] and info.output_schema == spec["outputSchema"]
+        # With Ollama wired in, the server's toolset adds a sentence ("Any model installed in Ollama ...").
+        assert info.title == spec["title"] and (info.description or "").startswith(spec["description"])
+        assert info.annotations is not None
+        assert info.annotations.model_dump(by_alias=True, exclude_none=True) == spec["annotations"]
 
 
 def test_small_argument_problems_come_back_as_short_clear_errors(session: SyncSession) -> None:

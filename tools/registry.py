@@ -33,6 +33,15 @@ class ToolError(ValueError):
         self.fields: list[str] = list(fields or [])
 
 
+# MCP annotations of every tool: they compute from local tables or read the local index / a local Ollama, so
+# nothing is written, nothing leaves the machine, and repeating a call changes nothing.
+MCP_ANNOTATIONS: dict[str, bool] = {
+    "readOnlyHint": True,
+    "destructiveHint": False,
+    "idempotentHint": True,
+    "openWorldHint": False,
+}
+
 _MAX_ERRORS = 10  # problems listed in one error message; the rest are counted
 
 
@@ -374,12 +383,15 @@ class Tool:
         }
 
     def mcp_spec(self) -> dict[str, Any]:
-        """MCP ``tools/list`` entry (name, description, inputSchema, outputSchema)."""
+        """MCP ``tools/list`` entry, as the MCP server publishes it (name, title, description, schemas,
+        annotations), so a client configured from ``python -m tools schema --format mcp`` sees the same."""
         return {
             "name": self.name,
+            "title": self.name.replace("_", " ").capitalize(),
             "description": self.description,
             "inputSchema": self.input_schema(),
             "outputSchema": self.output_schema(),
+            "annotations": dict(MCP_ANNOTATIONS),
         }
 
 
