@@ -20,10 +20,10 @@ import pytest
 
 from assistant.config import Settings
 from knowledge import KnowledgeBase
-from tests.harness import free_port
+from tests.harness import HANG_S, free_port
 from tests.test_knowledge_index import CountingEmbedder, n_passages, passages  # noqa: F401 - fixture
 
-START_TIMEOUT_S = 90.0  # generous: catches a hang only (a busy 2-core machine starts it in a few seconds)
+START_TIMEOUT_S = HANG_S  # catches a hang only (a busy 2-core machine starts it in a few seconds)
 
 
 def _chroma_cli() -> str | None:
