@@ -256,3 +256,9 @@ def test_small_argument_problems_come_back_as_short_clear_errors(session: SyncSe
     )
     assert not null.is_error, null.content
     assert null.structured_content["context_tokens"] == 4096  # type: ignore[index]
+    nested_null = session.call(
+        "estimate_speed",
+        {"chip": "M3 Ultra", "memory_gb": 512, "params_billion": 1000, "cluster": {"count": 2, "link": None}},
+    )
+    assert not nested_null.is_error, nested_null.content
+    assert nested_null.structured_content["cluster"]["link"] == "thunderbolt5"  # type: ignore[index]

@@ -8,6 +8,7 @@ schema, so a field that can be null must accept null there.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -92,6 +93,64 @@ def test_an_explicit_null_for_an_optional_argument_means_the_default() -> None:
     base = {"chip": "M3 Max", "model": "qwen2.5:32b"}
     with_null = tool.run({**base, "context_tokens": None, "quant": None, "gpu_cores": None})
     assert with_null.model_dump() == tool.run(base).model_dump()
+
+
+_ARCH = {"params_billion": 8, "n_layers": 32, "n_kv_heads": 8, "head_dim": 128, "native_context": 8192}
+_BASE_CALLS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "estimate_speed",
+        {"chip": "M3 Ultra", "memory_gb": 512, "params_billion": 1000, "cluster": {"count": 2}},
+    ),
+    ("estimate_speed", {"chip": "M3 Max", "architecture": dict(_ARCH)}),
+    (
+        "check_memory_fit",
+        {"chip": "M3 Ultra", "memory_gb": 512, "params_billion": 1000, "cluster": {"count": 2}},
+    ),
+    ("check_memory_fit", {"chip": "M4 Pro", "memory_gb": 48, "architecture": dict(_ARCH)}),
+    ("lookup_benchmarks", {"query": "m4 pro"}),
+    ("recommend_machine", {"budget_usd": 3000}),
+    ("search_knowledge", {"query": "unified memory"}),
+]
+
+
+def _outcome(tool: Any, arguments: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return "ok", tool.run(arguments).model_dump(mode="json")
+    except ToolError as err:
+        return "error", str(err)
+
+
+@pytest.mark.parametrize(
+    ("name", "base"), _BASE_CALLS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(_BASE_CALLS)]
+)
+def test_null_for_any_nullable_property_means_omitted_at_any_depth(
+    toolset: Registry, name: str, base: dict[str, Any]
+) -> None:
+    """Every property the schema marks ``nullable`` accepts an explicit null, nested ones (``cluster.link``)
+    included, and it means the same as leaving the property out."""
+    tool = toolset.get(name)
+    schema = tool.input_schema()
+    checked = 0
+    for path, prop, _required in _properties(schema):
+        if not prop.get("nullable"):
+            continue
+        *outer, key = path.split(".")
+        container = base
+        for part in outer:
+            if not isinstance(container.get(part), dict):
+                break
+            container = container[part]
+        else:
+            omitted = copy.deepcopy(base)
+            with_null = copy.deepcopy(base)
+            target_omitted, target_null = omitted, with_null
+            for part in outer:
+                target_omitted, target_null = target_omitted[part], target_null[part]
+            target_omitted.pop(key, None)
+            target_null[key] = None
+            assert _outcome(tool, with_null) == _outcome(tool, omitted), f"{name}: {path} = null"
+            checked += 1
+    assert checked >= 1
 
 
 @pytest.mark.parametrize(

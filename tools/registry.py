@@ -167,6 +167,26 @@ def _clip_repr(value: Any) -> str:
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
+def _drop_nested_nulls(arguments: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Inside nested objects (``cluster``, ``architecture``) too, an explicit null for an optional property
+    means "not given": the schema marks it ``nullable``, so a framework may send ``"link": null``."""
+
+    def clean(value: Any, prop: Any) -> Any:
+        if not (
+            isinstance(value, Mapping) and isinstance(prop, dict) and isinstance(prop.get("properties"), dict)
+        ):
+            return value
+        props, required = prop["properties"], set(prop.get("required", []))
+        return {
+            k: clean(v, props.get(k))
+            for k, v in value.items()
+            if not (v is None and isinstance(k, str) and k in props and k not in required)
+        }
+
+    props = schema.get("properties", {})
+    return {k: clean(v, props.get(k)) for k, v in arguments.items()}
+
+
 def _reject_booleans_for_numbers(
     tool_name: str, arguments: Mapping[str, Any], schema: dict[str, Any]
 ) -> None:
@@ -323,7 +343,9 @@ class Tool:
         # argument nullable, and some frameworks send null rather than omitting it).
         fields = self.input_model.model_fields
         arguments = {k: v for k, v in arguments.items() if not (v is None and not fields[k].is_required())}
-        _reject_booleans_for_numbers(self.name, arguments, _input_schema(self.input_model))
+        schema = _input_schema(self.input_model)
+        arguments = _drop_nested_nulls(arguments, schema)
+        _reject_booleans_for_numbers(self.name, arguments, schema)
         try:
             return self.input_model.model_validate(dict(arguments))
         except ValidationError as err:
