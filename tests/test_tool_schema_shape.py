@@ -258,3 +258,9 @@ def test_descriptions_match_the_schema_and_name_the_article(toolset: Registry) -
         assert "Apple Silicon AI Workstation 2026" in toolset.get(name).description, name
     specs = json.dumps([t.mcp_spec() for t in toolset])
     assert "$ref" not in specs
+    # An input schema that mentions "the article" says which one (the model reads these when calling).
+    for tool in toolset:
+        for path, prop, _ in [("", tool.input_schema(), False), *_properties(tool.input_schema())]:
+            text = str(prop.get("description", ""))
+            if "article" in text.lower():
+                assert "Apple Silicon AI Workstation 2026" in text, f"{tool.name}.{path}: {text}"
