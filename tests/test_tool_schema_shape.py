@@ -248,6 +248,13 @@ def test_recommend_machine_accepts_the_context_its_schema_allows() -> None:
     assert out.reasons  # type: ignore[attr-defined]
     with pytest.raises(ToolError, match="context_tokens"):
         tool.run({"budget_usd": 10_000, "target_model": "llama3.3:70b", "context_tokens": top + 1})
+    # Only target_params_billion: no trained context is known, so the schema's maximum is accepted.
+    assert tool.run({"budget_usd": 10_000, "target_params_billion": 70, "context_tokens": top}).reasons  # type: ignore[attr-defined]
+    # No target: the error names the reference model sized for, and how to ask for a longer context.
+    with pytest.raises(ToolError) as err:
+        tool.run({"budget_usd": 10_000, "context_tokens": 65_536})
+    assert err.value.fields == ["context_tokens"]
+    assert "qwen2.5:14b" in str(err.value) and "target_model" in str(err.value)
 
 
 def test_descriptions_match_the_schema_and_name_the_article(toolset: Registry) -> None:
