@@ -24,9 +24,10 @@ from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.server.mcpserver.tools import Tool as MCPTool
 from mcp.server.mcpserver.tools.tool_manager import ToolManager
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
+
+from assistant.http_guard import loopback_security
 
 if TYPE_CHECKING:
     # Imported when the tools are first listed, not at start-up: `initialize` is answered without them.
@@ -211,20 +212,3 @@ def build_server(
         # The SDK has no hook for a deferred tool list; its ToolManager is the one place tools are looked up.
         server._tool_manager = _LazyToolManager(registry)
     return server
-
-
-def loopback_security() -> TransportSecuritySettings:
-    """DNS-rebinding protection for the HTTP transport.
-
-    A web page on a foreign site can make the browser POST to 127.0.0.1; the Origin header is what gives it
-    away. Requests without an Origin (CLI tools, SDK clients) and loopback origins pass; any other origin
-    gets 403, and a Host header that is not loopback gets 421.
-    """
-    hosts = ["127.0.0.1", "localhost", "[::1]"]
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[*hosts, *(f"{h}:*" for h in hosts)],
-        allowed_origins=[
-            f"{scheme}://{h}{port}" for scheme in ("http", "https") for h in hosts for port in ("", ":*")
-        ],
-    )
