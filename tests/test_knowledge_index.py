@@ -22,6 +22,7 @@ from knowledge.chunking import (
     split_front_matter,
 )
 from knowledge.search import PASSAGES_DIR, reciprocal_rank_fusion
+from tests.harness import HANG_S
 from tests.ollama_standin import Fault, OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
 
@@ -52,7 +53,7 @@ class CountingEmbedder:
 
 def ollama_embedder(standin: OllamaStandIn) -> OllamaEmbedder:
     """The production embedder on the real client, pointed at the stand-in."""
-    return OllamaEmbedder(ollama.Client(host=standin.url, timeout=10.0), "nomic-embed-text")
+    return OllamaEmbedder(ollama.Client(host=standin.url, timeout=HANG_S), "nomic-embed-text")
 
 
 @pytest.fixture

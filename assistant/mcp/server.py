@@ -126,30 +126,24 @@ def _preparse_json_arguments(arguments: dict[str, Any] | None, schema: dict[str,
     return out
 
 
-def _title(name: str) -> str:
-    return name.replace("_", " ").capitalize()
-
-
 def registry_tool_to_mcp(tool: RegistryTool) -> RegistryBackedTool:
     """Publish one registry tool: same name, description, input schema and output schema."""
-    output_schema = tool.output_schema()
+    spec = tool.mcp_spec()  # the same entry `python -m tools schema --format mcp` exports
+    output_schema = spec["outputSchema"]
     metadata = FuncMetadata(
         arg_model=_AnyArguments, output_schema=output_schema, output_model=tool.output_model
     )
     return RegistryBackedTool(
         fn=tool.run,
         name=tool.name,
-        title=_title(tool.name),
+        title=spec["title"],
         description=tool.description,
-        parameters=tool.input_schema(),
+        parameters=spec["inputSchema"],
         fn_metadata=metadata,
         is_async=False,
         context_kwarg=None,
-        # Our tools compute from local tables or read the local index/Ollama: nothing is written, nothing
-        # leaves the machine, and repeating a call changes nothing (idempotent).
-        annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-        ),
+        # Read-only and idempotent: see tools.registry.MCP_ANNOTATIONS.
+        annotations=ToolAnnotations.model_validate(spec["annotations"]),
         registry_tool=tool,
         # One call per tool at a time: the knowledge index and the Ollama client are not documented as
         # thread-safe, while different tools still run side by side.

@@ -16,6 +16,7 @@ import pytest
 
 from assistant.ollama_layer import OllamaLayer
 from knowledge.search import KnowledgeBase
+from tests.harness import HANG_S
 from tests.ollama_standin import OllamaStandIn
 from tests.ollama_standin.models import NOMIC_EMBED_TEXT
 
@@ -23,7 +24,7 @@ QUESTION = "Which Mac should I buy to run 70B models?"
 
 
 def open_kb(standin: OllamaStandIn, data_dir: Path, model: str = "nomic-embed-text") -> KnowledgeBase:
-    return KnowledgeBase(data_dir, OllamaLayer(standin.url).embedder(model, timeout_s=5.0))
+    return KnowledgeBase(data_dir, OllamaLayer(standin.url).embedder(model, timeout_s=HANG_S))
 
 
 def assert_whole(kb: KnowledgeBase) -> None:
