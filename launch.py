@@ -301,13 +301,19 @@ def _add_documents(knowledge: KnowledgeBase, paths: Sequence[Path]) -> None:
     from knowledge.documents import DocumentError
 
     _say(f"Adding {len(paths)} document path(s) ...")
+    skipped: list[str] = []
     try:
-        added = knowledge.add_documents(paths)
+        added = knowledge.add_documents(paths, skipped=skipped)
     except DocumentError as err:
         _say(f"  Could not add documents: {err}")
         return
+    except Exception as err:  # noqa: BLE001 - a hostile document must never stop the app from starting
+        _say(f"  Could not add documents ({type(err).__name__}: {err}); starting without them.")
+        return
     for doc in added:
         _say(f"  + {doc.title} ({doc.kind}, {doc.chunks} chunks) from {doc.original_path}")
+    for reason in skipped:
+        _say(f"  skipped {reason}")
 
 
 def build_ui(services: Services, ui: Any) -> Any:

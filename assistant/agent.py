@@ -12,12 +12,14 @@ next turn works once the cause is gone.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import queue
 import re
 import threading
 import time
-from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,7 @@ from assistant.events import (
     ToolResultEvent,
 )
 from assistant.prompts import FORCE_ANSWER_NOTE, build_system_prompt, cited_ids, system_message
+from assistant.safe_json import clean_text, is_sendable, json_safe
 from tools import Registry, ToolError
 
 if TYPE_CHECKING:
@@ -65,6 +68,14 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Agent", "Conversation", "ParsedCall", "parse_text_tool_calls"]
 
+# Tool-call arguments longer than this (as JSON) are refused and not kept in history: no tool needs more, and
+# a 5 MB call would otherwise overflow every later request of the turn (and be blamed on the user's message).
+MAX_TOOL_ARGUMENT_CHARS = 20_000
+# A hung (or model-loading) Ollama: say so after WAIT_NOTICE_S, and let search fall back to keywords after
+# EMBED_WAIT_S; the whole wait for Ollama is bounded by Settings.request_timeout_s.
+WAIT_NOTICE_S = 1.0
+EMBED_WAIT_S = 5.0
+WAITING_TEXT = "Waiting for Ollama… (it may be loading the model)."
 RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
 
 
@@ -172,12 +183,12 @@ def _arguments_dict(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]
     if arguments is None:
         return {}
     if isinstance(arguments, Mapping):
-        return dict(arguments)
+        return dict(json_safe(arguments))  # NaN, lone surrogates: never into history (issue 14)
     try:
         value = json.loads(arguments) if arguments.strip() else {}
     except (json.JSONDecodeError, RecursionError):
-        return {"_raw": arguments}
-    return value if isinstance(value, dict) else {"_raw": arguments}
+        return {"_raw": clean_text(arguments)}
+    return dict(json_safe(value)) if isinstance(value, dict) else {"_raw": clean_text(arguments)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -402,6 +413,16 @@ class Agent:
             return [], f"Knowledge search failed ({exc}); answering without passages."
         return list(result.passages), None
 
+    def retrieve_lexical(self, question: str) -> list[Passage]:
+        """Keyword-only retrieval: the fallback when embedding the question stalls."""
+        if self.knowledge is None or self.settings.top_k_passages <= 0:
+            return []
+        try:
+            return list(self.knowledge.retrieve(question[:2000], self.settings.top_k_passages, "lexical"))
+        except Exception as exc:  # noqa: BLE001 - retrieval is an aid
+            log.warning("lexical search failed: %s", exc)
+            return []
+
     def render_system(self, passages: Sequence[Passage]) -> str:
         return system_message(self.system_prompt, passages)
 
@@ -414,6 +435,7 @@ class Conversation:
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._turns = 0
+        self._waiting_shown = False
 
     def turn(self, user_text: str, model: str | None = None) -> Generator[AgentEvent, None, None]:
         """Answer one user message, yielding events. Never raises; ends with a DoneEvent or an ErrorEvent."""
@@ -422,10 +444,12 @@ class Conversation:
                 kind="busy", message="This conversation is still answering the previous message; wait for it."
             )
             return
+        start = len(self.history)
         try:
             self._turns += 1
-            yield from self._turn(user_text, model or self.agent.settings.chat_model)
+            yield from self._turn(clean_text(user_text), model or self.agent.settings.chat_model)
         finally:
+            _repair_history(self.history, start)
             self._lock.release()
 
     # The loop ------------------------------------------------------------------------------------------
@@ -439,7 +463,9 @@ class Conversation:
             return
 
         self._summarise_earlier_results()
-        passages, notice = agent.retrieve(user_text)
+        self._waiting_shown = False
+        deadline = time.monotonic() + settings.request_timeout_s  # the one bound on waiting for Ollama
+        passages, notice = yield from self._retrieve_bounded(user_text)
         if notice:
             yield NoticeEvent(text=notice)
         start = len(self.history)
@@ -509,7 +535,8 @@ class Conversation:
             rounds += 1
             result = _Round()
             try:
-                yield from self._stream_round(model, fit.messages, specs, result, options)
+                yield from self._stream_round(model, fit.messages, specs, result, options, deadline)
+                deadline = time.monotonic() + settings.request_timeout_s  # next round: a fresh wait
             except GeneratorExit:
                 self._keep_partial(result, "stopped")
                 raise
@@ -553,6 +580,14 @@ class Conversation:
             content = result.content
             if result.calls:
                 yield NoticeEvent(text="The model asked for more tools after the tool budget was used up.")
+                if not content.strip():
+                    content = (
+                        f"The model gave no answer: it used up its budget of {settings.max_tool_rounds} "
+                        "tool round(s) (ADVISOR_MAX_TOOL_ROUNDS) and kept asking for more tools instead of "
+                        "answering. The tool results above are what it gathered; ask a narrower question or "
+                        "try another model."
+                    )
+                    yield NoticeEvent(text=content)
             if not content.strip():
                 content = (
                     "The model returned no answer. The tool results above are what it gathered; ask again or "
@@ -575,6 +610,31 @@ class Conversation:
             )
             return
 
+    def _retrieve_bounded(
+        self, question: str
+    ) -> Generator[AgentEvent, None, tuple[list[Passage], str | None]]:
+        """Retrieval that cannot hold the user in silence: "waiting" after WAIT_NOTICE_S, and keyword search
+        when the question's embedding has not come back after EMBED_WAIT_S (a hung or loading Ollama)."""
+        agent = self.agent
+        if getattr(agent.knowledge, "embedder", None) is None or agent.settings.top_k_passages <= 0:
+            return agent.retrieve(question)  # nothing here waits on Ollama
+        job = _Background(lambda: agent.retrieve(question))
+        if job.wait(WAIT_NOTICE_S):
+            return job.result()
+        yield from self._waiting()
+        budget = min(EMBED_WAIT_S, agent.settings.request_timeout_s)
+        if job.wait(budget - WAIT_NOTICE_S):
+            return job.result()
+        return agent.retrieve_lexical(question), (
+            f"Ollama did not embed the question within {budget:g} s; using keyword (BM25) search for this "
+            "question."
+        )
+
+    def _waiting(self) -> Iterator[AgentEvent]:
+        if not self._waiting_shown:
+            self._waiting_shown = True
+            yield NoticeEvent(text=WAITING_TEXT)
+
     def _stream_round(
         self,
         model: str,
@@ -582,8 +642,13 @@ class Conversation:
         specs: Sequence[dict[str, Any]],
         out: _Round,
         options: Mapping[str, Any],
+        deadline: float | None = None,
     ) -> Iterator[AgentEvent]:
-        """Stream one model call into `out`, yielding visible tokens; raises on any transport failure."""
+        """Stream one model call into `out`, yielding visible tokens; raises on any transport failure.
+
+        The first chunk is awaited in a helper thread: after WAIT_NOTICE_S the user is told we are waiting
+        for Ollama, and at `deadline` the round gives up (TimeoutError) instead of sitting in silence.
+        """
         agent = self.agent
         watch_text_calls = bool(specs)
         holding = watch_text_calls
@@ -591,6 +656,8 @@ class Conversation:
         parts: list[str] = []
         think_tags = _ThinkTags()
         stream = agent.ollama.chat_stream(model, messages, list(specs) or None, dict(options))
+        chunks = iter(stream)
+        first = _Background(lambda: next(chunks, None))
 
         def visible(text: str) -> Iterator[AgentEvent]:
             nonlocal holding
@@ -607,12 +674,18 @@ class Conversation:
                 yield TokenEvent(text=text)
 
         try:
-            for chunk in stream:
+            if not first.wait(WAIT_NOTICE_S):
+                yield from self._waiting()
+                left = (deadline if deadline is not None else time.monotonic() + 1e9) - time.monotonic()
+                if not first.wait(left):
+                    raise TimeoutError("no answer from Ollama before the deadline")
+            head = first.result()
+            for chunk in itertools.chain([head] if head is not None else [], chunks):
                 message = _get(chunk, "message")
                 # Reasoning, not answer: its own event, never in the content or the history. Ollama >= 0.12
                 # sends it in `thinking`; older ones (and models without a thinking parser) in <think> tags.
-                thought, text = think_tags.feed(_get(message, "content") or "")
-                thought = str(_get(message, "thinking") or "") + thought
+                thought, text = think_tags.feed(clean_text(_get(message, "content") or ""))
+                thought = clean_text(str(_get(message, "thinking") or "")) + thought
                 if thought:
                     yield ThinkingEvent(text=thought)
                 yield from visible(text)
@@ -629,7 +702,7 @@ class Conversation:
         finally:
             out.content = "".join(parts)
             close = getattr(stream, "close", None)
-            if close is not None:
+            if close is not None and first.done:  # an abandoned first request ends by its own timeout
                 close()
         if not out.done:
             raise _StreamDropped()
@@ -649,17 +722,20 @@ class Conversation:
         # A single tool result may take a sixth of the input budget: enough for any of our tools' outputs,
         # small enough that one huge lookup cannot crowd out the passages.
         max_result_tokens = max(256, budget.input_budget // 6)
+        all_arguments = [_bounded_arguments(_arguments_dict(call.arguments)) for call in result.calls]
         history_calls = [
-            {"function": {"name": call.name, "arguments": _arguments_dict(call.arguments)}}
-            for call in result.calls
+            {"function": {"name": call.name, "arguments": arguments}}
+            for call, (arguments, _) in zip(result.calls, all_arguments, strict=True)
         ]
         self.history.append({"role": "assistant", "content": result.content, "tool_calls": history_calls})
         for index, call in enumerate(result.calls):
             call_id = f"t{self._turns}r{round_no}c{index}"
-            arguments = _arguments_dict(call.arguments)
+            arguments, too_long = all_arguments[index]
             yield ToolCallEvent(call_id=call_id, name=call.name, arguments=arguments, round=round_no)
             began = time.perf_counter()
             try:
+                if too_long:
+                    raise ToolError(too_long)
                 tool = agent.toolset.get(call.name)
                 output = tool.run(call.arguments)
             except ToolError as exc:
@@ -713,3 +789,85 @@ class Conversation:
         """Keep what the model already said, marked, so the user and the next turn can see it was cut."""
         if result.content.strip():
             self.history.append({"role": "assistant", "content": f"{result.content}\n\n[answer {how}]"})
+
+
+def _repair_history(history: list[dict[str, Any]], start: int) -> None:
+    """Whatever a turn added must be sendable next time: a failed turn can never leave history unusable."""
+    for i in range(start, len(history)):
+        if not is_sendable(history[i]):
+            log.warning("history message %d was not strict JSON/UTF-8; sanitised", i)
+            history[i] = json_safe(history[i])
+
+
+def _bounded_arguments(arguments: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """(arguments to show and keep, refusal) - huge arguments are replaced by a note and refused."""
+    size = len(json.dumps(arguments, ensure_ascii=False))
+    if size <= MAX_TOOL_ARGUMENT_CHARS:
+        return arguments, None
+    note = f"arguments of {size:,} characters, not kept (the limit is {MAX_TOOL_ARGUMENT_CHARS:,})"
+    refusal = (
+        f"the tool call's arguments were {size:,} characters; the limit is {MAX_TOOL_ARGUMENT_CHARS:,}. "
+        "Call the tool again with short arguments."
+    )
+    return {"_omitted": note}, refusal
+
+
+class _Workers:
+    """Daemon threads reused across turns (starting a thread per wait doubled the agent's per-turn overhead).
+
+    Daemon, not concurrent.futures: a request abandoned at its deadline must not hold the process at exit.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        if start:
+            threading.Thread(target=self._work, name="agent-wait", daemon=True).start()
+        self._tasks.put(task)
+
+    def _work(self) -> None:
+        while True:
+            self._tasks.get()()
+            with self._lock:
+                self._idle += 1
+
+
+_WORKERS = _Workers()
+
+
+class _Background:
+    """Run `fn` on a worker thread and wait for it with timeouts (the caller may give up and move on)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+        self._event = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        _WORKERS.submit(self._run)
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the waiting thread by result()
+            self._error = exc
+        finally:
+            self._event.set()
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(max(0.0, timeout))
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value

@@ -13,6 +13,7 @@ events carry; a result of an unexpected shape gives ``None`` (no chart) rather t
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,17 +60,34 @@ class ChipSpeed(BaseModel):
     ceiling_tokens_per_second: float
 
 
+# Plotly never wraps a title: one longer than the plot is cut off in the chat's side column and on a phone
+# (390 px). Titles are wrapped at this many characters, which fits a ~330 px wide plot at 15 px.
+TITLE_WRAP_CHARS = 34
+# Neutral colours that read on a light and a dark page alike; text colour follows the page via CSS (ui.CSS).
+_GRID = "rgba(128,128,128,0.28)"
+
+
+def wrap_title(title: str, width: int = TITLE_WRAP_CHARS) -> list[str]:
+    return textwrap.wrap(title, width=width, break_long_words=True) or [""]
+
+
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     legend = fig.layout.legend.to_plotly_json() if fig.layout.legend else {}
+    lines = wrap_title(title)
     fig.update_layout(
-        title={"text": title, "x": 0.01, "font": {"size": 15}},
-        height=height,
-        margin={"l": 10, "r": 10, "t": 48, "b": 10},
+        title={"text": "<br>".join(lines), "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        height=height + 20 * (len(lines) - 1),
+        margin={"l": 10, "r": 10, "t": 30 + 20 * len(lines), "b": 10},
         template="plotly_white",
+        # Transparent backgrounds: the chart sits on the page's own colour, light or dark.
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
         font={"family": "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif"},
         legend=legend
-        or {"x": 0.01, "y": 0.99, "xanchor": "left", "yanchor": "top", "bgcolor": "rgba(255,255,255,0.75)"},
+        or {"x": 0.01, "y": 0.99, "xanchor": "left", "yanchor": "top", "bgcolor": "rgba(128,128,128,0.12)"},
     )
+    fig.update_xaxes(gridcolor=_GRID, zerolinecolor=_GRID, linecolor=_GRID)
+    fig.update_yaxes(gridcolor=_GRID, zerolinecolor=_GRID, linecolor=_GRID)
     return fig
 
 
@@ -109,7 +127,7 @@ def memory_fit_figure(result: Mapping[str, Any]) -> go.Figure | None:
             x=b.ram_gb,
             line={"color": _COLOURS["ram"], "width": 1, "dash": "dot"},
             annotation_text=f"RAM {b.ram_gb:.0f} GB",
-            annotation_position="top right",
+            annotation_position="bottom left",  # "top right" ran off the plot at the right edge
         )
     verdict = fit.verdict.replace("_", " ")
     headroom = f"{b.headroom_gb:+.1f} GB headroom"

@@ -27,8 +27,9 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
-import ipaddress  # noqa: E402
+import html  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator, Mapping, Sequence  # noqa: E402
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal  # noqa: E402
 
 import gradio as gr  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from assistant.charts import chart_for_tool_result  # noqa: E402
 from assistant.config import Settings  # noqa: E402
@@ -52,6 +54,20 @@ from assistant.events import (  # noqa: E402
     ToolCallEvent,
     ToolErrorEvent,
     ToolResultEvent,
+)
+from assistant.http_guard import LoopbackGuard, bypass_proxy_for_loopback, is_loopback_name  # noqa: E402
+from assistant.login_limit import LoginRateLimit  # noqa: E402
+from assistant.safe_json import clean_text, json_safe  # noqa: E402
+from assistant.ui_conversations import (  # noqa: E402
+    BROWSER_STORAGE_KEY,
+    LazyStore,
+    TurnSaver,
+    browser_secret,
+    chart_of_turns,
+    export_file,
+    messages_of_turns,
+    owner_for,
+    restore_history,
 )
 from tools.registry import Registry, Tool, ToolError  # noqa: E402
 
@@ -91,6 +107,7 @@ STATUS_TIMEOUT_S = 3.0
 # Yield the growing answer to the browser at most this often (plus at every structural event).
 STREAM_INTERVAL_S = 0.05
 MAX_INPUT_CHARS = 8000
+MIN_PASSWORD_CHARS = 12
 UPLOAD_LIMIT_BYTES = (
     50 * 1024 * 1024
 )  # knowledge.documents.MAX_FILE_BYTES; kept literal so the import stays lazy
@@ -106,9 +123,18 @@ SYSTEM_FONTS = [
 SYSTEM_MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
 CSS = """
 #ollama-status p { margin: 0; }
+/* Charts follow dark mode: plotly writes fixed text colours inline; the page's own colours win here. */
+.dark .js-plotly-plot .main-svg text { fill: var(--body-text-color) !important; }
+.dark .js-plotly-plot .legend .bg { fill: var(--background-fill-secondary) !important; }
 .turn-stats { color: var(--body-text-color-subdued); font-size: 0.85em; }
 footer { display: none !important; }
 """
+
+CLOSE_SIDEBAR_ON_PHONES = """() => {
+  if (window.innerWidth >= 768) return;
+  const toggle = document.querySelector('button.toggle-button[aria-label="Toggle Sidebar"]');
+  if (toggle) toggle.click();
+}"""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -125,13 +151,7 @@ def offline_theme() -> gr.themes.Base:
 
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and "localhost" — the only binds allowed without a password."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(host)
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -141,6 +161,11 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     user, sep, password = value.partition(":")
     if not sep or not user.strip() or not password:
         raise LaunchConfigError("--auth / ADVISOR_AUTH must look like user:password (both parts non-empty).")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise LaunchConfigError(
+            f"--auth / ADVISOR_AUTH: the password must be at least {MIN_PASSWORD_CHARS} characters "
+            f"(it has {len(password)}); it is all that stands between the network and your documents."
+        )
     return user.strip(), password
 
 
@@ -150,6 +175,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     Raises LaunchConfigError when binding a non-loopback address without auth: the chat can run tools and
     read the user's documents, so exposing it to a network without a password is refused, not warned about.
     """
+    bypass_proxy_for_loopback()  # gradio's start-up check (httpx) would otherwise go to HTTP(S)_PROXY
     auth = parse_auth(settings.auth)
     if not is_loopback(settings.host) and auth is None:
         raise LaunchConfigError(
@@ -177,6 +203,14 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "max_file_size": UPLOAD_LIMIT_BYTES,
         "theme": offline_theme(),
         "css": CSS,
+        # Host/Origin guard (DNS rebinding, cross-site requests): the same check as the MCP server's.
+        # Failed sign-ins are rate-limited per client address (brute force against --auth).
+        "app_kwargs": {
+            "middleware": [
+                Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host)),
+                *([Middleware(LoginRateLimit)] if auth else []),
+            ]
+        },
     }
 
 
@@ -192,6 +226,7 @@ class OllamaStatus(BaseModel):
     chat_models: list[str] = Field(default_factory=list, description="Installed models with 'tools'.")
     other_models: list[str] = Field(default_factory=list)
     checked_at: float = 0.0
+    was_ok: bool = Field(default=False, description="Not ok now, but answered earlier in this process.")
 
 
 class StatusProbe:
@@ -208,6 +243,7 @@ class StatusProbe:
         self._lock = threading.Lock()
         self._status: OllamaStatus | None = None
         self._capabilities: dict[tuple[str, str], bool] = {}
+        self._ever_ok = False
 
     def _supports_tools(self, name: str, digest: str) -> bool:
         key = (name, digest)
@@ -269,7 +305,13 @@ class StatusProbe:
         try:
             now = time.monotonic()
             if force or self._status is None or now - self._status.checked_at >= self.ttl_s:
-                self._status = self._probe()
+                status = self._probe()
+                if status.ok:
+                    self._ever_ok = True
+                elif self._ever_ok:
+                    # After a working chat, "not installed" (no ollama binary on this machine) is wrong.
+                    status = status.model_copy(update={"was_ok": True})
+                self._status = status
             return self._status
         finally:
             self._lock.release()
@@ -292,7 +334,16 @@ def too_long_advice(length: int) -> str:
 
 
 def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: str | None) -> str:
+    if not status.ok and knowledge_mode == "hybrid":
+        # Without Ollama no question can be embedded: search runs on keywords (as the Search tab says).
+        knowledge_mode = "keywords only until Ollama is back"
     kb = f" · knowledge search: {knowledge_mode}" if knowledge_mode else ""
+    if not status.ok and status.was_ok:
+        return (
+            f"🔴 **Ollama stopped answering** at `{status.host}`. It was working earlier: it may have quit, "
+            "crashed or be restarting. Start it again (open the Ollama app or run `ollama serve`); this line "
+            f"turns green by itself once it answers. The Tools and Search tabs work meanwhile.{kb}"
+        )
     if not status.ok:
         advice = status.advice or (
             "Install Ollama from https://ollama.com and start it (open the app, or run `ollama serve`)."
@@ -322,21 +373,57 @@ def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: st
 # Chat rendering
 # ---------------------------------------------------------------------------------------------------------
 def _json_block(data: Any, limit: int = 6000) -> str:
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(
+        json_safe(data, max_depth=12, max_chars=2000), indent=2, ensure_ascii=False, default=str
+    )
     if len(text) > limit:
         text = text[:limit] + "\n... (truncated)"
     return f"```json\n{text}\n```"
 
 
-def _passage_markdown(p: Passage, cited: bool) -> str:
+def _bounded(text: str, limit: int = 2000) -> str:
+    text = clean_text(text)
+    return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit:,} more characters)"
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#~|])")
+
+
+def user_markdown(text: str) -> str:
+    """A user's message shown as typed: `<script>` or `<img>` in it are text, never markup (HTML is escaped,
+    and so are the Markdown characters that would restyle it)."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(text, quote=False))
+
+
+_BLOCK_LINE = re.compile(r"^\s*([-*+>|#]|\d+[.)])\s")
+
+
+def unwrap_lines(text: str) -> list[str]:
+    """Paragraphs of a passage with its hard line wraps joined: the chat renders every newline as a line
+    break, which cut sentences mid-way; list items, table rows and headings keep their own lines."""
+    paragraphs: list[str] = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines: list[str] = []
+        for line in block.splitlines():
+            if lines and line.strip() and not _BLOCK_LINE.match(line):
+                lines[-1] = lines[-1].rstrip() + " " + line.strip()
+            elif line.strip():
+                lines.append(line.rstrip())
+        if lines:
+            paragraphs.append("\n".join(lines))
+    return paragraphs
+
+
+def _passage_markdown(p: Passage, cited: bool, rank: int) -> str:
+    """One passage as the chat and the Search tab show it: its rank in the results (a fusion score such as
+    0.033 means nothing to a reader), the citation mark, and the text as flowing paragraphs."""
     mark = "✅ cited · " if cited else ""
     section = f" — {p.section}" if p.section else ""
-    body = p.text.strip().replace("\n", "\n> ")
+    body = "\n>\n> ".join(par.replace("\n", "\n> ") for par in unwrap_lines(p.text))
     if len(body) > 900:
-        body = body[:900] + " …"
+        body = body[:900].rstrip() + " …"
     return (
-        f"**[p:{p.id}] {p.title}{section}**  \n<sub>{mark}score {p.score:.3f} · {p.origin} · "
-        f"{p.source}</sub>\n> {body}"
+        f"**[p:{p.id}] {p.title}{section}**  \n<sub>{mark}#{rank} · {p.origin} · {p.source}</sub>\n> {body}"
     )
 
 
@@ -348,6 +435,9 @@ class ChatSession:
     messages: list[dict[str, Any]] = field(default_factory=list)
     chart: go.Figure | None = None
     turns: int = 0
+    owner: str | None = None  # who the stored conversations belong to (browser id or signed-in user)
+    conversation_id: str | None = None  # the stored conversation this chat continues
+    stop: threading.Event = field(default_factory=threading.Event)  # set by the Stop button
     context: ContextEvent | None = None  # the last request's context figures, for the meter
 
 
@@ -378,6 +468,21 @@ class TurnRenderer:
         self.answer_text = ""
         self.tool_calls: list[dict[str, Any]] = []  # name, arguments, ok, error: the turn's tool log
         self._thinking: dict[str, Any] | None = None
+        self.tool_results: dict[str, dict[str, Any]] = {}  # call_id -> result (for saving the turn)
+        self.stopped = False
+
+    @property
+    def passages(self) -> list[Passage]:
+        return list(self._passages)
+
+    def stop(self) -> None:
+        """Mark the turn as stopped by the user: the partial answer stays, visibly cut."""
+        self.stopped = True
+        last = self.messages[-1] if self.messages else None
+        if self._answer is not None and last is self._answer and str(self._answer["content"]).strip():
+            self._answer["content"] = str(self._answer["content"]).rstrip() + " — stopped"
+        else:
+            self._append({"role": "assistant", "content": "— stopped before the answer began."})
 
     def _append(self, message: dict[str, Any]) -> dict[str, Any]:
         self.messages.append(message)
@@ -446,6 +551,7 @@ class TurnRenderer:
         if isinstance(event, ToolResultEvent):
             msg, arguments = self._tool_message(event.call_id, event.name)
             self._log(event.call_id, ok=True)
+            self.tool_results[event.call_id] = event.result
             msg["content"] += "\n**Result**\n" + _json_block(event.result)
             msg["metadata"] = {
                 **msg["metadata"],
@@ -464,7 +570,7 @@ class TurnRenderer:
         if isinstance(event, ToolErrorEvent):
             msg, _ = self._tool_message(event.call_id, event.name)
             self._log(event.call_id, ok=False, error=event.error)
-            msg["content"] += f"\n**Refused**: {event.error}"
+            msg["content"] += f"\n**Refused**: {_bounded(event.error)}"
             msg["metadata"] = {**msg["metadata"], "title": f"⚠️ {event.name} (error)", "status": "done"}
             return True
         if isinstance(event, NoticeEvent) and event.kind == "context_dropped":
@@ -504,7 +610,9 @@ class TurnRenderer:
         return self._tools[call_id]
 
     def _passages_content(self, cited: set[str]) -> str:
-        return "\n\n".join(_passage_markdown(p, p.id in cited) for p in self._passages)
+        return "\n\n".join(
+            _passage_markdown(p, p.id in cited, rank) for rank, p in enumerate(self._passages, 1)
+        )
 
     def _finish(self, done: DoneEvent) -> None:
         cited = set(done.citations)
@@ -557,25 +665,39 @@ def run_turn(
     model: str | None,
     renderer: TurnRenderer,
     interval_s: float = STREAM_INTERVAL_S,
+    stop: threading.Event | None = None,
 ) -> Iterator[bool]:
-    """Drive one turn, yielding whenever the browser should be updated (True = structural change)."""
+    """Drive one turn, yielding whenever the browser should be updated (True = structural change).
+
+    When `stop` is set the turn's generator is closed at the next event: the agent closes its HTTP stream to
+    Ollama (which then stops generating) and keeps the partial answer, marked, in its history.
+    """
     if session.conversation is None:
         session.conversation = agent.new_conversation()
     session.turns += 1
     last = 0.0
     pending = False
-    for event in session.conversation.turn(message, model=model or None):
-        if isinstance(event, ContextEvent):
-            session.context = event
-        structural = renderer.apply(event)
-        now = time.monotonic()
-        if structural or now - last >= interval_s:
-            last = now
-            pending = False
-            yield structural
-        else:
-            pending = True
-    if pending:
+    events = session.conversation.turn(message, model=model or None)
+    try:
+        for event in events:
+            if isinstance(event, ContextEvent):
+                session.context = event
+            structural = renderer.apply(event)
+            if stop is not None and stop.is_set():
+                break
+            now = time.monotonic()
+            if structural or now - last >= interval_s:
+                last = now
+                pending = False
+                yield structural
+            else:
+                pending = True
+    finally:
+        events.close()
+    if stop is not None and stop.is_set() and renderer.done is None and renderer.error is None:
+        renderer.stop()
+        yield True
+    elif pending:
         yield False
 
 
@@ -737,8 +859,43 @@ def _component_for(spec: FormField, elem_id: str) -> gr.components.Component:
     return gr.Textbox(value=None, label=label, info=info, placeholder=placeholder, lines=1, elem_id=elem_id)
 
 
+def _machine_line(option: Mapping[str, Any], *, note: bool = False) -> str:
+    """Machine — price · speed · fit, on one line (the price note only when asked: it can be long)."""
+    price = option.get("approx_price_usd")
+    parts = [f"about ${price:,.0f}" if isinstance(price, int | float) else "price unknown"]
+    speed = option.get("expected_tokens_per_second")
+    if isinstance(speed, int | float):
+        band = option.get("expected_range")
+        span = f" ({band[0]:.0f}–{band[1]:.0f})" if isinstance(band, list | tuple) and len(band) == 2 else ""
+        parts.append(f"~{speed:.0f} tokens/s{span}")
+    if option.get("fit_verdict"):
+        parts.append("fit: " + str(option["fit_verdict"]).replace("_", " "))
+    line = f"**{option.get('machine', '?')}** — " + " · ".join(parts)
+    if note and option.get("price_note"):
+        line += f"  \n  <sub>Price: {option['price_note']}</sub>"
+    return line
+
+
+def _recommendation_lines(result: Mapping[str, Any]) -> list[str]:
+    """recommend_machine's answer first: which machine, what it costs, how fast it runs the target model."""
+    rec = result.get("recommendation")
+    lines = ["", "**Recommended machine**"]
+    lines.append(
+        f"- {_machine_line(rec, note=True)}" if isinstance(rec, Mapping) else "- none: the advice is to wait"
+    )
+    if result.get("summary"):
+        lines.append(f"\n{result['summary']}")
+    alternatives = [a for a in result.get("alternatives") or [] if isinstance(a, Mapping)]
+    if alternatives:
+        lines.append("\n**Alternatives**")
+        lines.extend(f"- {_machine_line(a)}" for a in alternatives[:5])
+    return lines
+
+
 def _result_markdown(tool_name: str, result: Mapping[str, Any]) -> str:
     lines = [f"**{tool_name}** ran."]
+    if "recommendation" in result:
+        lines.extend(_recommendation_lines(result))
     for key in ("verdict", "expected_tokens_per_second", "ceiling_tokens_per_second", "max_context_tokens"):
         if key in result:
             lines.append(f"- {key.replace('_', ' ')}: **{result[key]}**")
@@ -769,7 +926,9 @@ def search_markdown(knowledge: KnowledgeBase | None, query: str, k: int) -> str:
     notes = "".join(f"\n\n<sub>{a}</sub>" for a in out.assumptions)
     if not out.passages:
         return head + notes + "\n\nNothing matched."
-    body = "\n\n---\n\n".join(_passage_markdown(p, cited=False) for p in out.passages)
+    body = "\n\n---\n\n".join(
+        _passage_markdown(p, cited=False, rank=rank) for rank, p in enumerate(out.passages, 1)
+    )
     return f"{head}{notes}\n\n{body}"
 
 
@@ -821,9 +980,24 @@ def build_app(
 
     initial = probe.status()
     initial_choices, initial_model = model_choices(initial)
+    store = LazyStore(settings.data_dir)
 
     with gr.Blocks(title="Mac AI Advisor", analytics_enabled=False, fill_width=False) as app:
         session_state = gr.State(None)
+        browser_id = gr.BrowserState(
+            None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret(settings.data_dir)
+        )
+        with gr.Sidebar(label="Conversations", open=True, elem_id="conversations-sidebar"):
+            new_conv = gr.Button("＋ New conversation", elem_id="new-conversation")
+            conv_list = gr.Radio(
+                choices=[], value=None, label="Conversations", elem_id="conversation-list", interactive=True
+            )
+            conv_title = gr.Textbox(label="Title", elem_id="conversation-title", max_lines=1)
+            with gr.Row():
+                rename_btn = gr.Button("Rename", size="sm", elem_id="rename-conversation")
+                delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
+            export_btn = gr.Button("Export as Markdown", size="sm", elem_id="export-conversation")
+            export_out = gr.File(label="Markdown export", visible=False, elem_id="conversation-export")
         seen_models = gr.State(initial_choices)
         gr.Markdown(
             "## Mac AI Advisor\nWhich Mac, which model, how fast, will it fit — answered by a local model "
@@ -856,6 +1030,7 @@ def build_app(
                             autofocus=True,
                         )
                         send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                        stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
                     gr.Examples(examples=[[q] for q in EXAMPLE_QUESTIONS], inputs=[msg], label="Examples")
                 with gr.Column(scale=2):
                     model_dd = gr.Dropdown(
@@ -910,36 +1085,124 @@ def build_app(
             message: str, session: ChatSession | None, model: str | None
         ) -> Iterator[tuple[Any, ...]]:
             session = session or ChatSession()
-            text = (message or "").strip()
+            text = clean_text((message or "").strip())
             if not text:
                 yield gr.skip(), session.messages, session, gr.skip()
                 return
             if len(text) > MAX_INPUT_CHARS:
-                session.messages.append({"role": "user", "content": text[:200] + " …"})
+                session.messages.append({"role": "user", "content": user_markdown(text[:200]) + " …"})
                 session.messages.append({"role": "assistant", "content": too_long_advice(len(text))})
                 # The text stays in the input box, so nothing typed or pasted is lost.
                 yield gr.skip(), session.messages, session, gr.skip()
                 return
-            session.messages.append({"role": "user", "content": text})
             if agent is None:
+                session.messages.append({"role": "user", "content": user_markdown(text)})
                 session.messages.append(
                     {"role": "assistant", "content": "⚠️ The chat is not available: the agent did not start."}
                 )
                 yield "", session.messages, session, gr.skip()
                 return
-            yield "", session.messages, session, gr.skip()
+            if session.conversation is None:
+                session.conversation = agent.new_conversation()
+            session.stop.clear()
+            saver = TurnSaver.begin(store.get(), session, text)
+            session.messages.append({"role": "user", "content": user_markdown(text)})
+            if saver is not None and saver.problem:
+                session.messages.append({"role": "assistant", "content": saver.problem})
+            # The side chart belongs to the answer being written: clear the previous answer's chart.
+            session.chart = None
+            yield "", session.messages, session, None
             renderer = TurnRenderer(session.messages, toolset, chart_fn)
             shown_chart = None
-            for _ in run_turn(session, agent, text, model, renderer):
-                plot = gr.skip()
-                if renderer.chart is not None and renderer.chart is not shown_chart:
-                    shown_chart = renderer.chart
-                    session.chart = renderer.chart
-                    plot = renderer.chart
-                yield gr.skip(), session.messages, session, plot
+            try:
+                for _ in run_turn(session, agent, text, model, renderer, stop=session.stop):
+                    plot = gr.skip()
+                    if renderer.chart is not None and renderer.chart is not shown_chart:
+                        shown_chart = renderer.chart
+                        session.chart = renderer.chart
+                        plot = renderer.chart
+                    yield gr.skip(), session.messages, session, plot
+            finally:
+                unsaved = saver is not None and saver.problem is not None
+                if saver is not None:
+                    saver.finish(session, renderer, stopped=renderer.stopped)
+            if saver is not None and saver.problem and not unsaved:  # the answer could not be saved
+                session.messages.append({"role": "assistant", "content": saver.problem})
+                yield gr.skip(), session.messages, session, gr.skip()
 
         def clear_chat(session: ChatSession | None) -> tuple[Any, ...]:
-            return [], ChatSession(), None, ""
+            # A new conversation; the previous one stays in the sidebar.
+            return [], ChatSession(owner=session.owner if session else None), None, ""
+
+        def request_stop(session: ChatSession | None) -> None:
+            if session is not None:
+                session.stop.set()
+
+        def conversation_list(session: ChatSession | None) -> tuple[Any, Any]:
+            """(sidebar list update, title box update) for this session's owner."""
+            db = store.get()
+            if db is None or session is None or not session.owner:
+                return gr.Radio(choices=[], value=None), gr.Textbox(value="")
+            records = db.list(session.owner)
+            current = next((r for r in records if r.id == session.conversation_id), None)
+            return (
+                gr.Radio(choices=[(r.title, r.id) for r in records], value=current.id if current else None),
+                gr.Textbox(value=current.title if current else ""),
+            )
+
+        def after_turn(session: ChatSession | None) -> tuple[Any, Any]:
+            """The sidebar after an answer; the title box only changes when the turn started a conversation
+            (so a title being typed meanwhile is not overwritten)."""
+            listing, title = conversation_list(session)
+            return listing, (title if session is not None and session.turns <= 1 else gr.skip())
+
+        def open_conversation(session: ChatSession | None, conversation_id: str | None) -> tuple[Any, ...]:
+            """(session, chatbot, chart, list, title) showing the stored conversation `conversation_id`."""
+            owner = session.owner if session else None
+            db = store.get()
+            fresh = ChatSession(owner=owner)
+            turns = db.turns(owner, conversation_id) if db and owner and conversation_id else []
+            if turns:
+                fresh.conversation_id = conversation_id
+                fresh.messages = messages_of_turns(turns, user_markdown)
+                fresh.turns = len(turns)
+                fresh.chart = chart_of_turns(turns, chart_fn)
+                if agent is not None:
+                    fresh.conversation = restore_history(agent, turns)
+            return (fresh, fresh.messages, fresh.chart, *conversation_list(fresh))
+
+        def on_load(browser_id: Any, request: gr.Request) -> tuple[Any, ...]:
+            """Who this page belongs to, and the most recent conversation reopened."""
+            owner, browser_id = owner_for(browser_id, getattr(request, "username", None))
+            db = store.get()
+            recent = db.list(owner) if db is not None else []
+            opened = open_conversation(ChatSession(owner=owner), recent[0].id if recent else None)
+            return (browser_id, *opened)
+
+        def select_conversation(conversation_id: str | None, session: ChatSession | None) -> tuple[Any, ...]:
+            if session is not None and conversation_id == session.conversation_id:
+                return (session, session.messages, session.chart, *conversation_list(session))
+            return open_conversation(session, conversation_id)
+
+        def rename_conversation(title: str, session: ChatSession | None) -> tuple[Any, Any]:
+            db = store.get()
+            if db is not None and session is not None and session.owner and session.conversation_id:
+                db.rename(session.owner, session.conversation_id, title or "")
+            return conversation_list(session)
+
+        def delete_conversation(session: ChatSession | None) -> tuple[Any, ...]:
+            db = store.get()
+            if db is not None and session is not None and session.owner and session.conversation_id:
+                db.delete(session.owner, session.conversation_id)
+            return open_conversation(ChatSession(owner=session.owner if session else None), None)
+
+        def export_conversation(session: ChatSession | None) -> Any:
+            db = store.get()
+            if db is None or session is None or not session.owner or not session.conversation_id:
+                gr.Info("Nothing to export yet: ask a question first.")
+                return gr.File(value=None, visible=False)
+            path = export_file(db, session.owner, session.conversation_id)
+            return gr.File(value=str(path) if path else None, visible=path is not None)
 
         def refresh_status(current_model: str | None, seen: list[str]) -> tuple[Any, ...]:
             status = probe.status()
@@ -956,9 +1219,15 @@ def build_app(
         def chat_api(message: str, model: str, session: ChatSession | None) -> Iterator[tuple[Any, ...]]:
             """Streamed answer for gradio_client: (answer so far, turn summary, session)."""
             session = session or ChatSession()
-            text = (message or "").strip()
+            text = clean_text((message or "").strip())
             if agent is None or not text or len(text) > MAX_INPUT_CHARS:
-                reason = "agent not available" if agent is None else "empty or oversized message"
+                reason = (
+                    "agent not available"
+                    if agent is None
+                    else "The message is empty."
+                    if not text
+                    else too_long_advice(len(text)).removeprefix("⚠️ ")
+                )
                 yield "", {"error": reason}, session
                 return
             renderer = TurnRenderer([], toolset, None)
@@ -972,7 +1241,10 @@ def build_app(
             if renderer.error is not None:
                 summary["error"] = renderer.error.message
                 summary["error_kind"] = renderer.error.kind
-            yield renderer.answer_text, summary, session
+            # An answer that never streamed (e.g. the tool budget ran out) is still the answer.
+            answer = renderer.answer_text or (renderer.done.content if renderer.done is not None else "")
+            # Whatever the model put in its tool calls, the summary must encode (10**30, 800-deep JSON...).
+            yield answer, json_safe(summary, max_depth=12, max_chars=2000), session
 
         chat_inputs = [msg, session_state, model_dd]
         chat_outputs = [msg, chatbot, session_state, chart]
@@ -982,19 +1254,32 @@ def build_app(
             return context_meter_markdown(session.context if session else None, settings)
 
         meter_args: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
-        msg.submit(respond, chat_inputs, chat_outputs, **common).then(  # type: ignore[arg-type]
+        private: dict[str, Any] = {"api_visibility": "private"}
+        listing = [conv_list, conv_title]
+        for trigger in (msg.submit, send.click):
+            trigger(respond, chat_inputs, chat_outputs, **common).then(  # type: ignore[arg-type]
+                after_turn, [session_state], listing, **private
+            ).then(show_meter, [session_state], [meter], **meter_args)
+        # Not queued: it must get through while this session's answer holds the queue.
+        stop_btn.click(request_stop, [session_state], None, queue=False, **private)
+        # The Chatbot's own trash icon and "New conversation" start a new conversation too.
+        for trigger in (clear.click, chatbot.clear, new_conv.click):
+            trigger(clear_chat, [session_state], [chatbot, session_state, chart, msg], **private).then(
+                conversation_list, [session_state], listing, **private
+            ).then(show_meter, [session_state], [meter], **meter_args)
+        opened = [session_state, chatbot, chart, conv_list, conv_title]
+        app.load(on_load, [browser_id], [browser_id, *opened], **private)
+        # On a phone the open sidebar would cover the chat: start it closed there (its toggle reopens it).
+        app.load(None, None, None, js=CLOSE_SIDEBAR_ON_PHONES, **private)
+        conv_list.input(select_conversation, [conv_list, session_state], opened, **private).then(
             show_meter, [session_state], [meter], **meter_args
         )
-        send.click(respond, chat_inputs, chat_outputs, **common).then(  # type: ignore[arg-type]
+        rename_btn.click(rename_conversation, [conv_title, session_state], listing, **private)
+        conv_title.submit(rename_conversation, [conv_title, session_state], listing, **private)
+        delete_btn.click(delete_conversation, [session_state], opened, **private).then(
             show_meter, [session_state], [meter], **meter_args
         )
-        clear.click(
-            clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
-        ).then(show_meter, [session_state], [meter], **meter_args)
-        # The Chatbot's own trash icon must reset the conversation too, not just the display.
-        chatbot.clear(
-            clear_chat, [session_state], [chatbot, session_state, chart, msg], api_visibility="private"
-        ).then(show_meter, [session_state], [meter], **meter_args)
+        export_btn.click(export_conversation, [session_state], [export_out], **private)
         timer.tick(
             refresh_status,
             [model_dd, seen_models],

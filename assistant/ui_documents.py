@@ -294,10 +294,13 @@ def mount_documents_tab(
             )
             return
         kb = knowledge
+        skipped: list[str] = []
 
         def work(report: Callable[[Any], None]) -> Any:
             try:
-                return kb.add_documents(staged, on_progress=lambda done, total: report((done, total)))
+                return kb.add_documents(
+                    staged, on_progress=lambda done, total: report((done, total)), skipped=skipped
+                )
             finally:
                 for path in staged:
                     path.unlink(missing_ok=True)
@@ -321,6 +324,8 @@ def mount_documents_tab(
                         " Searchable by keywords now; they are embedded for meaning-based search as soon "
                         "as Ollama answers."
                     )
+                if skipped:  # one bad file no longer blocks the others; say which were left out and why
+                    note += " Skipped: " + "; ".join(x.replace(str(uploads_dir) + "/", "") for x in skipped)
                 yield progress_html(None, f"✅ Added {added}.{note}", kind="done"), *listing(), None
 
     def remove_docs(ids: list[str] | None) -> tuple[Any, ...]:

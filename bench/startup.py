@@ -92,7 +92,7 @@ def time_launch(ollama_url: str, data_dir: Path, timeout_s: float = 120.0) -> tu
     reader.start()
     elapsed = None
     try:
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, trust_env=False) as client:
             while time.perf_counter() - start < timeout_s:
                 if proc.poll() is not None:
                     break

@@ -35,7 +35,8 @@ def open_knowledge_base(
 ) -> KnowledgeBase:
     embedder = None
     if not lexical:
-        client = ollama.Client(host=ollama_host or default_host(), timeout=120.0)
+        # trust_env=False: document text and queries go to Ollama directly, never to an HTTP(S)_PROXY.
+        client = ollama.Client(host=ollama_host or default_host(), timeout=120.0, trust_env=False)
         embedder = OllamaEmbedder(client, embed_model)
     chroma_url = (os.environ.get("ADVISOR_CHROMA_URL") or "").strip() or None
     return KnowledgeBase(data_dir, embedder, progress=progress, chroma_url=chroma_url)
@@ -52,21 +53,33 @@ def add_documents_cli(
     ollama_host: str | None = None,
     embed_model: str = "nomic-embed-text",
     progress: bool = True,
+    follow_symlinks: bool = False,
 ) -> int:
-    """Add documents and print what happened; returns a process exit code (for `launch.py --add-docs`)."""
+    """Add documents and print what happened; returns a process exit code (for `launch.py --add-docs`).
+
+    Files that cannot be added are skipped with one line each on stderr; the exit code is 0 when at least
+    one file was added, 2 when none was.
+    """
+    skipped: list[str] = []
     try:
         with open_knowledge_base(data_dir, ollama_host, embed_model, progress=progress) as kb:
-            added = kb.add_documents(paths)
+            added = kb.add_documents(paths, skipped=skipped, follow_symlinks=follow_symlinks)
             for doc in added:
                 print(
                     f"added {doc.id}: {doc.title!r} ({doc.kind}, {doc.characters} chars, {doc.chunks} chunks)"
                 )
+            _print_skipped(skipped)
             if kb.last_report is not None:
                 _print_report(kb.last_report)
     except (DocumentError, FrontMatterError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _print_skipped(skipped: Sequence[str]) -> None:
+    for reason in skipped:
+        print(f"skipped {reason}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add = sub.add_parser("add", help="Add markdown, text, HTML or PDF files (or directories of them).")
     add.add_argument("paths", nargs="+")
+    add.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="Inside a directory, also add files that symlinks point to outside it (not by default).",
+    )
     sub.add_parser("list", help="List your documents.")
     remove = sub.add_parser("remove", help="Remove your documents by id.")
     remove.add_argument("ids", nargs="+")
@@ -105,9 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data_dir=data_dir,
                 ollama_host=args.ollama_host,
                 embed_model=args.embed_model,
+                follow_symlinks=args.follow_symlinks,
             )
             if not args.lexical
-            else _add_lexical(args.paths, data_dir)
+            else _add_lexical(args.paths, data_dir, follow_symlinks=args.follow_symlinks)
         )
     try:
         with open_knowledge_base(data_dir, args.ollama_host, args.embed_model, lexical=args.lexical) as kb:
@@ -145,14 +164,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _add_lexical(paths: Sequence[str], data_dir: Path) -> int:
+def _add_lexical(paths: Sequence[str], data_dir: Path, *, follow_symlinks: bool = False) -> int:
+    skipped: list[str] = []
     try:
         with KnowledgeBase(data_dir, None) as kb:
-            for doc in kb.add_documents(paths):
+            for doc in kb.add_documents(paths, skipped=skipped, follow_symlinks=follow_symlinks):
                 print(
                     f"added {doc.id}: {doc.title!r} ({doc.kind}, {doc.chunks} chunks; "
                     "not embedded: --lexical)"
                 )
+            _print_skipped(skipped)
     except (DocumentError, FrontMatterError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

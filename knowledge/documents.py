@@ -61,8 +61,27 @@ def document_id(path: Path) -> str:
     return f"user-{_slug(path.stem)}-{digest}"
 
 
+def _looks_binary(data: bytes) -> bool:
+    """NUL bytes, or many control characters: an image or archive renamed to .md, not text in any encoding."""
+    sample = data[:65536]
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 text has NULs by design
+        return False
+    if b"\x00" in sample:
+        return True
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # Not UTF-8 (unless only a character was cut at the sample's end): judge it as Latin-1.
+        cut = err.start >= len(sample) - 4
+        text = sample[: err.start].decode("utf-8") if cut else sample.decode("latin-1")
+    controls = sum(1 for c in text if (ord(c) < 32 and c not in "\t\n\r\f\v") or 0x7F <= ord(c) < 0xA0)
+    return controls > max(8, len(text) // 50)
+
+
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
+    if _looks_binary(data):
+        raise DocumentError(f"{path}: looks like binary data, not text; refused.")
     for encoding in (
         ("utf-8-sig", "utf-16") if data.startswith((b"\xff\xfe", b"\xfe\xff")) else ("utf-8-sig",)
     ):
@@ -74,6 +93,13 @@ def _read_text(path: Path) -> str:
 
 
 def _html_to_markdown(html: str) -> tuple[str | None, str]:
+    try:
+        return _html_to_markdown_unchecked(html)
+    except RecursionError:
+        raise DocumentError("the HTML is nested too deeply to read.") from None
+
+
+def _html_to_markdown_unchecked(html: str) -> tuple[str | None, str]:
     from bs4 import BeautifulSoup, NavigableString, Tag
 
     soup = BeautifulSoup(html, "html.parser")
@@ -123,7 +149,7 @@ def _html_to_markdown(html: str) -> tuple[str | None, str]:
 
 def _pdf_to_markdown(path: Path) -> tuple[str | None, str]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PdfReadError, PyPdfError
 
     try:
         reader = PdfReader(str(path))
@@ -139,8 +165,10 @@ def _pdf_to_markdown(path: Path) -> tuple[str | None, str]:
             title = str(reader.metadata.title).strip() or None
     except DocumentError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as err:
-        raise DocumentError(f"{path}: not a readable PDF ({err}).") from err
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError) as err:
+        # PyPdfError includes LimitReachedError: a "PDF bomb" that would expand beyond pypdf's limits.
+        reason = str(err) or type(err).__name__
+        raise DocumentError(f"{path}: not a readable PDF ({reason}).") from err
     return title, "\n\n".join(pages)
 
 
@@ -162,7 +190,10 @@ def convert(path: Path) -> tuple[str, DocumentKind, str]:
     if kind == "pdf":
         title, body = _pdf_to_markdown(path)
     elif kind == "html":
-        title, body = _html_to_markdown(_read_text(path))
+        try:
+            title, body = _html_to_markdown(_read_text(path))
+        except DocumentError as err:
+            raise DocumentError(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None
     else:
         text = _read_text(path)
         if kind == "markdown":
@@ -181,14 +212,32 @@ def convert(path: Path) -> tuple[str, DocumentKind, str]:
     return (title or path.stem), kind, body
 
 
-def expand_paths(paths: list[Path]) -> list[Path]:
-    """Files to add: explicit files as given, directories searched recursively for supported types."""
+def expand_paths(
+    paths: list[Path], *, follow_symlinks: bool = False, skipped: list[str] | None = None
+) -> list[Path]:
+    """Files to add: explicit files as given, directories searched recursively for supported types.
+
+    Inside a directory, a symlink that leads outside it is not followed unless `follow_symlinks`: adding
+    ~/notes must not quietly index ~/.ssh through a link someone left there. Each one skipped is reported
+    in `skipped` (one line each).
+    """
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES))
-        else:
+        if not path.is_dir():
             files.append(path)
+            continue
+        root = path.resolve()
+        for p in sorted(path.rglob("*")):
+            if not (p.is_file() and p.suffix.lower() in SUFFIXES):
+                continue
+            if not follow_symlinks and not p.resolve().is_relative_to(root):
+                if skipped is not None:
+                    skipped.append(
+                        f"{p}: a symlink to {p.resolve()}, outside {path}; not followed "
+                        "(use --follow-symlinks to add it)."
+                    )
+                continue
+            files.append(p)
     return files
 
 

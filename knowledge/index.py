@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,10 @@ SCHEMA_VERSION = 1
 _META_MODEL = "embedding_model"
 _META_DIM = "dimension"
 _META_SCHEMA = "schema_version"
+# Chroma's hnswlib header: version, offsetLevel0, max_elements, cur_element_count, size_data_per_element.
+_HNSW_HEADER = struct.Struct("<iQQQQ")
+VERIFY_SAMPLES = 32
+VERIFY_FULL_COUNT_MAX = 20_000  # a query over everything stays cheap up to here (ms, once per open)
 
 
 class IndexUnavailable(Exception):
@@ -58,6 +63,35 @@ def _evict_shared_system(path: Path) -> None:
             log.debug("ignoring error while stopping a discarded Chroma system: %s", err)
 
 
+def segment_files_damage(path: Path) -> str | None:
+    """What is wrong with the HNSW segment files under `path`, judged from their own header; None if fine.
+
+    Chroma memory-maps `data_level0.bin` (the vectors) at the size `header.bin` promises: a truncated file
+    crashed the process with SIGSEGV in our tests, before any Python error could be caught. So the sizes are
+    checked first. A segment directory with no files at all is left to `VectorStore.verify` (Chroma keeps
+    small collections in its write-ahead log only); a header in a format we do not know is not judged.
+    """
+    for segment in sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []:
+        files = {f.name: f for f in segment.iterdir() if f.is_file()}
+        if not files:
+            continue
+        header = files.get("header.bin")
+        if header is None:
+            return f"segment {segment.name}: header.bin is missing"
+        raw = header.read_bytes()
+        if len(raw) < _HNSW_HEADER.size:
+            return f"segment {segment.name}: header.bin is truncated ({len(raw)} bytes)"
+        version, _, _, count, per_element = _HNSW_HEADER.unpack_from(raw)
+        if version != 1 or not 0 < per_element < 1 << 24 or not 0 <= count < 1 << 40:
+            continue
+        for name, needed in (("data_level0.bin", count * per_element), ("length.bin", count * 4)):
+            size = files[name].stat().st_size if name in files else -1
+            if size < needed:
+                state = "missing" if size < 0 else f"{size:,} bytes, expected {needed:,}"
+                return f"segment {segment.name}: {name} {state}"
+    return None
+
+
 class VectorStore:
     """A validated, self-healing Chroma collection for one embedding model."""
 
@@ -70,6 +104,7 @@ class VectorStore:
         self._collection: chromadb.Collection | None = None
         self.dimension: int | None = None
         self.rebuild_reason: str | None = None
+        self.verified = False  # vectors checked against the catalogue since this store was opened
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def open(self) -> str | None:
@@ -113,6 +148,11 @@ class VectorStore:
         )
 
     def _open_existing(self) -> str | None:
+        if self.url is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            damaged = segment_files_damage(self.path)
+            if damaged:  # before Chroma maps the files: a short vector file can crash the process outright
+                return f"the vector index was damaged ({damaged})"
         client = self._new_client()
         self._client = client
         names = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}
@@ -168,6 +208,7 @@ class VectorStore:
                 path=str(self.path), settings=Settings(anonymized_telemetry=False)
             )
             self._create_collection()
+            self.verified = True  # empty and new: nothing to check
         except BaseException as err:  # noqa: BLE001
             if _is_fatal(err):
                 raise
@@ -183,6 +224,7 @@ class VectorStore:
             if COLLECTION_NAME in names:
                 self._client.delete_collection(COLLECTION_NAME)
             self._create_collection()
+            self.verified = True  # empty and new: nothing to check
         except BaseException as err:  # noqa: BLE001
             if _is_fatal(err):
                 raise
@@ -256,13 +298,16 @@ class VectorStore:
                 self.collection.delete(ids=list(ids[start : start + max_batch]))
 
     def query(self, vector: Sequence[float], n: int) -> list[tuple[str, float]]:
-        """Nearest chunk ids with cosine similarity, best first."""
-        count = self.collection.count()
-        if count == 0 or n <= 0:
+        """Nearest chunk ids with cosine similarity, best first.
+
+        Ids and distances only, and no `count()` first: Chroma returns fewer than `n` from a smaller (or
+        empty) collection, and counting scans the table (~5 ms at 100k chunks, more than the HNSW search).
+        """
+        if n <= 0:
             return []
         result = self.collection.query(
             query_embeddings=np.asarray([vector], dtype=np.float32),
-            n_results=min(n, count),
+            n_results=n,
             include=["distances"],
         )
         ids = result["ids"][0]
@@ -274,3 +319,48 @@ class VectorStore:
             return max(1, int(self._client.get_max_batch_size())) if self._client else 5000
         except Exception:  # noqa: BLE001 - only a sizing hint
             return 5000
+
+    # -- integrity -------------------------------------------------------------------------------------------
+    def verify(self, ids: set[str], *, samples: int = VERIFY_SAMPLES) -> str | None:
+        """Why the vectors behind `ids` are not all there, or None when they are (checked once per open).
+
+        The catalogue (SQLite) and the vectors (HNSW segment files) live apart: with the segment files deleted
+        or truncated, Chroma still counts and lists every id, but only the vectors still in its write-ahead
+        log can be found. So: read a spread sample of ids' vectors and look each up by itself (it must be
+        among its own nearest neighbours), and count what one query over everything reaches. HNSW search is
+        approximate (a healthy index of 1,231 vectors reached 1,222), hence the tolerances.
+        """
+        if self.verified or not ids:
+            self.verified = True
+            return None
+        ordered = sorted(ids)
+        sample = ordered[:: max(1, len(ordered) // samples)][:samples]
+        try:
+            got = self.collection.get(ids=sample, include=["embeddings"])
+            vectors = got.get("embeddings")
+            if vectors is None or len(got["ids"]) < len(sample):
+                return f"{len(sample) - len(got['ids'])} of {len(sample)} sampled vectors are missing"
+            found = self.collection.query(
+                query_embeddings=np.asarray(vectors, dtype=np.float32),
+                n_results=min(10, len(ids)),
+                include=["distances"],
+            )
+            lost = sum(1 for cid, near in zip(got["ids"], found["ids"], strict=False) if cid not in near)
+            if lost > len(sample) // 8:
+                return f"{lost} of {len(sample)} sampled vectors cannot be found by search"
+            if len(ids) <= VERIFY_FULL_COUNT_MAX:
+                reached = len(
+                    self.collection.query(
+                        query_embeddings=np.asarray(vectors[:1], dtype=np.float32),
+                        n_results=len(ids),
+                        include=[],
+                    )["ids"][0]
+                )
+                if reached < 0.9 * len(ids):
+                    return f"only {reached} of {len(ids)} vectors can be searched"
+        except BaseException as err:  # noqa: BLE001 - Rust errors/panics: the vectors cannot be read
+            if _is_fatal(err):
+                raise
+            return f"the vectors cannot be read ({type(err).__name__}: {err})"
+        self.verified = True
+        return None

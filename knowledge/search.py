@@ -222,6 +222,12 @@ class KnowledgeBase:
             store.reset(f"the index store could not be read ({type(err).__name__}: {err})")
             report.rebuilt, report.rebuild_reason = True, store.rebuild_reason
             existing = set()
+        damage = store.verify(existing)
+        if damage:  # the catalogue lists vectors the segment files no longer hold (issue 14)
+            store.reset(f"the vector index was damaged ({damage}); rebuilt from the documents")
+            report.rebuilt, report.rebuild_reason = True, store.rebuild_reason
+            log.warning("knowledge index rebuilt: %s", store.rebuild_reason)
+            existing = set()
         wanted = {c.id for c in chunks}
         stale = sorted(existing - wanted)
         todo = [c for c in chunks if c.id not in existing]
@@ -415,24 +421,40 @@ class KnowledgeBase:
 
     # -- user documents ------------------------------------------------------------------------------------
     def add_documents(
-        self, paths: Iterable[str | Path], on_progress: EmbedProgress | None = None
+        self,
+        paths: Iterable[str | Path],
+        on_progress: EmbedProgress | None = None,
+        *,
+        skipped: list[str] | None = None,
+        follow_symlinks: bool = False,
     ) -> list[UserDocument]:
-        """Convert and store files (all or nothing), then sync so they are searchable at once.
+        """Convert and store files, then sync so they are searchable at once.
 
-        All-or-nothing because a half-applied batch is confusing to report; every problem is listed together.
+        A file that cannot be added (unsupported, unreadable, hostile: a PDF bomb, HTML nested 100,000 deep,
+        binary data named .md) is skipped with a one-line reason appended to `skipped`; the rest are added.
+        Raises DocumentError, listing every reason, only when nothing at all could be added.
         `on_progress` follows the embedding of the new chunks.
         """
-        files = expand_paths([Path(p).expanduser() for p in paths])
-        if not files:
-            raise DocumentError("No files to add (directories contained no .md, .txt, .html or .pdf files).")
+        problems: list[str] = []
+        files = expand_paths(
+            [Path(p).expanduser() for p in paths], follow_symlinks=follow_symlinks, skipped=problems
+        )
         converted = []
-        problems = []
         for file in files:
             try:
                 converted.append((file, *convert(file)))
             except DocumentError as err:
-                problems.append(str(err))
-        if problems:
+                problems.append(" ".join(str(err).split()))
+            except Exception as err:  # noqa: BLE001 - a converter bug on one hostile file must not stop the rest
+                log.warning("could not convert %s", file, exc_info=True)
+                problems.append(f"{file}: could not be read ({type(err).__name__}: {err}).")
+        if skipped is not None:
+            skipped.extend(problems)
+        if not converted:
+            if not problems:
+                raise DocumentError(
+                    "No files to add (directories contained no .md, .txt, .html or .pdf files)."
+                )
             raise DocumentError("Nothing was added:\n- " + "\n- ".join(problems))
         with self._lock:
             written = [self.documents.write(file, title, kind, body) for file, title, kind, body in converted]

@@ -23,6 +23,7 @@ from assistant.toolset import build_toolset
 from assistant.ui import TurnRenderer
 from knowledge import KnowledgeBase, OllamaEmbedder
 from knowledge.embedding import MAX_EMBED_CHARS
+from tests.harness import HANG_S
 from tests.ollama_standin import (
     NOMIC_EMBED_TEXT,
     QWEN3_8B,
@@ -38,7 +39,8 @@ from tests.test_agent import _check_recovers, done, of, run
 def make_agent(standin: OllamaStandIn, **overrides: object) -> Agent:
     settings = Settings(ollama_host=standin.url, data_dir=Path("/nonexistent"), **overrides)  # type: ignore[arg-type]
     layer = OllamaLayer(standin.url, timeout_s=settings.request_timeout_s)
-    return Agent(settings, layer, build_toolset(None, layer, num_ctx=settings.num_ctx), None)
+    num_ctx = settings.num_ctx if isinstance(settings.num_ctx, int) else None  # "auto": the layer's default
+    return Agent(settings, layer, build_toolset(None, layer, num_ctx=num_ctx), None)
 
 
 FIT_ARGS = {"chip": "M3 Max", "memory_gb": 64, "model": "qwen2.5:32b"}
@@ -134,7 +136,7 @@ def test_measure_speed_default_context_matches_the_default_chat(standin: OllamaS
 
 
 def _embedder(standin: OllamaStandIn) -> OllamaEmbedder:
-    return OllamaEmbedder(ollama.Client(host=standin.url, timeout=10.0), "nomic-embed-text")
+    return OllamaEmbedder(ollama.Client(host=standin.url, timeout=HANG_S), "nomic-embed-text")
 
 
 def test_embed_input_longer_than_the_model_context(standin: OllamaStandIn, tmp_path: Path) -> None:

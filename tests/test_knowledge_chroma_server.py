@@ -8,22 +8,24 @@ and the "server down" path behave as with the embedded store.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
 
 from assistant.config import Settings
 from knowledge import KnowledgeBase
-from tests.harness import free_port
+from tests.harness import HANG_S, free_port
 from tests.test_knowledge_index import CountingEmbedder, n_passages, passages  # noqa: F401 - fixture
 
-START_TIMEOUT_S = 90.0  # generous: catches a hang only (a busy 2-core machine starts it in a few seconds)
+START_TIMEOUT_S = HANG_S  # catches a hang only (a busy 2-core machine starts it in a few seconds)
 
 
 def _chroma_cli() -> str | None:
@@ -31,11 +33,19 @@ def _chroma_cli() -> str | None:
     return str(beside) if beside.exists() else shutil.which("chroma")
 
 
+def _skip_or_fail_in_ci(reason: str) -> NoReturn:
+    """A developer without a working `chroma run` may skip; CI must not pass without testing the server mode
+    (chromadb, a locked dependency, ships the CLI)."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{reason}; CI must test ADVISOR_CHROMA_URL against a real Chroma server")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cli = _chroma_cli()
     if cli is None:
-        pytest.skip("the `chroma` CLI (chromadb's server) is not installed in this environment")
+        _skip_or_fail_in_ci("the `chroma` CLI (chromadb's server) is not installed in this environment")
     tmp = tmp_path_factory.mktemp("chroma-server")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -53,7 +63,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while True:
                 if proc.poll() is not None:
-                    pytest.skip(
+                    _skip_or_fail_in_ci(
                         f"`chroma run` could not start (exit {proc.returncode}): {log.read_text()[-800:]}"
                     )
                 try:

@@ -12,6 +12,7 @@ import pytest
 
 from knowledge import DocumentError, KnowledgeBase, OllamaEmbedder
 from knowledge.cli import add_documents_cli, main
+from tests.harness import HANG_S
 from tests.ollama_standin import OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
 
@@ -137,26 +138,24 @@ def test_readding_same_file_updates_instead_of_duplicating(tmp_path: Path, docs:
         assert all("xylophant" not in p.text for p in kb.search("xylophant", 5).passages)
 
 
-def test_bad_inputs_are_clear_errors_and_add_nothing(tmp_path: Path, docs: dict[str, Path]) -> None:
+def test_bad_inputs_are_skipped_with_clear_reasons(tmp_path: Path, docs: dict[str, Path]) -> None:
     (tmp_path / "word.docx").write_bytes(b"PK\x03\x04")
     (tmp_path / "empty.txt").write_text("   \n", encoding="utf-8")
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 nothing else")
+    bad = [tmp_path / "word.docx", tmp_path / "missing.md", tmp_path / "empty.txt", tmp_path / "broken.pdf"]
     with KnowledgeBase(tmp_path / "data", None) as kb:
         with pytest.raises(DocumentError) as info:
-            kb.add_documents(
-                [
-                    docs["md"],
-                    tmp_path / "word.docx",
-                    tmp_path / "missing.md",
-                    tmp_path / "empty.txt",
-                    tmp_path / "broken.pdf",
-                ]
-            )
+            kb.add_documents(bad)
         message = str(info.value)
         assert "Nothing was added" in message and "unsupported file type '.docx'" in message
         assert "missing.md: no such file" in message and "empty.txt: contains no text" in message
         assert "broken.pdf" in message
         assert kb.list_user_documents() == []
+        # One bad file no longer blocks the good ones: each is skipped with a one-line reason.
+        skipped: list[str] = []
+        added = kb.add_documents([docs["md"], *bad], skipped=skipped)
+        assert [d.kind for d in added] == ["markdown"]
+        assert len(skipped) == 4 and all("\n" not in line for line in skipped), skipped
         with pytest.raises(DocumentError, match="No user document with id 'user-nope'"):
             kb.remove_user_document("user-nope")
 
@@ -172,7 +171,7 @@ def test_directory_is_expanded_and_lexical_mode_works(tmp_path: Path, docs: dict
 def test_documents_are_stored_even_when_ollama_is_down(
     tmp_path: Path, docs: dict[str, Path], standin: OllamaStandIn
 ) -> None:
-    embedder = OllamaEmbedder(ollama.Client(host=standin.url, timeout=10.0), "nomic-embed-text")
+    embedder = OllamaEmbedder(ollama.Client(host=standin.url, timeout=HANG_S), "nomic-embed-text")
     with KnowledgeBase(tmp_path / "data", embedder) as kb, standin.down():
         kb.add_documents([docs["txt"]])
         assert kb.last_report is not None and kb.last_report.mode == "lexical"

@@ -22,6 +22,7 @@ from knowledge.chunking import (
     split_front_matter,
 )
 from knowledge.search import PASSAGES_DIR, reciprocal_rank_fusion
+from tests.harness import HANG_S
 from tests.ollama_standin import Fault, OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
 
@@ -52,7 +53,7 @@ class CountingEmbedder:
 
 def ollama_embedder(standin: OllamaStandIn) -> OllamaEmbedder:
     """The production embedder on the real client, pointed at the stand-in."""
-    return OllamaEmbedder(ollama.Client(host=standin.url, timeout=10.0), "nomic-embed-text")
+    return OllamaEmbedder(ollama.Client(host=standin.url, timeout=HANG_S), "nomic-embed-text")
 
 
 @pytest.fixture
@@ -282,3 +283,25 @@ def test_progress_bar_is_shown_while_embedding(tmp_path: Path, capsys: pytest.Ca
     with KnowledgeBase(tmp_path, CountingEmbedder(), progress=True) as kb:
         kb.sync()
     assert "Embedding" in capsys.readouterr().err
+
+
+def test_vector_search_asks_for_more_neighbours_than_the_index_holds(tmp_path: Path, passages: Path) -> None:
+    """The store is asked for 50 candidates without counting first (counting cost ~5 ms at 100k chunks): a
+    three-chunk index returns its three, an emptied one none, and search stays hybrid either way."""
+    for path in sorted(passages.glob("*.md"))[3:]:
+        path.unlink()
+    with KnowledgeBase(tmp_path / "data", CountingEmbedder(), passages_dir=passages) as kb:
+        assert kb.sync().mode == "hybrid"
+        n_chunks = len(kb.chunks)
+        assert n_chunks >= 3
+        ranked = kb.retrieve("memory bandwidth", 50, "vector")
+        assert sorted(p.id for p in ranked) == sorted(c.citation_id for c in kb.chunks)
+        assert kb.search("memory bandwidth", 5).mode == "hybrid"
+
+        for path in passages.glob("*.md"):
+            path.unlink()
+        report = kb.sync()
+        assert report.mode == "hybrid" and report.total_chunks == 0 and report.removed == n_chunks
+        assert kb.retrieve("memory bandwidth", 50, "vector") == []
+        out = kb.search("memory bandwidth", 5)
+        assert out.mode == "hybrid" and out.passages == []

@@ -8,6 +8,7 @@ import ollama
 import pytest
 
 from knowledge import EmbeddingUnavailable, KnowledgeBase, OllamaEmbedder
+from tests.harness import HANG_S
 from tests.ollama_standin import OllamaStandIn
 from tests.ollama_standin.models import Fault
 
@@ -100,8 +101,14 @@ def test_search_falls_back_fast_when_ollama_stops_answering(standin: OllamaStand
     from assistant.ollama_layer import OllamaLayer
 
     layer = OllamaLayer(standin.url, timeout_s=120.0)
-    with KnowledgeBase(tmp_path, layer.embedder("nomic-embed-text", timeout_s=1.0)) as kb:
+    # Build the index without a tight timeout (embedding the corpus on a loaded machine can take more than
+    # 1 s per batch); then reopen it with the 1 s embedder whose timeout this test is about.
+    with KnowledgeBase(tmp_path, layer.embedder("nomic-embed-text", timeout_s=HANG_S)) as kb:
         assert kb.sync().mode == "hybrid"
+    with KnowledgeBase(tmp_path, layer.embedder("nomic-embed-text", timeout_s=1.0)) as kb:
+        standin.clear_requests()
+        assert kb.sync().mode == "hybrid"
+        assert not standin.embed_requests(), "the reopened index is up to date: nothing to embed"
         standin.inject("/api/embed", Fault.slow(120.0), times=1)
         started = time.perf_counter()
         out = kb.search("Which Mac should I buy to run 70B models?", 5)

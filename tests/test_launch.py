@@ -158,7 +158,7 @@ def test_check_security_warns_for_authenticated_public_bind() -> None:
     import assistant.ui as ui
 
     assert launch.check_security(Settings(host="127.0.0.1"), ui) == []
-    warnings = launch.check_security(Settings(host="0.0.0.0", auth="me:pw"), ui)
+    warnings = launch.check_security(Settings(host="0.0.0.0", auth="me:a-long-passphrase"), ui)
     assert warnings and "reachable from other machines" in warnings[0]
     with pytest.raises(launch.StartupError, match="--auth"):
         launch.check_security(Settings(host="0.0.0.0"), ui)

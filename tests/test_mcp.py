@@ -29,6 +29,7 @@ from typing import Any
 
 import anyio
 import httpx
+import jsonschema
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from mcp.client.session import ClientSession
@@ -656,12 +657,17 @@ def test_measure_speed_over_http_with_ollama_running(portal: BlockingPortal, tmp
             url = f"http://127.0.0.1:{port}/mcp"
             with portal.wrap_async_context_manager(http_session(url)) as client:
                 session = SyncSession(portal, client, "http")
-                assert "measure_speed" in {t.name for t in session.list_tools()}
+                listed = {t.name: t for t in session.list_tools()}
+                assert "measure_speed" in listed
                 standin.script_chat(
                     ChatScript(text="word " * 50, eval_count=96, eval_duration_ns=2_000_000_000)
                 )
                 result = session.call("measure_speed", {"model": "qwen2.5:7b"})
                 assert not result.is_error, result.content
+                # The contract test's check for the one tool its HTTP server (no Ollama) cannot offer.
+                published = listed["measure_speed"].output_schema
+                assert published is not None
+                jsonschema.Draft202012Validator(published).validate(result.structured_content)
                 measured = MeasureSpeedOutput.model_validate(result.structured_content)
                 assert measured.measured_tokens_per_second == pytest.approx(48.0)  # 96 tokens in 2 s
                 assert (

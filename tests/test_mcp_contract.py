@@ -29,6 +29,7 @@ from tests.test_mcp import (  # noqa: F401 - fixtures are found by name
     standin_url,
     stdio_client_session,
 )
+from tools import REGISTRY
 from tools.catalog import catalog, chip_bins
 
 EXAMPLES = 12  # per tool and transport: the machine is slow, and the SDK client validates each one too
@@ -222,11 +223,28 @@ def test_every_tool_is_annotated_read_only_and_idempotent(session: SyncSession) 
         assert info.annotations.destructive_hint is False, info.name
 
 
+def test_the_exported_mcp_format_is_what_the_server_lists(session: SyncSession) -> None:
+    """`python -m tools schema --format mcp` (REGISTRY.mcp_spec) and tools/list agree tool for tool."""
+    listed = {t.name: t for t in session.list_tools()}
+    for tool in REGISTRY:
+        spec = tool.mcp_spec()
+        info = listed[tool.name]
+        assert info.input_schema == spec["inputSchema"] and info.output_schema == spec["outputSchema"]
+        # With Ollama wired in, the server's toolset adds a sentence ("Any model installed in Ollama ...").
+        assert info.title == spec["title"] and (info.description or "").startswith(spec["description"])
+        assert info.annotations is not None
+        assert info.annotations.model_dump(by_alias=True, exclude_none=True) == spec["annotations"]
+
+
 def test_small_argument_problems_come_back_as_short_clear_errors(session: SyncSession) -> None:
     huge = session.call("estimate_speed", {"x" * 1_000_000: 1, "chip": "M3 Max"})
     assert huge.is_error
     text = huge.content[0].text  # type: ignore[union-attr]
     assert "unknown argument" in text and len(text) < 600
+    nested = session.call("estimate_speed", {"chip": "M3 Max", "cluster": {"count": 2, "y" * 1_000_000: 1}})
+    assert nested.is_error
+    text = nested.content[0].text  # type: ignore[union-attr]
+    assert "cluster.yyy" in text and len(text) < 600
     boolean = session.call(
         "check_memory_fit",
         {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b", "context_tokens": True},
@@ -238,3 +256,9 @@ def test_small_argument_problems_come_back_as_short_clear_errors(session: SyncSe
     )
     assert not null.is_error, null.content
     assert null.structured_content["context_tokens"] == 4096  # type: ignore[index]
+    nested_null = session.call(
+        "estimate_speed",
+        {"chip": "M3 Ultra", "memory_gb": 512, "params_billion": 1000, "cluster": {"count": 2, "link": None}},
+    )
+    assert not nested_null.is_error, nested_null.content
+    assert nested_null.structured_content["cluster"]["link"] == "thunderbolt5"  # type: ignore[index]

@@ -8,6 +8,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,7 @@ from assistant.ollama_layer import (
     PullProgress,
     StreamInterrupted,
 )
+from tests.harness import HANG_S
 from tests.ollama_standin import (
     QWEN25_7B,
     ChatScript,
@@ -59,7 +61,7 @@ SPEED_TOOL = {
 
 @pytest.fixture
 def layer(standin: OllamaStandIn) -> Iterator[OllamaLayer]:
-    with OllamaLayer(standin.url, timeout_s=5.0) as lay:
+    with OllamaLayer(standin.url, timeout_s=HANG_S) as lay:
         yield lay
 
 
@@ -133,13 +135,13 @@ def test_health_something_else_answers(standin: OllamaStandIn) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), NotOllama)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        health = OllamaLayer(f"http://127.0.0.1:{server.server_address[1]}", timeout_s=2).health()
+        health = OllamaLayer(f"http://127.0.0.1:{server.server_address[1]}", timeout_s=HANG_S).health()
     finally:
         server.shutdown()
         server.server_close()
     assert health.kind == "not_ollama" and "not like Ollama" in (health.problem or "")
     standin.inject("/api/version", Fault.http(404, "404 page not found"))
-    health = OllamaLayer(standin.url, timeout_s=2).health()
+    health = OllamaLayer(standin.url, timeout_s=HANG_S).health()
     assert health.kind == "not_ollama" and "HTTP 404" in (health.problem or "")
     assert "11434" in (health.advice or "")
 
@@ -403,9 +405,13 @@ def test_chat_stream_slow_beyond_timeout(standin: OllamaStandIn) -> None:
 
 
 def test_chat_stream_slow_tokens_within_timeout_are_fine(standin: OllamaStandIn) -> None:
-    standin.script_chat(ChatScript(text="a b c", token_delay_s=0.15))
-    chunks = collect(OllamaLayer(standin.url, timeout_s=0.5))
-    assert "".join(c.message.content or "" for c in chunks) == "a b c"
+    # The timeout bounds each wait for the next chunk, not the whole answer: 4 gaps of 1 s take longer than
+    # the 3 s timeout in total, and each gap leaves 2 s of slack for a loaded machine.
+    standin.script_chat(ChatScript(text="a b c d e", token_delay_s=1.0))
+    started = time.monotonic()
+    chunks = collect(OllamaLayer(standin.url, timeout_s=3.0))
+    assert "".join(c.message.content or "" for c in chunks) == "a b c d e"
+    assert time.monotonic() - started > 3.0  # the stream as a whole outlasted the timeout
 
 
 def test_chat_stream_dropped_midway(layer: OllamaLayer, standin: OllamaStandIn) -> None:

@@ -67,6 +67,9 @@ def test_mcp_format_parses_as_the_mcp_sdk_tool_type() -> None:
     for spec in export("mcp"):
         tool = MCPTool.model_validate(spec)
         assert tool.input_schema == spec["inputSchema"] and tool.output_schema == spec["outputSchema"]
+        # The annotations the MCP server publishes travel with the export too.
+        assert tool.annotations is not None and tool.annotations.read_only_hint is True, tool.name
+        assert tool.annotations.idempotent_hint is True and tool.annotations.destructive_hint is False
         check_schema(tool.input_schema, tool.name)
         assert tool.output_schema is not None
         jsonschema.Draft202012Validator.check_schema(tool.output_schema)

@@ -18,6 +18,7 @@ import httpx
 import ollama
 import pytest
 
+from tests.harness import HANG_S
 from tests.ollama_standin import (
     DEFAULT_REPLY,
     DIMENSION,
@@ -348,17 +349,19 @@ def test_bad_json_body_is_400(standin: OllamaStandIn) -> None:
 
 def test_stop_is_prompt_even_with_a_sleeping_handler() -> None:
     server = OllamaStandIn().start()
-    server.inject("/api/tags", Fault.slow(30))
+    server.inject("/api/tags", Fault.slow(3 * HANG_S))
     worker = threading.Thread(
-        target=lambda: _swallow(lambda: ollama.Client(host=server.url, timeout=60).list())
+        # The client would wait longer than the bound below: only stop() can end this request in time.
+        target=lambda: _swallow(lambda: ollama.Client(host=server.url, timeout=3 * HANG_S).list())
     )
     worker.start()
-    server.wait_for_request("/api/tags")  # the request is in flight, its handler asleep for 30 s
+    server.wait_for_request("/api/tags")  # the request is in flight, its handler asleep for 15 min
     start = time.perf_counter()
     server.stop()
-    worker.join(timeout=25)
-    # Well under the handler's 30 s sleep: stop() cut the sleeping handler short instead of waiting it out.
-    assert not worker.is_alive() and time.perf_counter() - start < 25
+    worker.join(timeout=HANG_S)
+    # Far under the handler's sleep (a hang-only bound on a loaded machine): stop() cut the sleeping
+    # handler short instead of waiting it out.
+    assert not worker.is_alive() and time.perf_counter() - start < HANG_S
 
 
 def _swallow(fn: Callable[[], object]) -> None:

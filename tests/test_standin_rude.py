@@ -11,6 +11,7 @@ import threading
 import ollama
 import pytest
 
+from tests.harness import HANG_S
 from tests.ollama_standin import (
     NOMIC_EMBED_TEXT,
     QWEN3_8B,
@@ -27,7 +28,7 @@ USER = [{"role": "user", "content": "Will llama3.3:70b fit on a 48 GB M4 Pro?"}]
 
 @pytest.fixture
 def client(standin: OllamaStandIn) -> ollama.Client:
-    return ollama.Client(host=standin.url, timeout=10.0)
+    return ollama.Client(host=standin.url, timeout=HANG_S)
 
 
 def test_tool_calls_can_arrive_one_chunk_each(standin: OllamaStandIn, client: ollama.Client) -> None:

@@ -8,6 +8,7 @@ schema, so a field that can be null must accept null there.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -94,6 +95,64 @@ def test_an_explicit_null_for_an_optional_argument_means_the_default() -> None:
     assert with_null.model_dump() == tool.run(base).model_dump()
 
 
+_ARCH = {"params_billion": 8, "n_layers": 32, "n_kv_heads": 8, "head_dim": 128, "native_context": 8192}
+_BASE_CALLS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "estimate_speed",
+        {"chip": "M3 Ultra", "memory_gb": 512, "params_billion": 1000, "cluster": {"count": 2}},
+    ),
+    ("estimate_speed", {"chip": "M3 Max", "architecture": dict(_ARCH)}),
+    (
+        "check_memory_fit",
+        {"chip": "M3 Ultra", "memory_gb": 512, "params_billion": 1000, "cluster": {"count": 2}},
+    ),
+    ("check_memory_fit", {"chip": "M4 Pro", "memory_gb": 48, "architecture": dict(_ARCH)}),
+    ("lookup_benchmarks", {"query": "m4 pro"}),
+    ("recommend_machine", {"budget_usd": 3000}),
+    ("search_knowledge", {"query": "unified memory"}),
+]
+
+
+def _outcome(tool: Any, arguments: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return "ok", tool.run(arguments).model_dump(mode="json")
+    except ToolError as err:
+        return "error", str(err)
+
+
+@pytest.mark.parametrize(
+    ("name", "base"), _BASE_CALLS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(_BASE_CALLS)]
+)
+def test_null_for_any_nullable_property_means_omitted_at_any_depth(
+    toolset: Registry, name: str, base: dict[str, Any]
+) -> None:
+    """Every property the schema marks ``nullable`` accepts an explicit null, nested ones (``cluster.link``)
+    included, and it means the same as leaving the property out."""
+    tool = toolset.get(name)
+    schema = tool.input_schema()
+    checked = 0
+    for path, prop, _required in _properties(schema):
+        if not prop.get("nullable"):
+            continue
+        *outer, key = path.split(".")
+        container = base
+        for part in outer:
+            if not isinstance(container.get(part), dict):
+                break
+            container = container[part]
+        else:
+            omitted = copy.deepcopy(base)
+            with_null = copy.deepcopy(base)
+            target_omitted, target_null = omitted, with_null
+            for part in outer:
+                target_omitted, target_null = target_omitted[part], target_null[part]
+            target_omitted.pop(key, None)
+            target_null[key] = None
+            assert _outcome(tool, with_null) == _outcome(tool, omitted), f"{name}: {path} = null"
+            checked += 1
+    assert checked >= 1
+
+
 @pytest.mark.parametrize(
     ("name", "arguments", "field"),
     [
@@ -141,6 +200,47 @@ def test_a_huge_unknown_argument_name_is_truncated_in_the_error() -> None:
     assert all(len(f) < 100 for f in err.value.fields)
 
 
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        (
+            "estimate_speed",
+            {"chip": "M3 Max", "model": "qwen2.5:7b", "cluster": {"count": 2, "y" * 1_000_000: 1}},
+        ),
+        (
+            "estimate_speed",
+            {
+                "chip": "M3 Max",
+                "architecture": {
+                    "z" * 1_000_000: 1,
+                    "params_billion": 8,
+                    "n_layers": 32,
+                    "n_kv_heads": 8,
+                    "head_dim": 128,
+                    "native_context": 8192,
+                },
+            },
+        ),
+        (
+            "check_memory_fit",
+            {
+                "chip": "M3 Max",
+                "memory_gb": 64,
+                "cluster": {"count": 2, **{f"k{i}" * 50_000: 1 for i in range(40)}},
+            },
+        ),
+    ],
+)
+def test_huge_unknown_names_inside_nested_objects_are_truncated_too(
+    name: str, arguments: dict[str, Any]
+) -> None:
+    with pytest.raises(ToolError) as err:
+        REGISTRY.get(name).run(arguments)
+    message = str(err.value)
+    assert "Extra inputs are not permitted" in message and len(message) < 1500, message[:300]
+    assert all(len(f) < 200 for f in err.value.fields)
+
+
 def test_recommend_machine_accepts_the_context_its_schema_allows() -> None:
     tool = REGISTRY.get("recommend_machine")
     top = tool.input_schema()["properties"]["context_tokens"]["maximum"]
@@ -148,6 +248,13 @@ def test_recommend_machine_accepts_the_context_its_schema_allows() -> None:
     assert out.reasons  # type: ignore[attr-defined]
     with pytest.raises(ToolError, match="context_tokens"):
         tool.run({"budget_usd": 10_000, "target_model": "llama3.3:70b", "context_tokens": top + 1})
+    # Only target_params_billion: no trained context is known, so the schema's maximum is accepted.
+    assert tool.run({"budget_usd": 10_000, "target_params_billion": 70, "context_tokens": top}).reasons  # type: ignore[attr-defined]
+    # No target: the error names the reference model sized for, and how to ask for a longer context.
+    with pytest.raises(ToolError) as err:
+        tool.run({"budget_usd": 10_000, "context_tokens": 65_536})
+    assert err.value.fields == ["context_tokens"]
+    assert "qwen2.5:14b" in str(err.value) and "target_model" in str(err.value)
 
 
 def test_descriptions_match_the_schema_and_name_the_article(toolset: Registry) -> None:
@@ -158,3 +265,9 @@ def test_descriptions_match_the_schema_and_name_the_article(toolset: Registry) -
         assert "Apple Silicon AI Workstation 2026" in toolset.get(name).description, name
     specs = json.dumps([t.mcp_spec() for t in toolset])
     assert "$ref" not in specs
+    # An input schema that mentions "the article" says which one (the model reads these when calling).
+    for tool in toolset:
+        for path, prop, _ in [("", tool.input_schema(), False), *_properties(tool.input_schema())]:
+            text = str(prop.get("description", ""))
+            if "article" in text.lower():
+                assert "Apple Silicon AI Workstation 2026" in text, f"{tool.name}.{path}: {text}"

@@ -110,7 +110,8 @@ def test_openai_spec_shape() -> None:
 
 def test_mcp_spec_shape() -> None:
     spec = REGISTRY.get("lookup_benchmarks").mcp_spec()
-    assert set(spec) == {"name", "description", "inputSchema", "outputSchema"}
+    assert set(spec) == {"name", "title", "description", "inputSchema", "outputSchema", "annotations"}
+    assert spec["annotations"]["readOnlyHint"] is True and spec["annotations"]["idempotentHint"] is True
     assert spec["inputSchema"]["type"] == "object"
 
 

@@ -325,8 +325,8 @@ def test_public_bind_without_auth_is_refused() -> None:
 
 
 def test_public_bind_with_auth_is_allowed_and_never_shared() -> None:
-    opts = launch_options(Settings(host="0.0.0.0", auth="ann:s3:cret"))
-    assert opts["auth"] == ("ann", "s3:cret") and opts["share"] is False
+    opts = launch_options(Settings(host="0.0.0.0", auth="ann:s3:cret-long-enough"))
+    assert opts["auth"] == ("ann", "s3:cret-long-enough") and opts["share"] is False
 
 
 @pytest.mark.parametrize("bad", ["nocolon", ":pass", "user:", " :x"])

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from assistant.config import Settings
-from tests.harness import chat_client, serve_app
+from tests.harness import HANG_S, chat_client, serve_app
 from tests.ollama_standin import ChatScript, OllamaStandIn, ToolCallScript
 
 
@@ -80,7 +80,7 @@ def test_status_recovers_when_ollama_comes_up(standin: OllamaStandIn) -> None:
     from assistant.ui import StatusProbe, status_markdown
 
     settings = Settings(ollama_host=standin.url)
-    probe = StatusProbe(OllamaLayer(standin.url, timeout_s=2.0), standin.url, ttl_s=0.0)
+    probe = StatusProbe(OllamaLayer(standin.url, timeout_s=HANG_S), standin.url, ttl_s=0.0)
     with standin.down():
         down = probe.status()
         assert not down.ok

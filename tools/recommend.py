@@ -274,6 +274,15 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
         model_args = {"model": r["reference_model"], "quant": q}
         target_b = float(r["reference_params_b"])
         target_label = str(r["reference_model"])
+        reference, _, _ = resolve_model_tag(target_label)
+        if wl != "image" and p.context_tokens > reference.native_ctx:
+            raise ToolError(
+                f"context_tokens: {p.context_tokens} is more than the {reference.native_ctx}-token trained "
+                f"context of {target_label}, the model sized for when no target is given. Name the model you "
+                'want to run in target_model (e.g. "llama3.3:70b", trained on 131072) or give '
+                "target_params_billion, or lower context_tokens.",
+                fields=["context_tokens"],
+            )
         if wl != "image":
             assumptions.append(
                 f"No target model given: speeds shown for {target_label} (a typical 'serious' local model)."

@@ -33,6 +33,18 @@ class ToolError(ValueError):
         self.fields: list[str] = list(fields or [])
 
 
+# MCP annotations of every tool: they compute from local tables or read the local index / a local Ollama, so
+# nothing is written, nothing leaves the machine, and repeating a call changes nothing.
+MCP_ANNOTATIONS: dict[str, bool] = {
+    "readOnlyHint": True,
+    "destructiveHint": False,
+    "idempotentHint": True,
+    "openWorldHint": False,
+}
+
+_MAX_ERRORS = 10  # problems listed in one error message; the rest are counted
+
+
 def _loc_to_path(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -43,7 +55,8 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
             text = str(item)
             if text.startswith(("function-", "tagged-union", "union[", "json-or-python")):
                 continue
-            parts.append(("." if parts else "") + text)
+            # A nested unknown key is user input: clip it (a 1 MB name stays out of errors at any depth).
+            parts.append(("." if parts else "") + _clip(text))
     return "".join(parts) or "(arguments)"
 
 
@@ -51,7 +64,8 @@ def format_validation_error(tool_name: str, err: ValidationError) -> ToolError:
     """Turn a pydantic ValidationError into one readable ToolError naming every offending field."""
     lines: list[str] = []
     fields: list[str] = []
-    for e in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    for e in errors[:_MAX_ERRORS]:
         path = _loc_to_path(tuple(e.get("loc", ())))
         msg = str(e.get("msg", "invalid value"))
         # Custom validators raise ValueError("...") which pydantic prefixes with "Value error, ".
@@ -64,6 +78,8 @@ def format_validation_error(tool_name: str, err: ValidationError) -> ToolError:
         lines.append(f"{path}: {msg}{shown}")
         if path not in fields:
             fields.append(path)
+    if len(errors) > _MAX_ERRORS:
+        lines.append(f"and {len(errors) - _MAX_ERRORS} more")
     head = f"Invalid arguments for {tool_name}: " if tool_name else "Invalid arguments: "
     return ToolError(head + "; ".join(lines), fields=fields)
 
@@ -149,6 +165,26 @@ def _clip(text: str) -> str:
 def _clip_repr(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _drop_nested_nulls(arguments: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Inside nested objects (``cluster``, ``architecture``) too, an explicit null for an optional property
+    means "not given": the schema marks it ``nullable``, so a framework may send ``"link": null``."""
+
+    def clean(value: Any, prop: Any) -> Any:
+        if not (
+            isinstance(value, Mapping) and isinstance(prop, dict) and isinstance(prop.get("properties"), dict)
+        ):
+            return value
+        props, required = prop["properties"], set(prop.get("required", []))
+        return {
+            k: clean(v, props.get(k))
+            for k, v in value.items()
+            if not (v is None and isinstance(k, str) and k in props and k not in required)
+        }
+
+    props = schema.get("properties", {})
+    return {k: clean(v, props.get(k)) for k, v in arguments.items()}
 
 
 def _reject_booleans_for_numbers(
@@ -307,7 +343,9 @@ class Tool:
         # argument nullable, and some frameworks send null rather than omitting it).
         fields = self.input_model.model_fields
         arguments = {k: v for k, v in arguments.items() if not (v is None and not fields[k].is_required())}
-        _reject_booleans_for_numbers(self.name, arguments, _input_schema(self.input_model))
+        schema = _input_schema(self.input_model)
+        arguments = _drop_nested_nulls(arguments, schema)
+        _reject_booleans_for_numbers(self.name, arguments, schema)
         try:
             return self.input_model.model_validate(dict(arguments))
         except ValidationError as err:
@@ -367,12 +405,15 @@ class Tool:
         }
 
     def mcp_spec(self) -> dict[str, Any]:
-        """MCP ``tools/list`` entry (name, description, inputSchema, outputSchema)."""
+        """MCP ``tools/list`` entry, as the MCP server publishes it (name, title, description, schemas,
+        annotations), so a client configured from ``python -m tools schema --format mcp`` sees the same."""
         return {
             "name": self.name,
+            "title": self.name.replace("_", " ").capitalize(),
             "description": self.description,
             "inputSchema": self.input_schema(),
             "outputSchema": self.output_schema(),
+            "annotations": dict(MCP_ANNOTATIONS),
         }
 
 

@@ -371,7 +371,8 @@ class CheckMemoryFitOutput(_OmitNoneObjects):
 
 
 class LookupBenchmarksInput(BaseModel):
-    """Search the article's measured tables; every filter is forgiving and optional."""
+    """Search the measured tables of the article 'Apple Silicon AI Workstation 2026'; every filter is
+    forgiving and optional."""
 
     model_config = _STRICT
 
@@ -449,9 +450,9 @@ class RecommendMachineInput(BaseModel):
         default=8192,
         ge=1,
         le=131_072,
-        description="Context you want to use, in tokens. At most the target model's trained context: 32768 "
-        "without a target model (the reference qwen2.5:14b) or with only target_params_billion; up to 131072 "
-        'for models trained on it (e.g. "llama3.3:70b").',
+        description="Context you want to use, in tokens. At most the target model's trained context (up to "
+        '131072 for models trained on it, e.g. "llama3.3:70b"); 32768 without a target (the reference '
+        "qwen2.5:14b); any value up to 131072 with only target_params_billion.",
     )
     portable: bool | None = Field(default=None, description="Need a laptop? None = no preference.")
     image_model: str | None = Field(

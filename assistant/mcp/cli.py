@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -17,6 +18,17 @@ from assistant.mcp.runtime import LazyRuntime
 from assistant.mcp.server import DEFAULT_HTTP_PORT, LOOPBACK, build_server, loopback_security
 
 log = logging.getLogger("assistant.mcp")
+
+
+async def _serve_http(server: Any, port: int) -> None:
+    """Streamable HTTP on loopback behind the shared Host/Origin guard (the one the web UI uses too)."""
+    import uvicorn
+
+    from assistant.http_guard import LoopbackGuard
+
+    app = server.streamable_http_app(host=LOOPBACK, transport_security=loopback_security())
+    config = uvicorn.Config(LoopbackGuard(app), host=LOOPBACK, port=port, log_level="warning")
+    await uvicorn.Server(config).serve()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,11 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             anyio.run(server.run_stdio_async)
         else:
             print(f"listening on http://{LOOPBACK}:{args.port}/mcp", file=sys.stderr)
-            anyio.run(
-                lambda: server.run_streamable_http_async(
-                    host=LOOPBACK, port=args.port, transport_security=loopback_security()
-                )
-            )
+            anyio.run(_serve_http, server, args.port)
     except KeyboardInterrupt:
         pass
     finally:

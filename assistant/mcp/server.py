@@ -24,9 +24,10 @@ from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.server.mcpserver.tools import Tool as MCPTool
 from mcp.server.mcpserver.tools.tool_manager import ToolManager
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
+
+from assistant.http_guard import loopback_security
 
 if TYPE_CHECKING:
     # Imported when the tools are first listed, not at start-up: `initialize` is answered without them.
@@ -125,30 +126,24 @@ def _preparse_json_arguments(arguments: dict[str, Any] | None, schema: dict[str,
     return out
 
 
-def _title(name: str) -> str:
-    return name.replace("_", " ").capitalize()
-
-
 def registry_tool_to_mcp(tool: RegistryTool) -> RegistryBackedTool:
     """Publish one registry tool: same name, description, input schema and output schema."""
-    output_schema = tool.output_schema()
+    spec = tool.mcp_spec()  # the same entry `python -m tools schema --format mcp` exports
+    output_schema = spec["outputSchema"]
     metadata = FuncMetadata(
         arg_model=_AnyArguments, output_schema=output_schema, output_model=tool.output_model
     )
     return RegistryBackedTool(
         fn=tool.run,
         name=tool.name,
-        title=_title(tool.name),
+        title=spec["title"],
         description=tool.description,
-        parameters=tool.input_schema(),
+        parameters=spec["inputSchema"],
         fn_metadata=metadata,
         is_async=False,
         context_kwarg=None,
-        # Our tools compute from local tables or read the local index/Ollama: nothing is written, nothing
-        # leaves the machine, and repeating a call changes nothing (idempotent).
-        annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-        ),
+        # Read-only and idempotent: see tools.registry.MCP_ANNOTATIONS.
+        annotations=ToolAnnotations.model_validate(spec["annotations"]),
         registry_tool=tool,
         # One call per tool at a time: the knowledge index and the Ollama client are not documented as
         # thread-safe, while different tools still run side by side.
@@ -217,20 +212,3 @@ def build_server(
         # The SDK has no hook for a deferred tool list; its ToolManager is the one place tools are looked up.
         server._tool_manager = _LazyToolManager(registry)
     return server
-
-
-def loopback_security() -> TransportSecuritySettings:
-    """DNS-rebinding protection for the HTTP transport.
-
-    A web page on a foreign site can make the browser POST to 127.0.0.1; the Origin header is what gives it
-    away. Requests without an Origin (CLI tools, SDK clients) and loopback origins pass; any other origin
-    gets 403, and a Host header that is not loopback gets 421.
-    """
-    hosts = ["127.0.0.1", "localhost", "[::1]"]
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[*hosts, *(f"{h}:*" for h in hosts)],
-        allowed_origins=[
-            f"{scheme}://{h}{port}" for scheme in ("http", "https") for h in hosts for port in ("", ":*")
-        ],
-    )

@@ -234,6 +234,8 @@ class OllamaStandIn:
         """When set, a streamed pull stops half-way through its first layer until this event is set, so a
         test can look at the progress shown mid-pull without sleeping."""
         self._connections: set[socket.socket] = set()
+        self._aborted_chats: list[RecordedRequest] = []
+        self._chat_aborted = threading.Event()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -435,6 +437,17 @@ class OllamaStandIn:
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._aborted_chats.clear()
+            self._chat_aborted.clear()
+
+    def aborted_chats(self) -> list[RecordedRequest]:
+        """Streamed /api/chat requests the client hung up on before the last line (Ollama then stops)."""
+        with self._lock:
+            return list(self._aborted_chats)
+
+    def wait_chat_aborted(self, timeout_s: float = 30.0) -> bool:
+        """Block until a client closes a chat stream early; False on timeout."""
+        return self._chat_aborted.wait(timeout_s)
 
     @property
     def errors(self) -> list[str]:
@@ -809,24 +822,31 @@ class OllamaStandIn:
         elif calls:
             lines.append({"role": "assistant", "content": "", "tool_calls": calls})
         h.start_stream()
-        for index, message in enumerate(lines):
-            if fault is not None and fault.kind == "drop" and index >= fault.after_lines:
+        try:
+            for index, message in enumerate(lines):
+                if fault is not None and fault.kind == "drop" and index >= fault.after_lines:
+                    h.cut()
+                if fault is not None and fault.kind == "stream_error" and index >= fault.after_lines:
+                    h.stream_line({"error": fault.error})
+                    h.end_stream()
+                    return
+                if index and script.token_delay_s:
+                    self._sleep(script.token_delay_s)
+                h.stream_line({"model": name, "created_at": _now(), "message": message, "done": False})
+            if fault is not None and fault.kind == "drop":
                 h.cut()
-            if fault is not None and fault.kind == "stream_error" and index >= fault.after_lines:
+            if fault is not None and fault.kind == "stream_error":
                 h.stream_line({"error": fault.error})
                 h.end_stream()
                 return
-            if index and script.token_delay_s:
-                self._sleep(script.token_delay_s)
-            h.stream_line({"model": name, "created_at": _now(), "message": message, "done": False})
-        if fault is not None and fault.kind == "drop":
-            h.cut()
-        if fault is not None and fault.kind == "stream_error":
-            h.stream_line({"error": fault.error})
+            h.stream_line(final)
             h.end_stream()
-            return
-        h.stream_line(final)
-        h.end_stream()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            # The client closed the stream: like Ollama, stop generating, and remember it for the tests.
+            with self._lock:
+                self._aborted_chats.append(req)
+            self._chat_aborted.set()
+            raise
 
 
 def _keep_alive_seconds(value: Any) -> float:

@@ -1,7 +1,10 @@
 """A whole session with every outbound connection blocked except loopback: none may even be attempted.
 
 Knowledge sync and search (embeddings via the stand-in), agent turns with tool calls, the web UI served and
-used through its API, and an MCP tool call over stdio in a subprocess that carries the same guard.
+used through its API, an MCP tool call over stdio, the knowledge CLI and `launch.py` in subprocesses that
+carry the same guard. All of it runs with HTTP(S)_PROXY/ALL_PROXY pointing at a (blocked) non-loopback
+proxy: a client of ours that honoured them would send Ollama traffic, document text or the app's own
+start-up check there, and the guard would record the attempt.
 """
 
 from __future__ import annotations
@@ -24,6 +27,17 @@ from tools.fit import check_memory_fit
 from tools.schemas import CheckMemoryFitInput
 
 ROOT = Path(__file__).resolve().parents[2]
+PROXY = "http://192.0.2.1:3128"  # TEST-NET-1: never a real host, and blocked by the guard anyway
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxy variables set, NO_PROXY empty (restored afterwards even if the app adds loopback to it)."""
+    for name in PROXY_VARS:
+        monkeypatch.setenv(name, PROXY)
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("no_proxy", "")
 
 
 @pytest.fixture
@@ -86,9 +100,23 @@ def _mcp_call(data_dir: Path, ollama_url: str, guard_dir: Path, log: Path) -> di
     return asyncio.run(asyncio.wait_for(run(), timeout=300))
 
 
+def _guarded_env(guard_dir: Path, log: Path, data_dir: Path, ollama_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{guard_dir}{os.pathsep}{ROOT}",
+        "ADVISOR_TEST_EGRESS_LOG": str(log),
+        "ADVISOR_DATA_DIR": str(data_dir),
+        "OLLAMA_HOST": ollama_url,
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
+
+
 def test_whole_session_makes_no_outbound_connection(
-    standin: OllamaStandIn, tmp_path: Path, guard_dir: Path
+    standin: OllamaStandIn, tmp_path: Path, guard_dir: Path, proxy_env: None
 ) -> None:
+    from tests.test_launch import LaunchedProcess
+
     subprocess_log = tmp_path / "egress.log"
     standin.chat_responder = echo_tag_responder
 
@@ -108,6 +136,38 @@ def test_whole_session_makes_no_outbound_connection(
         assert (fit["verdict"], fit["fits_on_gpu"]) == ("partial_offload", False)
         assert fit["verdict"] == expected.verdict
         assert fit["breakdown"] == expected.breakdown.model_dump(mode="json")
+        # The knowledge CLI: a query and a document's text would go to the proxy if its client trusted env.
+        note = tmp_path / "secret-note.md"
+        note.write_text("# Private note\n\nThe office M2 Ultra has 192 GB of memory.\n", encoding="utf-8")
+        cli_env = _guarded_env(guard_dir, subprocess_log, tmp_path / "cli-data", standin.url)
+        for args in (["add", str(note)], ["search", "office", "M2", "Ultra"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "knowledge", *args],
+                env=cli_env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert "mode: hybrid" in done.stdout
+        # launch.py: gradio's start-up check of its own URL must not go to the proxy (it died there).
+        launched = LaunchedProcess(
+            "--no-browser",
+            "--no-pull",
+            "--port",
+            "0",
+            "--ollama-host",
+            standin.url,
+            env=_guarded_env(guard_dir, subprocess_log, tmp_path / "launch-data", standin.url),
+        )
+        try:
+            launched.wait_for_url()
+            assert launched.interrupt() == 0
+        finally:
+            if launched.proc.poll() is None:
+                launched.proc.kill()
+        assert "Traceback" not in launched.output, launched.output
 
     leaked = subprocess_log.read_text(encoding="utf-8").splitlines() if subprocess_log.exists() else []
     assert guard.attempts == [], f"outbound attempts in the app: {guard.attempts}"

@@ -1,0 +1,147 @@
+"""Hostile files given to `knowledge add` and `launch.py --add-docs`: each is skipped with a one-line reason,
+the rest are added, and the app still starts.
+
+A PDF bomb (a /ToUnicode map that would expand to 16 million entries: pypdf's LimitReachedError), HTML nested
+100,000 deep (RecursionError in the converter), random bytes named .md, and a symlink inside the folder that
+points outside it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from knowledge.search import KnowledgeBase
+from tests.harness import free_port
+from tests.ollama_standin import OllamaStandIn
+from tests.test_launch import LaunchedProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_TEXT = "# Office notes\n\nThe glimmerwhale studio has an M2 Ultra with 192 GB of memory.\n"
+
+
+def _pdf(objects: list[bytes]) -> bytes:
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def _stream(data: bytes) -> bytes:
+    return f"<< /Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream"
+
+
+def pdf_bomb() -> bytes:
+    cmap = (
+        b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap 1 begincodespacerange <00000000> "
+        b"<FFFFFFFF> endcodespacerange 1 beginbfrange <00000000> <00FFFFFF> <0041> endbfrange endcmap end end"
+    )
+    return _pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            _stream(b"BT /F1 12 Tf 72 720 Td (Hello) Tj ET"),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
+            _stream(cmap),
+        ]
+    )
+
+
+def hostile_folder(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    files = {
+        "good": folder / "good.md",
+        "bomb": folder / "bomb.pdf",
+        "deep": folder / "deep.html",
+        "garbage": folder / "garbage.md",
+    }
+    files["good"].write_text(GOOD_TEXT, encoding="utf-8")
+    files["bomb"].write_bytes(pdf_bomb())
+    files["deep"].write_text(
+        "<html><body>" + "<div>" * 100_000 + "deep" + "</div>" * 100_000 + "</body></html>", encoding="utf-8"
+    )
+    files["garbage"].write_bytes(random.Random(14).randbytes(200_000))
+    secret = tmp_path / "outside" / "secret.md"
+    secret.parent.mkdir()
+    secret.write_text("# Secret\n\nsshkey-lookalike private words.\n", encoding="utf-8")
+    (folder / "link.md").symlink_to(secret)
+    files["link"] = folder / "link.md"
+    return folder, files
+
+
+def _knowledge(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "knowledge", "--data-dir", str(data_dir), "--lexical", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_knowledge_add_skips_each_hostile_file_with_one_line_and_adds_the_rest(tmp_path: Path) -> None:
+    folder, files = hostile_folder(tmp_path)
+    done = _knowledge("add", str(folder), data_dir=tmp_path / "data")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "added user-good" in done.stdout
+    skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped ")]
+    reasons = {name: [line for line in skipped if str(path) in line] for name, path in files.items()}
+    assert len(skipped) == 4, done.stderr
+    assert "ToUnicode" in reasons["bomb"][0]
+    assert "nested too deeply" in reasons["deep"][0]
+    assert "binary" in reasons["garbage"][0]
+    assert "not followed" in reasons["link"][0] and "--follow-symlinks" in reasons["link"][0]
+    listed = _knowledge("list", data_dir=tmp_path / "data").stdout
+    assert "Office notes" in listed and "Secret" not in listed and "garbage" not in listed
+
+
+def test_symlinks_are_followed_only_when_asked(tmp_path: Path) -> None:
+    folder, _ = hostile_folder(tmp_path)
+    with KnowledgeBase(tmp_path / "data", None, progress=False) as kb:
+        skipped: list[str] = []
+        kb.add_documents([folder], skipped=skipped, follow_symlinks=True)
+        assert not any("not followed" in s for s in skipped), skipped
+        assert "Secret" in {d.title for d in kb.list_user_documents()}
+        assert kb.search("sshkey-lookalike", 1).passages[0].title.startswith("Secret")
+
+
+def test_launch_with_hostile_documents_still_starts(standin: OllamaStandIn, tmp_path: Path) -> None:
+    _, files = hostile_folder(tmp_path)
+    hostile = ("bomb", "deep", "garbage")
+    p = LaunchedProcess(
+        "--no-browser",
+        "--no-pull",
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--ollama-host",
+        standin.url,
+        "--add-docs",
+        *(str(files[name]) for name in hostile),
+        str(files["good"]),
+    )
+    try:
+        p.wait_for_url()
+        assert p.interrupt() == 0
+    finally:
+        if p.proc.poll() is None:
+            p.proc.kill()
+    assert "Traceback" not in p.output, p.output
+    assert "+ Office notes" in p.output
+    for name in hostile:
+        assert any(line.strip().startswith(f"skipped {files[name]}") for line in p.lines), p.output

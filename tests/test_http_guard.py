@@ -1,0 +1,97 @@
+"""DNS rebinding and cross-site requests against the web UI, over real HTTP against the served app.
+
+A page whose name is re-bound to 127.0.0.1 sends `Host: evil.example:PORT`; a page on another site sends its
+own `Origin`. Both must be refused by the UI exactly as by the MCP server (one shared check), while the
+browser on 127.0.0.1/localhost and non-browser clients (no Origin) keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from assistant.http_guard import check_request, host_is_loopback, is_loopback_name, origin_allowed
+from tests.harness import serve_app
+from tests.ollama_standin import OllamaStandIn
+
+
+@pytest.fixture
+def app_url(standin: OllamaStandIn, tmp_path: Path) -> Iterator[str]:
+    with serve_app(standin.url, tmp_path) as app:
+        yield app.url.rstrip("/")
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(timeout=30, trust_env=False)
+
+
+def _search(url: str, **headers: str) -> httpx.Response:
+    """Start the search_knowledge API call, the way a page's script would."""
+    with _client() as c:
+        return c.post(
+            f"{url}/gradio_api/call/search_knowledge", json={"data": ["M4 Pro", 3]}, headers=headers
+        )
+
+
+def test_foreign_host_is_refused_on_every_route(app_url: str) -> None:
+    port = urlsplit(app_url).port
+    with _client() as c:
+        for host in (
+            f"evil.example:{port}",
+            "evil.example",
+            f"0.0.0.0:{port}",
+            f"127.0.0.1.evil.example:{port}",
+        ):
+            for path in ("/", "/config", "/gradio_api/info"):
+                r = c.get(app_url + path, headers={"Host": host})
+                assert r.status_code == 421, (host, path, r.status_code)
+    r = _search(app_url, Host=f"evil.example:{port}")
+    assert r.status_code == 421
+
+
+def test_loopback_hosts_are_served(app_url: str) -> None:
+    port = urlsplit(app_url).port
+    with _client() as c:
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            r = c.get(app_url + "/", headers={"Host": host})
+            assert r.status_code == 200, (host, r.status_code)
+    r = _search(app_url, Origin=f"http://127.0.0.1:{port}")
+    assert r.status_code == 200, r.text
+    event_id = r.json()["event_id"]
+    with _client() as c:
+        stream = c.get(f"{app_url}/gradio_api/call/search_knowledge/{event_id}")
+    assert "passages" in stream.text
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "https://evil.example:7860", "null", "file://"])
+def test_foreign_origin_on_a_post_is_refused(app_url: str, origin: str) -> None:
+    r = _search(app_url, Origin=origin)
+    assert r.status_code == 403, (origin, r.status_code)
+    with _client() as c:
+        r = c.post(
+            f"{app_url}/gradio_api/queue/join",
+            json={"data": ["hi", "", None], "fn_index": 0, "session_hash": "x"},
+            headers={"Origin": origin},
+        )
+    assert r.status_code == 403
+
+
+def test_no_origin_is_a_non_browser_client_and_passes(app_url: str) -> None:
+    assert _search(app_url).status_code == 200
+
+
+def test_check_rules() -> None:
+    assert not is_loopback_name("0.0.0.0") and not is_loopback_name("::")
+    assert is_loopback_name("127.0.0.2") and is_loopback_name("[::1]") and is_loopback_name("LOCALHOST")
+    assert not host_is_loopback("localhost.evil.example:80") and not host_is_loopback(None)
+    assert not host_is_loopback("127.0.0.1:notaport") and not host_is_loopback("127.0.0.1@evil.example")
+    assert check_request("GET", {"host": "127.0.0.1:1", "origin": "http://evil.example"}) is None
+    assert check_request("GET", {"host": "127.0.0.1:1", "origin": "http://evil.example"}, websocket=True)
+    # A password-protected LAN bind: any Host, but the Origin must be the page's own host.
+    assert origin_allowed("http://192.168.1.5:7860", "192.168.1.5:7860", loopback_only=False)
+    assert not origin_allowed("http://evil.example", "192.168.1.5:7860", loopback_only=False)
+    assert check_request("POST", {"host": "192.168.1.5:7860"}, loopback_only=False) is None
