@@ -641,12 +641,19 @@ def stats_line(done: DoneEvent) -> str:
     return "<sub>" + " · ".join(parts) + "</sub>"
 
 
-def context_meter_markdown(context: ContextEvent | None, settings: Settings | None = None) -> str:
-    """The context meter: how much of the window the last request used, and how the window was chosen."""
+def context_meter_markdown(
+    context: ContextEvent | None, settings: Settings | None = None, *, reopened: bool = False
+) -> str:
+    """The context meter: how much of the window the last request used, and how the window was chosen.
+
+    `reopened`: a stored conversation shown after a reload or restart; its figures come with the next message.
+    """
     if context is None:
         setting = settings.num_ctx if settings is not None else "auto"
-        window = "chosen for the model at the first message" if setting == "auto" else f"{setting:,} tokens"
-        return f"**Context** — window: {window}"
+        when = "next" if reopened else "first"
+        window = f"chosen for the model at the {when} message" if setting == "auto" else f"{setting:,} tokens"
+        measured = " · use measured at the next message" if reopened else ""
+        return f"**Context** — window: {window}{measured}"
     fraction = min(1.0, context.fraction)
     cells = 20
     filled = round(fraction * cells)
@@ -1029,8 +1036,9 @@ def build_app(
                             max_lines=6,
                             autofocus=True,
                         )
-                        send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-                        stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+                        # Narrow buttons (default min width 160 px each) leave the question box the row.
+                        send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="send")
+                        stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop")
                     gr.Examples(examples=[[q] for q in EXAMPLE_QUESTIONS], inputs=[msg], label="Examples")
                 with gr.Column(scale=2):
                     model_dd = gr.Dropdown(
@@ -1251,7 +1259,9 @@ def build_app(
         common = {"api_visibility": "private", "trigger_mode": "once", "show_progress": "minimal"}
 
         def show_meter(session: ChatSession | None) -> str:
-            return context_meter_markdown(session.context if session else None, settings)
+            if session is None:
+                return context_meter_markdown(None, settings)
+            return context_meter_markdown(session.context, settings, reopened=bool(session.messages))
 
         meter_args: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
         private: dict[str, Any] = {"api_visibility": "private"}
@@ -1268,7 +1278,9 @@ def build_app(
                 conversation_list, [session_state], listing, **private
             ).then(show_meter, [session_state], [meter], **meter_args)
         opened = [session_state, chatbot, chart, conv_list, conv_title]
-        app.load(on_load, [browser_id], [browser_id, *opened], **private)
+        app.load(on_load, [browser_id], [browser_id, *opened], **private).then(
+            show_meter, [session_state], [meter], **meter_args
+        )
         # On a phone the open sidebar would cover the chat: start it closed there (its toggle reopens it).
         app.load(None, None, None, js=CLOSE_SIDEBAR_ON_PHONES, **private)
         conv_list.input(select_conversation, [conv_list, session_state], opened, **private).then(

@@ -175,6 +175,18 @@ def test_conversations_stop_and_page_hygiene(standin: OllamaStandIn, tmp_path: P
             page.reload(wait_until="load")
             _chat_has(page, Q1, A2, "— stopped")
             _wait_titles(page, [Q1])
+            # The meter of a reopened conversation does not claim the chat has not started.
+            page.wait_for_function(
+                "() => (document.querySelector('#context-meter')?.innerText || '').includes('next message')",
+                timeout=WAIT_MS,
+            )
+            assert "first message" not in page.inner_text("#context-meter")
+            # The question box gets most of its row, not a sliver beside two wide buttons.
+            widths = page.evaluate(
+                "() => [document.querySelector('#chat-input').getBoundingClientRect().width,"
+                " document.querySelector('#send').getBoundingClientRect().width]"
+            )
+            assert widths[0] > 2 * widths[1], f"question box {widths[0]:.0f} px, Send {widths[1]:.0f} px"
             standin.clear_requests()
             standin.script_chat(ChatScript(text="With 32k context it still fits."))
             _ask(page, FOLLOW_UP)
