@@ -245,6 +245,11 @@ class StatusProbe:
         self._capabilities: dict[tuple[str, str], bool] = {}
         self._ever_ok = False
 
+    @property
+    def ever_ok(self) -> bool:
+        """Ollama answered a status probe earlier in this process (so it stopped, rather than never was)."""
+        return self._ever_ok
+
     def _supports_tools(self, name: str, digest: str) -> bool:
         key = (name, digest)
         if key not in self._capabilities:
@@ -330,6 +335,14 @@ def too_long_advice(length: int) -> str:
         f"⚠️ That message is {length:,} characters; the limit is {MAX_INPUT_CHARS:,}. It is still in the "
         "input box: shorten it, or save the text as a .txt or .md file and add it in the "
         "**Documents & models** tab; the assistant then searches it and cites it."
+    )
+
+
+def stopped_answering_message(host: str) -> str:
+    """The chat's error when Ollama, which answered earlier, no longer does (not "not installed")."""
+    return (
+        f"Ollama stopped answering at `{host}`. It was working earlier: it may have quit, crashed or be "
+        "restarting. Start it again (open the Ollama app or run `ollama serve`), then ask again."
     )
 
 
@@ -464,6 +477,9 @@ class TurnRenderer:
         self.chart: Any = None
         self.done: DoneEvent | None = None
         self.error: ErrorEvent | None = None
+        # Shown instead of an "unavailable" error's own text (which may say Ollama is not installed) when
+        # Ollama answered earlier: after a working chat it stopped, it did not vanish.
+        self.unavailable_message: str | None = None
         self.context: ContextEvent | None = None
         self.answer_text = ""
         self.tool_calls: list[dict[str, Any]] = []  # name, arguments, ok, error: the turn's tool log
@@ -591,6 +607,8 @@ class TurnRenderer:
             self._finish(event)
             return True
         if isinstance(event, ErrorEvent):
+            if event.kind == "unavailable" and self.unavailable_message:
+                event = event.model_copy(update={"message": self.unavailable_message})
             self.error = event
             self._append({"role": "assistant", "content": f"⚠️ {event.message}"})
             return True
@@ -1121,6 +1139,8 @@ def build_app(
             session.chart = None
             yield "", session.messages, session, None
             renderer = TurnRenderer(session.messages, toolset, chart_fn)
+            if probe.ever_ok:
+                renderer.unavailable_message = stopped_answering_message(settings.ollama_host)
             shown_chart = None
             try:
                 for _ in run_turn(session, agent, text, model, renderer, stop=session.stop):

@@ -277,6 +277,10 @@ def test_conversations_stop_and_page_hygiene(standin: OllamaStandIn, tmp_path: P
                 )
                 status = page.inner_text("#ollama-status")
                 assert "not seem to be installed" not in status and "hybrid" not in status, status
+                # A question asked now gets the same wording in the chat, not "not installed".
+                _ask(page, "Are you still there?")
+                _chat_has(page, "Are you still there?", "⚠️ Ollama stopped answering")
+                assert "not seem to be installed" not in page.inner_text("#chatbot")
         context.close()
         browser.close()
 
