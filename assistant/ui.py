@@ -1050,13 +1050,15 @@ def build_app(
                             placeholder="Ask a question and press Enter",
                             show_label=False,
                             scale=8,
+                            min_width=120,
                             elem_id="chat-input",
                             max_lines=6,
                             autofocus=True,
                         )
-                        # Narrow buttons (default min width 160 px each) leave the question box the row.
-                        send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="send")
-                        stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop")
+                        # Narrow minimum widths (default 160 px each) leave the question box most of the row
+                        # and keep box, Send and Stop on one line at 390 px.
+                        send = gr.Button("Send", variant="primary", scale=1, min_width=70, elem_id="send")
+                        stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=70, elem_id="stop")
                     gr.Examples(examples=[[q] for q in EXAMPLE_QUESTIONS], inputs=[msg], label="Examples")
                 with gr.Column(scale=2):
                     model_dd = gr.Dropdown(

@@ -247,6 +247,13 @@ def test_conversations_stop_and_page_hygiene(standin: OllamaStandIn, tmp_path: P
                 timeout=WAIT_MS,
             )
             assert _titles(other) == [] and Q1 not in other.inner_text("#chatbot")
+            # On the phone the question box, Send and Stop share one line.
+            tops = other.evaluate(
+                "() => ['#chat-input', '#send', '#stop']"
+                ".map(s => document.querySelector(s).getBoundingClientRect())"
+                ".map(r => Math.round(r.top + r.height / 2))"
+            )
+            assert max(tops) - min(tops) < 30, f"input row wraps at 390 px (middles at {tops})"
             stranger.close()
 
             # 8. Tools tab: recommend_machine names the machine, its price and its speed.
