@@ -947,7 +947,10 @@ def search_markdown(knowledge: KnowledgeBase | None, query: str, k: int) -> str:
         out = knowledge.search(query[:2000], k=int(k))
     except Exception as exc:  # noqa: BLE001 - show, do not crash the tab
         return f"⚠️ Search failed: {exc}"
-    head = f"**{len(out.passages)} passages** · mode: {out.mode}"
+    # The status line's words: "knowledge search: hybrid" or "keywords only" (lexical), never two names.
+    mode = "hybrid" if out.mode == "hybrid" else "keywords only"
+    count = len(out.passages)
+    head = f"**{count} passage{'' if count == 1 else 's'}** · knowledge search: {mode}"
     notes = "".join(f"\n\n<sub>{a}</sub>" for a in out.assumptions)
     if not out.passages:
         return head + notes + "\n\nNothing matched."
@@ -967,7 +970,7 @@ def _knowledge_mode(knowledge: KnowledgeBase | None) -> str | None:
     report = getattr(knowledge, "last_report", None)
     if report is None:
         return None
-    return "hybrid" if report.mode == "hybrid" else "lexical only (no embeddings yet)"
+    return "hybrid" if report.mode == "hybrid" else "keywords only (no embeddings yet)"
 
 
 def build_app(

@@ -67,6 +67,8 @@ def test_search_tab_shows_ranks_too() -> None:
 
     out = search_markdown(_KB(), "q", 5)  # type: ignore[arg-type]
     assert "#1 ·" in out and "score" not in out
+    # The same words as the status line ("knowledge search: keywords only"), and one passage is singular.
+    assert "**1 passage** · knowledge search: keywords only" in out and "lexical" not in out.split("\n")[0]
 
 
 def test_status_after_a_working_chat_says_ollama_stopped_answering(standin: OllamaStandIn) -> None:
