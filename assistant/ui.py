@@ -668,10 +668,11 @@ def context_meter_markdown(
     """
     if context is None:
         setting = settings.num_ctx if settings is not None else "auto"
-        when = "next" if reopened else "first"
-        window = f"chosen for the model at the {when} message" if setting == "auto" else f"{setting:,} tokens"
-        measured = " · use measured at the next message" if reopened else ""
-        return f"**Context** — window: {window}{measured}"
+        if reopened:
+            window = "" if setting == "auto" else f"window: {setting:,} tokens · "
+            return f"**Context** — {window}measured again at the next message"
+        window = "chosen for the model at the first message" if setting == "auto" else f"{setting:,} tokens"
+        return f"**Context** — window: {window}"
     fraction = min(1.0, context.fraction)
     cells = 20
     filled = round(fraction * cells)

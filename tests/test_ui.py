@@ -221,6 +221,12 @@ def test_left_out_context_is_said_in_plain_sight_and_meter_figures_do_not_split_
 def test_context_meter_shows_used_over_window_and_how_it_was_chosen() -> None:
     assert "chosen for the model at the first message" in context_meter_markdown(None, Settings())
     assert "12,288 tokens" in context_meter_markdown(None, Settings(num_ctx=12288))
+    # A conversation reopened after a reload: its figures come with the next message, said once.
+    reopened = context_meter_markdown(None, Settings(), reopened=True)
+    assert reopened == "**Context** — measured again at the next message"
+    assert "window: 12,288 tokens · measured again" in context_meter_markdown(
+        None, Settings(num_ctx=12288), reopened=True
+    )
     event = ContextEvent(
         used_tokens=4096,
         window_tokens=8192,
