@@ -55,6 +55,7 @@ from assistant.events import (
     ToolErrorEvent,
     ToolResultEvent,
 )
+from assistant.ollama_layer import ChatCancel, ChatCancelled
 from assistant.prompts import FORCE_ANSWER_NOTE, build_system_prompt, cited_ids, system_message
 from assistant.safe_json import clean_text, is_sendable, json_safe
 from tools import Registry, ToolError
@@ -76,6 +77,7 @@ MAX_TOOL_ARGUMENT_CHARS = 20_000
 WAIT_NOTICE_S = 1.0
 EMBED_WAIT_S = 5.0
 WAITING_TEXT = "Waiting for Ollama… (it may be loading the model)."
+STOPPED_TEXT = "Stopped: the answer was cut where you pressed Stop; what arrived so far is kept."
 RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
 
 
@@ -436,6 +438,17 @@ class Conversation:
         self._lock = threading.Lock()
         self._turns = 0
         self._waiting_shown = False
+        self._cancel: ChatCancel | None = None  # the turn in flight's, for cancel() from another thread
+
+    def cancel(self) -> bool:
+        """Stop the turn in flight now, from any thread (the Stop button): its request to Ollama is closed
+        at once, even before the first token or while a tool call streams, and the turn ends with
+        ``ErrorEvent(kind="stopped")`` keeping the partial answer, marked, in history. False when idle."""
+        cancel = self._cancel
+        if cancel is None:
+            return False
+        cancel.cancel()
+        return True
 
     def turn(self, user_text: str, model: str | None = None) -> Generator[AgentEvent, None, None]:
         """Answer one user message, yielding events. Never raises; ends with a DoneEvent or an ErrorEvent."""
@@ -445,10 +458,12 @@ class Conversation:
             )
             return
         start = len(self.history)
+        self._cancel = ChatCancel()
         try:
             self._turns += 1
             yield from self._turn(clean_text(user_text), model or self.agent.settings.chat_model)
         finally:
+            self._cancel = None
             _repair_history(self.history, start)
             self._lock.release()
 
@@ -465,9 +480,13 @@ class Conversation:
         self._summarise_earlier_results()
         self._waiting_shown = False
         deadline = time.monotonic() + settings.request_timeout_s  # the one bound on waiting for Ollama
+        cancel = self._cancel or ChatCancel()
         passages, notice = yield from self._retrieve_bounded(user_text)
         if notice:
             yield NoticeEvent(text=notice)
+        if cancel.cancelled:
+            yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
+            return
         start = len(self.history)
         window = agent.context_window(model)
         budget = agent.budget_for(window.num_ctx)
@@ -485,6 +504,9 @@ class Conversation:
         tools_allowed = True
         forced = False
         while True:
+            if cancel.cancelled:  # stopped while a tool ran: no further request
+                yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
+                return
             final_round = forced or not tools_allowed
             specs = () if final_round else turn_specs
             current = self.history[start:]
@@ -535,11 +557,15 @@ class Conversation:
             rounds += 1
             result = _Round()
             try:
-                yield from self._stream_round(model, fit.messages, specs, result, options, deadline)
+                yield from self._stream_round(model, fit.messages, specs, result, options, deadline, cancel)
                 deadline = time.monotonic() + settings.request_timeout_s  # next round: a fresh wait
             except GeneratorExit:
                 self._keep_partial(result, "stopped")
                 raise
+            except ChatCancelled:
+                self._keep_partial(result, "stopped")
+                yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
+                return
             except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
                 if (
                     isinstance(exc, ollama.ResponseError)
@@ -643,11 +669,13 @@ class Conversation:
         out: _Round,
         options: Mapping[str, Any],
         deadline: float | None = None,
+        cancel: ChatCancel | None = None,
     ) -> Iterator[AgentEvent]:
         """Stream one model call into `out`, yielding visible tokens; raises on any transport failure.
 
         The first chunk is awaited in a helper thread: after WAIT_NOTICE_S the user is told we are waiting
-        for Ollama, and at `deadline` the round gives up (TimeoutError) instead of sitting in silence.
+        for Ollama, and at `deadline` the round gives up (TimeoutError) instead of sitting in silence, and
+        closes the request. `cancel` (Conversation.cancel) ends the request at once: ChatCancelled.
         """
         agent = self.agent
         watch_text_calls = bool(specs)
@@ -655,7 +683,8 @@ class Conversation:
         held: list[str] = []
         parts: list[str] = []
         think_tags = _ThinkTags()
-        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, dict(options))
+        cancel = cancel or ChatCancel()
+        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, dict(options), cancel=cancel)
         chunks = iter(stream)
         first = _Background(lambda: next(chunks, None))
 
@@ -702,7 +731,9 @@ class Conversation:
         finally:
             out.content = "".join(parts)
             close = getattr(stream, "close", None)
-            if close is not None and first.done:  # an abandoned first request ends by its own timeout
+            if not first.done:  # abandoned (deadline, or the turn closed): close the request, Ollama stops
+                cancel.cancel()
+            elif close is not None:
                 close()
         if not out.done:
             raise _StreamDropped()

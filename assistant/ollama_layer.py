@@ -11,13 +11,16 @@ so code written against the raw client keeps classifying them the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -99,6 +102,72 @@ class ModelNotSuitable(OllamaUnavailable):
 
 class MalformedResponse(OllamaUnavailable):
     """Ollama (or something pretending to be it) sent a message the client cannot parse."""
+
+
+class ChatCancelled(OllamaUnavailable):
+    """The answer was stopped on purpose through its :class:`ChatCancel` (the user pressed Stop)."""
+
+
+class ChatCancel:
+    """Stops one chat request from any thread, at once, whatever the request is doing.
+
+    The reader thread may be waiting for Ollama's first byte (a long prompt evaluation: no headers yet),
+    or for the next line while the model writes a tool call (Ollama sends nothing until the call is
+    complete). Closing the httpx response from another thread does not wake a blocked ``recv``; shutting the
+    socket down does: the reader sees the connection end at once, :meth:`OllamaLayer.chat_stream` raises
+    :class:`ChatCancelled`, and Ollama, seeing its client gone, stops generating. The socket is learnt from
+    httpcore's ``trace`` extension when the connection opens: a cancellable request always gets a connection
+    of its own (never a pooled one another conversation could be using next). Thread-safe; one per turn.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        """Stop the request now (idempotent; harmless when no request is in flight)."""
+        with self._lock:
+            self._event.set()
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shutdown(sock)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Sleep up to ``timeout_s``, waking as soon as the request is cancelled (True then)."""
+        return self._event.wait(max(0.0, timeout_s))
+
+    def _trace(self, name: str, info: Mapping[str, Any]) -> None:
+        """httpcore trace callback: remember the socket of the connection this request opened."""
+        if name != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            if not self._event.is_set():
+                self._sockets.append(sock)
+                return
+        _shutdown(sock)  # cancelled while connecting
+
+    def _release(self) -> None:
+        """The request is over: forget its socket (it is closed, or about to be, by httpcore)."""
+        with self._lock:
+            self._sockets = []
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_CANCEL: ContextVar[ChatCancel | None] = ContextVar("ollama_chat_cancel", default=None)
+"""The ChatCancel of the request being sent on this thread, read by the transport (see _open_cancellable)."""
 
 
 # -- public data -----------------------------------------------------------------------------------
@@ -351,12 +420,13 @@ class OllamaLayer:
         self.timeout_s = timeout_s
         # A transport that repairs tool-call arguments sent as a JSON string (see _ToolArgumentsTransport).
         # trust_env=False: Ollama is local; a system HTTP proxy must not sit between us and 127.0.0.1.
-        self.client = ollama.Client(
-            host=host,
-            timeout=timeout_s,
-            transport=_ToolArgumentsTransport(httpx.HTTPTransport()),
-            trust_env=False,
+        # Cancellable chats (see ChatCancel) go through a pool that never keeps a connection: each gets a
+        # connection of its own, whose socket Stop can shut down without touching anyone else's request.
+        transport = _ToolArgumentsTransport(
+            httpx.HTTPTransport(),
+            httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0)),
         )
+        self.client = ollama.Client(host=host, timeout=timeout_s, transport=transport, trust_env=False)
         self.host = str(self.client._client.base_url).rstrip("/")
         self.busy_retry_delays_s: tuple[float, ...] = BUSY_RETRY_DELAYS_S
 
@@ -642,19 +712,24 @@ class OllamaLayer:
         options: Mapping[str, Any] | None = None,
         keep_alive: float | str | None = None,
         think: bool | None = None,
+        cancel: ChatCancel | None = None,
     ) -> Iterator[ollama.ChatResponse]:
         """Stream chunks as the client parses them; the last one has ``done=True`` and the timings.
 
         Tool calls arrive intact, whatever their content (unknown tool, wrong types): validating them is the
         agent's job. Arguments sent as a JSON string are decoded; undecodable ones arrive as
         ``{"_raw": text}``.
-        A stream that ends without its ``done`` chunk raises :class:`StreamInterrupted`.
+        A stream that ends without its ``done`` chunk raises :class:`StreamInterrupted`. With ``cancel``,
+        :meth:`ChatCancel.cancel` from any thread ends the request at once: this raises
+        :class:`ChatCancelled` (in the thread reading the stream) and Ollama stops generating.
         """
         stream: Iterator[ollama.ChatResponse] | None = None
         done = False
         delays = list(self.busy_retry_delays_s)
         with self._translated("answer", model=model):
             while True:
+                if cancel is not None and cancel.cancelled:
+                    raise ChatCancelled(f"The answer from {model} was stopped.")
                 stream = self.client.chat(
                     model=model,
                     messages=messages,
@@ -666,7 +741,7 @@ class OllamaLayer:
                 )
                 received = False
                 try:
-                    for chunk in stream:
+                    for chunk in stream if cancel is None else _open_cancellable(stream, cancel):
                         received = True
                         done = done or bool(chunk.done)
                         yield chunk
@@ -674,13 +749,24 @@ class OllamaLayer:
                     if received or exc.status_code != 503 or not delays:
                         raise
                     # "server busy": Ollama's queue is full and nothing was generated; wait and ask again.
-                    time.sleep(delays.pop(0))
+                    if cancel is not None:
+                        cancel.wait(delays.pop(0))
+                    else:
+                        time.sleep(delays.pop(0))
                     continue
+                except Exception as exc:
+                    if cancel is not None and cancel.cancelled:
+                        raise ChatCancelled(f"The answer from {model} was stopped.") from exc
+                    raise
                 finally:
                     close = getattr(stream, "close", None)
                     if close is not None:
                         close()  # release the connection now if the consumer stopped early
+                    if cancel is not None:
+                        cancel._release()
                 break
+        if not done and cancel is not None and cancel.cancelled:
+            raise ChatCancelled(f"The answer from {model} was stopped.")
         if not done:
             raise StreamInterrupted(
                 f"The answer from {model} stopped before it was complete (Ollama closed the stream)."
@@ -809,11 +895,18 @@ class _ToolArgumentsTransport(httpx.BaseTransport):
     error can go back to the model for a retry. Lines without tool calls pass through untouched.
     """
 
-    def __init__(self, inner: httpx.BaseTransport) -> None:
+    def __init__(self, inner: httpx.BaseTransport, unpooled: httpx.BaseTransport | None = None) -> None:
         self._inner = inner
+        self._unpooled = unpooled or inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self._inner.handle_request(request)
+        cancel = _CANCEL.get()
+        if cancel is not None and request.url.path.endswith("/api/chat"):
+            # A cancellable chat: its own connection, whose socket the trace hands to the ChatCancel.
+            request.extensions = {**request.extensions, "trace": cancel._trace}
+            response = self._unpooled.handle_request(request)
+        else:
+            response = self._inner.handle_request(request)
         if not request.url.path.endswith("/api/chat") or response.status_code != 200:
             return response
         headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-length"]
@@ -827,6 +920,28 @@ class _ToolArgumentsTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+        if self._unpooled is not self._inner:
+            self._unpooled.close()
+
+
+def _open_cancellable(
+    stream: Iterator[ollama.ChatResponse], cancel: ChatCancel
+) -> Iterator[ollama.ChatResponse]:
+    """Iterate a client chat stream whose request (sent by the first ``next``) is tied to ``cancel``.
+
+    The official client gives no access to its httpx request, so the ChatCancel reaches our transport
+    through a context variable set only while the request is being sent, on the thread sending it.
+    """
+    chunks = iter(stream)
+    token = _CANCEL.set(cancel)
+    try:
+        first = next(chunks, None)
+    finally:
+        _CANCEL.reset(token)
+    if first is None:
+        return
+    yield first
+    yield from chunks
 
 
 class _RepairingStream(httpx.SyncByteStream):
