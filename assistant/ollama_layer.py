@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import ollama
 from pydantic import BaseModel, Field, ValidationError
@@ -115,9 +116,9 @@ class ChatCancel:
     or for the next line while the model writes a tool call (Ollama sends nothing until the call is
     complete). Closing the httpx response from another thread does not wake a blocked ``recv``; shutting the
     socket down does: the reader sees the connection end at once, :meth:`OllamaLayer.chat_stream` raises
-    :class:`ChatCancelled`, and Ollama, seeing its client gone, stops generating. The socket is learnt from
-    httpcore's ``trace`` extension when the connection opens: a cancellable request always gets a connection
-    of its own (never a pooled one another conversation could be using next). Thread-safe; one per turn.
+    :class:`ChatCancelled`, and Ollama, seeing its client gone, stops generating. The socket is the one the
+    request was written to (see _CancellableStream); it is forgotten before the connection can go back to the
+    pool, so a late cancel never touches another conversation's request. Thread-safe; one per turn.
     """
 
     def __init__(self) -> None:
@@ -131,32 +132,26 @@ class ChatCancel:
 
     def cancel(self) -> None:
         """Stop the request now (idempotent; harmless when no request is in flight)."""
-        with self._lock:
+        with self._lock:  # shut down under the lock: once _release returned, no socket is touched
             self._event.set()
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _shutdown(sock)
+            for sock in self._sockets:
+                _shutdown(sock)
+            self._sockets = []
 
     def wait(self, timeout_s: float) -> bool:
         """Sleep up to ``timeout_s``, waking as soon as the request is cancelled (True then)."""
         return self._event.wait(max(0.0, timeout_s))
 
-    def _trace(self, name: str, info: Mapping[str, Any]) -> None:
-        """httpcore trace callback: remember the socket of the connection this request opened."""
-        if name != "connection.connect_tcp.complete":
-            return
-        stream = info.get("return_value")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if not isinstance(sock, socket.socket):
-            return
+    def _attach(self, sock: socket.socket) -> None:
+        """The request is being written to ``sock`` (on the thread sending it)."""
         with self._lock:
-            if not self._event.is_set():
+            if self._event.is_set():
+                _shutdown(sock)  # cancelled before the request went out
+            elif sock not in self._sockets:
                 self._sockets.append(sock)
-                return
-        _shutdown(sock)  # cancelled while connecting
 
     def _release(self) -> None:
-        """The request is over: forget its socket (it is closed, or about to be, by httpcore)."""
+        """The request is over: forget its socket before its connection may serve another request."""
         with self._lock:
             self._sockets = []
 
@@ -420,12 +415,7 @@ class OllamaLayer:
         self.timeout_s = timeout_s
         # A transport that repairs tool-call arguments sent as a JSON string (see _ToolArgumentsTransport).
         # trust_env=False: Ollama is local; a system HTTP proxy must not sit between us and 127.0.0.1.
-        # Cancellable chats (see ChatCancel) go through a pool that never keeps a connection: each gets a
-        # connection of its own, whose socket Stop can shut down without touching anyone else's request.
-        transport = _ToolArgumentsTransport(
-            httpx.HTTPTransport(),
-            httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0)),
-        )
+        transport = _ToolArgumentsTransport(_cancellable_transport())
         self.client = ollama.Client(host=host, timeout=timeout_s, transport=transport, trust_env=False)
         self.host = str(self.client._client.base_url).rstrip("/")
         self.busy_retry_delays_s: tuple[float, ...] = BUSY_RETRY_DELAYS_S
@@ -759,11 +749,11 @@ class OllamaLayer:
                         raise ChatCancelled(f"The answer from {model} was stopped.") from exc
                     raise
                 finally:
+                    if cancel is not None:
+                        cancel._release()  # before the connection can go back to the pool
                     close = getattr(stream, "close", None)
                     if close is not None:
                         close()  # release the connection now if the consumer stopped early
-                    if cancel is not None:
-                        cancel._release()
                 break
         if not done and cancel is not None and cancel.cancelled:
             raise ChatCancelled(f"The answer from {model} was stopped.")
@@ -895,18 +885,11 @@ class _ToolArgumentsTransport(httpx.BaseTransport):
     error can go back to the model for a retry. Lines without tool calls pass through untouched.
     """
 
-    def __init__(self, inner: httpx.BaseTransport, unpooled: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, inner: httpx.BaseTransport) -> None:
         self._inner = inner
-        self._unpooled = unpooled or inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        cancel = _CANCEL.get()
-        if cancel is not None and request.url.path.endswith("/api/chat"):
-            # A cancellable chat: its own connection, whose socket the trace hands to the ChatCancel.
-            request.extensions = {**request.extensions, "trace": cancel._trace}
-            response = self._unpooled.handle_request(request)
-        else:
-            response = self._inner.handle_request(request)
+        response = self._inner.handle_request(request)
         if not request.url.path.endswith("/api/chat") or response.status_code != 200:
             return response
         headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-length"]
@@ -920,8 +903,79 @@ class _ToolArgumentsTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
-        if self._unpooled is not self._inner:
-            self._unpooled.close()
+
+
+# -- cancellation: which socket a request is using -------------------------------------------------
+
+
+def _cancellable_transport() -> httpx.HTTPTransport:
+    """httpx's transport with httpx's defaults, whose connections report their socket to a ChatCancel.
+
+    httpx has no public way to give its connection pool a network backend (httpcore's documented extension
+    point), so the pool is rebuilt with one; the Stop tests fail if a future httpx ignores it.
+    """
+    transport = httpx.HTTPTransport()
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_CancellableBackend(),
+    )
+    return transport
+
+
+class _CancellableBackend(httpcore.NetworkBackend):
+    """httpcore's sync backend; its streams tell the ChatCancel of the request being written their socket."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        return _CancellableStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        return _CancellableStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _CancellableStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        cancel = _CANCEL.get()  # set only while a cancellable request is being sent, on its thread
+        if cancel is not None:
+            sock = self._inner.get_extra_info("socket")
+            if isinstance(sock, socket.socket):
+                cancel._attach(sock)
+        self._inner.write(buffer, timeout)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _CancellableStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 def _open_cancellable(
@@ -929,8 +983,8 @@ def _open_cancellable(
 ) -> Iterator[ollama.ChatResponse]:
     """Iterate a client chat stream whose request (sent by the first ``next``) is tied to ``cancel``.
 
-    The official client gives no access to its httpx request, so the ChatCancel reaches our transport
-    through a context variable set only while the request is being sent, on the thread sending it.
+    The official client gives no access to its httpx request, so the ChatCancel reaches the connection
+    (_CancellableStream) through a context variable set only while the request is sent, on that thread.
     """
     chunks = iter(stream)
     token = _CANCEL.set(cancel)
