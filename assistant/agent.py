@@ -58,6 +58,7 @@ from assistant.events import (
 from assistant.ollama_layer import ChatCancel, ChatCancelled
 from assistant.prompts import FORCE_ANSWER_NOTE, build_system_prompt, cited_ids, system_message
 from assistant.safe_json import clean_text, is_sendable, json_safe
+from knowledge.embedding import STALLED
 from tools import Registry, ToolError
 
 if TYPE_CHECKING:
@@ -73,9 +74,8 @@ __all__ = ["Agent", "Conversation", "ParsedCall", "parse_text_tool_calls"]
 # a 5 MB call would otherwise overflow every later request of the turn (and be blamed on the user's message).
 MAX_TOOL_ARGUMENT_CHARS = 20_000
 # A hung (or model-loading) Ollama: say so after WAIT_NOTICE_S, and let search fall back to keywords after
-# EMBED_WAIT_S; the whole wait for Ollama is bounded by Settings.request_timeout_s.
+# Settings.search_embed_timeout_s; the whole wait for Ollama is bounded by Settings.request_timeout_s.
 WAIT_NOTICE_S = 1.0
-EMBED_WAIT_S = 5.0
 WAITING_TEXT = "Waiting for Ollama… (it may be loading the model)."
 STOPPED_TEXT = "Stopped: the answer was cut where you pressed Stop; what arrived so far is kept."
 RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
@@ -413,7 +413,16 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 - retrieval is an aid; the turn goes on without it
             log.warning("knowledge search failed: %s", exc)
             return [], f"Knowledge search failed ({exc}); answering without passages."
+        if result.mode == "lexical" and any(STALLED in note for note in result.assumptions):
+            # The knowledge base fell back by itself (the query's embedding stalled): say so, as below.
+            return list(result.passages), self._keyword_notice()
         return list(result.passages), None
+
+    def _keyword_notice(self) -> str:
+        return (
+            f"Ollama did not embed the question within {self.settings.search_embed_timeout_s:g} s; using "
+            "keyword (BM25) search for this question."
+        )
 
     def retrieve_lexical(self, question: str) -> list[Passage]:
         """Keyword-only retrieval: the fallback when embedding the question stalls."""
@@ -640,7 +649,8 @@ class Conversation:
         self, question: str
     ) -> Generator[AgentEvent, None, tuple[list[Passage], str | None]]:
         """Retrieval that cannot hold the user in silence: "waiting" after WAIT_NOTICE_S, and keyword search
-        when the question's embedding has not come back after EMBED_WAIT_S (a hung or loading Ollama)."""
+        when the question's embedding has not come back after Settings.search_embed_timeout_s (a hung or
+        loading Ollama; the knowledge base's own query timeout is the same setting)."""
         agent = self.agent
         if getattr(agent.knowledge, "embedder", None) is None or agent.settings.top_k_passages <= 0:
             return agent.retrieve(question)  # nothing here waits on Ollama
@@ -648,13 +658,10 @@ class Conversation:
         if job.wait(WAIT_NOTICE_S):
             return job.result()
         yield from self._waiting()
-        budget = min(EMBED_WAIT_S, agent.settings.request_timeout_s)
+        budget = min(agent.settings.search_embed_timeout_s, agent.settings.request_timeout_s)
         if job.wait(budget - WAIT_NOTICE_S):
             return job.result()
-        return agent.retrieve_lexical(question), (
-            f"Ollama did not embed the question within {budget:g} s; using keyword (BM25) search for this "
-            "question."
-        )
+        return agent.retrieve_lexical(question), agent._keyword_notice()
 
     def _waiting(self) -> Iterator[AgentEvent]:
         if not self._waiting_shown:

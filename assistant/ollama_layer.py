@@ -407,6 +407,9 @@ request left it out."""
 EMBED_TIMEOUT_S = 30.0
 """Longest wait for one embedding batch (the first one also loads nomic-embed-text, a few seconds)."""
 
+SEARCH_EMBED_TIMEOUT_S = 5.0
+"""Longest wait for a search query's embedding unless the caller passes Settings.search_embed_timeout_s."""
+
 
 class OllamaLayer:
     """The assistant's only door to Ollama. Thread-safe: one instance serves concurrent chats."""
@@ -679,18 +682,27 @@ class OllamaLayer:
     # embeddings -----------------------------------------------------------------------------------
 
     def embedder(
-        self, model: str = "nomic-embed-text", batch_size: int = 32, timeout_s: float = EMBED_TIMEOUT_S
+        self,
+        model: str = "nomic-embed-text",
+        batch_size: int = 32,
+        timeout_s: float = EMBED_TIMEOUT_S,
+        query_timeout_s: float = SEARCH_EMBED_TIMEOUT_S,
     ) -> Any:
-        """The knowledge package's ``OllamaEmbedder`` (it owns prefixes and batching) on its own client.
+        """The knowledge package's ``OllamaEmbedder`` (it owns prefixes and batching) on its own clients.
 
-        Its own client, with a much shorter timeout than chat: every search embeds the question, and an
-        Ollama that accepts connections but stops answering must send search to its lexical fallback within
-        seconds, not after the two minutes a long generation is allowed.
+        Its own clients, with much shorter timeouts than chat: documents get ``timeout_s`` per batch, and a
+        search query ``query_timeout_s`` (pass Settings.search_embed_timeout_s): an Ollama that accepts
+        connections but stops answering sends every search (chat, Search tab, search_knowledge, MCP) to its
+        keyword fallback within seconds, not after the two minutes a long generation is allowed.
         """
         from knowledge.embedding import OllamaEmbedder
 
         client = ollama.Client(host=self.host, timeout=min(timeout_s, self.timeout_s), trust_env=False)
-        return OllamaEmbedder(client, model, batch_size)
+        query_timeout_s = min(query_timeout_s, timeout_s, self.timeout_s)
+        query_client = ollama.Client(host=self.host, timeout=query_timeout_s, trust_env=False)
+        return OllamaEmbedder(
+            client, model, batch_size, query_client=query_client, query_timeout_s=query_timeout_s
+        )
 
     # chat -----------------------------------------------------------------------------------------
 
