@@ -142,3 +142,22 @@ def test_every_search_path_falls_back_to_keywords_within_the_setting(
         assert kb.search(question, 5).mode == "hybrid", "the next search uses vectors again"
     finally:
         runtime.close()
+
+
+def test_cli_search_falls_back_within_the_same_setting(
+    standin: OllamaStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`knowledge search` reads the app's setting from the environment (ADVISOR_SEARCH_EMBED_TIMEOUT_S)."""
+    import time
+
+    from knowledge.cli import open_knowledge_base
+
+    monkeypatch.setenv("ADVISOR_SEARCH_EMBED_TIMEOUT_S", "1")
+    with open_knowledge_base(tmp_path, standin.url, "nomic-embed-text", progress=False) as kb:
+        assert kb.sync().mode == "hybrid"
+        standin.inject("/api/embed", Fault.slow(120.0), times=1)
+        started = time.monotonic()
+        out = kb.search("Which Mac should I buy to run 70B models?", 5)
+        elapsed = time.monotonic() - started
+    assert out.mode == "lexical" and "did not embed the query within 1 s" in " ".join(out.assumptions)
+    assert elapsed < 20, f"search waited {elapsed:.1f} s (the embedding batch timeout here is 120 s)"
