@@ -162,7 +162,7 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 _CANCEL: ContextVar[ChatCancel | None] = ContextVar("ollama_chat_cancel", default=None)
-"""The ChatCancel of the request being sent on this thread, read by the transport (see _open_cancellable)."""
+"""The ChatCancel of the request being sent on this thread (see _open_cancellable, _CancellableStream)."""
 
 
 # -- public data -----------------------------------------------------------------------------------
