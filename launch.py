@@ -278,7 +278,7 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     # and the knowledge base retries by itself, so it becomes hybrid once Ollama is up.
     knowledge = KnowledgeBase(
         settings.data_dir,
-        layer.embedder(settings.embed_model),
+        layer.embedder(settings.embed_model, query_timeout_s=settings.search_embed_timeout_s),
         progress=True,
         chroma_url=settings.chroma_url,
     )

@@ -55,8 +55,10 @@ from assistant.events import (
     ToolErrorEvent,
     ToolResultEvent,
 )
+from assistant.ollama_layer import ChatCancel, ChatCancelled
 from assistant.prompts import FORCE_ANSWER_NOTE, build_system_prompt, cited_ids, system_message
 from assistant.safe_json import clean_text, is_sendable, json_safe
+from knowledge.embedding import STALLED
 from tools import Registry, ToolError
 
 if TYPE_CHECKING:
@@ -72,10 +74,10 @@ __all__ = ["Agent", "Conversation", "ParsedCall", "parse_text_tool_calls"]
 # a 5 MB call would otherwise overflow every later request of the turn (and be blamed on the user's message).
 MAX_TOOL_ARGUMENT_CHARS = 20_000
 # A hung (or model-loading) Ollama: say so after WAIT_NOTICE_S, and let search fall back to keywords after
-# EMBED_WAIT_S; the whole wait for Ollama is bounded by Settings.request_timeout_s.
+# Settings.search_embed_timeout_s; the whole wait for Ollama is bounded by Settings.request_timeout_s.
 WAIT_NOTICE_S = 1.0
-EMBED_WAIT_S = 5.0
 WAITING_TEXT = "Waiting for Ollama… (it may be loading the model)."
+STOPPED_TEXT = "Stopped: the answer was cut where you pressed Stop; what arrived so far is kept."
 RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
 
 
@@ -411,7 +413,16 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 - retrieval is an aid; the turn goes on without it
             log.warning("knowledge search failed: %s", exc)
             return [], f"Knowledge search failed ({exc}); answering without passages."
+        if result.mode == "lexical" and any(STALLED in note for note in result.assumptions):
+            # The knowledge base fell back by itself (the query's embedding stalled): say so, as below.
+            return list(result.passages), self._keyword_notice()
         return list(result.passages), None
+
+    def _keyword_notice(self) -> str:
+        return (
+            f"Ollama did not embed the question within {self.settings.search_embed_timeout_s:g} s; using "
+            "keyword (BM25) search for this question."
+        )
 
     def retrieve_lexical(self, question: str) -> list[Passage]:
         """Keyword-only retrieval: the fallback when embedding the question stalls."""
@@ -436,6 +447,17 @@ class Conversation:
         self._lock = threading.Lock()
         self._turns = 0
         self._waiting_shown = False
+        self._cancel: ChatCancel | None = None  # the turn in flight's, for cancel() from another thread
+
+    def cancel(self) -> bool:
+        """Stop the turn in flight now, from any thread (the Stop button): its request to Ollama is closed
+        at once, even before the first token or while a tool call streams, and the turn ends with
+        ``ErrorEvent(kind="stopped")`` keeping the partial answer, marked, in history. False when idle."""
+        cancel = self._cancel
+        if cancel is None:
+            return False
+        cancel.cancel()
+        return True
 
     def turn(self, user_text: str, model: str | None = None) -> Generator[AgentEvent, None, None]:
         """Answer one user message, yielding events. Never raises; ends with a DoneEvent or an ErrorEvent."""
@@ -445,10 +467,12 @@ class Conversation:
             )
             return
         start = len(self.history)
+        self._cancel = ChatCancel()
         try:
             self._turns += 1
             yield from self._turn(clean_text(user_text), model or self.agent.settings.chat_model)
         finally:
+            self._cancel = None
             _repair_history(self.history, start)
             self._lock.release()
 
@@ -465,9 +489,13 @@ class Conversation:
         self._summarise_earlier_results()
         self._waiting_shown = False
         deadline = time.monotonic() + settings.request_timeout_s  # the one bound on waiting for Ollama
+        cancel = self._cancel or ChatCancel()
         passages, notice = yield from self._retrieve_bounded(user_text)
         if notice:
             yield NoticeEvent(text=notice)
+        if cancel.cancelled:
+            yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
+            return
         start = len(self.history)
         window = agent.context_window(model)
         budget = agent.budget_for(window.num_ctx)
@@ -485,6 +513,9 @@ class Conversation:
         tools_allowed = True
         forced = False
         while True:
+            if cancel.cancelled:  # stopped while a tool ran: no further request
+                yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
+                return
             final_round = forced or not tools_allowed
             specs = () if final_round else turn_specs
             current = self.history[start:]
@@ -535,11 +566,15 @@ class Conversation:
             rounds += 1
             result = _Round()
             try:
-                yield from self._stream_round(model, fit.messages, specs, result, options, deadline)
+                yield from self._stream_round(model, fit.messages, specs, result, options, deadline, cancel)
                 deadline = time.monotonic() + settings.request_timeout_s  # next round: a fresh wait
             except GeneratorExit:
                 self._keep_partial(result, "stopped")
                 raise
+            except ChatCancelled:
+                self._keep_partial(result, "stopped")
+                yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
+                return
             except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
                 if (
                     isinstance(exc, ollama.ResponseError)
@@ -614,7 +649,8 @@ class Conversation:
         self, question: str
     ) -> Generator[AgentEvent, None, tuple[list[Passage], str | None]]:
         """Retrieval that cannot hold the user in silence: "waiting" after WAIT_NOTICE_S, and keyword search
-        when the question's embedding has not come back after EMBED_WAIT_S (a hung or loading Ollama)."""
+        when the question's embedding has not come back after Settings.search_embed_timeout_s (a hung or
+        loading Ollama; the knowledge base's own query timeout is the same setting)."""
         agent = self.agent
         if getattr(agent.knowledge, "embedder", None) is None or agent.settings.top_k_passages <= 0:
             return agent.retrieve(question)  # nothing here waits on Ollama
@@ -622,13 +658,10 @@ class Conversation:
         if job.wait(WAIT_NOTICE_S):
             return job.result()
         yield from self._waiting()
-        budget = min(EMBED_WAIT_S, agent.settings.request_timeout_s)
+        budget = min(agent.settings.search_embed_timeout_s, agent.settings.request_timeout_s)
         if job.wait(budget - WAIT_NOTICE_S):
             return job.result()
-        return agent.retrieve_lexical(question), (
-            f"Ollama did not embed the question within {budget:g} s; using keyword (BM25) search for this "
-            "question."
-        )
+        return agent.retrieve_lexical(question), agent._keyword_notice()
 
     def _waiting(self) -> Iterator[AgentEvent]:
         if not self._waiting_shown:
@@ -643,11 +676,13 @@ class Conversation:
         out: _Round,
         options: Mapping[str, Any],
         deadline: float | None = None,
+        cancel: ChatCancel | None = None,
     ) -> Iterator[AgentEvent]:
         """Stream one model call into `out`, yielding visible tokens; raises on any transport failure.
 
         The first chunk is awaited in a helper thread: after WAIT_NOTICE_S the user is told we are waiting
-        for Ollama, and at `deadline` the round gives up (TimeoutError) instead of sitting in silence.
+        for Ollama, and at `deadline` the round gives up (TimeoutError) instead of sitting in silence, and
+        closes the request. `cancel` (Conversation.cancel) ends the request at once: ChatCancelled.
         """
         agent = self.agent
         watch_text_calls = bool(specs)
@@ -655,7 +690,8 @@ class Conversation:
         held: list[str] = []
         parts: list[str] = []
         think_tags = _ThinkTags()
-        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, dict(options))
+        cancel = cancel or ChatCancel()
+        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, dict(options), cancel=cancel)
         chunks = iter(stream)
         first = _Background(lambda: next(chunks, None))
 
@@ -702,7 +738,9 @@ class Conversation:
         finally:
             out.content = "".join(parts)
             close = getattr(stream, "close", None)
-            if close is not None and first.done:  # an abandoned first request ends by its own timeout
+            if not first.done:  # abandoned (deadline, or the turn closed): close the request, Ollama stops
+                cancel.cancel()
+            elif close is not None:
                 close()
         if not out.done:
             raise _StreamDropped()

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     max_num_ctx: int = Field(default=32768, ge=2048, le=262144, description="Upper bound for num_ctx 'auto'.")
     max_tool_rounds: int = Field(default=6, ge=1, le=50, description="Tool-call rounds before answering.")
     request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one Ollama request.")
+    search_embed_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=120,
+        description="Longest wait for the embedding of a search query (chat retrieval, the Search tab, the "
+        "search_knowledge tool, MCP) before search falls back to keyword (BM25) search.",
+    )
     top_k_passages: int = Field(default=4, ge=0, le=20, description="Passages placed in context per turn.")
 
     @field_validator("chroma_url")

@@ -265,7 +265,11 @@ def _build_agent(settings: Any) -> tuple[Agent, Any, str]:
     ollama = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
     installed = {m.name for m in ollama.installed_models()}
     embed = settings.embed_model if ":" in settings.embed_model else settings.embed_model + ":latest"
-    embedder = ollama.embedder(settings.embed_model) if embed in installed else None
+    embedder = (
+        ollama.embedder(settings.embed_model, query_timeout_s=settings.search_embed_timeout_s)
+        if embed in installed
+        else None
+    )
     knowledge = KnowledgeBase(settings.data_dir, embedder, chroma_url=settings.chroma_url)
     try:
         knowledge.sync()

@@ -135,6 +135,7 @@ ErrorKind = Literal[
     "oversized",
     "empty",
     "busy",
+    "stopped",
     "internal",
 ]
 

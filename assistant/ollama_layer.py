@@ -11,18 +11,22 @@ so code written against the raw client keeps classifying them the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import ollama
 from pydantic import BaseModel, Field, ValidationError
@@ -99,6 +103,66 @@ class ModelNotSuitable(OllamaUnavailable):
 
 class MalformedResponse(OllamaUnavailable):
     """Ollama (or something pretending to be it) sent a message the client cannot parse."""
+
+
+class ChatCancelled(OllamaUnavailable):
+    """The answer was stopped on purpose through its :class:`ChatCancel` (the user pressed Stop)."""
+
+
+class ChatCancel:
+    """Stops one chat request from any thread, at once, whatever the request is doing.
+
+    The reader thread may be waiting for Ollama's first byte (a long prompt evaluation: no headers yet),
+    or for the next line while the model writes a tool call (Ollama sends nothing until the call is
+    complete). Closing the httpx response from another thread does not wake a blocked ``recv``; shutting the
+    socket down does: the reader sees the connection end at once, :meth:`OllamaLayer.chat_stream` raises
+    :class:`ChatCancelled`, and Ollama, seeing its client gone, stops generating. The socket is the one the
+    request was written to (see _CancellableStream); it is forgotten before the connection can go back to the
+    pool, so a late cancel never touches another conversation's request. Thread-safe; one per turn.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        """Stop the request now (idempotent; harmless when no request is in flight)."""
+        with self._lock:  # shut down under the lock: once _release returned, no socket is touched
+            self._event.set()
+            for sock in self._sockets:
+                _shutdown(sock)
+            self._sockets = []
+
+    def wait(self, timeout_s: float) -> bool:
+        """Sleep up to ``timeout_s``, waking as soon as the request is cancelled (True then)."""
+        return self._event.wait(max(0.0, timeout_s))
+
+    def _attach(self, sock: socket.socket) -> None:
+        """The request is being written to ``sock`` (on the thread sending it)."""
+        with self._lock:
+            if self._event.is_set():
+                _shutdown(sock)  # cancelled before the request went out
+            elif sock not in self._sockets:
+                self._sockets.append(sock)
+
+    def _release(self) -> None:
+        """The request is over: forget its socket before its connection may serve another request."""
+        with self._lock:
+            self._sockets = []
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_CANCEL: ContextVar[ChatCancel | None] = ContextVar("ollama_chat_cancel", default=None)
+"""The ChatCancel of the request being sent on this thread (see _open_cancellable, _CancellableStream)."""
 
 
 # -- public data -----------------------------------------------------------------------------------
@@ -343,6 +407,9 @@ request left it out."""
 EMBED_TIMEOUT_S = 30.0
 """Longest wait for one embedding batch (the first one also loads nomic-embed-text, a few seconds)."""
 
+SEARCH_EMBED_TIMEOUT_S = 5.0
+"""Longest wait for a search query's embedding unless the caller passes Settings.search_embed_timeout_s."""
+
 
 class OllamaLayer:
     """The assistant's only door to Ollama. Thread-safe: one instance serves concurrent chats."""
@@ -351,12 +418,8 @@ class OllamaLayer:
         self.timeout_s = timeout_s
         # A transport that repairs tool-call arguments sent as a JSON string (see _ToolArgumentsTransport).
         # trust_env=False: Ollama is local; a system HTTP proxy must not sit between us and 127.0.0.1.
-        self.client = ollama.Client(
-            host=host,
-            timeout=timeout_s,
-            transport=_ToolArgumentsTransport(httpx.HTTPTransport()),
-            trust_env=False,
-        )
+        transport = _ToolArgumentsTransport(_cancellable_transport())
+        self.client = ollama.Client(host=host, timeout=timeout_s, transport=transport, trust_env=False)
         self.host = str(self.client._client.base_url).rstrip("/")
         self.busy_retry_delays_s: tuple[float, ...] = BUSY_RETRY_DELAYS_S
 
@@ -619,18 +682,27 @@ class OllamaLayer:
     # embeddings -----------------------------------------------------------------------------------
 
     def embedder(
-        self, model: str = "nomic-embed-text", batch_size: int = 32, timeout_s: float = EMBED_TIMEOUT_S
+        self,
+        model: str = "nomic-embed-text",
+        batch_size: int = 32,
+        timeout_s: float = EMBED_TIMEOUT_S,
+        query_timeout_s: float = SEARCH_EMBED_TIMEOUT_S,
     ) -> Any:
-        """The knowledge package's ``OllamaEmbedder`` (it owns prefixes and batching) on its own client.
+        """The knowledge package's ``OllamaEmbedder`` (it owns prefixes and batching) on its own clients.
 
-        Its own client, with a much shorter timeout than chat: every search embeds the question, and an
-        Ollama that accepts connections but stops answering must send search to its lexical fallback within
-        seconds, not after the two minutes a long generation is allowed.
+        Its own clients, with much shorter timeouts than chat: documents get ``timeout_s`` per batch, and a
+        search query ``query_timeout_s`` (pass Settings.search_embed_timeout_s): an Ollama that accepts
+        connections but stops answering sends every search (chat, Search tab, search_knowledge, MCP) to its
+        keyword fallback within seconds, not after the two minutes a long generation is allowed.
         """
         from knowledge.embedding import OllamaEmbedder
 
         client = ollama.Client(host=self.host, timeout=min(timeout_s, self.timeout_s), trust_env=False)
-        return OllamaEmbedder(client, model, batch_size)
+        query_timeout_s = min(query_timeout_s, timeout_s, self.timeout_s)
+        query_client = ollama.Client(host=self.host, timeout=query_timeout_s, trust_env=False)
+        return OllamaEmbedder(
+            client, model, batch_size, query_client=query_client, query_timeout_s=query_timeout_s
+        )
 
     # chat -----------------------------------------------------------------------------------------
 
@@ -642,19 +714,24 @@ class OllamaLayer:
         options: Mapping[str, Any] | None = None,
         keep_alive: float | str | None = None,
         think: bool | None = None,
+        cancel: ChatCancel | None = None,
     ) -> Iterator[ollama.ChatResponse]:
         """Stream chunks as the client parses them; the last one has ``done=True`` and the timings.
 
         Tool calls arrive intact, whatever their content (unknown tool, wrong types): validating them is the
         agent's job. Arguments sent as a JSON string are decoded; undecodable ones arrive as
         ``{"_raw": text}``.
-        A stream that ends without its ``done`` chunk raises :class:`StreamInterrupted`.
+        A stream that ends without its ``done`` chunk raises :class:`StreamInterrupted`. With ``cancel``,
+        :meth:`ChatCancel.cancel` from any thread ends the request at once: this raises
+        :class:`ChatCancelled` (in the thread reading the stream) and Ollama stops generating.
         """
         stream: Iterator[ollama.ChatResponse] | None = None
         done = False
         delays = list(self.busy_retry_delays_s)
         with self._translated("answer", model=model):
             while True:
+                if cancel is not None and cancel.cancelled:
+                    raise ChatCancelled(f"The answer from {model} was stopped.")
                 stream = self.client.chat(
                     model=model,
                     messages=messages,
@@ -666,7 +743,7 @@ class OllamaLayer:
                 )
                 received = False
                 try:
-                    for chunk in stream:
+                    for chunk in stream if cancel is None else _open_cancellable(stream, cancel):
                         received = True
                         done = done or bool(chunk.done)
                         yield chunk
@@ -674,13 +751,24 @@ class OllamaLayer:
                     if received or exc.status_code != 503 or not delays:
                         raise
                     # "server busy": Ollama's queue is full and nothing was generated; wait and ask again.
-                    time.sleep(delays.pop(0))
+                    if cancel is not None:
+                        cancel.wait(delays.pop(0))
+                    else:
+                        time.sleep(delays.pop(0))
                     continue
+                except Exception as exc:
+                    if cancel is not None and cancel.cancelled:
+                        raise ChatCancelled(f"The answer from {model} was stopped.") from exc
+                    raise
                 finally:
+                    if cancel is not None:
+                        cancel._release()  # before the connection can go back to the pool
                     close = getattr(stream, "close", None)
                     if close is not None:
                         close()  # release the connection now if the consumer stopped early
                 break
+        if not done and cancel is not None and cancel.cancelled:
+            raise ChatCancelled(f"The answer from {model} was stopped.")
         if not done:
             raise StreamInterrupted(
                 f"The answer from {model} stopped before it was complete (Ollama closed the stream)."
@@ -827,6 +915,99 @@ class _ToolArgumentsTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+# -- cancellation: which socket a request is using -------------------------------------------------
+
+
+def _cancellable_transport() -> httpx.HTTPTransport:
+    """httpx's transport with httpx's defaults, whose connections report their socket to a ChatCancel.
+
+    httpx has no public way to give its connection pool a network backend (httpcore's documented extension
+    point), so the pool is rebuilt with one; the Stop tests fail if a future httpx ignores it.
+    """
+    transport = httpx.HTTPTransport()
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_CancellableBackend(),
+    )
+    return transport
+
+
+class _CancellableBackend(httpcore.NetworkBackend):
+    """httpcore's sync backend; its streams tell the ChatCancel of the request being written their socket."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        return _CancellableStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        return _CancellableStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _CancellableStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        cancel = _CANCEL.get()  # set only while a cancellable request is being sent, on its thread
+        if cancel is not None:
+            sock = self._inner.get_extra_info("socket")
+            if isinstance(sock, socket.socket):
+                cancel._attach(sock)
+        self._inner.write(buffer, timeout)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _CancellableStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+def _open_cancellable(
+    stream: Iterator[ollama.ChatResponse], cancel: ChatCancel
+) -> Iterator[ollama.ChatResponse]:
+    """Iterate a client chat stream whose request (sent by the first ``next``) is tied to ``cancel``.
+
+    The official client gives no access to its httpx request, so the ChatCancel reaches the connection
+    (_CancellableStream) through a context variable set only while the request is sent, on that thread.
+    """
+    chunks = iter(stream)
+    token = _CANCEL.set(cancel)
+    try:
+        first = next(chunks, None)
+    finally:
+        _CANCEL.reset(token)
+    if first is None:
+        return
+    yield first
+    yield from chunks
 
 
 class _RepairingStream(httpx.SyncByteStream):

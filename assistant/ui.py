@@ -684,6 +684,15 @@ def context_meter_markdown(
     )
 
 
+def stop_turn(session: ChatSession | None) -> None:
+    """What the Stop button does (on its own thread): end the session's turn in flight now."""
+    if session is None:
+        return
+    session.stop.set()
+    if session.conversation is not None:
+        session.conversation.cancel()
+
+
 def run_turn(
     session: ChatSession,
     agent: Agent,
@@ -695,17 +704,22 @@ def run_turn(
 ) -> Iterator[bool]:
     """Drive one turn, yielding whenever the browser should be updated (True = structural change).
 
-    When `stop` is set the turn's generator is closed at the next event: the agent closes its HTTP stream to
-    Ollama (which then stops generating) and keeps the partial answer, marked, in its history.
+    The Stop button calls `stop_turn`: the agent closes its request to Ollama at once (which then stops
+    generating), whatever it was waiting for, and the turn ends with the partial answer kept and marked.
+    `stop` set by other means closes the turn's generator at the next event, with the same outcome.
     """
     if session.conversation is None:
         session.conversation = agent.new_conversation()
     session.turns += 1
     last = 0.0
     pending = False
+    stopped = False
     events = session.conversation.turn(message, model=model or None)
     try:
         for event in events:
+            if isinstance(event, ErrorEvent) and event.kind == "stopped":
+                stopped = True
+                break
             if isinstance(event, ContextEvent):
                 session.context = event
             structural = renderer.apply(event)
@@ -720,7 +734,8 @@ def run_turn(
                 pending = True
     finally:
         events.close()
-    if stop is not None and stop.is_set() and renderer.done is None and renderer.error is None:
+    stopped = stopped or (stop is not None and stop.is_set())
+    if stopped and renderer.done is None and renderer.error is None:
         renderer.stop()
         yield True
     elif pending:
@@ -1169,8 +1184,7 @@ def build_app(
             return [], ChatSession(owner=session.owner if session else None), None, ""
 
         def request_stop(session: ChatSession | None) -> None:
-            if session is not None:
-                session.stop.set()
+            stop_turn(session)
 
         def conversation_list(session: ChatSession | None) -> tuple[Any, Any]:
             """(sidebar list update, title box update) for this session's owner."""

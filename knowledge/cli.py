@@ -30,14 +30,27 @@ def default_host() -> str:
     return host if host.startswith(("http://", "https://")) else "http://" + host
 
 
+def search_embed_timeout() -> float:
+    """ADVISOR_SEARCH_EMBED_TIMEOUT_S, the app's setting of the same name (default 5 s)."""
+    try:
+        value = float(os.environ.get("ADVISOR_SEARCH_EMBED_TIMEOUT_S") or 5.0)
+    except ValueError:
+        return 5.0
+    return value if 0 < value <= 120 else 5.0
+
+
 def open_knowledge_base(
     data_dir: Path, ollama_host: str | None, embed_model: str, *, lexical: bool = False, progress: bool = True
 ) -> KnowledgeBase:
     embedder = None
     if not lexical:
         # trust_env=False: document text and queries go to Ollama directly, never to an HTTP(S)_PROXY.
-        client = ollama.Client(host=ollama_host or default_host(), timeout=120.0, trust_env=False)
-        embedder = OllamaEmbedder(client, embed_model)
+        host = ollama_host or default_host()
+        client = ollama.Client(host=host, timeout=120.0, trust_env=False)
+        # A search waits for its query's embedding as long as the app's setting says, then uses keywords.
+        wait = search_embed_timeout()
+        query_client = ollama.Client(host=host, timeout=wait, trust_env=False)
+        embedder = OllamaEmbedder(client, embed_model, query_client=query_client, query_timeout_s=wait)
     chroma_url = (os.environ.get("ADVISOR_CHROMA_URL") or "").strip() or None
     return KnowledgeBase(data_dir, embedder, progress=progress, chroma_url=chroma_url)
 

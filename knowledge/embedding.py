@@ -32,6 +32,14 @@ class EmbeddingUnavailable(Exception):
     """
 
 
+STALLED = "Ollama did not embed the query within"
+"""Start of the message of :class:`EmbeddingStalled` (it reaches search results' assumptions)."""
+
+
+class EmbeddingStalled(EmbeddingUnavailable):
+    """The query's embedding did not come back within the query timeout (a hung or busy Ollama)."""
+
+
 @runtime_checkable
 class Embedder(Protocol):
     """What the knowledge base needs from an embedding backend."""
@@ -59,12 +67,19 @@ class OllamaEmbedder:
         client: ollama.Client,
         model: str = "nomic-embed-text",
         batch_size: int = 32,
+        *,
+        query_client: ollama.Client | None = None,
+        query_timeout_s: float | None = None,
     ) -> None:
+        """``query_client`` (with a short timeout, ``query_timeout_s``) embeds search queries: a search must
+        fall back to keywords within seconds when Ollama stalls, while a document batch may take longer."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.client = client
         self.model_name = model
         self.batch_size = batch_size
+        self.query_client = query_client
+        self.query_timeout_s = query_timeout_s
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
@@ -74,13 +89,23 @@ class OllamaEmbedder:
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        return self._embed([QUERY_PREFIX + text])[0]
+        if self.query_client is None:
+            return self._embed([QUERY_PREFIX + text])[0]
+        try:
+            return self._embed([QUERY_PREFIX + text], self.query_client)[0]
+        except EmbeddingUnavailable as err:
+            if not isinstance(err.__cause__, httpx.TimeoutException):
+                raise
+            within = f"{self.query_timeout_s:g} s" if self.query_timeout_s else "its timeout"
+            raise EmbeddingStalled(
+                f"{STALLED} {within} (busy, or still loading a model); keyword search answered instead."
+            ) from err
 
-    def _embed(self, inputs: list[str]) -> list[list[float]]:
+    def _embed(self, inputs: list[str], client: ollama.Client | None = None) -> list[list[float]]:
         limit = MAX_EMBED_CHARS
         while True:
             try:
-                return self._embed_clipped([text[:limit] for text in inputs])
+                return self._embed_clipped([text[:limit] for text in inputs], client or self.client)
             except _ContextExceeded as err:
                 # A model with a shorter context than nomic-embed-text's (or an Ollama that refuses instead of
                 # truncating): embed a shorter start of each text rather than leave it without a vector.
@@ -92,10 +117,10 @@ class OllamaEmbedder:
                     ) from err
                 limit = max(MIN_EMBED_CHARS, limit // 2)
 
-    def _embed_clipped(self, inputs: list[str]) -> list[list[float]]:
+    def _embed_clipped(self, inputs: list[str], client: ollama.Client) -> list[list[float]]:
         try:
             # truncate=True: the same behaviour whatever this Ollama's default is.
-            response = self.client.embed(model=self.model_name, input=inputs, truncate=True)
+            response = client.embed(model=self.model_name, input=inputs, truncate=True)
         except ollama.ResponseError as err:
             if "context length" in str(err.error).lower() and err.status_code != 404:
                 raise _ContextExceeded(str(err.error)) from err

@@ -571,6 +571,26 @@ def test_stopping_a_turn_midway_keeps_the_partial_answer_and_frees_the_conversat
     assert done(run(conversation, "second")).content == "next"
 
 
+def test_cancel_from_another_thread_ends_a_silent_turn_at_once(standin: OllamaStandIn) -> None:
+    """Conversation.cancel (what Stop calls) does not wait for the next chunk: the model here said a few
+    words and then goes silent for ten minutes (a tool call being written); the request is closed."""
+    standin.script_chat(ChatScript(tokens=("Checking ", "the numbers"), token_delay_s=600.0))
+    conversation = make_agent(standin).new_conversation()
+    assert not conversation.cancel(), "nothing to cancel between turns"
+    turn = conversation.turn("How fast?")
+    assert next(e for e in turn if isinstance(e, TokenEvent)).text == "Checking "
+    stopper = threading.Thread(target=conversation.cancel)
+    stopper.start()
+    rest = list(turn)  # returns once the request is closed, not after the silence
+    stopper.join()
+    assert isinstance(rest[-1], ErrorEvent) and rest[-1].kind == "stopped", rest
+    assert "Stop" in rest[-1].message and not of(rest, DoneEvent)
+    assert standin.wait_chat_aborted(60) and len(standin.aborted_chats()) == 1
+    assert conversation.history[-1] == {"role": "assistant", "content": "Checking \n\n[answer stopped]"}
+    standin.script_chat(ChatScript(text="next"))
+    assert done(run(conversation, "again")).content == "next"
+
+
 def test_passages_found_by_search_knowledge_are_citable(
     standin: OllamaStandIn, knowledge: KnowledgeBase
 ) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness import free_port
-from tests.ollama_standin import ChatScript, OllamaStandIn, ToolCallScript
+from tests.ollama_standin import ChatScript, Fault, OllamaStandIn, ToolCallScript
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SPEED_ARGS, pytestmark  # noqa: F401
 
 Q1 = "How fast would qwen2.5:32b run on an M3 Max?"
@@ -320,4 +320,29 @@ def test_with_auth_conversations_belong_to_the_signed_in_user(standin: OllamaSta
         pages[1].reload(wait_until="load")
         _wait_titles(pages[1], ["A question from Ann"])
         _chat_has(pages[1], "Signed-in answer.")
+        browser.close()
+
+
+def test_stop_while_ollama_evaluates_the_prompt_closes_the_request(
+    standin: OllamaStandIn, tmp_path: Path
+) -> None:
+    """No token yet (a long prompt evaluation): the Stop button ends the turn and Ollama's request at once."""
+    from playwright.sync_api import sync_playwright
+
+    with _served(standin.url, tmp_path / "data", free_port()) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.goto(url, wait_until="load")
+        page.wait_for_selector("#conversation-list", timeout=WAIT_MS)
+        standin.clear_requests()
+        standin.script_chat(ChatScript(text="never shown", fault=Fault.slow(600.0)))
+        _ask(page, "A question behind a very long prompt")
+        standin.wait_for_request("/api/chat")
+        _chat_has(page, "Note")  # the folded "Waiting for Ollama…" note: no further event until a token
+        page.click("#stop")
+        _chat_has(page, "— stopped before the answer began.")
+        assert standin.wait_chat_aborted(30), "Stop did not close the request to Ollama"
+        standin.script_chat(ChatScript(text="Answered right away."))
+        _ask(page, "A short one?")
+        _chat_has(page, "Answered right away.")
         browser.close()

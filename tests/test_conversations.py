@@ -10,11 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
+from assistant.agent import Agent
 from assistant.charts import chart_for_tool_result
 from assistant.conversations_store import ConversationStore, export_markdown
-from assistant.ui import ChatSession, TurnRenderer, run_turn, user_markdown
+from assistant.ui import ChatSession, TurnRenderer, run_turn, stop_turn, user_markdown
 from assistant.ui_conversations import (
     UNANSWERED_NOTE,
     TurnSaver,
@@ -24,7 +26,7 @@ from assistant.ui_conversations import (
     restore_history,
 )
 from knowledge.search import KnowledgeBase
-from tests.ollama_standin import ChatScript, OllamaStandIn, ToolCallScript
+from tests.ollama_standin import ChatScript, Fault, OllamaStandIn, RecordedRequest, ToolCallScript
 from tests.test_agent import SPEED_ARGS, knowledge, make_agent  # noqa: F401 - fixture re-used
 from tools import REGISTRY
 
@@ -228,3 +230,119 @@ def test_a_broken_store_never_breaks_the_chat(standin: OllamaStandIn, tmp_path: 
     other.path.mkdir()
     saver.finish(session, TurnRenderer(session.messages), stopped=False)
     assert saver.problem is not None and "not being saved" in saver.problem
+
+
+# Stop takes effect at once, whatever the request to Ollama is doing -----------------------------------------
+HANG_S = 60.0  # catches a hang only: a Stop that waits for Ollama would take request_timeout_s (120 s)
+
+
+class _PageTurn:
+    """One turn driven by the UI's `run_turn` on its own thread, as Gradio runs it; Stop comes from others."""
+
+    def __init__(self, session: ChatSession, agent: Agent, text: str) -> None:
+        session.messages.append({"role": "user", "content": user_markdown(text)})
+        self.renderer = TurnRenderer(session.messages)
+        self.answering = threading.Event()  # the first words of the answer are on the page
+        self.finished = threading.Event()
+        self.failure: BaseException | None = None
+
+        def drive() -> None:
+            try:
+                stop = session.stop
+                for _ in run_turn(session, agent, text, None, self.renderer, interval_s=0.0, stop=stop):
+                    if self.renderer.answer_text:
+                        self.answering.set()
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                self.failure = exc
+            finally:
+                self.finished.set()
+
+        threading.Thread(target=drive, name="page-turn", daemon=True).start()
+
+
+def _session(agent: Agent, letter: str) -> ChatSession:
+    return ChatSession(owner="browser:" + letter * 32, conversation=agent.new_conversation())
+
+
+def test_stop_during_a_long_prompt_evaluation_closes_the_request_at_once(standin: OllamaStandIn) -> None:
+    """No token yet (Ollama evaluating a long prompt): Stop does not wait for one."""
+    standin.script_chat(ChatScript(text="never shown", fault=Fault.slow(600.0)))
+    agent = make_agent(standin)
+    session = _session(agent, "e")
+    turn = _PageTurn(session, agent, "A question behind a very long prompt")
+    standin.wait_for_request("/api/chat")
+    stop_turn(session)  # what the Stop button does, on its own thread
+
+    assert turn.finished.wait(HANG_S), "Stop waited for Ollama's first token"
+    assert turn.failure is None, turn.failure
+    assert standin.wait_chat_aborted(HANG_S), "the request to Ollama was not closed"
+    assert [r.messages[-1]["content"] for r in standin.aborted_chats()] == [
+        "A question behind a very long prompt"
+    ]
+    assert turn.renderer.stopped and turn.renderer.done is None and turn.renderer.error is None
+    assert session.messages[-1]["content"] == "— stopped before the answer began."
+    assert session.conversation is not None
+    assert [m["role"] for m in session.conversation.history] == ["user"]  # nothing arrived, nothing invented
+
+    standin.script_chat(ChatScript(text="Short answer."))
+    session.stop.clear()
+    after = TurnRenderer(session.messages)
+    list(run_turn(session, agent, "Shorter, please", None, after, interval_s=0.0, stop=session.stop))
+    assert after.done is not None and after.done.content == "Short answer."
+
+
+def test_stop_while_the_model_writes_a_tool_call_keeps_the_partial_answer_marked(
+    standin: OllamaStandIn,
+) -> None:
+    """Ollama sends nothing while the model writes a tool call: Stop does not wait for the call to finish."""
+    standin.script_chat(
+        ChatScript(
+            tokens=("Let me work that out. ",),
+            tool_calls=(ToolCallScript("estimate_speed", SPEED_ARGS),),
+            token_delay_s=600.0,  # the tool call comes 10 minutes after the first words
+        )
+    )
+    agent = make_agent(standin)
+    session = _session(agent, "f")
+    turn = _PageTurn(session, agent, "How fast is qwen2.5:32b on an M3 Max?")
+    assert turn.answering.wait(HANG_S)
+    stop_turn(session)
+
+    assert turn.finished.wait(HANG_S), "Stop waited for the tool call to be streamed"
+    assert turn.failure is None, turn.failure
+    assert standin.wait_chat_aborted(HANG_S) and len(standin.aborted_chats()) == 1
+    assert turn.renderer.stopped and turn.renderer.tool_calls == []  # no tool ran, no second request
+    assert len(standin.chat_requests()) == 1
+    assert session.messages[-1]["content"] == "Let me work that out. — stopped"
+    assert session.conversation is not None
+    assert session.conversation.history[-1] == {
+        "role": "assistant",
+        "content": "Let me work that out. \n\n[answer stopped]",
+    }
+
+
+def test_stop_ends_only_its_own_conversation(standin: OllamaStandIn) -> None:
+    """Two conversations share the agent and its Ollama layer; stopping one leaves the other streaming."""
+    long_answer = " ".join(f"word{i}" for i in range(150))
+
+    def reply(request: RecordedRequest) -> ChatScript:
+        if "slow" in str(request.messages[-1]["content"]):
+            return ChatScript(text="never shown", fault=Fault.slow(600.0))
+        return ChatScript(text=long_answer, token_delay_s=0.01)
+
+    standin.chat_responder = reply
+    agent = make_agent(standin)
+    slow_session, busy_session = _session(agent, "g"), _session(agent, "h")
+    slow = _PageTurn(slow_session, agent, "A slow question")
+    standin.wait_for_request("/api/chat")
+    busy = _PageTurn(busy_session, agent, "A question answered at length")
+    assert busy.answering.wait(HANG_S)
+    stop_turn(slow_session)
+
+    assert slow.finished.wait(HANG_S) and busy.finished.wait(HANG_S)
+    assert slow.failure is None and busy.failure is None
+    assert slow.renderer.stopped and slow.renderer.done is None
+    assert not busy.renderer.stopped and not busy_session.stop.is_set()
+    assert busy.renderer.done is not None and busy.renderer.done.content == long_answer
+    assert standin.wait_chat_aborted(HANG_S)
+    assert [r.messages[-1]["content"] for r in standin.aborted_chats()] == ["A slow question"]

@@ -116,3 +116,55 @@ def test_search_falls_back_fast_when_ollama_stops_answering(standin: OllamaStand
     assert out.mode == "lexical" and out.passages, "the hung embedder sends search to its lexical fallback"
     # The embedder's 1 s timeout ends the wait, not the 120 s hang (or the 120 s chat timeout).
     assert elapsed < 60, f"search waited {elapsed:.1f} s for a hung Ollama"
+
+
+def test_every_search_path_falls_back_to_keywords_within_the_setting(
+    standin: OllamaStandIn, tmp_path: Path
+) -> None:
+    """The Search tab (KnowledgeBase.search), the search_knowledge tool and the MCP server stop waiting for a
+    stalled query embedding after Settings.search_embed_timeout_s, not the 30 s embedding timeout."""
+    import time
+
+    from assistant.config import Settings
+    from assistant.mcp.runtime import build_runtime
+
+    settings = Settings(ollama_host=standin.url, data_dir=tmp_path, search_embed_timeout_s=1.0)
+    runtime = build_runtime(settings, background_sync=False)  # what the MCP server serves
+    try:
+        kb = runtime.knowledge
+        assert kb.sync().mode == "hybrid"
+        tool = runtime.registry.get("search_knowledge")
+        question = "Which Mac should I buy to run 70B models?"
+        paths = {"search tab": lambda: kb.search(question, 5), "tool": lambda: tool.run({"query": question})}
+        for name, search in paths.items():
+            standin.inject("/api/embed", Fault.slow(120.0), times=1)
+            started = time.monotonic()
+            out = search()
+            elapsed = time.monotonic() - started
+            assert out.mode == "lexical" and out.passages, name  # type: ignore[attr-defined]
+            notes = " ".join(out.assumptions)  # type: ignore[attr-defined]
+            assert "did not embed the query within 1 s" in notes, (name, notes)
+            # Bounded by the 1 s setting, far from the 30 s an embedding batch may take (generous bound).
+            assert elapsed < 20, f"{name}: search waited {elapsed:.1f} s for a stalled embedding"
+        assert kb.search(question, 5).mode == "hybrid", "the next search uses vectors again"
+    finally:
+        runtime.close()
+
+
+def test_cli_search_falls_back_within_the_same_setting(
+    standin: OllamaStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`knowledge search` reads the app's setting from the environment (ADVISOR_SEARCH_EMBED_TIMEOUT_S)."""
+    import time
+
+    from knowledge.cli import open_knowledge_base
+
+    monkeypatch.setenv("ADVISOR_SEARCH_EMBED_TIMEOUT_S", "1")
+    with open_knowledge_base(tmp_path, standin.url, "nomic-embed-text", progress=False) as kb:
+        assert kb.sync().mode == "hybrid"
+        standin.inject("/api/embed", Fault.slow(120.0), times=1)
+        started = time.monotonic()
+        out = kb.search("Which Mac should I buy to run 70B models?", 5)
+        elapsed = time.monotonic() - started
+    assert out.mode == "lexical" and "did not embed the query within 1 s" in " ".join(out.assumptions)
+    assert elapsed < 20, f"search waited {elapsed:.1f} s (the embedding batch timeout here is 120 s)"

@@ -20,6 +20,8 @@ import pytest
 
 from assistant.ollama_layer import (
     MIN_VERSION,
+    ChatCancel,
+    ChatCancelled,
     Health,
     MalformedResponse,
     ModelMissing,
@@ -461,6 +463,41 @@ def test_chat_stream_stopped_early_releases_the_connection(
     assert next(stream).message.content == "word"
     stream.close()  # type: ignore[attr-defined]
     assert collect(layer)[-1].done
+
+
+def test_chat_cancel_from_another_thread_ends_the_request_before_its_first_byte(
+    layer: OllamaLayer, standin: OllamaStandIn
+) -> None:
+    """A long prompt evaluation (no headers yet): cancel() wakes the blocked read; Ollama sees us leave."""
+    standin.script_chat(ChatScript(text="never", fault=Fault.slow(600.0)))
+    cancel = ChatCancel()
+
+    def press_stop() -> None:
+        standin.wait_for_request("/api/chat")
+        cancel.cancel()
+
+    stopper = threading.Thread(target=press_stop)
+    stopper.start()
+    with pytest.raises(ChatCancelled):
+        list(layer.chat_stream("qwen2.5:7b", USER, cancel=cancel))
+    stopper.join()
+    assert standin.wait_chat_aborted(60) and len(standin.aborted_chats()) == 1
+    with pytest.raises(ChatCancelled):  # a cancelled handle sends nothing more
+        list(layer.chat_stream("qwen2.5:7b", USER, cancel=cancel))
+    assert len(standin.chat_requests()) == 1
+
+
+def test_a_late_cancel_never_touches_the_pooled_connection_of_a_later_request(
+    layer: OllamaLayer, standin: OllamaStandIn
+) -> None:
+    standin.script_chat("first answer", ChatScript(text="second answer", token_delay_s=0.01))
+    finished = ChatCancel()
+    assert "".join(c.message.content or "" for c in layer.chat_stream("qwen2.5:7b", USER, cancel=finished))
+    second = layer.chat_stream("qwen2.5:7b", USER)  # the pooled connection the first one used
+    head = next(second)
+    finished.cancel()  # Stop pressed after that answer was complete
+    text = (head.message.content or "") + "".join(c.message.content or "" for c in second)
+    assert text == "second answer" and standin.aborted_chats() == []
 
 
 def test_many_concurrent_streams_through_one_layer(layer: OllamaLayer, standin: OllamaStandIn) -> None:

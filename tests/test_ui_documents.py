@@ -184,7 +184,7 @@ def test_readme_screenshots_exist_and_come_from_the_browser_tests() -> None:
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text(encoding="utf-8")
     shots = re.findall(r"\(docs/screenshots/([\w-]+)\.png\)", readme)
-    assert set(shots) == {"chat", "tools", "documents-and-models"}
+    assert set(shots) == {"chat", "tools", "documents-and-models", "context"}
     tests = "".join(
         (root / "tests" / f).read_text() for f in ("test_browser.py", "test_browser_documents.py")
     )

@@ -84,7 +84,7 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
             installed = []
             notes.append(f"could not list Ollama models ({exc})")
         if _model_installed(settings.embed_model, installed):
-            embedder = ollama.embedder(settings.embed_model)
+            embedder = ollama.embedder(settings.embed_model, query_timeout_s=settings.search_embed_timeout_s)
         else:
             notes.append(f"{settings.embed_model} is not pulled (run `ollama pull {settings.embed_model}`)")
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import threading
 import time
@@ -311,6 +312,25 @@ class OllamaStandIn:
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
+
+    def _chat_wait(self, h: _Handler, req: RecordedRequest, seconds: float) -> None:
+        """A chat's wait (prompt evaluation, a slow token) that notices the client leaving, as Ollama does:
+        it stops generating at once, and the request is recorded as aborted."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            try:
+                readable, _, _ = select.select([h.connection], [], [], min(left, 0.1))
+                gone = bool(readable) and h.connection.recv(1, socket.MSG_PEEK) == b""
+            except (OSError, ValueError):
+                gone = True
+            if gone:
+                self._chat_was_aborted(req)
+                raise _Abort
+
+    def _chat_was_aborted(self, req: RecordedRequest) -> None:
+        with self._lock:
+            self._aborted_chats.append(req)
+        self._chat_aborted.set()
 
     # -- faults ------------------------------------------------------------------------------------
 
@@ -748,7 +768,7 @@ class OllamaStandIn:
         fault = script.fault
         if fault is not None:
             if fault.kind == "slow":
-                self._sleep(fault.delay_s)
+                self._chat_wait(h, req, fault.delay_s)
             elif fault.kind == "http":
                 h.send_json(fault.status, {"error": fault.error})
                 return
@@ -831,7 +851,7 @@ class OllamaStandIn:
                     h.end_stream()
                     return
                 if index and script.token_delay_s:
-                    self._sleep(script.token_delay_s)
+                    self._chat_wait(h, req, script.token_delay_s)
                 h.stream_line({"model": name, "created_at": _now(), "message": message, "done": False})
             if fault is not None and fault.kind == "drop":
                 h.cut()
@@ -843,9 +863,7 @@ class OllamaStandIn:
             h.end_stream()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             # The client closed the stream: like Ollama, stop generating, and remember it for the tests.
-            with self._lock:
-                self._aborted_chats.append(req)
-            self._chat_aborted.set()
+            self._chat_was_aborted(req)
             raise
 
 
