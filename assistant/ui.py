@@ -1032,7 +1032,7 @@ def build_app(
             None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret(settings.data_dir)
         )
         with gr.Sidebar(label="Conversations", open=True, elem_id="conversations-sidebar"):
-            new_conv = gr.Button("＋ New conversation", elem_id="new-conversation")
+            new_conv = gr.Button("+ New conversation", elem_id="new-conversation")
             conv_list = gr.Radio(
                 choices=[], value=None, label="Conversations", elem_id="conversation-list", interactive=True
             )

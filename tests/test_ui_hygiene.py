@@ -110,3 +110,19 @@ def test_chart_titles_are_wrapped_and_backgrounds_transparent() -> None:
     # The RAM line sits near the right edge: its label must end at the line, not run off the plot.
     ram = [a for a in fig.layout.annotations if str(a.text).startswith("RAM")]
     assert ram and all(a.xanchor == "right" for a in ram)
+
+
+def test_page_text_needs_no_cjk_font() -> None:
+    """Fullwidth forms (U+FF00-FFEF, e.g. '＋') show as an empty box where no CJK font is installed, as on
+    a stock Debian/Chromium: the page's own labels use plain characters."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "assistant"
+    found = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(root.glob("ui*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search("[\uff00-\uffef]", line)
+    ]
+    assert found == []
