@@ -198,22 +198,22 @@ def test_context_meter_and_left_out_notice_in_the_page(
     standin.script_chat(ChatScript(text=long_answer), ChatScript(text="Short follow-up answer."))
     with serve_app(standin.url, tmp_path / "data", num_ctx=6144) as app:
         page.goto(app.url, wait_until="load")
-        page.wait_for_selector("#context-meter", timeout=15_000)
+        page.wait_for_selector("#context-meter", timeout=HANG_MS)
         assert "6,144 tokens" in page.inner_text("#context-meter")
         box = page.locator("#chat-input textarea")
         chat = page.locator("#chatbot")
         box.fill("Why does bandwidth matter?")
         box.press("Enter")
-        chat.get_by_text("tokens/s").first.wait_for(timeout=30_000)
+        chat.get_by_text("tokens/s").first.wait_for(timeout=HANG_MS)
         page.wait_for_function(
             "() => (document.querySelector('#context-meter')?.innerText || '').includes('/ 6,144 tokens')",
-            timeout=15_000,
+            timeout=HANG_MS,
         )
         box.fill("And on an M4 Pro?")
         box.press("Enter")
-        chat.get_by_text("Short follow-up answer").first.wait_for(timeout=30_000)
+        chat.get_by_text("Short follow-up answer").first.wait_for(timeout=HANG_MS)
         notice = chat.get_by_text("Left out of this request").first
-        notice.wait_for(state="visible", timeout=15_000)  # in plain sight, not inside a folded note
+        notice.wait_for(state="visible", timeout=HANG_MS)  # in plain sight, not inside a folded note
         assert "earlier answer" in notice.inner_text()
         assert "All 1 of your earlier questions are still included" in notice.inner_text()
         sent = [m["content"] for m in standin.last_chat_request().messages if m["role"] == "user"]

@@ -37,7 +37,7 @@ def export(fmt: str) -> list[dict[str, Any]]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     specs = json.loads(done.stdout)

@@ -92,20 +92,20 @@ def test_server_busy_when_the_queue_is_full(standin: OllamaStandIn, client: olla
 
     def holding(_req: object) -> ChatScript:
         started.set()
-        release.wait(30)
+        release.wait(120)
         return ChatScript(text="done")
 
     standin.script_chat(holding)
     worker = threading.Thread(target=lambda: client.chat("qwen2.5:7b", USER))
     worker.start()
-    assert started.wait(30)
+    assert started.wait(120)
     try:
         with pytest.raises(ollama.ResponseError) as err:
             client.chat("qwen2.5:7b", USER)
         assert err.value.status_code == 503
     finally:
         release.set()
-        worker.join(30)
+        worker.join(120)
     assert standin.wait_chats_idle()  # the slot is freed once the first handler returns
     assert client.chat("qwen2.5:7b", USER).message.content  # a free slot answers again
 

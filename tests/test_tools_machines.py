@@ -201,7 +201,7 @@ def test_cli_takes_product_names_and_runtime() -> None:
         cwd=Path(__file__).resolve().parents[1],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
@@ -437,7 +437,7 @@ def test_cli_accepts_a_cluster_as_json() -> None:
         cwd=Path(__file__).resolve().parents[1],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)

@@ -118,7 +118,7 @@ def test_unknown_and_not_installed_model_error_is_clear(standin: OllamaStandIn) 
 
 
 def test_unknown_model_when_ollama_is_down_is_still_a_tool_error(standin: OllamaStandIn) -> None:
-    tools = build_toolset(None, OllamaLayer(standin.url, timeout_s=2.0))
+    tools = build_toolset(None, OllamaLayer(standin.url, timeout_s=60.0))
     with standin.down(), pytest.raises(ToolError, match="could not describe it"):
         tools.get("check_memory_fit").run({"chip": "M3 Max", "memory_gb": 36, "model": "mystery-coder"})
 

@@ -73,7 +73,7 @@ def test_search_tab_shows_ranks_too() -> None:
 
 def test_status_after_a_working_chat_says_ollama_stopped_answering(standin: OllamaStandIn) -> None:
     settings = Settings(ollama_host=standin.url)
-    probe = StatusProbe(OllamaLayer(standin.url, timeout_s=3.0), standin.url, ttl_s=0.0)
+    probe = StatusProbe(OllamaLayer(standin.url, timeout_s=60.0), standin.url, ttl_s=0.0)
     up = probe.status(force=True)
     assert up.ok and "hybrid" in status_markdown(up, settings, "hybrid")
     with standin.down():
@@ -83,7 +83,7 @@ def test_status_after_a_working_chat_says_ollama_stopped_answering(standin: Olla
     assert "stopped answering" in text and "not seem to be installed" not in text
     assert "hybrid" not in text and "keywords only" in text
     # A probe that never saw Ollama keeps the first-run advice.
-    fresh = StatusProbe(OllamaLayer(standin.url, timeout_s=3.0), standin.url, ttl_s=0.0)
+    fresh = StatusProbe(OllamaLayer(standin.url, timeout_s=60.0), standin.url, ttl_s=0.0)
     with standin.down():
         never = fresh.status(force=True)
     assert not never.was_ok and "not reachable" in status_markdown(never, settings, None)

