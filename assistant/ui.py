@@ -207,7 +207,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         # Failed sign-ins are rate-limited per client address (brute force against --auth).
         "app_kwargs": {
             "middleware": [
-                Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host)),
+                Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host), same_port=True),
                 *([Middleware(LoginRateLimit)] if auth else []),
             ]
         },

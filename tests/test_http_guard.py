@@ -80,6 +80,25 @@ def test_foreign_origin_on_a_post_is_refused(app_url: str, origin: str) -> None:
     assert r.status_code == 403
 
 
+def test_a_page_of_another_local_server_is_another_origin(app_url: str) -> None:
+    """A page served by another program on loopback (a notebook, a dev server showing untrusted content) is
+    cross-origin to the UI: its POSTs are refused too, as are pages on the same name but another port."""
+    port = urlsplit(app_url).port
+    for origin in (
+        f"http://127.0.0.1:{port + 1}",
+        "http://localhost:8888",
+        "http://localhost",
+        "http://[::1]",
+    ):
+        r = _search(app_url, Origin=origin)
+        assert r.status_code == 403, (origin, r.status_code)
+    for origin in (f"http://localhost:{port}", f"http://[::1]:{port}", f"http://127.0.0.1:{port}"):
+        assert _search(app_url, Origin=origin).status_code == 200, origin
+    # MCP keeps any loopback port (browser-based MCP clients run on their own port), like the MCP SDK's rule.
+    assert origin_allowed("http://localhost:6274", "127.0.0.1:8765", loopback_only=True)
+    assert not origin_allowed("https://localhost", "localhost", loopback_only=True, same_port=True)
+
+
 def test_no_origin_is_a_non_browser_client_and_passes(app_url: str) -> None:
     assert _search(app_url).status_code == 200
 
