@@ -45,7 +45,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def is_loopback_name(name: str) -> bool:
     """127.0.0.0/8, ::1 and `localhost` (with or without brackets). 0.0.0.0 and :: are *not* loopback."""
-    name = name.strip().strip("[]").lower().rstrip(".")
+    name = name.strip().strip("[]").lower()
+    name = (
+        name[:-1] if name.endswith(".") else name
+    )  # one trailing dot is the root; "localhost.." is not a name
     if name == "localhost":
         return True
     try:

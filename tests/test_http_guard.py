@@ -45,6 +45,8 @@ def test_foreign_host_is_refused_on_every_route(app_url: str) -> None:
             "evil.example",
             f"0.0.0.0:{port}",
             f"127.0.0.1.evil.example:{port}",
+            f"localhost..:{port}",
+            f"127.0.0.1..:{port}",
         ):
             for path in ("/", "/config", "/gradio_api/info"):
                 r = c.get(app_url + path, headers={"Host": host})
@@ -56,7 +58,13 @@ def test_foreign_host_is_refused_on_every_route(app_url: str) -> None:
 def test_loopback_hosts_are_served(app_url: str) -> None:
     port = urlsplit(app_url).port
     with _client() as c:
-        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        for host in (
+            f"127.0.0.1:{port}",
+            f"localhost:{port}",
+            "localhost",
+            f"[::1]:{port}",
+            f"localhost.:{port}",
+        ):
             r = c.get(app_url + "/", headers={"Host": host})
             assert r.status_code == 200, (host, r.status_code)
     r = _search(app_url, Origin=f"http://127.0.0.1:{port}")
