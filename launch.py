@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from knowledge import proxy_env
+
 if TYPE_CHECKING:  # the real imports are deferred: they are slow, and --help must stay instant
     from assistant.agent import Agent
     from assistant.config import Settings
@@ -335,7 +337,8 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
     options = ui.launch_options(settings)
     _say(f"Starting the web server on {settings.host}{f':{settings.port}' if settings.port else ''} ...")
     try:
-        app.launch(**options)
+        with proxy_env.hidden():  # gradio checks its own URL with httpx, which a SOCKS ALL_PROXY breaks
+            app.launch(**options)
     except OSError as err:
         print(
             f"error: could not listen on {settings.host}:{settings.port} ({err}). Another program (or "

@@ -116,6 +116,19 @@ def _may_be_text_tool_call(stripped: str) -> bool:
     return False
 
 
+def _parse_int(digits: str) -> int | float:
+    """json's int hook: a number too long for int() (over 4,300 digits raises ValueError) becomes a float
+    (inf), which `json_safe` then treats like `1e400`, instead of failing the whole turn."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_int=_parse_int)
+
+
 def parse_text_tool_calls(content: str, known: Collection[str]) -> list[ParsedCall] | None:
     """Tool calls written as the whole message content, or None when the content is an ordinary answer."""
     text = content.strip()
@@ -128,8 +141,8 @@ def parse_text_tool_calls(content: str, known: Collection[str]) -> list[ParsedCa
     calls: list[ParsedCall] = []
     for block in blocks:
         try:
-            value = json.loads(block)
-        except (json.JSONDecodeError, RecursionError):
+            value = _loads(block)
+        except (ValueError, RecursionError):
             return None
         items = value if isinstance(value, list) else [value]
         for item in items:
@@ -187,8 +200,8 @@ def _arguments_dict(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]
     if isinstance(arguments, Mapping):
         return dict(json_safe(arguments))  # NaN, lone surrogates: never into history (issue 14)
     try:
-        value = json.loads(arguments) if arguments.strip() else {}
-    except (json.JSONDecodeError, RecursionError):
+        value = _loads(arguments) if arguments.strip() else {}
+    except (ValueError, RecursionError):
         return {"_raw": clean_text(arguments)}
     return dict(json_safe(value)) if isinstance(value, dict) else {"_raw": clean_text(arguments)}
 
@@ -817,8 +830,8 @@ class Conversation:
             if content.startswith(SUMMARY_PREFIX) or not content.startswith("{"):
                 continue
             try:
-                data = json.loads(content)
-            except (json.JSONDecodeError, RecursionError):
+                data = _loads(content)
+            except (ValueError, RecursionError):
                 continue
             if isinstance(data, dict) and "error" not in data:
                 message["content"] = summarise_tool_result(str(message.get("tool_name") or ""), data)

@@ -45,7 +45,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def is_loopback_name(name: str) -> bool:
     """127.0.0.0/8, ::1 and `localhost` (with or without brackets). 0.0.0.0 and :: are *not* loopback."""
-    name = name.strip().strip("[]").lower().rstrip(".")
+    name = name.strip().strip("[]").lower()
+    name = (
+        name[:-1] if name.endswith(".") else name
+    )  # one trailing dot is the root; "localhost.." is not a name
     if name == "localhost":
         return True
     try:
@@ -75,11 +78,28 @@ def host_is_loopback(host_header: str | None) -> bool:
     return name is not None and is_loopback_name(name)
 
 
-def origin_allowed(origin: str | None, host_header: str | None, *, loopback_only: bool) -> bool:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _port_of(authority: str | None, default: int) -> int | None:
+    """The port a `Host` value names (`default` when it names none); None if malformed."""
+    if authority is None:
+        return None
+    try:
+        return urlsplit("//" + authority.strip()).port or default
+    except ValueError:
+        return None
+
+
+def origin_allowed(
+    origin: str | None, host_header: str | None, *, loopback_only: bool, same_port: bool = False
+) -> bool:
     """Is a request with this `Origin` allowed to change state?
 
     No Origin: not a browser page, allowed. `null` (sandboxed frames, file:// pages): refused. Otherwise the
     origin must be a loopback page (loopback bind) or the very host the request was sent to (other binds).
+    With `same_port` (the web UI, whose only page is its own), a loopback page must also be on the port the
+    request was sent to: another local web server's page (`http://127.0.0.1:8888`) is another origin.
     """
     if origin is None:
         return True
@@ -92,19 +112,29 @@ def origin_allowed(origin: str | None, host_header: str | None, *, loopback_only
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return False
     if loopback_only:
-        return is_loopback_name(parts.hostname)
+        if not is_loopback_name(parts.hostname):
+            return False
+        if not same_port:
+            return True
+        origin_port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        return origin_port == _port_of(host_header, 80)  # we serve plain HTTP: no port in Host means 80
     return host_header is not None and parts.netloc.lower() == host_header.strip().lower()
 
 
 def check_request(
-    method: str, headers: dict[str, str], *, loopback_only: bool = True, websocket: bool = False
+    method: str,
+    headers: dict[str, str],
+    *,
+    loopback_only: bool = True,
+    websocket: bool = False,
+    same_port: bool = False,
 ) -> tuple[int, str] | None:
     """(status, reason) when the request must be refused, None when it may pass. `headers` lower-cased."""
     host = headers.get("host")
     if loopback_only and not host_is_loopback(host):
         return 421, f"Refused: Host {host!r} is not this machine's loopback address (DNS rebinding?)."
     if (websocket or method.upper() not in SAFE_METHODS) and not origin_allowed(
-        headers.get("origin"), host, loopback_only=loopback_only
+        headers.get("origin"), host, loopback_only=loopback_only, same_port=same_port
     ):
         return 403, f"Refused: cross-site request from Origin {headers.get('origin')!r}."
     return None
@@ -113,9 +143,10 @@ def check_request(
 class LoopbackGuard:
     """ASGI middleware applying `check_request` to every HTTP request and WebSocket handshake."""
 
-    def __init__(self, app: ASGIApp, *, loopback_only: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, loopback_only: bool = True, same_port: bool = False) -> None:
         self.app = app
         self.loopback_only = loopback_only
+        self.same_port = same_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -134,6 +165,7 @@ class LoopbackGuard:
             headers,
             loopback_only=self.loopback_only,
             websocket=kind == "websocket",
+            same_port=self.same_port,
         )
         if refusal is None:
             await self.app(scope, receive, send)

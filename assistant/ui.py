@@ -176,6 +176,10 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     read the user's documents, so exposing it to a network without a password is refused, not warned about.
     """
     bypass_proxy_for_loopback()  # gradio's start-up check (httpx) would otherwise go to HTTP(S)_PROXY
+    # Failed sign-ins are counted per client address. uvicorn takes that address from X-Forwarded-For on
+    # loopback connections, so every guess could claim a new one; trust no forwarding header unless the user
+    # set FORWARDED_ALLOW_IPS for a reverse proxy of their own.
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
     auth = parse_auth(settings.auth)
     if not is_loopback(settings.host) and auth is None:
         raise LaunchConfigError(
@@ -207,7 +211,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         # Failed sign-ins are rate-limited per client address (brute force against --auth).
         "app_kwargs": {
             "middleware": [
-                Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host)),
+                Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host), same_port=True),
                 *([Middleware(LoginRateLimit)] if auth else []),
             ]
         },

@@ -5,6 +5,12 @@ Depends on nothing else of ours; the assistant injects an `Embedder` (normally `
 
 from typing import TYPE_CHECKING, Any
 
+from knowledge import proxy_env
+
+# The ollama package's import-time default client must not read proxy variables (SOCKS in ALL_PROXY killed
+# every entry point); see knowledge/proxy_env.py.
+proxy_env.install()
+
 if TYPE_CHECKING:
     from knowledge.chunking import Chunk, FrontMatterError, SourceDocument, chunk_document, load_passages
     from knowledge.documents import DocumentError, UserDocument

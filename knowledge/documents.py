@@ -19,7 +19,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel
 
-from knowledge.chunking import SourceDocument, split_front_matter
+from knowledge.chunking import FrontMatterError, SourceDocument, split_front_matter
 
 DocumentKind = Literal["markdown", "text", "html", "pdf"]
 SUFFIXES: dict[str, DocumentKind] = {
@@ -197,7 +197,19 @@ def convert(path: Path) -> tuple[str, DocumentKind, str]:
     else:
         text = _read_text(path)
         if kind == "markdown":
-            meta, text = split_front_matter(text, origin_name=str(path))
+            try:
+                meta, text = split_front_matter(text, origin_name=str(path))
+            except FrontMatterError as err:  # one line for the user, not YAML's multi-line report
+                mark = getattr(err.__cause__, "problem_mark", None)
+                if err.__cause__ is not None:
+                    detail = "is not valid YAML" + (f" (line {mark.line + 2})" if mark is not None else "")
+                elif "never closed" in str(err):
+                    detail = "is never closed by a second ---"
+                else:
+                    detail = "is not a mapping of fields"
+                raise DocumentError(
+                    f"{path}: its front matter (the --- block at the top) {detail}; fix or remove it."
+                ) from None
             front_title = meta.get("title")
             if isinstance(front_title, str) and front_title.strip():
                 title = front_title.strip()

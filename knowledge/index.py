@@ -153,6 +153,9 @@ class VectorStore:
             damaged = segment_files_damage(self.path)
             if damaged:  # before Chroma maps the files: a short vector file can crash the process outright
                 return f"the vector index was damaged ({damaged})"
+            if not (self.path / "chroma.sqlite3").exists() and any(p.is_dir() for p in self.path.iterdir()):
+                # Chroma would quietly start a new store beside the orphaned vector files: say why, clean up.
+                return "the index store (chroma.sqlite3) was missing; only its vector files were left"
         client = self._new_client()
         self._client = client
         names = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}

@@ -45,6 +45,8 @@ def test_foreign_host_is_refused_on_every_route(app_url: str) -> None:
             "evil.example",
             f"0.0.0.0:{port}",
             f"127.0.0.1.evil.example:{port}",
+            f"localhost..:{port}",
+            f"127.0.0.1..:{port}",
         ):
             for path in ("/", "/config", "/gradio_api/info"):
                 r = c.get(app_url + path, headers={"Host": host})
@@ -56,7 +58,13 @@ def test_foreign_host_is_refused_on_every_route(app_url: str) -> None:
 def test_loopback_hosts_are_served(app_url: str) -> None:
     port = urlsplit(app_url).port
     with _client() as c:
-        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        for host in (
+            f"127.0.0.1:{port}",
+            f"localhost:{port}",
+            "localhost",
+            f"[::1]:{port}",
+            f"localhost.:{port}",
+        ):
             r = c.get(app_url + "/", headers={"Host": host})
             assert r.status_code == 200, (host, r.status_code)
     r = _search(app_url, Origin=f"http://127.0.0.1:{port}")
@@ -78,6 +86,25 @@ def test_foreign_origin_on_a_post_is_refused(app_url: str, origin: str) -> None:
             headers={"Origin": origin},
         )
     assert r.status_code == 403
+
+
+def test_a_page_of_another_local_server_is_another_origin(app_url: str) -> None:
+    """A page served by another program on loopback (a notebook, a dev server showing untrusted content) is
+    cross-origin to the UI: its POSTs are refused too, as are pages on the same name but another port."""
+    port = urlsplit(app_url).port
+    for origin in (
+        f"http://127.0.0.1:{port + 1}",
+        "http://localhost:8888",
+        "http://localhost",
+        "http://[::1]",
+    ):
+        r = _search(app_url, Origin=origin)
+        assert r.status_code == 403, (origin, r.status_code)
+    for origin in (f"http://localhost:{port}", f"http://[::1]:{port}", f"http://127.0.0.1:{port}"):
+        assert _search(app_url, Origin=origin).status_code == 200, origin
+    # MCP keeps any loopback port (browser-based MCP clients run on their own port), like the MCP SDK's rule.
+    assert origin_allowed("http://localhost:6274", "127.0.0.1:8765", loopback_only=True)
+    assert not origin_allowed("https://localhost", "localhost", loopback_only=True, same_port=True)
 
 
 def test_no_origin_is_a_non_browser_client_and_passes(app_url: str) -> None:

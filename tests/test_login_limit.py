@@ -35,6 +35,23 @@ def test_failed_logins_are_rate_limited_per_client(standin: OllamaStandIn, tmp_p
         assert int(locked.headers["retry-after"]) > 0
 
 
+def test_a_forged_forwarded_for_does_not_make_a_new_client(standin: OllamaStandIn, tmp_path: Path) -> None:
+    """uvicorn believes X-Forwarded-For from loopback peers: each guess claiming a new address was checked."""
+    with (
+        serve_app(standin.url, tmp_path, auth=f"ann:{PASSWORD}") as app,
+        httpx.Client(timeout=30, trust_env=False) as client,
+    ):
+        statuses = Counter(
+            client.post(
+                app.url + "login",
+                data={"username": "ann", "password": f"guess-{i}"},
+                headers={"X-Forwarded-For": f"10.0.0.{i + 1}"},
+            ).status_code
+            for i in range(50)
+        )
+    assert statuses[400] <= 5 and statuses[429] >= 45, statuses
+
+
 def test_short_password_is_refused() -> None:
     with pytest.raises(LaunchConfigError, match=f"at least {MIN_PASSWORD_CHARS} characters"):
         parse_auth("ann:hunter2")

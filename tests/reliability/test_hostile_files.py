@@ -145,3 +145,23 @@ def test_launch_with_hostile_documents_still_starts(standin: OllamaStandIn, tmp_
     assert "+ Office notes" in p.output
     for name in hostile:
         assert any(line.strip().startswith(f"skipped {files[name]}") for line in p.lines), p.output
+
+
+def test_broken_front_matter_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A .md whose leading --- block is not valid YAML (or a python tag yaml.safe_load refuses) logged a
+    traceback and a reason spanning six lines of YAML diagnostics."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.md").write_text(GOOD_TEXT, encoding="utf-8")
+    (folder / "bad-yaml.md").write_text("---\n[unclosed\n---\n# Bad\n\nbody\n", encoding="utf-8")
+    (folder / "tag.md").write_text(
+        '---\ntitle: !!python/object/apply:os.system ["echo hi"]\n---\n# Tag\n\nbody\n', encoding="utf-8"
+    )
+    done = _knowledge("add", str(folder), data_dir=tmp_path / "data")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "added user-good" in done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    skipped = [line for line in lines if line.startswith("skipped ")]
+    assert len(skipped) == 2 and all("front matter" in line and "not valid YAML" in line for line in skipped)
+    assert len(lines) == 2, done.stderr  # one line per skipped file, nothing else

@@ -159,3 +159,21 @@ def test_damaged_vector_segment_is_noticed_and_rebuilt(
     with open_kb(standin, data) as kb:
         again = kb.sync()
         assert not again.rebuilt and again.embedded == 0, again.summary()
+
+
+def test_missing_index_database_is_noticed_and_said(standin: OllamaStandIn, tmp_path: Path) -> None:
+    """chroma.sqlite3 deleted, segment files left: Chroma silently started an empty store next to the orphaned
+    vector files and everything was re-embedded with no word of why. The rebuild must say so and clean up."""
+    data = tmp_path / "data"
+    with open_kb(standin, data) as kb:
+        kb.add_documents([_many_notes(tmp_path / "notes")])
+        total = kb.sync().total_chunks
+    old_segments = {d.name for d in (data / "index").iterdir() if d.is_dir()}
+    assert old_segments
+    (data / "index" / "chroma.sqlite3").unlink()
+    with open_kb(standin, data) as kb:
+        report = kb.sync()
+        assert report.rebuilt and "chroma.sqlite3" in report.summary(), report.summary()
+        assert report.embedded == total, report.summary()
+        assert_whole(kb)
+    assert not old_segments & {d.name for d in (data / "index").iterdir() if d.is_dir()}

@@ -173,3 +173,70 @@ def test_whole_session_makes_no_outbound_connection(
     assert guard.attempts == [], f"outbound attempts in the app: {guard.attempts}"
     assert leaked == [], f"outbound attempts in the MCP server: {leaked}"
     assert standin.chat_requests() and standin.embed_requests(), "the session really talked to 'Ollama'"
+
+
+SOCKS_PROXY = (
+    "socks5://192.0.2.1:1080"  # what proxy tools on macOS set; httpx needs `socksio` to even build it
+)
+
+
+def test_a_socks_proxy_in_the_environment_breaks_nothing(
+    standin: OllamaStandIn, tmp_path: Path, guard_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`import ollama` (and gradio) build default httpx clients from the proxy variables; with a SOCKS proxy
+    that raised ImportError, so launch.py, `python -m knowledge` and the MCP server's tools died with a
+    traceback. Each must work, and still contact nothing but loopback."""
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    from tests.test_launch import LaunchedProcess
+
+    for name in PROXY_VARS:
+        monkeypatch.setenv(name, SOCKS_PROXY)
+    log = tmp_path / "egress.log"
+    cli_env = _guarded_env(guard_dir, log, tmp_path / "cli-data", standin.url)
+    done = subprocess.run(
+        [sys.executable, "-m", "knowledge", "search", "M4", "Pro"],
+        env=cli_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "mode: hybrid" in done.stdout
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "assistant.mcp"],
+        env=_guarded_env(guard_dir, log, tmp_path / "mcp-data", standin.url),
+        cwd=str(ROOT),
+    )
+
+    async def search() -> str:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            result = await session.call_tool("search_knowledge", {"query": "M4 Pro bandwidth"})
+            assert not result.is_error, result
+            return str(result.structured_content)
+
+    assert "passages" in asyncio.run(asyncio.wait_for(search(), timeout=300))
+
+    launched = LaunchedProcess(
+        "--no-browser",
+        "--no-pull",
+        "--port",
+        "0",
+        "--ollama-host",
+        standin.url,
+        env=_guarded_env(guard_dir, log, tmp_path / "launch-data", standin.url),
+    )
+    try:
+        launched.wait_for_url()
+        assert launched.interrupt() == 0
+    finally:
+        if launched.proc.poll() is None:
+            launched.proc.kill()
+    assert "Traceback" not in launched.output, launched.output
+    leaked = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    assert leaked == [], leaked

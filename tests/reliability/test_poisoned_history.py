@@ -60,3 +60,20 @@ def test_a_lone_surrogate_from_the_model_does_not_poison_the_conversation(standi
     standin.script_chat("Fine again.")
     second = final(list(conversation.turn("Next question?")))
     assert isinstance(second, DoneEvent) and second.content == "Fine again.", second
+
+
+def test_a_number_too_long_for_int_in_a_text_tool_call_does_not_fail_the_turn(standin: OllamaStandIn) -> None:
+    """5,000 digits: Python's int() refuses over 4,300 (ValueError, not a JSONDecodeError), which failed the
+    turn with an internal error. It is read like 1e400: a tool call whose argument the tool refuses."""
+    conversation = make_agent(standin).new_conversation()
+    call = '{"name": "estimate_speed", "arguments": {"chip": "M4 Pro", "context_tokens": ' + "9" * 5000 + "}}"
+    standin.script_chat(ChatScript(tokens=(call,)), "First answer.")
+    events = list(conversation.turn("How fast is llama3.1:8b on an M4 Pro?"))
+    first = final(events)
+    assert isinstance(first, DoneEvent), first
+    calls = [e for e in events if isinstance(e, ToolCallEvent)]
+    assert calls and calls[0].name == "estimate_speed", events
+    json.dumps([c.arguments for c in calls], allow_nan=False)
+    standin.script_chat("Second answer works.")
+    second = final(list(conversation.turn("And on an M3 Max?")))
+    assert isinstance(second, DoneEvent) and second.content == "Second answer works.", second
