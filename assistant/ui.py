@@ -1167,8 +1167,15 @@ def build_app(
             if probe.ever_ok:
                 renderer.unavailable_message = stopped_answering_message(settings.ollama_host)
             shown_chart = None
+            saved = False
             try:
                 for _ in run_turn(session, agent, text, model, renderer, stop=session.stop):
+                    ended = renderer.done is not None or renderer.error is not None or renderer.stopped
+                    if saver is not None and ended and not saved:
+                        # Saved before the browser shows the finished answer, so a reload right after it
+                        # appears reopens the answer rather than an unanswered question.
+                        saver.finish(session, renderer, stopped=renderer.stopped)
+                        saved = True
                     plot = gr.skip()
                     if renderer.chart is not None and renderer.chart is not shown_chart:
                         shown_chart = renderer.chart
@@ -1177,7 +1184,7 @@ def build_app(
                     yield gr.skip(), session.messages, session, plot
             finally:
                 unsaved = saver is not None and saver.problem is not None
-                if saver is not None:
+                if saver is not None and not saved:
                     saver.finish(session, renderer, stopped=renderer.stopped)
             if saver is not None and saver.problem and not unsaved:  # the answer could not be saved
                 session.messages.append({"role": "assistant", "content": saver.problem})
