@@ -35,7 +35,7 @@ from tools.calibration import (  # noqa: E402
     load_2026,
     predict_tps,
 )
-from tools.catalog import kv_cache_bytes  # noqa: E402
+from tools.sizes import kv_cache_bytes  # noqa: E402
 
 TARGET_MEDIAN_APE = 10.0
 

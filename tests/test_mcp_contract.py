@@ -30,7 +30,8 @@ from tests.test_mcp import (  # noqa: F401 - fixtures are found by name
     stdio_client_session,
 )
 from tools import REGISTRY
-from tools.catalog import catalog, chip_bins
+from tools.chips import chip_bins
+from tools.models import catalog
 
 EXAMPLES = 12  # per tool and transport: the machine is slow, and the SDK client validates each one too
 

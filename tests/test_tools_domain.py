@@ -5,17 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tools import REGISTRY, ToolError
-from tools.catalog import (
-    GIB,
-    catalog,
-    is_catalog_model,
-    kv_cache_bytes,
-    parse_chip,
-    quants,
-    resolve_model_tag,
-    resolve_quant,
-)
+from tools.chips import parse_chip
+from tools.data_files import GIB
 from tools.fit import default_gpu_fraction
+from tools.models import catalog, is_catalog_model, resolve_model_tag
+from tools.quants import quants, resolve_quant
+from tools.sizes import kv_cache_bytes
 
 est = REGISTRY.get("estimate_speed").run
 fit = REGISTRY.get("check_memory_fit").run
@@ -341,7 +336,7 @@ def test_recommend_unknown_target_model() -> None:
 
 
 def test_control_characters_in_a_chip_name_do_not_drop_its_tier() -> None:
-    from tools.catalog import parse_chip
+    from tools.chips import parse_chip
 
     assert parse_chip("M4\x00 Pro") == ("M4 Pro", None)
     assert parse_chip("\ufeffM3\u202e Max 40-core\x1b[0m") == ("M3 Max", 40)
@@ -374,7 +369,7 @@ def test_gpt_oss_bytes_per_token_follow_its_tensor_layout() -> None:
 def test_gpt_oss_cannot_be_requantised_to_iq3() -> None:
     with pytest.raises(ToolError, match="not available as IQ3_XXS.*MXFP4"):
         est({"chip": "M4 Pro", "model": "gpt-oss:20b", "quant": "IQ3_XXS"})
-    from tools.catalog import catalog, quant_allowed
+    from tools.models import catalog, quant_allowed
 
     assert not quant_allowed(catalog()["gpt-oss:20b"], "IQ3_XXS")
     assert quant_allowed(catalog()["gpt-oss:20b"], "MXFP4")
@@ -463,7 +458,7 @@ def test_installed_model_facts_override_the_layout() -> None:
 
 
 def test_prefill_is_estimated_for_every_chip_and_m5_uses_its_accelerators() -> None:
-    from tools.catalog import chip_names
+    from tools.chips import chip_names
 
     for chip in chip_names():
         out = est({"chip": chip, "model": "llama3.1:8b", "context_tokens": 0})

@@ -140,7 +140,8 @@ def typed_args(draw: st.DrawFn, name: str) -> dict:
 @st.composite
 def valid_args(draw: st.DrawFn, name: str) -> dict:
     """Inputs every tool must answer (a real chip bin, a catalog model, a context it was trained for)."""
-    from tools.catalog import catalog, chip_bins
+    from tools.chips import chip_bins
+    from tools.models import catalog
 
     chip_bin = draw(st.sampled_from(chip_bins()))
     tag = draw(st.sampled_from(sorted(catalog())))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.catalog import chip_bins
+from tools.chips import chip_bins
 from tools.registry import ToolError
 from tools.schemas import CheckMemoryFitInput, EstimateSpeedInput
 
@@ -121,7 +121,7 @@ def test_every_bin_has_a_source_and_cpu_map_consistent_with_its_gpu_cores() -> N
 
 # ---- one memory rule, per runtime -----------------------------------------------------------------------
 def _observations() -> list[dict[str, str]]:
-    from tools.catalog import load_csv
+    from tools.data_files import load_csv
 
     return load_csv("fit_observations.csv")
 
@@ -173,7 +173,7 @@ def test_runtime_changes_the_verdict_and_says_why() -> None:
 
 @pytest.mark.parametrize("runtime", ["ollama", "llama.cpp", "mlx"])
 def test_estimate_and_fit_never_disagree_over_the_catalog(runtime: str) -> None:
-    from tools.catalog import catalog
+    from tools.models import catalog
 
     machines = [("M1", 8), ("M4", 16), ("M4 Pro", 24), ("M4 Pro", 48), ("M4 Max", 128), ("M3 Ultra", 256)]
     checked = disagree = 0

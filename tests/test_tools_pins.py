@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tools.catalog import catalog, chip_bins
+from tools.chips import chip_bins
 from tools.estimate import estimate_speed
 from tools.fit import check_memory_fit
+from tools.models import catalog
 from tools.schemas import CheckMemoryFitInput, CheckMemoryFitOutput, EstimateSpeedInput, EstimateSpeedOutput
 
 RANK = {"fits": 0, "tight": 1, "partial_offload": 2, "does_not_fit": 3}

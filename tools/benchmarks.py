@@ -9,10 +9,14 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from tools.catalog import GB, catalog, kv_cache_bytes, load_yaml, products, resolve_quant
-from tools.catalog import chip_bins as _bins
-from tools.catalog import generic_architecture as _generic
+from tools.chips import chip_bins as _bins
+from tools.chips import products
+from tools.data_files import GB, load_yaml
+from tools.models import catalog
+from tools.models import generic_architecture as _generic
+from tools.quants import resolve_quant
 from tools.schemas import ImageBenchmarkRow, LlmBenchmarkRow, LookupBenchmarksInput, LookupBenchmarksOutput
+from tools.sizes import kv_cache_bytes
 
 ARTICLE = (
     "article.txt: 'Apple Silicon AI Workstation 2026: M4 Pro vs M3 Max for Local LLM & Image Gen' "

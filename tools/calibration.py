@@ -15,22 +15,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tools.catalog import (
-    DATA_DIR,
-    ChipBin,
-    QuantSpec,
-    attention_flops_per_prompt_token,
-    attention_read_bytes,
-    catalog,
-    chip_bins,
-    generic_architecture,
-    kv_cache_bytes,
-    load_csv,
-    resolve_model,
-    resolve_quant,
-    weights_read,
-)
+from tools.chips import ChipBin, chip_bins
+from tools.data_files import DATA_DIR, load_csv
+from tools.models import catalog, generic_architecture, resolve_model
+from tools.quants import QuantSpec, resolve_quant
 from tools.schemas import ModelArchitecture
+from tools.sizes import attention_flops_per_prompt_token, attention_read_bytes, kv_cache_bytes, weights_read
 from tools.speed import PARAM_NAMES, PrefillModel, expert_share, feature_vector, prefill_light
 
 CALIBRATION_FILE = "calibration_decode.csv"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.catalog import load_yaml
+from tools.data_files import load_yaml
 from tools.registry import ToolError
 from tools.schemas import ClusterSpec
 

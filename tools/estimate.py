@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from tools.catalog import (
-    GB,
-    MachineSpec,
-    QuantSpec,
-    attention_flops_per_prompt_token,
-    attention_read_bytes,
-    kv_cache_bytes,
-    resolve_machine,
-    resolve_model_and_quant,
-    weights_read,
-)
+from tools.chips import MachineSpec, resolve_machine
+from tools.data_files import GB
+from tools.models import resolve_model_and_quant
+from tools.quants import QuantSpec
 from tools.schemas import CheckMemoryFitInput, EstimateSpeedInput, EstimateSpeedOutput, ModelArchitecture
+from tools.sizes import attention_flops_per_prompt_token, attention_read_bytes, kv_cache_bytes, weights_read
 from tools.speed import expert_share, prefill_light, quant_weights, speed_model, tier_from_bandwidth
 
 SOURCES_SPEED = [

@@ -9,21 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tools.catalog import (
-    GB,
-    GIB,
-    CatalogModel,
-    QuantSpec,
-    kv_cache_bytes,
-    load_yaml,
-    quant_allowed,
-    quants,
-    resolve_machine,
-    resolve_model_and_quant,
-    weights_bytes,
-)
+from tools.chips import resolve_machine
+from tools.data_files import GB, GIB, load_yaml
+from tools.models import CatalogModel, quant_allowed, resolve_model_and_quant
+from tools.quants import QuantSpec, quants
 from tools.registry import ToolError
 from tools.schemas import CheckMemoryFitInput, CheckMemoryFitOutput, MemoryBreakdown, ModelArchitecture
+from tools.sizes import kv_cache_bytes, weights_bytes
 
 N_BATCH = 512  # llama.cpp / Ollama default physical batch
 VOCAB_ASSUMED = 152_064  # largest common vocab (Qwen2.5); only sizes the logits buffer

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from tools.catalog import GB, chip_bins, load_yaml, resolve_model, resolve_model_tag
+from tools.chips import chip_bins
+from tools.data_files import GB, load_yaml
 from tools.estimate import estimate_speed
 from tools.fit import check_memory_fit, gpu_budget
+from tools.models import resolve_model, resolve_model_tag
 from tools.registry import ToolError
 from tools.schemas import (
     CheckMemoryFitInput,

@@ -12,7 +12,7 @@ Time per generated token (seconds)::
 * ``g_m1`` (all M1 chips) and ``g_m1_big`` (M1 Max/Ultra on top) are M1-only inverse efficiencies;
   ``m_l_pre5`` is the MoE routing cost's extra on M1-M4 (see PARAM_NAMES below).
 * ``A(ctx)`` is the attention work over the context, expressed as MHA-equivalent K/V bytes (see
-  ``catalog.attention_read_bytes``); it models the 15-30 % slow-down at 8k context.
+  ``sizes.attention_read_bytes``); it models the 15-30 % slow-down at 8k context.
 
 The parameters are fitted offline by ``python -m tools.calibration`` (weighted least squares on relative error
 over ``data/calibration_decode.csv``) and stored with their fit report in ``data/speed_model.yaml``.
@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from tools.catalog import CatalogModel, QuantSpec, load_yaml
+from tools.data_files import load_yaml
+from tools.models import CatalogModel
+from tools.quants import QuantSpec
 from tools.schemas import ModelArchitecture
 
 TIERS = ("base", "pro", "max", "ultra")
@@ -46,7 +48,7 @@ PARAM_NAMES: tuple[str, ...] = (
 )
 # m_w: extra inverse efficiency on the bytes a mixture-of-experts model reads per token (scattered experts);
 # m_l: seconds per MoE layer per token at 8 routed experts, scaled by the experts used (router, top-k,
-# one matmul dispatch per routed expert); catalog.weights_read gives layers x experts_used / 8.
+# one matmul dispatch per routed expert); sizes.weights_read gives layers x experts_used / 8.
 # m_l_pre5: the same routing cost's extra on M1-M4 GPUs: fitted MoE rows on older chips run 10-35 % below
 # an M5-calibrated routing cost (leave-one-group-out MoE error 15.5 % -> 7.1 % with it; see the bench).
 # Why older GPUs pay more per routed expert is not established (dispatch latency, clocks): a fitted fact.

@@ -1,0 +1,440 @@
+"""Apple Silicon chips: the chip table, forgiving machine-name parsing and picking a chip bin.
+
+Resolution is forgiving about spelling ("m4 pro", "Apple M3 Max 40-core") but never guesses
+silently: anything it had to assume is returned as a note for the tool's ``assumptions``, and anything
+it cannot resolve raises ToolError naming the field and the closest accepted values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from tools.data_files import closest, load_yaml
+from tools.registry import ToolError
+
+
+@dataclass(frozen=True)
+class ChipBin:
+    chip: str
+    tier: str
+    generation: int
+    gpu_cores: tuple[int, ...]
+    bandwidth_gbps: float
+    memory_gb: tuple[int, ...]
+    verified: str
+    source: str
+    cpu_cores: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        cores = "/".join(str(c) for c in self.gpu_cores)
+        return f"{self.chip} ({cores}-core GPU, {self.bandwidth_gbps:g} GB/s)"
+
+
+@cache
+def chip_bins() -> tuple[ChipBin, ...]:
+    out = []
+    for row in load_yaml("chips.yaml")["chips"]:
+        out.append(
+            ChipBin(
+                chip=row["chip"],
+                tier=row["tier"],
+                generation=int(row["generation"]),
+                gpu_cores=tuple(int(c) for c in row["gpu_cores"]),
+                bandwidth_gbps=float(row["bandwidth_gbps"]),
+                memory_gb=tuple(int(m) for m in row["memory_gb"]),
+                verified=str(row["verified"]),
+                source=str(row["source"]),
+                cpu_cores=tuple(
+                    (int(k), tuple(int(g) for g in v)) for k, v in (row.get("cpu_cores") or {}).items()
+                ),
+                note=row.get("note"),
+            )
+        )
+    return tuple(out)
+
+
+def chip_names() -> list[str]:
+    seen: list[str] = []
+    for b in chip_bins():
+        if b.chip not in seen:
+            seen.append(b.chip)
+    return seen
+
+
+_CHIP_RE = re.compile(r"(?<![a-z0-9])m\s*([1-9])(?:[\s_\-]*(pro|max|ultra))?(?![a-z0-9])")
+_CORES_RE = re.compile(
+    r"(\d{1,3})\s*-?\s*(?:core|cores|c)\b(?:\s*(cpu|gpu))?|\b(cpu|gpu)\s*:?\s*(\d{1,3})(?:\s*-?\s*(?:core|cores|c)\b)?"
+)
+_PRODUCT_RE = re.compile(
+    r"mac\s*book\s*pro|mac\s*book\s*air|mac\s*book\s*neo|mac\s*studio|mac\s*mini|mac\s*pro|\bimac\b"
+)
+_PRODUCT_NAMES = {
+    "macbookpro": "MacBook Pro",
+    "macbookair": "MacBook Air",
+    "macbookneo": "MacBook Neo",
+    "macstudio": "Mac Studio",
+    "macmini": "Mac mini",
+    "macpro": "Mac Pro",
+    "imac": "iMac",
+}
+
+
+@dataclass
+class ParsedChip:
+    """What a free-text machine name says: chip, core counts, product, and what had to be read into it."""
+
+    chip: str
+    gpu_cores: int | None
+    cpu_cores: int | None = None
+    product: str | None = None
+    notes: list[str] = field(default_factory=list)
+    memory_gb: int | None = None
+
+
+def _clean(text: str) -> str:
+    # Control and invisible characters (NUL, escapes, BOM, bidi marks) count as spaces: "M4\x00 Pro" must read
+    # as M4 Pro, not silently as M4 with the rest ignored.
+    # Apple's pages use non-breaking hyphens ("14\u2011core"): read every dash as "-".
+    text = re.sub("[\u2010-\u2015\u2212]", "-", text)
+    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+
+
+def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
+    """'MacBook Pro 16 M4 Max', 'M4 Pro 14-core CPU 20-core GPU', 'M3-Max' -> chip, cores and product.
+
+    Never guesses silently: two different chips in one name, or a product name without a chip, are errors that
+    list what the product shipped with; a chip the product never had is kept but stated as a note.
+    """
+    raw = _clean(text)
+    low = raw.lower().replace("apple", " ").replace("_", " ")
+    low = re.sub(r"\b(m[1-9])(pro|max|ultra)\b", r"\1 \2", low)
+    names = chip_names()
+    prods = [_PRODUCT_NAMES[re.sub(r"\s", "", m.group(0))] for m in _PRODUCT_RE.finditer(low)]
+    # "MacBook Pro" contains the word "pro": blank product names out before looking for the chip's tier.
+    chip_text = _PRODUCT_RE.sub(" ", low)
+    found = list(_CHIP_RE.finditer(chip_text))
+    chips = list(
+        dict.fromkeys(f"M{m.group(1)}" + (f" {m.group(2).capitalize()}" if m.group(2) else "") for m in found)
+    )
+    product = prods[0] if prods else None
+    if not chips:
+        if product is not None:
+            shipped = [c for c in products().get(product, {}).get("chips", []) if c in names]
+            if not shipped:
+                why = products().get(product, {}).get("source", "not an M-series Mac")
+                raise ToolError(
+                    f"{field_name}: {raw!r} names a {product}, which has no Apple M-series chip ({why}); "
+                    f"these tools cover M-series Macs only: {', '.join(names)}.",
+                    fields=[field_name],
+                )
+            raise ToolError(
+                f"{field_name}: {raw!r} names a {product} but not its chip; the {product} came with "
+                f'{", ".join(shipped) or "no Apple M-series chip"}. Say which (e.g. "{product} '
+                f'{shipped[-1] if shipped else "M4"}").',
+                fields=[field_name],
+            )
+        close = closest(raw, names)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise ToolError(
+            f"{field_name}: unknown chip {raw!r}.{hint} Accepted: {', '.join(names)}.", fields=[field_name]
+        )
+    if len(chips) > 1:
+        raise ToolError(
+            f"{field_name}: {raw!r} names more than one chip ({' and '.join(chips)}); pass one.",
+            fields=[field_name],
+        )
+    name = chips[0]
+    if name not in names:
+        close = closest(name, names)
+        raise ToolError(
+            f"{field_name}: {name!r} is not an Apple Silicon chip we know (from {raw!r}). "
+            f"Closest: {', '.join(close) or 'none'}. Accepted: {', '.join(names)}.",
+            fields=[field_name],
+        )
+    notes: list[str] = []
+    if product is not None:
+        shipped = products().get(product, {}).get("chips", [])
+        if name not in shipped:
+            notes.append(
+                f"Apple never sold a {product} with the {name} (it came with "
+                f"{', '.join(shipped) or 'none'}); the {name}'s own specs are used."
+            )
+    rest = chip_text
+    for m in reversed(found):
+        rest = rest[: m.start()] + " " + rest[m.end() :]
+    # A tier word the chip pattern did not take ("M4 Prox", "Max M4", "M4 (Pro)", "M4 Pro Max") would
+    # otherwise be dropped and the name read as another tier (4-8x less bandwidth for a base chip): refuse.
+    stray = re.search(r"[a-z]*(pro|max|ultra)[a-z]*", rest)
+    if stray:
+        gen = name.split()[0]
+        tiers = [gen] + [f"{gen} {t}" for t in ("Pro", "Max", "Ultra") if f"{gen} {t}" in names]
+        raise ToolError(
+            f"{field_name}: {raw!r} is ambiguous: read the chip as {name}, but {stray.group(0)!r} is also in "
+            f"the name and was not understood. Say which chip, e.g. {', '.join(tiers)}.",
+            fields=[field_name],
+        )
+    mem_m = re.search(r"\b(\d{1,3})\s*gb\b", rest)
+    mem = int(mem_m.group(1)) if mem_m else None
+    if mem_m:
+        rest = rest[: mem_m.start()] + " " + rest[mem_m.end() :]
+    gpu: int | None = None
+    cpu: int | None = None
+    unlabelled: list[int] = []
+    # Apple's shorthand "M3 Max 14/30" = 14-core CPU / 30-core GPU (only when both counts are this chip's).
+    pair = re.search(r"(?<![\d/])(\d{1,2})\s*/\s*(\d{1,3})(?![\d/])(?!\s*-?\s*(?:core|cores|c)\b)", rest)
+    if pair:
+        bins = [b for b in chip_bins() if b.chip == name]
+        c_n, g_n = int(pair.group(1)), int(pair.group(2))
+        if any(c == c_n and g_n in gs for b in bins for c, gs in b.cpu_cores):
+            cpu, gpu = c_n, g_n
+            notes.append(f"Read '{pair.group(0).strip()}' in {raw!r} as a {c_n}-core CPU / {g_n}-core GPU.")
+            rest = rest[: pair.start()] + " " + rest[pair.end() :]
+        elif any(c == c_n for b in bins for c, _ in b.cpu_cores) and any(g_n in b.gpu_cores for b in bins):
+            combos = "; ".join(
+                f"{c}-core CPU: {' or '.join(str(g) for g in gs)}-core GPU"
+                for b in bins
+                for c, gs in b.cpu_cores
+            )
+            raise ToolError(
+                f"{field_name}: {raw!r}: the {name} never had a {c_n}-core CPU with a {g_n}-core GPU "
+                f"({combos}).",
+                fields=[field_name],
+            )
+    for m in _CORES_RE.finditer(rest):
+        n = int(m.group(1) or m.group(4))
+        kind = m.group(2) or m.group(3)
+        if kind == "cpu":
+            cpu = n
+        elif kind == "gpu":
+            gpu = n
+        else:
+            unlabelled.append(n)
+    if gpu is None and unlabelled:
+        bins = [b for b in chip_bins() if b.chip == name]
+        gpu_ok = {c for b in bins for c in b.gpu_cores}
+        cpu_ok = {c for b in bins for c, _ in b.cpu_cores}
+        n = unlabelled[-1]
+        if n not in gpu_ok and n in cpu_ok and cpu is None:
+            cpu = n
+            notes.append(
+                f"Read '{n}-core' in {raw!r} as the CPU core count (the {name} has no {n}-core GPU)."
+            )
+        else:
+            gpu = n
+    return ParsedChip(name, gpu, cpu, product, notes, mem)
+
+
+def parse_chip(text: str) -> tuple[str, int | None]:
+    """'Apple M3 Max 40-core GPU' -> ('M3 Max', 40). Raises ToolError for anything not an M-series chip."""
+    parsed = parse_machine_text(text)
+    return parsed.chip, parsed.gpu_cores
+
+
+@dataclass
+class MachineSpec:
+    chip: str | None
+    bin: ChipBin | None
+    gpu_cores: int | None
+    memory_gb: float | None
+    bandwidth_gbps: float
+    assumptions: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str | None:
+        if self.bin is None:
+            return None
+        cores = self.gpu_cores if self.gpu_cores else "/".join(str(c) for c in self.bin.gpu_cores)
+        return f"{self.bin.chip} {cores}-core GPU"
+
+    @property
+    def tier(self) -> str | None:
+        return self.bin.tier if self.bin else None
+
+
+def resolve_machine(
+    chip: str | None,
+    gpu_cores: int | None,
+    memory_gb: float | None,
+    bandwidth_gbps: float | None = None,
+    *,
+    need_memory: bool = False,
+    field_prefix: str = "",
+) -> MachineSpec:
+    """Pick the chip bin. gpu_cores beats memory_gb beats "the top bin, stated in assumptions"."""
+    f_chip, f_cores, f_mem = (field_prefix + x for x in ("chip", "gpu_cores", "memory_gb"))
+    if chip is None:
+        if bandwidth_gbps is not None and not need_memory:
+            return MachineSpec(
+                chip=None,
+                bin=None,
+                gpu_cores=gpu_cores,
+                memory_gb=memory_gb,
+                bandwidth_gbps=float(bandwidth_gbps),
+                assumptions=[
+                    f"Raw bandwidth {bandwidth_gbps:g} GB/s given; no chip tier, so tier effects use "
+                    "the average of the calibration data."
+                ],
+            )
+        from tools.this_mac import detect
+
+        mac = detect()
+        if mac is None or mac.chip is None:
+            raise ToolError(
+                f"{f_chip}: not given and this is not a Mac (or the chip could not be read), so there is no "
+                f'default machine. Pass {f_chip} (e.g. "M3 Max", "M4 Pro")'
+                + (" or bandwidth_gbps." if not need_memory else f" and {f_mem}."),
+                fields=[f_chip],
+            )
+        spec = resolve_machine(
+            mac.chip,
+            gpu_cores if gpu_cores is not None else mac.gpu_cores,
+            memory_gb if memory_gb is not None else mac.memory_gb,
+            bandwidth_gbps,
+            need_memory=need_memory,
+            field_prefix=field_prefix,
+        )
+        spec.assumptions.insert(0, f"Machine defaults read from this Mac: {mac.describe()}.")
+        spec.sources.append("this Mac: sysctl hw.memsize / machdep.cpu.brand_string, system_profiler")
+        return spec
+
+    parsed = parse_machine_text(chip, field_name=f_chip)
+    name, cores_in_text = parsed.chip, parsed.gpu_cores
+    if cores_in_text is not None and gpu_cores is not None and cores_in_text != gpu_cores:
+        raise ToolError(
+            f"{f_cores}: {gpu_cores} contradicts the {cores_in_text}-core count in {f_chip}={chip!r}.",
+            fields=[f_cores, f_chip],
+        )
+    cores = gpu_cores if gpu_cores is not None else cores_in_text
+    bins = [b for b in chip_bins() if b.chip == name]
+    notes: list[str] = list(parsed.notes)
+    if parsed.memory_gb is not None:
+        if memory_gb is not None and abs(memory_gb - parsed.memory_gb) > 0.51:
+            raise ToolError(
+                f"{f_mem}: {memory_gb:g} contradicts the {parsed.memory_gb} GB in {f_chip}={chip!r}.",
+                fields=[f_mem, f_chip],
+            )
+        if memory_gb is None:
+            memory_gb = float(parsed.memory_gb)
+            notes.append(f"Memory read from {f_chip}: {parsed.memory_gb} GB.")
+    if parsed.cpu_cores is not None:
+        cpu_map: dict[int, set[int]] = {}
+        for b in bins:
+            for c, gpus in b.cpu_cores:
+                cpu_map.setdefault(c, set()).update(gpus)
+        if cpu_map and parsed.cpu_cores not in cpu_map:
+            raise ToolError(
+                f"{f_chip}: the {name} never had a {parsed.cpu_cores}-core CPU; it came with "
+                f"{_fmt_list(sorted(cpu_map))} CPU cores.",
+                fields=[f_chip],
+            )
+        gpus_for_cpu = sorted(cpu_map.get(parsed.cpu_cores, set()))
+        if cores is not None and gpus_for_cpu and cores not in gpus_for_cpu:
+            raise ToolError(
+                f"{f_cores}: the {parsed.cpu_cores}-core-CPU {name} came with {_fmt_list(gpus_for_cpu)} GPU "
+                f"cores, not {cores}.",
+                fields=[f_cores, f_chip],
+            )
+        if cores is None and len(gpus_for_cpu) == 1:
+            cores = gpus_for_cpu[0]
+            notes.append(f"The {parsed.cpu_cores}-core-CPU {name} has a {cores}-core GPU.")
+    all_cores = sorted({c for b in bins for c in b.gpu_cores})
+    all_mem = sorted({m for b in bins for m in b.memory_gb})
+    if cores is not None:
+        cand = [b for b in bins if cores in b.gpu_cores]
+        if not cand:
+            raise ToolError(
+                f"{f_cores}: the {name} never had a {cores}-core GPU; it came with "
+                f"{' or '.join(str(c) for c in all_cores)} GPU cores.",
+                fields=[f_cores],
+            )
+        chosen = cand[0]
+        if memory_gb is not None and not _memory_ok(chosen, memory_gb):
+            raise ToolError(
+                f"{f_mem}: the {cores}-core {name} was sold with "
+                f"{_fmt_list(chosen.memory_gb)} GB, not {memory_gb:g} GB.",
+                fields=[f_mem, f_cores],
+            )
+    elif memory_gb is not None:
+        cand = [b for b in bins if _memory_ok(b, memory_gb)]
+        if not cand:
+            raise ToolError(
+                f"{f_mem}: the {name} was sold with {_fmt_list(all_mem)} GB, not {memory_gb:g} GB.",
+                fields=[f_mem],
+            )
+        chosen = max(cand, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
+        if len(bins) > 1 and len(cand) == 1:
+            notes.append(
+                f"{memory_gb:g} GB identifies the {_fmt_list(chosen.gpu_cores)}-core {name} bin "
+                f"({chosen.bandwidth_gbps:g} GB/s)."
+            )
+        elif len(cand) > 1 and len({b.bandwidth_gbps for b in cand}) > 1:
+            notes.append(
+                f"Assumed the faster {name} bin ({chosen.bandwidth_gbps:g} GB/s); pass gpu_cores to pick."
+            )
+        elif len(cand) > 1:
+            notes.append(
+                f"Assumed the {_fmt_list(chosen.gpu_cores)}-core {name} (every {memory_gb:g} GB {name} bin "
+                f"has {chosen.bandwidth_gbps:g} GB/s; GPU cores matter only for prefill); pass gpu_cores to "
+                "pick."
+            )
+    else:
+        chosen = max(bins, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
+        if len(bins) > 1:
+            others = ", ".join(
+                f"{_fmt_list(b.gpu_cores)}-core = {b.bandwidth_gbps:g} GB/s" for b in bins if b is not chosen
+            )
+            notes.append(
+                f"Assumed the {_fmt_list(chosen.gpu_cores)}-core {name} ({chosen.bandwidth_gbps:g} GB/s); "
+                f"other bin: {others}. Pass gpu_cores or memory_gb to pick."
+            )
+    if need_memory and memory_gb is None:
+        raise ToolError(
+            f"{f_mem}: needed for a fit check; the {name} was sold with {_fmt_list(all_mem)} GB.",
+            fields=[f_mem],
+        )
+    if cores is None and len(chosen.gpu_cores) > 1:
+        notes.append(
+            f"GPU cores not given: this {name} bin came with {_fmt_list(chosen.gpu_cores)} GPU cores (same "
+            f"{chosen.bandwidth_gbps:g} GB/s, so decode is unaffected); core-dependent figures (prefill) "
+            f"assume {max(chosen.gpu_cores)}."
+        )
+    if chosen.note:
+        notes.append(f"Secondary or conflicting figure: {chosen.note}.")
+    elif chosen.verified == "K":
+        notes.append(
+            f"{name} specs are from secondary sources, not verified against Apple ({chosen.source})."
+        )
+    bw = chosen.bandwidth_gbps
+    if bandwidth_gbps is not None and abs(bandwidth_gbps - bw) > 0.5:
+        notes.append(
+            f"Using the given bandwidth {bandwidth_gbps:g} GB/s instead of the {name}'s {bw:g} GB/s."
+        )
+        bw = float(bandwidth_gbps)
+    return MachineSpec(
+        chip=name,
+        bin=chosen,
+        gpu_cores=cores,
+        memory_gb=memory_gb,
+        bandwidth_gbps=bw,
+        assumptions=notes,
+        sources=[f"chip {name}: {chosen.source}"],
+    )
+
+
+def _memory_ok(b: ChipBin, memory_gb: float) -> bool:
+    return any(abs(memory_gb - m) < 0.51 for m in b.memory_gb)
+
+
+def _fmt_list(values: tuple[int, ...] | list[int]) -> str:
+    v = [str(x) for x in values]
+    return v[0] if len(v) == 1 else ", ".join(v[:-1]) + " or " + v[-1]
+
+
+def products() -> dict[str, dict[str, Any]]:
+    return dict(load_yaml("chips.yaml")["products"])

@@ -1,0 +1,490 @@
+"""Models: the model catalog, forgiving Ollama-tag resolution, and sizing models the catalog does not know.
+
+Resolution is forgiving about spelling ("qwen2.5:14b-instruct-q4_K_M", "hf.co/.../...-GGUF:Q4_K_M") but never
+guesses silently: anything it had to assume is returned as a note for the tool's ``assumptions``, and anything
+it cannot resolve raises ToolError naming the field and the closest accepted values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from tools.data_files import load_yaml
+from tools.quants import QuantSpec, resolve_quant
+from tools.registry import ToolError
+from tools.schemas import ModelArchitecture
+
+
+@dataclass(frozen=True)
+class MoeLayout:
+    """Where a mixture-of-experts model's parameters live, so bytes read per token follow the real layout.
+
+    Why: "file size x active/total params" is wrong when experts and the rest are stored at different
+    precision
+    (gpt-oss: MXFP4 experts, BF16 attention/embeddings/head) and when the input embedding (never read whole)
+    is a sizeable share of the active count.
+    """
+
+    experts: int
+    active_experts: int
+    expert_params_b: float | None  # routed experts only (shared experts count as "other": always read)
+    embed_params_b: float  # input embedding table: one row per token, not read per token
+    layout: dict[str, str]  # native tensor types: {"expert": "MXFP4", "other": "BF16"}
+    src: str
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    tag: str
+    name: str
+    hf: str
+    params_b: float
+    active_params_b: float | None
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    native_ctx: int
+    sliding_window: int | None
+    global_layer_every: int | None
+    family: str
+    latest: bool
+    default_quant: str | None
+    file_gb: dict[str, float]
+    src: str
+    moe: MoeLayout | None = None
+    allowed_quants: tuple[str, ...] | None = None
+    size_src: str | None = None
+    as_of: str | None = None
+
+    def architecture(self) -> ModelArchitecture:
+        return ModelArchitecture(
+            params_billion=self.params_b,
+            n_layers=self.n_layers,
+            n_kv_heads=self.n_kv_heads,
+            head_dim=self.head_dim,
+            native_context=self.native_ctx,
+            active_params_billion=self.active_params_b,
+            sliding_window=self.sliding_window,
+            global_layer_every=self.global_layer_every,
+            family=self.family,
+            n_heads=self.n_heads,
+        )
+
+    @property
+    def source(self) -> str:
+        return f"{self.tag}: HF config https://huggingface.co/{self.hf} ({self.src})"
+
+
+@cache
+def catalog() -> dict[str, CatalogModel]:
+    out: dict[str, CatalogModel] = {}
+    for r in load_yaml("models.yaml")["models"]:
+        m = CatalogModel(
+            tag=r["tag"],
+            name=r["name"],
+            hf=r["hf"],
+            params_b=float(r["params_b"]),
+            active_params_b=float(r["active_params_b"]) if r.get("active_params_b") else None,
+            n_layers=int(r["n_layers"]),
+            n_heads=int(r["n_heads"]),
+            n_kv_heads=int(r["n_kv_heads"]),
+            head_dim=int(r["head_dim"]),
+            native_ctx=int(r["native_ctx"]),
+            sliding_window=r.get("sliding_window"),
+            global_layer_every=r.get("global_layer_every"),
+            family=str(r["family"]),
+            latest=bool(r.get("latest", False)),
+            default_quant=r.get("default_quant"),
+            file_gb={str(k): float(v) for k, v in (r.get("file_gb") or {}).items()},
+            src=str(r["src"]),
+            moe=_moe_layout(r.get("moe")),
+            allowed_quants=tuple(str(q) for q in r["quants"]) if r.get("quants") else None,
+            size_src=r.get("size_src"),
+            as_of=str(r["as_of"]) if r.get("as_of") else None,
+        )
+        out[m.tag] = m
+    return out
+
+
+def _moe_layout(raw: dict[str, Any] | None) -> MoeLayout | None:
+    if not raw:
+        return None
+    return MoeLayout(
+        experts=int(raw["experts"]),
+        active_experts=int(raw["active_experts"]),
+        expert_params_b=float(raw["expert_params_b"]) if raw.get("expert_params_b") else None,
+        embed_params_b=float(raw.get("embed_params_b") or 0.0),
+        layout={str(k): str(v) for k, v in (raw.get("layout") or {}).items()},
+        src=str(raw["src"]),
+    )
+
+
+@cache
+def _aliases() -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in load_yaml("models.yaml")["aliases"].items()}
+
+
+def _norm_key(text: str) -> str:
+    t = text.lower()
+    for word in ("instruct", "chat", "-it", "latest", "text", "hf"):
+        t = t.replace(word, "")
+    return re.sub(r"[^a-z0-9]", "", t)
+
+
+@cache
+def _keyed() -> dict[str, str]:
+    keyed: dict[str, str] = {}
+    for m in catalog().values():
+        for label in (m.tag, m.name, m.hf.split("/")[-1], m.hf):
+            keyed.setdefault(_norm_key(label), m.tag)
+    for a, tag in _aliases().items():
+        keyed.setdefault(_norm_key(a), tag)
+    return keyed
+
+
+_TAG_QUANT_RE = re.compile(
+    r"[-_](?P<q>(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|(?:mlx[-_]?)?\d+bit)$", re.IGNORECASE
+)
+
+
+@dataclass
+class ResolvedModel:
+    tag: str | None
+    label: str
+    arch: ModelArchitecture
+    quant_from_tag: str | None
+    assumptions: list[str]
+    sources: list[str]
+    catalog_entry: CatalogModel | None = None
+
+
+_HF_TAG_RE = re.compile(
+    r"^(?:https?://)?(?:hf\.co|huggingface\.co)/[^/\s]+/([^:\s/]+)(?::(\S+))?$", re.IGNORECASE
+)
+
+
+def hf_repo_and_quant(text: str) -> tuple[str, str | None] | None:
+    """'hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M' -> ('Qwen2.5-7B-Instruct', 'Q4_K_M'); else None.
+
+    Ollama pulls GGUF repos from Hugging Face by this form: the repo names the model, the tag the quant.
+    """
+    m = _HF_TAG_RE.match(text.strip())
+    if not m:
+        return None
+    repo = re.sub(r"[-_.]gguf$", "", m.group(1), flags=re.IGNORECASE)
+    quant = m.group(2) if m.group(2) and m.group(2).lower() != "latest" else None
+    return repo, quant
+
+
+def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogModel, str | None, list[str]]:
+    """Ollama tag (or a human name) -> catalog entry, plus a quant embedded in the tag."""
+    raw = text.strip()
+    hf = hf_repo_and_quant(raw)
+    if hf is not None:
+        repo, hf_quant = hf
+        key = _norm_key(repo)
+        for k in (key, key.removeprefix("meta")):
+            if k in _keyed():
+                entry = catalog()[_keyed()[k]]
+                note = f"{field_name} {raw!r}: Hugging Face repo {repo} read as {entry.tag}."
+                return entry, hf_quant, [note]
+        raise ToolError(
+            f"{field_name}: unknown model {raw!r} (Hugging Face repo {repo!r} is not in our catalog). Pass "
+            "params_billion (and architecture for KV-cache maths), or a repo name with its size (e.g. -7B-).",
+            fields=[field_name],
+        )
+    t = raw.lower()
+    t = re.sub(r"^(ollama\s+(run|pull)\s+|hf\.co/|registry\.ollama\.ai/library/|library/)", "", t)
+    notes: list[str] = []
+    quant: str | None = None
+    qm = _TAG_QUANT_RE.search(t)
+    if qm and (":" in t or "-" in t):
+        quant = qm.group("q")
+        t = t[: qm.start()]
+    t = t.removesuffix(":latest")
+    cat = catalog()
+    aliases = _aliases()
+    name, _, variant = t.partition(":")
+    variant = re.sub(r"-(instruct|chat|it|text)(-.*)?$", "", variant)
+    candidates = [f"{name}:{variant}" if variant else name]
+    parts = variant.split("-")
+    # "14b-qwen-distill", "70b-instruct-fp16": try shorter variants, longest first.
+    candidates += [f"{name}:{'-'.join(parts[:i])}" for i in range(len(parts) - 1, 0, -1)]
+    for c in candidates:
+        if c in cat:
+            return cat[c], quant, notes
+        if c in aliases:
+            return cat[aliases[c]], quant, notes
+    if not variant:
+        family = [m for m in cat.values() if m.tag.split(":")[0] == name]
+        latest = [m for m in family if m.latest]
+        if latest:
+            notes.append(f"{field_name} {raw!r} has no size: Ollama's default tag is {latest[0].tag}.")
+            return latest[0], quant, notes
+        if family:
+            sizes = ", ".join(m.tag for m in family)
+            raise ToolError(f"{field_name}: {raw!r} needs a size; one of {sizes}.", fields=[field_name])
+    key = _norm_key(t)
+    keyed = _keyed()
+    if key in keyed:
+        return cat[keyed[key]], quant, notes
+    options = sorted(set(cat) | set(aliases))
+    close = difflib.get_close_matches(t, options, n=4, cutoff=0.5)
+    if not close:
+        close = [keyed[k] for k in difflib.get_close_matches(key, list(keyed), n=4, cutoff=0.5)]
+    hint = f" Closest: {', '.join(dict.fromkeys(close))}." if close else ""
+    raise ToolError(
+        f"{field_name}: unknown model {raw!r}.{hint} For a model not in our catalog pass params_billion "
+        f"(and architecture for KV-cache maths). Known tags: {', '.join(cat)}.",
+        fields=[field_name],
+    )
+
+
+_MOE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b-a(\d+(?:\.\d+)?)b\b")
+_EXPERTS_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d{1,3})x(\d+(?:\.\d+)?)b\b")
+_SIZE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bm])\b")
+
+
+def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
+    """Parameters from a tag people type for a model we do not know: '27b', '30b-a3b', '8x7b', '270m'.
+
+    Returns (total B, active B or None, how it was read) or None when the tag carries no size.
+    """
+    hf = hf_repo_and_quant(text)
+    t = (f"x:{hf[0]}" if hf else text.strip()).lower()
+    m = _MOE_TAG_RE.search(t)
+    if m:
+        total, active = float(m.group(1)), float(m.group(2))
+        if 0 < active <= total:
+            return total, active, f"'{m.group(0)}' = {total:g}B total, {active:g}B active per token (MoE)"
+    m = _EXPERTS_TAG_RE.search(t)
+    if m:
+        n, each = int(m.group(1)), float(m.group(2))
+        if n >= 2 and each > 0:
+            # Mixtral convention: experts share attention and embeddings, so total < n x size (8x7b = 46.7B),
+            # and 2 experts are routed per token (12.9B active).
+            total = round(n * each * 0.834, 1)
+            active = round(min(total, 2 * each * 0.92), 1)
+            return (
+                total,
+                active,
+                f"'{m.group(0)}' read as a Mixtral-style MoE: ~{total:g}B total (attention shared across "
+                f"experts), 2 experts routed = ~{active:g}B active",
+            )
+    m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
+    if m:
+        size = float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
+        if 0 < size <= 3000:
+            return size, None, f"'{m.group(0)}' = {size:g}B parameters, assumed dense"
+    return None
+
+
+def quant_allowed(entry: CatalogModel | None, quant: str) -> bool:
+    """Whether a model exists in this quantisation (gpt-oss: MXFP4 experts only, so no IQ3_XXS/Q4_K_M).
+
+    For memory-fit suggestions: offer a smaller quant only when this returns True.
+    """
+    return entry is None or entry.allowed_quants is None or quant in entry.allowed_quants
+
+
+def is_catalog_model(text: str) -> bool:
+    """True when ``text`` names a catalog model (no /api/show round trip needed for it).
+
+    A Hugging Face GGUF (hf.co/...) may be a fine-tune or another tensor layout of a catalog model: when it is
+    installed, its own /api/show facts are better than the catalog row, so it is not counted here.
+    """
+    if hf_repo_and_quant(text) is not None:
+        return False
+    try:
+        resolve_model_tag(text)
+    except ToolError:
+        return False
+    return True
+
+
+def generic_architecture(params_b: float, active_b: float | None = None) -> tuple[ModelArchitecture, str]:
+    """Architecture for a params-only model: borrow the shape of the nearest dense catalog model by size.
+
+    Why: KV cache and attention cost need layers/heads. Modern dense models of similar size share similar
+    shapes (GQA with 8 KV heads, head_dim 128), so the nearest neighbour is a better guess than a formula.
+    """
+    dense = [m for m in catalog().values() if m.active_params_b is None and m.sliding_window is None]
+    dense = [m for m in dense if m.n_kv_heads < m.n_heads] or dense
+    best = min(dense, key=lambda m: abs(math.log(m.params_b) - math.log(params_b)))
+    arch = ModelArchitecture(
+        params_billion=params_b,
+        n_layers=best.n_layers,
+        n_kv_heads=best.n_kv_heads,
+        head_dim=best.head_dim,
+        native_context=best.native_ctx,
+        active_params_billion=active_b,
+        family=None,
+        n_heads=best.n_heads,
+    )
+    return arch, best.tag
+
+
+def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
+    """A catalog MoE of the same family (leading name, e.g. 'deepseek') and the same total size, if any."""
+    hf = hf_repo_and_quant(tag)
+    name = (hf[0] if hf else tag.strip().partition(":")[0]).lower()
+    stem = re.match(r"[a-z]+", name.rsplit("/", 1)[-1])
+    if stem is None:
+        return None
+
+    def same_family(other: str) -> bool:
+        # The shared prefix must reach the version digit: deepseek-v3.2 ~ deepseek-v3, qwen3-coder ~ qwen3,
+        # but not llama3.1 ~ llama4 or deepseek-v3.1 ~ deepseek-r1.
+        common = os.path.commonprefix([name.rsplit("/", 1)[-1], other])
+        return re.match(r"[a-z]+[-_.]?[a-z]?\d", common) is not None
+
+    same = [
+        m
+        for m in catalog().values()
+        if m.active_params_b is not None
+        and abs(m.params_b - total_b) <= 0.03 * total_b
+        and same_family(m.tag.partition(":")[0])
+    ]
+    if not same:
+        return None
+    return max(same, key=lambda m: difflib.SequenceMatcher(None, name, m.tag.partition(":")[0]).ratio())
+
+
+def resolve_model(
+    model: str | None,
+    params_billion: float | None,
+    architecture: ModelArchitecture | None,
+) -> ResolvedModel:
+    notes: list[str] = []
+    if architecture is not None:
+        arch = architecture
+        if (
+            params_billion is not None
+            and abs(params_billion - arch.params_billion) > 0.05 * arch.params_billion
+        ):
+            raise ToolError(
+                f"params_billion: {params_billion:g} contradicts architecture.params_billion "
+                f"{arch.params_billion:g}.",
+                fields=["params_billion", "architecture.params_billion"],
+            )
+        quant_from_tag = None
+        label = model or f"{arch.params_billion:g}B model"
+        if model is not None:
+            try:
+                entry, quant_from_tag, _ = resolve_model_tag(model)
+                label = entry.tag
+            except ToolError:
+                pass
+        notes.append("Architecture given explicitly; catalog not consulted for its shape.")
+        return ResolvedModel(None if model is None else label, label, arch, quant_from_tag, notes, [])
+    if model is not None:
+        try:
+            entry, quant_from_tag, n2 = resolve_model_tag(model)
+        except ToolError:
+            sized = size_from_tag(model)
+            if sized is None:
+                raise
+            total_b, active_b, how = sized
+            if params_billion is not None and abs(params_billion - total_b) > 0.1 * total_b:
+                total_b, active_b, how = params_billion, None, f"params_billion={params_billion:g} given"
+            arch, like = generic_architecture(total_b, active_b)
+            sibling = _moe_sibling(model, total_b) if active_b is None else None
+            if sibling is not None:
+                # "deepseek-v3.1:671b": a new tag of a known MoE family at the same size. Read as dense it
+                # would be ~10x too slow; the sibling's shape (experts, active params, MLA) is a better guess.
+                arch = sibling.architecture().model_copy(
+                    update={
+                        "n_experts": sibling.moe.experts if sibling.moe else None,
+                        "n_experts_active": sibling.moe.active_experts if sibling.moe else None,
+                    }
+                )
+                how = (
+                    f"'{total_b:g}b' with the family and size of the catalog MoE {sibling.tag}: its shape is "
+                    f"used ({sibling.active_params_b:g}B of {sibling.params_b:g}B active per token)"
+                )
+                like = sibling.tag
+            # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
+            arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
+            qm = _TAG_QUANT_RE.search(model.strip().lower())
+            hf = hf_repo_and_quant(model)
+            tag_quant = hf[1] if hf else (qm.group("q") if qm else None)
+            label = model.strip()
+            close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
+            hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
+            notes.append(
+                f"{label} is not in our catalog: size read from the tag ({how}); layers/heads borrowed from "
+                f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers."
+                + hint
+            )
+            if arch.active_params_billion is None and total_b >= 150:
+                notes.append(
+                    f"Most open models of {total_b:g}B are mixture-of-experts; if this one is, decode is "
+                    "several times faster than this dense estimate (tag sizes like '235b-a22b' or an "
+                    "installed model's /api/show facts say so)."
+                )
+            return ResolvedModel(label, label, arch, tag_quant, notes, [])
+        notes += n2
+        if params_billion is not None and abs(params_billion - entry.params_b) > 0.1 * entry.params_b:
+            raise ToolError(
+                f"params_billion: {params_billion:g} contradicts model {entry.tag} ({entry.params_b:g}B). "
+                "Pass one of them.",
+                fields=["params_billion", "model"],
+            )
+        return ResolvedModel(
+            entry.tag, entry.tag, entry.architecture(), quant_from_tag, notes, [entry.source], entry
+        )
+    if params_billion is not None:
+        arch, like = generic_architecture(params_billion)
+        notes.append(
+            f"Only params_billion given: layers/heads borrowed from the nearest catalog model ({like}) for "
+            "KV-cache maths; pass architecture for exact numbers."
+        )
+        return ResolvedModel(None, f"{params_billion:g}B dense model", arch, None, notes, [])
+    raise ToolError(
+        'model: give a model as an Ollama tag (model="llama3.3:70b") or its size (params_billion=70).',
+        fields=["model", "params_billion"],
+    )
+
+
+def resolve_model_and_quant(
+    model: str | None,
+    params_billion: float | None,
+    architecture: ModelArchitecture | None,
+    quant: str | None,
+    context_tokens: int,
+) -> tuple[ResolvedModel, QuantSpec, list[str], list[str]]:
+    """The model, its quantisation and the context, resolved the same way for the speed and fit tools.
+
+    Quant precedence: what the caller passed, then the tag's own suffix, then the catalog default. A context
+    beyond the trained one is refused rather than silently capped, since Ollama caps num_ctx there.
+    Returns (model, quant, assumptions, sources).
+    """
+    resolved = resolve_model(model, params_billion, architecture)
+    assumptions = list(resolved.assumptions)
+    sources = list(resolved.sources)
+    entry = resolved.catalog_entry
+    q, qnotes = resolve_quant(quant or resolved.quant_from_tag or (entry.default_quant if entry else None))
+    assumptions += qnotes
+    if entry is not None and not quant_allowed(entry, q.quant):
+        raise ToolError(
+            f"quant: {entry.tag} is not available as {q.quant}: its published weights keep the experts in "
+            f"{entry.moe.layout.get('expert') if entry.moe else entry.default_quant}, which do not "
+            "requantise. "
+            f"Available: {', '.join(entry.allowed_quants or ())}.",
+            fields=["quant"],
+        )
+    sources.append(f"quant {q.quant}: {q.source}")
+    if context_tokens > resolved.arch.native_context:
+        raise ToolError(
+            f"context_tokens: {context_tokens} exceeds the model's trained context of "
+            f"{resolved.arch.native_context} tokens; Ollama caps num_ctx there.",
+            fields=["context_tokens"],
+        )
+    return resolved, q, assumptions, sources
