@@ -140,7 +140,7 @@ def _evaluate(
     if image_gb > 0 and image_gb * GB >= budget:
         verdict = "does_not_fit"
     elif model_args is None:
-        verdict = "fits" if image_gb * GB <= 0.9 * budget else "tight"
+        verdict = "fits" if image_gb * GB <= float(rules()["image_only_tight_above"]) * budget else "tight"
     else:
         limit = (budget - image_gb * GB) / GB if image_gb > 0 else None
         fit = check_memory_fit(
@@ -161,7 +161,7 @@ def _evaluate(
                     chip=c.chip,
                     gpu_cores=c.gpu_cores,
                     memory_gb=c.memory_gb,
-                    context_tokens=min(ctx, 4096),
+                    context_tokens=min(ctx, int(rules()["speed_context_tokens"])),
                     runtime=runtime,  # type: ignore[arg-type]
                     **model_args,
                 )
@@ -231,7 +231,12 @@ def _clusters(
                 continue
             speed = estimate_speed(
                 EstimateSpeedInput.model_validate(
-                    {**args, **model_args, "context_tokens": min(ctx, 4096), "cluster": spec}
+                    {
+                        **args,
+                        **model_args,
+                        "context_tokens": min(ctx, int(rules()["speed_context_tokens"])),
+                        "cluster": spec,
+                    }
                 )
             )
             out.append(_ClusterEval(c, k, fit.verdict, speed.expected_tokens_per_second))
@@ -239,16 +244,18 @@ def _clusters(
     return out
 
 
-def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
-    r = rules()
-    assumptions: list[str] = []
-    reasons: list[str] = []
-    trade: list[str] = []
-    sources = list(SOURCES)
-    avoid = [str(a["text"]) for a in load_yaml("machines.yaml")["avoid"]]
-    q = p.quant
-    wl = p.workload
+@dataclass
+class _Target:
+    """What to size for: the model arguments for the fit/speed tools (None: image only), size and label."""
+
     model_args: dict[str, Any] | None
+    params_b: float
+    label: str
+
+
+def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
+    r = rules()
+    q = p.quant
     if p.target_model is not None:
         try:
             entry, q_tag, notes = resolve_model_tag(p.target_model, field_name="target_model")
@@ -260,37 +267,35 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
             except ToolError as e:
                 raise ToolError(str(e).replace("model:", "target_model:", 1), fields=["target_model"]) from e
             assumptions += resolved.assumptions
-            model_args = {"model": p.target_model, "quant": q or resolved.quant_from_tag}
-            target_b = resolved.arch.params_billion
-            target_label = resolved.label
-        else:
-            assumptions += notes
-            model_args = {"model": entry.tag, "quant": q or q_tag}
-            target_b = entry.params_b
-            target_label = entry.tag
-    elif p.target_params_billion is not None:
-        model_args = {"params_billion": p.target_params_billion, "quant": q}
-        target_b = p.target_params_billion
-        target_label = f"a {target_b:g}B model"
-    else:
-        model_args = {"model": r["reference_model"], "quant": q}
-        target_b = float(r["reference_params_b"])
-        target_label = str(r["reference_model"])
-        reference, _, _ = resolve_model_tag(target_label)
-        if wl != "image" and p.context_tokens > reference.native_ctx:
-            raise ToolError(
-                f"context_tokens: {p.context_tokens} is more than the {reference.native_ctx}-token trained "
-                f"context of {target_label}, the model sized for when no target is given. Name the model you "
-                'want to run in target_model (e.g. "llama3.3:70b", trained on 131072) or give '
-                "target_params_billion, or lower context_tokens.",
-                fields=["context_tokens"],
-            )
-        if wl != "image":
-            assumptions.append(
-                f"No target model given: speeds shown for {target_label} (a typical 'serious' local model)."
-            )
-    if q is None and wl != "image":
-        assumptions.append("Quantisation: Q4_K_M (Ollama's default), as in the article's tests.")
+            args = {"model": p.target_model, "quant": q or resolved.quant_from_tag}
+            return _Target(args, resolved.arch.params_billion, resolved.label)
+        assumptions += notes
+        return _Target({"model": entry.tag, "quant": q or q_tag}, entry.params_b, entry.tag)
+    if p.target_params_billion is not None:
+        b = p.target_params_billion
+        return _Target({"params_billion": b, "quant": q}, b, f"a {b:g}B model")
+    label = str(r["reference_model"])
+    reference, _, _ = resolve_model_tag(label)
+    if p.workload != "image" and p.context_tokens > reference.native_ctx:
+        raise ToolError(
+            f"context_tokens: {p.context_tokens} is more than the {reference.native_ctx}-token trained "
+            f"context of {label}, the model sized for when no target is given. Name the model you "
+            'want to run in target_model (e.g. "llama3.3:70b", trained on 131072) or give '
+            "target_params_billion, or lower context_tokens.",
+            fields=["context_tokens"],
+        )
+    if p.workload != "image":
+        assumptions.append(
+            f"No target model given: speeds shown for {label} (a typical 'serious' local model)."
+        )
+    return _Target({"model": label, "quant": q}, float(r["reference_params_b"]), label)
+
+
+def _image_need(
+    p: RecommendMachineInput, target: _Target, assumptions: list[str], sources: list[str]
+) -> float:
+    """GB the image model takes on the GPU (0 when none is loaded); image-only drops the LLM target."""
+    wl = p.workload
     image_gb = 0.0
     if wl in ("image", "both"):
         image_gb, image_label, image_src = image_model_need(p.image_model)
@@ -304,175 +309,259 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     if wl == "image":
         if p.target_model is not None or p.target_params_billion is not None:
             assumptions.append(
-                f"Workload image: the LLM target ({target_label}) is not weighed; use workload both to size "
+                f"Workload image: the LLM target ({target.label}) is not weighed; use workload both to size "
                 "for the image model and the LLM together."
             )
-        model_args = None
-    ctx = p.context_tokens
+        target.model_args = None
+    return image_gb
+
+
+@dataclass
+class _Pool:
+    """The candidates, their evaluations, and the subsets the pick is made from."""
+
+    ev: dict[str, MachineOption]
+    allowed: list[Candidate]
+    fitting: list[Candidate]
+    pool: list[Candidate]
+    budget: float | None
+
+    def in_budget_price(self, price: float) -> bool:
+        return self.budget is None or price <= self.budget * float(rules()["budget_tolerance"])
+
+    def in_budget(self, c: Candidate) -> bool:
+        return self.in_budget_price(c.price_usd)
+
+
+def _pool(p: RecommendMachineInput, target: _Target, image_gb: float, assumptions: list[str]) -> _Pool:
     cands = list(candidates())
     if p.portable is True:
         cands = [c for c in cands if c.portable]
         assumptions.append("Portable required: only laptops considered.")
     elif p.portable is False:
         cands = [c for c in cands if not c.portable]
-
-    ev = {c.id: _evaluate(c, model_args, ctx, p.runtime, image_gb) for c in cands}
-    allowed = [c for c in cands if avoid_reason(c, wl) is None]
+    ev = {c.id: _evaluate(c, target.model_args, p.context_tokens, p.runtime, image_gb) for c in cands}
+    allowed = [c for c in cands if avoid_reason(c, p.workload) is None]
     fitting = [c for c in allowed if ev[c.id].fit_verdict in ("fits", "tight")]
     comfortable = [c for c in fitting if ev[c.id].fit_verdict == "fits"]
-    budget = p.budget_usd
+    out = _Pool(ev, allowed, fitting, [], p.budget_usd)
+    out.pool = [c for c in (comfortable or fitting) if out.in_budget(c)] or [
+        c for c in fitting if out.in_budget(c)
+    ]
+    return out
 
-    def in_budget_price(price: float) -> bool:
-        return budget is None or price <= budget * 1.001
 
-    def in_budget(c: Candidate) -> bool:
-        return in_budget_price(c.price_usd)
+def _no_pick_reasons(p: RecommendMachineInput, pl: _Pool, what: str) -> list[str]:
+    r, budget, ctx = rules(), pl.budget, p.context_tokens
+    reasons: list[str] = []
+    if budget is not None and budget < float(r["wait_below_usd"]):
+        reasons.append(str(r["reasons"]["wait"]).replace("{budget}", f"{budget:,.0f}"))
+    if not pl.fitting:
+        reasons.append(
+            f"No single machine in our list runs {what} at {ctx} tokens of context on the GPU; "
+            "consider a smaller quantisation or model (see check_memory_fit), or a cluster of Macs."
+        )
+    elif budget is not None:
+        cheapest = min(pl.fitting, key=lambda c: c.price_usd)
+        reasons.append(
+            f"Nothing within ${budget:,.0f} that the avoid-list allows runs {what} at {ctx} tokens on "
+            f"the GPU; the cheapest that does is the {cheapest.label} (~${cheapest.price_usd:,.0f})."
+        )
+    return reasons
 
-    pool = [c for c in (comfortable or fitting) if in_budget(c)] or [c for c in fitting if in_budget(c)]
 
-    pick: Candidate | None = None
-    what = "both models" if wl == "both" else ("the image model" if wl == "image" else target_label)
-    if not pool:
-        if budget is not None and budget < float(r["wait_below_usd"]):
-            reasons.append(str(r["reasons"]["wait"]).replace("{budget}", f"{budget:,.0f}"))
-        if not fitting:
-            reasons.append(
-                f"No single machine in our list runs {what} at {ctx} tokens of context on the GPU; "
-                "consider a smaller quantisation or model (see check_memory_fit), or a cluster of Macs."
-            )
-        elif budget is not None:
-            cheapest = min(fitting, key=lambda c: c.price_usd)
-            reasons.append(
-                f"Nothing within ${budget:,.0f} that the avoid-list allows runs {what} at {ctx} tokens on "
-                f"the GPU; the cheapest that does is the {cheapest.label} (~${cheapest.price_usd:,.0f})."
-            )
-    elif wl == "image":
-        if budget is None:
-            studios = [c for c in pool if c.form == "Mac Studio" and c.gpu_cores >= 40 and c.price_usd < 6000]
+def _pick(p: RecommendMachineInput, pl: _Pool, target: _Target, reasons: list[str]) -> Candidate:
+    """The machine to recommend from a non-empty pool, by workload (rules in recommend_rules.yaml)."""
+    r, pool, ev = rules(), pl.pool, pl.ev
+    if p.workload == "image":
+        if pl.budget is None:
+            ip = r["image_pick"]
+            studios = [
+                c
+                for c in pool
+                if c.form == ip["form"]
+                and c.gpu_cores >= ip["min_gpu_cores"]
+                and c.price_usd < ip["max_price_usd"]
+            ]
             pick = min(studios or pool, key=lambda c: (c.price_usd, -c.gpu_cores))
         else:
-            pick = max(pool, key=lambda c: (c.gpu_cores, c.form == "Mac Studio", -c.price_usd))
+            pick = max(pool, key=lambda c: (c.gpu_cores, c.form == r["image_pick"]["form"], -c.price_usd))
         reasons += list(r["reasons"]["image"])
-    elif wl == "research":
-        laptops = [c for c in pool if c.portable and c.memory_gb >= 64] or pool
-        pick = min(laptops, key=lambda c: c.price_usd)
+        return pick
+    if p.workload == "research":
+        rp = r["research_pick"]
+        laptops = [c for c in pool if c.portable == rp["portable"] and c.memory_gb >= rp["min_memory_gb"]]
         reasons += list(r["reasons"]["research"])
+        return min(laptops or pool, key=lambda c: c.price_usd)
+    if pl.budget is None:
+        pick = min(pool, key=lambda c: (c.price_usd, -(ev[c.id].expected_tokens_per_second or 0)))
+        reasons.append("No budget given: the cheapest machine that runs the target comfortably.")
     else:
-        if budget is None:
-            pick = min(pool, key=lambda c: (c.price_usd, -(ev[c.id].expected_tokens_per_second or 0)))
-            reasons.append("No budget given: the cheapest machine that runs the target comfortably.")
-        else:
-            score = _score(pool, ev)
-            pick = max(pool, key=lambda c: (round(score[c.id], 6), -c.price_usd))
-            reasons.append(str(r["reasons"]["ranking"]))
-        reasons.append(str(r["reasons"]["bandwidth"]))
-        if wl == "both":
-            reasons.append(str(r["reasons"]["both"]))
-        if target_b >= float(r["big_model_b"]):
-            reasons.append(str(r["reasons"]["big"]))
-        elif pick.chip == "M4 Pro":
-            reasons.append(str(r["reasons"]["under_1500"]))
-        if pick.chip == "M3 Max":
-            reasons.append(str(r["reasons"]["m3max"]))
-    cluster_opt: ClusterOption | None = None
+        score = _score(pool, ev)
+        pick = max(pool, key=lambda c: (round(score[c.id], 6), -c.price_usd))
+        reasons.append(str(r["reasons"]["ranking"]))
+    reasons.append(str(r["reasons"]["bandwidth"]))
+    if p.workload == "both":
+        reasons.append(str(r["reasons"]["both"]))
+    if target.params_b >= float(r["big_model_b"]):
+        reasons.append(str(r["reasons"]["big"]))
+    elif pick.chip in r["small_model_chip_reasons"]:
+        reasons.append(str(r["reasons"][r["small_model_chip_reasons"][pick.chip]]))
+    if pick.chip in r["chip_reasons"]:
+        reasons.append(str(r["reasons"][r["chip_reasons"][pick.chip]]))
+    return pick
+
+
+def _cluster_option(
+    p: RecommendMachineInput, pl: _Pool, target: _Target, pick: Candidate | None, what: str
+) -> tuple[ClusterOption | None, list[str]]:
+    """A cluster of identical Macs when no single one in budget runs the target or it is big; with reasons."""
     from tools.cluster import data as cluster_data
 
     crules = cluster_data()["recommend"]
-    if model_args is not None and (pick is None or target_b >= float(crules["consider_above_b"])):
-        found = _clusters(allowed, model_args, ctx, p.runtime)
-        if found:
-            best_any = min(found, key=lambda e: (e.price, -(e.tps or 0)))
-            affordable = [e for e in found if in_budget_price(e.price)]
-            single_tps = ev[pick.id].expected_tokens_per_second if pick is not None else None
-            best = max(affordable, key=lambda e: (e.tps or 0, -e.price)) if affordable else None
-            if best is not None and (
-                single_tps is None or (best.tps or 0) > float(crules["beat_factor"]) * single_tps
-            ):
-                # llama.cpp RPC can only split by layers (tools.cluster.plan picks pipeline for it).
-                split = "pipeline" if p.runtime == "llama.cpp" else "tensor"
-                engine = "llama.cpp RPC, pipeline" if split == "pipeline" else "exo / MLX distributed, tensor"
-                cluster_opt = ClusterOption(
-                    machine=best.c.label,
-                    count=best.count,
-                    link="thunderbolt5",
-                    split=split,
-                    total_price_usd=best.price,
-                    total_memory_gb=best.count * best.c.memory_gb,
-                    fit_verdict=best.verdict,
-                    expected_tokens_per_second=best.tps,
-                    why=(
-                        f"{best.count} x {best.c.label} over Thunderbolt 5 ({engine} parallel): holds {what} "
-                        + ("where no single Mac in budget does." if pick is None else "and decodes faster.")
-                    ),
-                )
-                reasons.append(
-                    f"A cluster beats one machine here: {cluster_opt.why} ~{best.tps:g} tok/s for "
-                    f"~${best.price:,.0f} (see cluster_option)."
-                )
-            else:
-                reasons.append(
-                    f"Clusters also run {what}: e.g. {best_any.count} x {best_any.c.label} over "
-                    f"Thunderbolt 5 (~${best_any.price:,.0f} in all, ~{best_any.tps:g} tok/s); public runs: "
-                    "4 M3 Ultras ran DeepSeek V3.1 671B 8-bit at 32.5 tok/s and Kimi K2 (1T) at 28.3 tok/s "
-                    "(exo, Thunderbolt 5)."
-                )
-            sources.append("tools/data/clusters.yaml (public Mac-cluster measurements)")
-    if pick is not None and pick.chip == "M3 Max":
-        trade.append(str(r["trade_offs"]["m3max_studio"]))
+    if target.model_args is None or (
+        pick is not None and target.params_b < float(crules["consider_above_b"])
+    ):
+        return None, []
+    found = _clusters(pl.allowed, target.model_args, p.context_tokens, p.runtime)
+    if not found:
+        return None, []
+    affordable = [e for e in found if pl.in_budget_price(e.price)]
+    single_tps = pl.ev[pick.id].expected_tokens_per_second if pick is not None else None
+    best = max(affordable, key=lambda e: (e.tps or 0, -e.price)) if affordable else None
+    if best is None or (
+        single_tps is not None and (best.tps or 0) <= float(crules["beat_factor"]) * single_tps
+    ):
+        e = min(found, key=lambda e: (e.price, -(e.tps or 0)))
+        return None, [
+            f"Clusters also run {what}: e.g. {e.count} x {e.c.label} over Thunderbolt 5 (~${e.price:,.0f} in "
+            f"all, ~{e.tps:g} tok/s); {rules()['cluster_public_runs']}"
+        ]
+    # llama.cpp RPC can only split by layers (tools.cluster.plan picks pipeline for it).
+    split = "pipeline" if p.runtime == "llama.cpp" else "tensor"
+    engine = "llama.cpp RPC, pipeline" if split == "pipeline" else "exo / MLX distributed, tensor"
+    opt = ClusterOption(
+        machine=best.c.label,
+        count=best.count,
+        link="thunderbolt5",
+        split=split,
+        total_price_usd=best.price,
+        total_memory_gb=best.count * best.c.memory_gb,
+        fit_verdict=best.verdict,
+        expected_tokens_per_second=best.tps,
+        why=(
+            f"{best.count} x {best.c.label} over Thunderbolt 5 ({engine} parallel): holds {what} "
+            + ("where no single Mac in budget does." if pick is None else "and decodes faster.")
+        ),
+    )
+    why = (
+        f"A cluster beats one machine here: {opt.why} ~{best.tps:g} tok/s for ~${best.price:,.0f} "
+        "(see cluster_option)."
+    )
+    return opt, [why]
+
+
+def _alternatives(pl: _Pool, pick: Candidate | None) -> list[MachineOption]:
+    """Up to max_alternatives other machines; one over budget is shown for comparison, and says so."""
+    ev, budget = pl.ev, pl.budget
+    alts = [
+        ev[c.id]
+        if pl.in_budget(c) or budget is None
+        else ev[c.id].model_copy(
+            update={"why": f"Over the ${budget:,.0f} budget (~${c.price_usd:,.0f}). {ev[c.id].why}"}
+        )
+        for c in sorted(pl.fitting or pl.allowed, key=lambda c: (not pl.in_budget(c), c.price_usd))
+        if pick is None or c.id != pick.id
+    ]
+    return alts[: int(rules()["max_alternatives"])]
+
+
+def _trade_offs(pick: Candidate | None) -> list[str]:
+    r = rules()
+    trade: list[str] = []
+    if pick is not None and pick.chip in r["chip_trade_offs"]:
+        trade.append(str(r["trade_offs"][r["chip_trade_offs"][pick.chip]]))
     if pick is not None and pick.status == "discontinued":
         trade.append(
             f"The {pick.label} is discontinued: buy refurbished or used; the price shown is "
             f"{_BASIS.get(pick.price_basis, pick.price_basis)} ({pick.price_as_of})."
         )
-    trade += list(r["trade_offs"]["always"])
-    rec = ev[pick.id] if pick is not None else None
-    alt_pool = fitting or allowed
-    alts = [
-        ev[c.id]
-        if in_budget(c) or budget is None
-        # Shown for comparison (what a little more buys), but never passed off as within the budget.
-        else ev[c.id].model_copy(
-            update={"why": f"Over the ${budget:,.0f} budget (~${c.price_usd:,.0f}). {ev[c.id].why}"}
-        )
-        for c in sorted(alt_pool, key=lambda c: (not in_budget(c), c.price_usd))
-        if pick is None or c.id != pick.id
-    ][:4]
-    if rec is not None and rec.expected_tokens_per_second is not None and rec.expected_range is not None:
-        reasons.append(
-            f"Expected for {target_label} on it: ~{rec.expected_tokens_per_second:g} tok/s "
-            f"(range {rec.expected_range[0]:g}-{rec.expected_range[1]:g}) at up to 4k context; "
-            f"memory fit at {ctx} tokens: {rec.fit_verdict}."
-        )
-    assumptions.append(
-        f"Prices: US prices with their source and date (line-up as of "
-        f"{load_yaml('machines.yaml')['as_of']}); "
-        "discontinued machines at their last list or the article's refurbished price. Not priced in any "
-        "source, so not considered: " + "; ".join(load_yaml("machines.yaml")["unpriced"]) + "."
-    )
-    if not reasons:
-        raise ToolError("recommend_machine: could not form a recommendation for these inputs.")
+    return trade + list(r["trade_offs"]["always"])
+
+
+def _summary(
+    p: RecommendMachineInput,
+    rec: MachineOption | None,
+    pick: Candidate | None,
+    cluster_opt: ClusterOption | None,
+    target: _Target,
+    first_reason: str,
+) -> str:
     if rec is not None and pick is not None:
         speed = (
-            f"; ~{rec.expected_tokens_per_second:g} tok/s on {target_label}"
-            if rec.expected_tokens_per_second is not None and wl != "image"
+            f"; ~{rec.expected_tokens_per_second:g} tok/s on {target.label}"
+            if rec.expected_tokens_per_second is not None and p.workload != "image"
             else ""
         )
-        summary = f"{rec.machine} (~${pick.price_usd:,.0f}){speed}. {pick.why}"
-    else:
-        summary = "No purchase recommended: " + reasons[0]
-    if rec is None and cluster_opt is not None:
-        summary = (
+        return f"{rec.machine} (~${pick.price_usd:,.0f}){speed}. {pick.why}"
+    if cluster_opt is not None:
+        what = _what(p, target)
+        return (
             f"No single Mac in budget runs {what}; {cluster_opt.count} x {cluster_opt.machine} "
-            f"(~${cluster_opt.total_price_usd:,.0f}) do together (see cluster_option). " + reasons[0]
+            f"(~${cluster_opt.total_price_usd:,.0f}) do together (see cluster_option). " + first_reason
         )
+    return "No purchase recommended: " + first_reason
+
+
+def _what(p: RecommendMachineInput, target: _Target) -> str:
+    return {"both": "both models", "image": "the image model"}.get(p.workload, target.label)
+
+
+def _prices_note() -> str:
+    machines = load_yaml("machines.yaml")
+    return (
+        f"Prices: US prices with their source and date (line-up as of {machines['as_of']}); "
+        "discontinued machines at their last list or the article's refurbished price. Not priced in any "
+        "source, so not considered: " + "; ".join(machines["unpriced"]) + "."
+    )
+
+
+def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
+    assumptions: list[str] = []
+    reasons: list[str] = []
+    sources = list(SOURCES)
+    target = _target(p, assumptions)
+    if p.quant is None and p.workload != "image":
+        assumptions.append("Quantisation: Q4_K_M (Ollama's default), as in the article's tests.")
+    image_gb = _image_need(p, target, assumptions, sources)
+    pl = _pool(p, target, image_gb, assumptions)
+    what = _what(p, target)
+    pick = _pick(p, pl, target, reasons) if pl.pool else None
+    if pick is None:
+        reasons += _no_pick_reasons(p, pl, what)
+    cluster_opt, cluster_reasons = _cluster_option(p, pl, target, pick, what)
+    reasons += cluster_reasons
+    if cluster_reasons:
+        sources.append("tools/data/clusters.yaml (public Mac-cluster measurements)")
+    rec = pl.ev[pick.id] if pick is not None else None
+    if rec is not None and rec.expected_tokens_per_second is not None and rec.expected_range is not None:
+        k = int(rules()["speed_context_tokens"]) // 1024
+        reasons.append(
+            f"Expected for {target.label} on it: ~{rec.expected_tokens_per_second:g} tok/s "
+            f"(range {rec.expected_range[0]:g}-{rec.expected_range[1]:g}) at up to {k}k context; "
+            f"memory fit at {p.context_tokens} tokens: {rec.fit_verdict}."
+        )
+    assumptions.append(_prices_note())
+    if not reasons:
+        raise ToolError("recommend_machine: could not form a recommendation for these inputs.")
     return RecommendMachineOutput(
         recommendation=rec,
-        summary=summary,
-        alternatives=alts,
+        summary=_summary(p, rec, pick, cluster_opt, target, reasons[0]),
+        alternatives=_alternatives(pl, pick),
         cluster_option=cluster_opt,
-        avoid=avoid,
+        avoid=[str(a["text"]) for a in load_yaml("machines.yaml")["avoid"]],
         reasons=reasons,
-        trade_offs=trade,
+        trade_offs=_trade_offs(pick),
         assumptions=assumptions,
         sources=sources,
     )
