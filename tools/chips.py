@@ -113,31 +113,46 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
     raw = _clean(text)
     low = raw.lower().replace("apple", " ").replace("_", " ")
     low = re.sub(r"\b(m[1-9])(pro|max|ultra)\b", r"\1 \2", low)
-    names = chip_names()
     prods = [_PRODUCT_NAMES[re.sub(r"\s", "", m.group(0))] for m in _PRODUCT_RE.finditer(low)]
+    product = prods[0] if prods else None
     # "MacBook Pro" contains the word "pro": blank product names out before looking for the chip's tier.
     chip_text = _PRODUCT_RE.sub(" ", low)
     found = list(_CHIP_RE.finditer(chip_text))
+    name = _one_chip(raw, found, product, field_name)
+    notes: list[str] = []
+    if product is not None:
+        shipped = products().get(product, {}).get("chips", [])
+        if name not in shipped:
+            notes.append(
+                f"Apple never sold a {product} with the {name} (it came with "
+                f"{', '.join(shipped) or 'none'}); the {name}'s own specs are used."
+            )
+    rest = chip_text
+    for m in reversed(found):
+        rest = _cut(rest, m)
+    _refuse_stray_tier(raw, name, rest, field_name)
+    mem_m = re.search(r"\b(\d{1,3})\s*gb\b", rest)
+    mem = int(mem_m.group(1)) if mem_m else None
+    if mem_m:
+        rest = _cut(rest, mem_m)
+    cpu, gpu, rest = _core_pair(raw, name, rest, notes, field_name)
+    cpu, gpu = _core_counts(raw, name, rest, cpu, gpu, notes)
+    return ParsedChip(name, gpu, cpu, product, notes, mem)
+
+
+def _cut(text: str, m: re.Match[str]) -> str:
+    return text[: m.start()] + " " + text[m.end() :]
+
+
+def _one_chip(raw: str, found: list[re.Match[str]], product: str | None, field_name: str) -> str:
+    """The one chip a name says, or ToolError: none (product named or not), several, or not a known chip."""
+    names = chip_names()
     chips = list(
         dict.fromkeys(f"M{m.group(1)}" + (f" {m.group(2).capitalize()}" if m.group(2) else "") for m in found)
     )
-    product = prods[0] if prods else None
     if not chips:
         if product is not None:
-            shipped = [c for c in products().get(product, {}).get("chips", []) if c in names]
-            if not shipped:
-                why = products().get(product, {}).get("source", "not an M-series Mac")
-                raise ToolError(
-                    f"{field_name}: {raw!r} names a {product}, which has no Apple M-series chip ({why}); "
-                    f"these tools cover M-series Macs only: {', '.join(names)}.",
-                    fields=[field_name],
-                )
-            raise ToolError(
-                f"{field_name}: {raw!r} names a {product} but not its chip; the {product} came with "
-                f'{", ".join(shipped) or "no Apple M-series chip"}. Say which (e.g. "{product} '
-                f'{shipped[-1] if shipped else "M4"}").',
-                fields=[field_name],
-            )
+            _refuse_product_without_chip(raw, product, field_name)
         close = closest(raw, names)
         hint = f" Closest: {', '.join(close)}." if close else ""
         raise ToolError(
@@ -156,21 +171,33 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
             f"Closest: {', '.join(close) or 'none'}. Accepted: {', '.join(names)}.",
             fields=[field_name],
         )
-    notes: list[str] = []
-    if product is not None:
-        shipped = products().get(product, {}).get("chips", [])
-        if name not in shipped:
-            notes.append(
-                f"Apple never sold a {product} with the {name} (it came with "
-                f"{', '.join(shipped) or 'none'}); the {name}'s own specs are used."
-            )
-    rest = chip_text
-    for m in reversed(found):
-        rest = rest[: m.start()] + " " + rest[m.end() :]
+    return name
+
+
+def _refuse_product_without_chip(raw: str, product: str, field_name: str) -> None:
+    names = chip_names()
+    shipped = [c for c in products().get(product, {}).get("chips", []) if c in names]
+    if not shipped:
+        why = products().get(product, {}).get("source", "not an M-series Mac")
+        raise ToolError(
+            f"{field_name}: {raw!r} names a {product}, which has no Apple M-series chip ({why}); "
+            f"these tools cover M-series Macs only: {', '.join(names)}.",
+            fields=[field_name],
+        )
+    raise ToolError(
+        f"{field_name}: {raw!r} names a {product} but not its chip; the {product} came with "
+        f'{", ".join(shipped) or "no Apple M-series chip"}. Say which (e.g. "{product} '
+        f'{shipped[-1] if shipped else "M4"}").',
+        fields=[field_name],
+    )
+
+
+def _refuse_stray_tier(raw: str, name: str, rest: str, field_name: str) -> None:
     # A tier word the chip pattern did not take ("M4 Prox", "Max M4", "M4 (Pro)", "M4 Pro Max") would
     # otherwise be dropped and the name read as another tier (4-8x less bandwidth for a base chip): refuse.
     stray = re.search(r"[a-z]*(pro|max|ultra)[a-z]*", rest)
     if stray:
+        names = chip_names()
         gen = name.split()[0]
         tiers = [gen] + [f"{gen} {t}" for t in ("Pro", "Max", "Ultra") if f"{gen} {t}" in names]
         raise ToolError(
@@ -178,33 +205,36 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
             f"the name and was not understood. Say which chip, e.g. {', '.join(tiers)}.",
             fields=[field_name],
         )
-    mem_m = re.search(r"\b(\d{1,3})\s*gb\b", rest)
-    mem = int(mem_m.group(1)) if mem_m else None
-    if mem_m:
-        rest = rest[: mem_m.start()] + " " + rest[mem_m.end() :]
-    gpu: int | None = None
-    cpu: int | None = None
-    unlabelled: list[int] = []
-    # Apple's shorthand "M3 Max 14/30" = 14-core CPU / 30-core GPU (only when both counts are this chip's).
+
+
+def _core_pair(
+    raw: str, name: str, rest: str, notes: list[str], field_name: str
+) -> tuple[int | None, int | None, str]:
+    """Apple's shorthand "M3 Max 14/30" = 14-core CPU / 30-core GPU (when both counts are this chip's)."""
     pair = re.search(r"(?<![\d/])(\d{1,2})\s*/\s*(\d{1,3})(?![\d/])(?!\s*-?\s*(?:core|cores|c)\b)", rest)
-    if pair:
-        bins = [b for b in chip_bins() if b.chip == name]
-        c_n, g_n = int(pair.group(1)), int(pair.group(2))
-        if any(c == c_n and g_n in gs for b in bins for c, gs in b.cpu_cores):
-            cpu, gpu = c_n, g_n
-            notes.append(f"Read '{pair.group(0).strip()}' in {raw!r} as a {c_n}-core CPU / {g_n}-core GPU.")
-            rest = rest[: pair.start()] + " " + rest[pair.end() :]
-        elif any(c == c_n for b in bins for c, _ in b.cpu_cores) and any(g_n in b.gpu_cores for b in bins):
-            combos = "; ".join(
-                f"{c}-core CPU: {' or '.join(str(g) for g in gs)}-core GPU"
-                for b in bins
-                for c, gs in b.cpu_cores
-            )
-            raise ToolError(
-                f"{field_name}: {raw!r}: the {name} never had a {c_n}-core CPU with a {g_n}-core GPU "
-                f"({combos}).",
-                fields=[field_name],
-            )
+    if not pair:
+        return None, None, rest
+    bins = [b for b in chip_bins() if b.chip == name]
+    c_n, g_n = int(pair.group(1)), int(pair.group(2))
+    if any(c == c_n and g_n in gs for b in bins for c, gs in b.cpu_cores):
+        notes.append(f"Read '{pair.group(0).strip()}' in {raw!r} as a {c_n}-core CPU / {g_n}-core GPU.")
+        return c_n, g_n, _cut(rest, pair)
+    if any(c == c_n for b in bins for c, _ in b.cpu_cores) and any(g_n in b.gpu_cores for b in bins):
+        combos = "; ".join(
+            f"{c}-core CPU: {' or '.join(str(g) for g in gs)}-core GPU" for b in bins for c, gs in b.cpu_cores
+        )
+        raise ToolError(
+            f"{field_name}: {raw!r}: the {name} never had a {c_n}-core CPU with a {g_n}-core GPU ({combos}).",
+            fields=[field_name],
+        )
+    return None, None, rest
+
+
+def _core_counts(
+    raw: str, name: str, rest: str, cpu: int | None, gpu: int | None, notes: list[str]
+) -> tuple[int | None, int | None]:
+    """Labelled counts ('20-core GPU', 'cpu 14'); an unlabelled one is the GPU unless only CPUs have it."""
+    unlabelled: list[int] = []
     for m in _CORES_RE.finditer(rest):
         n = int(m.group(1) or m.group(4))
         kind = m.group(2) or m.group(3)
@@ -220,13 +250,12 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
         cpu_ok = {c for b in bins for c, _ in b.cpu_cores}
         n = unlabelled[-1]
         if n not in gpu_ok and n in cpu_ok and cpu is None:
-            cpu = n
             notes.append(
                 f"Read '{n}-core' in {raw!r} as the CPU core count (the {name} has no {n}-core GPU)."
             )
-        else:
-            gpu = n
-    return ParsedChip(name, gpu, cpu, product, notes, mem)
+            return n, gpu
+        gpu = n
+    return cpu, gpu
 
 
 def parse_chip(text: str) -> tuple[str, int | None]:
@@ -257,6 +286,19 @@ class MachineSpec:
         return self.bin.tier if self.bin else None
 
 
+@dataclass(frozen=True)
+class _Fields:
+    """Field names in messages: "chip" or, for the second machine in a comparison, "b_chip"."""
+
+    chip: str
+    cores: str
+    mem: str
+
+    @classmethod
+    def of(cls, prefix: str) -> _Fields:
+        return cls(prefix + "chip", prefix + "gpu_cores", prefix + "memory_gb")
+
+
 def resolve_machine(
     chip: str | None,
     gpu_cores: int | None,
@@ -267,48 +309,15 @@ def resolve_machine(
     field_prefix: str = "",
 ) -> MachineSpec:
     """Pick the chip bin. gpu_cores beats memory_gb beats "the top bin, stated in assumptions"."""
-    f_chip, f_cores, f_mem = (field_prefix + x for x in ("chip", "gpu_cores", "memory_gb"))
+    f = _Fields.of(field_prefix)
     if chip is None:
-        if bandwidth_gbps is not None and not need_memory:
-            return MachineSpec(
-                chip=None,
-                bin=None,
-                gpu_cores=gpu_cores,
-                memory_gb=memory_gb,
-                bandwidth_gbps=float(bandwidth_gbps),
-                assumptions=[
-                    f"Raw bandwidth {bandwidth_gbps:g} GB/s given; no chip tier, so tier effects use "
-                    "the average of the calibration data."
-                ],
-            )
-        from tools.this_mac import detect
-
-        mac = detect()
-        if mac is None or mac.chip is None:
-            raise ToolError(
-                f"{f_chip}: not given and this is not a Mac (or the chip could not be read), so there is no "
-                f'default machine. Pass {f_chip} (e.g. "M3 Max", "M4 Pro")'
-                + (" or bandwidth_gbps." if not need_memory else f" and {f_mem}."),
-                fields=[f_chip],
-            )
-        spec = resolve_machine(
-            mac.chip,
-            gpu_cores if gpu_cores is not None else mac.gpu_cores,
-            memory_gb if memory_gb is not None else mac.memory_gb,
-            bandwidth_gbps,
-            need_memory=need_memory,
-            field_prefix=field_prefix,
-        )
-        spec.assumptions.insert(0, f"Machine defaults read from this Mac: {mac.describe()}.")
-        spec.sources.append("this Mac: sysctl hw.memsize / machdep.cpu.brand_string, system_profiler")
-        return spec
-
-    parsed = parse_machine_text(chip, field_name=f_chip)
+        return _machine_without_chip(gpu_cores, memory_gb, bandwidth_gbps, need_memory, field_prefix)
+    parsed = parse_machine_text(chip, field_name=f.chip)
     name, cores_in_text = parsed.chip, parsed.gpu_cores
     if cores_in_text is not None and gpu_cores is not None and cores_in_text != gpu_cores:
         raise ToolError(
-            f"{f_cores}: {gpu_cores} contradicts the {cores_in_text}-core count in {f_chip}={chip!r}.",
-            fields=[f_cores, f_chip],
+            f"{f.cores}: {gpu_cores} contradicts the {cores_in_text}-core count in {f.chip}={chip!r}.",
+            fields=[f.cores, f.chip],
         )
     cores = gpu_cores if gpu_cores is not None else cores_in_text
     bins = [b for b in chip_bins() if b.chip == name]
@@ -316,100 +325,22 @@ def resolve_machine(
     if parsed.memory_gb is not None:
         if memory_gb is not None and abs(memory_gb - parsed.memory_gb) > 0.51:
             raise ToolError(
-                f"{f_mem}: {memory_gb:g} contradicts the {parsed.memory_gb} GB in {f_chip}={chip!r}.",
-                fields=[f_mem, f_chip],
+                f"{f.mem}: {memory_gb:g} contradicts the {parsed.memory_gb} GB in {f.chip}={chip!r}.",
+                fields=[f.mem, f.chip],
             )
         if memory_gb is None:
             memory_gb = float(parsed.memory_gb)
-            notes.append(f"Memory read from {f_chip}: {parsed.memory_gb} GB.")
+            notes.append(f"Memory read from {f.chip}: {parsed.memory_gb} GB.")
     if parsed.cpu_cores is not None:
-        cpu_map: dict[int, set[int]] = {}
-        for b in bins:
-            for c, gpus in b.cpu_cores:
-                cpu_map.setdefault(c, set()).update(gpus)
-        if cpu_map and parsed.cpu_cores not in cpu_map:
-            raise ToolError(
-                f"{f_chip}: the {name} never had a {parsed.cpu_cores}-core CPU; it came with "
-                f"{_fmt_list(sorted(cpu_map))} CPU cores.",
-                fields=[f_chip],
-            )
-        gpus_for_cpu = sorted(cpu_map.get(parsed.cpu_cores, set()))
-        if cores is not None and gpus_for_cpu and cores not in gpus_for_cpu:
-            raise ToolError(
-                f"{f_cores}: the {parsed.cpu_cores}-core-CPU {name} came with {_fmt_list(gpus_for_cpu)} GPU "
-                f"cores, not {cores}.",
-                fields=[f_cores, f_chip],
-            )
-        if cores is None and len(gpus_for_cpu) == 1:
-            cores = gpus_for_cpu[0]
-            notes.append(f"The {parsed.cpu_cores}-core-CPU {name} has a {cores}-core GPU.")
-    all_cores = sorted({c for b in bins for c in b.gpu_cores})
-    all_mem = sorted({m for b in bins for m in b.memory_gb})
-    if cores is not None:
-        cand = [b for b in bins if cores in b.gpu_cores]
-        if not cand:
-            raise ToolError(
-                f"{f_cores}: the {name} never had a {cores}-core GPU; it came with "
-                f"{' or '.join(str(c) for c in all_cores)} GPU cores.",
-                fields=[f_cores],
-            )
-        chosen = cand[0]
-        if memory_gb is not None and not _memory_ok(chosen, memory_gb):
-            raise ToolError(
-                f"{f_mem}: the {cores}-core {name} was sold with "
-                f"{_fmt_list(chosen.memory_gb)} GB, not {memory_gb:g} GB.",
-                fields=[f_mem, f_cores],
-            )
-    elif memory_gb is not None:
-        cand = [b for b in bins if _memory_ok(b, memory_gb)]
-        if not cand:
-            raise ToolError(
-                f"{f_mem}: the {name} was sold with {_fmt_list(all_mem)} GB, not {memory_gb:g} GB.",
-                fields=[f_mem],
-            )
-        chosen = max(cand, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
-        if len(bins) > 1 and len(cand) == 1:
-            notes.append(
-                f"{memory_gb:g} GB identifies the {_fmt_list(chosen.gpu_cores)}-core {name} bin "
-                f"({chosen.bandwidth_gbps:g} GB/s)."
-            )
-        elif len(cand) > 1 and len({b.bandwidth_gbps for b in cand}) > 1:
-            notes.append(
-                f"Assumed the faster {name} bin ({chosen.bandwidth_gbps:g} GB/s); pass gpu_cores to pick."
-            )
-        elif len(cand) > 1:
-            notes.append(
-                f"Assumed the {_fmt_list(chosen.gpu_cores)}-core {name} (every {memory_gb:g} GB {name} bin "
-                f"has {chosen.bandwidth_gbps:g} GB/s; GPU cores matter only for prefill); pass gpu_cores to "
-                "pick."
-            )
-    else:
-        chosen = max(bins, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
-        if len(bins) > 1:
-            others = ", ".join(
-                f"{_fmt_list(b.gpu_cores)}-core = {b.bandwidth_gbps:g} GB/s" for b in bins if b is not chosen
-            )
-            notes.append(
-                f"Assumed the {_fmt_list(chosen.gpu_cores)}-core {name} ({chosen.bandwidth_gbps:g} GB/s); "
-                f"other bin: {others}. Pass gpu_cores or memory_gb to pick."
-            )
+        cores = _cores_for_cpu(name, bins, parsed.cpu_cores, cores, notes, f)
+    chosen = _choose_bin(name, bins, cores, memory_gb, notes, f)
     if need_memory and memory_gb is None:
+        all_mem = sorted({m for b in bins for m in b.memory_gb})
         raise ToolError(
-            f"{f_mem}: needed for a fit check; the {name} was sold with {_fmt_list(all_mem)} GB.",
-            fields=[f_mem],
+            f"{f.mem}: needed for a fit check; the {name} was sold with {_fmt_list(all_mem)} GB.",
+            fields=[f.mem],
         )
-    if cores is None and len(chosen.gpu_cores) > 1:
-        notes.append(
-            f"GPU cores not given: this {name} bin came with {_fmt_list(chosen.gpu_cores)} GPU cores (same "
-            f"{chosen.bandwidth_gbps:g} GB/s, so decode is unaffected); core-dependent figures (prefill) "
-            f"assume {max(chosen.gpu_cores)}."
-        )
-    if chosen.note:
-        notes.append(f"Secondary or conflicting figure: {chosen.note}.")
-    elif chosen.verified == "K":
-        notes.append(
-            f"{name} specs are from secondary sources, not verified against Apple ({chosen.source})."
-        )
+    notes += _bin_notes(name, chosen, cores)
     bw = chosen.bandwidth_gbps
     if bandwidth_gbps is not None and abs(bandwidth_gbps - bw) > 0.5:
         notes.append(
@@ -425,6 +356,155 @@ def resolve_machine(
         assumptions=notes,
         sources=[f"chip {name}: {chosen.source}"],
     )
+
+
+def _machine_without_chip(
+    gpu_cores: int | None,
+    memory_gb: float | None,
+    bandwidth_gbps: float | None,
+    need_memory: bool,
+    field_prefix: str,
+) -> MachineSpec:
+    """No chip given: a raw bandwidth (speed only), else this Mac's own chip, else ToolError."""
+    f = _Fields.of(field_prefix)
+    if bandwidth_gbps is not None and not need_memory:
+        return MachineSpec(
+            chip=None,
+            bin=None,
+            gpu_cores=gpu_cores,
+            memory_gb=memory_gb,
+            bandwidth_gbps=float(bandwidth_gbps),
+            assumptions=[
+                f"Raw bandwidth {bandwidth_gbps:g} GB/s given; no chip tier, so tier effects use "
+                "the average of the calibration data."
+            ],
+        )
+    from tools.this_mac import detect
+
+    mac = detect()
+    if mac is None or mac.chip is None:
+        raise ToolError(
+            f"{f.chip}: not given and this is not a Mac (or the chip could not be read), so there is no "
+            f'default machine. Pass {f.chip} (e.g. "M3 Max", "M4 Pro")'
+            + (" or bandwidth_gbps." if not need_memory else f" and {f.mem}."),
+            fields=[f.chip],
+        )
+    spec = resolve_machine(
+        mac.chip,
+        gpu_cores if gpu_cores is not None else mac.gpu_cores,
+        memory_gb if memory_gb is not None else mac.memory_gb,
+        bandwidth_gbps,
+        need_memory=need_memory,
+        field_prefix=field_prefix,
+    )
+    spec.assumptions.insert(0, f"Machine defaults read from this Mac: {mac.describe()}.")
+    spec.sources.append("this Mac: sysctl hw.memsize / machdep.cpu.brand_string, system_profiler")
+    return spec
+
+
+def _cores_for_cpu(
+    name: str, bins: list[ChipBin], cpu_cores: int, cores: int | None, notes: list[str], f: _Fields
+) -> int | None:
+    """GPU cores implied or contradicted by a CPU core count in the name ('M4 Pro 12-core CPU')."""
+    cpu_map: dict[int, set[int]] = {}
+    for b in bins:
+        for c, gpus in b.cpu_cores:
+            cpu_map.setdefault(c, set()).update(gpus)
+    if cpu_map and cpu_cores not in cpu_map:
+        raise ToolError(
+            f"{f.chip}: the {name} never had a {cpu_cores}-core CPU; it came with "
+            f"{_fmt_list(sorted(cpu_map))} CPU cores.",
+            fields=[f.chip],
+        )
+    gpus_for_cpu = sorted(cpu_map.get(cpu_cores, set()))
+    if cores is not None and gpus_for_cpu and cores not in gpus_for_cpu:
+        raise ToolError(
+            f"{f.cores}: the {cpu_cores}-core-CPU {name} came with {_fmt_list(gpus_for_cpu)} GPU "
+            f"cores, not {cores}.",
+            fields=[f.cores, f.chip],
+        )
+    if cores is None and len(gpus_for_cpu) == 1:
+        cores = gpus_for_cpu[0]
+        notes.append(f"The {cpu_cores}-core-CPU {name} has a {cores}-core GPU.")
+    return cores
+
+
+def _choose_bin(
+    name: str, bins: list[ChipBin], cores: int | None, memory_gb: float | None, notes: list[str], f: _Fields
+) -> ChipBin:
+    """The bin with these GPU cores, else the (fastest) one sold with this memory, else the fastest."""
+    if cores is not None:
+        cand = [b for b in bins if cores in b.gpu_cores]
+        if not cand:
+            all_cores = sorted({c for b in bins for c in b.gpu_cores})
+            raise ToolError(
+                f"{f.cores}: the {name} never had a {cores}-core GPU; it came with "
+                f"{' or '.join(str(c) for c in all_cores)} GPU cores.",
+                fields=[f.cores],
+            )
+        if memory_gb is not None and not _memory_ok(cand[0], memory_gb):
+            raise ToolError(
+                f"{f.mem}: the {cores}-core {name} was sold with "
+                f"{_fmt_list(cand[0].memory_gb)} GB, not {memory_gb:g} GB.",
+                fields=[f.mem, f.cores],
+            )
+        return cand[0]
+    if memory_gb is not None:
+        return _bin_by_memory(name, bins, memory_gb, notes, f)
+    chosen = max(bins, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
+    if len(bins) > 1:
+        others = ", ".join(
+            f"{_fmt_list(b.gpu_cores)}-core = {b.bandwidth_gbps:g} GB/s" for b in bins if b is not chosen
+        )
+        notes.append(
+            f"Assumed the {_fmt_list(chosen.gpu_cores)}-core {name} ({chosen.bandwidth_gbps:g} GB/s); "
+            f"other bin: {others}. Pass gpu_cores or memory_gb to pick."
+        )
+    return chosen
+
+
+def _bin_by_memory(name: str, bins: list[ChipBin], memory_gb: float, notes: list[str], f: _Fields) -> ChipBin:
+    cand = [b for b in bins if _memory_ok(b, memory_gb)]
+    if not cand:
+        all_mem = sorted({m for b in bins for m in b.memory_gb})
+        raise ToolError(
+            f"{f.mem}: the {name} was sold with {_fmt_list(all_mem)} GB, not {memory_gb:g} GB.",
+            fields=[f.mem],
+        )
+    chosen = max(cand, key=lambda b: (b.bandwidth_gbps, max(b.gpu_cores)))
+    if len(bins) > 1 and len(cand) == 1:
+        notes.append(
+            f"{memory_gb:g} GB identifies the {_fmt_list(chosen.gpu_cores)}-core {name} bin "
+            f"({chosen.bandwidth_gbps:g} GB/s)."
+        )
+    elif len(cand) > 1 and len({b.bandwidth_gbps for b in cand}) > 1:
+        notes.append(
+            f"Assumed the faster {name} bin ({chosen.bandwidth_gbps:g} GB/s); pass gpu_cores to pick."
+        )
+    elif len(cand) > 1:
+        notes.append(
+            f"Assumed the {_fmt_list(chosen.gpu_cores)}-core {name} (every {memory_gb:g} GB {name} bin "
+            f"has {chosen.bandwidth_gbps:g} GB/s; GPU cores matter only for prefill); pass gpu_cores to "
+            "pick."
+        )
+    return chosen
+
+
+def _bin_notes(name: str, chosen: ChipBin, cores: int | None) -> list[str]:
+    notes: list[str] = []
+    if cores is None and len(chosen.gpu_cores) > 1:
+        notes.append(
+            f"GPU cores not given: this {name} bin came with {_fmt_list(chosen.gpu_cores)} GPU cores (same "
+            f"{chosen.bandwidth_gbps:g} GB/s, so decode is unaffected); core-dependent figures (prefill) "
+            f"assume {max(chosen.gpu_cores)}."
+        )
+    if chosen.note:
+        notes.append(f"Secondary or conflicting figure: {chosen.note}.")
+    elif chosen.verified == "K":
+        notes.append(
+            f"{name} specs are from secondary sources, not verified against Apple ({chosen.source})."
+        )
+    return notes
 
 
 def _memory_ok(b: ChipBin, memory_gb: float) -> bool:
