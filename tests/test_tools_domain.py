@@ -591,3 +591,16 @@ def test_unsloth_dynamic_quants_are_sized_as_the_nearest_k_quant(quant: str, siz
     assert any("Unsloth dynamic" in a and "a little larger" in a for a in out.assumptions)
     with pytest.raises(ToolError, match="unknown quantisation 'Q9_K_XL'"):
         resolve_quant("Q9_K_XL")
+
+
+def test_full_tag_adds_latest_only_where_ollama_would() -> None:
+    from tools.models import full_tag
+
+    assert full_tag("nomic-embed-text") == "nomic-embed-text:latest"
+    assert full_tag(" qwen3:8b ") == "qwen3:8b"
+    assert (
+        full_tag("hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF")
+        == "hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:latest"
+    )
+    assert full_tag("hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M").endswith(":Q4_K_M")
+    assert full_tag("localhost:5000/ns/model") == "localhost:5000/ns/model:latest"

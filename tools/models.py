@@ -183,23 +183,37 @@ def hf_repo_and_quant(text: str) -> tuple[str, str | None] | None:
     return repo, quant
 
 
+def _resolve_hf_repo(
+    raw: str, repo: str, hf_quant: str | None, field_name: str
+) -> tuple[CatalogModel, str | None, list[str]]:
+    key = _norm_key(repo)
+    for k in (key, key.removeprefix("meta")):
+        if k in _keyed():
+            entry = catalog()[_keyed()[k]]
+            note = f"{field_name} {raw!r}: Hugging Face repo {repo} read as {entry.tag}."
+            return entry, hf_quant, [note]
+    raise ToolError(
+        f"{field_name}: unknown model {raw!r} (Hugging Face repo {repo!r} is not in our catalog). Pass "
+        "params_billion (and architecture for KV-cache maths), or a repo name with its size (e.g. -7B-).",
+        fields=[field_name],
+    )
+
+
+def full_tag(name: str) -> str:
+    """The tag as Ollama lists it: ``nomic-embed-text`` and ``nomic-embed-text:latest`` are the same model.
+
+    Only the last path part can carry the tag (``hf.co/user/Repo-GGUF``, ``host:5000/ns/model`` have none).
+    """
+    name = name.strip()
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
 def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogModel, str | None, list[str]]:
     """Ollama tag (or a human name) -> catalog entry, plus a quant embedded in the tag."""
     raw = text.strip()
     hf = hf_repo_and_quant(raw)
     if hf is not None:
-        repo, hf_quant = hf
-        key = _norm_key(repo)
-        for k in (key, key.removeprefix("meta")):
-            if k in _keyed():
-                entry = catalog()[_keyed()[k]]
-                note = f"{field_name} {raw!r}: Hugging Face repo {repo} read as {entry.tag}."
-                return entry, hf_quant, [note]
-        raise ToolError(
-            f"{field_name}: unknown model {raw!r} (Hugging Face repo {repo!r} is not in our catalog). Pass "
-            "params_billion (and architecture for KV-cache maths), or a repo name with its size (e.g. -7B-).",
-            fields=[field_name],
-        )
+        return _resolve_hf_repo(raw, hf[0], hf[1], field_name)
     t = raw.lower()
     t = re.sub(r"^(ollama\s+(run|pull)\s+|hf\.co/|registry\.ollama\.ai/library/|library/)", "", t)
     notes: list[str] = []
@@ -357,6 +371,78 @@ def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
     return max(same, key=lambda m: difflib.SequenceMatcher(None, name, m.tag.partition(":")[0]).ratio())
 
 
+def _model_from_architecture(
+    model: str | None, params_billion: float | None, arch: ModelArchitecture
+) -> ResolvedModel:
+    """An explicit architecture: the catalog is consulted only for a quant in the tag and the label."""
+    notes: list[str] = []
+    if params_billion is not None and abs(params_billion - arch.params_billion) > 0.05 * arch.params_billion:
+        raise ToolError(
+            f"params_billion: {params_billion:g} contradicts architecture.params_billion "
+            f"{arch.params_billion:g}.",
+            fields=["params_billion", "architecture.params_billion"],
+        )
+    quant_from_tag = None
+    label = model or f"{arch.params_billion:g}B model"
+    if model is not None:
+        try:
+            entry, quant_from_tag, _ = resolve_model_tag(model)
+            label = entry.tag
+        except ToolError:
+            pass
+    notes.append("Architecture given explicitly; catalog not consulted for its shape.")
+    return ResolvedModel(None if model is None else label, label, arch, quant_from_tag, notes, [])
+
+
+def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedModel | None:
+    """A tag not in the catalog: size from the tag, shape borrowed from a catalog model (stated as such).
+
+    None when the tag carries no size.
+    """
+    notes: list[str] = []
+    sized = size_from_tag(model)
+    if sized is None:
+        return None
+    total_b, active_b, how = sized
+    if params_billion is not None and abs(params_billion - total_b) > 0.1 * total_b:
+        total_b, active_b, how = params_billion, None, f"params_billion={params_billion:g} given"
+    arch, like = generic_architecture(total_b, active_b)
+    sibling = _moe_sibling(model, total_b) if active_b is None else None
+    if sibling is not None:
+        # "deepseek-v3.1:671b": a new tag of a known MoE family at the same size. Read as dense it
+        # would be ~10x too slow; the sibling's shape (experts, active params, MLA) is a better guess.
+        arch = sibling.architecture().model_copy(
+            update={
+                "n_experts": sibling.moe.experts if sibling.moe else None,
+                "n_experts_active": sibling.moe.active_experts if sibling.moe else None,
+            }
+        )
+        how = (
+            f"'{total_b:g}b' with the family and size of the catalog MoE {sibling.tag}: its shape is "
+            f"used ({sibling.active_params_b:g}B of {sibling.params_b:g}B active per token)"
+        )
+        like = sibling.tag
+    # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
+    arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
+    qm = _TAG_QUANT_RE.search(model.strip().lower())
+    hf = hf_repo_and_quant(model)
+    tag_quant = hf[1] if hf else (qm.group("q") if qm else None)
+    label = model.strip()
+    close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
+    hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
+    notes.append(
+        f"{label} is not in our catalog: size read from the tag ({how}); layers/heads borrowed from "
+        f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers." + hint
+    )
+    if arch.active_params_billion is None and total_b >= 150:
+        notes.append(
+            f"Most open models of {total_b:g}B are mixture-of-experts; if this one is, decode is "
+            "several times faster than this dense estimate (tag sizes like '235b-a22b' or an "
+            "installed model's /api/show facts say so)."
+        )
+    return ResolvedModel(label, label, arch, tag_quant, notes, [])
+
+
 def resolve_model(
     model: str | None,
     params_billion: float | None,
@@ -364,72 +450,15 @@ def resolve_model(
 ) -> ResolvedModel:
     notes: list[str] = []
     if architecture is not None:
-        arch = architecture
-        if (
-            params_billion is not None
-            and abs(params_billion - arch.params_billion) > 0.05 * arch.params_billion
-        ):
-            raise ToolError(
-                f"params_billion: {params_billion:g} contradicts architecture.params_billion "
-                f"{arch.params_billion:g}.",
-                fields=["params_billion", "architecture.params_billion"],
-            )
-        quant_from_tag = None
-        label = model or f"{arch.params_billion:g}B model"
-        if model is not None:
-            try:
-                entry, quant_from_tag, _ = resolve_model_tag(model)
-                label = entry.tag
-            except ToolError:
-                pass
-        notes.append("Architecture given explicitly; catalog not consulted for its shape.")
-        return ResolvedModel(None if model is None else label, label, arch, quant_from_tag, notes, [])
+        return _model_from_architecture(model, params_billion, architecture)
     if model is not None:
         try:
             entry, quant_from_tag, n2 = resolve_model_tag(model)
         except ToolError:
-            sized = size_from_tag(model)
+            sized = _model_sized_from_tag(model, params_billion)
             if sized is None:
                 raise
-            total_b, active_b, how = sized
-            if params_billion is not None and abs(params_billion - total_b) > 0.1 * total_b:
-                total_b, active_b, how = params_billion, None, f"params_billion={params_billion:g} given"
-            arch, like = generic_architecture(total_b, active_b)
-            sibling = _moe_sibling(model, total_b) if active_b is None else None
-            if sibling is not None:
-                # "deepseek-v3.1:671b": a new tag of a known MoE family at the same size. Read as dense it
-                # would be ~10x too slow; the sibling's shape (experts, active params, MLA) is a better guess.
-                arch = sibling.architecture().model_copy(
-                    update={
-                        "n_experts": sibling.moe.experts if sibling.moe else None,
-                        "n_experts_active": sibling.moe.active_experts if sibling.moe else None,
-                    }
-                )
-                how = (
-                    f"'{total_b:g}b' with the family and size of the catalog MoE {sibling.tag}: its shape is "
-                    f"used ({sibling.active_params_b:g}B of {sibling.params_b:g}B active per token)"
-                )
-                like = sibling.tag
-            # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
-            arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
-            qm = _TAG_QUANT_RE.search(model.strip().lower())
-            hf = hf_repo_and_quant(model)
-            tag_quant = hf[1] if hf else (qm.group("q") if qm else None)
-            label = model.strip()
-            close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
-            hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
-            notes.append(
-                f"{label} is not in our catalog: size read from the tag ({how}); layers/heads borrowed from "
-                f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers."
-                + hint
-            )
-            if arch.active_params_billion is None and total_b >= 150:
-                notes.append(
-                    f"Most open models of {total_b:g}B are mixture-of-experts; if this one is, decode is "
-                    "several times faster than this dense estimate (tag sizes like '235b-a22b' or an "
-                    "installed model's /api/show facts say so)."
-                )
-            return ResolvedModel(label, label, arch, tag_quant, notes, [])
+            return sized
         notes += n2
         if params_billion is not None and abs(params_billion - entry.params_b) > 0.1 * entry.params_b:
             raise ToolError(
