@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tools.data_files import GB
-from tools.models import CatalogModel
+from tools.models import CatalogModel, MoeLayout
 from tools.quants import QuantSpec, quants
 from tools.schemas import ModelArchitecture
 
@@ -35,9 +35,8 @@ def weights_read(arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | No
     """Bytes in memory and bytes read per token, from the real per-tensor layout when we know it.
 
     Precedence: facts measured on the installed file (``architecture.weights_gb`` / ``active_weights_gb``,
-    filled
-    from Ollama's /api/show by the assistant), then the catalog's MoE layout, then active params x bits per
-    weight. A known MoE is never treated as dense.
+    filled from Ollama's /api/show by the assistant), then the catalog's MoE layout, then active params x bits
+    per weight. A known MoE is never treated as dense.
     """
     notes: list[str] = []
     total_p = arch.params_billion
@@ -61,37 +60,8 @@ def weights_read(arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | No
         return WeightsRead(total, active, is_moe, moe_layers, notes)
     if not is_moe:
         return WeightsRead(total, total, False, 0, notes)
-    if layout is not None and layout.expert_params_b is not None:
-        qt = quants()
-        experts = layout.expert_params_b
-        embed = layout.embed_params_b
-        other = max(total_p - experts - embed, 0.0)
-        expert_t, other_t = layout.layout.get("expert"), layout.layout.get("other")
-        if expert_t and q.quant == f"{expert_t}-Q8":
-            other_t = "Q8_0"  # same experts, 8-bit non-expert tensors (ggml-org / mlx-community builds)
-        native = bool(expert_t) and q.quant.startswith(str(expert_t)) and other_t in qt
-        if native:
-            bpw_e = qt[str(expert_t)].nominal_bpw
-            bpw_o = qt[str(other_t)].nominal_bpw
-        else:
-            bpw_e = bpw_o = q.bpw(total_p)
-        modelled = (experts * bpw_e + (other + embed) * bpw_o) * 1e9 / 8
-        published = entry is not None and q.quant in entry.file_gb and arch.weights_gb is None
-        if published or arch.weights_gb is not None:
-            scale = total / modelled if modelled > 0 else 1.0  # mixed K-quant tensors, metadata, vision
-        else:
-            scale, total = 1.0, modelled
-        share = layout.active_experts / layout.experts
-        other_b = other * bpw_o * 1e9 / 8 * scale
-        expert_b = experts * share * bpw_e * 1e9 / 8 * scale
-        active = other_b + expert_b
-        kind = f"{other_t} non-expert tensors, {expert_t} experts" if native else f"{q.quant} throughout"
-        notes.append(
-            f"MoE bytes per token from the tensor layout ({kind}): {other_b / GB:.2f} GB of attention, "
-            f"shared and output tensors read every token + {layout.active_experts}/{layout.experts} of "
-            f"{experts * bpw_e * 1e9 / 8 * scale / GB:.1f} GB routed experts = {active / GB:.2f} GB "
-            "(the input embedding table is not read per token)."
-        )
+    if entry is not None and layout is not None and layout.expert_params_b is not None:
+        total, active = _moe_layout_read(arch, q, entry, layout, total, notes)
         return WeightsRead(total, active, True, moe_layers, notes)
     if active_p is None and arch.n_experts and arch.n_experts_active:
         active_p = total_p * arch.n_experts_active / arch.n_experts
@@ -106,6 +76,50 @@ def weights_read(arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | No
         "precision (no per-tensor layout known for this model)."
     )
     return WeightsRead(total, active, True, moe_layers, notes)
+
+
+def _moe_layout_read(
+    arch: ModelArchitecture,
+    q: QuantSpec,
+    entry: CatalogModel,
+    layout: MoeLayout,
+    total: float,
+    notes: list[str],
+) -> tuple[float, float]:
+    """(bytes in memory, bytes read per token) of a catalog MoE from its per-tensor layout."""
+    assert layout.expert_params_b is not None
+    total_p = arch.params_billion
+    qt = quants()
+    experts = layout.expert_params_b
+    embed = layout.embed_params_b
+    other = max(total_p - experts - embed, 0.0)
+    expert_t, other_t = layout.layout.get("expert"), layout.layout.get("other")
+    if expert_t and q.quant == f"{expert_t}-Q8":
+        other_t = "Q8_0"  # same experts, 8-bit non-expert tensors (ggml-org / mlx-community builds)
+    native = bool(expert_t) and q.quant.startswith(str(expert_t)) and other_t in qt
+    if native:
+        bpw_e = qt[str(expert_t)].nominal_bpw
+        bpw_o = qt[str(other_t)].nominal_bpw
+    else:
+        bpw_e = bpw_o = q.bpw(total_p)
+    modelled = (experts * bpw_e + (other + embed) * bpw_o) * 1e9 / 8
+    published = q.quant in entry.file_gb and arch.weights_gb is None
+    if published or arch.weights_gb is not None:
+        scale = total / modelled if modelled > 0 else 1.0  # mixed K-quant tensors, metadata, vision
+    else:
+        scale, total = 1.0, modelled
+    share = layout.active_experts / layout.experts
+    other_b = other * bpw_o * 1e9 / 8 * scale
+    expert_b = experts * share * bpw_e * 1e9 / 8 * scale
+    active = other_b + expert_b
+    kind = f"{other_t} non-expert tensors, {expert_t} experts" if native else f"{q.quant} throughout"
+    notes.append(
+        f"MoE bytes per token from the tensor layout ({kind}): {other_b / GB:.2f} GB of attention, "
+        f"shared and output tensors read every token + {layout.active_experts}/{layout.experts} of "
+        f"{experts * bpw_e * 1e9 / 8 * scale / GB:.1f} GB routed experts = {active / GB:.2f} GB "
+        "(the input embedding table is not read per token)."
+    )
+    return total, active
 
 
 def kv_cache_bytes(arch: ModelArchitecture, ctx: int, kv_type: str = "f16", parallel: int = 1) -> float:
