@@ -10,11 +10,20 @@ import math
 from dataclasses import dataclass
 
 from tools.chips import resolve_machine
+from tools.cluster import SOURCE as CLUSTER_SOURCE
+from tools.cluster import ClusterPlan
+from tools.cluster import plan as cluster_plan
 from tools.data_files import GB, GIB, load_yaml
 from tools.models import CatalogModel, quant_allowed, resolve_model_and_quant
 from tools.quants import QuantSpec, quants
 from tools.registry import ToolError
-from tools.schemas import CheckMemoryFitInput, CheckMemoryFitOutput, MemoryBreakdown, ModelArchitecture
+from tools.schemas import (
+    CheckMemoryFitInput,
+    CheckMemoryFitOutput,
+    ClusterResult,
+    MemoryBreakdown,
+    ModelArchitecture,
+)
 from tools.sizes import kv_cache_bytes, weights_bytes
 
 N_BATCH = 512  # llama.cpp / Ollama default physical batch
@@ -308,19 +317,13 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     )
     assumptions += model_notes
     sources += model_sources
-    entry = model.catalog_entry
-    arch = model.arch
-
-    runtime: str = p.runtime
+    entry, arch = model.catalog_entry, model.arch
     plan = None
     if p.cluster is not None:
-        from tools.cluster import SOURCE as CLUSTER_SOURCE
-        from tools.cluster import plan as cluster_plan
-
         plan = cluster_plan(p.cluster, p.runtime, machine.chip)
-        runtime = plan.runtime
         assumptions += plan.notes
         sources.append(CLUSTER_SOURCE)
+    runtime: str = plan.runtime if plan else p.runtime
     nodes = plan.count if plan else 1
     rt = runtime_spec(runtime)
     q, rnotes = quant_for_runtime(q, runtime)
@@ -332,65 +335,28 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     assumptions.append(
         f"Apple's '{mem_gb:g} GB' is {mem_gb:g} GiB = {ram / GB:.2f} GB; all *_gb figures are 1e9 bytes."
     )
-
     need = _need(arch, q, entry, p.context_tokens, p.kv_cache_type, p.parallel, rt.margin_bytes, nodes)
-    _, wnote = weights_bytes(arch.params_billion, q, entry)
-    if wnote:
-        assumptions.append(wnote)
-    if p.kv_cache_type != "f16":
-        assumptions.append(
-            f"KV cache {p.kv_cache_type} needs flash attention (OLLAMA_FLASH_ATTENTION=1 with "
-            f"OLLAMA_KV_CACHE_TYPE={p.kv_cache_type}); sized at its true block size (q8_0 34/32, q4_0 "
-            f"18/32 B/elem)."
-        )
-    if arch.sliding_window and arch.global_layer_every:
-        assumptions.append(
-            f"Sliding-window attention: only every {arch.global_layer_every}th layer caches the full "
-            f"context, the "
-            f"rest cache {arch.sliding_window} tokens."
-        )
-    margin = f" + {rt.margin_bytes / GB:.2f} GB runtime margin" if rt.margin_bytes else ""
-    assumptions.append(
-        f"Overhead = compute buffer {need.compute / GB:.2f} GB (flash attention on, the llama-server "
-        f"default on Metal; without it {need.compute_no_fa / GB:.2f} GB){margin}."
-    )
+    assumptions += _sizing_notes(p, arch, q, entry, need, rt)
     gf = assess_gpu_fit(need, budget, mem_gb, rt)
     assumptions += gf.notes
-    verdict, headroom, os_gb, tight_threshold = gf.verdict, gf.headroom, gf.os_gb, gf.tight_threshold
-    fits = verdict in ("fits", "tight")
     max_ctx = _max_context(arch, q, entry, p.kv_cache_type, p.parallel, budget, rt.margin_bytes, nodes)
     cluster_out = None
     if plan is not None:
-        from tools.schemas import ClusterResult
-
+        cluster_out = _cluster_result(plan, runtime, need, budget, mem_gb)
         assumptions.append(
             f"Cluster: breakdown total_gb, gpu_budget_gb and headroom_gb are per node ({nodes} nodes, "
             f"{nodes * mem_gb:g} GB in all)."
         )
-        cluster_out = ClusterResult(
-            nodes=nodes,
-            link=plan.link,
-            split=plan.split,
-            runtime=runtime,
-            total_memory_gb=nodes * mem_gb,
-            per_node_need_gb=_g(need.gpu_total),
-            per_node_budget_gb=_g(budget),
-            notes=plan.notes,
-        )
-
-    suggestions = _suggestions(
-        p, arch, q, entry, need, budget, ram, mem_gb, os_gb, verdict, max_ctx, tight_threshold, runtime
-    )
-    if verdict == "partial_offload":
+    suggestions = _suggestions(p, arch, q, entry, gf, mem_gb, max_ctx, runtime)
+    if gf.verdict == "partial_offload":
         suggestions.insert(
             0,
-            f"As is, {rt.label} would first shrink the context, then keep some layers on the CPU: "
-            "it runs, "
+            f"As is, {rt.label} would first shrink the context, then keep some layers on the CPU: it runs, "
             "but several times slower (CPU layers read at a fraction of GPU speed).",
         )
     return CheckMemoryFitOutput(
-        verdict=verdict,  # type: ignore[arg-type]
-        fits_on_gpu=fits,
+        verdict=gf.verdict,  # type: ignore[arg-type]
+        fits_on_gpu=gf.fits_on_gpu,
         runtime=runtime,
         cluster=cluster_out,
         chip=machine.label,
@@ -402,16 +368,7 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
         context_tokens=p.context_tokens,
         kv_cache_type=p.kv_cache_type,
         parallel=p.parallel,
-        breakdown=MemoryBreakdown(
-            weights_gb=_g(need.weights),
-            kv_cache_gb=_g(need.kv),
-            overhead_gb=_g(need.overhead),
-            total_gb=_g(need.gpu_total),
-            gpu_budget_gb=_g(budget),
-            headroom_gb=_g(headroom),
-            ram_gb=_g(ram),
-            os_headroom_gb=round(os_gb, 2),
-        ),
+        breakdown=_breakdown(gf),
         max_context_tokens=max_ctx,
         suggestions=suggestions,
         assumptions=assumptions,
@@ -419,44 +376,88 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     )
 
 
-def _suggestions(
+def _breakdown(gf: GpuFit) -> MemoryBreakdown:
+    need = gf.need
+    return MemoryBreakdown(
+        weights_gb=_g(need.weights),
+        kv_cache_gb=_g(need.kv),
+        overhead_gb=_g(need.overhead),
+        total_gb=_g(need.gpu_total),
+        gpu_budget_gb=_g(gf.budget),
+        headroom_gb=_g(gf.headroom),
+        ram_gb=_g(gf.ram),
+        os_headroom_gb=round(gf.os_gb, 2),
+    )
+
+
+def _cluster_result(
+    plan: ClusterPlan, runtime: str, need: _Need, budget: float, mem_gb: float
+) -> ClusterResult:
+    return ClusterResult(
+        nodes=plan.count,
+        link=plan.link,
+        split=plan.split,
+        runtime=runtime,
+        total_memory_gb=plan.count * mem_gb,
+        per_node_need_gb=_g(need.gpu_total),
+        per_node_budget_gb=_g(budget),
+        notes=plan.notes,
+    )
+
+
+def _sizing_notes(
     p: CheckMemoryFitInput,
     arch: ModelArchitecture,
     q: QuantSpec,
     entry: CatalogModel | None,
     need: _Need,
-    budget: float,
-    ram: float,
+    rt: RuntimeSpec,
+) -> list[str]:
+    """How weights, KV cache and overhead were sized (for assumptions)."""
+    notes: list[str] = []
+    _, wnote = weights_bytes(arch.params_billion, q, entry)
+    if wnote:
+        notes.append(wnote)
+    if p.kv_cache_type != "f16":
+        notes.append(
+            f"KV cache {p.kv_cache_type} needs flash attention (OLLAMA_FLASH_ATTENTION=1 with "
+            f"OLLAMA_KV_CACHE_TYPE={p.kv_cache_type}); sized at its true block size (q8_0 34/32, q4_0 "
+            f"18/32 B/elem)."
+        )
+    if arch.sliding_window and arch.global_layer_every:
+        notes.append(
+            f"Sliding-window attention: only every {arch.global_layer_every}th layer caches the full "
+            f"context, the rest cache {arch.sliding_window} tokens."
+        )
+    margin = f" + {rt.margin_bytes / GB:.2f} GB runtime margin" if rt.margin_bytes else ""
+    notes.append(
+        f"Overhead = compute buffer {need.compute / GB:.2f} GB (flash attention on, the llama-server "
+        f"default on Metal; without it {need.compute_no_fa / GB:.2f} GB){margin}."
+    )
+    return notes
+
+
+def _suggestions(
+    p: CheckMemoryFitInput,
+    arch: ModelArchitecture,
+    q: QuantSpec,
+    entry: CatalogModel | None,
+    gf: GpuFit,
     mem_gb: float,
-    os_gb: float,
-    verdict: str,
     max_ctx: int,
-    tight_threshold: float,
     runtime: str = "ollama",
 ) -> list[str]:
     out: list[str] = []
+    need, budget = gf.need, gf.budget
     ctx_knob, kv_knob = _RUNTIME_KNOBS.get(runtime, _RUNTIME_KNOBS["ollama"])
     ctx, kv_type, par = p.context_tokens, p.kv_cache_type, p.parallel
-    if verdict == "fits":
+    if gf.verdict == "fits":
         if max_ctx >= arch.native_context:
             out.append(f"Even the full trained context ({arch.native_context} tokens) fits.")
         else:
             out.append(f"Context up to ~{max_ctx} tokens fits with these settings.")
         return out
-    table = quants()
-    cur_bpw = q.bpw(arch.params_billion)
-    for name in MLX_QUANT_LADDER if runtime == "mlx" else QUANT_LADDER:
-        cand = table[name]
-        if cand.bpw(arch.params_billion) >= cur_bpw - 1e-9 or not quant_allowed(entry, name):
-            continue  # not smaller, or does not exist for this model (gpt-oss: MXFP4 experts only)
-        n2 = _need(arch, cand, entry, ctx, kv_type, par, need.margin, need.nodes)
-        if budget - n2.gpu_total >= tight_threshold:
-            warn = " Below 4 bits quality drops noticeably." if cand.nominal_bpw < 4 else ""
-            out.append(
-                f"Use {name}: weights {_g(n2.weights)} GB, total {_g(n2.gpu_total)} GB, fits with "
-                f"{_g(budget - n2.gpu_total)} GB to spare.{warn}"
-            )
-            break
+    out += _smaller_quant(arch, q, entry, gf, ctx, kv_type, par, runtime)
     if 0 < max_ctx < ctx:
         out.append(f"Reduce the context to {max_ctx} tokens or less ({ctx_knob}).")
     if kv_type == "f16" and need.kv > 0.5 * GB:
@@ -470,28 +471,56 @@ def _suggestions(
         n2 = _need(arch, q, entry, ctx, kv_type, 1, need.margin, need.nodes)
         knob = "OLLAMA_NUM_PARALLEL=1" if runtime == "ollama" else "one parallel slot (-np 1)"
         out.append(f"Use {knob}: KV cache drops to {_g(n2.kv)} GB.")
-    reserve = max(8 * GB, 0.1 * ram)
+    reserve = max(8 * GB, 0.1 * gf.ram)
     wanted = need.gpu_total + 0.5 * GB
-    if wanted <= ram - reserve and wanted > budget:
+    if wanted <= gf.ram - reserve and wanted > budget:
         mib = int(math.ceil(wanted / 2**20 / 1024) * 1024)
         wired = load_yaml("gpu_working_set.yaml")["override"]
         out.append(
             f"Raise the GPU limit: `sudo sysctl iogpu.wired_limit_mb={mib}` ({mib / 1024:.0f} GiB of "
             f"{mem_gb:g}). Risk: {wired['risk']} Resets on reboot."
         )
-    if verdict in ("does_not_fit", "partial_offload") or not out:
-        for size in MAC_MEMORY_SIZES:
-            r = size * GIB
-            if need.gpu_total <= default_gpu_fraction(size) * r:
-                each = f"{need.nodes} Macs with {size} GB each" if need.nodes > 1 else f"A Mac with {size} GB"
-                out.append(f"{each} or more runs this as configured within the default GPU budget.")
-                break
-        else:
-            out.append(
-                "No single Mac holds this as configured; use a smaller quant or model, or a cluster of Macs "
-                "(pass cluster: 2-4 Macs over Thunderbolt 5)."
-                if need.nodes == 1
-                else "Not even the largest Macs hold this in a cluster of this size; add nodes or use a "
-                "smaller quant."
-            )
+    if gf.verdict in ("does_not_fit", "partial_offload") or not out:
+        out.append(_bigger_mac(need))
     return out
+
+
+def _smaller_quant(
+    arch: ModelArchitecture,
+    q: QuantSpec,
+    entry: CatalogModel | None,
+    gf: GpuFit,
+    ctx: int,
+    kv_type: str,
+    par: int,
+    runtime: str,
+) -> list[str]:
+    """The largest smaller quant (that exists for this model) which fits with headroom, if any."""
+    table = quants()
+    cur_bpw = q.bpw(arch.params_billion)
+    for name in MLX_QUANT_LADDER if runtime == "mlx" else QUANT_LADDER:
+        cand = table[name]
+        if cand.bpw(arch.params_billion) >= cur_bpw - 1e-9 or not quant_allowed(entry, name):
+            continue  # not smaller, or does not exist for this model (gpt-oss: MXFP4 experts only)
+        n2 = _need(arch, cand, entry, ctx, kv_type, par, gf.need.margin, gf.need.nodes)
+        if gf.budget - n2.gpu_total >= gf.tight_threshold:
+            warn = " Below 4 bits quality drops noticeably." if cand.nominal_bpw < 4 else ""
+            return [
+                f"Use {name}: weights {_g(n2.weights)} GB, total {_g(n2.gpu_total)} GB, fits with "
+                f"{_g(gf.budget - n2.gpu_total)} GB to spare.{warn}"
+            ]
+    return []
+
+
+def _bigger_mac(need: _Need) -> str:
+    """The smallest Mac memory size (per node) that holds this within the default GPU budget."""
+    for size in MAC_MEMORY_SIZES:
+        if need.gpu_total <= default_gpu_fraction(size) * size * GIB:
+            each = f"{need.nodes} Macs with {size} GB each" if need.nodes > 1 else f"A Mac with {size} GB"
+            return f"{each} or more runs this as configured within the default GPU budget."
+    if need.nodes == 1:
+        return (
+            "No single Mac holds this as configured; use a smaller quant or model, or a cluster of Macs "
+            "(pass cluster: 2-4 Macs over Thunderbolt 5)."
+        )
+    return "Not even the largest Macs hold this in a cluster of this size; add nodes or use a smaller quant."
