@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from typing import Any
 
+from tools.chips import ChipBin, products
 from tools.chips import chip_bins as _bins
-from tools.chips import products
 from tools.data_files import GB, load_yaml
 from tools.models import catalog
 from tools.models import generic_architecture as _generic
@@ -141,117 +142,147 @@ def _oom_check(machine: dict[str, object], tag: str | None, quant: str) -> str:
     )
 
 
+def _form_flag(m: dict[str, Any], prods: dict[str, dict[str, Any]]) -> list[str]:
+    """A machine the article names in a product Apple never shipped with that chip."""
+    form = m.get("form")
+    if form in prods and m["chip"] not in prods[form]["chips"]:
+        return [
+            f"Machine does not exist: Apple never shipped a {form} with the {m['chip']} "
+            f"({form} chips: {', '.join(prods[form]['chips'])})."
+        ]
+    return []
+
+
+def _machine_tokens(m: dict[str, Any]) -> list[str]:
+    cores = m.get("gpu_cores")
+    return [
+        m["label"],
+        m["chip"],
+        m.get("form") or "",
+        f"{m['memory_gb']}gb",
+        f"{cores}core" if cores else "",
+    ]
+
+
+def _article_bin(m: dict[str, Any], flags: list[str]) -> ChipBin:
+    """The chip bin of an article machine; flags a GPU-core count read from memory and a memory never sold."""
+    bins = [b for b in _bins() if b.chip == m["chip"]]
+    cores = m.get("gpu_cores")
+    if cores:
+        bin_ = next((b for b in bins if cores in b.gpu_cores), bins[0])
+    else:
+        bin_ = next((b for b in bins if int(m["memory_gb"]) in b.memory_gb), bins[0])
+        flags.append(
+            f"GPU cores not printed; {m['memory_gb']} GB implies the {bin_.gpu_cores[0]}-core "
+            f"{m['chip']} ({bin_.bandwidth_gbps:g} GB/s)."
+        )
+    if m.get("gpu_cores_note"):
+        flags.append(m["gpu_cores_note"])
+    if int(m["memory_gb"]) not in bin_.memory_gb:
+        flags.append(
+            f"Machine does not exist: Apple sold the {'/'.join(map(str, bin_.gpu_cores))}-core {m['chip']} "
+            f"only with {' or '.join(map(str, bin_.memory_gb))} GB, not {m['memory_gb']} GB."
+        )
+    return bin_
+
+
+def _ceiling(mod: dict[str, Any], quant: str, bandwidth_gbps: float) -> tuple[float, float]:
+    """(tok/s ceiling, bytes read per token): bandwidth over weights + KV cache at the article's context."""
+    qs, _ = resolve_quant(quant)
+    tag = mod.get("model_tag")
+    arch = catalog()[tag].architecture() if tag else _generic(float(mod["params_b"]))[0]
+    w = float(mod["params_b"]) * 1e9 * qs.bpw(float(mod["params_b"])) / 8
+    read = w + kv_cache_bytes(arch, ARTICLE_CTX)
+    return bandwidth_gbps * GB / read, read
+
+
+def _speed_flags(
+    tps: float | None, ceiling: float, read: float, bw: float, frac: float
+) -> tuple[bool, bool, list[str]]:
+    """(impossible, suspicious, flags) for a printed tok/s against the bandwidth ceiling."""
+    impossible = tps is not None and tps > ceiling
+    suspicious = tps is not None and tps > frac * ceiling
+    if tps is not None and impossible:
+        return (
+            impossible,
+            suspicious,
+            [
+                f"Physically impossible: {tps:g} tok/s exceeds the bandwidth ceiling {ceiling:.2f} tok/s "
+                f"({bw:g} GB/s / {read / GB:.1f} GB read per token)."
+            ],
+        )
+    if tps is not None and suspicious:
+        return (
+            impossible,
+            suspicious,
+            [
+                f"Suspicious: {tps:g} tok/s is {tps / ceiling:.0%} of the bandwidth ceiling "
+                f"({ceiling:.2f} tok/s); measured decode on Apple Silicon reaches 55-80% of it."
+            ],
+        )
+    return impossible, suspicious, []
+
+
+def _llm_row(data: dict[str, Any], r: dict[str, Any]) -> tuple[LlmBenchmarkRow, set[str]]:
+    m = data["machines"][r["machine"]]
+    mod = data["llm_models"][r["model"]]
+    flags: list[str] = []
+    bin_ = _article_bin(m, flags)
+    flags += _form_flag(m, products())
+    if mod.get("does_not_exist"):
+        flags.append(
+            f"Model does not exist: {mod['does_not_exist']}. Ceiling assumes a {mod['params_b']}B model."
+        )
+    quant = r.get("quant", "Q4_K_M")
+    ceiling, read = _ceiling(mod, quant, bin_.bandwidth_gbps)
+    tps = float(r["tps"]) if r.get("tps") is not None else None
+    frac = float(data["suspicious_above_ceiling_fraction"])
+    impossible, suspicious, speed_flags = _speed_flags(tps, ceiling, read, bin_.bandwidth_gbps, frac)
+    flags += speed_flags
+    if r.get("hearsay"):
+        flags.append("Hearsay: the article labels this row as not its own measurement.")
+    if r.get("from_prose"):
+        flags.append(f"From the article's prose ({r.get('engine', '')}), not its table.")
+    if tps is None:
+        flags.append(_oom_check(m, mod.get("model_tag"), quant))
+    row = LlmBenchmarkRow(
+        machine=m["label"],
+        chip=m["chip"],
+        gpu_cores=m.get("gpu_cores"),
+        memory_gb=float(m["memory_gb"]),
+        bandwidth_gbps=bin_.bandwidth_gbps,
+        model=mod["label"],
+        params_billion=float(mod["params_b"]),
+        quant=quant,
+        tokens_per_second=tps,
+        result=str(r["result"]),
+        ceiling_tokens_per_second=round(ceiling, 2),
+        physically_impossible=impossible,
+        suspicious=suspicious,
+        efficiency=round(tps / ceiling, 3) if tps is not None else None,
+        flags=flags,
+        source=f"{ARTICLE}, section 'Measured Tokens/Sec on Real Models'"
+        + (" (prose, 'MLX vs llama.cpp')" if r.get("from_prose") else ""),
+    )
+    toks = _row_tokens(
+        *_machine_tokens(m), mod["label"], mod.get("model_tag") or "", quant, r.get("engine", ""), "mac"
+    )
+    return row, toks
+
+
 @cache
 def _llm_rows() -> list[tuple[LlmBenchmarkRow, set[str]]]:
     data = load_yaml("article_benchmarks.yaml")
-    prods = products()
-    out = []
-    for r in data["llm_rows"]:
-        m = data["machines"][r["machine"]]
-        mod = data["llm_models"][r["model"]]
-        flags: list[str] = []
-        bins = [b for b in _bins() if b.chip == m["chip"]]
-        cores = m.get("gpu_cores")
-        if cores:
-            bin_ = next((b for b in bins if cores in b.gpu_cores), bins[0])
-        else:
-            bin_ = next((b for b in bins if int(m["memory_gb"]) in b.memory_gb), bins[0])
-            flags.append(
-                f"GPU cores not printed; {m['memory_gb']} GB implies the {bin_.gpu_cores[0]}-core "
-                f"{m['chip']} ({bin_.bandwidth_gbps:g} GB/s)."
-            )
-        if m.get("gpu_cores_note"):
-            flags.append(m["gpu_cores_note"])
-        if int(m["memory_gb"]) not in bin_.memory_gb:
-            flags.append(
-                f"Machine does not exist: Apple sold the {'/'.join(map(str, bin_.gpu_cores))}-core "
-                f"{m['chip']} "
-                f"only with {' or '.join(map(str, bin_.memory_gb))} GB, not {m['memory_gb']} GB."
-            )
-        form = m.get("form")
-        if form in prods and m["chip"] not in prods[form]["chips"]:
-            flags.append(
-                f"Machine does not exist: Apple never shipped a {form} with the {m['chip']} "
-                f"({form} chips: {', '.join(prods[form]['chips'])})."
-            )
-        if mod.get("does_not_exist"):
-            flags.append(
-                f"Model does not exist: {mod['does_not_exist']}. Ceiling assumes a {mod['params_b']}B model."
-            )
-        quant = r.get("quant", "Q4_K_M")
-        qs, _ = resolve_quant(quant)
-        tag = mod.get("model_tag")
-        arch = catalog()[tag].architecture() if tag else _generic(float(mod["params_b"]))[0]
-        w = float(mod["params_b"]) * 1e9 * qs.bpw(float(mod["params_b"])) / 8
-        kv = kv_cache_bytes(arch, ARTICLE_CTX)
-        ceiling = bin_.bandwidth_gbps * GB / (w + kv)
-        tps = r.get("tps")
-        impossible = tps is not None and float(tps) > ceiling
-        if impossible:
-            flags.append(
-                f"Physically impossible: {tps} tok/s exceeds the bandwidth ceiling {ceiling:.2f} tok/s "
-                f"({bin_.bandwidth_gbps:g} GB/s / {(w + kv) / GB:.1f} GB read per token)."
-            )
-        frac = float(data["suspicious_above_ceiling_fraction"])
-        suspicious = tps is not None and float(tps) > frac * ceiling
-        if suspicious and not impossible:
-            flags.append(
-                f"Suspicious: {tps} tok/s is {float(tps) / ceiling:.0%} of the bandwidth ceiling "
-                f"({ceiling:.2f} tok/s); measured decode on Apple Silicon reaches 55-80% of it."
-            )
-        if r.get("hearsay"):
-            flags.append("Hearsay: the article labels this row as not its own measurement.")
-        if r.get("from_prose"):
-            flags.append(f"From the article's prose ({r.get('engine', '')}), not its table.")
-        if tps is None:
-            flags.append(_oom_check(m, tag, quant))
-        row = LlmBenchmarkRow(
-            machine=m["label"],
-            chip=m["chip"],
-            gpu_cores=cores,
-            memory_gb=float(m["memory_gb"]),
-            bandwidth_gbps=bin_.bandwidth_gbps,
-            model=mod["label"],
-            params_billion=float(mod["params_b"]),
-            quant=quant,
-            tokens_per_second=float(tps) if tps is not None else None,
-            result=str(r["result"]),
-            ceiling_tokens_per_second=round(ceiling, 2),
-            physically_impossible=impossible,
-            suspicious=suspicious,
-            efficiency=round(float(tps) / ceiling, 3) if tps is not None else None,
-            flags=flags,
-            source=f"{ARTICLE}, section 'Measured Tokens/Sec on Real Models'"
-            + (" (prose, 'MLX vs llama.cpp')" if r.get("from_prose") else ""),
-        )
-        toks = _row_tokens(
-            m["label"],
-            m["chip"],
-            form or "",
-            f"{m['memory_gb']}gb",
-            f"{cores}core" if cores else "",
-            mod["label"],
-            tag or "",
-            quant,
-            r.get("engine", ""),
-            "mac",
-        )
-        out.append((row, toks))
-    return out
+    return [_llm_row(data, r) for r in data["llm_rows"]]
 
 
 @cache
 def _image_rows() -> list[tuple[ImageBenchmarkRow, set[str]]]:
     data = load_yaml("article_benchmarks.yaml")
-    prods = products()
     out = []
     for r in data["image_rows"]:
         m = data["image_machines"][r["machine"]]
         mod = data["image_models"][r["model"]]
-        flags: list[str] = []
-        form = m.get("form")
-        if form in prods and m["chip"] not in prods[form]["chips"]:
-            flags.append(f"Machine does not exist: Apple never shipped a {form} with the {m['chip']}.")
         row = ImageBenchmarkRow(
             machine=m["label"],
             chip=m["chip"],
@@ -260,19 +291,10 @@ def _image_rows() -> list[tuple[ImageBenchmarkRow, set[str]]]:
             model=mod["label"],
             seconds=float(r["seconds"]),
             setting=str(data["image_setting"]),
-            flags=flags,
+            flags=_form_flag(m, products()),
             source=f"{ARTICLE}, section 'Image Generation: Draw Things Still Beats ComfyUI on Mac'",
         )
-        toks = _row_tokens(
-            m["label"],
-            m["chip"],
-            form or "",
-            f"{m['memory_gb']}gb",
-            f"{m['gpu_cores']}core" if m.get("gpu_cores") else "",
-            mod["label"],
-            " ".join(mod["aliases"]),
-            "mac draw things",
-        )
+        toks = _row_tokens(*_machine_tokens(m), mod["label"], " ".join(mod["aliases"]), "mac draw things")
         out.append((row, toks))
     return out
 
