@@ -12,6 +12,7 @@ Two properties drive the design:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -237,9 +238,9 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def chunk_document(doc: SourceDocument, max_chars: int = DEFAULT_MAX_CHARS) -> list[Chunk]:
-    """Chunks of one document: heading-bounded, tables whole, packed up to `max_chars`."""
-    raw_chunks: list[tuple[str, str]] = []  # (section, text)
+def _pack(doc: SourceDocument, max_chars: int) -> list[tuple[str, str]]:
+    """(section, text) pieces: heading-bounded, tables whole, blocks packed up to `max_chars`."""
+    raw_chunks: list[tuple[str, str]] = []
     for heading_path, blocks in _blocks_by_section(doc.body):
         parts = [p for p in [doc.section, " > ".join(heading_path)] if p]
         section = " > ".join(parts) if parts else doc.title
@@ -259,15 +260,20 @@ def chunk_document(doc: SourceDocument, max_chars: int = DEFAULT_MAX_CHARS) -> l
                 size += len(text) + 2
         if current:
             raw_chunks.append((section, "\n\n".join(current)))
+    return raw_chunks
 
+
+def chunk_document(doc: SourceDocument, max_chars: int = DEFAULT_MAX_CHARS) -> list[Chunk]:
+    """Chunks of one document: heading-bounded, tables whole, packed up to `max_chars`."""
+    raw_chunks = _pack(doc, max_chars)
     chunks: list[Chunk] = []
     seen_ids: set[str] = set()
     single = len(raw_chunks) == 1
     for ordinal, (section, text) in enumerate(raw_chunks):
-        probe = Chunk(
+        chunk = Chunk(
             id="",
             doc_id=doc.id,
-            citation_id="",
+            citation_id=doc.id if single else f"{doc.id}#{ordinal + 1}",
             ordinal=ordinal,
             title=doc.title,
             section=section,
@@ -276,28 +282,14 @@ def chunk_document(doc: SourceDocument, max_chars: int = DEFAULT_MAX_CHARS) -> l
             origin=doc.origin,
             tags=doc.tags,
         )
-        digest = content_hash(probe.embedding_text)
+        digest = content_hash(chunk.embedding_text)
         chunk_id = f"{doc.id}:{digest[:16]}"
         suffix = 2
         while chunk_id in seen_ids:  # identical text twice in one document
             chunk_id = f"{doc.id}:{digest[:16]}-{suffix}"
             suffix += 1
         seen_ids.add(chunk_id)
-        chunks.append(
-            Chunk(
-                id=chunk_id,
-                doc_id=doc.id,
-                citation_id=doc.id if single else f"{doc.id}#{ordinal + 1}",
-                ordinal=ordinal,
-                title=doc.title,
-                section=section,
-                source=doc.source,
-                text=text,
-                origin=doc.origin,
-                tags=doc.tags,
-                content_hash=digest,
-            )
-        )
+        chunks.append(dataclasses.replace(chunk, id=chunk_id, content_hash=digest))
     return chunks
 
 
