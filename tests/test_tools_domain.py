@@ -604,3 +604,22 @@ def test_full_tag_adds_latest_only_where_ollama_would() -> None:
     )
     assert full_tag("hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M").endswith(":Q4_K_M")
     assert full_tag("localhost:5000/ns/model") == "localhost:5000/ns/model:latest"
+
+
+@pytest.mark.parametrize("memory_gb,context", [(16, 16384), (64, 32768), (128, 131072)])
+def test_suggested_wired_limit_leaves_what_the_ram_check_keeps_for_macos(
+    memory_gb: int, context: int
+) -> None:
+    """One rule for memory left to macOS: the sysctl suggested never wires more than the RAM check allows."""
+    import re
+
+    model = {16: "qwen2.5:14b", 64: "llama3.3:70b", 128: "llama3.3:70b"}[memory_gb]
+    chip = {16: "M4", 64: "M3 Max", 128: "M4 Max"}[memory_gb]
+    quant = "Q8_0" if memory_gb == 128 else None
+    res = fit(
+        {"chip": chip, "memory_gb": memory_gb, "model": model, "context_tokens": context, "quant": quant}
+    )
+    limits = [int(m) for s in res.suggestions for m in re.findall(r"wired_limit_mb=(\d+)", s)]
+    assert limits, res.suggestions
+    left_gb = (memory_gb * GIB - limits[0] * 2**20) / 1e9
+    assert left_gb >= res.breakdown.os_headroom_gb - 1.1  # the suggestion rounds up to whole GiB

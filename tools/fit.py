@@ -144,8 +144,12 @@ def quant_for_runtime(q: QuantSpec, runtime: str) -> tuple[QuantSpec, list[str]]
 
 
 def os_headroom_gb(ram_gb: float) -> float:
-    """Memory macOS and everyday apps keep (domain-notes 2.4: ~4-8 GB)."""
-    return min(8.0, max(4.0, 0.1 * ram_gb))
+    """Memory left to macOS and everyday apps: the one rule (tools/data/gpu_working_set.yaml macos_reserve).
+
+    The RAM check keeps it free and the wired-limit suggestion leaves it.
+    """
+    r = load_yaml("gpu_working_set.yaml")["macos_reserve"]
+    return min(float(r["max_gb"]), max(float(r["min_gb"]), float(r["fraction"]) * ram_gb))
 
 
 def compute_buffer_bytes(arch: ModelArchitecture, ctx_total: int) -> tuple[float, float]:
@@ -471,7 +475,7 @@ def _suggestions(
         n2 = _need(arch, q, entry, ctx, kv_type, 1, need.margin, need.nodes)
         knob = "OLLAMA_NUM_PARALLEL=1" if runtime == "ollama" else "one parallel slot (-np 1)"
         out.append(f"Use {knob}: KV cache drops to {_g(n2.kv)} GB.")
-    reserve = max(8 * GB, 0.1 * gf.ram)
+    reserve = gf.os_gb * GB
     wanted = need.gpu_total + 0.5 * GB
     if wanted <= gf.ram - reserve and wanted > budget:
         mib = int(math.ceil(wanted / 2**20 / 1024) * 1024)
