@@ -196,45 +196,41 @@ class VectorStore:
         return meta
 
     def _rebuild(self) -> None:
-        if self.url is not None:
-            self._rebuild_on_server()
-            return
-        self.close()
-        _evict_shared_system(self.path)
+        """An empty collection instead of the old one: new files locally, a dropped collection on a server."""
+        if self.url is None:
+            self.close()
+            _evict_shared_system(self.path)
+        where = f"on the Chroma server {self.url}" if self.url is not None else f"at {self.path}"
         try:
-            if self.path.is_dir() and not self.path.is_symlink():
-                shutil.rmtree(self.path)
-            elif self.path.exists() or self.path.is_symlink():
-                self.path.unlink()
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._client = chromadb.PersistentClient(
-                path=str(self.path), settings=Settings(anonymized_telemetry=False)
-            )
+            if self.url is not None:
+                self._drop_collection_on_server()
+            else:
+                self._new_files()
             self._create_collection()
             self.verified = True  # empty and new: nothing to check
         except BaseException as err:  # noqa: BLE001
             if _is_fatal(err):
                 raise
             self.close()
-            raise IndexUnavailable(f"Could not recreate the index at {self.path}: {err}") from err
+            raise IndexUnavailable(f"Could not recreate the index {where}: {err}") from err
 
-    def _rebuild_on_server(self) -> None:
-        """On a server there are no files to delete: drop the collection and create it again."""
-        try:
-            if self._client is None:
-                self._client = self._new_client()
-            names = {c.name if hasattr(c, "name") else str(c) for c in self._client.list_collections()}
-            if COLLECTION_NAME in names:
-                self._client.delete_collection(COLLECTION_NAME)
-            self._create_collection()
-            self.verified = True  # empty and new: nothing to check
-        except BaseException as err:  # noqa: BLE001
-            if _is_fatal(err):
-                raise
-            self.close()
-            raise IndexUnavailable(
-                f"Could not recreate the index on the Chroma server {self.url}: {err}"
-            ) from err
+    def _new_files(self) -> None:
+        if self.path.is_dir() and not self.path.is_symlink():
+            shutil.rmtree(self.path)
+        elif self.path.exists() or self.path.is_symlink():
+            self.path.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._client = chromadb.PersistentClient(
+            path=str(self.path), settings=Settings(anonymized_telemetry=False)
+        )
+
+    def _drop_collection_on_server(self) -> None:
+        """On a server there are no files to delete: drop the collection (it is created again)."""
+        if self._client is None:
+            self._client = self._new_client()
+        names = {c.name if hasattr(c, "name") else str(c) for c in self._client.list_collections()}
+        if COLLECTION_NAME in names:
+            self._client.delete_collection(COLLECTION_NAME)
 
     def files_missing(self) -> bool:
         """The open store's database is gone from disk (its directory was deleted or moved under us).
