@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+from collections.abc import Mapping
+from dataclasses import fields
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
@@ -22,6 +24,15 @@ def load_yaml(name: str) -> dict[str, Any]:
         data = yaml.safe_load(fh)
     assert isinstance(data, dict), name
     return data
+
+
+T = TypeVar("T")
+
+
+def from_row(cls: type[T], row: Mapping[str, Any]) -> T:
+    """A dataclass of plain str/int/float/bool fields, from a data-file row keyed by its field names."""
+    hints = get_type_hints(cls)
+    return cls(**{f.name: hints[f.name](row[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
 
 
 def load_csv(name: str) -> list[dict[str, str]]:

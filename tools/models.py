@@ -332,15 +332,9 @@ def generic_architecture(params_b: float, active_b: float | None = None) -> tupl
     dense = [m for m in catalog().values() if m.active_params_b is None and m.sliding_window is None]
     dense = [m for m in dense if m.n_kv_heads < m.n_heads] or dense
     best = min(dense, key=lambda m: abs(math.log(m.params_b) - math.log(params_b)))
-    arch = ModelArchitecture(
-        params_billion=params_b,
-        n_layers=best.n_layers,
-        n_kv_heads=best.n_kv_heads,
-        head_dim=best.head_dim,
-        native_context=best.native_ctx,
-        active_params_billion=active_b,
-        family=None,
-        n_heads=best.n_heads,
+    # The neighbour's shape (layers, heads, context; no sliding window: dense only), this model's size.
+    arch = best.architecture().model_copy(
+        update={"params_billion": params_b, "active_params_billion": active_b, "family": None}
     )
     return arch, best.tag
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from tools.data_files import closest, load_yaml
+from tools.data_files import closest, from_row, load_yaml
 from tools.registry import ToolError
 
 
@@ -32,15 +32,7 @@ class QuantSpec:
 def quants() -> dict[str, QuantSpec]:
     out: dict[str, QuantSpec] = {}
     for row in load_yaml("quants.yaml")["quants"]:
-        q = QuantSpec(
-            quant=str(row["quant"]),
-            engine=str(row["engine"]),
-            family=str(row["family"]),
-            nominal_bpw=float(row["nominal_bpw"]),
-            bpw_8b=float(row["bpw_8b"]),
-            bpw_70b=float(row["bpw_70b"]),
-            source=str(row["source"]),
-        )
+        q = from_row(QuantSpec, row)
         out[q.quant] = q
     return out
 

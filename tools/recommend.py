@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from tools.chips import chip_bins
-from tools.data_files import GB, load_yaml
+from tools.data_files import GB, from_row, load_yaml
 from tools.estimate import estimate_speed
 from tools.fit import check_memory_fit, gpu_budget
 from tools.models import resolve_model, resolve_model_tag
@@ -73,24 +73,7 @@ class Candidate:
 
 @cache
 def candidates() -> tuple[Candidate, ...]:
-    return tuple(
-        Candidate(
-            id=m["id"],
-            label=m["label"],
-            chip=m["chip"],
-            gpu_cores=int(m["gpu_cores"]),
-            memory_gb=float(m["memory_gb"]),
-            form=m["form"],
-            portable=bool(m["portable"]),
-            price_usd=float(m["price_usd"]),
-            price_basis=str(m["price_basis"]),
-            price_as_of=str(m["price_as_of"]),
-            price_source=str(m["price_source"]),
-            status=str(m["status"]),
-            why=str(m["why"]),
-        )
-        for m in load_yaml("machines.yaml")["machines"]
-    )
+    return tuple(from_row(Candidate, m) for m in load_yaml("machines.yaml")["machines"])
 
 
 def avoid_reason(c: Candidate, workload: str) -> str | None:

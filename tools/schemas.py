@@ -182,6 +182,11 @@ Quant = Annotated[
 ]
 
 
+ExplicitArchitecture = Annotated[
+    ModelArchitecture | None, Field(description="Explicit architecture for a model not in the catalog.")
+]
+
+
 class _OmitNoneObjects(BaseModel):
     """Drops the listed optional object fields from dumps when they are None (the schema is unchanged and the
     fields are not required), so a consumer that reads nullable objects as plain objects never sees null."""
@@ -259,9 +264,7 @@ class EstimateSpeedInput(BaseModel):
     )
     model: ModelTag = None
     params_billion: ParamsBillion = None
-    architecture: ModelArchitecture | None = Field(
-        default=None, description="Explicit architecture for a model not in the catalog."
-    )
+    architecture: ExplicitArchitecture = None
     quant: Quant = None
     context_tokens: int = Field(
         default=2048,
@@ -321,9 +324,7 @@ class CheckMemoryFitInput(BaseModel):
     )
     model: ModelTag = None
     params_billion: ParamsBillion = None
-    architecture: ModelArchitecture | None = Field(
-        default=None, description="Explicit architecture for a model not in the catalog."
-    )
+    architecture: ExplicitArchitecture = None
     quant: Quant = None
     context_tokens: int = Field(
         default=4096, ge=1, le=16_777_216, description="Context window to allocate (num_ctx)."
