@@ -7,6 +7,7 @@ Units: every ``*_gb`` output is 1e9 bytes. Apple's "48 GB" of unified memory is 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tools.chips import resolve_machine
@@ -279,24 +280,16 @@ def gpu_fit_for(
     return assess_gpu_fit(need, budget, mem_gb, rt)
 
 
-def _max_context(
-    arch: ModelArchitecture,
-    q: QuantSpec,
-    entry: CatalogModel | None,
-    kv_type: str,
-    parallel: int,
-    budget: float,
-    margin: float = 0.0,
-    nodes: int = 1,
-) -> int:
-    if _need(arch, q, entry, 1, kv_type, parallel, margin, nodes).gpu_total > budget:
+def _max_context(need_at: Callable[[int], _Need], native_context: int, budget: float) -> int:
+    """The largest context (up to the trained one) whose need fits the budget; 0 when none does."""
+    if need_at(1).gpu_total > budget:
         return 0
-    lo, hi = 1, arch.native_context
-    if _need(arch, q, entry, hi, kv_type, parallel, margin, nodes).gpu_total <= budget:
+    lo, hi = 1, native_context
+    if need_at(hi).gpu_total <= budget:
         return hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _need(arch, q, entry, mid, kv_type, parallel, margin, nodes).gpu_total <= budget:
+        if need_at(mid).gpu_total <= budget:
             lo = mid
         else:
             hi = mid
@@ -343,7 +336,11 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     assumptions += _sizing_notes(p, arch, q, entry, need, rt)
     gf = assess_gpu_fit(need, budget, mem_gb, rt)
     assumptions += gf.notes
-    max_ctx = _max_context(arch, q, entry, p.kv_cache_type, p.parallel, budget, rt.margin_bytes, nodes)
+    max_ctx = _max_context(
+        lambda ctx: _need(arch, q, entry, ctx, p.kv_cache_type, p.parallel, rt.margin_bytes, nodes),
+        arch.native_context,
+        budget,
+    )
     cluster_out = None
     if plan is not None:
         cluster_out = _cluster_result(plan, runtime, need, budget, mem_gb)

@@ -251,14 +251,19 @@ class ClusterResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class EstimateSpeedInput(BaseModel):
-    """Decode speed question: which machine, which model, how much context."""
+class _MachineInput(BaseModel):
+    """The machine fields every per-Mac question starts with."""
 
     model_config = _STRICT
 
     chip: Chip = None
     gpu_cores: GpuCores = None
     memory_gb: MemoryGb = None
+
+
+class EstimateSpeedInput(_MachineInput):
+    """Decode speed question: which machine, which model, how much context."""
+
     bandwidth_gbps: float | None = Field(
         default=None, gt=0, le=20000, description="Raw memory bandwidth in GB/s instead of a chip."
     )
@@ -308,14 +313,9 @@ class EstimateSpeedOutput(_OmitNoneObjects):
     sources: list[str]
 
 
-class CheckMemoryFitInput(BaseModel):
+class CheckMemoryFitInput(_MachineInput):
     """Will a model with this context load on this Mac's GPU?"""
 
-    model_config = _STRICT
-
-    chip: Chip = None
-    gpu_cores: GpuCores = None
-    memory_gb: MemoryGb = None
     gpu_memory_limit_gb: float | None = Field(
         default=None,
         gt=0,

@@ -23,14 +23,13 @@ class ThisMac:
     wired_limit_mb: int | None  # iogpu.wired_limit_mb when set (0 / absent = OS default)
 
     def describe(self) -> str:
-        parts = [self.brand or "unknown chip"]
-        if self.gpu_cores:
-            parts.append(f"{self.gpu_cores}-core GPU")
-        if self.memory_gb:
-            parts.append(f"{self.memory_gb:g} GB")
-        if self.wired_limit_mb:
-            parts.append(f"iogpu.wired_limit_mb={self.wired_limit_mb}")
-        return ", ".join(parts)
+        parts = [
+            self.brand or "unknown chip",
+            f"{self.gpu_cores}-core GPU" if self.gpu_cores else "",
+            f"{self.memory_gb:g} GB" if self.memory_gb else "",
+            f"iogpu.wired_limit_mb={self.wired_limit_mb}" if self.wired_limit_mb else "",
+        ]
+        return ", ".join(p for p in parts if p)
 
 
 def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
