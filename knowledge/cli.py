@@ -1,8 +1,9 @@
 """`python -m knowledge add|list|remove|sync|search`: manage and query the knowledge base from a shell.
 
-Reads the same environment variables as the app (`ADVISOR_DATA_DIR`, `OLLAMA_HOST`, `ADVISOR_EMBED_MODEL`)
-without importing the assistant package (knowledge must not depend on it). Every expected failure prints one
-clear line and exits non-zero; Ollama being down is not a failure here, only a downgrade to lexical search.
+Reads the same environment variables as the app (`ADVISOR_DATA_DIR`, `OLLAMA_HOST`, `ADVISOR_EMBED_MODEL`,
+`ADVISOR_CHROMA_URL`, `ADVISOR_SEARCH_EMBED_TIMEOUT_S`) once, into `CliSettings`, without importing the
+assistant package (knowledge must not depend on it). Every expected failure prints one clear line and exits
+non-zero; Ollama being down is not a failure here, only a downgrade to lexical search.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import ollama
@@ -18,41 +20,69 @@ import ollama
 from knowledge.chunking import FrontMatterError
 from knowledge.documents import DocumentError
 from knowledge.embedding import OllamaEmbedder
+from knowledge.schemas import MAX_QUERY_CHARS
 from knowledge.search import KnowledgeBase, SyncReport
 
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("ADVISOR_DATA_DIR") or Path.home() / ".mac-ai-advisor").expanduser()
+DEFAULT_HOST = "http://127.0.0.1:11434"
 
 
-def default_host() -> str:
-    host = (os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434").strip()
-    return host if host.startswith(("http://", "https://")) else "http://" + host
+@dataclass(frozen=True)
+class CliSettings:
+    """The app's settings this CLI uses, read from the environment once (``from_env``) and then passed on."""
+
+    data_dir: Path
+    ollama_host: str = DEFAULT_HOST
+    embed_model: str = "nomic-embed-text"
+    chroma_url: str | None = None
+    search_embed_timeout_s: float = 5.0
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        data_dir: Path | None = None,
+        ollama_host: str | None = None,
+        embed_model: str | None = None,
+    ) -> CliSettings:
+        """The variables named in the module docstring; an argument given on the command line wins."""
+        env = os.environ if environ is None else environ
+        host = (ollama_host or env.get("OLLAMA_HOST") or DEFAULT_HOST).strip()
+        return cls(
+            data_dir=(
+                data_dir or Path(env.get("ADVISOR_DATA_DIR") or Path.home() / ".mac-ai-advisor")
+            ).expanduser(),
+            ollama_host=host if host.startswith(("http://", "https://")) else "http://" + host,
+            embed_model=embed_model or env.get("ADVISOR_EMBED_MODEL") or "nomic-embed-text",
+            chroma_url=(env.get("ADVISOR_CHROMA_URL") or "").strip() or None,
+            search_embed_timeout_s=_timeout(env.get("ADVISOR_SEARCH_EMBED_TIMEOUT_S")),
+        )
 
 
-def search_embed_timeout() -> float:
-    """ADVISOR_SEARCH_EMBED_TIMEOUT_S, the app's setting of the same name (default 5 s)."""
+def _timeout(raw: str | None) -> float:
+    """ADVISOR_SEARCH_EMBED_TIMEOUT_S, the app's setting of the same name (default 5 s, at most 120 s)."""
     try:
-        value = float(os.environ.get("ADVISOR_SEARCH_EMBED_TIMEOUT_S") or 5.0)
+        value = float(raw or 5.0)
     except ValueError:
         return 5.0
     return value if 0 < value <= 120 else 5.0
 
 
 def open_knowledge_base(
-    data_dir: Path, ollama_host: str | None, embed_model: str, *, lexical: bool = False, progress: bool = True
+    settings: CliSettings, *, lexical: bool = False, progress: bool = True
 ) -> KnowledgeBase:
     embedder = None
     if not lexical:
         # trust_env=False: document text and queries go to Ollama directly, never to an HTTP(S)_PROXY.
-        host = ollama_host or default_host()
+        host = settings.ollama_host
         client = ollama.Client(host=host, timeout=120.0, trust_env=False)
         # A search waits for its query's embedding as long as the app's setting says, then uses keywords.
-        wait = search_embed_timeout()
+        wait = settings.search_embed_timeout_s
         query_client = ollama.Client(host=host, timeout=wait, trust_env=False)
-        embedder = OllamaEmbedder(client, embed_model, query_client=query_client, query_timeout_s=wait)
-    chroma_url = (os.environ.get("ADVISOR_CHROMA_URL") or "").strip() or None
-    return KnowledgeBase(data_dir, embedder, progress=progress, chroma_url=chroma_url)
+        embedder = OllamaEmbedder(
+            client, settings.embed_model, query_client=query_client, query_timeout_s=wait
+        )
+    return KnowledgeBase(settings.data_dir, embedder, progress=progress, chroma_url=settings.chroma_url)
 
 
 def _print_report(report: SyncReport) -> None:
@@ -61,10 +91,8 @@ def _print_report(report: SyncReport) -> None:
 
 def add_documents_cli(
     paths: Sequence[str | Path],
+    settings: CliSettings,
     *,
-    data_dir: Path,
-    ollama_host: str | None = None,
-    embed_model: str = "nomic-embed-text",
     progress: bool = True,
     follow_symlinks: bool = False,
 ) -> int:
@@ -75,7 +103,7 @@ def add_documents_cli(
     """
     skipped: list[str] = []
     try:
-        with open_knowledge_base(data_dir, ollama_host, embed_model, progress=progress) as kb:
+        with open_knowledge_base(settings, progress=progress) as kb:
             added = kb.add_documents(paths, skipped=skipped, follow_symlinks=follow_symlinks)
             for doc in added:
                 print(
@@ -103,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ollama-host", default=None, help="Ollama URL (OLLAMA_HOST).")
     parser.add_argument(
         "--embed-model",
-        default=os.environ.get("ADVISOR_EMBED_MODEL", "nomic-embed-text"),
-        help="Embedding model (ADVISOR_EMBED_MODEL).",
+        default=None,
+        help="Embedding model (ADVISOR_EMBED_MODEL, else nomic-embed-text).",
     )
     parser.add_argument("--lexical", action="store_true", help="Do not use Ollama; BM25 only.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,21 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    data_dir = (args.data_dir or default_data_dir()).expanduser()
+    settings = CliSettings.from_env(
+        data_dir=args.data_dir, ollama_host=args.ollama_host, embed_model=args.embed_model
+    )
     if args.command == "add":
-        return (
-            add_documents_cli(
-                args.paths,
-                data_dir=data_dir,
-                ollama_host=args.ollama_host,
-                embed_model=args.embed_model,
-                follow_symlinks=args.follow_symlinks,
-            )
-            if not args.lexical
-            else _add_lexical(args.paths, data_dir, follow_symlinks=args.follow_symlinks)
-        )
+        if args.lexical:
+            return _add_lexical(args.paths, settings.data_dir, follow_symlinks=args.follow_symlinks)
+        return add_documents_cli(args.paths, settings, follow_symlinks=args.follow_symlinks)
     try:
-        with open_knowledge_base(data_dir, args.ollama_host, args.embed_model, lexical=args.lexical) as kb:
+        with open_knowledge_base(settings, lexical=args.lexical) as kb:
             if args.command == "list":
                 docs = kb.list_user_documents()
                 if not docs:
@@ -159,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not 1 <= args.k <= 20:
                     raise DocumentError("-k must be between 1 and 20.")
                 query = " ".join(args.query).strip()
-                if not query or len(query) > 2000:
-                    raise DocumentError("the query must be 1 to 2000 characters.")
+                if not query or len(query) > MAX_QUERY_CHARS:
+                    raise DocumentError(f"the query must be 1 to {MAX_QUERY_CHARS} characters.")
                 out = kb.search(query, args.k)
                 if args.json:
                     print(out.model_dump_json(indent=2))

@@ -11,7 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Passage", "SearchKnowledgeInput", "SearchKnowledgeOutput"]
+__all__ = ["MAX_QUERY_CHARS", "Passage", "SearchKnowledgeInput", "SearchKnowledgeOutput"]
+
+MAX_QUERY_CHARS = 2000
+"""Longest search query, in characters: the tool's schema, the CLI and the assistant's own searches."""
 
 
 class Passage(BaseModel):
@@ -33,7 +36,9 @@ class SearchKnowledgeInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=2000, description="What to look for, in plain words.")
+    query: str = Field(
+        min_length=1, max_length=MAX_QUERY_CHARS, description="What to look for, in plain words."
+    )
     k: int = Field(default=5, ge=1, le=20, description="How many passages to return.")
 
 

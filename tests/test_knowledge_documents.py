@@ -11,7 +11,7 @@ import ollama
 import pytest
 
 from knowledge import DocumentError, KnowledgeBase, OllamaEmbedder
-from knowledge.cli import add_documents_cli, main
+from knowledge.cli import CliSettings, add_documents_cli, main
 from tests.harness import HANG_S
 from tests.ollama_standin import OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
@@ -222,9 +222,8 @@ def test_cli_add_list_search_remove(
 def test_add_documents_cli_reports_errors_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = add_documents_cli(
-        [tmp_path / "nope.pdf"], data_dir=tmp_path / "data", ollama_host=f"http://127.0.0.1:{_closed_port()}"
-    )
+    settings = CliSettings(data_dir=tmp_path / "data", ollama_host=f"http://127.0.0.1:{_closed_port()}")
+    code = add_documents_cli([tmp_path / "nope.pdf"], settings)
     err = capsys.readouterr().err
     assert code == 2 and "nope.pdf: no such file" in err and "Traceback" not in err
 

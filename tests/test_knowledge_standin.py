@@ -157,10 +157,11 @@ def test_cli_search_falls_back_within_the_same_setting(
     """`knowledge search` reads the app's setting from the environment (ADVISOR_SEARCH_EMBED_TIMEOUT_S)."""
     import time
 
-    from knowledge.cli import open_knowledge_base
+    from knowledge.cli import CliSettings, open_knowledge_base
 
     monkeypatch.setenv("ADVISOR_SEARCH_EMBED_TIMEOUT_S", "1")
-    with open_knowledge_base(tmp_path, standin.url, "nomic-embed-text", progress=False) as kb:
+    settings = CliSettings.from_env(data_dir=tmp_path, ollama_host=standin.url)
+    with open_knowledge_base(settings, progress=False) as kb:
         assert kb.sync().mode == "hybrid"
         standin.inject("/api/embed", Fault.slow(120.0), times=1)
         started = time.monotonic()
