@@ -32,21 +32,6 @@ class _PassageLike(Protocol):
     def text(self) -> str: ...
 
 
-# What each tool is for, in the words a user would use. Falls back to the tool's own description for tools
-# this table does not know (a colleague adds one): the registry stays the single source of the tool list.
-TOOL_PURPOSE: dict[str, str] = {
-    "estimate_speed": "how fast (tokens/s) a model generates on a Mac: use for any 'how fast / tok/s' "
-    "question",
-    "check_memory_fit": "whether a model + context fits in a Mac's GPU memory, with the largest context "
-    "and smaller quants that fit: use for any 'will it fit / run / how much RAM' question",
-    "lookup_benchmarks": "the article's measured numbers (LLM tok/s, image-generation seconds) by Mac and "
-    "model: use when the user asks what was measured or tested",
-    "recommend_machine": "which Mac to buy for a budget, model size and workload",
-    "search_knowledge": "search the knowledge base for more passages (explanations, settings, caveats)",
-    "measure_speed": "run a short generation on this Mac's Ollama and measure real tokens/s for an "
-    "installed model",
-}
-
 SYSTEM_PROMPT_TEMPLATE = """\
 You are Mac AI Advisor, a careful assistant for people running local AI (LLMs, image models) on Apple \
 Silicon Macs. Everything runs offline on the user's Mac.
@@ -73,8 +58,8 @@ NO_PASSAGES = (
 def tool_lines(tools: Iterable[_NamedTool]) -> str:
     lines = []
     for tool in tools:
-        purpose = TOOL_PURPOSE.get(tool.name) or _first_sentence(tool.description)
-        lines.append(f"- {tool.name}: {purpose}")
+        # A tool's description starts with what it is for, in a user's words (tools/__init__.py): one source.
+        lines.append(f"- {tool.name}: {_first_sentence(tool.description)}")
     return "\n".join(lines) if lines else "- (none)"
 
 

@@ -71,11 +71,11 @@ def _search_knowledge_tool(knowledge: KnowledgeBase) -> Tool:
     return Tool(
         name="search_knowledge",
         description=(
-            "Search the knowledge base (guides on Apple Silicon memory, bandwidth, quantisation, Ollama "
-            "settings, the findings of the article 'Apple Silicon AI Workstation 2026' (2026-04-14), and the "
-            "user's own documents) and return the best passages "
-            "with their ids for citation as [p:ID]. Use it for explanations and settings, not for numbers a "
-            "calculator tool gives."
+            "Search the knowledge base for more passages (explanations, settings, caveats) to cite as "
+            "[p:ID]. It holds guides on Apple Silicon memory, bandwidth, quantisation and Ollama settings, "
+            "the findings of the article 'Apple Silicon AI Workstation 2026' (2026-04-14), and the user's "
+            "own documents, and returns the best passages with their ids. Use it for explanations and "
+            "settings, not for numbers a calculator tool gives."
         ),
         input_model=SearchKnowledgeInput,
         output_model=SearchKnowledgeOutput,
@@ -260,9 +260,9 @@ def _measure_speed_tool(
     return Tool(
         name="measure_speed",
         description=(
-            "Measure the real decode speed (tokens/s) of a model installed in this Mac's Ollama with a short "
-            "generation, and compare it with estimate_speed's prediction for this Mac. Takes a few seconds "
-            "to a minute; use it only when the user asks to measure or test their own machine."
+            "Run a short generation on this Mac's Ollama and measure real tokens/s for an installed model. "
+            "Compares the measured decode speed with estimate_speed's prediction for this Mac. Takes a few "
+            "seconds to a minute; use it only when the user asks to measure or test their own machine."
         ),
         input_model=MeasureSpeedInput,
         output_model=MeasureSpeedOutput,

@@ -17,6 +17,7 @@ from assistant.context_budget import (
 from assistant.eval import Check, check_answer, load_questions, numbers_in
 from assistant.events import AgentEventAdapter, DoneEvent, ToolCallEvent
 from assistant.prompts import build_system_prompt, cited_ids
+from tools import REGISTRY
 
 KNOWN = {"estimate_speed", "check_memory_fit"}
 
@@ -198,8 +199,11 @@ def test_system_prompt_lists_every_tool_and_the_rules() -> None:
         def __init__(self, name: str, description: str) -> None:
             self.name, self.description = name, description
 
-    prompt = build_system_prompt([T("estimate_speed", "x"), T("new_tool", "Does a new thing. More detail.")])
-    assert "- estimate_speed: how fast" in prompt
+    prompt = build_system_prompt(
+        [REGISTRY.get("estimate_speed"), T("new_tool", "Does a new thing. More detail.")]
+    )
+    assert "- estimate_speed: How fast (tokens/s) a local LLM generates" in prompt
+    assert "Give the machine" not in prompt  # only the purpose sentence of the registry's description
     assert "- new_tool: Does a new thing." in prompt and "More detail" not in prompt
     for rule in ("Prefer tool results", "[p:ID]", "uncertainty", "units"):
         assert rule in prompt
