@@ -31,8 +31,8 @@ class Passage(BaseModel):
 
 
 class SearchKnowledgeInput(BaseModel):
-    """Search the knowledge base: facts, figures and advice of the article
-    'Apple Silicon AI Workstation 2026', plus the user's own documents."""
+    """Search the knowledge base: facts, figures and advice of the article \
+'Apple Silicon AI Workstation 2026', plus the user's own documents."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -271,3 +272,20 @@ def test_descriptions_match_the_schema_and_name_the_article(toolset: Registry) -
             text = str(prop.get("description", ""))
             if "article" in text.lower():
                 assert "Apple Silicon AI Workstation 2026" in text, f"{tool.name}.{path}: {text}"
+
+
+def test_descriptions_are_unbroken_prose(toolset: Registry) -> None:
+    """What a model or MCP client reads has no line breaks or double spaces left from wrapping the source."""
+
+    def descriptions(node: Any, where: str) -> list[tuple[str, str]]:
+        if isinstance(node, dict):
+            own = [(where, node["description"])] if isinstance(node.get("description"), str) else []
+            return own + [d for k, v in node.items() for d in descriptions(v, f"{where}.{k}")]
+        if isinstance(node, list):
+            return [d for i, v in enumerate(node) for d in descriptions(v, f"{where}[{i}]")]
+        return []
+
+    for tool in toolset:
+        for where, text in descriptions(tool.mcp_spec(), tool.name):
+            assert "\n" not in text and "  " not in text, f"{where}: {text!r}"
+            assert not re.search(r"\b(the|a|an|of|to|with) \1\b", text), f"{where}: {text!r}"

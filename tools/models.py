@@ -499,8 +499,7 @@ def resolve_model_and_quant(
         raise ToolError(
             f"quant: {entry.tag} is not available as {q.quant}: its published weights keep the experts in "
             f"{entry.moe.layout.get('expert') if entry.moe else entry.default_quant}, which do not "
-            "requantise. "
-            f"Available: {', '.join(entry.allowed_quants or ())}.",
+            f"requantise. Available: {', '.join(entry.allowed_quants or ())}.",
             fields=["quant"],
         )
     sources.append(f"quant {q.quant}: {q.source}")

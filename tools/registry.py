@@ -1,9 +1,8 @@
 """Tool registry: the single source for the agent's tool list, the MCP server, the CLI and schema export.
 
 A tool is a plain typed function ``input_model -> output_model``. The registry wraps it so that callers which
-only have loosely typed arguments (an LLM's tool call, a JSON string from a small model, CLI flags) get
-either a
-validated result or a :class:`ToolError` whose message is safe to show to a user or hand back to the model.
+only have loosely typed arguments (an LLM's tool call, a JSON string from a small model, CLI flags) get either
+a validated result or a :class:`ToolError` whose message is safe to show to a user or hand back to the model.
 """
 
 from __future__ import annotations

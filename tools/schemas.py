@@ -372,8 +372,8 @@ class CheckMemoryFitOutput(_OmitNoneObjects):
 
 
 class LookupBenchmarksInput(BaseModel):
-    """Search the measured tables of the article 'Apple Silicon AI Workstation 2026'; every filter is
-    forgiving and optional."""
+    """Search the measured tables of the article 'Apple Silicon AI Workstation 2026'; every filter is \
+forgiving and optional."""
 
     model_config = _STRICT
 

@@ -76,11 +76,9 @@ def quant_weights(q: QuantSpec) -> tuple[dict[str, float], str | None]:
     """Map a quant onto the fitted anchors; 16-bit floats are the reference (no extra cost).
 
     Anchors are the quantisations the calibration data actually contains (Q4_K_M/Q4_0, Q8_0, F16, MLX
-    4/8-bit);
-    each anchor's parameter is the extra inverse efficiency (dequantisation work per byte) over F16, so the
-    fit
-    can keep it non-negative. Quants in between are linearly interpolated by nominal bpw; quants below 4.5 bpw
-    and i-quants reuse the Q4 anchor, which the returned note flags as uncalibrated.
+    4/8-bit); each anchor's parameter is the extra inverse efficiency (dequantisation work per byte) over F16,
+    so the fit can keep it non-negative. Quants in between are linearly interpolated by nominal bpw; quants
+    below 4.5 bpw and i-quants reuse the Q4 anchor, which the returned note flags as uncalibrated.
     """
     bpw = q.nominal_bpw
     note: str | None = None
@@ -92,9 +90,9 @@ def quant_weights(q: QuantSpec) -> tuple[dict[str, float], str | None]:
     if bpw <= 4.5:
         if bpw < 4.5 or q.family == "iq":
             note = (
-                f"{q.quant}: efficiency not calibrated (no measurements below 4 bits / for i-quants); "
-                f"the 4-bit "
-                "value is used. i-quants and 2-3 bit K-quants are usually somewhat slower per byte on Metal."
+                f"{q.quant}: efficiency not calibrated (no measurements below 4 bits / for i-quants); the "
+                "4-bit value is used. i-quants and 2-3 bit K-quants are usually somewhat slower per byte on "
+                "Metal."
             )
         return {lo: 1.0}, note
     if bpw <= 8.5:
