@@ -20,8 +20,7 @@ from tools.schemas import ImageBenchmarkRow, LlmBenchmarkRow, LookupBenchmarksIn
 from tools.sizes import kv_cache_bytes
 
 ARTICLE = (
-    "article.txt: 'Apple Silicon AI Workstation 2026: M4 Pro vs M3 Max for Local LLM & Image Gen' "
-    "(2026-04-14)"
+    "the article 'Apple Silicon AI Workstation 2026: M4 Pro vs M3 Max for Local LLM & Image Gen' (2026-04-14)"
 )
 ARTICLE_CTX = 600  # ~500-token prompt + half of 200 generated tokens
 STOP = {

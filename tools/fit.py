@@ -30,7 +30,7 @@ from tools.sizes import kv_cache_bytes, weights_bytes
 N_BATCH = 512  # llama.cpp / Ollama default physical batch
 VOCAB_ASSUMED = 152_064  # largest common vocab (Qwen2.5); only sizes the logits buffer
 # Vocabulary per family (largest in the family), for the logits part of the compute buffer. Source:
-# /work/shared/data/model_architectures.csv vocab column (HF config.json); gptoss: openai/gpt-oss config.json.
+# each family's HF config.json vocab_size; gptoss: openai/gpt-oss config.json.
 VOCAB_BY_FAMILY = {
     "llama": 128_256,
     "qwen2": 152_064,
@@ -52,13 +52,11 @@ _RUNTIME_KNOBS = {
 MAC_MEMORY_SIZES = (8, 16, 18, 24, 32, 36, 48, 64, 96, 128, 192, 256, 512)
 
 SOURCES_FIT = [
-    "reference/domain-notes.md 2.2 (KV = 2 x layers x kv_heads x head_dim x ctx x bytes x parallel; Ollama "
-    "fs/ggml/ggml.go GraphSize incl. Gemma SWA)",
-    "reference/domain-notes.md 2.3 (compute graph: Ollama llm/memory.go llama formula; llama.cpp "
-    "--fit-target "
-    "1024 MiB margin)",
-    "reference/domain-notes.md 2.4 + tools/data/gpu_working_set.yaml (Metal recommendedMaxWorkingSetSize: "
-    "2/3 of RAM up to 36 GB, 3/4 above; iogpu.wired_limit_mb override)",
+    "KV cache = 2 x layers x kv_heads x head_dim x ctx x bytes x parallel (Ollama fs/ggml/ggml.go GraphSize, "
+    "incl. Gemma sliding-window layers)",
+    "compute buffer: Ollama llm/memory.go llama graph formula; llama.cpp --fit-target 1024 MiB margin",
+    "tools/data/gpu_working_set.yaml (Metal recommendedMaxWorkingSetSize: 2/3 of RAM up to 36 GB, 3/4 above; "
+    "iogpu.wired_limit_mb override; memory left to macOS)",
 ]
 
 

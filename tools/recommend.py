@@ -29,10 +29,13 @@ from tools.schemas import (
     RecommendMachineOutput,
 )
 
-ARTICLE = "article.txt, section 'The Decision Framework' and 'The Honest Bottom Line'"
+ARTICLE = (
+    "the article 'Apple Silicon AI Workstation 2026' (2026-04-14), sections 'The Decision Framework' and "
+    "'The Honest Bottom Line'"
+)
 SOURCES = [
     ARTICLE,
-    "tools/data/machines.yaml (from /work/shared/data/2026/apple_lineup_2026.csv; prices with source, date)",
+    "tools/data/machines.yaml (Apple's line-up, each price with its source and date)",
     "tools/data/recommend_rules.yaml, tools/data/image_models.yaml",
     "check_memory_fit and estimate_speed (this package)",
 ]

@@ -1,8 +1,8 @@
 """Pydantic input/output models of the public tools.
 
-These field names are public API (MCP tool schemas, the agent's tool list, the CLI flags), so they change only
-together with DESIGN.md. Validation here catches shape and range problems; domain problems (an unknown chip,
-a GPU-core count a chip never had) are raised by the tools as ToolError with closest matches.
+These field names are public API (MCP tool schemas, the agent's tool list, the CLI flags): a change to them is
+an API change (README, MCP clients). Validation here catches shape and range problems; domain problems (an
+unknown chip, a GPU-core count a chip never had) are raised by the tools as ToolError with closest matches.
 """
 
 from __future__ import annotations
