@@ -16,14 +16,8 @@ if TYPE_CHECKING:
     from knowledge.documents import DocumentError, UserDocument
     from knowledge.embedding import Embedder, EmbeddingUnavailable, OllamaEmbedder
     from knowledge.index import IndexUnavailable, VectorStore
-    from knowledge.search import (
-        KnowledgeBase,
-        Passage,
-        SearchKnowledgeInput,
-        SearchKnowledgeOutput,
-        SyncReport,
-        reciprocal_rank_fusion,
-    )
+    from knowledge.schemas import Passage, SearchKnowledgeInput, SearchKnowledgeOutput
+    from knowledge.search import KnowledgeBase, SyncReport, reciprocal_rank_fusion
 
 # Imported on first access (PEP 562): `import knowledge.schemas` (what the MCP server needs to list its tools)
 # must not pay for Chroma, BM25 and the Ollama client.

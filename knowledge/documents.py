@@ -100,7 +100,8 @@ def _html_to_markdown(html: str) -> tuple[str | None, str]:
 
 
 def _html_to_markdown_unchecked(html: str) -> tuple[str | None, str]:
-    from bs4 import BeautifulSoup, NavigableString, Tag
+    from bs4 import BeautifulSoup
+    from bs4.element import NavigableString, Tag
 
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript", "template", "svg", "nav", "footer"]):

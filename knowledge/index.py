@@ -21,6 +21,7 @@ from pathlib import Path
 
 import chromadb
 import numpy as np
+from chromadb.api import ClientAPI
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings
 
@@ -100,7 +101,7 @@ class VectorStore:
         self.model_name = model_name
         # A Chroma server (`chroma run`) instead of the embedded store under `path`; see `_new_client`.
         self.url = url
-        self._client: chromadb.ClientAPI | None = None
+        self._client: ClientAPI | None = None
         self._collection: chromadb.Collection | None = None
         self.dimension: int | None = None
         self.rebuild_reason: str | None = None
@@ -127,7 +128,7 @@ class VectorStore:
         self.rebuild_reason = reason
         return reason
 
-    def _new_client(self) -> chromadb.ClientAPI:
+    def _new_client(self) -> ClientAPI:
         """The embedded store under `path` (default), or the Chroma server at `url` (ADVISOR_CHROMA_URL).
 
         Why a server: several advisors (or other agents) can share one curated index. Everything above the
@@ -287,7 +288,7 @@ class VectorStore:
             self.collection.upsert(
                 ids=list(ids[start:end]),
                 embeddings=np.asarray(vectors[start:end], dtype=np.float32),
-                metadatas=[dict(m) for m in metadatas[start:end]],  # type: ignore[misc]
+                metadatas=[dict(m) for m in metadatas[start:end]],
             )
 
     def delete(self, ids: Sequence[str]) -> None:
