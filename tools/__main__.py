@@ -11,12 +11,16 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from tools import REGISTRY
 from tools.registry import Tool, ToolError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,59 +71,64 @@ def _coerce(tool: Tool, raw: dict[str, str | None]) -> dict[str, Any]:
     return out
 
 
+_LISTS = ("suggestions", "reasons", "trade_offs", "avoid", "matched_on", "assumptions", "sources")
+
+
 def _pretty(result: BaseModel) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     data = result.model_dump(mode="json")
-    scalars = Table(show_header=False, box=None)
-    for k, v in data.items():
-        if not isinstance(v, list | dict):
-            scalars.add_row(f"[bold]{k}[/bold]", str(v))
-        elif (
-            isinstance(v, list)
-            and v
-            and not isinstance(v[0], dict | list)
-            and k
-            not in (
-                "assumptions",
-                "sources",
-                "suggestions",
-                "flags",
-                "reasons",
-                "trade_offs",
-                "avoid",
-                "matched_on",
-            )
-        ):
-            scalars.add_row(f"[bold]{k}[/bold]", ", ".join(map(str, v)))
-    console.print(scalars)
+    console.print(_scalars(data))
     for k, v in data.items():
         if isinstance(v, dict):
-            t = Table(title=k, show_header=False)
-            for kk, vv in v.items():
-                t.add_row(kk, json.dumps(vv) if isinstance(vv, list | dict) else str(vv))
-            console.print(t)
+            _print_mapping(console, k, v)
         elif isinstance(v, list) and v and isinstance(v[0], dict):
-            cols = [c for c in v[0] if c not in ("flags", "source", "price_note", "why", "setting")]
-            t = Table(title=k)
-            for c in cols:
-                t.add_column(c)
-            for row in v:
-                t.add_row(*(str(row.get(c)) for c in cols))
-            console.print(t)
-            for row in v:
-                for f in row.get("flags", []) or []:
-                    console.print(
-                        f"  [yellow]![/yellow] {row.get('machine', '')} / {row.get('model', '')}: {f}"
-                    )
-    for k in ("suggestions", "reasons", "trade_offs", "avoid", "matched_on", "assumptions", "sources"):
+            _print_rows(console, k, v)
+    for k in _LISTS:
         items = data.get(k)
         if items:
             console.print(f"[bold]{k}[/bold]")
             for it in items:
                 console.print(f"  - {it}")
+
+
+def _scalars(data: dict[str, Any]) -> Table:
+    """Scalar fields and short lists of scalars (not the prose lists printed at the end), one row each."""
+    from rich.table import Table
+
+    scalars = Table(show_header=False, box=None)
+    for k, v in data.items():
+        if not isinstance(v, list | dict):
+            scalars.add_row(f"[bold]{k}[/bold]", str(v))
+        elif isinstance(v, list) and v and not isinstance(v[0], dict | list) and k not in (*_LISTS, "flags"):
+            scalars.add_row(f"[bold]{k}[/bold]", ", ".join(map(str, v)))
+    return scalars
+
+
+def _print_mapping(console: Console, title: str, mapping: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    for kk, vv in mapping.items():
+        t.add_row(kk, json.dumps(vv) if isinstance(vv, list | dict) else str(vv))
+    console.print(t)
+
+
+def _print_rows(console: Console, title: str, rows: list[dict[str, Any]]) -> None:
+    """A table of rows (benchmark rows, alternatives) and each row's flags under it."""
+    from rich.table import Table
+
+    cols = [c for c in rows[0] if c not in ("flags", "source", "price_note", "why", "setting")]
+    t = Table(title=title)
+    for c in cols:
+        t.add_column(c)
+    for row in rows:
+        t.add_row(*(str(row.get(c)) for c in cols))
+    console.print(t)
+    for row in rows:
+        for f in row.get("flags", []) or []:
+            console.print(f"  [yellow]![/yellow] {row.get('machine', '')} / {row.get('model', '')}: {f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

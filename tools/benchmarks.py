@@ -91,8 +91,7 @@ def _norm(text: str) -> str:
     t = re.sub(r"(\d+)\s*gb\b", r"\1gb", t)
     t = re.sub(r"\bsd\s*1\.?5\b", "sd15", t)
     t = re.sub(r"\bsd\s*xl\b", "sdxl", t)
-    t = t.replace("stable diffusion xl", "sdxl").replace("stable diffusion 1.5", "sd15")
-    return t
+    return t.replace("stable diffusion xl", "sdxl").replace("stable diffusion 1.5", "sd15")
 
 
 def _tokens(text: str) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,6 +283,40 @@ def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
+def decode_arguments(arguments: object, tool_name: str, fields: Sequence[str]) -> Mapping[Any, Any]:
+    """A tool call's arguments as a mapping: a mapping, JSON text or bytes of an object, None or "" for none.
+
+    The one decoder of loosely typed arguments (a model's tool call, a JSON string from a small model, CLI
+    input); anything else is a ToolError that names the tool and its fields.
+    """
+    if arguments is None:
+        return {}
+    if isinstance(arguments, bytes | bytearray):
+        try:
+            arguments = arguments.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ToolError(f"Invalid arguments for {tool_name}: not UTF-8 text") from exc
+    if isinstance(arguments, str):
+        text = arguments.strip()
+        if not text:
+            return {}
+        try:
+            arguments = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ToolError(
+                f"Invalid arguments for {tool_name}: expected a JSON object, could not parse it "
+                f"({exc.__class__.__name__}: {str(exc)[:120]})"
+            ) from exc
+        if arguments is None:
+            return {}
+    if not isinstance(arguments, Mapping):
+        raise ToolError(
+            f"Invalid arguments for {tool_name}: expected an object of named arguments, "
+            f"got {type(arguments).__name__}. Fields: {', '.join(fields)}"
+        )
+    return arguments
+
+
 @dataclass(frozen=True)
 class Tool:
     """One public tool. ``func`` is a plain typed function taking an ``input_model`` instance."""
@@ -295,32 +329,24 @@ class Tool:
 
     def validate(self, arguments: Mapping[str, Any] | str | None) -> BaseModel:
         """Parse arguments (a mapping, a JSON string, or None for "no arguments") into the input model."""
-        if arguments is None:
-            arguments = {}
-        if isinstance(arguments, bytes | bytearray):
-            try:
-                arguments = arguments.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ToolError(f"Invalid arguments for {self.name}: not UTF-8 text") from exc
-        if isinstance(arguments, str):
-            text = arguments.strip()
-            if not text:
-                arguments = {}
-            else:
-                try:
-                    arguments = json.loads(text)
-                except (json.JSONDecodeError, RecursionError) as exc:
-                    raise ToolError(
-                        f"Invalid arguments for {self.name}: expected a JSON object, could not parse it "
-                        f"({exc.__class__.__name__}: {str(exc)[:120]})"
-                    ) from exc
-                if arguments is None:
-                    arguments = {}
-        if not isinstance(arguments, Mapping):
-            raise ToolError(
-                f"Invalid arguments for {self.name}: expected an object of named arguments, "
-                f"got {type(arguments).__name__}. Fields: {', '.join(self.input_model.model_fields)}"
-            )
+        arguments = decode_arguments(arguments, self.name, list(self.input_model.model_fields))
+        self._refuse_unknown(arguments)
+        # An explicit null for an optional argument means "not given" (the schema marks every optional
+        # argument nullable, and some frameworks send null rather than omitting it).
+        fields = self.input_model.model_fields
+        arguments = {k: v for k, v in arguments.items() if not (v is None and not fields[k].is_required())}
+        schema = _input_schema(self.input_model)
+        arguments = _drop_nested_nulls(arguments, schema)
+        _reject_booleans_for_numbers(self.name, arguments, schema)
+        try:
+            return self.input_model.model_validate(dict(arguments))
+        except ValidationError as err:
+            raise format_validation_error(self.name, err) from None
+        except RecursionError as exc:
+            raise ToolError(f"Invalid arguments for {self.name}: input nested too deeply") from exc
+
+    def _refuse_unknown(self, arguments: Mapping[Any, Any]) -> None:
+        """ToolError naming unknown argument names (with the closest accepted one), if any."""
         unknown = [k for k in arguments if not isinstance(k, str) or k not in self.input_model.model_fields]
         if unknown:
             import difflib
@@ -338,19 +364,6 @@ class Tool:
                 f"Accepted: {', '.join(accepted)}",
                 fields=[_clip(str(k)) for k in unknown[:10]],
             )
-        # An explicit null for an optional argument means "not given" (the schema marks every optional
-        # argument nullable, and some frameworks send null rather than omitting it).
-        fields = self.input_model.model_fields
-        arguments = {k: v for k, v in arguments.items() if not (v is None and not fields[k].is_required())}
-        schema = _input_schema(self.input_model)
-        arguments = _drop_nested_nulls(arguments, schema)
-        _reject_booleans_for_numbers(self.name, arguments, schema)
-        try:
-            return self.input_model.model_validate(dict(arguments))
-        except ValidationError as err:
-            raise format_validation_error(self.name, err) from None
-        except RecursionError as exc:
-            raise ToolError(f"Invalid arguments for {self.name}: input nested too deeply") from exc
 
     def run(self, arguments: Mapping[str, Any] | str | None) -> BaseModel:
         """Validate (dict, or a JSON string as small models send) then call.
