@@ -154,6 +154,28 @@ class _Block:
     atomic: bool  # tables and code fences: never split
 
 
+def _atomic_block_at(lines: list[str], i: int) -> tuple[_Block, int] | None:
+    """A code fence or a table starting at line `i`, as one block, and the index of the line after it."""
+    fence = _FENCE.match(lines[i])
+    if fence:
+        marker = fence.group(1)
+        block = [lines[i]]
+        i += 1
+        while i < len(lines):
+            block.append(lines[i])
+            i += 1
+            if block[-1].strip().startswith(marker):
+                break
+        return _Block("\n".join(block), atomic=True), i
+    if lines[i].lstrip().startswith("|"):
+        block = []
+        while i < len(lines) and lines[i].lstrip().startswith("|"):
+            block.append(lines[i].rstrip())
+            i += 1
+        return _Block("\n".join(block), atomic=True), i
+    return None
+
+
 def _blocks_by_section(body: str) -> list[tuple[list[str], list[_Block]]]:
     """Walk the markdown once, grouping blocks under the heading path they belong to."""
     sections: list[tuple[list[str], list[_Block]]] = [([], [])]
@@ -171,27 +193,11 @@ def _blocks_by_section(body: str) -> list[tuple[list[str], list[_Block]]]:
     i = 0
     while i < len(lines):
         line = lines[i]
-        fence = _FENCE.match(line)
-        if fence:
+        atomic = _atomic_block_at(lines, i)
+        if atomic is not None:
             flush_paragraph()
-            marker = fence.group(1)
-            block = [line]
-            i += 1
-            while i < len(lines):
-                block.append(lines[i])
-                if lines[i].strip().startswith(marker):
-                    i += 1
-                    break
-                i += 1
-            sections[-1][1].append(_Block("\n".join(block), atomic=True))
-            continue
-        if line.lstrip().startswith("|"):
-            flush_paragraph()
-            block = []
-            while i < len(lines) and lines[i].lstrip().startswith("|"):
-                block.append(lines[i].rstrip())
-                i += 1
-            sections[-1][1].append(_Block("\n".join(block), atomic=True))
+            sections[-1][1].append(atomic[0])
+            i = atomic[1]
             continue
         heading = _HEADING.match(line)
         if heading:

@@ -166,11 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open_knowledge_base(settings, lexical=args.lexical) as kb:
             if args.command == "list":
-                docs = kb.list_user_documents()
-                if not docs:
-                    print("no user documents")
-                for doc in docs:
-                    print(f"{doc.id}\t{doc.kind}\t{doc.chunks} chunks\t{doc.title}\t{doc.original_path}")
+                _list(kb)
             elif args.command == "remove":
                 for doc_id in args.ids:
                     removed = kb.remove_user_document(doc_id)
@@ -178,25 +174,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.command == "sync":
                 _print_report(kb.sync())
             elif args.command == "search":
-                if not 1 <= args.k <= 20:
-                    raise DocumentError("-k must be between 1 and 20.")
-                query = " ".join(args.query).strip()
-                if not query or len(query) > MAX_QUERY_CHARS:
-                    raise DocumentError(f"the query must be 1 to {MAX_QUERY_CHARS} characters.")
-                out = kb.search(query, args.k)
-                if args.json:
-                    print(out.model_dump_json(indent=2))
-                else:
-                    print(f"mode: {out.mode}")
-                    for note in out.assumptions:
-                        print(f"note: {note}")
-                    for p in out.passages:
-                        snippet = " ".join(p.text.split())[:160]
-                        print(f"[{p.id}] {p.score:.4f} {p.title} — {p.section}\n    {snippet}")
+                _search(kb, args.query, args.k, as_json=args.json)
     except (DocumentError, FrontMatterError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _list(kb: KnowledgeBase) -> None:
+    docs = kb.list_user_documents()
+    if not docs:
+        print("no user documents")
+    for doc in docs:
+        print(f"{doc.id}\t{doc.kind}\t{doc.chunks} chunks\t{doc.title}\t{doc.original_path}")
+
+
+def _search(kb: KnowledgeBase, words: Sequence[str], k: int, *, as_json: bool) -> None:
+    if not 1 <= k <= 20:
+        raise DocumentError("-k must be between 1 and 20.")
+    query = " ".join(words).strip()
+    if not query or len(query) > MAX_QUERY_CHARS:
+        raise DocumentError(f"the query must be 1 to {MAX_QUERY_CHARS} characters.")
+    out = kb.search(query, k)
+    if as_json:
+        print(out.model_dump_json(indent=2))
+        return
+    print(f"mode: {out.mode}")
+    for note in out.assumptions:
+        print(f"note: {note}")
+    for p in out.passages:
+        snippet = " ".join(p.text.split())[:160]
+        print(f"[{p.id}] {p.score:.4f} {p.title} — {p.section}\n    {snippet}")
 
 
 def _add_lexical(paths: Sequence[str], data_dir: Path, *, follow_symlinks: bool = False) -> int:

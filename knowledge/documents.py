@@ -14,12 +14,16 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel
 
 from knowledge.chunking import FrontMatterError, SourceDocument, split_front_matter
+
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup
+    from bs4.element import Tag
 
 DocumentKind = Literal["markdown", "text", "html", "pdf"]
 SUFFIXES: dict[str, DocumentKind] = {
@@ -101,51 +105,61 @@ def _html_to_markdown(html: str) -> tuple[str | None, str]:
 
 def _html_to_markdown_unchecked(html: str) -> tuple[str | None, str]:
     from bs4 import BeautifulSoup
-    from bs4.element import NavigableString, Tag
 
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript", "template", "svg", "nav", "footer"]):
         tag.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else None
-    root = soup.body or soup
     out: list[str] = []
-
-    def text_of(node: Tag) -> str:
-        return re.sub(r"\s+", " ", node.get_text(" ", strip=True))
-
-    def walk(node: Tag) -> None:
-        for child in node.children:
-            if isinstance(child, NavigableString):
-                text = re.sub(r"\s+", " ", str(child)).strip()
-                if text:
-                    out.append(text)
-                continue
-            if not isinstance(child, Tag):
-                continue
-            name = child.name.lower()
-            if re.fullmatch(r"h[1-6]", name):
-                out.append("#" * int(name[1]) + " " + text_of(child))
-            elif name == "table":
-                rows = []
-                for tr in child.find_all("tr"):
-                    cells = [text_of(c).replace("|", "/") for c in tr.find_all(["th", "td"])]
-                    if cells:
-                        rows.append("| " + " | ".join(cells) + " |")
-                if rows:
-                    width = rows[0].count("|") - 1
-                    rows.insert(1, "|" + "---|" * width)
-                    out.append("\n".join(rows))
-            elif name in ("p", "li", "pre", "blockquote", "dt", "dd", "figcaption", "caption"):
-                text = text_of(child)
-                if text:
-                    out.append(("- " if name == "li" else "") + text)
-            elif name in ("title", "head"):
-                continue
-            else:
-                walk(child)
-
-    walk(root)
+    _walk_html(soup.body or soup, out)
     return title, "\n\n".join(out)
+
+
+_HTML_TEXT_BLOCKS = ("p", "li", "pre", "blockquote", "dt", "dd", "figcaption", "caption")
+
+
+def _html_text(node: Tag) -> str:
+    return re.sub(r"\s+", " ", node.get_text(" ", strip=True))
+
+
+def _html_table(table: Tag) -> str | None:
+    """A Markdown table (header separator after the first row), or None for a table without cells."""
+    rows = []
+    for tr in table.find_all("tr"):
+        cells = [_html_text(c).replace("|", "/") for c in tr.find_all(["th", "td"])]
+        if cells:
+            rows.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        return None
+    rows.insert(1, "|" + "---|" * (rows[0].count("|") - 1))
+    return "\n".join(rows)
+
+
+def _walk_html(node: Tag | BeautifulSoup, out: list[str]) -> None:
+    """Headings, tables and text blocks of `node` as Markdown blocks, in document order."""
+    from bs4.element import NavigableString, Tag
+
+    for child in node.children:
+        if isinstance(child, NavigableString):
+            text = re.sub(r"\s+", " ", str(child)).strip()
+            if text:
+                out.append(text)
+            continue
+        if not isinstance(child, Tag):
+            continue
+        name = child.name.lower()
+        block: str | None = None
+        if re.fullmatch(r"h[1-6]", name):
+            block = "#" * int(name[1]) + " " + _html_text(child)
+        elif name == "table":
+            block = _html_table(child)
+        elif name in _HTML_TEXT_BLOCKS:
+            text = _html_text(child)
+            block = (("- " if name == "li" else "") + text) if text else None
+        elif name not in ("title", "head"):
+            _walk_html(child, out)
+        if block:
+            out.append(block)
 
 
 def _pdf_to_markdown(path: Path) -> tuple[str | None, str]:
@@ -175,6 +189,28 @@ def _pdf_to_markdown(path: Path) -> tuple[str | None, str]:
 
 def convert(path: Path) -> tuple[str, DocumentKind, str]:
     """(title, kind, markdown body) of one file; raises DocumentError with a user-presentable message."""
+    kind = _kind_of(path)
+    title: str | None = None
+    if kind == "pdf":
+        title, body = _pdf_to_markdown(path)
+    elif kind == "html":
+        try:
+            title, body = _html_to_markdown(_read_text(path))
+        except DocumentError as err:
+            raise DocumentError(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None
+    elif kind == "markdown":
+        title, body = _markdown(path, _read_text(path))
+    else:
+        body = _read_text(path)
+    body = body.strip()
+    if not body:
+        hint = " (a scanned PDF without a text layer?)" if kind == "pdf" else ""
+        raise DocumentError(f"{path}: contains no text{hint}.")
+    return (title or path.stem), kind, body
+
+
+def _kind_of(path: Path) -> DocumentKind:
+    """The kind of a file we can add, or DocumentError: missing, not a file, unsupported or too large."""
     if not path.exists():
         raise DocumentError(f"{path}: no such file.")
     if not path.is_file():
@@ -187,42 +223,29 @@ def convert(path: Path) -> tuple[str, DocumentKind, str]:
         )
     if path.stat().st_size > MAX_FILE_BYTES:
         raise DocumentError(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
-    title: str | None = None
-    if kind == "pdf":
-        title, body = _pdf_to_markdown(path)
-    elif kind == "html":
-        try:
-            title, body = _html_to_markdown(_read_text(path))
-        except DocumentError as err:
-            raise DocumentError(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None
-    else:
-        text = _read_text(path)
-        if kind == "markdown":
-            try:
-                meta, text = split_front_matter(text, origin_name=str(path))
-            except FrontMatterError as err:  # one line for the user, not YAML's multi-line report
-                mark = getattr(err.__cause__, "problem_mark", None)
-                if err.__cause__ is not None:
-                    detail = "is not valid YAML" + (f" (line {mark.line + 2})" if mark is not None else "")
-                elif "never closed" in str(err):
-                    detail = "is never closed by a second ---"
-                else:
-                    detail = "is not a mapping of fields"
-                raise DocumentError(
-                    f"{path}: its front matter (the --- block at the top) {detail}; fix or remove it."
-                ) from None
-            front_title = meta.get("title")
-            if isinstance(front_title, str) and front_title.strip():
-                title = front_title.strip()
-            if title is None:
-                first = re.search(r"^#\s+(.+)$", text, flags=re.MULTILINE)
-                title = first.group(1).strip() if first else None
-        body = text
-    body = body.strip()
-    if not body:
-        hint = " (a scanned PDF without a text layer?)" if kind == "pdf" else ""
-        raise DocumentError(f"{path}: contains no text{hint}.")
-    return (title or path.stem), kind, body
+    return kind
+
+
+def _markdown(path: Path, text: str) -> tuple[str | None, str]:
+    """(title from the front matter or the first # heading, body without the front matter)."""
+    try:
+        meta, text = split_front_matter(text, origin_name=str(path))
+    except FrontMatterError as err:  # one line for the user, not YAML's multi-line report
+        mark = getattr(err.__cause__, "problem_mark", None)
+        if err.__cause__ is not None:
+            detail = "is not valid YAML" + (f" (line {mark.line + 2})" if mark is not None else "")
+        elif "never closed" in str(err):
+            detail = "is never closed by a second ---"
+        else:
+            detail = "is not a mapping of fields"
+        raise DocumentError(
+            f"{path}: its front matter (the --- block at the top) {detail}; fix or remove it."
+        ) from None
+    front_title = meta.get("title")
+    if isinstance(front_title, str) and front_title.strip():
+        return front_title.strip(), text
+    first = re.search(r"^#\s+(.+)$", text, flags=re.MULTILINE)
+    return (first.group(1).strip() if first else None), text
 
 
 def expand_paths(

@@ -52,7 +52,10 @@ class _ProxylessLoader(importlib.abc.Loader):
 
 class _ProxylessFinder(importlib.abc.MetaPathFinder):
     def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,  # noqa: ARG002
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname not in _HIDDEN_FOR:
             return None
