@@ -231,8 +231,9 @@ def _markdown(path: Path, text: str) -> tuple[str | None, str]:
     try:
         meta, text = split_front_matter(text, origin_name=str(path))
     except FrontMatterError as err:  # one line for the user, not YAML's multi-line report
-        mark = getattr(err.__cause__, "problem_mark", None)
-        if err.__cause__ is not None:
+        cause = err.__cause__
+        mark = cause.problem_mark if isinstance(cause, yaml.MarkedYAMLError) else None
+        if cause is not None:
             detail = "is not valid YAML" + (f" (line {mark.line + 2})" if mark is not None else "")
         elif "never closed" in str(err):
             detail = "is never closed by a second ---"

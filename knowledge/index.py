@@ -42,6 +42,10 @@ class IndexUnavailable(Exception):
     """The vector store cannot be used at all (e.g. the directory cannot be written); search goes lexical."""
 
 
+def _has_collection(client: ClientAPI) -> bool:
+    return COLLECTION_NAME in {c.name for c in client.list_collections()}
+
+
 def _is_fatal(err: BaseException) -> bool:
     return isinstance(err, KeyboardInterrupt | SystemExit | GeneratorExit | MemoryError)
 
@@ -159,8 +163,7 @@ class VectorStore:
                 return "the index store (chroma.sqlite3) was missing; only its vector files were left"
         client = self._new_client()
         self._client = client
-        names = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}
-        if COLLECTION_NAME not in names:
+        if not _has_collection(client):
             self._create_collection()
             return None
         collection = client.get_collection(COLLECTION_NAME, embedding_function=None)
@@ -229,8 +232,7 @@ class VectorStore:
         """On a server there are no files to delete: drop the collection (it is created again)."""
         if self._client is None:
             self._client = self._new_client()
-        names = {c.name if hasattr(c, "name") else str(c) for c in self._client.list_collections()}
-        if COLLECTION_NAME in names:
+        if _has_collection(self._client):
             self._client.delete_collection(COLLECTION_NAME)
 
     def files_missing(self) -> bool:

@@ -296,10 +296,6 @@ class KnowledgeBase:
         self.close()
 
     # -- search ----------------------------------------------------------------------------------------------
-    def run(self, request: SearchKnowledgeInput) -> SearchKnowledgeOutput:
-        """The `search_knowledge` tool body: validated input in, cited passages out."""
-        return self.search(request.query, request.k)
-
     def search(self, query: str, k: int = 5) -> SearchKnowledgeOutput:
         request = SearchKnowledgeInput(query=query, k=k)
         self._ensure_loaded()
@@ -418,10 +414,6 @@ class KnowledgeBase:
             if chunk.doc_id == id:
                 return self._passage(chunk, 1.0)
         return None
-
-    def passage_ids(self) -> list[str]:
-        self._ensure_loaded()
-        return [c.citation_id for c in self._corpus.chunks]
 
     # -- user documents ------------------------------------------------------------------------------------
     def add_documents(
