@@ -10,12 +10,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tools.chips import resolve_machine
+from tools.chips import MachineSpec, resolve_machine
 from tools.cluster import SOURCE as CLUSTER_SOURCE
 from tools.cluster import ClusterPlan
 from tools.cluster import plan as cluster_plan
 from tools.data_files import GB, GIB, load_yaml
-from tools.models import CatalogModel, quant_allowed, resolve_model_and_quant
+from tools.models import CatalogModel, ResolvedModel, quant_allowed, resolve_model_and_quant
 from tools.quants import QuantSpec, quants
 from tools.registry import ToolError
 from tools.schemas import (
@@ -298,24 +298,26 @@ def _g(x: float) -> float:
     return float(round(x / GB, 2))
 
 
-def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
-    assumptions: list[str] = []
-    sources: list[str] = []
+def _resolve(
+    p: CheckMemoryFitInput,
+) -> tuple[MachineSpec, float, ResolvedModel, QuantSpec, list[str], list[str]]:
+    """(machine, its memory in GB, model, quant, assumptions, sources) as the fit check reads the input."""
     machine = resolve_machine(p.chip, p.gpu_cores, p.memory_gb, need_memory=True)
-    assumptions += machine.assumptions
-    sources += machine.sources
     if machine.memory_gb is None:  # resolve_machine guarantees it; keeps the type checker honest
         raise ToolError("memory_gb: required for a fit check.", fields=["memory_gb"])
-    mem_gb = float(machine.memory_gb)
     model, q, model_notes, model_sources = resolve_model_and_quant(
         p.model, p.params_billion, p.architecture, p.quant, p.context_tokens
     )
-    assumptions += model_notes
-    sources += model_sources
+    assumptions = machine.assumptions + model_notes
+    sources = machine.sources + model_sources
+    return machine, float(machine.memory_gb), model, q, assumptions, sources
+
+
+def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
+    machine, mem_gb, model, q, assumptions, sources = _resolve(p)
     entry, arch = model.catalog_entry, model.arch
-    plan = None
-    if p.cluster is not None:
-        plan = cluster_plan(p.cluster, p.runtime, machine.chip)
+    plan = cluster_plan(p.cluster, p.runtime, machine.chip) if p.cluster is not None else None
+    if plan is not None:
         assumptions += plan.notes
         sources.append(CLUSTER_SOURCE)
     runtime: str = plan.runtime if plan else p.runtime
@@ -323,13 +325,13 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     rt = runtime_spec(runtime)
     q, rnotes = quant_for_runtime(q, runtime)
     assumptions += rnotes
-    ram = mem_gb * GIB
     budget, budget_src = gpu_budget(mem_gb, override_gb=p.gpu_memory_limit_gb, use_this_mac=p.chip is None)
-    assumptions.append(f"Verdict for {rt.label}: {rt.note}")
-    assumptions.append(f"GPU budget: {budget_src}.")
-    assumptions.append(
-        f"Apple's '{mem_gb:g} GB' is {mem_gb:g} GiB = {ram / GB:.2f} GB; all *_gb figures are 1e9 bytes."
-    )
+    assumptions += [
+        f"Verdict for {rt.label}: {rt.note}",
+        f"GPU budget: {budget_src}.",
+        f"Apple's '{mem_gb:g} GB' is {mem_gb:g} GiB = {mem_gb * GIB / GB:.2f} GB; all *_gb figures are 1e9 "
+        "bytes.",
+    ]
     need = _need(arch, q, entry, p.context_tokens, p.kv_cache_type, p.parallel, rt.margin_bytes, nodes)
     assumptions += _sizing_notes(p, arch, q, entry, need, rt)
     gf = assess_gpu_fit(need, budget, mem_gb, rt)
