@@ -17,7 +17,7 @@ from pathlib import Path
 from knowledge.search import KnowledgeBase
 from tests.harness import free_port
 from tests.ollama_standin import OllamaStandIn
-from tests.test_launch import LaunchedProcess
+from tests.reliability.common import launch_then_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_TEXT = "# Office notes\n\nThe glimmerwhale studio has an M2 Ultra with 192 GB of memory.\n"
@@ -122,26 +122,15 @@ def test_symlinks_are_followed_only_when_asked(tmp_path: Path) -> None:
 def test_launch_with_hostile_documents_still_starts(standin: OllamaStandIn, tmp_path: Path) -> None:
     _, files = hostile_folder(tmp_path)
     hostile = ("bomb", "deep", "garbage")
-    p = LaunchedProcess(
-        "--no-browser",
-        "--no-pull",
-        "--port",
-        str(free_port()),
+    p = launch_then_stop(
+        standin.url,
         "--data-dir",
         str(tmp_path / "data"),
-        "--ollama-host",
-        standin.url,
         "--add-docs",
         *(str(files[name]) for name in hostile),
         str(files["good"]),
+        port=free_port(),
     )
-    try:
-        p.wait_for_url()
-        assert p.interrupt() == 0
-    finally:
-        if p.proc.poll() is None:
-            p.proc.kill()
-    assert "Traceback" not in p.output, p.output
     assert "+ Office notes" in p.output
     for name in hostile:
         assert any(line.strip().startswith(f"skipped {files[name]}") for line in p.lines), p.output
