@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from knowledge.search import KnowledgeBase
-from tests.harness import free_port
+from tests.harness import free_port, one_page_pdf, pdf_stream
 from tests.ollama_standin import OllamaStandIn
 from tests.reliability.common import launch_then_stop
 
@@ -23,38 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 GOOD_TEXT = "# Office notes\n\nThe glimmerwhale studio has an M2 Ultra with 192 GB of memory.\n"
 
 
-def _pdf(objects: list[bytes]) -> bytes:
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
-
-
-def _stream(data: bytes) -> bytes:
-    return f"<< /Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream"
-
-
 def pdf_bomb() -> bytes:
     cmap = (
         b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap 1 begincodespacerange <00000000> "
         b"<FFFFFFFF> endcodespacerange 1 beginbfrange <00000000> <00FFFFFF> <0041> endbfrange endcmap end end"
     )
-    return _pdf(
-        [
-            b"<< /Type /Catalog /Pages 2 0 R >>",
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-            b"/Resources << /Font << /F1 5 0 R >> >> >>",
-            _stream(b"BT /F1 12 Tf 72 720 Td (Hello) Tj ET"),
-            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
-            _stream(cmap),
-        ]
+    return one_page_pdf(
+        b"BT /F1 12 Tf 72 720 Td (Hello) Tj ET", font=b" /ToUnicode 6 0 R", more=[pdf_stream(cmap)]
     )
 
 
