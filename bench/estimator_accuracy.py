@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools import REGISTRY  # noqa: E402
 from tools.calibration import (  # noqa: E402
+    LEGACY_ATTENTION_SOURCES,
     PREFILL_ROWS,
     CalibrationRow,
     Row2026,
@@ -101,6 +102,13 @@ def main() -> int:
     for label, errs in table:
         med_t, mean_t = _summ(errs)
         print(f"{label:<52} {med_t:>12.1f} {mean_t:>11.1f}")
+    print(
+        "\nLeave-one-source-out: each source's rows are removed from the whole decode fit (every parameter "
+        "is refitted without them) and only they are scored. Rows of "
+        + ", ".join(sorted(LEGACY_ATTENTION_SOURCES))
+        + " (llama.cpp builds before flash attention) carry a fixed, not fitted, attention cost: "
+        "MHA-equivalent K/V bytes / bandwidth (tools/calibration.py LEGACY_ATTENTION_SOURCES)."
+    )
     print("\nLeave-one-source-out by held-out source (baseline = fixed 0.67 on the same rows):")
     print(f"{'source':<36} {'n':>4} {'median %':>9} {'mean %':>8} {'0.67 median %':>14}")
     for sid, cnt, med_s, mean_s, base_s in per_source:

@@ -2,7 +2,7 @@
 
 Time per generated token (seconds)::
 
-    T = (W_active / BW) * (a + d[quant] + g_m1 + g_m1_big + m_w) + t0[tier] + t0_mlx
+    T = (W_active / BW) * (a + d[quant] + g_m1 + g_m1_big + m_w + e[tier]) + t0[tier] + t0_mlx
         + c_attn * A(ctx) / BW + (m_l + m_l_pre5) * L_moe
 
 * ``W_active / BW`` is the time to stream the weights once at the marketed bandwidth; ``a + d`` is its inverse
@@ -31,7 +31,8 @@ TIERS = ("base", "pro", "max", "ultra")
 QUANT_ANCHORS = ("q4", "q8", "mlx4", "mlx8")
 # Parameter set chosen by leave-one-source-out error (bench/estimator_accuracy.py): one bandwidth efficiency
 # for all chips, per-quant extra cost, an M1-generation penalty, per-tier fixed cost, attention factor.
-# Per-tier and per-generation efficiencies fitted the calibration rows better but generalised worse.
+# Per-generation efficiencies fitted the calibration rows better but generalised worse; per-tier ones (Max,
+# Ultra) generalise since the legacy-attention rows carry their known cost (e_max/e_ultra below).
 PARAM_NAMES: tuple[str, ...] = (
     "a",
     *(f"d_{q}" for q in QUANT_ANCHORS),
@@ -43,7 +44,13 @@ PARAM_NAMES: tuple[str, ...] = (
     "m_l_pre5",
     "t0_mlx",
     "g_m1_big",
+    "e_max",
+    "e_ultra",
 )
+# e_max, e_ultra: extra inverse efficiency of the Max and Ultra tiers (domain notes 1.3: efficiency falls
+# as the tier rises, base ~ Pro > Max >> Ultra; an Ultra is two dies). Once rows from builds before flash
+# attention carry their known attention cost (calibration.LEGACY_ATTENTION_SOURCES), these generalise:
+# leave-one-source-out dense M1-M4 error 9.8/11.1 % -> 6.9/8.5 % median/mean (with a >= 1, calibration.fit).
 # m_w: extra inverse efficiency on the bytes a mixture-of-experts model reads per token (scattered experts);
 # m_l: seconds per MoE layer per token at 8 routed experts, scaled by the experts used (router, top-k,
 # one matmul dispatch per routed expert); catalog.weights_read gives layers x experts_used / 8.
@@ -128,6 +135,7 @@ def feature_vector(
     row += [float(moe_layers) * 1e-4 if generation is None or generation < 5 else 0.0]
     row += [1.0 if q.engine == "mlx" else 0.0]
     row += [wt if generation == 1 and tier in ("max", "ultra") else 0.0]
+    row += [wt if tier == "max" else 0.0, wt if tier == "ultra" else 0.0]
     return row
 
 
