@@ -5,7 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 from tools import REGISTRY
-from tools.calibration import LEGACY_ATTENTION_SOURCES, calibration_rows, fit, predict_tps
+from tools.calibration import (
+    LEGACY_ATTENTION_SOURCES,
+    PREFILL_ROWS,
+    _fit_prefill_at,
+    calibration_rows,
+    fit,
+    load_2026,
+    predict_tps,
+    prefill_rows,
+)
 from tools.catalog import resolve_quant
 from tools.speed import speed_model
 
@@ -48,3 +57,39 @@ def test_larger_tiers_reach_a_smaller_share_of_their_bandwidth() -> None:
 
     assert per_byte("base") < per_byte("max") < per_byte("ultra")
     assert per_byte("pro") < per_byte("max")
+
+
+def test_no_held_out_prefill_measurement_is_fitted() -> None:
+    held_out = {(r.chip, r.prefill_tps) for r in load_2026() if r.split == "holdout" and r.prefill_tps}
+    fitted = prefill_rows("fit")
+    assert not [r.label for r in fitted if (r.chip, r.measured_tps) in held_out]
+    # The M2 Ultra XiongjieDai pp512 anchor is that held-out row (xd6): it stays a baseline anchor only.
+    assert any(chip == "M2 Ultra" and (chip, pp) in held_out for _g, chip, _c, pp, _p, _s in PREFILL_ROWS)
+
+
+def test_a_generation_with_llama_cpp_rows_takes_its_rate_from_them_alone() -> None:
+    rows = prefill_rows("fit")
+    base = _fit_prefill_at(rows, 1.0)
+    odd = dataclasses.replace(
+        next(r for r in rows if r.generation == 2 and r.mlx and not r.moe and not r.is_float),
+        model="a-slow-mlx-model",
+        measured_tps=1.0,
+    )
+    with_odd = _fit_prefill_at([*rows, odd, dataclasses.replace(odd, model="another")], 1.0)
+    assert with_odd["rate"][2] == base["rate"][2]  # type: ignore[index]
+
+
+def test_light_weights_speed_prefill_up_by_their_generations_factor() -> None:
+    pm = speed_model().prefill
+    est = REGISTRY.get("estimate_speed")
+
+    def ratio(chip: str) -> float:
+        args = {"chip": chip, "model": "llama3:8b", "context_tokens": 512}
+        f16 = est.run({**args, "quant": "F16"}).prefill_tokens_per_second  # type: ignore[attr-defined]
+        q4 = est.run({**args, "quant": "Q4_K_M"}).prefill_tokens_per_second  # type: ignore[attr-defined]
+        return float(f16 / q4)
+
+    assert set(pm.float_factor_by_gen) >= {2, 3}
+    assert abs(ratio("M2 Ultra") - pm.float_factor_by_gen[2]) < 0.01
+    assert abs(ratio("M3 Max") - pm.float_factor_by_gen[3]) < 0.01
+    assert 1 not in pm.float_factor_by_gen and abs(ratio("M1 Max") - pm.float_factor) < 0.01

@@ -20,7 +20,7 @@ over ``data/calibration_decode.csv``) and stored with their fit report in ``data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -182,6 +182,8 @@ class PrefillModel:
     mlx_fixed_seconds: float = 0.0
     mlx_fixed_seconds_m5: float = 0.0
     mlx_factor: float = 1.0
+    # float_factor per GPU generation where the fit rows pair light and Q4-class weights (else float_factor).
+    float_factor_by_gen: dict[int, float] = field(default_factory=dict)
     # MoE: a 512-token micro-batch gives each expert only 512 x active/total experts tokens, and small matrix
     # batches run below peak: efficiency b / (b + moe_half_batch). 0 = one flat moe_factor. (Taking MLX's
     # batch as the whole prompt up to 2048 fitted the MoE rows worse: median 6.3 % -> 16.2 %.)
@@ -227,7 +229,7 @@ class PrefillModel:
         flops = 2 * active_params_b * 1e9 + self.attn_factor * attn_flops_per_token
         tps = tpc * gpu_cores * 1e12 / flops
         if is_float:
-            tps *= self.float_factor
+            tps *= self.float_factor_by_gen.get(generation, self.float_factor)
         if moe:
             tps *= self.moe_factor * self.moe_efficiency(expert_share)
         if mlx:
@@ -289,4 +291,5 @@ def prefill_model_from(pre: dict[str, Any]) -> PrefillModel:
         mlx_fixed_seconds_m5=float(pre.get("mlx_fixed_seconds_m5", 0.0)),
         mlx_factor=float(pre.get("mlx_factor", 1.0)),
         moe_half_batch=float(pre.get("moe_half_batch", 0.0)),
+        float_factor_by_gen={int(k): float(v) for k, v in pre.get("float_factor_by_generation", {}).items()},
     )
