@@ -34,9 +34,10 @@ def test_rows_from_builds_before_flash_attention_carry_their_known_attention_cos
         for r in rows
         if r.source_id in LEGACY_ATTENTION_SOURCES and r.chip == "M3 Max" and r.context_tokens == 4096
     )
-    assert legacy.fixed_seconds == legacy.attn_bytes / (legacy.bandwidth_gbps * 1e9) > 0
+    bw = legacy.bandwidth_gbps * 1e9
     current = dataclasses.replace(legacy, source_id="a-current-build")
-    assert current.fixed_seconds == 0.0
+    assert current.fixed_seconds == legacy.kv_bytes / bw > 0  # every build reads the KV cache
+    assert legacy.fixed_seconds - current.fixed_seconds == legacy.attn_bytes / bw > 0
     params = fit(rows)
     slow, fast = predict_tps(params, legacy), predict_tps(params, current)
     assert slow < 0.9 * fast  # ~1.1 GB of MHA-equivalent K/V at 4k context on a 400 GB/s chip
@@ -93,3 +94,21 @@ def test_light_weights_speed_prefill_up_by_their_generations_factor() -> None:
     assert abs(ratio("M2 Ultra") - pm.float_factor_by_gen[2]) < 0.01
     assert abs(ratio("M3 Max") - pm.float_factor_by_gen[3]) < 0.01
     assert 1 not in pm.float_factor_by_gen and abs(ratio("M1 Max") - pm.float_factor) < 0.01
+
+
+def test_decode_time_includes_reading_the_kv_cache_at_the_marketed_bandwidth() -> None:
+    sm = speed_model()
+    q, _ = resolve_quant("Q4_K_M")
+    w, kv = 5e9, 1e9
+    plain = sm.seconds_per_token(w, 400, "max", q, 0.0, generation=3)
+    with_kv = sm.seconds_per_token(w, 400, "max", q, 0.0, generation=3, kv_bytes=kv)
+    assert abs((with_kv - plain) - kv / 400e9) < 1e-12
+    # Through the tool: a longer context costs at least its extra KV reads.
+    est = REGISTRY.get("estimate_speed")
+    args = {"chip": "M3 Max", "memory_gb": 64, "model": "llama3.1:8b"}
+    short = est.run({**args, "context_tokens": 512})
+    long = est.run({**args, "context_tokens": 16384})
+    extra_kv = (long.kv_cache_gb - short.kv_cache_gb) * 1e9  # type: ignore[attr-defined]
+    t_short = 1 / short.expected_tokens_per_second  # type: ignore[attr-defined]
+    t_long = 1 / long.expected_tokens_per_second  # type: ignore[attr-defined]
+    assert t_long - t_short >= 0.99 * extra_kv / 400e9

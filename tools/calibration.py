@@ -31,7 +31,14 @@ from tools.catalog import (
     weights_read,
 )
 from tools.schemas import ModelArchitecture
-from tools.speed import PARAM_NAMES, PrefillModel, expert_share, feature_vector, prefill_light
+from tools.speed import (
+    PARAM_NAMES,
+    PrefillModel,
+    expert_share,
+    feature_vector,
+    kv_read_seconds,
+    prefill_light,
+)
 
 CALIBRATION_FILE = "calibration_decode.csv"
 CALIBRATION_2026 = "calibration_2026.csv"
@@ -97,10 +104,12 @@ class CalibrationRow:
 
     @property
     def fixed_seconds(self) -> float:
-        """Known (not fitted) extra seconds per token of the row's build: see LEGACY_ATTENTION_SOURCES."""
-        if self.source_id in LEGACY_ATTENTION_SOURCES:
-            return self.attn_bytes / (self.bandwidth_gbps * 1e9)
-        return 0.0
+        """Known (not fitted) seconds per token: reading the KV cache once at the marketed bandwidth (every
+        row; speed.kv_read_seconds), plus the attention cost of builds before flash attention
+        (LEGACY_ATTENTION_SOURCES)."""
+        bw = self.bandwidth_gbps * 1e9
+        legacy = self.attn_bytes / bw if self.source_id in LEGACY_ATTENTION_SOURCES else 0.0
+        return kv_read_seconds(self.kv_bytes, self.bandwidth_gbps) + legacy
 
     def features(self) -> list[float]:
         return feature_vector(
@@ -689,7 +698,8 @@ def main(path: Path | None = None) -> None:
             "in_sample_median_ape_pct": round(statistics.median(apes), 2),
             "in_sample_mean_ape_pct": round(statistics.fmean(apes), 2),
             "units": "a, d_* and g_m1: inverse efficiency (1 = marketed bandwidth); t0_*: seconds/token; "
-            "c_attn: multiplier on MHA-equivalent K/V bytes / bandwidth",
+            "c_attn: multiplier on MHA-equivalent K/V bytes / bandwidth, on top of the known KV read "
+            "(KV / bandwidth, not fitted)",
         },
         "params": {k: float(f"{v:.6g}") for k, v in params.items()},
         "range": {
@@ -705,7 +715,7 @@ def main(path: Path | None = None) -> None:
         "# Decode-speed model parameters, fitted by `uv run python -m tools.calibration` (do not "
         "hand-edit).\n"
         "# T = (W/BW)*(a+d[quant]+g_m1+g_m1_big+m_w+e[tier]) + t0[tier] + t0_mlx + c_attn*A(ctx)/BW"
-        " + MoE routing  -- see tools/speed.py.\n"
+        " + MoE routing + KV(ctx)/BW  -- see tools/speed.py.\n"
     )
     target.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     print(yaml.safe_dump(doc, sort_keys=False))

@@ -3,7 +3,7 @@
 Time per generated token (seconds)::
 
     T = (W_active / BW) * (a + d[quant] + g_m1 + g_m1_big + m_w + e[tier]) + t0[tier] + t0_mlx
-        + c_attn * A(ctx) / BW + (m_l + m_l_pre5) * L_moe
+        + c_attn * A(ctx) / BW + (m_l + m_l_pre5) * L_moe + KV(ctx) / BW
 
 * ``W_active / BW`` is the time to stream the weights once at the marketed bandwidth; ``a + d`` is its inverse
   efficiency, which grows as the quantisation gets lower (dequantisation compute) and differs by chip tier.
@@ -13,6 +13,7 @@ Time per generated token (seconds)::
   ``m_l_pre5`` is the MoE routing cost's extra on M1-M4 (see PARAM_NAMES below).
 * ``A(ctx)`` is the attention work over the context, expressed as MHA-equivalent K/V bytes (see
   ``catalog.attention_read_bytes``); it models the 15-30 % slow-down at 8k context.
+* ``KV(ctx) / BW`` reads the KV cache once per token: known, not fitted (``kv_read_seconds``).
 
 The parameters are fitted offline by ``python -m tools.calibration`` (weighted least squares on relative error
 over ``data/calibration_decode.csv``) and stored with their fit report in ``data/speed_model.yaml``.
@@ -139,6 +140,13 @@ def feature_vector(
     return row
 
 
+def kv_read_seconds(kv_bytes: float, bw_gbps: float) -> float:
+    """Reading the KV cache once per token at the marketed bandwidth: a known cost, added to the fitted time
+    (domain notes 1.1). With it, the fitted attention factor c_attn is what attention costs beyond its
+    reads."""
+    return kv_bytes / (bw_gbps * 1e9)
+
+
 def prefill_light(q: QuantSpec) -> bool:
     """Weights whose dequantisation is nearly free in matrix kernels (F16/BF16, Q8_0): faster prefill."""
     return q.family == "float" or q.quant == "Q8_0"
@@ -257,10 +265,12 @@ class SpeedModel:
         attn_bytes: float,
         generation: int | None = None,
         moe_layers: int = 0,
+        kv_bytes: float = 0.0,
     ) -> float:
         """Seconds per generated token (see the module docstring)."""
         x = feature_vector(weights_bytes, bw_gbps, tier, q, attn_bytes, generation, moe_layers)
-        return sum(xi * self.params[n] for xi, n in zip(x, PARAM_NAMES, strict=True))
+        fitted = sum(xi * self.params[n] for xi, n in zip(x, PARAM_NAMES, strict=True))
+        return fitted + kv_read_seconds(kv_bytes, bw_gbps)
 
 
 @cache
