@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools import REGISTRY  # noqa: E402
 from tools.calibration import (  # noqa: E402
+    LEGACY_ATTENTION_SOURCES,
     PREFILL_ROWS,
     CalibrationRow,
     Row2026,
@@ -101,11 +102,19 @@ def main() -> int:
     for label, errs in table:
         med_t, mean_t = _summ(errs)
         print(f"{label:<52} {med_t:>12.1f} {mean_t:>11.1f}")
+    print(
+        "\nLeave-one-source-out: each source's rows are removed from the whole decode fit (every parameter "
+        "is refitted without them) and only they are scored. Rows of "
+        + ", ".join(sorted(LEGACY_ATTENTION_SOURCES))
+        + " (llama.cpp builds before flash attention) carry a fixed, not fitted, attention cost: "
+        "MHA-equivalent K/V bytes / bandwidth (tools/calibration.py LEGACY_ATTENTION_SOURCES)."
+    )
     print("\nLeave-one-source-out by held-out source (baseline = fixed 0.67 on the same rows):")
     print(f"{'source':<36} {'n':>4} {'median %':>9} {'mean %':>8} {'0.67 median %':>14}")
     for sid, cnt, med_s, mean_s, base_s in per_source:
         print(f"{sid[:40]:<40} {cnt:>4} {med_s:>9.1f} {mean_s:>8.1f} {base_s:>14.1f}")
 
+    source_consistency(rows)
     figures: dict[str, list[float]] = {}
     old_dense = [
         r for r in rows if not r.moe_layers and r.generation < 5 and not r.source_id.startswith("2026")
@@ -129,6 +138,37 @@ def main() -> int:
         f"{'PASS' if ok else 'FAIL'}"
     )
     return 0 if ok else 1
+
+
+def source_consistency(rows: list[CalibrationRow]) -> None:
+    """How far the sources disagree with each other on the same question: a floor for any leave-one-source-out
+    error (a model that matches one source misses the other by about the spread)."""
+    print("\nSource consistency (short context <= 512 tokens, dense):")
+    same: dict[tuple[str, str, str], dict[str, float]] = {}
+    pairs: dict[str, dict[tuple[str, str], dict[str, float]]] = {}
+    for r in rows:
+        if r.moe_layers or r.context_tokens > 512:
+            continue
+        model = (r.model_tag or r.model_label).replace("llama3.1:8b", "llama3:8b")
+        by_src = same.setdefault((r.chip, model, r.quant.quant), {})
+        by_src[r.source_id] = max(r.measured_tps, by_src.get(r.source_id, 0.0))  # its shortest context
+        if r.quant.quant in ("MLX-4bit", "Q4_K_M"):
+            label = r.model_label.lower().replace("-instruct", "").replace("meta-", "")[:14]
+            eff = r.measured_tps / r.ceiling_tps
+            got = pairs.setdefault(r.source_id, {}).setdefault((r.chip, label), {})
+            got[r.quant.quant] = max(eff, got.get(r.quant.quant, 0.0))
+    for (chip, model, quant), by in sorted(same.items()):
+        if len(by) > 1:
+            figs = ", ".join(f"{s} {v:g}" for s, v in sorted(by.items(), key=lambda kv: kv[1]))
+            spread = max(by.values()) / min(by.values())
+            print(f"  {chip} {model} {quant}: {figs} tok/s (max/min {spread:.2f})")
+    for sid, groups in sorted(pairs.items()):
+        ratios = [g["MLX-4bit"] / g["Q4_K_M"] for g in groups.values() if len(g) == 2]
+        if ratios:
+            print(
+                f"  {sid}: MLX-4bit / Q4_K_M efficiency (same chip and model), median "
+                f"{statistics.median(ratios):.2f} over {len(ratios)} pairs"
+            )
 
 
 # Cluster rows of shared/data/2026/calibration_2026.csv (line number) that name identical Macs and a model
