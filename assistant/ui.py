@@ -20,6 +20,7 @@ Design choices and why:
 from __future__ import annotations
 
 import os
+import sqlite3
 
 # Must precede `import gradio`: gradio reads these at import/Blocks() time (analytics, version check, HF hub).
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -103,6 +104,8 @@ EXAMPLE_QUESTIONS: list[str] = [
 ]
 
 STATUS_REFRESH_S = 5.0
+LOADING_PLACEHOLDER = "Loading your conversations…"
+READY_PLACEHOLDER = "Ask a question and press Enter"
 STATUS_TIMEOUT_S = 3.0
 # Yield the growing answer to the browser at most this often (plus at every structural event).
 STREAM_INTERVAL_S = 0.05
@@ -1069,8 +1072,11 @@ def build_app(
                         group_consecutive_messages=False,
                     )
                     with gr.Row():
+                        # Closed until the page knows whose it is (on_load): a question sent before that would
+                        # belong to no one, so it could neither be saved nor listed in the sidebar.
                         msg = gr.Textbox(
-                            placeholder="Ask a question and press Enter",
+                            placeholder=LOADING_PLACEHOLDER,
+                            interactive=False,
                             show_label=False,
                             scale=8,
                             min_width=120,
@@ -1080,7 +1086,14 @@ def build_app(
                         )
                         # Narrow minimum widths (default 160 px each) leave the question box most of the row
                         # and keep box, Send and Stop on one line at 390 px.
-                        send = gr.Button("Send", variant="primary", scale=1, min_width=70, elem_id="send")
+                        send = gr.Button(
+                            "Send",
+                            variant="primary",
+                            scale=1,
+                            min_width=70,
+                            elem_id="send",
+                            interactive=False,
+                        )
                         stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=70, elem_id="stop")
                     gr.Examples(examples=[[q] for q in EXAMPLE_QUESTIONS], inputs=[msg], label="Examples")
                 with gr.Column(scale=2):
@@ -1234,9 +1247,14 @@ def build_app(
             """Who this page belongs to, and the most recent conversation reopened."""
             owner, browser_id = owner_for(browser_id, getattr(request, "username", None))
             db = store.get()
-            recent = db.list(owner) if db is not None else []
-            opened = open_conversation(ChatSession(owner=owner), recent[0].id if recent else None)
-            return (browser_id, *opened)
+            try:
+                recent = db.list(owner) if db is not None else []
+                opened = open_conversation(ChatSession(owner=owner), recent[0].id if recent else None)
+            except sqlite3.Error as exc:  # the chat must open even when the history cannot be read
+                gr.Warning(f"Your saved conversations could not be read: {exc}")
+                opened = (ChatSession(owner=owner), [], None, gr.Radio(choices=[], value=None), "")
+            ready = (gr.Textbox(interactive=True, placeholder=READY_PLACEHOLDER), gr.Button(interactive=True))
+            return (browser_id, *opened, *ready)
 
         def select_conversation(conversation_id: str | None, session: ChatSession | None) -> tuple[Any, ...]:
             if session is not None and conversation_id == session.conversation_id:
@@ -1329,7 +1347,7 @@ def build_app(
                 conversation_list, [session_state], listing, **private
             ).then(show_meter, [session_state], [meter], **meter_args)
         opened = [session_state, chatbot, chart, conv_list, conv_title]
-        app.load(on_load, [browser_id], [browser_id, *opened], **private).then(
+        app.load(on_load, [browser_id], [browser_id, *opened, msg, send], **private).then(
             show_meter, [session_state], [meter], **meter_args
         )
         # On a phone the open sidebar would cover the chat: start it closed there (its toggle reopens it).

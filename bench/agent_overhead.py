@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with OllamaStandIn() as standin, tempfile.TemporaryDirectory() as tmp:
-        standin.chat_responder = lambda request: ChatScript(text=SHORT_REPLY)
+        standin.chat_responder = lambda _request: ChatScript(text=SHORT_REPLY)
         client = ollama.Client(host=standin.url, timeout=30.0)
         print(
             f"stand-in at {standin.url}, {args.turns} turns per variant, "
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         # Streaming throughput -------------------------------------------------------------------------------
         n = args.tokens
         tokens = tuple(f" t{i}" for i in range(n))
-        standin.chat_responder = lambda request: ChatScript(tokens=tokens)
+        standin.chat_responder = lambda _request: ChatScript(tokens=tokens)
         agent = build_agent(standin, "none", Path(tmp) / "stream")
 
         def stream_agent() -> None:

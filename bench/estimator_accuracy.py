@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools import REGISTRY  # noqa: E402
 from tools.calibration import (  # noqa: E402
+    LEGACY_ATTENTION_SOURCES,
     PREFILL_ROWS,
     CalibrationRow,
     Row2026,
@@ -101,11 +102,19 @@ def main() -> int:
     for label, errs in table:
         med_t, mean_t = _summ(errs)
         print(f"{label:<52} {med_t:>12.1f} {mean_t:>11.1f}")
+    print(
+        "\nLeave-one-source-out: each source's rows are removed from the whole decode fit (every parameter "
+        "is refitted without them) and only they are scored. Rows of "
+        + ", ".join(sorted(LEGACY_ATTENTION_SOURCES))
+        + " (llama.cpp builds before flash attention) carry a fixed, not fitted, attention cost: "
+        "MHA-equivalent K/V bytes / bandwidth (tools/calibration.py LEGACY_ATTENTION_SOURCES)."
+    )
     print("\nLeave-one-source-out by held-out source (baseline = fixed 0.67 on the same rows):")
     print(f"{'source':<36} {'n':>4} {'median %':>9} {'mean %':>8} {'0.67 median %':>14}")
     for sid, cnt, med_s, mean_s, base_s in per_source:
         print(f"{sid[:40]:<40} {cnt:>4} {med_s:>9.1f} {mean_s:>8.1f} {base_s:>14.1f}")
 
+    source_consistency(rows)
     figures: dict[str, list[float]] = {}
     old_dense = [
         r for r in rows if not r.moe_layers and r.generation < 5 and not r.source_id.startswith("2026")
@@ -129,6 +138,37 @@ def main() -> int:
         f"{'PASS' if ok else 'FAIL'}"
     )
     return 0 if ok else 1
+
+
+def source_consistency(rows: list[CalibrationRow]) -> None:
+    """How far the sources disagree with each other on the same question: a floor for any leave-one-source-out
+    error (a model that matches one source misses the other by about the spread)."""
+    print("\nSource consistency (short context <= 512 tokens, dense):")
+    same: dict[tuple[str, str, str], dict[str, float]] = {}
+    pairs: dict[str, dict[tuple[str, str], dict[str, float]]] = {}
+    for r in rows:
+        if r.moe_layers or r.context_tokens > 512:
+            continue
+        model = (r.model_tag or r.model_label).replace("llama3.1:8b", "llama3:8b")
+        by_src = same.setdefault((r.chip, model, r.quant.quant), {})
+        by_src[r.source_id] = max(r.measured_tps, by_src.get(r.source_id, 0.0))  # its shortest context
+        if r.quant.quant in ("MLX-4bit", "Q4_K_M"):
+            label = r.model_label.lower().replace("-instruct", "").replace("meta-", "")[:14]
+            eff = r.measured_tps / r.ceiling_tps
+            got = pairs.setdefault(r.source_id, {}).setdefault((r.chip, label), {})
+            got[r.quant.quant] = max(eff, got.get(r.quant.quant, 0.0))
+    for (chip, model, quant), by in sorted(same.items()):
+        if len(by) > 1:
+            figs = ", ".join(f"{s} {v:g}" for s, v in sorted(by.items(), key=lambda kv: kv[1]))
+            spread = max(by.values()) / min(by.values())
+            print(f"  {chip} {model} {quant}: {figs} tok/s (max/min {spread:.2f})")
+    for sid, groups in sorted(pairs.items()):
+        ratios = [g["MLX-4bit"] / g["Q4_K_M"] for g in groups.values() if len(g) == 2]
+        if ratios:
+            print(
+                f"  {sid}: MLX-4bit / Q4_K_M efficiency (same chip and model), median "
+                f"{statistics.median(ratios):.2f} over {len(ratios)} pairs"
+            )
 
 
 # Cluster rows of shared/data/2026/calibration_2026.csv (line number) that name identical Macs and a model
@@ -267,79 +307,73 @@ def _line(label: str, errs: list[float]) -> str:
     )
 
 
-def report_2026(tool: object) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {}
-    rows = load_2026()
-    for split in ("holdout", "fit"):
-        title = (
-            "HELD-OUT split (never fitted)"
-            if split == "holdout"
-            else "fit split (for reference; its category=prefill rows feed only the prefill fit)"
-        )
-        print(f"\n== 2026 public measurements, {title}; trusted rows only ==")
-        decode_groups: dict[str, list[Row2026]] = {
-            "dense decode": [],
-            "MoE decode": [],
-            "M5-generation decode": [],
-        }
-        prefill_groups: dict[str, list[Row2026]] = {"prefill, M1-M4": [], "prefill, M5": []}
-        for r in rows:
-            if r.split != split or r.trust != "high":
-                continue
-            if r.decode_tps is not None:
-                key = (
-                    "M5-generation decode"
-                    if r.bin.generation >= 5
-                    else ("MoE decode" if r.moe else "dense decode")
-                )
-                decode_groups[key].append(r)
-            if r.prefill_tps is not None:
-                prefill_groups["prefill, M5" if r.bin.generation >= 5 else "prefill, M1-M4"].append(r)
-        print(f"{'decode: method':<46} {'n':>4} {'median%':>8} {'mean%':>7} {'max%':>7}")
-        for name, group in decode_groups.items():
-            if not group:
-                print(f"{name}: no rows")
-                continue
-            ours, ceil_e, f055, f067 = [], [], [], []
-            above = 0
-            for r in group:
-                out = tool.run(_tool_args(r))  # type: ignore[attr-defined]
-                m = r.decode_tps or 0.0
-                kv = kv_cache_bytes(r.arch, r.context_tokens)
-                ceiling = r.bin.bandwidth_gbps * 1e9 / (r.weights_active + kv)
-                above += m > out.ceiling_tokens_per_second
-                ours.append(ape(out.expected_tokens_per_second, m))
-                ceil_e.append(ape(ceiling, m))
-                f055.append(ape(0.55 * r.bin.bandwidth_gbps * 1e9 / r.weights_active, m))
-                f067.append(ape(ceiling / 1.5, m))
-            if split == "holdout":
-                figures[f"held-out {name}"] = ours
-            print(f"-- {name} ({len(group)} rows; measured above our ceiling: {above})")
-            print(_line("   estimate_speed expected", ours))
-            print(_line("   bare ceiling BW/(W_active+KV)", ceil_e))
-            print(_line("   fixed 0.55 x BW/W_active (llmfit)", f055))
-            print(_line("   fixed 0.67 x ceiling (gpu_poor)", f067))
-        print(f"{'prefill: method':<46} {'n':>4} {'median%':>8} {'mean%':>7} {'max%':>7}")
-        for name, group in prefill_groups.items():
-            if not group:
-                print(f"{name}: no rows")
-                continue
-            ours, old, missing = [], [], 0
-            for r in group:
-                out = tool.run(_tool_args(r))  # type: ignore[attr-defined]
-                p = out.prefill_tokens_per_second
-                m = r.prefill_tps or 0.0
-                if p is None:
-                    missing += 1
-                else:
-                    ours.append(ape(p, m))
-                o = _old_prefill(r)
-                old.append(ape(o, m) if o else 100.0)
-            if split == "holdout":
-                figures[f"held-out {name}"] = ours
-            print(f"-- {name} ({len(group)} rows; no estimate: {missing})")
-            print(_line("   estimate_speed prefill", ours))
-            print(_line("   previous model (1 anchor/gen; none=100%)", old))
+def _groups_2026(
+    rows: list[Row2026], split: str
+) -> tuple[dict[str, list[Row2026]], dict[str, list[Row2026]]]:
+    """The trusted rows of one split, by decode method group and by prefill generation."""
+    decode_groups: dict[str, list[Row2026]] = {
+        "dense decode": [],
+        "MoE decode": [],
+        "M5-generation decode": [],
+    }
+    prefill_groups: dict[str, list[Row2026]] = {"prefill, M1-M4": [], "prefill, M5": []}
+    for r in rows:
+        if r.split != split or r.trust != "high":
+            continue
+        if r.decode_tps is not None:
+            key = (
+                "M5-generation decode"
+                if r.bin.generation >= 5
+                else ("MoE decode" if r.moe else "dense decode")
+            )
+            decode_groups[key].append(r)
+        if r.prefill_tps is not None:
+            prefill_groups["prefill, M5" if r.bin.generation >= 5 else "prefill, M1-M4"].append(r)
+    return decode_groups, prefill_groups
+
+
+def _report_decode(tool: object, name: str, group: list[Row2026]) -> list[float]:
+    """Prints one decode group's errors against the baselines; returns estimate_speed's errors."""
+    ours, ceil_e, f055, f067 = [], [], [], []
+    above = 0
+    for r in group:
+        out = tool.run(_tool_args(r))  # type: ignore[attr-defined]
+        m = r.decode_tps or 0.0
+        kv = kv_cache_bytes(r.arch, r.context_tokens)
+        ceiling = r.bin.bandwidth_gbps * 1e9 / (r.weights_active + kv)
+        above += m > out.ceiling_tokens_per_second
+        ours.append(ape(out.expected_tokens_per_second, m))
+        ceil_e.append(ape(ceiling, m))
+        f055.append(ape(0.55 * r.bin.bandwidth_gbps * 1e9 / r.weights_active, m))
+        f067.append(ape(ceiling / 1.5, m))
+    print(f"-- {name} ({len(group)} rows; measured above our ceiling: {above})")
+    print(_line("   estimate_speed expected", ours))
+    print(_line("   bare ceiling BW/(W_active+KV)", ceil_e))
+    print(_line("   fixed 0.55 x BW/W_active (llmfit)", f055))
+    print(_line("   fixed 0.67 x ceiling (gpu_poor)", f067))
+    return ours
+
+
+def _report_prefill(tool: object, name: str, group: list[Row2026]) -> list[float]:
+    """Prints one prefill group's errors against the previous model; returns estimate_speed's errors."""
+    ours, old, missing = [], [], 0
+    for r in group:
+        out = tool.run(_tool_args(r))  # type: ignore[attr-defined]
+        p = out.prefill_tokens_per_second
+        m = r.prefill_tps or 0.0
+        if p is None:
+            missing += 1
+        else:
+            ours.append(ape(p, m))
+        o = _old_prefill(r)
+        old.append(ape(o, m) if o else 100.0)
+    print(f"-- {name} ({len(group)} rows; no estimate: {missing})")
+    print(_line("   estimate_speed prefill", ours))
+    print(_line("   previous model (1 anchor/gen; none=100%)", old))
+    return ours
+
+
+def _report_low_trust(tool: object, rows: list[Row2026]) -> None:
     low = [r for r in rows if r.trust != "high"]
     print(
         "\n== low-trust rows (second-hand, approximate, odd engines; not fitted, not in the figures "
@@ -353,6 +387,32 @@ def report_2026(tool: object) -> dict[str, list[float]]:
         if r.prefill_tps and out.prefill_tokens_per_second:
             parts.append(f"prefill {r.prefill_tps:7.1f} vs {out.prefill_tokens_per_second:7.1f}")
         print("  ".join(parts))
+
+
+def report_2026(tool: object) -> dict[str, list[float]]:
+    figures: dict[str, list[float]] = {}
+    rows = load_2026()
+    for split in ("holdout", "fit"):
+        title = (
+            "HELD-OUT split (never fitted)"
+            if split == "holdout"
+            else "fit split (for reference; its category=prefill rows feed only the prefill fit)"
+        )
+        print(f"\n== 2026 public measurements, {title}; trusted rows only ==")
+        decode_groups, prefill_groups = _groups_2026(rows, split)
+        for header, groups, report in (
+            ("decode: method", decode_groups, _report_decode),
+            ("prefill: method", prefill_groups, _report_prefill),
+        ):
+            print(f"{header:<46} {'n':>4} {'median%':>8} {'mean%':>7} {'max%':>7}")
+            for name, group in groups.items():
+                if not group:
+                    print(f"{name}: no rows")
+                    continue
+                ours = report(tool, name, group)
+                if split == "holdout":
+                    figures[f"held-out {name}"] = ours
+    _report_low_trust(tool, rows)
     figures["clusters (all rows in-sample or second-hand)"] = report_clusters(tool)
     return figures
 

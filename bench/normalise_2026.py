@@ -104,7 +104,7 @@ LOW_TRUST_MARKERS = (
 )
 
 
-def _trust(row: dict[str, str], engine: str, tag: str) -> str:
+def _trust(row: dict[str, str], engine: str) -> str:
     note = (row["note"] + " " + row["source_url"] + " " + row["test"]).lower()
     if any(m in note for m in LOW_TRUST_MARKERS):
         return "low"
@@ -147,7 +147,7 @@ def main(shared: Path) -> None:
                 {
                     "row": i,
                     "split": _split(row["chip"], row["model"], row["engine"]),
-                    "trust": _trust(row, engine, tag),
+                    "trust": _trust(row, engine),
                     "category": row["category"],
                     "chip": row["chip"],
                     "gpu_cores": row["gpu_cores"],

@@ -85,7 +85,7 @@ class RandomEmbedder:
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self._vectors(len(texts)).tolist()
 
-    def embed_query(self, text: str) -> list[float]:
+    def embed_query(self, text: str) -> list[float]:  # noqa: ARG002 - the Embedder protocol; a fake vector
         if self.next_query is not None:
             return self.next_query
         return self._vectors(1)[0].tolist()

@@ -1,9 +1,11 @@
-"""Helpers shared by the integration tests: free ports, and the real app served against the stand-in."""
+"""Helpers shared by the integration tests: free ports, the real app served against the stand-in, stopping
+a server subprocess, and hand-built PDF files."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,3 +72,48 @@ def save_screenshot(page: Any, name: str, **options: Any) -> Path:
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_SCREENSHOTS / f"{name}.png")
     return shot
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Stop a server subprocess: SIGTERM, then SIGKILL if it has not exited within a minute."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=60)
+
+
+def pdf_stream(data: bytes) -> bytes:
+    """A PDF stream object's body around `data`."""
+    return f"<< /Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream"
+
+
+def one_page_pdf(
+    content: bytes, *, font: bytes = b"", more: Sequence[bytes] = (), version: str = "1.7"
+) -> bytes:
+    """A valid one-page PDF built by hand, with a correct xref table.
+
+    `content` is the page's content stream, drawn with Helvetica as /F1 (objects 1-5); `font` adds entries to
+    the font's dictionary (e.g. ``b" /ToUnicode 6 0 R"``) and `more` appends objects numbered from 6.
+    """
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        pdf_stream(content),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica" + font + b" >>",
+        *more,
+    ]
+    out = bytearray(f"%PDF-{version}\n".encode())
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)

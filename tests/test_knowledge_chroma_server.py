@@ -22,7 +22,7 @@ import pytest
 
 from assistant.config import Settings
 from knowledge import KnowledgeBase
-from tests.harness import HANG_S, free_port
+from tests.harness import HANG_S, free_port, stop_process
 from tests.test_knowledge_index import CountingEmbedder, n_passages, passages  # noqa: F401 - fixture
 
 START_TIMEOUT_S = HANG_S  # catches a hang only (a busy 2-core machine starts it in a few seconds)
@@ -75,12 +75,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=60)
+        stop_process(proc)
 
 
 @pytest.fixture

@@ -20,7 +20,19 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from tests.harness import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("chromadb", "ollama", "bm25s", "knowledge.search", "knowledge.index", "tools.catalog")
+HEAVY = (
+    "chromadb",
+    "ollama",
+    "bm25s",
+    "knowledge.search",
+    "knowledge.index",
+    "tools.catalog",
+    "tools.data_files",
+    "tools.chips",
+    "tools.models",
+    "tools.quants",
+    "tools.sizes",
+)
 
 
 def _line(ident: int, method: str, params: dict[str, Any]) -> bytes:

@@ -124,7 +124,7 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     attn = attention_read_bytes(arch, p.context_tokens)
     if arch.n_heads is None:
         assumptions.append("Query-head count unknown: attention cost assumes 4 query heads per KV head.")
-    t = sm.seconds_per_token(w_active, bw, tier, q, attn, generation, wr.moe_layers)
+    t = sm.seconds_per_token(w_active, bw, tier, q, attn, generation, wr.moe_layers, kv)
     expected = min(1.0 / t, ceiling) if t > 0 else ceiling
     low = expected * sm.range_low
     if wr.moe:

@@ -2,8 +2,8 @@
 
 Time per generated token (seconds)::
 
-    T = (W_active / BW) * (a + d[quant] + g_m1 + g_m1_big + m_w) + t0[tier] + t0_mlx
-        + c_attn * A(ctx) / BW + (m_l + m_l_pre5) * L_moe
+    T = (W_active / BW) * (a + d[quant] + g_m1 + g_m1_big + m_w + e[tier]) + t0[tier] + t0_mlx
+        + c_attn * A(ctx) / BW + (m_l + m_l_pre5) * L_moe + KV(ctx) / BW
 
 * ``W_active / BW`` is the time to stream the weights once at the marketed bandwidth; ``a + d`` is its inverse
   efficiency, which grows as the quantisation gets lower (dequantisation compute) and differs by chip tier.
@@ -13,6 +13,7 @@ Time per generated token (seconds)::
   ``m_l_pre5`` is the MoE routing cost's extra on M1-M4 (see PARAM_NAMES below).
 * ``A(ctx)`` is the attention work over the context, expressed as MHA-equivalent K/V bytes (see
   ``sizes.attention_read_bytes``); it models the 15-30 % slow-down at 8k context.
+* ``KV(ctx) / BW`` reads the KV cache once per token: known, not fitted (``kv_read_seconds``).
 
 The parameters are fitted offline by ``python -m tools.calibration`` (weighted least squares on relative error
 over ``data/calibration_decode.csv``) and stored with their fit report in ``data/speed_model.yaml``.
@@ -20,7 +21,7 @@ over ``data/calibration_decode.csv``) and stored with their fit report in ``data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -33,7 +34,8 @@ TIERS = ("base", "pro", "max", "ultra")
 QUANT_ANCHORS = ("q4", "q8", "mlx4", "mlx8")
 # Parameter set chosen by leave-one-source-out error (bench/estimator_accuracy.py): one bandwidth efficiency
 # for all chips, per-quant extra cost, an M1-generation penalty, per-tier fixed cost, attention factor.
-# Per-tier and per-generation efficiencies fitted the calibration rows better but generalised worse.
+# Per-generation efficiencies fitted the calibration rows better but generalised worse; per-tier ones (Max,
+# Ultra) generalise since the legacy-attention rows carry their known cost (e_max/e_ultra below).
 PARAM_NAMES: tuple[str, ...] = (
     "a",
     *(f"d_{q}" for q in QUANT_ANCHORS),
@@ -45,7 +47,13 @@ PARAM_NAMES: tuple[str, ...] = (
     "m_l_pre5",
     "t0_mlx",
     "g_m1_big",
+    "e_max",
+    "e_ultra",
 )
+# e_max, e_ultra: extra inverse efficiency of the Max and Ultra tiers (domain notes 1.3: efficiency falls
+# as the tier rises, base ~ Pro > Max >> Ultra; an Ultra is two dies). Once rows from builds before flash
+# attention carry their known attention cost (calibration.LEGACY_ATTENTION_SOURCES), these generalise:
+# leave-one-source-out dense M1-M4 error 9.8/11.1 % -> 6.9/8.5 % median/mean (with a >= 1, calibration.fit).
 # m_w: extra inverse efficiency on the bytes a mixture-of-experts model reads per token (scattered experts);
 # m_l: seconds per MoE layer per token at 8 routed experts, scaled by the experts used (router, top-k,
 # one matmul dispatch per routed expert); sizes.weights_read gives layers x experts_used / 8.
@@ -128,7 +136,15 @@ def feature_vector(
     row += [float(moe_layers) * 1e-4 if generation is None or generation < 5 else 0.0]
     row += [1.0 if q.engine == "mlx" else 0.0]
     row += [wt if generation == 1 and tier in ("max", "ultra") else 0.0]
+    row += [wt if tier == "max" else 0.0, wt if tier == "ultra" else 0.0]
     return row
+
+
+def kv_read_seconds(kv_bytes: float, bw_gbps: float) -> float:
+    """Reading the KV cache once per token at the marketed bandwidth: a known cost, added to the fitted time
+    (domain notes 1.1). With it, the fitted attention factor c_attn is what attention costs beyond its
+    reads."""
+    return kv_bytes / (bw_gbps * 1e9)
 
 
 def prefill_light(q: QuantSpec) -> bool:
@@ -174,6 +190,8 @@ class PrefillModel:
     mlx_fixed_seconds: float = 0.0
     mlx_fixed_seconds_m5: float = 0.0
     mlx_factor: float = 1.0
+    # float_factor per GPU generation where the fit rows pair light and Q4-class weights (else float_factor).
+    float_factor_by_gen: dict[int, float] = field(default_factory=dict)
     # MoE: a 512-token micro-batch gives each expert only 512 x active/total experts tokens, and small matrix
     # batches run below peak: efficiency b / (b + moe_half_batch). 0 = one flat moe_factor. (Taking MLX's
     # batch as the whole prompt up to 2048 fitted the MoE rows worse: median 6.3 % -> 16.2 %.)
@@ -219,7 +237,7 @@ class PrefillModel:
         flops = 2 * active_params_b * 1e9 + self.attn_factor * attn_flops_per_token
         tps = tpc * gpu_cores * 1e12 / flops
         if is_float:
-            tps *= self.float_factor
+            tps *= self.float_factor_by_gen.get(generation, self.float_factor)
         if moe:
             tps *= self.moe_factor * self.moe_efficiency(expert_share)
         if mlx:
@@ -247,10 +265,12 @@ class SpeedModel:
         attn_bytes: float,
         generation: int | None = None,
         moe_layers: int = 0,
+        kv_bytes: float = 0.0,
     ) -> float:
         """Seconds per generated token (see the module docstring)."""
         x = feature_vector(weights_bytes, bw_gbps, tier, q, attn_bytes, generation, moe_layers)
-        return sum(xi * self.params[n] for xi, n in zip(x, PARAM_NAMES, strict=True))
+        fitted = sum(xi * self.params[n] for xi, n in zip(x, PARAM_NAMES, strict=True))
+        return fitted + kv_read_seconds(kv_bytes, bw_gbps)
 
 
 @cache
@@ -281,4 +301,5 @@ def prefill_model_from(pre: dict[str, Any]) -> PrefillModel:
         mlx_fixed_seconds_m5=float(pre.get("mlx_fixed_seconds_m5", 0.0)),
         mlx_factor=float(pre.get("mlx_factor", 1.0)),
         moe_half_batch=float(pre.get("moe_half_batch", 0.0)),
+        float_factor_by_gen={int(k): float(v) for k, v in pre.get("float_factor_by_generation", {}).items()},
     )

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 FaultKind = Literal["http", "slow", "drop", "close", "stream_error"]
@@ -174,7 +175,6 @@ class RecordedRequest:
         return [value] if isinstance(value, str) else list(value or [])
 
 
-ChatRequestView = RecordedRequest
 ChatResponder = Callable[[RecordedRequest], "ChatScript | str | None"]
 
 
@@ -242,107 +242,25 @@ class ModelSpec:
         return 2 * self.block_count * kv_heads * head_dim * context * 2  # K and V, f16
 
 
-QWEN25_7B = ModelSpec(
-    name="qwen2.5:7b",
-    architecture="qwen2",
-    parameter_count=7_615_616_512,
-    block_count=28,
-    context_length=32768,
-    embedding_length=3584,
-    head_count=28,
-    head_count_kv=4,
-    capabilities=("completion", "tools"),
-    size_bytes=4_683_087_332,
-    parameter_size="7.6B",
-    extra_model_info={"qwen2.feed_forward_length": 18944, "qwen2.rope.freq_base": 1_000_000.0},
-)
-LLAMA33_70B = ModelSpec(
-    name="llama3.3:70b",
-    architecture="llama",
-    parameter_count=70_553_706_496,
-    block_count=80,
-    context_length=131072,
-    embedding_length=8192,
-    head_count=64,
-    head_count_kv=8,
-    key_length=128,
-    value_length=128,
-    capabilities=("completion", "tools"),
-    size_bytes=42_520_413_916,
-    parameter_size="70.6B",
-    extra_model_info={"llama.feed_forward_length": 28672, "llama.rope.freq_base": 500_000.0},
-)
-GEMMA2_9B = ModelSpec(
-    name="gemma2:9b",
-    architecture="gemma2",
-    parameter_count=9_241_705_984,
-    block_count=42,
-    context_length=8192,
-    embedding_length=3584,
-    head_count=16,
-    head_count_kv=8,
-    key_length=256,
-    value_length=256,
-    capabilities=("completion",),
-    size_bytes=5_443_152_417,
-    parameter_size="9.2B",
-    extra_model_info={"gemma2.attention.sliding_window": 4096},
-)
-NOMIC_EMBED_TEXT = ModelSpec(
-    name="nomic-embed-text:latest",
-    architecture="nomic-bert",
-    parameter_count=136_727_040,
-    block_count=12,
-    context_length=2048,
-    embedding_length=768,
-    head_count=12,
-    head_count_kv=None,
-    capabilities=("embedding",),
-    size_bytes=274_302_450,
-    quantization="F16",
-    parameter_size="137M",
-)
-QWEN25_32B = ModelSpec(
-    name="qwen2.5:32b",
-    architecture="qwen2",
-    parameter_count=32_763_876_352,
-    block_count=64,
-    context_length=32768,
-    embedding_length=5120,
-    head_count=40,
-    head_count_kv=8,
-    capabilities=("completion", "tools"),
-    size_bytes=19_851_336_256,
-    parameter_size="32.8B",
-)
-LLAMA31_8B = ModelSpec(
-    name="llama3.1:8b",
-    architecture="llama",
-    parameter_count=8_030_261_248,
-    block_count=32,
-    context_length=131072,
-    embedding_length=4096,
-    head_count=32,
-    head_count_kv=8,
-    capabilities=("completion", "tools"),
-    size_bytes=4_920_753_328,
-    parameter_size="8.0B",
-)
-QWEN3_8B = ModelSpec(
-    name="qwen3:8b",
-    architecture="qwen3",
-    parameter_count=8_190_735_360,
-    block_count=36,
-    context_length=40960,
-    embedding_length=4096,
-    head_count=32,
-    head_count_kv=8,
-    key_length=128,
-    value_length=128,
-    capabilities=("completion", "tools", "thinking"),
-    size_bytes=5_225_387_923,
-    parameter_size="8.2B",
-)
+def _load_specs() -> dict[str, ModelSpec]:
+    """The models the stand-in knows, from models.json: their facts as Ollama reports them (fields not
+    given there keep ModelSpec's defaults)."""
+    rows = json.loads(Path(__file__).with_name("models.json").read_text(encoding="utf-8"))
+    specs: dict[str, ModelSpec] = {}
+    for row in rows:
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in row.items()}
+        specs[row["name"]] = ModelSpec(**fields)
+    return specs
+
+
+_SPECS = _load_specs()
+QWEN25_7B = _SPECS["qwen2.5:7b"]
+LLAMA33_70B = _SPECS["llama3.3:70b"]
+GEMMA2_9B = _SPECS["gemma2:9b"]
+NOMIC_EMBED_TEXT = _SPECS["nomic-embed-text:latest"]
+QWEN25_32B = _SPECS["qwen2.5:32b"]
+LLAMA31_8B = _SPECS["llama3.1:8b"]
+QWEN3_8B = _SPECS["qwen3:8b"]
 
 DEFAULT_INSTALLED: tuple[ModelSpec, ...] = (QWEN25_7B, LLAMA33_70B, GEMMA2_9B, NOMIC_EMBED_TEXT)
 """Installed in the ``standin`` fixture: two tool-capable chat models, one without tools, the embedder."""

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -72,7 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
         self.server.standin._untrack(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ARG002 - stdlib signature; no log
         return
 
     def do_GET(self) -> None:
@@ -116,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True
-        except Exception as exc:  # a bug in the stand-in must be visible, not a hang
+        except Exception as exc:  # noqa: BLE001 - a bug in the stand-in must be visible, not a hang
             standin._errors.append(repr(exc))
             with contextlib.suppress(OSError):
                 self.send_json(500, {"error": f"stand-in internal error: {exc!r}"})
@@ -149,18 +150,14 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def send_json(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        self._send(status, "application/json", json.dumps(payload).encode())
 
     def send_text(self, status: int, text: str) -> None:
-        data = text.encode()
+        self._send(status, "text/plain", text.encode())
+
+    def _send(self, status: int, media_type: str, data: bytes) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", f"{media_type}; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
@@ -246,7 +243,7 @@ class OllamaStandIn:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}"
 
     @property
     def host(self) -> str:
@@ -504,13 +501,13 @@ class OllamaStandIn:
             return
         handler(h, req)
 
-    def _root(self, h: _Handler, req: RecordedRequest) -> None:
+    def _root(self, h: _Handler, _req: RecordedRequest) -> None:
         h.send_text(200, "Ollama is running")
 
-    def _version(self, h: _Handler, req: RecordedRequest) -> None:
+    def _version(self, h: _Handler, _req: RecordedRequest) -> None:
         h.send_json(200, {"version": self.version})
 
-    def _tags(self, h: _Handler, req: RecordedRequest) -> None:
+    def _tags(self, h: _Handler, _req: RecordedRequest) -> None:
         with self._lock:
             models = list(self._installed.values())
         h.send_json(
@@ -568,7 +565,7 @@ class OllamaStandIn:
             },
         )
 
-    def _ps(self, h: _Handler, req: RecordedRequest) -> None:
+    def _ps(self, h: _Handler, _req: RecordedRequest) -> None:
         now = datetime.now(UTC)
         with self._lock:
             self._loaded = {k: v for k, v in self._loaded.items() if v[0] > now}
@@ -762,40 +759,109 @@ class OllamaStandIn:
             return self._chats_done.wait_for(lambda: self._chats_in_flight == 0, timeout_s)
 
     def _chat_reply(self, h: _Handler, req: RecordedRequest, body: dict[str, Any], spec: ModelSpec) -> None:
-        name = body.get("model")
         script = self._next_script(req)
         stream = body.get("stream") is not False
-        fault = script.fault
-        if fault is not None:
-            if fault.kind == "slow":
-                self._chat_wait(h, req, fault.delay_s)
-            elif fault.kind == "http":
-                h.send_json(fault.status, {"error": fault.error})
-                return
-            elif fault.kind == "close" or (fault.kind == "drop" and not stream):
-                h.cut()
-            elif fault.kind == "stream_error" and not stream:
-                h.send_json(500, {"error": fault.error})
-                return
+        if script.fault is not None and self._fault_before_reply(h, req, script.fault, stream=stream):
+            return
         cold = self._load(spec, body)
+        reply = _Reply.of(script, body, spec, think_in_content=self.think_in_content)
+        final = reply.final_line(script, body, cold=cold)
+        if stream:
+            self._stream_reply(h, req, script, reply, final)
+            return
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(reply.content)}
+        if reply.thinking:
+            message["thinking"] = "".join(reply.thinking)
+        if reply.calls:
+            message["tool_calls"] = reply.calls
+        self._sleep(script.token_delay_s * (len(reply.content) + len(reply.thinking)))
+        h.send_json(200, {**final, "message": message})
 
-        options = body.get("options") or {}
+    def _fault_before_reply(self, h: _Handler, req: RecordedRequest, fault: Fault, *, stream: bool) -> bool:
+        """A scripted fault that strikes before the first line; True when it answered the request."""
+        if fault.kind == "slow":
+            self._chat_wait(h, req, fault.delay_s)
+        elif fault.kind == "http":
+            h.send_json(fault.status, {"error": fault.error})
+            return True
+        elif fault.kind == "close" or (fault.kind == "drop" and not stream):
+            h.cut()
+        elif fault.kind == "stream_error" and not stream:
+            h.send_json(500, {"error": fault.error})
+            return True
+        return False
+
+    def _stream_reply(
+        self, h: _Handler, req: RecordedRequest, script: ChatScript, reply: _Reply, final: dict[str, Any]
+    ) -> None:
+        name, fault = final["model"], script.fault
+        h.start_stream()
+        try:
+            for index, message in enumerate(reply.stream_messages(split_calls=script.split_tool_calls)):
+                if fault is not None and index >= fault.after_lines:
+                    self._stream_fault(h, fault)
+                if index and script.token_delay_s:
+                    self._chat_wait(h, req, script.token_delay_s)
+                h.stream_line({"model": name, "created_at": _now(), "message": message, "done": False})
+            if fault is not None:
+                self._stream_fault(h, fault)
+            h.stream_line(final)
+            h.end_stream()
+        except _StreamEnded:
+            return
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            # The client closed the stream: like Ollama, stop generating, and remember it for the tests.
+            self._chat_was_aborted(req)
+            raise
+
+    @staticmethod
+    def _stream_fault(h: _Handler, fault: Fault) -> None:
+        """A fault due at this point of a stream: cut it (``drop``), or end it with an error line."""
+        if fault.kind == "drop":
+            h.cut()
+        if fault.kind == "stream_error":
+            h.stream_line({"error": fault.error})
+            h.end_stream()
+            raise _StreamEnded
+
+
+class _StreamEnded(Exception):
+    """A scripted error line ended the chat stream early (the handler has nothing more to send)."""
+
+
+@dataclass
+class _Reply:
+    """What one scripted chat reply streams: thinking, content and tool calls, as the request shapes them."""
+
+    content: list[str]
+    thinking: list[str]
+    calls: list[Any]
+    done_reason: str
+
+    @classmethod
+    def of(
+        cls, script: ChatScript, body: dict[str, Any], spec: ModelSpec, *, think_in_content: bool
+    ) -> _Reply:
         content = script.content_tokens()
         think = body.get("think")
         # Ollama >= 0.12: think unset on a thinking-capable model means it thinks (and says so in `thinking`).
         thinks = bool(think) or (think is None and "thinking" in spec.capabilities)
         thinking = split_tokens(script.thinking) if script.thinking and thinks else []
-        if thinking and self.think_in_content and think is None:
+        if thinking and think_in_content and think is None:
             content = ["<th", "ink>", *thinking, "</", "think>\n", "\n", *content]
             thinking = []
         done_reason = script.done_reason
-        limit = options.get("num_predict")
+        limit = (body.get("options") or {}).get("num_predict")
         if isinstance(limit, int) and limit > 0 and len(content) > limit:
             content, done_reason = content[:limit], "length"
         calls = [call.wire(i) for i, call in enumerate(script.tool_call_scripts())]
+        return cls(content, thinking, calls, done_reason)
+
+    def final_line(self, script: ChatScript, body: dict[str, Any], *, cold: bool) -> dict[str, Any]:
+        """The closing ``done`` line with its counts: the script's, or plausible ones from the reply."""
         eval_count = script.eval_count
         if eval_count is None:
-            eval_count = max(1, len(content) + len(thinking) + 12 * len(calls))
+            eval_count = max(1, len(self.content) + len(self.thinking) + 12 * len(self.calls))
         eval_ns = script.eval_duration_ns
         if eval_ns is None:
             eval_ns = int(eval_count / script.tokens_per_second * 1e9)
@@ -808,11 +874,11 @@ class OllamaStandIn:
         load_ns = script.load_duration_ns
         if load_ns is None:
             load_ns = 1_800_000_000 if cold else 18_000_000
-        final = {
-            "model": name,
+        return {
+            "model": body.get("model"),
             "created_at": _now(),
             "message": {"role": "assistant", "content": ""},
-            "done_reason": done_reason,
+            "done_reason": self.done_reason,
             "done": True,
             "total_duration": load_ns + prompt_ns + eval_ns + 3_000_000,
             "load_duration": load_ns,
@@ -822,49 +888,16 @@ class OllamaStandIn:
             "eval_duration": eval_ns,
         }
 
-        if not stream:
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
-            if thinking:
-                message["thinking"] = "".join(thinking)
-            if calls:
-                message["tool_calls"] = calls
-            self._sleep(script.token_delay_s * (len(content) + len(thinking)))
-            h.send_json(200, {**final, "message": message})
-            return
-
-        lines: list[dict[str, Any]] = []
-        for token in thinking:
-            lines.append({"role": "assistant", "content": "", "thinking": token})
-        for token in content:
-            lines.append({"role": "assistant", "content": token})
-        if calls and script.split_tool_calls:
-            lines += [{"role": "assistant", "content": "", "tool_calls": [call]} for call in calls]
-        elif calls:
-            lines.append({"role": "assistant", "content": "", "tool_calls": calls})
-        h.start_stream()
-        try:
-            for index, message in enumerate(lines):
-                if fault is not None and fault.kind == "drop" and index >= fault.after_lines:
-                    h.cut()
-                if fault is not None and fault.kind == "stream_error" and index >= fault.after_lines:
-                    h.stream_line({"error": fault.error})
-                    h.end_stream()
-                    return
-                if index and script.token_delay_s:
-                    self._chat_wait(h, req, script.token_delay_s)
-                h.stream_line({"model": name, "created_at": _now(), "message": message, "done": False})
-            if fault is not None and fault.kind == "drop":
-                h.cut()
-            if fault is not None and fault.kind == "stream_error":
-                h.stream_line({"error": fault.error})
-                h.end_stream()
-                return
-            h.stream_line(final)
-            h.end_stream()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            # The client closed the stream: like Ollama, stop generating, and remember it for the tests.
-            self._chat_was_aborted(req)
-            raise
+    def stream_messages(self, *, split_calls: bool) -> list[dict[str, Any]]:
+        lines: list[dict[str, Any]] = [
+            {"role": "assistant", "content": "", "thinking": token} for token in self.thinking
+        ]
+        lines += [{"role": "assistant", "content": token} for token in self.content]
+        if self.calls and split_calls:
+            lines += [{"role": "assistant", "content": "", "tool_calls": [call]} for call in self.calls]
+        elif self.calls:
+            lines.append({"role": "assistant", "content": "", "tool_calls": self.calls})
+        return lines
 
 
 def _keep_alive_seconds(value: Any) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.agent import Agent
 from assistant.config import Settings
@@ -14,6 +14,9 @@ from assistant.ollama_layer import OllamaLayer
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
 from tests.ollama_standin import ChatScript, OllamaStandIn, RecordedRequest, ToolCallScript
+
+if TYPE_CHECKING:
+    from tests.test_launch import LaunchedProcess
 
 SCALE = max(1, int(os.environ.get("RELIABILITY_SCALE", "1")))
 TAG = re.compile(r"\b(tag-[0-9a-z-]+)\b")
@@ -49,3 +52,25 @@ def final(events: list[AgentEvent]) -> DoneEvent | ErrorEvent:
     last = events[-1]
     assert isinstance(last, DoneEvent | ErrorEvent), last
     return last
+
+
+def launch_then_stop(
+    ollama_host: str, *flags: str, port: int = 0, env: dict[str, str] | None = None
+) -> LaunchedProcess:
+    """`launch.py --no-browser --no-pull` until ready, then Ctrl-C: it must stop with 0 and no traceback.
+
+    Returns the finished process, for checks on its output.
+    """
+    from tests.test_launch import LaunchedProcess
+
+    launched = LaunchedProcess(
+        "--no-browser", "--no-pull", "--port", str(port), "--ollama-host", ollama_host, *flags, env=env
+    )
+    try:
+        launched.wait_for_url()
+        assert launched.interrupt() == 0
+    finally:
+        if launched.proc.poll() is None:
+            launched.proc.kill()
+    assert "Traceback" not in launched.output, launched.output
+    return launched

@@ -85,8 +85,8 @@ class EgressGuard:
                 raise socket.gaierror(socket.EAI_NONAME, f"name lookup blocked by the test guard: {host}")
             return real_getaddrinfo(host, *args, **kwargs)
 
-        socket.socket.connect = connect  # type: ignore[method-assign]
-        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+        socket.socket.connect = connect  # type: ignore[method-assign, assignment]
+        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
         socket.getaddrinfo = getaddrinfo
 
     def uninstall(self) -> None:

@@ -15,29 +15,12 @@ import sys
 from pathlib import Path
 
 from knowledge.search import KnowledgeBase
-from tests.harness import free_port
+from tests.harness import free_port, one_page_pdf, pdf_stream
 from tests.ollama_standin import OllamaStandIn
-from tests.test_launch import LaunchedProcess
+from tests.reliability.common import launch_then_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_TEXT = "# Office notes\n\nThe glimmerwhale studio has an M2 Ultra with 192 GB of memory.\n"
-
-
-def _pdf(objects: list[bytes]) -> bytes:
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
-
-
-def _stream(data: bytes) -> bytes:
-    return f"<< /Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream"
 
 
 def pdf_bomb() -> bytes:
@@ -45,16 +28,8 @@ def pdf_bomb() -> bytes:
         b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap 1 begincodespacerange <00000000> "
         b"<FFFFFFFF> endcodespacerange 1 beginbfrange <00000000> <00FFFFFF> <0041> endbfrange endcmap end end"
     )
-    return _pdf(
-        [
-            b"<< /Type /Catalog /Pages 2 0 R >>",
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-            b"/Resources << /Font << /F1 5 0 R >> >> >>",
-            _stream(b"BT /F1 12 Tf 72 720 Td (Hello) Tj ET"),
-            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
-            _stream(cmap),
-        ]
+    return one_page_pdf(
+        b"BT /F1 12 Tf 72 720 Td (Hello) Tj ET", font=b" /ToUnicode 6 0 R", more=[pdf_stream(cmap)]
     )
 
 
@@ -122,26 +97,15 @@ def test_symlinks_are_followed_only_when_asked(tmp_path: Path) -> None:
 def test_launch_with_hostile_documents_still_starts(standin: OllamaStandIn, tmp_path: Path) -> None:
     _, files = hostile_folder(tmp_path)
     hostile = ("bomb", "deep", "garbage")
-    p = LaunchedProcess(
-        "--no-browser",
-        "--no-pull",
-        "--port",
-        str(free_port()),
+    p = launch_then_stop(
+        standin.url,
         "--data-dir",
         str(tmp_path / "data"),
-        "--ollama-host",
-        standin.url,
         "--add-docs",
         *(str(files[name]) for name in hostile),
         str(files["good"]),
+        port=free_port(),
     )
-    try:
-        p.wait_for_url()
-        assert p.interrupt() == 0
-    finally:
-        if p.proc.poll() is None:
-            p.proc.kill()
-    assert "Traceback" not in p.output, p.output
     assert "+ Office notes" in p.output
     for name in hostile:
         assert any(line.strip().startswith(f"skipped {files[name]}") for line in p.lines), p.output

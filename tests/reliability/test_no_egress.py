@@ -15,13 +15,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from assistant.events import DoneEvent, ToolResultEvent
 from tests.harness import chat_client, serve_app
 from tests.ollama_standin import OllamaStandIn
-from tests.reliability.common import echo_tag_responder, final, make_agent
+from tests.reliability.common import echo_tag_responder, final, launch_then_stop, make_agent
 from tests.reliability.egress_guard import egress_blocked
 from tools.fit import check_memory_fit
 from tools.schemas import CheckMemoryFitInput
@@ -73,34 +74,8 @@ def test_guard_really_blocks_and_records() -> None:
     assert guard.attempts == ["connect 192.0.2.1:80", "resolve example.com"]
 
 
-def _mcp_call(data_dir: Path, ollama_url: str, guard_dir: Path, log: Path) -> dict:
-    from mcp.client.session import ClientSession
-    from mcp.client.stdio import StdioServerParameters, stdio_client
-
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{guard_dir}{os.pathsep}{ROOT}",
-        "ADVISOR_TEST_EGRESS_LOG": str(log),
-        "ADVISOR_DATA_DIR": str(data_dir),
-        "OLLAMA_HOST": ollama_url,
-    }
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "assistant.mcp"], env=env, cwd=str(ROOT)
-    )
-
-    async def run() -> dict:
-        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-            await session.initialize()
-            result = await session.call_tool(
-                "check_memory_fit", {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b"}
-            )
-            assert not result.is_error, result
-            return dict(result.structured_content or {})
-
-    return asyncio.run(asyncio.wait_for(run(), timeout=300))
-
-
 def _guarded_env(guard_dir: Path, log: Path, data_dir: Path, ollama_url: str) -> dict[str, str]:
+    """The environment of a guarded subprocess: the guard on PYTHONPATH, logging to `log`; no NO_PROXY."""
     return {
         **os.environ,
         "PYTHONPATH": f"{guard_dir}{os.pathsep}{ROOT}",
@@ -112,11 +87,43 @@ def _guarded_env(guard_dir: Path, log: Path, data_dir: Path, ollama_url: str) ->
     }
 
 
-def test_whole_session_makes_no_outbound_connection(
-    standin: OllamaStandIn, tmp_path: Path, guard_dir: Path, proxy_env: None
-) -> None:
-    from tests.test_launch import LaunchedProcess
+def _mcp_tool(env: dict[str, str], tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One tool call to `python -m assistant.mcp` over stdio; the call must succeed."""
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
 
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "assistant.mcp"], env=env, cwd=str(ROOT)
+    )
+
+    async def run() -> dict[str, Any]:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            result = await session.call_tool(tool, arguments)
+            assert not result.is_error, result
+            return dict(result.structured_content or {})
+
+    return asyncio.run(asyncio.wait_for(run(), timeout=300))
+
+
+def _knowledge_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m knowledge ARGS` in a guarded subprocess; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-m", "knowledge", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+@pytest.mark.usefixtures("proxy_env")
+def test_whole_session_makes_no_outbound_connection(
+    standin: OllamaStandIn, tmp_path: Path, guard_dir: Path
+) -> None:
     subprocess_log = tmp_path / "egress.log"
     standin.chat_responder = echo_tag_responder
 
@@ -130,7 +137,10 @@ def test_whole_session_makes_no_outbound_connection(
         events = list(make_agent(standin).new_conversation().turn("How fast? tag-agent-1"))
         assert isinstance(final(events), DoneEvent) and any(isinstance(e, ToolResultEvent) for e in events)
         # The MCP server in a subprocess, guarded the same way.
-        fit = _mcp_call(tmp_path / "mcp-data", standin.url, guard_dir, subprocess_log)
+        mcp_env = _guarded_env(guard_dir, subprocess_log, tmp_path / "mcp-data", standin.url)
+        fit = _mcp_tool(
+            mcp_env, "check_memory_fit", {"chip": "M4 Pro", "memory_gb": 48, "model": "llama3.3:70b"}
+        )
         # What the tool computes in-process for the same question, down to the memory breakdown.
         expected = check_memory_fit(CheckMemoryFitInput(chip="M4 Pro", memory_gb=48, model="llama3.3:70b"))
         assert (fit["verdict"], fit["fits_on_gpu"]) == ("partial_offload", False)
@@ -140,34 +150,12 @@ def test_whole_session_makes_no_outbound_connection(
         note = tmp_path / "secret-note.md"
         note.write_text("# Private note\n\nThe office M2 Ultra has 192 GB of memory.\n", encoding="utf-8")
         cli_env = _guarded_env(guard_dir, subprocess_log, tmp_path / "cli-data", standin.url)
-        for args in (["add", str(note)], ["search", "office", "M2", "Ultra"]):
-            done = subprocess.run(
-                [sys.executable, "-m", "knowledge", *args],
-                env=cli_env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=180,
-            )
-            assert done.returncode == 0, done.stdout + done.stderr
-        assert "mode: hybrid" in done.stdout
+        _knowledge_cli("add", str(note), env=cli_env)
+        assert "mode: hybrid" in _knowledge_cli("search", "office", "M2", "Ultra", env=cli_env).stdout
         # launch.py: gradio's start-up check of its own URL must not go to the proxy (it died there).
-        launched = LaunchedProcess(
-            "--no-browser",
-            "--no-pull",
-            "--port",
-            "0",
-            "--ollama-host",
-            standin.url,
-            env=_guarded_env(guard_dir, subprocess_log, tmp_path / "launch-data", standin.url),
+        launch_then_stop(
+            standin.url, env=_guarded_env(guard_dir, subprocess_log, tmp_path / "launch-data", standin.url)
         )
-        try:
-            launched.wait_for_url()
-            assert launched.interrupt() == 0
-        finally:
-            if launched.proc.poll() is None:
-                launched.proc.kill()
-        assert "Traceback" not in launched.output, launched.output
 
     leaked = subprocess_log.read_text(encoding="utf-8").splitlines() if subprocess_log.exists() else []
     assert guard.attempts == [], f"outbound attempts in the app: {guard.attempts}"
@@ -186,57 +174,18 @@ def test_a_socks_proxy_in_the_environment_breaks_nothing(
     """`import ollama` (and gradio) build default httpx clients from the proxy variables; with a SOCKS proxy
     that raised ImportError, so launch.py, `python -m knowledge` and the MCP server's tools died with a
     traceback. Each must work, and still contact nothing but loopback."""
-    from mcp.client.session import ClientSession
-    from mcp.client.stdio import StdioServerParameters, stdio_client
-
-    from tests.test_launch import LaunchedProcess
-
     for name in PROXY_VARS:
         monkeypatch.setenv(name, SOCKS_PROXY)
     log = tmp_path / "egress.log"
-    cli_env = _guarded_env(guard_dir, log, tmp_path / "cli-data", standin.url)
-    done = subprocess.run(
-        [sys.executable, "-m", "knowledge", "search", "M4", "Pro"],
-        env=cli_env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    done = _knowledge_cli(
+        "search", "M4", "Pro", env=_guarded_env(guard_dir, log, tmp_path / "cli-data", standin.url)
     )
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stdout + done.stderr
     assert "mode: hybrid" in done.stdout
 
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "assistant.mcp"],
-        env=_guarded_env(guard_dir, log, tmp_path / "mcp-data", standin.url),
-        cwd=str(ROOT),
-    )
+    mcp_env = _guarded_env(guard_dir, log, tmp_path / "mcp-data", standin.url)
+    assert "passages" in str(_mcp_tool(mcp_env, "search_knowledge", {"query": "M4 Pro bandwidth"}))
 
-    async def search() -> str:
-        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-            await session.initialize()
-            result = await session.call_tool("search_knowledge", {"query": "M4 Pro bandwidth"})
-            assert not result.is_error, result
-            return str(result.structured_content)
-
-    assert "passages" in asyncio.run(asyncio.wait_for(search(), timeout=300))
-
-    launched = LaunchedProcess(
-        "--no-browser",
-        "--no-pull",
-        "--port",
-        "0",
-        "--ollama-host",
-        standin.url,
-        env=_guarded_env(guard_dir, log, tmp_path / "launch-data", standin.url),
-    )
-    try:
-        launched.wait_for_url()
-        assert launched.interrupt() == 0
-    finally:
-        if launched.proc.poll() is None:
-            launched.proc.kill()
-    assert "Traceback" not in launched.output, launched.output
+    launch_then_stop(standin.url, env=_guarded_env(guard_dir, log, tmp_path / "launch-data", standin.url))
     leaked = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
     assert leaked == [], leaked

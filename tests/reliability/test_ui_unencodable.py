@@ -79,7 +79,7 @@ def test_tool_budget_exhausted_gives_a_clear_message_not_an_empty_answer(
     call = ChatScript(
         tool_calls=(ToolCallScript("estimate_speed", {"chip": "M4 Pro", "model": "llama3.1:8b"}),)
     )
-    standin.chat_responder = lambda request: call
+    standin.chat_responder = lambda _request: call
     answer, summary = chat_client(url).predict("Loop forever", "", api_name="/chat")
     assert answer.strip(), summary
     assert "tool" in answer.lower(), answer
