@@ -347,15 +347,8 @@ def resolve_machine(
             f"Using the given bandwidth {bandwidth_gbps:g} GB/s instead of the {name}'s {bw:g} GB/s."
         )
         bw = float(bandwidth_gbps)
-    return MachineSpec(
-        chip=name,
-        bin=chosen,
-        gpu_cores=cores,
-        memory_gb=memory_gb,
-        bandwidth_gbps=bw,
-        assumptions=notes,
-        sources=[f"chip {name}: {chosen.source}"],
-    )
+    # In MachineSpec's field order: chip, bin, gpu_cores, memory_gb, bandwidth_gbps, assumptions, sources.
+    return MachineSpec(name, chosen, cores, memory_gb, bw, notes, [f"chip {name}: {chosen.source}"])
 
 
 def _machine_without_chip(
