@@ -65,14 +65,7 @@ CALLS: list[Any] = [
     ("lookup_benchmarks", {"query": "flux"}),
     ("recommend_machine", {"budget_usd": 3000, "workload": "both"}),
     ("recommend_machine", {"target_model": "deepseek-r1:671b"}),
-    pytest.param(
-        "estimate_speed",
-        {"chip": "M3 Max", "model": "gpt-oss:120b", "memory_gb": 128},
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="tools/estimate.py SOURCES_SPEED (another helper's file) cites reference/domain-notes.md",
-        ),
-    ),
+    ("estimate_speed", {"chip": "M3 Max", "model": "gpt-oss:120b", "memory_gb": 128}),
 ]
 
 

@@ -11,7 +11,7 @@ from tools.sizes import attention_flops_per_prompt_token, attention_read_bytes, 
 from tools.speed import expert_share, prefill_light, quant_weights, speed_model, tier_from_bandwidth
 
 SOURCES_SPEED = [
-    "reference/domain-notes.md 1.1 (ceiling = bandwidth / bytes read per token)",
+    "decode ceiling = memory bandwidth / bytes read per token (weights read for one token + KV cache read)",
     "tools/data/speed_model.yaml (fitted on tools/data/calibration_decode.csv: "
     "XiongjieDai/GPU-Benchmarks-on-LLM-"
     "Inference, itsmostafa/inference-speed-tests, AlexsJones/llmfit community data and PR #1031, "
