@@ -12,7 +12,7 @@ import pytest
 
 from knowledge import DocumentError, KnowledgeBase, OllamaEmbedder
 from knowledge.cli import CliSettings, add_documents_cli, main
-from tests.harness import HANG_S
+from tests.harness import HANG_S, one_page_pdf
 from tests.ollama_standin import OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
 
@@ -34,28 +34,9 @@ class StandinEmbedder:
 
 
 def minimal_pdf(lines: list[str]) -> bytes:
-    """A valid one-page PDF with real text (Helvetica), built by hand with a correct xref table."""
+    """A valid one-page PDF with real text (Helvetica)."""
     content = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
-    stream = content.encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    for offset in offsets:
-        out += f"{offset:010d} 00000 n \n".encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    return one_page_pdf(content.encode("latin-1"), version="1.4")
 
 
 @pytest.fixture
