@@ -23,10 +23,15 @@ from collections.abc import Callable, Collection, Generator, Iterator, Mapping, 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-import ollama
-from pydantic import ValidationError
-
+from assistant.chat_model import (
+    STREAM_DROPPED_TEXT,
+    ChatCancel,
+    ChatModel,
+    ModelError,
+    ModelErrorKind,
+    ToolCall,
+    timeout_message,
+)
 from assistant.context_budget import (
     SUMMARY_PREFIX,
     ContextBudget,
@@ -46,7 +51,6 @@ from assistant.events import (
     ContextEvent,
     DoneEvent,
     ErrorEvent,
-    ErrorKind,
     NoticeEvent,
     PassagesEvent,
     ThinkingEvent,
@@ -55,7 +59,6 @@ from assistant.events import (
     ToolErrorEvent,
     ToolResultEvent,
 )
-from assistant.ollama_layer import ChatCancel, ChatCancelled
 from assistant.prompts import FORCE_ANSWER_NOTE, build_system_prompt, cited_ids, system_message
 from assistant.safe_json import clean_text, is_sendable, json_safe
 from knowledge.embedding import STALLED
@@ -63,7 +66,6 @@ from tools import Registry, ToolError
 
 if TYPE_CHECKING:
     from assistant.config import Settings
-    from assistant.ollama_layer import OllamaLayer
     from knowledge.search import KnowledgeBase, Passage
 
 log = logging.getLogger(__name__)
@@ -81,12 +83,7 @@ STOPPED_TEXT = "Stopped: the answer was cut where you pressed Stop; what arrived
 RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
 
 
-@dataclass(frozen=True)
-class ParsedCall:
-    """A tool call as the model sent it; `arguments` may still be a JSON string (Tool.run decodes it)."""
-
-    name: str
-    arguments: Mapping[str, Any] | str | None
+ParsedCall = ToolCall  # the name the text-call parser and its tests use
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,32 +164,6 @@ def _call_from_json(item: Any, known: Collection[str]) -> ParsedCall | None:
     return ParsedCall(name=name, arguments=args)
 
 
-def _wire_calls(message: Any) -> list[ParsedCall]:
-    """Tool calls from one streamed chunk, whether the layer hands us ollama models or plain dicts."""
-    raw = _get(message, "tool_calls") or []
-    calls: list[ParsedCall] = []
-    for call in raw:
-        function = _get(call, "function") or {}
-        name = _get(function, "name")
-        args = _get(function, "arguments")
-        if isinstance(args, Mapping):
-            args = dict(args)
-            if set(args) == {"_raw"} and isinstance(args["_raw"], str):
-                # The layer's marker for arguments that were an undecodable JSON string: hand the text to
-                # Tool.run, whose error ("could not parse it") tells the model what to fix.
-                args = args["_raw"]
-        calls.append(ParsedCall(name=str(name or ""), arguments=args))
-    return calls
-
-
-def _get(obj: Any, key: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
 def _arguments_dict(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """Arguments as a dict for events and history; an undecodable string is kept verbatim under `_raw`."""
     if arguments is None:
@@ -209,10 +180,6 @@ def _arguments_dict(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]
 # ------------------------------------------------------------------------------------------------
 # Errors from the Ollama layer / client, turned into one user-presentable message each.
 # ------------------------------------------------------------------------------------------------
-
-
-class _StreamDropped(Exception):
-    pass
 
 
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
@@ -278,67 +245,6 @@ class _ThinkTags:
         return "", left if self.state == "start" else left.lstrip()
 
 
-def classify_error(exc: BaseException, *, model: str, host: str, timeout_s: float) -> tuple[ErrorKind, str]:
-    """Map any failure of a model call to (kind, message). The message says what happened and what to do.
-
-    The Ollama layer already turns client/httpx exceptions into sentences (its error classes also inherit
-    from the matching httpx/client classes); the raw-client branches below keep the agent honest with any
-    layer that lets one through.
-    """
-    if isinstance(exc, _StreamDropped | httpx.RemoteProtocolError | httpx.ReadError):
-        return "stream_dropped", (
-            "The connection to Ollama dropped in the middle of the answer (the model runner may have "
-            "crashed or run out of memory). What arrived so far is kept; ask again to retry."
-        )
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return "timeout", (
-            f"Ollama did not answer within {timeout_s:g} s (model {model!r} may still be loading or is too "
-            "large for this Mac). Try again, or pick a smaller model."
-        )
-    if isinstance(exc, ollama.ResponseError):
-        status = exc.status_code
-        text = str(exc.error)
-        if status == 404 or "not found" in text.lower():
-            return "model_missing", (
-                f"Model {model!r} is not installed in Ollama. Install it with `ollama pull {model}` "
-                "or choose an installed model."
-            )
-        if status == 503 or "server busy" in text.lower():
-            return "ollama_error", (
-                f"Ollama is busy: it has more requests queued than it accepts ({text}). Wait a moment and "
-                "ask again; if it keeps happening, other apps are using Ollama heavily (OLLAMA_MAX_QUEUE, "
-                "OLLAMA_NUM_PARALLEL)."
-            )
-        if status < 0:
-            # An {"error": ...} line inside a 200 stream: the client has no HTTP status for it (-1).
-            return "ollama_error", (
-                f"Ollama stopped in the middle of the answer with this error: {text}. What arrived so far "
-                "is kept; ask again, and if it repeats try a smaller model or a smaller context (num_ctx)."
-            )
-        return (
-            "ollama_error",
-            f"Ollama returned an error ({status}): {text}. Ask again or check the Ollama log.",
-        )
-    from assistant.ollama_layer import MalformedResponse, ModelNotSuitable, OllamaUnavailable
-
-    # Before the generic unavailable branch: a malformed reply is Ollama answering, not Ollama being away.
-    if isinstance(exc, MalformedResponse | ModelNotSuitable):
-        return "ollama_error", str(exc)
-    if isinstance(exc, ValidationError):
-        return "ollama_error", (
-            "Ollama sent a reply this client could not read (a malformed message or tool call). "
-            "Ask again; if it repeats, try another model."
-        )
-    if isinstance(exc, OllamaUnavailable):
-        return "unavailable", str(exc)
-    if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.NetworkError):
-        return "unavailable", (
-            f"Ollama is not reachable at {host}. Start it (open the Ollama app or run `ollama serve`) "
-            "and ask again."
-        )
-    return "internal", f"Unexpected error while talking to Ollama ({exc.__class__.__name__}: {exc})."
-
-
 # ------------------------------------------------------------------------------------------------
 
 
@@ -363,7 +269,7 @@ class Agent:
     def __init__(
         self,
         settings: Settings,
-        ollama: OllamaLayer,
+        ollama: ChatModel,
         toolset: Registry,
         knowledge: KnowledgeBase | None = None,
         *,
@@ -383,7 +289,7 @@ class Agent:
         self.windows = ContextWindows(
             settings.num_ctx,
             settings.max_num_ctx,
-            lambda name: ollama.model_facts(name).context_length,
+            ollama.context_length,
             lambda: toolset.get("check_memory_fit") if "check_memory_fit" in self.tool_names else None,
             machine,
         )
@@ -584,17 +490,12 @@ class Conversation:
             except GeneratorExit:
                 self._keep_partial(result, "stopped")
                 raise
-            except ChatCancelled:
-                self._keep_partial(result, "stopped")
-                yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
-                return
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
-                if (
-                    isinstance(exc, ollama.ResponseError)
-                    and "does not support tools" in str(exc.error)
-                    and tools_allowed
-                    and not result.content
-                ):
+            except ModelError as exc:
+                if exc.kind is ModelErrorKind.CANCELLED:
+                    self._keep_partial(result, "stopped")
+                    yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
+                    return
+                if exc.kind is ModelErrorKind.NO_TOOLS and tools_allowed and not result.content:
                     tools_allowed = False
                     yield NoticeEvent(
                         text=f"Model {model!r} does not support tool calling, so it answers from the "
@@ -603,12 +504,13 @@ class Conversation:
                     )
                     continue
                 self._keep_partial(result, "interrupted")
-                kind, message = classify_error(
-                    exc, model=model, host=settings.ollama_host, timeout_s=settings.request_timeout_s
-                )
-                if kind == "internal":
-                    log.exception("agent turn failed")
-                yield ErrorEvent(kind=kind, message=message)
+                yield ErrorEvent(kind=exc.kind.event_kind, message=str(exc))  # type: ignore[arg-type]
+                return
+            except Exception as exc:  # noqa: BLE001 - a bug must end the turn with a message, not a traceback
+                self._keep_partial(result, "interrupted")
+                log.exception("agent turn failed")
+                message = f"Unexpected error while talking to Ollama ({exc.__class__.__name__}: {exc})."
+                yield ErrorEvent(kind="internal", message=message)
                 return
             totals.eval_count += result.eval_count
             totals.eval_duration_ns += result.eval_duration_ns
@@ -704,7 +606,7 @@ class Conversation:
         parts: list[str] = []
         think_tags = _ThinkTags()
         cancel = cancel or ChatCancel()
-        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, dict(options), cancel=cancel)
+        stream = agent.ollama.stream(model, messages, list(specs) or None, dict(options), cancel=cancel)
         chunks = iter(stream)
         first = _Background(lambda: next(chunks, None))
 
@@ -727,23 +629,24 @@ class Conversation:
                 yield from self._waiting()
                 left = (deadline if deadline is not None else time.monotonic() + 1e9) - time.monotonic()
                 if not first.wait(left):
-                    raise TimeoutError("no answer from Ollama before the deadline")
+                    raise ModelError(
+                        timeout_message(model, agent.settings.request_timeout_s), ModelErrorKind.TIMEOUT
+                    )
             head = first.result()
             for chunk in itertools.chain([head] if head is not None else [], chunks):
-                message = _get(chunk, "message")
                 # Reasoning, not answer: its own event, never in the content or the history. Ollama >= 0.12
                 # sends it in `thinking`; older ones (and models without a thinking parser) in <think> tags.
-                thought, text = think_tags.feed(clean_text(_get(message, "content") or ""))
-                thought = clean_text(str(_get(message, "thinking") or "")) + thought
+                thought, text = think_tags.feed(clean_text(chunk.text))
+                thought = clean_text(chunk.thinking) + thought
                 if thought:
                     yield ThinkingEvent(text=thought)
                 yield from visible(text)
-                out.calls.extend(_wire_calls(message))
-                if _get(chunk, "done"):
+                out.calls.extend(chunk.tool_calls)
+                if chunk.done:
                     out.done = True
-                    out.eval_count = int(_get(chunk, "eval_count") or 0)
-                    out.eval_duration_ns = int(_get(chunk, "eval_duration") or 0)
-                    out.prompt_eval_count = int(_get(chunk, "prompt_eval_count") or 0)
+                    out.eval_count = chunk.eval_count
+                    out.eval_duration_ns = chunk.eval_duration_ns
+                    out.prompt_eval_count = chunk.prompt_eval_count
             thought, text = think_tags.flush()
             if thought:
                 yield ThinkingEvent(text=thought)
@@ -756,7 +659,7 @@ class Conversation:
             elif close is not None:
                 close()
         if not out.done:
-            raise _StreamDropped()
+            raise ModelError(STREAM_DROPPED_TEXT, ModelErrorKind.STREAM_DROPPED)
         if held:
             text_calls = None if out.calls else parse_text_tool_calls(out.content, agent.tool_names)
             if text_calls:

@@ -17,9 +17,8 @@ import re
 import shutil
 import socket
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +30,15 @@ import httpx
 import ollama
 from pydantic import BaseModel, Field, ValidationError
 
+from assistant.chat_model import (
+    STREAM_DROPPED_TEXT,
+    ChatCancel,
+    Chunk,
+    ModelError,
+    ModelErrorKind,
+    ToolCall,
+    timeout_message,
+)
 from assistant.context_window import FALLBACK_NUM_CTX
 
 MIN_VERSION = (0, 8, 0)
@@ -49,23 +57,14 @@ HealthKind = Literal["ok", "not_installed", "not_running", "wrong_host", "timeou
 # -- errors ----------------------------------------------------------------------------------------
 
 
-class OllamaUnavailable(Exception):
+class OllamaUnavailable(ModelError):
     """Ollama could not do what was asked. ``str(err)`` says what happened and what to do about it."""
-
-    def __init__(self, message: str) -> None:
-        Exception.__init__(self, message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-OllamaError = OllamaUnavailable
-"""Alias: catching ``OllamaError`` reads better where the cause is not about availability."""
 
 
 class OllamaTimeout(OllamaUnavailable, httpx.TimeoutException):
     """No answer within the client timeout (a model still loading, or a wrong host that swallows packets)."""
+
+    kind = ModelErrorKind.TIMEOUT
 
     def __init__(self, message: str) -> None:
         OllamaUnavailable.__init__(self, message)
@@ -75,22 +74,33 @@ class OllamaTimeout(OllamaUnavailable, httpx.TimeoutException):
 class StreamInterrupted(OllamaUnavailable, httpx.RemoteProtocolError):
     """The connection died mid-answer (runner crash, out of memory, Ollama quit); what arrived is valid."""
 
+    kind = ModelErrorKind.STREAM_DROPPED
+
     def __init__(self, message: str) -> None:
         OllamaUnavailable.__init__(self, message)
         self._request = None
 
 
 class OllamaServerError(OllamaUnavailable, ollama.ResponseError):
-    """Ollama answered an error status with ``{"error": ...}``; ``.error``, ``.status_code`` as usual."""
+    """Ollama answered an error status with ``{"error": ...}``; ``.error``, ``.status_code`` as usual.
 
-    def __init__(self, message: str, error: str, status_code: int) -> None:
-        OllamaUnavailable.__init__(self, message)
+    ``kind`` is BUSY for a full queue (503), NO_TOOLS for a model that cannot call tools, else SERVER.
+    """
+
+    kind = ModelErrorKind.SERVER
+
+    def __init__(
+        self, message: str, error: str, status_code: int, kind: ModelErrorKind | None = None
+    ) -> None:
+        OllamaUnavailable.__init__(self, message, kind)
         self.error = error
         self.status_code = status_code
 
 
 class ModelMissing(OllamaServerError):
     """The model is not installed (or not in the library, for a pull). The message names ``ollama pull X``."""
+
+    kind = ModelErrorKind.MODEL_MISSING
 
     def __init__(self, model: str, message: str, error: str = "", status_code: int = 404) -> None:
         super().__init__(message, error or message, status_code)
@@ -100,60 +110,19 @@ class ModelMissing(OllamaServerError):
 class ModelNotSuitable(OllamaUnavailable):
     """An installed model that cannot play the role asked of it (a chat model without tools...)."""
 
+    kind = ModelErrorKind.NOT_SUITABLE
+
 
 class MalformedResponse(OllamaUnavailable):
     """Ollama (or something pretending to be it) sent a message the client cannot parse."""
+
+    kind = ModelErrorKind.MALFORMED
 
 
 class ChatCancelled(OllamaUnavailable):
     """The answer was stopped on purpose through its :class:`ChatCancel` (the user pressed Stop)."""
 
-
-class ChatCancel:
-    """Stops one chat request from any thread, at once, whatever the request is doing.
-
-    The reader thread may be waiting for Ollama's first byte (a long prompt evaluation: no headers yet),
-    or for the next line while the model writes a tool call (Ollama sends nothing until the call is
-    complete). Closing the httpx response from another thread does not wake a blocked ``recv``; shutting the
-    socket down does: the reader sees the connection end at once, :meth:`OllamaLayer.chat_stream` raises
-    :class:`ChatCancelled`, and Ollama, seeing its client gone, stops generating. The socket is the one the
-    request was written to (see _CancellableStream); it is forgotten before the connection can go back to the
-    pool, so a late cancel never touches another conversation's request. Thread-safe; one per turn.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def cancel(self) -> None:
-        """Stop the request now (idempotent; harmless when no request is in flight)."""
-        with self._lock:  # shut down under the lock: once _release returned, no socket is touched
-            self._event.set()
-            for sock in self._sockets:
-                _shutdown(sock)
-            self._sockets = []
-
-    def wait(self, timeout_s: float) -> bool:
-        """Sleep up to ``timeout_s``, waking as soon as the request is cancelled (True then)."""
-        return self._event.wait(max(0.0, timeout_s))
-
-    def _attach(self, sock: socket.socket) -> None:
-        """The request is being written to ``sock`` (on the thread sending it)."""
-        with self._lock:
-            if self._event.is_set():
-                _shutdown(sock)  # cancelled before the request went out
-            elif sock not in self._sockets:
-                self._sockets.append(sock)
-
-    def _release(self) -> None:
-        """The request is over: forget its socket before its connection may serve another request."""
-        with self._lock:
-            self._sockets = []
+    kind = ModelErrorKind.CANCELLED
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -712,10 +681,8 @@ class OllamaLayer:
         messages: Sequence[Mapping[str, Any] | ollama.Message],
         tools: Sequence[Mapping[str, Any] | Callable[..., Any]] | None = None,
         options: Mapping[str, Any] | None = None,
-        keep_alive: float | str | None = None,
-        think: bool | None = None,
         cancel: ChatCancel | None = None,
-    ) -> Iterator[ollama.ChatResponse]:
+    ) -> Generator[ollama.ChatResponse, None, None]:
         """Stream chunks as the client parses them; the last one has ``done=True`` and the timings.
 
         Tool calls arrive intact, whatever their content (unknown tool, wrong types): validating them is the
@@ -738,8 +705,6 @@ class OllamaLayer:
                     tools=tools,
                     stream=True,
                     options=options,
-                    keep_alive=keep_alive,
-                    think=think,
                 )
                 received = False
                 try:
@@ -762,7 +727,7 @@ class OllamaLayer:
                     raise
                 finally:
                     if cancel is not None:
-                        cancel._release()  # before the connection can go back to the pool
+                        cancel.release()  # before the connection can go back to the pool
                     close = getattr(stream, "close", None)
                     if close is not None:
                         close()  # release the connection now if the consumer stopped early
@@ -773,6 +738,28 @@ class OllamaLayer:
             raise StreamInterrupted(
                 f"The answer from {model} stopped before it was complete (Ollama closed the stream)."
             )
+
+    def stream(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        options: Mapping[str, Any] | None = None,
+        cancel: ChatCancel | None = None,
+    ) -> Iterator[Chunk]:
+        """`ChatModel.stream`: typed chunks; failures are OllamaUnavailable worded for a chat answer."""
+        try:
+            with contextlib.closing(
+                self.chat_stream(model, messages, tools or None, options, cancel=cancel)
+            ) as raw:
+                for chunk in raw:
+                    yield _chunk(chunk)
+        except OllamaUnavailable as exc:
+            raise chat_error(exc, model, self.timeout_s) from exc
+
+    def context_length(self, model: str) -> int | None:
+        """`ChatModel.context_length`: the model's trained context length from /api/show."""
+        return self.model_facts(model).context_length
 
     def measure_speed(
         self,
@@ -839,7 +826,9 @@ class OllamaLayer:
                 return ModelMissing(model, message, error, status if status > 0 else 404)
             code = f"HTTP {status}" if status > 0 else "error"
             what = f" with {model}" if model else ""
-            return OllamaServerError(f"Ollama could not {action}{what} ({code}): {error}", error, status)
+            return OllamaServerError(
+                f"Ollama could not {action}{what} ({code}): {error}", error, status, _server_error_kind(exc)
+            )
         if isinstance(exc, httpx.TimeoutException):
             return OllamaTimeout(
                 f"Ollama at {host} did not answer within {self.timeout_s:g} s (timed out) while trying to "
@@ -863,6 +852,81 @@ class OllamaLayer:
         return OllamaUnavailable(
             f"Could not talk to Ollama at {host} to {action} ({type(exc).__name__}: {exc})."
         )
+
+
+def _server_error_kind(exc: ollama.ResponseError) -> ModelErrorKind:
+    """What an error status means. Ollama says "does not support tools" (HTTP 400) for a model whose
+    template has no tool calling; 503 "server busy" when its queue (OLLAMA_MAX_QUEUE) is full."""
+    text = str(exc.error).lower()
+    if "does not support tools" in text:
+        return ModelErrorKind.NO_TOOLS
+    if exc.status_code == 503 or "server busy" in text:
+        return ModelErrorKind.BUSY
+    return ModelErrorKind.SERVER
+
+
+def chat_error(exc: OllamaUnavailable, model: str, timeout_s: float) -> OllamaUnavailable:
+    """The same error, worded for a chat answer (what happened to the answer, and what to do)."""
+    kind = exc.kind
+    text = str(getattr(exc, "error", "") or exc)
+    status = getattr(exc, "status_code", 0)
+    if kind is ModelErrorKind.STREAM_DROPPED:
+        message = STREAM_DROPPED_TEXT
+    elif kind is ModelErrorKind.TIMEOUT:
+        message = timeout_message(model, timeout_s)
+    elif kind is ModelErrorKind.MODEL_MISSING or (
+        kind is ModelErrorKind.SERVER and "not found" in text.lower()
+    ):
+        kind = ModelErrorKind.MODEL_MISSING
+        message = (
+            f"Model {model!r} is not installed in Ollama. Install it with `ollama pull {model}` "
+            "or choose an installed model."
+        )
+    elif kind is ModelErrorKind.BUSY:
+        message = (
+            f"Ollama is busy: it has more requests queued than it accepts ({text}). Wait a moment and "
+            "ask again; if it keeps happening, other apps are using Ollama heavily (OLLAMA_MAX_QUEUE, "
+            "OLLAMA_NUM_PARALLEL)."
+        )
+    elif kind is ModelErrorKind.SERVER and status < 0:
+        # An {"error": ...} line inside a 200 stream: the client has no HTTP status for it (-1).
+        message = (
+            f"Ollama stopped in the middle of the answer with this error: {text}. What arrived so far "
+            "is kept; ask again, and if it repeats try a smaller model or a smaller context (num_ctx)."
+        )
+    elif kind is ModelErrorKind.SERVER:
+        message = f"Ollama returned an error ({status}): {text}. Ask again or check the Ollama log."
+    else:
+        return exc
+    return OllamaUnavailable(message, kind)
+
+
+def _chunk(raw: ollama.ChatResponse) -> Chunk:
+    """A client chat chunk as a typed Chunk (arguments the transport could not decode stay a string)."""
+    message = raw.message
+    calls = tuple(
+        ToolCall(name=call.function.name, arguments=_undecoded(call.function.arguments))
+        for call in message.tool_calls or ()
+    )
+    if not raw.done:
+        return Chunk(text=message.content or "", thinking=message.thinking or "", tool_calls=calls)
+    return Chunk(
+        text=message.content or "",
+        thinking=message.thinking or "",
+        tool_calls=calls,
+        done=True,
+        prompt_eval_count=raw.prompt_eval_count or 0,
+        eval_count=raw.eval_count or 0,
+        eval_duration_ns=raw.eval_duration or 0,
+    )
+
+
+def _undecoded(arguments: Mapping[str, Any]) -> Mapping[str, Any] | str:
+    """The transport's marker ``{"_raw": text}`` for undecodable arguments becomes the text again, so that
+    Tool.run's error ("could not parse it") tells the model what to fix."""
+    if set(arguments) == {"_raw"} and isinstance(arguments["_raw"], str):
+        return arguments["_raw"]
+    return dict(arguments)
 
 
 class _Translate:
@@ -972,7 +1036,7 @@ class _CancellableStream(httpcore.NetworkStream):
         if cancel is not None:
             sock = self._inner.get_extra_info("socket")
             if isinstance(sock, socket.socket):
-                cancel._attach(sock)
+                cancel.attach(id(sock), lambda: _shutdown(sock))
         self._inner.write(buffer, timeout)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:

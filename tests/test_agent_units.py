@@ -241,13 +241,11 @@ def test_eval_questions_file_is_valid_and_big_enough() -> None:
 
 
 def test_malformed_reply_is_classified_as_ollama_error_not_unavailable() -> None:
-    from assistant.agent import classify_error
-    from assistant.ollama_layer import MalformedResponse
+    from assistant.ollama_layer import MalformedResponse, chat_error
 
-    kind, message = classify_error(
+    error = chat_error(
         MalformedResponse("Ollama sent a reply this client could not read: tool call without a name"),
-        model="qwen2.5:7b",
-        host="http://127.0.0.1:11434",
-        timeout_s=120.0,
+        "qwen2.5:7b",
+        120.0,
     )
-    assert kind == "ollama_error" and "could not read" in message
+    assert error.kind.event_kind == "ollama_error" and "could not read" in str(error)

@@ -325,14 +325,14 @@ def test_chat_stream_text_tools_and_request(layer: OllamaLayer, standin: OllamaS
             eval_duration_ns=500_000_000,
         )
     )
-    chunks = collect(layer, tools=[SPEED_TOOL], options={"num_ctx": 8192}, keep_alive="30m")
+    chunks = collect(layer, tools=[SPEED_TOOL], options={"num_ctx": 8192})
     assert "".join(c.message.content or "" for c in chunks) == "Checking."
     calls = [call for c in chunks for call in (c.message.tool_calls or [])]
     assert calls[0].function.name == "estimate_speed"
     assert calls[0].function.arguments == {"chip": "M3 Max", "model": "qwen2.5:7b"}
     assert chunks[-1].done and chunks[-1].eval_count == 30 and chunks[-1].eval_duration == 500_000_000
     sent = standin.last_chat_request()
-    assert sent.options == {"num_ctx": 8192} and sent.json["keep_alive"] == "30m"
+    assert sent.options == {"num_ctx": 8192}
     assert sent.tools == [SPEED_TOOL] and sent.json["stream"] is True and sent.messages == USER
 
 
