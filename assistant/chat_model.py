@@ -10,7 +10,7 @@ in-process scripted model (tests/scripted_model.py).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -149,7 +149,7 @@ class ChatModel(Protocol):
         tools: Sequence[Mapping[str, Any]] | None = None,
         options: Mapping[str, Any] | None = None,
         cancel: ChatCancel | None = None,
-    ) -> Iterator[Chunk]:
+    ) -> Generator[Chunk, None, None]:
         """Yield the reply's chunks, the last with ``done=True``; raise `ModelError` on any failure.
 
         ``cancel`` (from any thread) ends the request at once: the stream raises a CANCELLED ModelError.

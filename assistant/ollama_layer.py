@@ -746,7 +746,7 @@ class OllamaLayer:
         tools: Sequence[Mapping[str, Any]] | None = None,
         options: Mapping[str, Any] | None = None,
         cancel: ChatCancel | None = None,
-    ) -> Iterator[Chunk]:
+    ) -> Generator[Chunk, None, None]:
         """`ChatModel.stream`: typed chunks; failures are OllamaUnavailable worded for a chat answer."""
         try:
             with contextlib.closing(

@@ -10,7 +10,8 @@ failing with "unknown model".
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +25,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MeasureSpeedInput", "MeasureSpeedOutput", "build_toolset", "resolve_installed_architecture"]
+__all__ = [
+    "MeasureSpeedInput",
+    "MeasureSpeedOutput",
+    "ToolOutcome",
+    "build_toolset",
+    "resolve_installed_architecture",
+    "run_tool",
+]
 
 _RESOLVABLE = ("estimate_speed", "check_memory_fit")
 
@@ -57,6 +65,34 @@ def build_toolset(
     if ollama is not None:
         extra.append(_measure_speed_tool(ollama, registry, num_ctx))
     return registry.extended(*extra)
+
+
+# running a tool ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What running a tool gave: its result, or an error message written for the caller (model or person)."""
+
+    name: str
+    result: BaseModel | None = None
+    error: str | None = None
+
+
+def run_tool(registry: Registry, name: str, arguments: Mapping[str, Any] | str | None) -> ToolOutcome:
+    """Look up and run one tool; never raises. The one place a tool call becomes a result or an error.
+
+    Used by the agent loop, the MCP server and the Tools tab. An unknown name, bad arguments or a domain
+    error come back as the registry's ToolError message (it names the field and the accepted values); a bug
+    in a tool is logged with its traceback and comes back as one sentence, never as the traceback.
+    """
+    try:
+        return ToolOutcome(name, result=registry.get(name).run(arguments))
+    except ToolError as exc:
+        return ToolOutcome(name, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - the contract is "never raises": a tool bug is reported, not raised
+        log.exception("tool %s failed", name)
+        return ToolOutcome(name, error=f"{name} failed internally ({exc.__class__.__name__}: {exc})")
 
 
 # search_knowledge -------------------------------------------------------------------------------------------

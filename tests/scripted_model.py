@@ -8,7 +8,7 @@ faults, UI, MCP and launch tests keep using the HTTP stand-in (tests/ollama_stan
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,7 @@ class ScriptedModel:
         tools: Sequence[Mapping[str, Any]] | None = None,
         options: Mapping[str, Any] | None = None,
         cancel: ChatCancel | None = None,
-    ) -> Iterator[Chunk]:
+    ) -> Generator[Chunk, None, None]:
         request = Request(
             model,
             [dict(m) for m in messages],

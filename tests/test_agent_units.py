@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from assistant.agent import _may_be_text_tool_call, parse_text_tool_calls
 from assistant.context_budget import (
     ContextBudget,
     ContextOverflow,
@@ -17,6 +16,7 @@ from assistant.context_budget import (
 from assistant.eval import Check, check_answer, load_questions, numbers_in
 from assistant.events import AgentEventAdapter, DoneEvent, ToolCallEvent
 from assistant.prompts import build_system_prompt, cited_ids
+from assistant.reply_text import may_be_text_tool_call, parse_text_tool_calls
 
 KNOWN = {"estimate_speed", "check_memory_fit"}
 
@@ -183,9 +183,9 @@ def test_ordinary_answers_are_not_tool_calls(content: str) -> None:
 
 def test_hold_back_decision() -> None:
     for prefix in ["", "{", '{"na', "<tool", "<tool_call>{", "`", "```json\n{", "[", "[{"]:
-        assert _may_be_text_tool_call(prefix), prefix
+        assert may_be_text_tool_call(prefix), prefix
     for prefix in ["The", "[p:abc] says", "<b>", "```bash\nsudo", "42 tok/s"]:
-        assert not _may_be_text_tool_call(prefix), prefix
+        assert not may_be_text_tool_call(prefix), prefix
 
 
 def test_cited_ids_only_known_in_order() -> None:
