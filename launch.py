@@ -26,7 +26,7 @@ from knowledge import proxy_env
 if TYPE_CHECKING:  # the real imports are deferred: they are slow, and --help must stay instant
     from assistant.agent import Agent
     from assistant.config import Settings
-    from assistant.ollama_layer import OllamaLayer, PullProgress
+    from assistant.ollama import EnsureReport, OllamaLayer, PullProgress
     from knowledge.search import KnowledgeBase
     from tools.registry import Registry
 
@@ -194,7 +194,7 @@ def _say(text: str) -> None:
 class _PullProgress:
     """Pull progress as plain lines, every 10% per layer: for logs and pipes, where a live bar is noise.
 
-    (On a terminal the Ollama layer draws rich progress bars itself.)
+    (On a terminal _RichPullBars draws live bars instead.)
     """
 
     def __init__(self) -> None:
@@ -213,6 +213,47 @@ class _PullProgress:
             _say(f"  {event.model}: {event.status} {pct:3d}% ({done_gb:.2f}/{total_gb:.2f} GB)")
         elif event.status:
             _say(f"  {event.model}: {event.status}")
+
+
+class _RichPullBars:
+    """Pull progress as rich bars on stderr, one per layer being downloaded: for a terminal."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._progress.start()
+
+    def __call__(self, event: PullProgress) -> None:
+        if event.digest and event.total:
+            task = self._tasks.get(event.digest)
+            if task is None:
+                label = f"{event.model} {event.digest.removeprefix('sha256:')[:12]}"
+                task = self._progress.add_task(label, total=event.total)
+                self._tasks[event.digest] = task
+            self._progress.update(task, completed=event.completed or 0)
+        elif event.status:
+            self._progress.console.print(f"{event.model}: {event.status}")
+
+    def close(self) -> None:
+        self._progress.stop()
 
 
 @dataclass
@@ -236,10 +277,21 @@ OLLAMA_DEGRADED = (
 )
 
 
+def _ensure_models(layer: OllamaLayer, settings: Settings) -> EnsureReport:
+    """Pull what is missing; a terminal gets rich progress bars, a log (no TTY) sparse text lines."""
+    if not sys.stderr.isatty():
+        return layer.ensure_models(settings.chat_model, settings.embed_model, progress=_PullProgress())
+    bars = _RichPullBars()
+    try:
+        return layer.ensure_models(settings.chat_model, settings.embed_model, progress=bars)
+    finally:
+        bars.close()
+
+
 def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] = ()) -> Services:
     """Check Ollama, ensure models, sync the index. Never fails for Ollama being absent: degrades instead."""
     from assistant.agent import Agent
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
     from assistant.toolset import build_toolset
     from knowledge.search import KnowledgeBase
 
@@ -251,14 +303,7 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
         if pull:
             _say(f"Checking models ({settings.chat_model}, {settings.embed_model}) ...")
             try:
-                # A terminal gets the layer's rich progress bars; a log (no TTY) gets sparse text lines.
-                tty = sys.stderr.isatty()
-                ensured = layer.ensure_models(
-                    settings.chat_model,
-                    settings.embed_model,
-                    progress=None if tty else _PullProgress(),
-                    show_progress=tty,
-                )
+                ensured = _ensure_models(layer, settings)
                 if ensured.pulled:
                     _say(f"  pulled: {', '.join(ensured.pulled)}")
                 _say(f"  models ready: {settings.chat_model}, {settings.embed_model}")
@@ -392,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the same packages at once (numpy, via chromadb here and gradio there) can hand one of them a partially
     # initialised module ("cannot import name ... most likely due to a circular import").
     import assistant.agent
-    import assistant.ollama_layer
+    import assistant.ollama
     import assistant.toolset  # noqa: F401
     import knowledge.search  # noqa: F401
 

@@ -258,7 +258,7 @@ def run_question(agent: Agent, question: EvalQuestion, model: str, checks: Seque
 
 def _build_agent(settings: Any) -> tuple[Agent, Any, str]:
     from assistant.agent import Agent
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
     from assistant.toolset import build_toolset
     from knowledge.search import KnowledgeBase
 
@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from assistant.config import Settings
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
 
     settings = Settings()
     health = OllamaLayer(settings.ollama_host, timeout_s=5.0).health()

@@ -20,7 +20,7 @@ from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError
 from tools.catalog import is_catalog_model
 
 if TYPE_CHECKING:
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
     from knowledge.search import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ def _field(obj: Any, *names: str) -> Any:
 def _measure_speed_tool(
     ollama: OllamaLayer, registry: Registry, num_ctx: int | Callable[[str], int] | None = None
 ) -> Tool:
-    from assistant.ollama_layer import DEFAULT_NUM_CTX
+    from assistant.ollama import DEFAULT_NUM_CTX
 
     estimate = registry.get("estimate_speed")
 

@@ -241,7 +241,7 @@ def test_eval_questions_file_is_valid_and_big_enough() -> None:
 
 
 def test_malformed_reply_is_classified_as_ollama_error_not_unavailable() -> None:
-    from assistant.ollama_layer import MalformedResponse, chat_error
+    from assistant.ollama import MalformedResponse, chat_error
 
     error = chat_error(
         MalformedResponse("Ollama sent a reply this client could not read: tool call without a name"),

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from assistant.ollama_layer import ModelMissing, OllamaLayer, canonical_model_name
+from assistant.ollama import ModelMissing, OllamaLayer, canonical_model_name
 from tools import ModelArchitecture
 
 pytestmark = pytest.mark.live

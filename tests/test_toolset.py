@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
 from tests.ollama_standin import ChatScript, ModelSpec, OllamaStandIn

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from assistant.config import Settings
 
 if TYPE_CHECKING:
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
     from knowledge.search import KnowledgeBase
     from tools.registry import Registry
 
@@ -67,7 +67,7 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
     """
     # Imported here so `--help` and argument errors answer without loading Chroma and BM25.
     from assistant.context_window import ContextWindows
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
     from assistant.toolset import build_toolset
     from knowledge.search import KnowledgeBase
 
