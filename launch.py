@@ -17,18 +17,16 @@ import threading
 import time
 import webbrowser
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from knowledge import proxy_env
 
 if TYPE_CHECKING:  # the real imports are deferred: they are slow, and --help must stay instant
-    from assistant.agent import Agent
+    from assistant.app_graph import Services
     from assistant.config import Settings
     from assistant.ollama import EnsureReport, OllamaLayer, PullProgress
     from knowledge.search import KnowledgeBase
-    from tools.registry import Registry
 
 # Importing gradio takes seconds; start it at once in the background so it overlaps the Ollama checks
 # and the index sync instead of adding to them (see bench/startup.py).
@@ -256,17 +254,6 @@ class _RichPullBars:
         self._progress.stop()
 
 
-@dataclass
-class Services:
-    """What the UI is built from; assembled by `prepare` with progress printed along the way."""
-
-    settings: Settings
-    ollama: OllamaLayer
-    knowledge: KnowledgeBase
-    toolset: Registry
-    agent: Agent
-
-
 OLLAMA_ADVICE = (
     "install it from https://ollama.com (or `brew install ollama`), then open the Ollama app or run "
     "`ollama serve`; if it runs elsewhere, pass --ollama-host http://HOST:11434 (or set OLLAMA_HOST)."
@@ -290,9 +277,8 @@ def _ensure_models(layer: OllamaLayer, settings: Settings) -> EnsureReport:
 
 def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] = ()) -> Services:
     """Check Ollama, ensure models, sync the index. Never fails for Ollama being absent: degrades instead."""
-    from assistant.agent import Agent
+    from assistant.app_graph import build_services
     from assistant.ollama import OllamaLayer
-    from assistant.toolset import build_toolset
     from knowledge.search import KnowledgeBase
 
     layer = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
@@ -336,12 +322,10 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     _say(f"  {report.summary()}")
     # The layer is passed even when Ollama is down: its tools fail with clear messages until it is up, and
     # then work without a restart (measure_speed, installed-model resolution).
-    # measure_speed runs a model with the window the chat gives it (no reload): the agent's, chosen per model.
-    toolset = build_toolset(knowledge, layer, num_ctx=lambda model: agent.context_window(model).num_ctx)
-    agent = Agent(settings, layer, toolset, knowledge)
+    services = build_services(settings, layer, knowledge)
     if health.ok:  # chosen now (once per model) so the terminal says which window the chat will use
-        _say(f"Context window for {settings.chat_model}: {agent.context_window(settings.chat_model).reason}")
-    return Services(settings, layer, knowledge, toolset, agent)
+        _say(f"Context window for {settings.chat_model}: {services.windows(settings.chat_model).reason}")
+    return services
 
 
 def _add_documents(knowledge: KnowledgeBase, paths: Sequence[Path]) -> None:

@@ -64,7 +64,7 @@ from assistant.reply_text import ThinkTags, may_be_text_tool_call, parse_text_to
 from assistant.safe_json import clean_text, decode_object, is_sendable, json_safe, loads
 from assistant.toolset import ToolOutcome, run_tool
 from knowledge.embedding import STALLED
-from knowledge.schemas import SearchKnowledgeOutput
+from knowledge.schemas import MAX_QUERY_CHARS, SearchKnowledgeOutput
 from tools import Registry
 
 if TYPE_CHECKING:
@@ -171,6 +171,7 @@ class Agent:
         *,
         options: Mapping[str, Any] | None = None,
         machine: Mapping[str, Any] | None = None,
+        windows: ContextWindows | None = None,
     ) -> None:
         self.settings = settings
         self.ollama = ollama
@@ -182,7 +183,8 @@ class Agent:
         self.system_prompt: str = build_system_prompt(toolset)
         self.options: dict[str, Any] = dict(options or {})  # num_ctx is added per turn (see context_window)
         self.machine = machine
-        self.windows = ContextWindows(
+        # `windows` is shared with measure_speed when the app graph builds both (assistant/app_graph.py).
+        self.windows = windows or ContextWindows(
             settings.num_ctx,
             settings.max_num_ctx,
             ollama.context_length,
@@ -224,7 +226,7 @@ class Agent:
         if self.knowledge is None or k <= 0:
             return [], None
         try:
-            result = self.knowledge.search(question[:2000], k=k)
+            result = self.knowledge.search(question[:MAX_QUERY_CHARS], k=k)
         except Exception as exc:  # noqa: BLE001 - retrieval is an aid; the turn goes on without it
             log.warning("knowledge search failed: %s", exc)
             return [], f"Knowledge search failed ({exc}); answering without passages."
@@ -244,7 +246,9 @@ class Agent:
         if self.knowledge is None or self.settings.top_k_passages <= 0:
             return []
         try:
-            return list(self.knowledge.retrieve(question[:2000], self.settings.top_k_passages, "lexical"))
+            return list(
+                self.knowledge.retrieve(question[:MAX_QUERY_CHARS], self.settings.top_k_passages, "lexical")
+            )
         except Exception as exc:  # noqa: BLE001 - retrieval is an aid
             log.warning("lexical search failed: %s", exc)
             return []

@@ -15,7 +15,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ["ChatCancel", "ChatModel", "Chunk", "ModelError", "ModelErrorKind", "ToolCall"]
+Messages = Sequence[Mapping[str, Any]]
+ToolSpecs = Sequence[Mapping[str, Any]] | None
+Options = Mapping[str, Any] | None
+ChunkStream = Generator["Chunk", None, None]
+
+__all__ = [
+    "ChatCancel",
+    "ChatModel",
+    "Chunk",
+    "ChunkStream",
+    "Messages",
+    "ModelError",
+    "ModelErrorKind",
+    "Options",
+    "ToolCall",
+    "ToolSpecs",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +161,11 @@ class ChatModel(Protocol):
     def stream(
         self,
         model: str,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        options: Mapping[str, Any] | None = None,
+        messages: Messages,
+        tools: ToolSpecs = None,
+        options: Options = None,
         cancel: ChatCancel | None = None,
-    ) -> Generator[Chunk, None, None]:
+    ) -> ChunkStream:
         """Yield the reply's chunks, the last with ``done=True``; raise `ModelError` on any failure.
 
         ``cancel`` (from any thread) ends the request at once: the stream raises a CANCELLED ModelError.

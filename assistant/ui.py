@@ -57,6 +57,7 @@ from assistant.events import (  # noqa: E402
 )
 from assistant.http_guard import LoopbackGuard, bypass_proxy_for_loopback, is_loopback_name  # noqa: E402
 from assistant.login_limit import LoginRateLimit  # noqa: E402
+from assistant.ollama.health import Health  # noqa: E402
 from assistant.safe_json import clean_text, json_safe  # noqa: E402
 from assistant.ui_conversations import (  # noqa: E402
     BROWSER_STORAGE_KEY,
@@ -221,16 +222,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------
 # Ollama status (shared, rate-limited probe)
 # ---------------------------------------------------------------------------------------------------------
-class OllamaStatus(BaseModel):
-    ok: bool
-    host: str
-    version: str | None = None
-    problem: str | None = None
-    advice: str | None = None
-    chat_models: list[str] = Field(default_factory=list, description="Installed models with 'tools'.")
-    other_models: list[str] = Field(default_factory=list)
-    checked_at: float = 0.0
-    was_ok: bool = Field(default=False, description="Not ok now, but answered earlier in this process.")
+OllamaStatus = Health  # one status type (assistant.ollama.health.Health)
 
 
 class StatusProbe:

@@ -27,13 +27,19 @@ class Passage(BaseModel):
     origin: Literal["builtin", "user"] = "builtin"
 
 
+MAX_QUERY_CHARS = 2000
+"""The longest search query, wherever one is asked (chat retrieval, the Search tab, the tool, the CLI)."""
+
+
 class SearchKnowledgeInput(BaseModel):
     """Search the knowledge base: facts, figures and advice of the article
     'Apple Silicon AI Workstation 2026', plus the user's own documents."""
 
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=2000, description="What to look for, in plain words.")
+    query: str = Field(
+        min_length=1, max_length=MAX_QUERY_CHARS, description="What to look for, in plain words."
+    )
     k: int = Field(default=5, ge=1, le=20, description="How many passages to return.")
 
 

@@ -8,11 +8,21 @@ faults, UI, MCP and launch tests keep using the HTTP stand-in (tests/ollama_stan
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.chat_model import ChatCancel, Chunk, ModelError, ModelErrorKind, ToolCall
+from assistant.chat_model import (
+    ChatCancel,
+    Chunk,
+    ChunkStream,
+    Messages,
+    ModelError,
+    ModelErrorKind,
+    Options,
+    ToolCall,
+    ToolSpecs,
+)
 
 Reply = list[Chunk] | ModelError
 Script = Reply | Callable[["Request"], Reply]
@@ -51,11 +61,11 @@ class ScriptedModel:
     def stream(
         self,
         model: str,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        options: Mapping[str, Any] | None = None,
+        messages: Messages,
+        tools: ToolSpecs = None,
+        options: Options = None,
         cancel: ChatCancel | None = None,
-    ) -> Generator[Chunk, None, None]:
+    ) -> ChunkStream:
         request = Request(
             model,
             [dict(m) for m in messages],

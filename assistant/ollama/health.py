@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import ollama
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from assistant.http_guard import is_loopback_name
 
@@ -28,20 +28,32 @@ HealthKind = Literal["ok", "not_installed", "not_running", "wrong_host", "timeou
 
 
 class Health(BaseModel):
-    """Result of :meth:`OllamaLayer.health`: ``problem`` says what is wrong, ``advice`` what to do."""
+    """Is a usable Ollama answering: ``problem`` says what is wrong, ``advice`` what to do.
+
+    The one status type: `OllamaLayer.health` fills the diagnosis; the UI's status probe adds the installed
+    models and when it looked (it used to have its own `OllamaStatus` with the same fields).
+    """
 
     ok: bool
     host: str
-    kind: HealthKind
+    kind: HealthKind | None = Field(default=None, description="None: not diagnosed (e.g. no client).")
     version: str | None = None
     problem: str | None = None
     advice: str | None = None
+    chat_models: list[str] = Field(default_factory=list, description="Installed models with 'tools'.")
+    other_models: list[str] = Field(default_factory=list)
+    checked_at: float = 0.0
+    was_ok: bool = Field(default=False, description="Not ok now, but answered earlier in this process.")
 
     @property
     def message(self) -> str:
         if self.ok:
             return f"Ollama {self.version or ''} is running at {self.host}.".replace("  ", " ")
         return f"{self.problem}: {self.advice}" if self.advice else str(self.problem)
+
+
+def _down(*, host: str, kind: HealthKind, problem: str, advice: str, version: str | None = None) -> Health:
+    return Health(ok=False, host=host, kind=kind, problem=problem, advice=advice, version=version)
 
 
 def probe_health(version: Callable[[], str], host: str, timeout_s: float) -> Health:  # noqa: C901
@@ -52,8 +64,7 @@ def probe_health(version: Callable[[], str], host: str, timeout_s: float) -> Hea
     except ConnectionError as exc:
         return unreachable_health(exc, host)
     except httpx.TimeoutException:
-        return Health(
-            ok=False,
+        return _down(
             host=host,
             kind="timeout",
             problem=f"Ollama at {host} did not answer within {timeout_s:g} s",
@@ -61,8 +72,7 @@ def probe_health(version: Callable[[], str], host: str, timeout_s: float) -> Hea
             "check OLLAMA_HOST (a firewalled or wrong address also looks like this).",
         )
     except ollama.ResponseError as exc:
-        return Health(
-            ok=False,
+        return _down(
             host=host,
             kind="not_ollama",
             problem=f"Something answers at {host}, but it is not Ollama "
@@ -70,8 +80,7 @@ def probe_health(version: Callable[[], str], host: str, timeout_s: float) -> Hea
             advice="Check the address and port: Ollama listens on http://127.0.0.1:11434 by default.",
         )
     except (ValueError, KeyError, TypeError, httpx.HTTPError, OSError) as exc:
-        return Health(
-            ok=False,
+        return _down(
             host=host,
             kind="not_ollama",
             problem=f"Something answers at {host}, but not like Ollama ({type(exc).__name__}: {exc})",
@@ -80,8 +89,7 @@ def probe_health(version: Callable[[], str], host: str, timeout_s: float) -> Hea
     parsed = _parse_version(found)
     if parsed is not None and parsed != (0, 0, 0) and parsed < MIN_VERSION:
         minimum = ".".join(map(str, MIN_VERSION))
-        return Health(
-            ok=False,
+        return _down(
             host=host,
             kind="too_old",
             version=found,
@@ -98,8 +106,7 @@ def unreachable_health(exc: BaseException, host: str) -> Health:
     chain = _exception_chain(exc)
     if any(isinstance(e, socket.gaierror) for e in chain):
         detail = next(str(e) for e in chain if isinstance(e, socket.gaierror))
-        return Health(
-            ok=False,
+        return _down(
             host=host,
             kind="wrong_host",
             problem=f"The Ollama host in {host} cannot be resolved ({detail})",
@@ -108,8 +115,7 @@ def unreachable_health(exc: BaseException, host: str) -> Health:
     refused = any(isinstance(e, ConnectionRefusedError) for e in chain)
     if refused and is_loopback_name(urlsplit(host).hostname or ""):
         if not ollama_installed():
-            return Health(
-                ok=False,
+            return _down(
                 host=host,
                 kind="not_installed",
                 problem=f"Ollama does not seem to be installed (no `ollama` command, no Ollama.app) "
@@ -117,8 +123,7 @@ def unreachable_health(exc: BaseException, host: str) -> Health:
                 advice="Install it from https://ollama.com/download (or `brew install ollama`), "
                 "then start the Ollama app or run `ollama serve`.",
             )
-        return Health(
-            ok=False,
+        return _down(
             host=host,
             kind="not_running",
             problem=f"Ollama is not running at {host}",
@@ -126,8 +131,7 @@ def unreachable_health(exc: BaseException, host: str) -> Health:
             + (" (or check the port in OLLAMA_HOST)" if not host.endswith(":11434") else ""),
         )
     if refused:
-        return Health(
-            ok=False,
+        return _down(
             host=host,
             kind="not_running",
             problem=f"Nothing accepts connections at {host}",
@@ -135,8 +139,7 @@ def unreachable_health(exc: BaseException, host: str) -> Health:
             "(OLLAMA_HOST=0.0.0.0 there) and that the port is right.",
         )
     detail = next((str(e) for e in reversed(chain) if str(e)), type(exc).__name__)
-    return Health(
-        ok=False,
+    return _down(
         host=host,
         kind="wrong_host",
         problem=f"Cannot connect to {host} ({detail})",

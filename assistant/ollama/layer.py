@@ -13,7 +13,7 @@ from typing import Any
 
 import ollama
 
-from assistant.chat_model import ChatCancel, Chunk
+from assistant.chat_model import ChatCancel, ChunkStream, Messages, Options, ToolSpecs
 from assistant.ollama import chat, facts, pulls
 from assistant.ollama.errors import OllamaUnavailable, Translate, chat_error
 from assistant.ollama.health import Health, probe_health
@@ -144,11 +144,11 @@ class OllamaLayer:
     def stream(
         self,
         model: str,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        options: Mapping[str, Any] | None = None,
+        messages: Messages,
+        tools: ToolSpecs = None,
+        options: Options = None,
         cancel: ChatCancel | None = None,
-    ) -> Generator[Chunk, None, None]:
+    ) -> ChunkStream:
         """`ChatModel.stream`: typed chunks; failures are OllamaUnavailable worded for a chat answer."""
         try:
             with contextlib.closing(self.chat_stream(model, messages, tools or None, options, cancel)) as raw:
