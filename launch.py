@@ -84,24 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "models (with progress), builds or updates the knowledge index, then serves the UI and opens it.",
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("--ollama-host", metavar="URL", help=_field_help("ollama_host"))
-    p.add_argument("--chat-model", metavar="TAG", help=_field_help("chat_model"))
-    p.add_argument("--embed-model", metavar="TAG", help=_field_help("embed_model"))
-    p.add_argument("--data-dir", metavar="DIR", type=Path, help=_field_help("data_dir"))
-    p.add_argument("--chroma-url", metavar="URL", help=_field_help("chroma_url"))
-    p.add_argument(
-        "--host",
-        metavar="ADDR",
-        help=_field_help("host", " Anything but loopback requires --auth."),
-    )
-    p.add_argument("--port", metavar="N", type=int, help=_field_help("port"))
-    p.add_argument(
-        "--auth",
-        metavar="USER:PASS",
-        help=_field_help("auth", " Prefer the env var: a flag is visible in the process list."),
-    )
-    p.add_argument("--num-ctx", metavar="N|auto", type=_num_ctx_arg, help=_field_help("num_ctx"))
-    p.add_argument("--max-num-ctx", metavar="N", type=int, help=_field_help("max_num_ctx"))
+    _add_settings_flags(p)
     p.add_argument(
         "--add-docs",
         metavar="PATH",
@@ -118,18 +101,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_SETTINGS_FLAGS = (
-    "ollama_host",
-    "chat_model",
-    "embed_model",
-    "data_dir",
-    "chroma_url",
-    "host",
-    "port",
-    "auth",
-    "num_ctx",
-    "max_num_ctx",
-)
+# What the help says beyond the field's description, and the placeholder shown for its value.
+_FLAG_NOTES = {
+    "host": " Anything but loopback requires --auth.",
+    "auth": " Prefer the env var: a flag is visible in the process list.",
+}
+_METAVARS = {
+    "ollama_host": "URL",
+    "chroma_url": "URL",
+    "chat_model": "TAG",
+    "embed_model": "TAG",
+    "data_dir": "DIR",
+    "host": "ADDR",
+    "auth": "USER:PASS",
+    "num_ctx": "N|auto",
+}
+
+
+def _add_settings_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per Settings field (--chat-model for chat_model ...), its help from the field description."""
+    from assistant.config import Settings
+
+    for name, info in Settings.model_fields.items():
+        kind: Any = _num_ctx_arg if name == "num_ctx" else _flag_type(info.annotation)
+        metavar = _METAVARS.get(name, "N" if kind in (int, float) else "VALUE")
+        help_text = _field_help(name, _FLAG_NOTES.get(name, ""))
+        p.add_argument("--" + name.replace("_", "-"), dest=name, metavar=metavar, type=kind, help=help_text)
+
+
+def _flag_type(annotation: Any) -> type:
+    """int, float or Path for fields of that type; text (validated by Settings) for the rest."""
+    return annotation if annotation in (int, float, Path) else str
 
 
 def _num_ctx_arg(text: str) -> int | str:
@@ -151,7 +153,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
     from assistant.config import Settings
 
-    overrides = {k: getattr(args, k) for k in _SETTINGS_FLAGS if hasattr(args, k)}
+    overrides = {k: getattr(args, k) for k in Settings.model_fields if hasattr(args, k)}
     try:
         return Settings(**overrides)
     except ValidationError as err:
@@ -282,7 +284,7 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     from knowledge.search import KnowledgeBase
 
     layer = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
-    with OllamaLayer(settings.ollama_host, timeout_s=3.0) as probe:  # a dead host must not stall start-up
+    with OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) as probe:
         health = probe.health()
     if health.ok:
         _say(f"Ollama {health.version or ''} is running at {settings.ollama_host}.".replace("  ", " "))

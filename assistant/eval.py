@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from assistant.ollama import OllamaLayer, canonical_model_name
 
     settings = Settings()
-    health = OllamaLayer(settings.ollama_host, timeout_s=5.0).health()
+    health = OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s).health()
     if not health.ok:
         print(
             f"No Ollama answers at {settings.ollama_host}: {health.problem or 'no answer'}. "

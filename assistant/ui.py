@@ -104,7 +104,6 @@ EXAMPLE_QUESTIONS: list[str] = [
 ]
 
 STATUS_REFRESH_S = 5.0
-STATUS_TIMEOUT_S = 3.0
 # Yield the growing answer to the browser at most this often (plus at every structural event).
 STREAM_INTERVAL_S = 0.05
 MAX_INPUT_CHARS = 8000
@@ -999,7 +998,9 @@ def build_app(
         # Its own client with a short timeout: a hung Ollama must not hold the status line for minutes.
         from assistant.ollama_layer import OllamaLayer
 
-        probe_layer = OllamaLayer(settings.ollama_host, timeout_s=STATUS_TIMEOUT_S) if ollama else None
+        probe_layer = (
+            OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) if ollama else None
+        )
         status_probe = StatusProbe(probe_layer, settings.ollama_host)
     probe = status_probe
 

@@ -22,9 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("assistant.mcp")
 
-# Loopback Ollama answers /api/version in milliseconds; a longer wait only delays clients when it is down.
-PROBE_TIMEOUT_S = 2.0
-
 
 @dataclass
 class Runtime:
@@ -64,7 +61,7 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
     notes: list[str] = []
     ollama: OllamaLayer | None = None
     embedder = None
-    with OllamaLayer(settings.ollama_host, timeout_s=PROBE_TIMEOUT_S) as probe:
+    with OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) as probe:
         health = probe.health()
     if health.ok:
         ollama = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
@@ -102,7 +99,7 @@ def _sync(knowledge: KnowledgeBase) -> None:
     log.info("knowledge index: %s", report.summary())
 
 
-def ollama_answers(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+def ollama_answers(host: str, timeout_s: float) -> bool:
     """Does Ollama answer ``/api/version`` at ``host``? Decides whether ``measure_speed`` is listed.
 
     Plain httpx (already loaded with the MCP SDK) rather than the ollama client, whose import alone costs
@@ -175,7 +172,11 @@ class LazyRuntime:
         from assistant.toolset import build_toolset
 
         knowledge = _Deferred(lambda: self.runtime().knowledge)
-        ollama = _Deferred(self._ollama) if ollama_answers(self.settings.ollama_host) else None
+        ollama = (
+            _Deferred(self._ollama)
+            if ollama_answers(self.settings.ollama_host, self.settings.probe_timeout_s)
+            else None
+        )
         registry = build_toolset(knowledge, ollama)  # type: ignore[arg-type]
         if self.warm_up:
             threading.Thread(target=self._warm_up, name="runtime-warm-up", daemon=True).start()
