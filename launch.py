@@ -402,9 +402,7 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
         pass
     _say("\nStopping ...")
     app.close(verbose=False)
-    closer = getattr(services.knowledge, "close", None)
-    if callable(closer):
-        closer()
+    services.knowledge.close()
     _say("Stopped.")
     return 0
 

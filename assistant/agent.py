@@ -482,7 +482,7 @@ class Conversation:
         when the question's embedding has not come back after Settings.search_embed_timeout_s (a hung or
         loading Ollama; the knowledge base's own query timeout is the same setting)."""
         agent = self.agent
-        if getattr(agent.knowledge, "embedder", None) is None or agent.settings.top_k_passages <= 0:
+        if agent.knowledge is None or agent.knowledge.embedder is None or agent.settings.top_k_passages <= 0:
             return agent.retrieve(question)  # nothing here waits on Ollama
         job = _Background(lambda: agent.retrieve(question))
         if job.wait(WAIT_NOTICE_S):

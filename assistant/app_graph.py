@@ -66,9 +66,11 @@ def build_services(
 
 def installed_embedder(ollama: OllamaLayer, settings: Settings) -> tuple[Any, str | None]:
     """(the embedder for settings.embed_model, None) when Ollama has it, else (None, why not)."""
+    from assistant.ollama import OllamaUnavailable
+
     try:
         installed = {canonical_model_name(m.name) for m in ollama.installed_models()}
-    except Exception as exc:  # noqa: BLE001 - any failure here just means "no embeddings"
+    except OllamaUnavailable as exc:  # Ollama went away since the health check: no embeddings for now
         return None, f"could not list Ollama models ({exc})"
     if canonical_model_name(settings.embed_model) not in installed:
         return None, f"{settings.embed_model} is not pulled (run `ollama pull {settings.embed_model}`)"

@@ -146,8 +146,7 @@ def resolve_installed_architecture(ollama: OllamaLayer, model: str) -> tuple[Mod
             f"({exc}). Pass params_billion or an explicit architecture.",
             fields=["model"],
         ) from exc
-    quant = getattr(facts, "quantization", None) or getattr(facts, "quantization_level", None)
-    return arch, (str(quant) if quant else None)
+    return arch, facts.quantization or None
 
 
 def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
@@ -229,14 +228,6 @@ class MeasureSpeedOutput(BaseModel):
     sources: list[str]
 
 
-def _field(obj: Any, *names: str) -> Any:
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is not None:
-            return value
-    return None
-
-
 def _measure_speed_tool(
     ollama: OllamaLayer, registry: Registry, num_ctx: int | Callable[[str], int] | None = None
 ) -> Tool:
@@ -256,11 +247,7 @@ def _measure_speed_tool(
             raise ToolError(
                 f"measure_speed: could not run {params.model!r} on Ollama: {exc}", fields=["model"]
             ) from exc
-        tps = _field(measured, "tokens_per_second", "eval_tokens_per_second", "decode_tokens_per_second")
-        if tps is None:
-            raise ToolError(
-                f"measure_speed: Ollama reported no eval timing for {params.model!r}.", fields=["model"]
-            )
+        tps = measured.tokens_per_second
         assumptions = [
             "Measured with one short generation on this machine's Ollama right now; other load on the Mac, "
             "thermal state and context length change the figure.",
@@ -269,11 +256,9 @@ def _measure_speed_tool(
         out: dict[str, Any] = {
             "model": params.model,
             "measured_tokens_per_second": round(float(tps), 2),
-            "prompt_tokens_per_second": _field(
-                measured, "prompt_tokens_per_second", "prefill_tokens_per_second"
-            ),
-            "eval_count": _field(measured, "eval_count"),
-            "load_seconds": _field(measured, "load_seconds", "load_s"),
+            "prompt_tokens_per_second": measured.prompt_tokens_per_second,
+            "eval_count": measured.eval_count,
+            "load_seconds": measured.load_s,
         }
         try:
             predicted = estimate.run({"model": params.model})

@@ -28,6 +28,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
 
 from assistant.http_guard import loopback_security
+from assistant.safe_json import loads
 
 if TYPE_CHECKING:
     # Imported when the tools are first listed, not at start-up: `initialize` is answered without them.
@@ -118,7 +119,7 @@ def _preparse_json_arguments(arguments: dict[str, Any] | None, schema: dict[str,
         if not types & {"object", "array"}:
             continue
         try:
-            parsed = json.loads(value)
+            parsed = loads(value)  # the app's one JSON decoder (huge integers do not fail the call)
         except (ValueError, RecursionError):
             continue
         if isinstance(parsed, dict | list):

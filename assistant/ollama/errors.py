@@ -102,7 +102,7 @@ class ChatCancelled(OllamaUnavailable):
     kind = ModelErrorKind.CANCELLED
 
 
-def translate(  # noqa: C901 - one branch per kind of client failure, read top to bottom
+def translate(
     exc: BaseException,
     action: str,
     *,
@@ -165,11 +165,11 @@ def _server_error_kind(exc: ollama.ResponseError) -> ModelErrorKind:
     return ModelErrorKind.SERVER
 
 
-def chat_error(exc: OllamaUnavailable, model: str, timeout_s: float) -> OllamaUnavailable:  # noqa: C901
+def chat_error(exc: OllamaUnavailable, model: str, timeout_s: float) -> OllamaUnavailable:
     """The same error, worded for a chat answer (what happened to the answer, and what to do)."""
     kind = exc.kind
-    text = str(getattr(exc, "error", "") or exc)
-    status = getattr(exc, "status_code", 0)
+    text = exc.error if isinstance(exc, OllamaServerError) else str(exc)
+    status = exc.status_code if isinstance(exc, OllamaServerError) else 0
     if kind is ModelErrorKind.STREAM_DROPPED:
         message = STREAM_DROPPED_TEXT
     elif kind is ModelErrorKind.TIMEOUT:

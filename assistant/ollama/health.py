@@ -56,7 +56,7 @@ def _down(*, host: str, kind: HealthKind, problem: str, advice: str, version: st
     return Health(ok=False, host=host, kind=kind, problem=problem, advice=advice, version=version)
 
 
-def probe_health(version: Callable[[], str], host: str, timeout_s: float) -> Health:  # noqa: C901
+def probe_health(version: Callable[[], str], host: str, timeout_s: float) -> Health:
     """Is a usable Ollama answering at ``host``? ``version`` asks it (/api/version). Never raises; the
     diagnosis says what to do."""
     try:
