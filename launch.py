@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.http_guard import is_loopback_name
 from knowledge import proxy_env
 
 if TYPE_CHECKING:  # the real imports are deferred: they are slow, and --help must stay instant
@@ -163,10 +164,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             first.setdefault(str(e["loc"][0]).replace("_", "-"), e["msg"])
         problems = "; ".join(f"--{name}: {msg}" for name, msg in first.items())
         raise StartupError(f"Invalid setting(s): {problems}") from None
-
-
-def _plainly_loopback(host: str) -> bool:
-    return host.strip() in ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def check_security(settings: Settings, ui: Any) -> list[str]:
@@ -430,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         warnings: list[str] = []
-        if settings.auth is not None or not _plainly_loopback(settings.host):
+        if settings.auth is not None or not is_loopback_name(settings.host):
             warnings = check_security(settings, _ui_module(ui_thread))
     except StartupError as err:
         print(f"error: {err}", file=sys.stderr)
