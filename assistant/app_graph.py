@@ -45,7 +45,6 @@ def build_services(
     settings: Settings, ollama: OllamaLayer | None, knowledge: KnowledgeBase, *, chat: bool = True
 ) -> Services:
     """Toolset, context windows and (with ``chat`` and Ollama) the agent, over a knowledge base."""
-    from assistant.agent import Agent
     from assistant.context_window import ContextWindows
     from assistant.toolset import build_toolset
 
@@ -55,12 +54,17 @@ def build_services(
     windows = ContextWindows(
         settings.num_ctx,
         settings.max_num_ctx,
-        ollama.context_length if ollama is not None else _unknown_length,
+        # A lambda, not the bound method: the MCP server passes a stand-in that builds Ollama on first use.
+        (lambda model: ollama.context_length(model)) if ollama is not None else _unknown_length,
         fit_tool,
     )
     # measure_speed runs a model with the window the chat gives it (auto: chosen per model), no reload.
     toolset = build_toolset(knowledge, ollama, num_ctx=windows.num_ctx)
-    agent = Agent(settings, ollama, toolset, knowledge, windows=windows) if chat and ollama else None
+    agent: Agent | None = None
+    if chat and ollama is not None:
+        from assistant.agent import Agent  # only where there is a chat: the MCP server lists tools sooner
+
+        agent = Agent(settings, ollama, toolset, knowledge, windows=windows)
     return Services(settings, ollama, knowledge, toolset, windows, agent)
 
 

@@ -169,7 +169,7 @@ class LazyRuntime:
         return ollama
 
     def registry(self) -> Registry:
-        from assistant.toolset import build_toolset
+        from assistant.app_graph import build_services
 
         knowledge = _Deferred(lambda: self.runtime().knowledge)
         ollama = (
@@ -177,7 +177,8 @@ class LazyRuntime:
             if ollama_answers(self.settings.ollama_host, self.settings.probe_timeout_s)
             else None
         )
-        registry = build_toolset(knowledge, ollama)  # type: ignore[arg-type]
+        # The same wiring as build_runtime (measure_speed runs with the chat's window), over stand-ins.
+        registry = build_services(self.settings, ollama, knowledge, chat=False).toolset  # type: ignore[arg-type]
         if self.warm_up:
             threading.Thread(target=self._warm_up, name="runtime-warm-up", daemon=True).start()
         return registry
