@@ -26,6 +26,7 @@ from assistant.chat_model import (
     STREAM_DROPPED_TEXT,
     ChatCancel,
     ChatModel,
+    ChatRequest,
     Chunk,
     ModelError,
     ModelErrorKind,
@@ -509,9 +510,8 @@ class Conversation:
         """
         specs = state.specs
         text = _RoundText(hold=bool(specs))
-        stream = self.agent.ollama.stream(
-            state.model, messages, list(specs) or None, state.options, cancel=state.cancel
-        )
+        request = ChatRequest(state.model, messages, specs, state.options)
+        stream = self.agent.ollama.stream(request, cancel=state.cancel)
         first = _Background(lambda: next(stream, None))
         try:
             head = yield from self._first_chunk(first, state)

@@ -1,36 +1,31 @@
 """The model behind one method: what the agent needs from a chat model, and nothing else.
 
-`ChatModel.stream(model, messages, tools, options, cancel)` yields typed `Chunk`s: text, thinking, tool
-calls, and a last chunk with ``done=True`` and the counts. A failure is raised as a `ModelError` whose
-``kind`` says what went wrong (so callers branch on the kind, never on message text) and whose ``str()`` is
-a sentence for the user. `assistant.ollama.OllamaLayer` implements it over HTTP; tests also use an
-in-process scripted model (tests/scripted_model.py).
+`ChatModel.stream(ChatRequest(model, messages, tools, options), cancel)` yields typed `Chunk`s: text,
+thinking, tool calls, and a last chunk with ``done=True`` and the counts. A failure is raised as a
+`ModelError` whose ``kind`` says what went wrong (so callers branch on the kind, never on message text) and
+whose ``str()`` is a sentence for the user. `assistant.ollama.OllamaLayer` implements it over HTTP; tests
+also use an in-process scripted model (tests/scripted_model.py).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-Messages = Sequence[Mapping[str, Any]]
-ToolSpecs = Sequence[Mapping[str, Any]] | None
-Options = Mapping[str, Any] | None
 ChunkStream = Generator["Chunk", None, None]
 
 __all__ = [
     "ChatCancel",
     "ChatModel",
+    "ChatRequest",
     "Chunk",
     "ChunkStream",
-    "Messages",
     "ModelError",
     "ModelErrorKind",
-    "Options",
     "ToolCall",
-    "ToolSpecs",
 ]
 
 
@@ -40,6 +35,17 @@ class ToolCall:
 
     name: str
     arguments: Mapping[str, Any] | str | None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One call of the model: the conversation so far, the tools it may call (Ollama's JSON specs; none means
+    it must answer), and the options (num_ctx, temperature ...)."""
+
+    model: str
+    messages: Sequence[Mapping[str, Any]]
+    tools: Sequence[Mapping[str, Any]] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +164,7 @@ class ChatCancel:
 class ChatModel(Protocol):
     """Anything that can stream a chat reply: the Ollama layer, or a scripted model in tests."""
 
-    def stream(
-        self,
-        model: str,
-        messages: Messages,
-        tools: ToolSpecs = None,
-        options: Options = None,
-        cancel: ChatCancel | None = None,
-    ) -> ChunkStream:
+    def stream(self, request: ChatRequest, cancel: ChatCancel | None = None) -> ChunkStream:
         """Yield the reply's chunks, the last with ``done=True``; raise `ModelError` on any failure.
 
         ``cancel`` (from any thread) ends the request at once: the stream raises a CANCELLED ModelError.

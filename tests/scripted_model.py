@@ -14,14 +14,12 @@ from typing import Any
 
 from assistant.chat_model import (
     ChatCancel,
+    ChatRequest,
     Chunk,
     ChunkStream,
-    Messages,
     ModelError,
     ModelErrorKind,
-    Options,
     ToolCall,
-    ToolSpecs,
 )
 
 Reply = list[Chunk] | ModelError
@@ -58,19 +56,12 @@ class ScriptedModel:
     context: int | None = None
     in_stream: threading.Event = field(default_factory=threading.Event)
 
-    def stream(
-        self,
-        model: str,
-        messages: Messages,
-        tools: ToolSpecs = None,
-        options: Options = None,
-        cancel: ChatCancel | None = None,
-    ) -> ChunkStream:
+    def stream(self, chat: ChatRequest, cancel: ChatCancel | None = None) -> ChunkStream:
         request = Request(
-            model,
-            [dict(m) for m in messages],
-            [t["function"]["name"] for t in tools or ()],
-            dict(options or {}),
+            chat.model,
+            [dict(m) for m in chat.messages],
+            [t["function"]["name"] for t in chat.tools],
+            dict(chat.options),
         )
         self.requests.append(request)
         assert self.script, f"unscripted request: {request.messages[-1]}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import ollama
 
-from assistant.chat_model import ChatCancel, ChunkStream, Messages, Options, ToolSpecs
+from assistant.chat_model import ChatCancel, ChatRequest, ChunkStream
 from assistant.ollama import chat, facts, pulls
 from assistant.ollama.errors import OllamaUnavailable, Translate, chat_error
 from assistant.ollama.health import Health, probe_health
@@ -141,21 +141,16 @@ class OllamaLayer:
         with self._translated("answer", model=model):
             yield from chat.raw_chat_stream(self.client, model, request, cancel, self.busy_retry_delays_s)
 
-    def stream(
-        self,
-        model: str,
-        messages: Messages,
-        tools: ToolSpecs = None,
-        options: Options = None,
-        cancel: ChatCancel | None = None,
-    ) -> ChunkStream:
+    def stream(self, request: ChatRequest, cancel: ChatCancel | None = None) -> ChunkStream:
         """`ChatModel.stream`: typed chunks; failures are OllamaUnavailable worded for a chat answer."""
+        tools = list(request.tools) or None
+        raw = self.chat_stream(request.model, request.messages, tools, request.options, cancel)
         try:
-            with contextlib.closing(self.chat_stream(model, messages, tools or None, options, cancel)) as raw:
+            with contextlib.closing(raw):
                 for chunk in raw:
                     yield chat.to_chunk(chunk)
         except OllamaUnavailable as exc:
-            raise chat_error(exc, model, self.timeout_s) from exc
+            raise chat_error(exc, request.model, self.timeout_s) from exc
 
     def context_length(self, model: str) -> int | None:
         """`ChatModel.context_length`: the model's trained context length from /api/show."""
