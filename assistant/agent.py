@@ -52,6 +52,7 @@ from assistant.events import (
     ContextEvent,
     DoneEvent,
     ErrorEvent,
+    ErrorKind,
     NoticeEvent,
     PassagesEvent,
     ThinkingEvent,
@@ -85,6 +86,20 @@ WAIT_NOTICE_S = 1.0
 WAITING_TEXT = "Waiting for Ollama… (it may be loading the model)."
 STOPPED_TEXT = "Stopped: the answer was cut where you pressed Stop; what arrived so far is kept."
 RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
+
+
+_EVENT_KINDS: dict[ModelErrorKind, ErrorKind] = {
+    ModelErrorKind.CANCELLED: "stopped",
+    ModelErrorKind.UNAVAILABLE: "unavailable",
+    ModelErrorKind.TIMEOUT: "timeout",
+    ModelErrorKind.STREAM_DROPPED: "stream_dropped",
+    ModelErrorKind.MODEL_MISSING: "model_missing",
+}
+
+
+def event_kind(kind: ModelErrorKind) -> ErrorKind:
+    """The ErrorEvent kind a turn ending with a model error of this kind reports (the UI's remedy)."""
+    return _EVENT_KINDS.get(kind, "ollama_error")
 
 
 def _arguments_dict(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
@@ -425,7 +440,7 @@ class Conversation:
             return ErrorEvent(kind="stopped", message=STOPPED_TEXT)
         self._keep_partial(result, "interrupted")
         if isinstance(exc, ModelError):
-            return ErrorEvent(kind=exc.kind.event_kind, message=str(exc))  # type: ignore[arg-type]
+            return ErrorEvent(kind=event_kind(exc.kind), message=str(exc))
         return ErrorEvent(
             kind="internal",
             message=f"Unexpected error while talking to Ollama ({exc.__class__.__name__}: {exc}).",

@@ -62,7 +62,7 @@ class Chunk:
 
 
 class ModelErrorKind(StrEnum):
-    """What went wrong with a model call; the agent's ErrorEvent kind follows from it (see `event_kind`)."""
+    """What went wrong with a model call; the agent's ErrorEvent kind follows from it."""
 
     UNAVAILABLE = "unavailable"  # nothing answers (not running, wrong host)
     TIMEOUT = "timeout"  # no answer in time
@@ -74,17 +74,6 @@ class ModelErrorKind(StrEnum):
     MALFORMED = "malformed"  # a reply the client could not read
     NOT_SUITABLE = "not_suitable"  # an installed model that cannot play the role asked of it
     CANCELLED = "cancelled"  # stopped on purpose (ChatCancel)
-
-    @property
-    def event_kind(self) -> str:
-        """The `ErrorEvent.kind` a turn ending with this error reports."""
-        if self is ModelErrorKind.CANCELLED:
-            return "stopped"
-        if self in (ModelErrorKind.UNAVAILABLE, ModelErrorKind.TIMEOUT, ModelErrorKind.STREAM_DROPPED):
-            return self.value
-        if self is ModelErrorKind.MODEL_MISSING:
-            return "model_missing"
-        return "ollama_error"
 
 
 class ModelError(Exception):

@@ -241,6 +241,7 @@ def test_eval_questions_file_is_valid_and_big_enough() -> None:
 
 
 def test_malformed_reply_is_classified_as_ollama_error_not_unavailable() -> None:
+    from assistant.agent import event_kind
     from assistant.ollama import MalformedResponse, chat_error
 
     error = chat_error(
@@ -248,4 +249,4 @@ def test_malformed_reply_is_classified_as_ollama_error_not_unavailable() -> None
         "qwen2.5:7b",
         120.0,
     )
-    assert error.kind.event_kind == "ollama_error" and "could not read" in str(error)
+    assert event_kind(error.kind) == "ollama_error" and "could not read" in str(error)
