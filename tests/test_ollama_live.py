@@ -62,7 +62,7 @@ def test_missing_model_is_named(layer: OllamaLayer) -> None:
 
 
 def test_ensure_models_without_pulling(layer: OllamaLayer, chat_model: str, embed_model: str) -> None:
-    report = layer.ensure_models(chat_model, embed_model, show_progress=False)
+    report = layer.ensure_models(chat_model, embed_model)
     assert report.pulled == []
 
 
