@@ -17,18 +17,17 @@ import threading
 import time
 import webbrowser
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.http_guard import is_loopback_name
 from knowledge import proxy_env
 
 if TYPE_CHECKING:  # the real imports are deferred: they are slow, and --help must stay instant
-    from assistant.agent import Agent
+    from assistant.app_graph import Services
     from assistant.config import Settings
-    from assistant.ollama_layer import OllamaLayer, PullProgress
+    from assistant.ollama import EnsureReport, OllamaLayer, PullProgress
     from knowledge.search import KnowledgeBase
-    from tools.registry import Registry
 
 # Importing gradio takes seconds; start it at once in the background so it overlaps the Ollama checks
 # and the index sync instead of adding to them (see bench/startup.py).
@@ -86,24 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "models (with progress), builds or updates the knowledge index, then serves the UI and opens it.",
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("--ollama-host", metavar="URL", help=_field_help("ollama_host"))
-    p.add_argument("--chat-model", metavar="TAG", help=_field_help("chat_model"))
-    p.add_argument("--embed-model", metavar="TAG", help=_field_help("embed_model"))
-    p.add_argument("--data-dir", metavar="DIR", type=Path, help=_field_help("data_dir"))
-    p.add_argument("--chroma-url", metavar="URL", help=_field_help("chroma_url"))
-    p.add_argument(
-        "--host",
-        metavar="ADDR",
-        help=_field_help("host", " Anything but loopback requires --auth."),
-    )
-    p.add_argument("--port", metavar="N", type=int, help=_field_help("port"))
-    p.add_argument(
-        "--auth",
-        metavar="USER:PASS",
-        help=_field_help("auth", " Prefer the env var: a flag is visible in the process list."),
-    )
-    p.add_argument("--num-ctx", metavar="N|auto", type=_num_ctx_arg, help=_field_help("num_ctx"))
-    p.add_argument("--max-num-ctx", metavar="N", type=int, help=_field_help("max_num_ctx"))
+    _add_settings_flags(p)
     p.add_argument(
         "--add-docs",
         metavar="PATH",
@@ -120,18 +102,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_SETTINGS_FLAGS = (
-    "ollama_host",
-    "chat_model",
-    "embed_model",
-    "data_dir",
-    "chroma_url",
-    "host",
-    "port",
-    "auth",
-    "num_ctx",
-    "max_num_ctx",
-)
+# What the help says beyond the field's description, and the placeholder shown for its value.
+_FLAG_NOTES = {
+    "host": " Anything but loopback requires --auth.",
+    "auth": " Prefer the env var: a flag is visible in the process list.",
+}
+_METAVARS = {
+    "ollama_host": "URL",
+    "chroma_url": "URL",
+    "chat_model": "TAG",
+    "embed_model": "TAG",
+    "data_dir": "DIR",
+    "host": "ADDR",
+    "auth": "USER:PASS",
+    "num_ctx": "N|auto",
+}
+
+
+def _add_settings_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per Settings field (--chat-model for chat_model ...), its help from the field description."""
+    from assistant.config import Settings
+
+    for name, info in Settings.model_fields.items():
+        kind: Any = _num_ctx_arg if name == "num_ctx" else _flag_type(info.annotation)
+        metavar = _METAVARS.get(name, "N" if kind in (int, float) else "VALUE")
+        help_text = _field_help(name, _FLAG_NOTES.get(name, ""))
+        p.add_argument("--" + name.replace("_", "-"), dest=name, metavar=metavar, type=kind, help=help_text)
+
+
+def _flag_type(annotation: Any) -> type:
+    """int, float or Path for fields of that type; text (validated by Settings) for the rest."""
+    return annotation if annotation in (int, float, Path) else str
 
 
 def _num_ctx_arg(text: str) -> int | str:
@@ -153,7 +154,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
     from assistant.config import Settings
 
-    overrides = {k: getattr(args, k) for k in _SETTINGS_FLAGS if hasattr(args, k)}
+    overrides = {k: getattr(args, k) for k in Settings.model_fields if hasattr(args, k)}
     try:
         return Settings(**overrides)
     except ValidationError as err:
@@ -163,10 +164,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             first.setdefault(str(e["loc"][0]).replace("_", "-"), e["msg"])
         problems = "; ".join(f"--{name}: {msg}" for name, msg in first.items())
         raise StartupError(f"Invalid setting(s): {problems}") from None
-
-
-def _plainly_loopback(host: str) -> bool:
-    return host.strip() in ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def check_security(settings: Settings, ui: Any) -> list[str]:
@@ -194,7 +191,7 @@ def _say(text: str) -> None:
 class _PullProgress:
     """Pull progress as plain lines, every 10% per layer: for logs and pipes, where a live bar is noise.
 
-    (On a terminal the Ollama layer draws rich progress bars itself.)
+    (On a terminal _RichPullBars draws live bars instead.)
     """
 
     def __init__(self) -> None:
@@ -215,15 +212,45 @@ class _PullProgress:
             _say(f"  {event.model}: {event.status}")
 
 
-@dataclass
-class Services:
-    """What the UI is built from; assembled by `prepare` with progress printed along the way."""
+class _RichPullBars:
+    """Pull progress as rich bars on stderr, one per layer being downloaded: for a terminal."""
 
-    settings: Settings
-    ollama: OllamaLayer
-    knowledge: KnowledgeBase
-    toolset: Registry
-    agent: Agent
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._progress.start()
+
+    def __call__(self, event: PullProgress) -> None:
+        if event.digest and event.total:
+            task = self._tasks.get(event.digest)
+            if task is None:
+                label = f"{event.model} {event.digest.removeprefix('sha256:')[:12]}"
+                task = self._progress.add_task(label, total=event.total)
+                self._tasks[event.digest] = task
+            self._progress.update(task, completed=event.completed or 0)
+        elif event.status:
+            self._progress.console.print(f"{event.model}: {event.status}")
+
+    def close(self) -> None:
+        self._progress.stop()
 
 
 OLLAMA_ADVICE = (
@@ -236,29 +263,32 @@ OLLAMA_DEGRADED = (
 )
 
 
+def _ensure_models(layer: OllamaLayer, settings: Settings) -> EnsureReport:
+    """Pull what is missing; a terminal gets rich progress bars, a log (no TTY) sparse text lines."""
+    if not sys.stderr.isatty():
+        return layer.ensure_models(settings.chat_model, settings.embed_model, progress=_PullProgress())
+    bars = _RichPullBars()
+    try:
+        return layer.ensure_models(settings.chat_model, settings.embed_model, progress=bars)
+    finally:
+        bars.close()
+
+
 def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] = ()) -> Services:
     """Check Ollama, ensure models, sync the index. Never fails for Ollama being absent: degrades instead."""
-    from assistant.agent import Agent
-    from assistant.ollama_layer import OllamaLayer
-    from assistant.toolset import build_toolset
+    from assistant.app_graph import build_services
+    from assistant.ollama import OllamaLayer
     from knowledge.search import KnowledgeBase
 
     layer = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
-    with OllamaLayer(settings.ollama_host, timeout_s=3.0) as probe:  # a dead host must not stall start-up
+    with OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) as probe:
         health = probe.health()
     if health.ok:
         _say(f"Ollama {health.version or ''} is running at {settings.ollama_host}.".replace("  ", " "))
         if pull:
             _say(f"Checking models ({settings.chat_model}, {settings.embed_model}) ...")
             try:
-                # A terminal gets the layer's rich progress bars; a log (no TTY) gets sparse text lines.
-                tty = sys.stderr.isatty()
-                ensured = layer.ensure_models(
-                    settings.chat_model,
-                    settings.embed_model,
-                    progress=None if tty else _PullProgress(),
-                    show_progress=tty,
-                )
+                ensured = _ensure_models(layer, settings)
                 if ensured.pulled:
                     _say(f"  pulled: {', '.join(ensured.pulled)}")
                 _say(f"  models ready: {settings.chat_model}, {settings.embed_model}")
@@ -291,12 +321,10 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     _say(f"  {report.summary()}")
     # The layer is passed even when Ollama is down: its tools fail with clear messages until it is up, and
     # then work without a restart (measure_speed, installed-model resolution).
-    # measure_speed runs a model with the window the chat gives it (no reload): the agent's, chosen per model.
-    toolset = build_toolset(knowledge, layer, num_ctx=lambda model: agent.context_window(model).num_ctx)
-    agent = Agent(settings, layer, toolset, knowledge)
+    services = build_services(settings, layer, knowledge)
     if health.ok:  # chosen now (once per model) so the terminal says which window the chat will use
-        _say(f"Context window for {settings.chat_model}: {agent.context_window(settings.chat_model).reason}")
-    return Services(settings, layer, knowledge, toolset, agent)
+        _say(f"Context window for {settings.chat_model}: {services.windows(settings.chat_model).reason}")
+    return services
 
 
 def _add_documents(knowledge: KnowledgeBase, paths: Sequence[Path]) -> None:
@@ -371,9 +399,7 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
         pass
     _say("\nStopping ...")
     app.close(verbose=False)
-    closer = getattr(services.knowledge, "close", None)
-    if callable(closer):
-        closer()
+    services.knowledge.close()
     _say("Stopped.")
     return 0
 
@@ -392,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the same packages at once (numpy, via chromadb here and gradio there) can hand one of them a partially
     # initialised module ("cannot import name ... most likely due to a circular import").
     import assistant.agent
-    import assistant.ollama_layer
+    import assistant.ollama
     import assistant.toolset  # noqa: F401
     import knowledge.search  # noqa: F401
 
@@ -401,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         warnings: list[str] = []
-        if settings.auth is not None or not _plainly_loopback(settings.host):
+        if settings.auth is not None or not is_loopback_name(settings.host):
             warnings = check_security(settings, _ui_module(ui_thread))
     except StartupError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -16,17 +16,23 @@ import itertools
 import json
 import logging
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-import ollama
-from pydantic import ValidationError
-
+from assistant.chat_model import (
+    STREAM_DROPPED_TEXT,
+    ChatCancel,
+    ChatModel,
+    ChatRequest,
+    Chunk,
+    ModelError,
+    ModelErrorKind,
+    ToolCall,
+    timeout_message,
+)
 from assistant.context_budget import (
     SUMMARY_PREFIX,
     ContextBudget,
@@ -55,20 +61,21 @@ from assistant.events import (
     ToolErrorEvent,
     ToolResultEvent,
 )
-from assistant.ollama_layer import ChatCancel, ChatCancelled
 from assistant.prompts import FORCE_ANSWER_NOTE, build_system_prompt, cited_ids, system_message
-from assistant.safe_json import clean_text, is_sendable, json_safe
+from assistant.reply_text import ThinkTags, may_be_text_tool_call, parse_text_tool_calls
+from assistant.safe_json import clean_text, decode_object, is_sendable, json_safe, loads
+from assistant.toolset import ToolOutcome, run_tool
 from knowledge.embedding import STALLED
-from tools import Registry, ToolError
+from knowledge.schemas import MAX_QUERY_CHARS, SearchKnowledgeOutput
+from tools import Registry
 
 if TYPE_CHECKING:
     from assistant.config import Settings
-    from assistant.ollama_layer import OllamaLayer
     from knowledge.search import KnowledgeBase, Passage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Agent", "Conversation", "ParsedCall", "parse_text_tool_calls"]
+__all__ = ["Agent", "Conversation", "TurnState"]
 
 # Tool-call arguments longer than this (as JSON) are refused and not kept in history: no tool needs more, and
 # a 5 MB call would otherwise overflow every later request of the turn (and be blamed on the user's message).
@@ -81,116 +88,18 @@ STOPPED_TEXT = "Stopped: the answer was cut where you pressed Stop; what arrived
 RETRY_HINT = "Correct the arguments and call the tool again, or answer without it and say what is missing."
 
 
-@dataclass(frozen=True)
-class ParsedCall:
-    """A tool call as the model sent it; `arguments` may still be a JSON string (Tool.run decodes it)."""
-
-    name: str
-    arguments: Mapping[str, Any] | str | None
-
-
-# ------------------------------------------------------------------------------------------------
-# Tool calls written as text. Small models (and Ollama when its template parser misses) often put the call in
-# the message content: a bare JSON object, a <tool_call> block or a ```json fence. We hold back such content
-# while streaming and, if the whole message is nothing but tool calls to known tools, run them.
-# ------------------------------------------------------------------------------------------------
-
-_FENCE = re.compile(r"^```(?:json|tool_call|tool_code)?\s*(.*?)\s*```$", re.DOTALL)
-_TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+_EVENT_KINDS: dict[ModelErrorKind, ErrorKind] = {
+    ModelErrorKind.CANCELLED: "stopped",
+    ModelErrorKind.UNAVAILABLE: "unavailable",
+    ModelErrorKind.TIMEOUT: "timeout",
+    ModelErrorKind.STREAM_DROPPED: "stream_dropped",
+    ModelErrorKind.MODEL_MISSING: "model_missing",
+}
 
 
-def _may_be_text_tool_call(stripped: str) -> bool:
-    """Whether content seen so far could still turn out to be a tool call written as text."""
-    if not stripped:
-        return True
-    if stripped[0] == "{":
-        return True
-    if stripped[0] == "[":
-        return re.match(r"\[\s*(\{|$)", stripped) is not None
-    if stripped.startswith("<"):
-        return "<tool_call>".startswith(stripped[:11]) or stripped.startswith("<tool_call>")
-    if stripped.startswith("`"):
-        if "```json".startswith(stripped):
-            return True
-        return re.match(r"```(json|tool_call|tool_code)?\s*(\{|\[|<|$)", stripped) is not None
-    return False
-
-
-def _parse_int(digits: str) -> int | float:
-    """json's int hook: a number too long for int() (over 4,300 digits raises ValueError) becomes a float
-    (inf), which `json_safe` then treats like `1e400`, instead of failing the whole turn."""
-    try:
-        return int(digits)
-    except ValueError:
-        return float(digits)
-
-
-def _loads(text: str) -> Any:
-    return json.loads(text, parse_int=_parse_int)
-
-
-def parse_text_tool_calls(content: str, known: Collection[str]) -> list[ParsedCall] | None:
-    """Tool calls written as the whole message content, or None when the content is an ordinary answer."""
-    text = content.strip()
-    if not text:
-        return None
-    fenced = _FENCE.match(text)
-    if fenced:
-        text = fenced.group(1).strip()
-    blocks = [b for b in _TAGGED.findall(text)] if text.startswith("<tool_call>") else [text]
-    calls: list[ParsedCall] = []
-    for block in blocks:
-        try:
-            value = _loads(block)
-        except (ValueError, RecursionError):
-            return None
-        items = value if isinstance(value, list) else [value]
-        for item in items:
-            call = _call_from_json(item, known)
-            if call is None:
-                return None
-            calls.append(call)
-    return calls or None
-
-
-def _call_from_json(item: Any, known: Collection[str]) -> ParsedCall | None:
-    if not isinstance(item, dict):
-        return None
-    if isinstance(item.get("function"), dict):  # OpenAI shape {"type":"function","function":{...}}
-        item = item["function"]
-    name = item.get("name")
-    if not isinstance(name, str) or name not in known:
-        return None
-    args = item.get("arguments", item.get("parameters", {}))
-    if not isinstance(args, dict | str) and args is not None:
-        return None
-    return ParsedCall(name=name, arguments=args)
-
-
-def _wire_calls(message: Any) -> list[ParsedCall]:
-    """Tool calls from one streamed chunk, whether the layer hands us ollama models or plain dicts."""
-    raw = _get(message, "tool_calls") or []
-    calls: list[ParsedCall] = []
-    for call in raw:
-        function = _get(call, "function") or {}
-        name = _get(function, "name")
-        args = _get(function, "arguments")
-        if isinstance(args, Mapping):
-            args = dict(args)
-            if set(args) == {"_raw"} and isinstance(args["_raw"], str):
-                # The layer's marker for arguments that were an undecodable JSON string: hand the text to
-                # Tool.run, whose error ("could not parse it") tells the model what to fix.
-                args = args["_raw"]
-        calls.append(ParsedCall(name=str(name or ""), arguments=args))
-    return calls
-
-
-def _get(obj: Any, key: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
+def event_kind(kind: ModelErrorKind) -> ErrorKind:
+    """The ErrorEvent kind a turn ending with a model error of this kind reports (the UI's remedy)."""
+    return _EVENT_KINDS.get(kind, "ollama_error")
 
 
 def _arguments_dict(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
@@ -199,157 +108,66 @@ def _arguments_dict(arguments: Mapping[str, Any] | str | None) -> dict[str, Any]
         return {}
     if isinstance(arguments, Mapping):
         return dict(json_safe(arguments))  # NaN, lone surrogates: never into history (issue 14)
-    try:
-        value = _loads(arguments) if arguments.strip() else {}
-    except (ValueError, RecursionError):
-        return {"_raw": clean_text(arguments)}
-    return dict(json_safe(value)) if isinstance(value, dict) else {"_raw": clean_text(arguments)}
-
-
-# ------------------------------------------------------------------------------------------------
-# Errors from the Ollama layer / client, turned into one user-presentable message each.
-# ------------------------------------------------------------------------------------------------
-
-
-class _StreamDropped(Exception):
-    pass
-
-
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
-
-
-class _ThinkTags:
-    """Splits a leading ``<think>...</think>`` block off streamed content, whatever the chunk boundaries.
-
-    Ollama before 0.12 (and any model whose template has no thinking parser) streams a thinking model's
-    reasoning inside the content. It must not reach the answer or the history; only a block at the very start
-    of the message counts, so an answer that merely mentions the tag is left alone.
-    """
-
-    def __init__(self) -> None:
-        self.state = "start"  # start -> think -> after -> answer, or start -> answer
-        self.buffer = ""
-
-    def feed(self, text: str) -> tuple[str, str]:
-        """(thinking, answer) text that can be released now."""
-        if self.state == "answer":
-            return "", text
-        self.buffer += text
-        if self.state == "start":
-            stripped = self.buffer.lstrip()
-            if not stripped or (len(stripped) < len(_THINK_OPEN) and _THINK_OPEN.startswith(stripped)):
-                return "", ""  # still undecided
-            if not stripped.startswith(_THINK_OPEN):
-                self.state, answer, self.buffer = "answer", self.buffer, ""
-                return "", answer
-            self.state, self.buffer = "think", stripped[len(_THINK_OPEN) :]
-        if self.state == "think":
-            end = self.buffer.find(_THINK_CLOSE)
-            if end < 0:
-                keep = next(
-                    (
-                        n
-                        for n in range(len(_THINK_CLOSE) - 1, 0, -1)
-                        if self.buffer.endswith(_THINK_CLOSE[:n])
-                    ),
-                    0,
-                )
-                thought = self.buffer[: len(self.buffer) - keep]
-                self.buffer = self.buffer[len(self.buffer) - keep :]
-                return thought, ""
-            thought = self.buffer[:end]
-            self.state, self.buffer = "after", self.buffer[end + len(_THINK_CLOSE) :]
-            rest = self._after()
-            return thought, rest
-        return "", self._after()
-
-    def _after(self) -> str:
-        rest = self.buffer.lstrip()
-        self.buffer = ""
-        if rest:
-            self.state = "answer"
-        return rest
-
-    def flush(self) -> tuple[str, str]:
-        """What is left when the stream ends (an unterminated thought stays thinking)."""
-        left, self.buffer = self.buffer, ""
-        if self.state == "think":
-            return left, ""
-        return "", left if self.state == "start" else left.lstrip()
-
-
-def classify_error(exc: BaseException, *, model: str, host: str, timeout_s: float) -> tuple[ErrorKind, str]:
-    """Map any failure of a model call to (kind, message). The message says what happened and what to do.
-
-    The Ollama layer already turns client/httpx exceptions into sentences (its error classes also inherit
-    from the matching httpx/client classes); the raw-client branches below keep the agent honest with any
-    layer that lets one through.
-    """
-    if isinstance(exc, _StreamDropped | httpx.RemoteProtocolError | httpx.ReadError):
-        return "stream_dropped", (
-            "The connection to Ollama dropped in the middle of the answer (the model runner may have "
-            "crashed or run out of memory). What arrived so far is kept; ask again to retry."
-        )
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return "timeout", (
-            f"Ollama did not answer within {timeout_s:g} s (model {model!r} may still be loading or is too "
-            "large for this Mac). Try again, or pick a smaller model."
-        )
-    if isinstance(exc, ollama.ResponseError):
-        status = exc.status_code
-        text = str(exc.error)
-        if status == 404 or "not found" in text.lower():
-            return "model_missing", (
-                f"Model {model!r} is not installed in Ollama. Install it with `ollama pull {model}` "
-                "or choose an installed model."
-            )
-        if status == 503 or "server busy" in text.lower():
-            return "ollama_error", (
-                f"Ollama is busy: it has more requests queued than it accepts ({text}). Wait a moment and "
-                "ask again; if it keeps happening, other apps are using Ollama heavily (OLLAMA_MAX_QUEUE, "
-                "OLLAMA_NUM_PARALLEL)."
-            )
-        if status < 0:
-            # An {"error": ...} line inside a 200 stream: the client has no HTTP status for it (-1).
-            return "ollama_error", (
-                f"Ollama stopped in the middle of the answer with this error: {text}. What arrived so far "
-                "is kept; ask again, and if it repeats try a smaller model or a smaller context (num_ctx)."
-            )
-        return (
-            "ollama_error",
-            f"Ollama returned an error ({status}): {text}. Ask again or check the Ollama log.",
-        )
-    from assistant.ollama_layer import MalformedResponse, ModelNotSuitable, OllamaUnavailable
-
-    # Before the generic unavailable branch: a malformed reply is Ollama answering, not Ollama being away.
-    if isinstance(exc, MalformedResponse | ModelNotSuitable):
-        return "ollama_error", str(exc)
-    if isinstance(exc, ValidationError):
-        return "ollama_error", (
-            "Ollama sent a reply this client could not read (a malformed message or tool call). "
-            "Ask again; if it repeats, try another model."
-        )
-    if isinstance(exc, OllamaUnavailable):
-        return "unavailable", str(exc)
-    if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.NetworkError):
-        return "unavailable", (
-            f"Ollama is not reachable at {host}. Start it (open the Ollama app or run `ollama serve`) "
-            "and ask again."
-        )
-    return "internal", f"Unexpected error while talking to Ollama ({exc.__class__.__name__}: {exc})."
-
-
-# ------------------------------------------------------------------------------------------------
+    value = decode_object(arguments)
+    return {"_raw": clean_text(arguments)} if value is None else dict(json_safe(value))
 
 
 @dataclass
 class _Round:
+    """One model call: what it said, the tools it asked for, and Ollama's counts."""
+
     content: str = ""
-    calls: list[ParsedCall] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
     done: bool = False
     eval_count: int = 0
     eval_duration_ns: int = 0
     prompt_eval_count: int = 0
+
+
+@dataclass
+class TurnState:
+    """What one turn carries from round to round (everything else is read-only on the Agent)."""
+
+    model: str
+    window: ContextWindow
+    budget: ContextBudget
+    options: dict[str, Any]
+    tool_specs: tuple[dict[str, Any], ...]
+    tools_cost: int
+    start: int  # index in history of this turn's user message
+    passages: Sequence[Passage]
+    cancel: ChatCancel
+    deadline: float  # the one bound on waiting for Ollama's first chunk of the next round
+    started: float  # perf_counter at the turn's start
+    totals: _Round = field(default_factory=_Round)
+    searched: list[str] = field(default_factory=list)  # passage ids found by search_knowledge: citable
+    rounds: int = 0
+    tool_rounds: int = 0
+    shown_passages: bool = False
+    told: tuple[int, int, int] = (
+        0,
+        0,
+        0,
+    )  # what the user was told was left out (messages, shortened, questions)
+    tools_allowed: bool = True  # False once the model said it cannot call tools
+    forced: bool = False  # the tool budget is used up: the next round must answer
+
+    @property
+    def specs(self) -> tuple[dict[str, Any], ...]:
+        """The tools offered this round: none when the model must answer."""
+        return () if self.forced or not self.tools_allowed else self.tool_specs
+
+    def add(self, result: _Round, timeout_s: float) -> None:
+        self.totals.eval_count += result.eval_count
+        self.totals.eval_duration_ns += result.eval_duration_ns
+        self.totals.prompt_eval_count += result.prompt_eval_count
+        self.deadline = time.monotonic() + timeout_s  # the next round gets a fresh wait
+
+
+NO_TOOLS_TEXT = (
+    "Model {model!r} does not support tool calling, so it answers from the passages alone without computed "
+    "numbers. Pick a model with tools (e.g. qwen2.5:7b) for those."
+)
 
 
 class Agent:
@@ -363,12 +181,13 @@ class Agent:
     def __init__(
         self,
         settings: Settings,
-        ollama: OllamaLayer,
+        ollama: ChatModel,
         toolset: Registry,
         knowledge: KnowledgeBase | None = None,
         *,
         options: Mapping[str, Any] | None = None,
         machine: Mapping[str, Any] | None = None,
+        windows: ContextWindows | None = None,
     ) -> None:
         self.settings = settings
         self.ollama = ollama
@@ -380,10 +199,11 @@ class Agent:
         self.system_prompt: str = build_system_prompt(toolset)
         self.options: dict[str, Any] = dict(options or {})  # num_ctx is added per turn (see context_window)
         self.machine = machine
-        self.windows = ContextWindows(
+        # `windows` is shared with measure_speed when the app graph builds both (assistant/app_graph.py).
+        self.windows = windows or ContextWindows(
             settings.num_ctx,
             settings.max_num_ctx,
-            lambda name: ollama.model_facts(name).context_length,
+            ollama.context_length,
             lambda: toolset.get("check_memory_fit") if "check_memory_fit" in self.tool_names else None,
             machine,
         )
@@ -422,7 +242,7 @@ class Agent:
         if self.knowledge is None or k <= 0:
             return [], None
         try:
-            result = self.knowledge.search(question[:2000], k=k)
+            result = self.knowledge.search(question[:MAX_QUERY_CHARS], k=k)
         except Exception as exc:  # noqa: BLE001 - retrieval is an aid; the turn goes on without it
             log.warning("knowledge search failed: %s", exc)
             return [], f"Knowledge search failed ({exc}); answering without passages."
@@ -442,7 +262,9 @@ class Agent:
         if self.knowledge is None or self.settings.top_k_passages <= 0:
             return []
         try:
-            return list(self.knowledge.retrieve(question[:2000], self.settings.top_k_passages, "lexical"))
+            return list(
+                self.knowledge.retrieve(question[:MAX_QUERY_CHARS], self.settings.top_k_passages, "lexical")
+            )
         except Exception as exc:  # noqa: BLE001 - retrieval is an aid
             log.warning("lexical search failed: %s", exc)
             return []
@@ -492,171 +314,182 @@ class Conversation:
     # The loop ------------------------------------------------------------------------------------------
 
     def _turn(self, user_text: str, model: str) -> Iterator[AgentEvent]:
-        agent = self.agent
-        settings = agent.settings
-        started = time.perf_counter()
-        if not user_text or not user_text.strip():
+        """Prepare (retrieval, context window, tools), then rounds: fit the context, stream the model, and
+        either run the tools it asked for and go round again, or finish with its answer."""
+        if not user_text.strip():
             yield ErrorEvent(kind="empty", message="The message is empty: type a question first.")
             return
+        state = yield from self._prepare(user_text, model)
+        if state is None:
+            return
+        while True:
+            if state.cancel.cancelled:  # stopped while a tool ran: no further request
+                yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
+                return
+            messages = yield from self._fit(state)
+            if messages is None:
+                return
+            state.rounds += 1
+            result = _Round()
+            try:
+                yield from self._stream_round(state, messages, result)
+            except GeneratorExit:  # the consumer closed the turn (the page went away, or an old Stop)
+                self._keep_partial(result, "stopped")
+                raise
+            except ModelError as exc:
+                if exc.kind is ModelErrorKind.NO_TOOLS and state.tools_allowed and not result.content:
+                    state.tools_allowed = False  # ask again, without tools
+                    yield NoticeEvent(text=NO_TOOLS_TEXT.format(model=model))
+                    continue
+                yield self._failed(result, exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - a bug ends the turn with a message, never a traceback
+                log.exception("agent turn failed")
+                yield self._failed(result, exc)
+                return
+            state.add(result, self.agent.settings.request_timeout_s)
+            if result.calls and state.specs:
+                yield from self._tool_round(state, result)
+                continue
+            yield from self._finish(state, result)
+            return
 
+    def _prepare(self, user_text: str, model: str) -> Generator[AgentEvent, None, TurnState | None]:
+        """Retrieval (bounded), the context window and tools for this turn; the user message joins history."""
+        agent = self.agent
+        started = time.perf_counter()
         self._summarise_earlier_results()
         self._waiting_shown = False
-        deadline = time.monotonic() + settings.request_timeout_s  # the one bound on waiting for Ollama
+        deadline = time.monotonic() + agent.settings.request_timeout_s
         cancel = self._cancel or ChatCancel()
         passages, notice = yield from self._retrieve_bounded(user_text)
         if notice:
             yield NoticeEvent(text=notice)
         if cancel.cancelled:
             yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
-            return
-        start = len(self.history)
+            return None
         window = agent.context_window(model)
-        budget = agent.budget_for(window.num_ctx)
-        options = {**agent.options, "num_ctx": window.num_ctx}
         tool_names = select_tools(user_text, agent.tool_names, recently_used_tools(self.history))
-        turn_specs, turn_tools_cost = agent.tools_for(tool_names)
+        specs, tools_cost = agent.tools_for(tool_names)
+        state = TurnState(
+            model=model,
+            window=window,
+            budget=agent.budget_for(window.num_ctx),
+            options={**agent.options, "num_ctx": window.num_ctx},
+            tool_specs=specs,
+            tools_cost=tools_cost,
+            start=len(self.history),
+            passages=passages,
+            cancel=cancel,
+            deadline=deadline,
+            started=started,
+        )
         self.history.append({"role": "user", "content": user_text})
+        return state
 
-        totals = _Round()
-        searched: list[str] = []
-        rounds = 0
-        tool_rounds = 0
-        shown_passages = False
-        told = (0, 0, 0)  # what the user was already told was left out (messages, shortened, questions)
-        tools_allowed = True
-        forced = False
-        while True:
-            if cancel.cancelled:  # stopped while a tool ran: no further request
-                yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
-                return
-            final_round = forced or not tools_allowed
-            specs = () if final_round else turn_specs
-            current = self.history[start:]
-            if forced:
-                current = [*current, {"role": "system", "content": FORCE_ANSWER_NOTE}]
-            try:
-                fit = budget.fit(
-                    render_system=agent.render_system,
-                    passages=passages,
-                    tool_specs=specs,
-                    history=self.history[:start],
-                    current=current,
-                    tools_cost=turn_tools_cost if specs else 0,
-                )
-            except ContextOverflow as exc:
-                if rounds == 0:
-                    # Nothing was asked yet: drop the message so it cannot poison every later turn.
-                    del self.history[start:]
-                    message = str(exc).replace(
-                        "nothing was sent", "the message was not kept and nothing was sent"
-                    )
-                else:
-                    message = str(exc)
-                yield ErrorEvent(kind="oversized", message=message)
-                return
-            if not shown_passages:
-                shown_passages = True
-                if fit.passages:
-                    yield PassagesEvent(passages=list(fit.passages))
-            # Said plainly, once per turn, and again if a later round (with tool results) leaves out more.
-            left_out = (fit.dropped_messages, fit.shortened_questions, fit.dropped_questions)
-            if fit.dropped_passages or any(now > before for now, before in zip(left_out, told, strict=True)):
-                dropped = fit.dropped_summary(window.num_ctx)
-                if dropped:
-                    yield NoticeEvent(text=dropped, kind="context_dropped")
-            told = left_out
-            passages = fit.passages  # later rounds keep what fitted
-            yield ContextEvent(
-                used_tokens=fit.estimated_tokens,
-                window_tokens=window.num_ctx,
-                reserved_tokens=budget.reserve_output,
-                model=model,
-                auto=window.auto,
-                reason=window.reason,
-                tools=[spec["function"]["name"] for spec in specs],
+    def _fit(self, state: TurnState) -> Generator[AgentEvent, None, list[dict[str, Any]] | None]:
+        """The messages of this round, fitted to the window (None: they cannot fit; the turn ended)."""
+        current = self.history[state.start :]
+        if state.forced:
+            current = [*current, {"role": "system", "content": FORCE_ANSWER_NOTE}]
+        try:
+            fit = state.budget.fit(
+                render_system=self.agent.render_system,
+                passages=state.passages,
+                tool_specs=state.specs,
+                history=self.history[: state.start],
+                current=current,
+                tools_cost=state.tools_cost if state.specs else 0,
+            )
+        except ContextOverflow as exc:
+            message = str(exc)
+            if state.rounds == 0:  # nothing was asked yet: drop the message so it cannot poison later turns
+                del self.history[state.start :]
+                message = message.replace("nothing was sent", "the message was not kept and nothing was sent")
+            yield ErrorEvent(kind="oversized", message=message)
+            return None
+        if not state.shown_passages:
+            state.shown_passages = True
+            if fit.passages:
+                yield PassagesEvent(passages=list(fit.passages))
+        # Said plainly, once per turn, and again if a later round (with tool results) leaves out more.
+        left_out = (fit.dropped_messages, fit.shortened_questions, fit.dropped_questions)
+        if fit.dropped_passages or any(
+            now > before for now, before in zip(left_out, state.told, strict=True)
+        ):
+            dropped = fit.dropped_summary(state.window.num_ctx)
+            if dropped:
+                yield NoticeEvent(text=dropped, kind="context_dropped")
+        state.told = left_out
+        state.passages = fit.passages  # later rounds keep what fitted
+        yield ContextEvent(
+            used_tokens=fit.estimated_tokens,
+            window_tokens=state.window.num_ctx,
+            reserved_tokens=state.budget.reserve_output,
+            model=state.model,
+            auto=state.window.auto,
+            reason=state.window.reason,
+            tools=[spec["function"]["name"] for spec in state.specs],
+        )
+        return list(fit.messages)
+
+    def _failed(self, result: _Round, exc: Exception) -> ErrorEvent:
+        """The event that ends a turn whose model call failed; what the model said so far is kept, marked."""
+        if isinstance(exc, ModelError) and exc.kind is ModelErrorKind.CANCELLED:
+            self._keep_partial(result, "stopped")
+            return ErrorEvent(kind="stopped", message=STOPPED_TEXT)
+        self._keep_partial(result, "interrupted")
+        if isinstance(exc, ModelError):
+            return ErrorEvent(kind=event_kind(exc.kind), message=str(exc))
+        return ErrorEvent(
+            kind="internal",
+            message=f"Unexpected error while talking to Ollama ({exc.__class__.__name__}: {exc}).",
+        )
+
+    def _tool_round(self, state: TurnState, result: _Round) -> Iterator[AgentEvent]:
+        state.tool_rounds += 1
+        yield from self._run_calls(result, state)
+        if state.tool_rounds >= self.agent.settings.max_tool_rounds:
+            state.forced = True
+            yield NoticeEvent(
+                text=f"Stopped calling tools after {state.tool_rounds} round(s); asking the model to answer "
+                "with the results it has."
             )
 
-            rounds += 1
-            result = _Round()
-            try:
-                yield from self._stream_round(model, fit.messages, specs, result, options, deadline, cancel)
-                deadline = time.monotonic() + settings.request_timeout_s  # next round: a fresh wait
-            except GeneratorExit:
-                self._keep_partial(result, "stopped")
-                raise
-            except ChatCancelled:
-                self._keep_partial(result, "stopped")
-                yield ErrorEvent(kind="stopped", message=STOPPED_TEXT)
-                return
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
-                if (
-                    isinstance(exc, ollama.ResponseError)
-                    and "does not support tools" in str(exc.error)
-                    and tools_allowed
-                    and not result.content
-                ):
-                    tools_allowed = False
-                    yield NoticeEvent(
-                        text=f"Model {model!r} does not support tool calling, so it answers from the "
-                        "passages alone without computed numbers. Pick a model with tools (e.g. qwen2.5:7b) "
-                        "for those."
-                    )
-                    continue
-                self._keep_partial(result, "interrupted")
-                kind, message = classify_error(
-                    exc, model=model, host=settings.ollama_host, timeout_s=settings.request_timeout_s
-                )
-                if kind == "internal":
-                    log.exception("agent turn failed")
-                yield ErrorEvent(kind=kind, message=message)
-                return
-            totals.eval_count += result.eval_count
-            totals.eval_duration_ns += result.eval_duration_ns
-            totals.prompt_eval_count += result.prompt_eval_count
-
-            if result.calls and not final_round:
-                tool_rounds += 1
-                yield from self._run_calls(result, rounds, searched, budget)
-                if tool_rounds >= settings.max_tool_rounds:
-                    forced = True
-                    yield NoticeEvent(
-                        text=f"Stopped calling tools after {tool_rounds} round(s); asking the model to "
-                        "answer with the results it has."
-                    )
-                continue
-
-            content = result.content
-            if result.calls:
-                yield NoticeEvent(text="The model asked for more tools after the tool budget was used up.")
-                if not content.strip():
-                    content = (
-                        f"The model gave no answer: it used up its budget of {settings.max_tool_rounds} "
-                        "tool round(s) (ADVISOR_MAX_TOOL_ROUNDS) and kept asking for more tools instead of "
-                        "answering. The tool results above are what it gathered; ask a narrower question or "
-                        "try another model."
-                    )
-                    yield NoticeEvent(text=content)
+    def _finish(self, state: TurnState, result: _Round) -> Iterator[AgentEvent]:
+        """The answer goes into history and a DoneEvent; an empty one is explained instead."""
+        max_rounds = self.agent.settings.max_tool_rounds
+        content = result.content
+        if result.calls:
+            yield NoticeEvent(text="The model asked for more tools after the tool budget was used up.")
             if not content.strip():
                 content = (
-                    "The model returned no answer. The tool results above are what it gathered; ask again or "
-                    "try another model."
+                    f"The model gave no answer: it used up its budget of {max_rounds} tool round(s) "
+                    "(ADVISOR_MAX_TOOL_ROUNDS) and kept asking for more tools instead of answering. The tool "
+                    "results above are what it gathered; ask a narrower question or try another model."
                 )
                 yield NoticeEvent(text=content)
-            self.history.append({"role": "assistant", "content": content})
-            seconds = totals.eval_duration_ns / 1e9
-            yield DoneEvent(
-                content=content,
-                eval_count=totals.eval_count,
-                eval_duration_s=seconds,
-                tokens_per_second=(totals.eval_count / seconds) if seconds > 0 else None,
-                prompt_eval_count=totals.prompt_eval_count,
-                total_s=time.perf_counter() - started,
-                rounds=rounds,
-                model=model,
-                num_ctx=window.num_ctx,
-                citations=cited_ids(content, [*(p.id for p in passages), *searched]),
+        if not content.strip():
+            content = (
+                "The model returned no answer. The tool results above are what it gathered; ask again or "
+                "try another model."
             )
-            return
+            yield NoticeEvent(text=content)
+        self.history.append({"role": "assistant", "content": content})
+        totals = state.totals
+        seconds = totals.eval_duration_ns / 1e9
+        yield DoneEvent(
+            content=content,
+            eval_count=totals.eval_count,
+            eval_duration_s=seconds,
+            tokens_per_second=(totals.eval_count / seconds) if seconds > 0 else None,
+            prompt_eval_count=totals.prompt_eval_count,
+            total_s=time.perf_counter() - state.started,
+            rounds=state.rounds,
+            model=state.model,
+            num_ctx=state.window.num_ctx,
+            citations=cited_ids(content, [*(p.id for p in state.passages), *state.searched]),
+        )
 
     def _retrieve_bounded(
         self, question: str
@@ -665,7 +498,7 @@ class Conversation:
         when the question's embedding has not come back after Settings.search_embed_timeout_s (a hung or
         loading Ollama; the knowledge base's own query timeout is the same setting)."""
         agent = self.agent
-        if getattr(agent.knowledge, "embedder", None) is None or agent.settings.top_k_passages <= 0:
+        if agent.knowledge is None or agent.knowledge.embedder is None or agent.settings.top_k_passages <= 0:
             return agent.retrieve(question)  # nothing here waits on Ollama
         job = _Background(lambda: agent.retrieve(question))
         if job.wait(WAIT_NOTICE_S):
@@ -682,138 +515,88 @@ class Conversation:
             yield NoticeEvent(text=WAITING_TEXT)
 
     def _stream_round(
-        self,
-        model: str,
-        messages: list[dict[str, Any]],
-        specs: Sequence[dict[str, Any]],
-        out: _Round,
-        options: Mapping[str, Any],
-        deadline: float | None = None,
-        cancel: ChatCancel | None = None,
+        self, state: TurnState, messages: list[dict[str, Any]], out: _Round
     ) -> Iterator[AgentEvent]:
-        """Stream one model call into `out`, yielding visible tokens; raises on any transport failure.
+        """Stream one model call into `out`, yielding visible tokens and thinking; raises ModelError.
 
         The first chunk is awaited in a helper thread: after WAIT_NOTICE_S the user is told we are waiting
-        for Ollama, and at `deadline` the round gives up (TimeoutError) instead of sitting in silence, and
-        closes the request. `cancel` (Conversation.cancel) ends the request at once: ChatCancelled.
+        for Ollama, and at the turn's deadline the round gives up (a TIMEOUT error) instead of sitting in
+        silence, and closes the request. Conversation.cancel ends the request at once (CANCELLED).
         """
-        agent = self.agent
-        watch_text_calls = bool(specs)
-        holding = watch_text_calls
-        held: list[str] = []
-        parts: list[str] = []
-        think_tags = _ThinkTags()
-        cancel = cancel or ChatCancel()
-        stream = agent.ollama.chat_stream(model, messages, list(specs) or None, dict(options), cancel=cancel)
-        chunks = iter(stream)
-        first = _Background(lambda: next(chunks, None))
-
-        def visible(text: str) -> Iterator[AgentEvent]:
-            nonlocal holding
-            if not text:
-                return
-            parts.append(text)
-            if holding:
-                held.append(text)
-                if not _may_be_text_tool_call("".join(parts).lstrip()):
-                    holding = False
-                    yield TokenEvent(text="".join(held))
-                    held.clear()
-            else:
-                yield TokenEvent(text=text)
-
+        specs = state.specs
+        text = _RoundText(hold=bool(specs))
+        request = ChatRequest(state.model, messages, specs, state.options)
+        stream = self.agent.ollama.stream(request, cancel=state.cancel)
+        first = _Background(lambda: next(stream, None))
         try:
-            if not first.wait(WAIT_NOTICE_S):
-                yield from self._waiting()
-                left = (deadline if deadline is not None else time.monotonic() + 1e9) - time.monotonic()
-                if not first.wait(left):
-                    raise TimeoutError("no answer from Ollama before the deadline")
-            head = first.result()
-            for chunk in itertools.chain([head] if head is not None else [], chunks):
-                message = _get(chunk, "message")
-                # Reasoning, not answer: its own event, never in the content or the history. Ollama >= 0.12
-                # sends it in `thinking`; older ones (and models without a thinking parser) in <think> tags.
-                thought, text = think_tags.feed(clean_text(_get(message, "content") or ""))
-                thought = clean_text(str(_get(message, "thinking") or "")) + thought
-                if thought:
-                    yield ThinkingEvent(text=thought)
-                yield from visible(text)
-                out.calls.extend(_wire_calls(message))
-                if _get(chunk, "done"):
+            head = yield from self._first_chunk(first, state)
+            for chunk in itertools.chain([head] if head is not None else [], stream):
+                yield from text.feed(chunk)
+                out.calls.extend(chunk.tool_calls)
+                if chunk.done:
                     out.done = True
-                    out.eval_count = int(_get(chunk, "eval_count") or 0)
-                    out.eval_duration_ns = int(_get(chunk, "eval_duration") or 0)
-                    out.prompt_eval_count = int(_get(chunk, "prompt_eval_count") or 0)
-            thought, text = think_tags.flush()
-            if thought:
-                yield ThinkingEvent(text=thought)
-            yield from visible(text)
+                    out.eval_count = chunk.eval_count
+                    out.eval_duration_ns = chunk.eval_duration_ns
+                    out.prompt_eval_count = chunk.prompt_eval_count
+            yield from text.flush()
         finally:
-            out.content = "".join(parts)
-            close = getattr(stream, "close", None)
+            out.content = text.content
             if not first.done:  # abandoned (deadline, or the turn closed): close the request, Ollama stops
-                cancel.cancel()
-            elif close is not None:
-                close()
-        if not out.done:
-            raise _StreamDropped()
-        if held:
-            text_calls = None if out.calls else parse_text_tool_calls(out.content, agent.tool_names)
-            if text_calls:
-                out.calls = text_calls
-                out.content = ""
+                state.cancel.cancel()
             else:
-                yield TokenEvent(text="".join(held))
+                stream.close()
+        if not out.done:
+            raise ModelError(STREAM_DROPPED_TEXT, ModelErrorKind.STREAM_DROPPED)
+        if text.held:
+            text_calls = None if out.calls else parse_text_tool_calls(out.content, self.agent.tool_names)
+            if text_calls:
+                out.calls, out.content = text_calls, ""
+            else:
+                yield TokenEvent(text=text.release())
 
-    def _run_calls(
-        self, result: _Round, round_no: int, searched: list[str], budget: ContextBudget
-    ) -> Iterator[AgentEvent]:
+    def _first_chunk(self, first: _Background, state: TurnState) -> Generator[AgentEvent, None, Chunk | None]:
+        if not first.wait(WAIT_NOTICE_S):
+            yield from self._waiting()
+            if not first.wait(state.deadline - time.monotonic()):
+                timeout_s = self.agent.settings.request_timeout_s
+                raise ModelError(timeout_message(state.model, timeout_s), ModelErrorKind.TIMEOUT)
+        head: Chunk | None = first.result()
+        return head
+
+    def _run_calls(self, result: _Round, state: TurnState) -> Iterator[AgentEvent]:
         """Record the assistant's calls, run each, append one `tool` message per call (errors included)."""
-        agent = self.agent
         # A single tool result may take a sixth of the input budget: enough for any of our tools' outputs,
         # small enough that one huge lookup cannot crowd out the passages.
-        max_result_tokens = max(256, budget.input_budget // 6)
-        all_arguments = [_bounded_arguments(_arguments_dict(call.arguments)) for call in result.calls]
+        max_result_tokens = max(256, state.budget.input_budget // 6)
+        bounded = [_bounded_arguments(_arguments_dict(call.arguments)) for call in result.calls]
         history_calls = [
             {"function": {"name": call.name, "arguments": arguments}}
-            for call, (arguments, _) in zip(result.calls, all_arguments, strict=True)
+            for call, (arguments, _) in zip(result.calls, bounded, strict=True)
         ]
         self.history.append({"role": "assistant", "content": result.content, "tool_calls": history_calls})
-        for index, call in enumerate(result.calls):
-            call_id = f"t{self._turns}r{round_no}c{index}"
-            arguments, too_long = all_arguments[index]
-            yield ToolCallEvent(call_id=call_id, name=call.name, arguments=arguments, round=round_no)
+        for index, (call, (arguments, too_long)) in enumerate(zip(result.calls, bounded, strict=True)):
+            call_id = f"t{self._turns}r{state.rounds}c{index}"
+            yield ToolCallEvent(call_id=call_id, name=call.name, arguments=arguments, round=state.rounds)
             began = time.perf_counter()
-            try:
-                if too_long:
-                    raise ToolError(too_long)
-                tool = agent.toolset.get(call.name)
-                output = tool.run(call.arguments)
-            except ToolError as exc:
-                error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - a tool bug must not end the conversation
-                log.exception("tool %s failed", call.name)
-                error = f"{call.name} failed internally ({exc.__class__.__name__}: {exc})"
+            if too_long:
+                outcome = ToolOutcome(call.name, error=too_long)
             else:
-                data = output.model_dump(mode="json")
-                found = list(getattr(output, "passages", [])) if call.name == "search_knowledge" else []
-                searched.extend(p.id for p in found)  # passages found mid-turn are citable too
-                content = compact_json(data, max_result_tokens)
-                self.history.append({"role": "tool", "content": content, "tool_name": call.name})
-                yield ToolResultEvent(
-                    call_id=call_id,
-                    name=call.name,
-                    result=data,
-                    duration_ms=(time.perf_counter() - began) * 1000,
-                )
-                if found:
-                    yield PassagesEvent(passages=found, origin="search_knowledge")
+                outcome = run_tool(self.agent.toolset, call.name, call.arguments)
+            if outcome.result is None:
+                error = outcome.error or f"{call.name} returned nothing"
+                payload = json.dumps({"error": error, "hint": RETRY_HINT}, ensure_ascii=False)
+                self.history.append({"role": "tool", "content": payload, "tool_name": call.name})
+                yield ToolErrorEvent(call_id=call_id, name=call.name, error=error)
                 continue
-            payload = {"error": error, "hint": RETRY_HINT}
-            self.history.append(
-                {"role": "tool", "content": json.dumps(payload, ensure_ascii=False), "tool_name": call.name}
-            )
-            yield ToolErrorEvent(call_id=call_id, name=call.name, error=error)
+            data = outcome.result.model_dump(mode="json")
+            found = list(outcome.result.passages) if isinstance(outcome.result, SearchKnowledgeOutput) else []
+            state.searched.extend(p.id for p in found)  # passages found mid-turn are citable too
+            content = compact_json(data, max_result_tokens)
+            self.history.append({"role": "tool", "content": content, "tool_name": call.name})
+            duration_ms = (time.perf_counter() - began) * 1000
+            yield ToolResultEvent(call_id=call_id, name=call.name, result=data, duration_ms=duration_ms)
+            if found:
+                yield PassagesEvent(passages=found, origin="search_knowledge")
 
     def _summarise_earlier_results(self) -> None:
         """Replace the full tool results of earlier turns by their summaries (verdict, key numbers).
@@ -830,7 +613,7 @@ class Conversation:
             if content.startswith(SUMMARY_PREFIX) or not content.startswith("{"):
                 continue
             try:
-                data = _loads(content)
+                data = loads(content)
             except (ValueError, RecursionError):
                 continue
             if isinstance(data, dict) and "error" not in data:
@@ -840,6 +623,48 @@ class Conversation:
         """Keep what the model already said, marked, so the user and the next turn can see it was cut."""
         if result.content.strip():
             self.history.append({"role": "assistant", "content": f"{result.content}\n\n[answer {how}]"})
+
+
+class _RoundText:
+    """The visible text of one round as it streams: reasoning split off as thinking (Ollama >= 0.12 sends it
+    in ``thinking``; older ones, and models without a thinking parser, in <think> tags), and content that may
+    still be a tool call written as text held back until it clearly is an answer (see reply_text)."""
+
+    def __init__(self, *, hold: bool) -> None:
+        self.holding = hold
+        self.held: list[str] = []
+        self.parts: list[str] = []
+        self.think = ThinkTags()
+
+    @property
+    def content(self) -> str:
+        return "".join(self.parts)
+
+    def feed(self, chunk: Chunk) -> Iterator[AgentEvent]:
+        thought, text = self.think.feed(clean_text(chunk.text))
+        yield from self._emit(clean_text(chunk.thinking) + thought, text)
+
+    def flush(self) -> Iterator[AgentEvent]:
+        yield from self._emit(*self.think.flush())
+
+    def release(self) -> str:
+        text = "".join(self.held)
+        self.held.clear()
+        return text
+
+    def _emit(self, thought: str, text: str) -> Iterator[AgentEvent]:
+        if thought:
+            yield ThinkingEvent(text=thought)
+        if not text:
+            return
+        self.parts.append(text)
+        if not self.holding:
+            yield TokenEvent(text=text)
+            return
+        self.held.append(text)
+        if not may_be_text_tool_call(self.content.lstrip()):
+            self.holding = False
+            yield TokenEvent(text=self.release())
 
 
 def _repair_history(history: list[dict[str, Any]], start: int) -> None:

@@ -20,7 +20,10 @@ def default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ADVISOR_", extra="ignore", populate_by_name=True)
+    # Frozen: read once at start-up (environment, then launch.py flags) and shared by every part of the app.
+    model_config = SettingsConfigDict(
+        env_prefix="ADVISOR_", extra="ignore", populate_by_name=True, frozen=True
+    )
 
     ollama_host: str = Field(
         default="http://127.0.0.1:11434",
@@ -56,6 +59,13 @@ class Settings(BaseSettings):
         le=120,
         description="Longest wait for the embedding of a search query (chat retrieval, the Search tab, the "
         "search_knowledge tool, MCP) before search falls back to keyword (BM25) search.",
+    )
+    probe_timeout_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="Longest wait for Ollama's health check (start-up, the page's status line, the MCP "
+        "server's tool list): a dead or firewalled host must not stall them.",
     )
     top_k_passages: int = Field(default=4, ge=0, le=20, description="Passages placed in context per turn.")
 

@@ -187,58 +187,32 @@ class ContextBudget:
         budget = self.input_budget
         tools_cost = tools_tokens(tool_specs) if tools_cost is None else tools_cost
         current_tokens = sum(message_tokens(m) for m in current)
-        fixed = tools_cost + current_tokens
-        kept_passages = list(passages)
+        trim = _Trim(budget, tools_cost + current_tokens, render_system, passages, history)
+        trim.run()
+        total = trim.total
+        self._check_fits(tools_cost + trim.system_tokens, total, current_tokens)
+        messages = [{"role": "system", "content": render_system(trim.passages)}]
+        for ex in trim.exchanges:
+            messages.extend(ex.kept())
+        messages.extend(current)
+        counts = trim.counts
+        return Fit(
+            messages=messages,
+            passages=trim.passages,
+            dropped_messages=counts["tool"] + counts["answer"] + counts["question"],
+            dropped_passages=counts["passage"],
+            estimated_tokens=total,
+            budget_tokens=budget,
+            dropped_tool_messages=counts["tool"],
+            dropped_answers=counts["answer"],
+            shortened_questions=counts["short"],
+            dropped_questions=counts["question"],
+            kept_questions=sum(1 for ex in trim.exchanges if ex.question is not None),
+        )
 
-        def system_cost(ps: Sequence[P]) -> int:
-            return message_tokens({"content": render_system(ps)})
-
-        system_tokens = system_cost(kept_passages)
-        exchanges = [_Exchange(ex) for ex in split_exchanges(history)]
-        history_tokens = sum(ex.cost for ex in exchanges)
-        counts = dict.fromkeys(("tool", "answer", "passage", "short", "question", "messages"), 0)
-
-        def over() -> bool:
-            return fixed + system_tokens + history_tokens > budget
-
-        if over():
-            for ex in exchanges:  # 1. tool work of earlier exchanges
-                if not over():
-                    break
-                if ex.work:
-                    history_tokens -= ex.work_cost
-                    counts["tool"] += len(ex.work)
-                    ex.work, ex.work_cost = [], 0
-            for ex in exchanges:  # 2. earlier answers
-                if not over():
-                    break
-                if ex.answers:
-                    history_tokens -= ex.answers_cost
-                    counts["answer"] += len(ex.answers)
-                    ex.answers, ex.answers_cost = [], 0
-            while kept_passages and over():  # 3. passages, lowest-ranked first
-                kept_passages.pop()
-                counts["passage"] += 1
-                system_tokens = system_cost(kept_passages)
-            for ex in exchanges:  # 4. the tail of long earlier questions
-                if not over():
-                    break
-                q = ex.question
-                text = str(q.get("content") or "") if q is not None else ""
-                if q is not None and len(text) > SHORT_QUESTION_CHARS:
-                    ex.question = {**q, "content": text[:SHORT_QUESTION_CHARS] + " … [shortened]"}
-                    new_cost = message_tokens(ex.question)
-                    history_tokens -= ex.question_cost - new_cost
-                    ex.question_cost = new_cost
-                    counts["short"] += 1
-            while exchanges and over():  # 5. earlier questions, oldest first: the last resort
-                ex = exchanges.pop(0)
-                history_tokens -= ex.cost
-                counts["question"] += 1 if ex.question is not None else 0
-                counts["tool"] += len(ex.work)
-                counts["answer"] += len(ex.answers)
-        total = fixed + system_tokens + history_tokens
-        frame = tools_cost + system_tokens
+    def _check_fits(self, frame: int, total: int, current_tokens: int) -> None:
+        """Raise ContextOverflow when the frame (system + tools) or the whole request exceeds the budget."""
+        budget = self.input_budget
         if frame > budget:
             raise ContextOverflow(
                 f"The context window (num_ctx={self.num_ctx}) is too small for the system prompt and the "
@@ -255,24 +229,86 @@ class ContextBudget:
                 f"(ADVISOR_NUM_CTX / --num-ctx); "
                 f"nothing was sent to the model."
             )
-        messages = [{"role": "system", "content": render_system(kept_passages)}]
-        for ex in exchanges:
-            messages.extend(ex.kept())
-        messages.extend(current)
-        dropped_messages = counts["tool"] + counts["answer"] + counts["question"]
-        return Fit(
-            messages=messages,
-            passages=kept_passages,
-            dropped_messages=dropped_messages,
-            dropped_passages=counts["passage"],
-            estimated_tokens=total,
-            budget_tokens=budget,
-            dropped_tool_messages=counts["tool"],
-            dropped_answers=counts["answer"],
-            shortened_questions=counts["short"],
-            dropped_questions=counts["question"],
-            kept_questions=sum(1 for ex in exchanges if ex.question is not None),
-        )
+
+
+class _Trim(Generic[P]):
+    """What `ContextBudget.fit` leaves out, step by step, until the request fits (see its docstring)."""
+
+    def __init__(
+        self,
+        budget: int,
+        fixed: int,
+        render_system: Callable[[Sequence[P]], str],
+        passages: Sequence[P],
+        history: Sequence[dict[str, Any]],
+    ) -> None:
+        self.budget, self.fixed, self.render_system = budget, fixed, render_system
+        self.passages = list(passages)
+        self.system_tokens = self._system_cost()
+        self.exchanges = [_Exchange(ex) for ex in split_exchanges(history)]
+        self.history_tokens = sum(ex.cost for ex in self.exchanges)
+        self.counts = dict.fromkeys(("tool", "answer", "passage", "short", "question", "messages"), 0)
+
+    @property
+    def total(self) -> int:
+        return self.fixed + self.system_tokens + self.history_tokens
+
+    def over(self) -> bool:
+        return self.total > self.budget
+
+    def run(self) -> None:
+        for step in (self._tool_work, self._answers, self._passages, self._long_questions, self._questions):
+            if not self.over():
+                return
+            step()
+
+    def _system_cost(self) -> int:
+        return message_tokens({"content": self.render_system(self.passages)})
+
+    def _tool_work(self) -> None:  # 1. tool work of earlier exchanges, oldest first
+        for ex in self.exchanges:
+            if not self.over():
+                return
+            if ex.work:
+                self.history_tokens -= ex.work_cost
+                self.counts["tool"] += len(ex.work)
+                ex.work, ex.work_cost = [], 0
+
+    def _answers(self) -> None:  # 2. earlier answers
+        for ex in self.exchanges:
+            if not self.over():
+                return
+            if ex.answers:
+                self.history_tokens -= ex.answers_cost
+                self.counts["answer"] += len(ex.answers)
+                ex.answers, ex.answers_cost = [], 0
+
+    def _passages(self) -> None:  # 3. passages, lowest-ranked first
+        while self.passages and self.over():
+            self.passages.pop()
+            self.counts["passage"] += 1
+            self.system_tokens = self._system_cost()
+
+    def _long_questions(self) -> None:  # 4. the tail of long earlier questions
+        for ex in self.exchanges:
+            if not self.over():
+                return
+            q = ex.question
+            text = str(q.get("content") or "") if q is not None else ""
+            if q is not None and len(text) > SHORT_QUESTION_CHARS:
+                ex.question = {**q, "content": text[:SHORT_QUESTION_CHARS] + " … [shortened]"}
+                new_cost = message_tokens(ex.question)
+                self.history_tokens -= ex.question_cost - new_cost
+                ex.question_cost = new_cost
+                self.counts["short"] += 1
+
+    def _questions(self) -> None:  # 5. earlier questions, oldest first: the last resort
+        while self.exchanges and self.over():
+            ex = self.exchanges.pop(0)
+            self.history_tokens -= ex.cost
+            self.counts["question"] += 1 if ex.question is not None else 0
+            self.counts["tool"] += len(ex.work)
+            self.counts["answer"] += len(ex.answers)
 
 
 def _round_up(tokens: int, step: int = 1024) -> int:

@@ -82,8 +82,12 @@ def choose_num_ctx(
 
         why = "no Mac to size it against here" if machine is None and detect() is None else str(err)
         return ContextWindow(fallback, f"auto: {fallback:,} tokens, the fallback ({why}; {caps})")
-    max_fit = int(getattr(result, "max_context_tokens", 0) or 0)
-    where = str(getattr(result, "chip", None) or "this Mac")
+    from tools import CheckMemoryFitOutput
+
+    if not isinstance(result, CheckMemoryFitOutput):  # a registry whose check_memory_fit is another tool
+        return ContextWindow(fallback, f"auto: {fallback:,} tokens (no fit checker; {caps})")
+    max_fit = result.max_context_tokens
+    where = result.chip or "this Mac"
     if max_fit <= 0:
         return ContextWindow(
             fallback,

@@ -257,19 +257,12 @@ def run_question(agent: Agent, question: EvalQuestion, model: str, checks: Seque
 
 
 def _build_agent(settings: Any) -> tuple[Agent, Any, str]:
-    from assistant.agent import Agent
-    from assistant.ollama_layer import OllamaLayer
-    from assistant.toolset import build_toolset
+    from assistant.app_graph import build_services, installed_embedder
+    from assistant.ollama import OllamaLayer
     from knowledge.search import KnowledgeBase
 
     ollama = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
-    installed = {m.name for m in ollama.installed_models()}
-    embed = settings.embed_model if ":" in settings.embed_model else settings.embed_model + ":latest"
-    embedder = (
-        ollama.embedder(settings.embed_model, query_timeout_s=settings.search_embed_timeout_s)
-        if embed in installed
-        else None
-    )
+    embedder, _ = installed_embedder(ollama, settings)
     knowledge = KnowledgeBase(settings.data_dir, embedder, chroma_url=settings.chroma_url)
     try:
         knowledge.sync()
@@ -278,11 +271,9 @@ def _build_agent(settings: Any) -> tuple[Agent, Any, str]:
         knowledge = KnowledgeBase(settings.data_dir, None, chroma_url=settings.chroma_url)
         knowledge.sync()
         mode = "lexical"
-    return (
-        Agent(settings, ollama, build_toolset(knowledge, ollama, num_ctx=settings.num_ctx), knowledge),
-        ollama,
-        mode,
-    )
+    agent = build_services(settings, ollama, knowledge).agent
+    assert agent is not None  # there is an Ollama layer, so there is a chat
+    return agent, ollama, mode
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,10 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from assistant.config import Settings
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer, canonical_model_name
 
     settings = Settings()
-    health = OllamaLayer(settings.ollama_host, timeout_s=5.0).health()
+    health = OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s).health()
     if not health.ok:
         print(
             f"No Ollama answers at {settings.ollama_host}: {health.problem or 'no answer'}. "
@@ -318,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     agent, ollama, mode = _build_agent(settings)
-    installed = {m.name for m in ollama.installed_models()}
+    installed = {canonical_model_name(m.name) for m in ollama.installed_models()}
     models = [m.strip() for m in args.models.split(",") if m.strip()] or [settings.chat_model]
     print(
         f"Ollama {health.version} at {settings.ollama_host}; knowledge search: {mode}; "
@@ -328,8 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = {q.id: resolve_checks(q, agent.toolset) for q in questions}
     summary: list[tuple[str, int, int, int, float]] = []
     for model in models:
-        tag = model if ":" in model else model + ":latest"
-        if tag not in installed:
+        if canonical_model_name(model) not in installed:
             print(f"\n{model}: not installed (run `ollama pull {model}`), skipped")
             continue
         print(f"\n== {model} ==")

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["clean_text", "is_sendable", "json_safe"]
+__all__ = ["clean_text", "decode_object", "is_sendable", "json_safe", "loads"]
 
 MAX_DEPTH = 32
 MAX_ITEMS = 1000
@@ -85,3 +85,29 @@ def is_sendable(value: Any) -> bool:
     except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
         return False
     return True
+
+
+def _parse_int(digits: str) -> int | float:
+    """json's int hook: a number too long for int() (over 4,300 digits raises ValueError) becomes a float
+    (inf), which `json_safe` then treats like `1e400`, instead of failing the whole turn."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
+def loads(text: str) -> Any:
+    """`json.loads` that never fails on a huge integer (raises ValueError/RecursionError on bad JSON only)."""
+    return json.loads(text, parse_int=_parse_int)
+
+
+def decode_object(text: str) -> dict[str, Any] | None:
+    """Tool-call arguments sent as a JSON string: the object they encode ({} for blank text), or None when
+    the text is not a JSON object. The one decoder of argument strings (agent, transport repair, MCP)."""
+    if not text.strip():
+        return {}
+    try:
+        value = loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -10,7 +10,8 @@ failing with "unknown model".
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,12 +20,19 @@ from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError
 from tools.catalog import is_catalog_model
 
 if TYPE_CHECKING:
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
     from knowledge.search import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MeasureSpeedInput", "MeasureSpeedOutput", "build_toolset", "resolve_installed_architecture"]
+__all__ = [
+    "MeasureSpeedInput",
+    "MeasureSpeedOutput",
+    "ToolOutcome",
+    "build_toolset",
+    "resolve_installed_architecture",
+    "run_tool",
+]
 
 _RESOLVABLE = ("estimate_speed", "check_memory_fit")
 
@@ -57,6 +65,34 @@ def build_toolset(
     if ollama is not None:
         extra.append(_measure_speed_tool(ollama, registry, num_ctx))
     return registry.extended(*extra)
+
+
+# running a tool ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What running a tool gave: its result, or an error message written for the caller (model or person)."""
+
+    name: str
+    result: BaseModel | None = None
+    error: str | None = None
+
+
+def run_tool(registry: Registry, name: str, arguments: Mapping[str, Any] | str | None) -> ToolOutcome:
+    """Look up and run one tool; never raises. The one place a tool call becomes a result or an error.
+
+    Used by the agent loop, the MCP server and the Tools tab. An unknown name, bad arguments or a domain
+    error come back as the registry's ToolError message (it names the field and the accepted values); a bug
+    in a tool is logged with its traceback and comes back as one sentence, never as the traceback.
+    """
+    try:
+        return ToolOutcome(name, result=registry.get(name).run(arguments))
+    except ToolError as exc:
+        return ToolOutcome(name, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - the contract is "never raises": a tool bug is reported, not raised
+        log.exception("tool %s failed", name)
+        return ToolOutcome(name, error=f"{name} failed internally ({exc.__class__.__name__}: {exc})")
 
 
 # search_knowledge -------------------------------------------------------------------------------------------
@@ -110,8 +146,7 @@ def resolve_installed_architecture(ollama: OllamaLayer, model: str) -> tuple[Mod
             f"({exc}). Pass params_billion or an explicit architecture.",
             fields=["model"],
         ) from exc
-    quant = getattr(facts, "quantization", None) or getattr(facts, "quantization_level", None)
-    return arch, (str(quant) if quant else None)
+    return arch, facts.quantization or None
 
 
 def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
@@ -193,18 +228,10 @@ class MeasureSpeedOutput(BaseModel):
     sources: list[str]
 
 
-def _field(obj: Any, *names: str) -> Any:
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is not None:
-            return value
-    return None
-
-
 def _measure_speed_tool(
     ollama: OllamaLayer, registry: Registry, num_ctx: int | Callable[[str], int] | None = None
 ) -> Tool:
-    from assistant.ollama_layer import DEFAULT_NUM_CTX
+    from assistant.ollama import DEFAULT_NUM_CTX
 
     estimate = registry.get("estimate_speed")
 
@@ -220,11 +247,7 @@ def _measure_speed_tool(
             raise ToolError(
                 f"measure_speed: could not run {params.model!r} on Ollama: {exc}", fields=["model"]
             ) from exc
-        tps = _field(measured, "tokens_per_second", "eval_tokens_per_second", "decode_tokens_per_second")
-        if tps is None:
-            raise ToolError(
-                f"measure_speed: Ollama reported no eval timing for {params.model!r}.", fields=["model"]
-            )
+        tps = measured.tokens_per_second
         assumptions = [
             "Measured with one short generation on this machine's Ollama right now; other load on the Mac, "
             "thermal state and context length change the figure.",
@@ -233,11 +256,9 @@ def _measure_speed_tool(
         out: dict[str, Any] = {
             "model": params.model,
             "measured_tokens_per_second": round(float(tps), 2),
-            "prompt_tokens_per_second": _field(
-                measured, "prompt_tokens_per_second", "prefill_tokens_per_second"
-            ),
-            "eval_count": _field(measured, "eval_count"),
-            "load_seconds": _field(measured, "load_seconds", "load_s"),
+            "prompt_tokens_per_second": measured.prompt_tokens_per_second,
+            "eval_count": measured.eval_count,
+            "load_seconds": measured.load_s,
         }
         try:
             predicted = estimate.run({"model": params.model})

@@ -58,6 +58,7 @@ from assistant.events import (  # noqa: E402
 )
 from assistant.http_guard import LoopbackGuard, bypass_proxy_for_loopback, is_loopback_name  # noqa: E402
 from assistant.login_limit import LoginRateLimit  # noqa: E402
+from assistant.ollama.health import Health  # noqa: E402
 from assistant.safe_json import clean_text, json_safe  # noqa: E402
 from assistant.ui_conversations import (  # noqa: E402
     BROWSER_STORAGE_KEY,
@@ -106,7 +107,6 @@ EXAMPLE_QUESTIONS: list[str] = [
 STATUS_REFRESH_S = 5.0
 LOADING_PLACEHOLDER = "Loading your conversations…"
 READY_PLACEHOLDER = "Ask a question and press Enter"
-STATUS_TIMEOUT_S = 3.0
 # Yield the growing answer to the browser at most this often (plus at every structural event).
 STREAM_INTERVAL_S = 0.05
 MAX_INPUT_CHARS = 8000
@@ -224,16 +224,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------
 # Ollama status (shared, rate-limited probe)
 # ---------------------------------------------------------------------------------------------------------
-class OllamaStatus(BaseModel):
-    ok: bool
-    host: str
-    version: str | None = None
-    problem: str | None = None
-    advice: str | None = None
-    chat_models: list[str] = Field(default_factory=list, description="Installed models with 'tools'.")
-    other_models: list[str] = Field(default_factory=list)
-    checked_at: float = 0.0
-    was_ok: bool = Field(default=False, description="Not ok now, but answered earlier in this process.")
+OllamaStatus = Health  # one status type (assistant.ollama.health.Health)
 
 
 class StatusProbe:
@@ -1010,7 +1001,9 @@ def build_app(
         # Its own client with a short timeout: a hung Ollama must not hold the status line for minutes.
         from assistant.ollama_layer import OllamaLayer
 
-        probe_layer = OllamaLayer(settings.ollama_host, timeout_s=STATUS_TIMEOUT_S) if ollama else None
+        probe_layer = (
+            OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) if ollama else None
+        )
         status_probe = StatusProbe(probe_layer, settings.ollama_host)
     probe = status_probe
 

@@ -32,7 +32,7 @@ import ollama  # noqa: E402
 from assistant.agent import Agent  # noqa: E402
 from assistant.config import Settings  # noqa: E402
 from assistant.events import DoneEvent, ErrorEvent  # noqa: E402
-from assistant.ollama_layer import OllamaLayer  # noqa: E402
+from assistant.ollama import OllamaLayer  # noqa: E402
 from assistant.toolset import build_toolset  # noqa: E402
 from tests.ollama_standin import ChatScript, OllamaStandIn  # noqa: E402
 

@@ -29,7 +29,7 @@ from assistant.events import (
     ToolErrorEvent,
     ToolResultEvent,
 )
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.prompts import FORCE_ANSWER_NOTE
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase

@@ -14,7 +14,7 @@ import pytest
 from assistant.agent import Agent
 from assistant.config import Settings
 from assistant.eval import load_questions, resolve_checks, run_question
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
 

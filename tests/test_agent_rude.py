@@ -18,7 +18,7 @@ from assistant.agent import Agent
 from assistant.config import Settings
 from assistant.context_window import FALLBACK_NUM_CTX
 from assistant.events import DoneEvent, ErrorEvent, ThinkingEvent, TokenEvent, ToolCallEvent, ToolResultEvent
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from assistant.ui import TurnRenderer
 from knowledge import KnowledgeBase, OllamaEmbedder

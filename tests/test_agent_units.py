@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from assistant.agent import _may_be_text_tool_call, parse_text_tool_calls
 from assistant.context_budget import (
     ContextBudget,
     ContextOverflow,
@@ -17,6 +16,7 @@ from assistant.context_budget import (
 from assistant.eval import Check, check_answer, load_questions, numbers_in
 from assistant.events import AgentEventAdapter, DoneEvent, ToolCallEvent
 from assistant.prompts import build_system_prompt, cited_ids
+from assistant.reply_text import may_be_text_tool_call, parse_text_tool_calls
 from tools import REGISTRY
 
 KNOWN = {"estimate_speed", "check_memory_fit"}
@@ -184,9 +184,9 @@ def test_ordinary_answers_are_not_tool_calls(content: str) -> None:
 
 def test_hold_back_decision() -> None:
     for prefix in ["", "{", '{"na', "<tool", "<tool_call>{", "`", "```json\n{", "[", "[{"]:
-        assert _may_be_text_tool_call(prefix), prefix
+        assert may_be_text_tool_call(prefix), prefix
     for prefix in ["The", "[p:abc] says", "<b>", "```bash\nsudo", "42 tok/s"]:
-        assert not _may_be_text_tool_call(prefix), prefix
+        assert not may_be_text_tool_call(prefix), prefix
 
 
 def test_cited_ids_only_known_in_order() -> None:
@@ -245,13 +245,12 @@ def test_eval_questions_file_is_valid_and_big_enough() -> None:
 
 
 def test_malformed_reply_is_classified_as_ollama_error_not_unavailable() -> None:
-    from assistant.agent import classify_error
-    from assistant.ollama_layer import MalformedResponse
+    from assistant.agent import event_kind
+    from assistant.ollama import MalformedResponse, chat_error
 
-    kind, message = classify_error(
+    error = chat_error(
         MalformedResponse("Ollama sent a reply this client could not read: tool call without a name"),
-        model="qwen2.5:7b",
-        host="http://127.0.0.1:11434",
-        timeout_s=120.0,
+        "qwen2.5:7b",
+        120.0,
     )
-    assert kind == "ollama_error" and "could not read" in message
+    assert event_kind(error.kind) == "ollama_error" and "could not read" in str(error)

@@ -27,7 +27,7 @@ from assistant.context_window import (
 )
 from assistant.eval import load_questions
 from assistant.events import AgentEvent, ContextEvent, DoneEvent, NoticeEvent, PassagesEvent
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
 from tests.ollama_standin import QWEN25_7B, ChatScript, OllamaStandIn, RecordedRequest, ToolCallScript

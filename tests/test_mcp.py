@@ -287,7 +287,7 @@ def session(request: pytest.FixtureRequest) -> SyncSession:
 
 def expected_registry(transport: str, tmp: Path, standin_url: str | None) -> Registry:
     """The toolset the server should publish, built in-process the way the server builds it."""
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
     from assistant.toolset import build_toolset
     from knowledge.search import KnowledgeBase
 

@@ -18,7 +18,7 @@ import httpx
 import ollama
 import pytest
 
-from assistant.ollama_layer import (
+from assistant.ollama import (
     MIN_VERSION,
     ChatCancel,
     ChatCancelled,
@@ -33,6 +33,7 @@ from assistant.ollama_layer import (
     PullProgress,
     StreamInterrupted,
 )
+from assistant.ollama.health import unreachable_health
 from tests.harness import HANG_S
 from tests.ollama_standin import (
     QWEN25_7B,
@@ -162,7 +163,7 @@ def test_health_unresolvable_host_diagnosis(layer: OllamaLayer) -> None:
         except socket.gaierror as dns:
             raise httpx.ConnectError("[Errno -2] Name or service not known") from dns
     except httpx.ConnectError as exc:
-        health = layer._unreachable_health(exc)
+        health = unreachable_health(exc, layer.host)
     assert health.kind == "wrong_host" and "cannot be resolved" in (health.problem or "")
     assert "OLLAMA_HOST" in (health.advice or "")
 
@@ -259,7 +260,13 @@ def test_ensure_models_pulls_missing_with_progress(layer: OllamaLayer, standin: 
 def test_ensure_models_draws_a_terminal_bar(
     layer: OllamaLayer, standin: OllamaStandIn, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    layer.ensure_models("llama3.1:8b", "nomic-embed-text", show_progress=True)
+    from launch import _RichPullBars  # the CLI draws the bars from the layer's progress events
+
+    bars = _RichPullBars()
+    try:
+        layer.ensure_models("llama3.1:8b", "nomic-embed-text", progress=bars)
+    finally:
+        bars.close()
     err = capsys.readouterr().err
     assert "llama3.1:8b" in err and "success" in err
 
@@ -325,14 +332,14 @@ def test_chat_stream_text_tools_and_request(layer: OllamaLayer, standin: OllamaS
             eval_duration_ns=500_000_000,
         )
     )
-    chunks = collect(layer, tools=[SPEED_TOOL], options={"num_ctx": 8192}, keep_alive="30m")
+    chunks = collect(layer, tools=[SPEED_TOOL], options={"num_ctx": 8192})
     assert "".join(c.message.content or "" for c in chunks) == "Checking."
     calls = [call for c in chunks for call in (c.message.tool_calls or [])]
     assert calls[0].function.name == "estimate_speed"
     assert calls[0].function.arguments == {"chip": "M3 Max", "model": "qwen2.5:7b"}
     assert chunks[-1].done and chunks[-1].eval_count == 30 and chunks[-1].eval_duration == 500_000_000
     sent = standin.last_chat_request()
-    assert sent.options == {"num_ctx": 8192} and sent.json["keep_alive"] == "30m"
+    assert sent.options == {"num_ctx": 8192}
     assert sent.tools == [SPEED_TOOL] and sent.json["stream"] is True and sent.messages == USER
 
 

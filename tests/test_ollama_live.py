@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from assistant.ollama_layer import ModelMissing, OllamaLayer, canonical_model_name
+from assistant.ollama import ModelMissing, OllamaLayer, canonical_model_name
 from tools import ModelArchitecture
 
 pytestmark = pytest.mark.live
@@ -62,7 +62,7 @@ def test_missing_model_is_named(layer: OllamaLayer) -> None:
 
 
 def test_ensure_models_without_pulling(layer: OllamaLayer, chat_model: str, embed_model: str) -> None:
-    report = layer.ensure_models(chat_model, embed_model, show_progress=False)
+    report = layer.ensure_models(chat_model, embed_model)
     assert report.pulled == []
 
 

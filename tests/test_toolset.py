@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
 from tests.ollama_standin import ChatScript, ModelSpec, OllamaStandIn
@@ -205,3 +205,31 @@ def test_installed_moe_reads_bytes_per_token_from_its_tensor_layout(standin: Oll
     assert out.ceiling_tokens_per_second == pytest.approx(expected_ceiling, rel=0.01)  # type: ignore[attr-defined]
     shows = standin.requests_to("/api/show")
     assert [r.json["model"] for r in shows] == ["tinymoe"] and shows[0].json["verbose"] is True
+
+
+def test_run_tool_gives_a_result_or_a_sentence_never_an_exception() -> None:
+    """run_tool is the one wrapper the agent, the MCP server and the Tools tab share."""
+    from pydantic import BaseModel
+
+    from assistant.toolset import run_tool
+    from tools import Tool
+
+    class Broken(BaseModel):
+        pass
+
+    def explode(params: Broken) -> Broken:
+        raise RuntimeError("a bug")
+
+    registry = build_toolset(None, None).extended(
+        Tool(name="broken", description="d", input_model=Broken, output_model=Broken, func=explode)
+    )
+    ok = run_tool(registry, "estimate_speed", '{"chip": "M3 Max", "model": "qwen2.5:7b"}')
+    assert ok.error is None and ok.result is not None and ok.result.expected_tokens_per_second > 0  # type: ignore[attr-defined]
+    unknown = run_tool(registry, "estimate_sped", {})
+    assert unknown.result is None and "Unknown tool 'estimate_sped'" in (unknown.error or "")
+    assert "estimate_speed" in (unknown.error or "")
+    bad = run_tool(registry, "estimate_speed", {"chip": "M3 Max", "model": "qwen2.5:7b", "bits": 4})
+    assert bad.result is None and "unknown argument" in (bad.error or "")
+    broken = run_tool(registry, "broken", {})
+    assert broken.result is None and broken.error == "broken failed internally (RuntimeError: a bug)"
+    assert "Traceback" not in broken.error

@@ -16,14 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from assistant.config import Settings
 
 if TYPE_CHECKING:
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
     from knowledge.search import KnowledgeBase
     from tools.registry import Registry
 
 log = logging.getLogger("assistant.mcp")
-
-# Loopback Ollama answers /api/version in milliseconds; a longer wait only delays clients when it is down.
-PROBE_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -49,15 +46,6 @@ class Runtime:
             self.knowledge.close()
 
 
-def _model_installed(wanted: str, installed: list[str]) -> bool:
-    """Ollama lists ``nomic-embed-text:latest`` for a model pulled as ``nomic-embed-text``."""
-
-    def norm(name: str) -> str:
-        return name if ":" in name else name + ":latest"
-
-    return norm(wanted) in {norm(n) for n in installed}
-
-
 def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtime:
     """Toolset for the server. The index sync (embedding new chunks) runs in a background thread by default.
 
@@ -66,41 +54,26 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
     ``mode`` says so); it is thread-safe, so a search during the sync is fine.
     """
     # Imported here so `--help` and argument errors answer without loading Chroma and BM25.
-    from assistant.context_window import ContextWindows
-    from assistant.ollama_layer import OllamaLayer
-    from assistant.toolset import build_toolset
+    from assistant.app_graph import build_services, installed_embedder
+    from assistant.ollama import OllamaLayer
     from knowledge.search import KnowledgeBase
 
     notes: list[str] = []
     ollama: OllamaLayer | None = None
     embedder = None
-    with OllamaLayer(settings.ollama_host, timeout_s=PROBE_TIMEOUT_S) as probe:
+    with OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) as probe:
         health = probe.health()
     if health.ok:
         ollama = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
-        try:
-            installed = [m.name for m in ollama.installed_models()]
-        except Exception as exc:  # noqa: BLE001 - any failure here just means "no embeddings"
-            installed = []
-            notes.append(f"could not list Ollama models ({exc})")
-        if _model_installed(settings.embed_model, installed):
-            embedder = ollama.embedder(settings.embed_model, query_timeout_s=settings.search_embed_timeout_s)
-        else:
-            notes.append(f"{settings.embed_model} is not pulled (run `ollama pull {settings.embed_model}`)")
+        embedder, note = installed_embedder(ollama, settings)
+        if note:
+            notes.append(note)
     else:
         problem = health.problem or "no answer"
         notes.append(f"Ollama not reachable at {settings.ollama_host}: {problem}; restart after starting it")
 
     knowledge = KnowledgeBase(settings.data_dir, embedder, chroma_url=settings.chroma_url)
-    # measure_speed runs a model with the window the chat would give it (auto: chosen per model, as the agent
-    # does), so a measurement over MCP does not make Ollama reload a model the chat has loaded.
-    windows = ContextWindows(
-        settings.num_ctx,
-        settings.max_num_ctx,
-        lambda name: ollama.model_facts(name).context_length if ollama is not None else None,
-        lambda: registry.get("check_memory_fit"),
-    )
-    registry = build_toolset(knowledge, ollama, num_ctx=windows.num_ctx)
+    registry = build_services(settings, ollama, knowledge, chat=False).toolset
     runtime = Runtime(
         registry=registry,
         mode="hybrid" if embedder else "lexical",
@@ -126,7 +99,7 @@ def _sync(knowledge: KnowledgeBase) -> None:
     log.info("knowledge index: %s", report.summary())
 
 
-def ollama_answers(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+def ollama_answers(host: str, timeout_s: float) -> bool:
     """Does Ollama answer ``/api/version`` at ``host``? Decides whether ``measure_speed`` is listed.
 
     Plain httpx (already loaded with the MCP SDK) rather than the ollama client, whose import alone costs
@@ -196,11 +169,16 @@ class LazyRuntime:
         return ollama
 
     def registry(self) -> Registry:
-        from assistant.toolset import build_toolset
+        from assistant.app_graph import build_services
 
         knowledge = _Deferred(lambda: self.runtime().knowledge)
-        ollama = _Deferred(self._ollama) if ollama_answers(self.settings.ollama_host) else None
-        registry = build_toolset(knowledge, ollama)  # type: ignore[arg-type]
+        ollama = (
+            _Deferred(self._ollama)
+            if ollama_answers(self.settings.ollama_host, self.settings.probe_timeout_s)
+            else None
+        )
+        # The same wiring as build_runtime (measure_speed runs with the chat's window), over stand-ins.
+        registry = build_services(self.settings, ollama, knowledge, chat=False).toolset  # type: ignore[arg-type]
         if self.warm_up:
             threading.Thread(target=self._warm_up, name="runtime-warm-up", daemon=True).start()
         return registry

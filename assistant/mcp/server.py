@@ -28,6 +28,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
 
 from assistant.http_guard import loopback_security
+from assistant.safe_json import loads
 
 if TYPE_CHECKING:
     # Imported when the tools are first listed, not at start-up: `initialize` is answered without them.
@@ -75,24 +76,24 @@ class RegistryBackedTool(MCPTool):
     async def run(
         self,
         arguments: dict[str, Any],
-        context: Context[Any, Any],
-        convert_result: bool = False,
+        context: Context[Any, Any],  # noqa: ARG002 - the SDK's signature; registry tools take no context
+        convert_result: bool = False,  # noqa: ARG002 - results are built here, never converted by the SDK
     ) -> Any:
-        from tools.registry import ToolError
+        from assistant.toolset import run_tool
+        from tools.registry import Registry
 
         tool: RegistryTool = self.registry_tool
         prepared = _preparse_json_arguments(arguments, self.parameters)
-        try:
-            # Tools are synchronous (table look-ups, a Chroma query, an Ollama request); a worker thread
-            # keeps the event loop answering other requests while one runs.
-            result = await anyio.to_thread.run_sync(tool.run, prepared, limiter=self.limiter)
-        except ToolError as err:
-            # The registry's message names the field and the accepted values: exactly what a calling model
-            # needs to retry, so it goes back verbatim as an isError result.
-            raise MCPToolError(str(err)) from err
-        except Exception as exc:  # the registry promises ToolError only; a bug must not kill the session
-            log.exception("tool %s raised unexpectedly", tool.name)
-            raise MCPToolError(f"{tool.name} failed internally ({exc.__class__.__name__}: {exc})") from exc
+        # Tools are synchronous (table look-ups, a Chroma query, an Ollama request); a worker thread keeps the
+        # event loop answering other requests while one runs. The outcome's error names the field and the
+        # accepted values: exactly what a calling model needs to retry, so it goes back as an isError result.
+        registry = Registry([tool])
+        outcome = await anyio.to_thread.run_sync(
+            run_tool, registry, tool.name, prepared, limiter=self.limiter
+        )
+        if outcome.result is None:
+            raise MCPToolError(outcome.error or f"{tool.name} returned nothing")
+        result = outcome.result
         structured = result.model_dump(mode="json", by_alias=True)
         text = json.dumps(structured, ensure_ascii=False, separators=(",", ":"))
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
@@ -118,7 +119,7 @@ def _preparse_json_arguments(arguments: dict[str, Any] | None, schema: dict[str,
         if not types & {"object", "array"}:
             continue
         try:
-            parsed = json.loads(value)
+            parsed = loads(value)  # the app's one JSON decoder (huge integers do not fail the call)
         except (ValueError, RecursionError):
             continue
         if isinstance(parsed, dict | list):

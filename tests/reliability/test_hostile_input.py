@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assistant.agent import _arguments_dict, parse_text_tool_calls
+from assistant.agent import _arguments_dict
 from assistant.events import DoneEvent, ErrorEvent, PassagesEvent, ToolErrorEvent, ToolResultEvent
 from assistant.ollama_layer import OllamaLayer
+from assistant.reply_text import parse_text_tool_calls
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
 from tests.ollama_standin import ChatScript, OllamaStandIn, ToolCallScript
