@@ -39,7 +39,7 @@ from mcp_types import CallToolResult, TextContent
 from mcp_types import Tool as MCPToolInfo
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from tests.harness import free_port
+from tests.harness import free_port, stop_process
 from tools import REGISTRY
 from tools.registry import Registry
 
@@ -149,16 +149,6 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"HTTP server did not listen within {START_TIMEOUT_S}s:\n{log.read_text()}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=60)
 
 
 # ------------------------------------------------------------------------------------------- client plumbing
@@ -271,7 +261,7 @@ def http_server(closed_ollama_url: str, tmp_path_factory: pytest.TempPathFactory
         wait_for_port(port, proc, log)
         yield readme_http_url().replace(f":{readme_port}/", f":{port}/")
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -683,5 +673,5 @@ def test_measure_speed_over_http_with_ollama_running(portal: BlockingPortal, tmp
                 again = session.call("measure_speed", {"model": "qwen2.5:7b"})
                 assert not again.is_error, again.content
         finally:
-            stop(proc)
+            stop_process(proc)
         assert not standin.errors
