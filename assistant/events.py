@@ -47,32 +47,33 @@ class PassagesEvent(_Event):
     origin: Literal["retrieval", "search_knowledge"] = "retrieval"
 
 
-class ToolCallEvent(_Event):
+class _ToolEvent(_Event):
+    """An event about one tool call: `call_id` pairs a call with its result or error."""
+
+    call_id: str
+    name: str
+
+
+class ToolCallEvent(_ToolEvent):
     """The model asked for a tool. `arguments` is what it sent (a JSON string is decoded when possible)."""
 
     type: Literal["tool_call"] = "tool_call"
-    call_id: str
-    name: str
     arguments: dict[str, Any]
     round: int = 0
 
 
-class ToolResultEvent(_Event):
+class ToolResultEvent(_ToolEvent):
     """A tool ran; `result` is the tool's output model as JSON-compatible data."""
 
     type: Literal["tool_result"] = "tool_result"
-    call_id: str
-    name: str
     result: dict[str, Any]
     duration_ms: float = 0.0
 
 
-class ToolErrorEvent(_Event):
+class ToolErrorEvent(_ToolEvent):
     """A tool call was refused (unknown tool, bad arguments, domain error); the model sees `error`."""
 
     type: Literal["tool_error"] = "tool_error"
-    call_id: str
-    name: str
     error: str
 
 

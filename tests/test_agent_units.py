@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,17 @@ class _P:
 
 def _render(passages) -> str:
     return "SYSTEM " + " ".join(f"[p:{p.id}] {p.text}" for p in passages)
+
+
+def _fit_history(budget: ContextBudget, history: list[dict[str, str]]) -> Any:
+    """Fit `history` and a one-word question, with no passages and no tools."""
+    return budget.fit(
+        render_system=_render,
+        passages=[],
+        tool_specs=[],
+        history=history,
+        current=[{"role": "user", "content": "q"}],
+    )
 
 
 def test_budget_keeps_everything_when_it_fits() -> None:
@@ -100,23 +112,11 @@ def test_budget_drops_passages_after_answers_then_shortens_then_drops_questions_
         0 < len(fit.passages) < 5 and fit.passages == passages[: len(fit.passages)]
     )  # lowest-ranked go first
     long_questions = [{"role": "user", "content": f"question {i} " + "x" * 2000} for i in range(3)]
-    fit = budget.fit(
-        render_system=_render,
-        passages=[],
-        tool_specs=[],
-        history=long_questions,
-        current=[{"role": "user", "content": "q"}],
-    )
+    fit = _fit_history(budget, long_questions)
     assert fit.shortened_questions >= 1 and fit.dropped_questions == 0
     assert all(m["content"].endswith("[shortened]") for m in fit.messages[1 : 1 + fit.shortened_questions])
     many = [{"role": "user", "content": f"question {i} " + "x" * 500} for i in range(12)]
-    fit = budget.fit(
-        render_system=_render,
-        passages=[],
-        tool_specs=[],
-        history=many,
-        current=[{"role": "user", "content": "q"}],
-    )
+    fit = _fit_history(budget, many)
     assert 0 < fit.dropped_questions < 12  # the last resort, oldest first
     assert fit.messages[1]["content"].startswith(f"question {fit.dropped_questions} ")
     assert "earliest question(s)" in (fit.dropped_summary(1024) or "")

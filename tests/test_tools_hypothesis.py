@@ -148,20 +148,15 @@ def valid_args(draw: st.DrawFn, name: str) -> dict:
     native = catalog()[tag].native_ctx
     quants = catalog()[tag].allowed_quants or ("Q4_K_M", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "F16", "Q3_K_M")
     quant = draw(st.sampled_from(quants))  # gpt-oss exists only as MXFP4: other quants are not valid input
+    common = {"chip": chip_bin.chip, "model": tag, "quant": quant}
     if name == "estimate_speed":
-        return {
-            "chip": chip_bin.chip,
+        return common | {
             "gpu_cores": draw(st.sampled_from(chip_bin.gpu_cores)),
-            "model": tag,
-            "quant": quant,
             "context_tokens": draw(st.integers(0, native)),
         }
     if name == "check_memory_fit":
-        return {
-            "chip": chip_bin.chip,
+        return common | {
             "memory_gb": draw(st.sampled_from(chip_bin.memory_gb)),
-            "model": tag,
-            "quant": quant,
             "context_tokens": draw(st.integers(1, native)),
             "kv_cache_type": draw(st.sampled_from(["f16", "q8_0", "q4_0"])),
             "parallel": draw(st.integers(1, 4)),

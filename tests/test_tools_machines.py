@@ -3,11 +3,28 @@ benchmark lookup flags and clusters -- each pinned through the public tool funct
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from tools.chips import chip_bins
 from tools.registry import ToolError
 from tools.schemas import CheckMemoryFitInput, EstimateSpeedInput
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli_json(*args: str) -> Any:
+    """`python -m tools ARGS` as a user runs it: exit code 0 and its JSON output."""
+    res = subprocess.run(
+        [sys.executable, "-m", "tools", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
 
 
 def est(**kw: object) -> object:
@@ -190,21 +207,17 @@ def test_estimate_and_fit_never_disagree_over_the_catalog(runtime: str) -> None:
 
 
 def test_cli_takes_product_names_and_runtime() -> None:
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    res = subprocess.run(
-        [sys.executable, "-m", "tools", "check_memory_fit", "--chip", "Mac mini M4-Pro", "--memory-gb", "48"]
-        + ["--model", "llama3.3:70b", "--runtime", "mlx"],
-        cwd=Path(__file__).resolve().parents[1],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = _cli_json(
+        "check_memory_fit",
+        "--chip",
+        "Mac mini M4-Pro",
+        "--memory-gb",
+        "48",
+        "--model",
+        "llama3.3:70b",
+        "--runtime",
+        "mlx",
     )
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
     assert (out["chip"], out["runtime"], out["verdict"]) == ("M4 Pro 16/20-core GPU", "mlx", "does_not_fit")
 
 
@@ -426,21 +439,17 @@ def test_cluster_must_have_two_or_more_nodes() -> None:
 
 
 def test_cli_accepts_a_cluster_as_json() -> None:
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    res = subprocess.run(
-        [sys.executable, "-m", "tools", "estimate_speed", "--chip", "M5 Max", "--memory-gb", "128"]
-        + ["--model", "gpt-oss:120b", "--cluster", '{"count": 2, "link": "thunderbolt5"}'],
-        cwd=Path(__file__).resolve().parents[1],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = _cli_json(
+        "estimate_speed",
+        "--chip",
+        "M5 Max",
+        "--memory-gb",
+        "128",
+        "--model",
+        "gpt-oss:120b",
+        "--cluster",
+        '{"count": 2, "link": "thunderbolt5"}',
     )
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
     assert (
         out["cluster"]["nodes"],
         out["cluster"]["split"],
