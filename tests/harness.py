@@ -15,6 +15,22 @@ HANG_S = 300.0
 """How long a test waits before calling something hung: generous, because CI runs on a busy 2-core machine."""
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def launch_py(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python launch.py ARGS` in the repository, as a user runs it; its output captured as text."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
+
+
 def free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1 (the usual small race is acceptable in tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

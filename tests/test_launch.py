@@ -18,7 +18,7 @@ import pytest
 
 import launch
 from assistant.config import Settings
-from tests.harness import HANG_S, free_port
+from tests.harness import HANG_S, free_port, launch_py
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"ready: (http://\S+)")
@@ -81,6 +81,10 @@ class LaunchedProcess:
 
     def interrupt(self, timeout_s: float = HANG_S) -> int:
         self.proc.send_signal(signal.SIGINT)
+        return self.wait_exit(timeout_s)
+
+    def wait_exit(self, timeout_s: float = HANG_S) -> int:
+        """The exit code; a process still running after `timeout_s` (a hang) is killed."""
         try:
             code = self.proc.wait(timeout_s)
         finally:
@@ -108,13 +112,7 @@ def run_launch() -> Iterator[type[LaunchedProcess]]:
 
 # ------------------------------------------------------------------------------------------------ flags
 def test_help_documents_every_settings_flag() -> None:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = launch_py("--help")
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
     for flag in (
@@ -216,11 +214,7 @@ def test_a_burst_of_signals_still_stops_cleanly(run_launch: type[LaunchedProcess
     while "Stopping" not in p.output and time.monotonic() < deadline:
         # A tight stream, so that a signal lands while the previous handler is still running.
         p.proc.send_signal(signal.SIGINT)
-    try:
-        code = p.proc.wait(HANG_S)
-    finally:
-        if p.proc.poll() is None:
-            p.proc.kill()
+    code = p.wait_exit()
     assert code == 0, p.output
     assert "Stopped." in p.output and "Traceback" not in p.output
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import launch
-from tests.harness import HANG_S, free_port
+from tests.harness import HANG_S, free_port, launch_py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,12 +86,6 @@ def test_launch_narrates_start_up_from_the_first_line(standin: Any, tmp_path: Pa
 
 
 def test_help_prints_no_start_line() -> None:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=HANG_S,
-    )
+    out = launch_py("--help")
     assert out.returncode == 0 and launch.STARTING not in out.stdout
     assert out.stdout.startswith("usage: launch.py")
