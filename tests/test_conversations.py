@@ -17,7 +17,7 @@ from assistant.agent import Agent
 from assistant.charts import chart_for_tool_result
 from assistant.conversations_store import ConversationStore, export_markdown
 from assistant.ui import ChatSession, TurnRenderer, run_turn, stop_turn, user_markdown
-from assistant.ui_conversations import (
+from assistant.ui.conversations import (
     UNANSWERED_NOTE,
     TurnSaver,
     chart_of_turns,

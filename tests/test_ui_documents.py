@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from assistant.ollama_layer import PullProgress
-from assistant.ui_documents import PullTracker, progress_html, stage_uploads, valid_model_name
+from assistant.ui.documents import PullTracker, progress_html, stage_uploads, valid_model_name
 from tests.harness import HANG_S, chat_client, serve_app
 from tests.ollama_standin import Fault, OllamaStandIn
 
