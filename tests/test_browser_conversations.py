@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.harness import HANG_S, free_port
+from tests.browser_support import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.harness import HANG_S, free_port, serve_app
 from tests.ollama_standin import ChatScript, Fault, OllamaStandIn, ToolCallScript
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SPEED_ARGS, pytestmark  # noqa: F401
+from tests.test_browser import SPEED_ARGS
+
+pytestmark = BROWSER_MARKS
 
 Q1 = "How fast would qwen2.5:32b run on an M3 Max?"
 A1 = "On an M3 Max (40-core GPU), qwen2.5:32b should generate about 20 tokens per second [p:bandwidth]."
@@ -27,25 +30,13 @@ Q2 = 'Is <img src=x onerror="window.__pwned=1"> or <script>window.__pwned=2</scr
 A2 = "It is shown as you typed it."
 LONG = " ".join(f"word{i}" for i in range(600))
 FOLLOW_UP = "and with 32k context instead?"
-WAIT_MS = HANG_S * 1000  # only catches a hang (CI runs on a busy 2-core machine)
 
 
 @contextlib.contextmanager
 def _served(ollama_url: str, data_dir: Path, port: int, **settings: Any) -> Iterator[str]:
-    """The real app (launch.prepare + launch.build_ui) on a fixed port: a restart keeps the browser origin."""
-    import assistant.ui as ui
-    import launch
-    from assistant.config import Settings
-
-    config = Settings(ollama_host=ollama_url, data_dir=data_dir, port=port, **settings)
-    services = launch.prepare(config, pull=False)
-    app = launch.build_ui(services, ui)
-    app.launch(**ui.launch_options(config))
-    try:
-        yield f"http://127.0.0.1:{app.server_port}/"
-    finally:
-        app.close(verbose=False)
-        services.knowledge.close()
+    """The real app on a fixed port: a restart keeps the browser origin (and so its storage)."""
+    with serve_app(ollama_url, data_dir, port, **settings) as app:
+        yield app.url
 
 
 def _chat_has(page: Any, *fragments: str) -> None:
