@@ -35,7 +35,7 @@ from assistant.ui.render import ChartFn, TurnRenderer, user_markdown
 from assistant.ui.session import ChatSession
 
 if TYPE_CHECKING:
-    from assistant.agent import Agent
+    from assistant.agent import Agent, Conversation
 
 __all__ = [
     "BROWSER_STORAGE_KEY",
@@ -209,13 +209,12 @@ def messages_of_turns(turns: list[TurnRecord], render_question: Callable[[str], 
     return out
 
 
-def restore_history(agent: Agent, turns: list[TurnRecord]) -> Any:
+def restore_history(agent: Agent, turns: list[TurnRecord]) -> Conversation:
     """A fresh agent conversation whose history is the stored one, so follow-ups have their context."""
     conversation = agent.new_conversation()
     for turn in turns:
         conversation.history.extend(turn.history)
-    if hasattr(conversation, "_turns"):
-        conversation._turns = len(turns)  # keep tool call ids unique across the reopened conversation
+    conversation._turns = len(turns)  # keep tool call ids unique across the reopened conversation
     return conversation
 
 
