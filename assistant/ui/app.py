@@ -42,6 +42,17 @@ CLOSE_SIDEBAR_ON_PHONES = """() => {
   if (toggle) toggle.click();
 }"""
 
+# Runs as the question box is enabled; focus lands once it is (a disabled box cannot take it).
+FOCUS_QUESTION_BOX = """() => {
+  let frames = 600;
+  const focus = () => {
+    const box = document.querySelector('#chat-input textarea');
+    if (box && !box.disabled) box.focus();
+    else if (frames-- > 0) requestAnimationFrame(focus);
+  };
+  requestAnimationFrame(focus);
+}"""
+
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 METER: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
 
@@ -113,11 +124,13 @@ def _chat_tab(settings: Settings, choices: list[str], model: str) -> ChatParts:
                     min_width=120,
                     elem_id="chat-input",
                     max_lines=6,
-                    autofocus=True,
+                    interactive=False,  # until the page load has said whose page this is (`_wire_load`)
                 )
                 # Narrow minimum widths (default 160 px each) leave the question box most of the row and
                 # keep box, Send and Stop on one line at 390 px.
-                send = gr.Button("Send", variant="primary", scale=1, min_width=70, elem_id="send")
+                send = gr.Button(
+                    "Send", variant="primary", scale=1, min_width=70, elem_id="send", interactive=False
+                )
                 stop = gr.Button("Stop", variant="stop", scale=1, min_width=70, elem_id="stop")
             gr.Examples(examples=[[q] for q in EXAMPLE_QUESTIONS], inputs=[message], label="Examples")
         with gr.Column(scale=2):
@@ -222,10 +235,13 @@ def _wire_sidebar(chat: ChatTab, side: Sidebar, page: PageState, parts: ChatPart
 def _wire_load(
     app: gr.Blocks, chat: ChatTab, side: Sidebar, page: PageState, parts: ChatParts, bar: SidebarParts
 ) -> None:
+    """The page load says whose page it is and reopens their latest conversation; only then can a question
+    be asked. (Asked earlier, it would run in a session without an owner: answered but never saved, and the
+    load's own session would then replace it.)"""
     opened = [page.session, parts.chatbot, parts.chart, bar.listing, bar.title]
     app.load(side.on_load, [page.browser_id], [page.browser_id, *opened], **PRIVATE).then(
         chat.show_meter, [page.session], [parts.meter], **METER
-    )
+    ).then(chat.ready, None, [parts.message, parts.send], js=FOCUS_QUESTION_BOX, **PRIVATE)
     # On a phone the open sidebar would cover the chat: start it closed there (its toggle reopens it).
     app.load(None, None, None, js=CLOSE_SIDEBAR_ON_PHONES, **PRIVATE)
 

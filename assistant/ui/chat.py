@@ -122,6 +122,10 @@ class ChatTab:
             if saver is not None and not saved:
                 saver.finish(session, renderer, stopped=renderer.stopped)
 
+    def ready(self) -> tuple[Any, Any]:
+        """The question box and Send, enabled once the page knows whose it is."""
+        return gr.Textbox(interactive=True), gr.Button(interactive=True)
+
     def stop(self, session: ChatSession | None) -> None:
         stop_turn(session)
 
