@@ -16,6 +16,12 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tests drive the app through gradio_client in this process. The app itself needs no environment (it
+# builds Blocks with analytics off and makes no outbound connection), but the *client* phones home unless
+# told so before huggingface_hub is imported: a telemetry thread (gradio_client 2.x ignores
+# analytics_enabled=False: `analytics_enabled or env == "True"`) and an agent-registry fetch from the Hub.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
