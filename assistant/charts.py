@@ -189,6 +189,60 @@ def _compare_with(tool: Tool, arguments: Mapping[str, Any]) -> list[ChipSpeed]:
     return points
 
 
+def _comparison_traces(comparison: list[ChipSpeed]) -> list[go.Scatter]:
+    """Every chip bin: the bandwidth ceiling as a dashed line, the expected speed as points with ranges."""
+    if not comparison:
+        return []
+    pts = sorted(comparison, key=lambda p: p.bandwidth_gbps)
+    ceiling = go.Scatter(
+        name="bandwidth ceiling",
+        x=[p.bandwidth_gbps for p in pts],
+        y=[p.ceiling_tokens_per_second for p in pts],
+        mode="lines",
+        line={"color": _COLOURS["ceiling"], "dash": "dash"},
+        hovertemplate="ceiling %{y:.1f} tok/s at %{x:g} GB/s<extra></extra>",
+    )
+    chips = go.Scatter(
+        name="Apple Silicon chips",
+        x=[p.bandwidth_gbps for p in pts],
+        y=[p.expected_tokens_per_second for p in pts],
+        text=[p.label for p in pts],
+        mode="markers",
+        marker={"color": _COLOURS["point"], "size": 8},
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": [p.high - p.expected_tokens_per_second for p in pts],
+            "arrayminus": [p.expected_tokens_per_second - p.low for p in pts],
+            "color": _COLOURS["point"],
+            "thickness": 1,
+        },
+        hovertemplate="%{text}: %{y:.1f} tok/s at %{x:g} GB/s<extra></extra>",
+    )
+    return [ceiling, chips]
+
+
+def _asked_trace(est: EstimateSpeedOutput) -> go.Scatter:
+    """The machine the question was about, highlighted, with its expected range."""
+    asked = est.chip or f"{est.bandwidth_gbps:g} GB/s"
+    low, high = est.expected_range
+    return go.Scatter(
+        name=f"{asked}: {est.expected_tokens_per_second:.1f} tok/s",
+        x=[est.bandwidth_gbps],
+        y=[est.expected_tokens_per_second],
+        mode="markers",
+        marker={"color": _COLOURS["asked"], "size": 14, "symbol": "diamond"},
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": [high - est.expected_tokens_per_second],
+            "arrayminus": [est.expected_tokens_per_second - low],
+            "color": _COLOURS["asked"],
+        },
+        hovertemplate=f"{asked}: %{{y:.1f}} tok/s (range {low:.1f}-{high:.1f})<extra></extra>",
+    )
+
+
 def speed_figure(result: Mapping[str, Any], comparison: list[ChipSpeed]) -> go.Figure | None:
     """Expected decode speed against memory bandwidth for every chip bin, the asked machine highlighted."""
     try:
@@ -196,56 +250,8 @@ def speed_figure(result: Mapping[str, Any], comparison: list[ChipSpeed]) -> go.F
     except ValidationError:
         return None
     fig = go.Figure()
-    if comparison:
-        pts = sorted(comparison, key=lambda p: p.bandwidth_gbps)
-        fig.add_trace(
-            go.Scatter(
-                name="bandwidth ceiling",
-                x=[p.bandwidth_gbps for p in pts],
-                y=[p.ceiling_tokens_per_second for p in pts],
-                mode="lines",
-                line={"color": _COLOURS["ceiling"], "dash": "dash"},
-                hovertemplate="ceiling %{y:.1f} tok/s at %{x:g} GB/s<extra></extra>",
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                name="Apple Silicon chips",
-                x=[p.bandwidth_gbps for p in pts],
-                y=[p.expected_tokens_per_second for p in pts],
-                text=[p.label for p in pts],
-                mode="markers",
-                marker={"color": _COLOURS["point"], "size": 8},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [p.high - p.expected_tokens_per_second for p in pts],
-                    "arrayminus": [p.expected_tokens_per_second - p.low for p in pts],
-                    "color": _COLOURS["point"],
-                    "thickness": 1,
-                },
-                hovertemplate="%{text}: %{y:.1f} tok/s at %{x:g} GB/s<extra></extra>",
-            )
-        )
-    asked = est.chip or f"{est.bandwidth_gbps:g} GB/s"
-    low, high = est.expected_range
-    fig.add_trace(
-        go.Scatter(
-            name=f"{asked}: {est.expected_tokens_per_second:.1f} tok/s",
-            x=[est.bandwidth_gbps],
-            y=[est.expected_tokens_per_second],
-            mode="markers",
-            marker={"color": _COLOURS["asked"], "size": 14, "symbol": "diamond"},
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [high - est.expected_tokens_per_second],
-                "arrayminus": [est.expected_tokens_per_second - low],
-                "color": _COLOURS["asked"],
-            },
-            hovertemplate=f"{asked}: %{{y:.1f}} tok/s (range {low:.1f}-{high:.1f})<extra></extra>",
-        )
-    )
+    for trace in [*_comparison_traces(comparison), _asked_trace(est)]:
+        fig.add_trace(trace)
     model = est.model or f"{est.params_billion:g}B"
     fig.update_layout(xaxis_title="memory bandwidth (GB/s)", yaxis_title="decode tokens/s")
     fig.update_yaxes(rangemode="tozero")

@@ -45,13 +45,16 @@ class ServedApp:
 
 
 @contextmanager
-def serve_app(ollama_host: str, data_dir: Path, **settings: Any) -> Iterator[ServedApp]:
-    """The real app (launch.prepare + ui.build_app) on 127.0.0.1, as `uv run launch.py` would serve it."""
+def serve_app(
+    ollama_host: str, data_dir: Path, port: int | None = None, **settings: Any
+) -> Iterator[ServedApp]:
+    """The real app (launch.prepare + ui.build_app) on 127.0.0.1, as `uv run launch.py` would serve it.
+    `port`: a fixed one, so that a restart keeps the browser's origin (and its storage); else a free one."""
     import assistant.ui as ui
     import launch
     from assistant.config import Settings
 
-    config = Settings(ollama_host=ollama_host, data_dir=data_dir, port=free_port(), **settings)
+    config = Settings(ollama_host=ollama_host, data_dir=data_dir, port=port or free_port(), **settings)
     services = launch.prepare(config, pull=False)
     app = launch.build_ui(services, ui)
     app.launch(**ui.launch_options(config))

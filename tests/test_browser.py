@@ -3,22 +3,17 @@
 Checks what a user sees — the streamed answer, the tool-call message, the tokens/s line, the chart, a
 Tools-tab form — and the offline promise: every request the page makes goes to 127.0.0.1 (no fonts, CDN,
 analytics).
-Never runs `playwright install`: it uses the system's /usr/bin/chromium and skips when that is absent.
+Never runs `playwright install`: it uses the system's /usr/bin/chromium and skips when that is absent
+(tests/browser_support.py; the `app_url` and `browser_page` fixtures are in tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import pytest
-
-from tests.harness import HANG_S, save_screenshot, serve_app
-
-HANG_MS = HANG_S * 1000  # Playwright counts in ms; a bound that only catches a hang on a busy machine
+from tests.browser_support import BROWSER_MARKS, WAIT_MS, assert_only_loopback
+from tests.harness import save_screenshot, serve_app
 
 # Records every distinct length the chat's text takes while it changes, from inside the page: a
 # MutationObserver sees each streamed update, however slowly the test process is scheduled.
@@ -36,69 +31,13 @@ WATCH_CHAT = """
 }
 """
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="/usr/bin/chromium is absent (apt-get install chromium; never `playwright install`)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 ANSWER = (
     "On an M3 Max (40-core GPU), qwen2.5:32b at Q4_K_M should generate about 20 tokens per second; "
     "the bandwidth ceiling is a little higher."
 )
 SPEED_ARGS = {"chip": "M3 Max", "gpu_cores": 40, "model": "qwen2.5:32b"}
-
-
-@pytest.fixture
-def app_url(standin: Any) -> Iterator[str]:
-    """The real app (launch.prepare + ui.build_app) served on 127.0.0.1 with the stand-in as Ollama."""
-    with tempfile.TemporaryDirectory(prefix="advisor-ui-") as tmp, serve_app(standin.url, Path(tmp)) as app:
-        yield app.url
-
-
-@pytest.fixture
-def browser_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
-    from playwright.sync_api import sync_playwright
-
-    requests: list[str] = []
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            user_data_dir=str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            context.on("request", lambda req: requests.append(req.url))
-            page = context.pages[0] if context.pages else context.new_page()
-            yield page, requests
-        finally:
-            context.close()
-
-
-def _assert_only_loopback(requests: list[str]) -> None:
-    assert requests, "the page made no requests at all?"
-    outside = [
-        u
-        for u in requests
-        if urlparse(u).scheme not in ("data", "blob") and urlparse(u).hostname != "127.0.0.1"
-    ]
-    assert outside == [], f"requests left 127.0.0.1: {outside[:10]}"
 
 
 def test_chat_streams_answer_with_tool_call_offline(
@@ -112,7 +51,7 @@ def test_chat_streams_answer_with_tool_call_offline(
         ChatScript(text=ANSWER, token_delay_s=0.03),
     )
     page.goto(app_url, wait_until="load")
-    page.wait_for_selector("#ollama-status", timeout=HANG_MS)
+    page.wait_for_selector("#ollama-status", timeout=WAIT_MS)
     assert "Ollama" in page.inner_text("#ollama-status")
 
     box = page.locator("#chat-input textarea")
@@ -127,7 +66,7 @@ def test_chat_streams_answer_with_tool_call_offline(
         "f => document.querySelector('#chatbot').innerText.includes(f)"
         " && document.querySelector('#chatbot').innerText.includes('tokens/s')",
         arg=final_fragment,
-        timeout=HANG_MS,
+        timeout=WAIT_MS,
     )
     lengths = page.evaluate("window.__chatLengths")
     seen_lengths = {n for n in lengths if n > 0}
@@ -140,9 +79,9 @@ def test_chat_streams_answer_with_tool_call_offline(
 
     # The tool message opens to show arguments and result.
     # The speed-vs-bandwidth chart rendered (plotly from Gradio's own bundle).
-    page.wait_for_selector("#chat-chart .js-plotly-plot, #chat-chart .plotly", timeout=HANG_MS)
+    page.wait_for_selector("#chat-chart .js-plotly-plot, #chat-chart .plotly", timeout=WAIT_MS)
     chat.get_by_text("estimate_speed").first.click()
-    chat.get_by_text("expected_tokens_per_second").first.wait_for(state="visible", timeout=HANG_MS)
+    chat.get_by_text("expected_tokens_per_second").first.wait_for(state="visible", timeout=WAIT_MS)
     assert chat.get_by_text('"chip": "M3 Max"').first.is_visible()  # the arguments, too
     page.wait_for_function(  # the accordion has finished opening (its height stopped changing)
         """() => new Promise(done => {
@@ -155,7 +94,7 @@ def test_chat_streams_answer_with_tool_call_offline(
           };
           tick();
         })""",
-        timeout=HANG_MS,
+        timeout=WAIT_MS,
     )
 
     shot = save_screenshot(page, "chat")  # also the README's picture (ADVISOR_DOCS_SCREENSHOTS=1)
@@ -165,7 +104,7 @@ def test_chat_streams_answer_with_tool_call_offline(
     chat_calls = standin.chat_requests()
     assert len(chat_calls) >= 2
     assert any(m.get("role") == "tool" for m in chat_calls[-1].json["messages"])
-    _assert_only_loopback(requests)
+    assert_only_loopback(requests)
 
 
 def test_tools_tab_form_runs_without_a_model(app_url: str, browser_page: tuple[Any, list[str]]) -> None:
@@ -178,13 +117,13 @@ def test_tools_tab_form_runs_without_a_model(app_url: str, browser_page: tuple[A
     page.click("#run-check_memory_fit")
     page.wait_for_function(
         "() => (document.querySelector('#summary-check_memory_fit')?.innerText || '').includes('verdict')",
-        timeout=HANG_MS,
+        timeout=WAIT_MS,
     )
     summary = page.inner_text("#summary-check_memory_fit")
     assert "verdict: partial_offload" in summary and "max context tokens" in summary
-    page.wait_for_selector("#tools-chart-check_memory_fit .js-plotly-plot", timeout=HANG_MS)
+    page.wait_for_selector("#tools-chart-check_memory_fit .js-plotly-plot", timeout=WAIT_MS)
     save_screenshot(page, "tools", full_page=True)
-    _assert_only_loopback(requests)
+    assert_only_loopback(requests)
 
 
 def test_context_meter_and_left_out_notice_in_the_page(
@@ -198,25 +137,25 @@ def test_context_meter_and_left_out_notice_in_the_page(
     standin.script_chat(ChatScript(text=long_answer), ChatScript(text="Short follow-up answer."))
     with serve_app(standin.url, tmp_path / "data", num_ctx=6144) as app:
         page.goto(app.url, wait_until="load")
-        page.wait_for_selector("#context-meter", timeout=HANG_MS)
+        page.wait_for_selector("#context-meter", timeout=WAIT_MS)
         assert "6,144 tokens" in page.inner_text("#context-meter")
         box = page.locator("#chat-input textarea")
         chat = page.locator("#chatbot")
         box.fill("Why does bandwidth matter?")
         box.press("Enter")
-        chat.get_by_text("tokens/s").first.wait_for(timeout=HANG_MS)
+        chat.get_by_text("tokens/s").first.wait_for(timeout=WAIT_MS)
         page.wait_for_function(
             "() => (document.querySelector('#context-meter')?.innerText || '').includes('/ 6,144 tokens')",
-            timeout=HANG_MS,
+            timeout=WAIT_MS,
         )
         box.fill("And on an M4 Pro?")
         box.press("Enter")
-        chat.get_by_text("Short follow-up answer").first.wait_for(timeout=HANG_MS)
+        chat.get_by_text("Short follow-up answer").first.wait_for(timeout=WAIT_MS)
         notice = chat.get_by_text("Left out of this request").first
-        notice.wait_for(state="visible", timeout=HANG_MS)  # in plain sight, not inside a folded note
+        notice.wait_for(state="visible", timeout=WAIT_MS)  # in plain sight, not inside a folded note
         assert "earlier answer" in notice.inner_text()
         assert "All 1 of your earlier questions are still included" in notice.inner_text()
         sent = [m["content"] for m in standin.last_chat_request().messages if m["role"] == "user"]
         assert sent == ["Why does bandwidth matter?", "And on an M4 Pro?"]
         save_screenshot(page, "context")
-    _assert_only_loopback(requests)
+    assert_only_loopback(requests)

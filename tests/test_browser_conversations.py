@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.harness import HANG_S, free_port
+import gradio as gr
+import pytest
+
+from assistant.ui.conversations import Sidebar
+from tests.browser_support import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.harness import HANG_S, free_port, serve_app
 from tests.ollama_standin import ChatScript, Fault, OllamaStandIn, ToolCallScript
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SPEED_ARGS, pytestmark  # noqa: F401
+from tests.test_browser import SPEED_ARGS
+
+pytestmark = BROWSER_MARKS
 
 Q1 = "How fast would qwen2.5:32b run on an M3 Max?"
 A1 = "On an M3 Max (40-core GPU), qwen2.5:32b should generate about 20 tokens per second [p:bandwidth]."
@@ -24,25 +32,13 @@ Q2 = 'Is <img src=x onerror="window.__pwned=1"> or <script>window.__pwned=2</scr
 A2 = "It is shown as you typed it."
 LONG = " ".join(f"word{i}" for i in range(600))
 FOLLOW_UP = "and with 32k context instead?"
-WAIT_MS = HANG_S * 1000  # only catches a hang (CI runs on a busy 2-core machine)
 
 
 @contextlib.contextmanager
 def _served(ollama_url: str, data_dir: Path, port: int, **settings: Any) -> Iterator[str]:
-    """The real app (launch.prepare + launch.build_ui) on a fixed port: a restart keeps the browser origin."""
-    import assistant.ui as ui
-    import launch
-    from assistant.config import Settings
-
-    config = Settings(ollama_host=ollama_url, data_dir=data_dir, port=port, **settings)
-    services = launch.prepare(config, pull=False)
-    app = launch.build_ui(services, ui)
-    app.launch(**ui.launch_options(config))
-    try:
-        yield f"http://127.0.0.1:{app.server_port}/"
-    finally:
-        app.close(verbose=False)
-        services.knowledge.close()
+    """The real app on a fixed port: a restart keeps the browser origin (and so its storage)."""
+    with serve_app(ollama_url, data_dir, port, **settings) as app:
+        yield app.url
 
 
 def _chat_has(page: Any, *fragments: str) -> None:
@@ -353,38 +349,38 @@ def test_stop_while_ollama_evaluates_the_prompt_closes_the_request(
         browser.close()
 
 
-def test_question_box_opens_once_the_page_knows_whose_it_is(standin: OllamaStandIn, tmp_path: Path) -> None:
-    """A question sent before the page-load handler ran would belong to nobody: not saved, not in the sidebar,
-    gone after a reload (the race seen on a busy machine). The load event is held at the network level here;
-    until it lands the box and Send are closed, and the first question after it is saved and listed."""
+def test_no_question_before_the_page_knows_whose_it_is(
+    standin: OllamaStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page-load handler (owner, latest conversation) is held: meanwhile the question box and Send are
+    disabled. A question asked before it finished ran in a session with no owner: answered, never saved
+    (empty sidebar, lost on reload), and the late load replaced that session; on a busy machine the hygiene
+    test above failed that way after Stop and reload."""
     from playwright.sync_api import sync_playwright
 
-    held: list[Any] = []
-    port = free_port()
-    with sync_playwright() as pw:
+    loading = threading.Event()
+    release = threading.Event()
+    on_load = Sidebar.on_load
+
+    def held_on_load(self: Sidebar, browser_id: Any, request: gr.Request) -> tuple[Any, ...]:
+        loading.set()
+        release.wait(HANG_S)
+        return on_load(self, browser_id, request)
+
+    monkeypatch.setattr(Sidebar, "on_load", held_on_load)
+    with _served(standin.url, tmp_path / "data", free_port()) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        with _served(standin.url, tmp_path / "data", port) as url:
-            # Every queue join before the release is a page-load event (nothing else is clicked yet).
-            page.route("**/queue/join*", lambda route: held.append(route))
-            with page.expect_request(lambda r: "/queue/join" in r.url, timeout=WAIT_MS):
-                page.goto(url, wait_until="load")
-            box = page.locator("#chat-input textarea")
-            assert not box.is_editable(), "the question box is open before the page knows whose it is"
-            assert page.locator("#send").is_disabled(), "Send is enabled before the page has loaded"
-            for route in held:
-                route.continue_()
-            page.unroute("**/queue/join*")
-            box.wait_for(state="visible", timeout=WAIT_MS)
-            page.wait_for_function(
-                "() => document.querySelector('#chat-input textarea')?.disabled === false",
-                timeout=WAIT_MS,
-            )
-            assert "Ask a question" in (box.get_attribute("placeholder") or "")
-            standin.script_chat(ChatScript(text=A2))
-            _ask(page, Q1)
-            _chat_has(page, A2)
-            _wait_titles(page, [Q1])
-            page.reload(wait_until="load")
-            _chat_has(page, Q1, A2)
+        page.goto(url, wait_until="load")
+        assert loading.wait(HANG_S), "the page-load handler never ran"
+        page.wait_for_selector("#chat-input textarea", timeout=WAIT_MS)
+        assert not page.locator("#chat-input textarea").is_editable()
+        assert page.locator("#send").is_disabled()
+        release.set()
+        standin.script_chat(ChatScript(text="Saved as soon as asked."))
+        _ask(page, "The first thing I type")  # Playwright's fill waits for the box to become editable
+        _chat_has(page, "Saved as soon as asked.", "tokens/s")
+        _wait_titles(page, ["The first thing I type"])
+        page.reload(wait_until="load")
+        _chat_has(page, "The first thing I type", "Saved as soon as asked.")
         browser.close()

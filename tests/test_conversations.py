@@ -17,7 +17,7 @@ from assistant.agent import Agent
 from assistant.charts import chart_for_tool_result
 from assistant.conversations_store import ConversationStore, export_markdown
 from assistant.ui import ChatSession, TurnRenderer, run_turn, stop_turn, user_markdown
-from assistant.ui_conversations import (
+from assistant.ui.conversations import (
     UNANSWERED_NOTE,
     TurnSaver,
     chart_of_turns,
@@ -230,6 +230,38 @@ def test_a_broken_store_never_breaks_the_chat(standin: OllamaStandIn, tmp_path: 
     other.path.mkdir()
     saver.finish(session, TurnRenderer(session.messages), stopped=False)
     assert saver.problem is not None and "not being saved" in saver.problem
+
+
+def test_the_page_says_when_the_answer_could_not_be_saved(standin: OllamaStandIn, tmp_path: Path) -> None:
+    """The store breaks after the question was saved and before the answer is: the page's chat handler
+    answers, then says in the chat that the conversation is not being saved."""
+    from assistant.config import Settings
+    from assistant.ui.chat import ChatTab
+    from assistant.ui.conversations import LazyStore
+    from assistant.ui.status import StatusProbe
+
+    standin.script_chat(ChatScript(text="Answered anyway."))
+    store = LazyStore(tmp_path)
+    chat = ChatTab(
+        Settings(ollama_host=standin.url, data_dir=tmp_path),
+        make_agent(standin),
+        REGISTRY,
+        store,
+        StatusProbe(None, standin.url),
+    )
+    session = ChatSession(owner="browser:" + "e" * 32)
+    updates = chat.respond("Will it fit?", session, None)
+    next(updates)  # the question is saved and shown; the answer has not started
+    db = store.get()
+    assert db is not None and db.list(session.owner or "")
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db.path) + suffix).unlink(missing_ok=True)
+    db.path.mkdir()
+    for _ in updates:
+        pass
+    texts = [str(m["content"]) for m in session.messages]
+    assert any(t.startswith("Answered anyway.") for t in texts)
+    assert "not being saved" in texts[-1]
 
 
 # Stop takes effect at once, whatever the request to Ollama is doing -----------------------------------------

@@ -98,7 +98,7 @@ def test_search_falls_back_fast_when_ollama_stops_answering(standin: OllamaStand
     """An Ollama that accepts connections but hangs must not stall search for the chat timeout (120 s)."""
     import time
 
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
 
     layer = OllamaLayer(standin.url, timeout_s=120.0)
     # Build the index without a tight timeout (embedding the corpus on a loaded machine can take more than

@@ -8,21 +8,13 @@ Ollama comes up after the app started.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from assistant.config import Settings
-from tests.harness import HANG_S, chat_client, serve_app
+from tests.harness import HANG_S, chat_client
 from tests.ollama_standin import ChatScript, OllamaStandIn, ToolCallScript
-
-
-@pytest.fixture
-def served(standin: OllamaStandIn, tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    with serve_app(standin.url, tmp_path) as app:
-        yield app.url, app.services
 
 
 def _echo_responder(request: Any) -> str:
@@ -76,7 +68,7 @@ def test_sessions_do_not_share_conversations(standin: OllamaStandIn, served: tup
 
 
 def test_status_recovers_when_ollama_comes_up(standin: OllamaStandIn) -> None:
-    from assistant.ollama_layer import OllamaLayer
+    from assistant.ollama import OllamaLayer
     from assistant.ui import StatusProbe, status_markdown
 
     settings = Settings(ollama_host=standin.url)

@@ -8,22 +8,15 @@ in the stand-in holds the pull half-way so the test sees the progress before the
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from assistant.ollama_layer import PullProgress
-from assistant.ui_documents import PullTracker, progress_html, stage_uploads, valid_model_name
-from tests.harness import HANG_S, chat_client, serve_app
+from assistant.ollama import PullProgress
+from assistant.ui.documents import PullTracker, progress_html, stage_uploads, valid_model_name
+from tests.harness import HANG_S, chat_client
 from tests.ollama_standin import Fault, OllamaStandIn
-
-
-@pytest.fixture
-def served(standin: OllamaStandIn, tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    with serve_app(standin.url, tmp_path / "data") as app:
-        yield app.url, app.services
 
 
 def _note(path: Path, sections: int) -> Path:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from assistant.charts import TITLE_WRAP_CHARS, chart_for_tool_result
 from assistant.config import Settings
 from assistant.events import PassagesEvent
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.ui import (
     StatusProbe,
     TurnRenderer,
-    _result_markdown,
+    result_markdown,
     search_markdown,
     status_markdown,
     unwrap_lines,
@@ -91,12 +91,12 @@ def test_status_after_a_working_chat_says_ollama_stopped_answering(standin: Olla
 
 def test_recommend_machine_summary_names_machine_price_and_speed() -> None:
     result = REGISTRY.get("recommend_machine").run({"budget_usd": 1500}).model_dump(mode="json")
-    text = _result_markdown("recommend_machine", result)
+    text = result_markdown("recommend_machine", result)
     rec = result["recommendation"]
     assert f"**{rec['machine']}** — about ${rec['approx_price_usd']:,.0f} · ~" in text
     assert "tokens/s" in text.split("**Alternatives**")[0]
     wait = REGISTRY.get("recommend_machine").run({"budget_usd": 300}).model_dump(mode="json")
-    assert "none: the advice is to wait" in _result_markdown("recommend_machine", wait)
+    assert "none: the advice is to wait" in result_markdown("recommend_machine", wait)
 
 
 def test_chart_titles_are_wrapped_and_backgrounds_transparent() -> None:

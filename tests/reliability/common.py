@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from assistant.agent import Agent
 from assistant.config import Settings
 from assistant.events import AgentEvent, DoneEvent, ErrorEvent
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
 from tests.ollama_standin import ChatScript, OllamaStandIn, RecordedRequest, ToolCallScript

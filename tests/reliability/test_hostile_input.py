@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from assistant.agent import _arguments_dict
 from assistant.events import DoneEvent, ErrorEvent, PassagesEvent, ToolErrorEvent, ToolResultEvent
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.reply_text import parse_text_tool_calls
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from assistant.events import AgentEvent, DoneEvent, ErrorEvent, NoticeEvent, PassagesEvent
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from assistant.ui import TurnRenderer
 from knowledge.search import KnowledgeBase

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.ollama_layer import OllamaLayer
+from assistant.ollama import OllamaLayer
 from knowledge.search import KnowledgeBase
 from tests.harness import HANG_S
 from tests.ollama_standin import OllamaStandIn

@@ -76,8 +76,10 @@ def test_guard_really_blocks_and_records() -> None:
 
 def _guarded_env(guard_dir: Path, log: Path, data_dir: Path, ollama_url: str) -> dict[str, str]:
     """The environment of a guarded subprocess: the guard on PYTHONPATH, logging to `log`; no NO_PROXY."""
+    # Without the switches tests/conftest.py sets for the in-process gradio_client: the app needs none.
+    quiet = ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in quiet},
         "PYTHONPATH": f"{guard_dir}{os.pathsep}{ROOT}",
         "ADVISOR_TEST_EGRESS_LOG": str(log),
         "ADVISOR_DATA_DIR": str(data_dir),

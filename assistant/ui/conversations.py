@@ -1,6 +1,6 @@
-"""The glue between the chat page and the conversation store: who owns what, saving a turn, reopening one.
+"""The conversations sidebar and its store: who owns what, saving a turn, reopening, renaming, exporting.
 
-Kept out of `assistant.ui` so that the page module only wires events. Identity:
+Identity:
 - with auth on, the owner is the signed-in user (`request.username`), whatever browser they use;
 - otherwise it is a random 128-bit id the page keeps in the browser's localStorage (`gr.BrowserState`),
   encrypted with a secret kept in the data directory, so the same browser finds its conversations after a
@@ -16,10 +16,12 @@ import secrets
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import gradio as gr
 
 from assistant.conversations_store import (
     ConversationStore,
@@ -29,14 +31,16 @@ from assistant.conversations_store import (
     TurnStatus,
     export_markdown,
 )
+from assistant.ui.render import ChartFn, TurnRenderer, user_markdown
+from assistant.ui.session import ChatSession
 
 if TYPE_CHECKING:
-    from assistant.agent import Agent
-    from assistant.ui import ChatSession, TurnRenderer
+    from assistant.agent import Agent, Conversation
 
 __all__ = [
     "BROWSER_STORAGE_KEY",
     "LazyStore",
+    "Sidebar",
     "TurnSaver",
     "browser_secret",
     "chart_of_turns",
@@ -205,19 +209,16 @@ def messages_of_turns(turns: list[TurnRecord], render_question: Callable[[str], 
     return out
 
 
-def restore_history(agent: Agent, turns: list[TurnRecord]) -> Any:
+def restore_history(agent: Agent, turns: list[TurnRecord]) -> Conversation:
     """A fresh agent conversation whose history is the stored one, so follow-ups have their context."""
     conversation = agent.new_conversation()
     for turn in turns:
         conversation.history.extend(turn.history)
-    if hasattr(conversation, "_turns"):
-        conversation._turns = len(turns)  # keep tool call ids unique across the reopened conversation
+    conversation._turns = len(turns)  # keep tool call ids unique across the reopened conversation
     return conversation
 
 
-def chart_of_turns(
-    turns: list[TurnRecord], chart_fn: Callable[[str, Mapping[str, Any], Mapping[str, Any]], Any]
-) -> Any:
+def chart_of_turns(turns: list[TurnRecord], chart_fn: ChartFn) -> Any:
     """The chart of the last answer, redrawn from its stored tool result (None when it had none)."""
     if not turns:
         return None
@@ -242,3 +243,82 @@ def export_file(store: ConversationStore, owner: str, conversation_id: str) -> P
     path = folder / f"{slug}.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@dataclass
+class Sidebar:
+    """The sidebar's handlers: which conversations this page's owner has, opening, renaming, deleting and
+    exporting one, a new chat, and reopening the most recent conversation when the page loads."""
+
+    store: LazyStore
+    agent: Agent | None
+    chart_fn: ChartFn
+
+    def listing(self, session: ChatSession | None) -> tuple[Any, Any]:
+        """(sidebar list update, title box update) for this session's owner."""
+        db = self.store.get()
+        if db is None or session is None or not session.owner:
+            return gr.Radio(choices=[], value=None), gr.Textbox(value="")
+        records = db.list(session.owner)
+        current = next((r for r in records if r.id == session.conversation_id), None)
+        return (
+            gr.Radio(choices=[(r.title, r.id) for r in records], value=current.id if current else None),
+            gr.Textbox(value=current.title if current else ""),
+        )
+
+    def after_turn(self, session: ChatSession | None) -> tuple[Any, Any]:
+        """The sidebar after an answer; the title box only changes when the turn started a conversation
+        (so a title being typed meanwhile is not overwritten)."""
+        listing, title = self.listing(session)
+        return listing, (title if session is not None and session.turns <= 1 else gr.skip())
+
+    def open(self, session: ChatSession | None, conversation_id: str | None) -> tuple[Any, ...]:
+        """(session, chatbot, chart, list, title) showing the stored conversation `conversation_id`."""
+        owner = session.owner if session else None
+        db = self.store.get()
+        fresh = ChatSession(owner=owner)
+        turns = db.turns(owner, conversation_id) if db and owner and conversation_id else []
+        if turns:
+            fresh.conversation_id = conversation_id
+            fresh.messages = messages_of_turns(turns, user_markdown)
+            fresh.turns = len(turns)
+            fresh.chart = chart_of_turns(turns, self.chart_fn)
+            if self.agent is not None:
+                fresh.conversation = restore_history(self.agent, turns)
+        return (fresh, fresh.messages, fresh.chart, *self.listing(fresh))
+
+    def on_load(self, browser_id: Any, request: gr.Request) -> tuple[Any, ...]:
+        """Who this page belongs to, and the most recent conversation reopened."""
+        owner, browser_id = owner_for(browser_id, request.username)
+        db = self.store.get()
+        recent = db.list(owner) if db is not None else []
+        return (browser_id, *self.open(ChatSession(owner=owner), recent[0].id if recent else None))
+
+    def select(self, conversation_id: str | None, session: ChatSession | None) -> tuple[Any, ...]:
+        if session is not None and conversation_id == session.conversation_id:
+            return (session, session.messages, session.chart, *self.listing(session))
+        return self.open(session, conversation_id)
+
+    def rename(self, title: str, session: ChatSession | None) -> tuple[Any, Any]:
+        db = self.store.get()
+        if db is not None and session is not None and session.owner and session.conversation_id:
+            db.rename(session.owner, session.conversation_id, title or "")
+        return self.listing(session)
+
+    def delete(self, session: ChatSession | None) -> tuple[Any, ...]:
+        db = self.store.get()
+        if db is not None and session is not None and session.owner and session.conversation_id:
+            db.delete(session.owner, session.conversation_id)
+        return self.open(ChatSession(owner=session.owner if session else None), None)
+
+    def export(self, session: ChatSession | None) -> Any:
+        db = self.store.get()
+        if db is None or session is None or not session.owner or not session.conversation_id:
+            gr.Info("Nothing to export yet: ask a question first.")
+            return gr.File(value=None, visible=False)
+        path = export_file(db, session.owner, session.conversation_id)
+        return gr.File(value=str(path) if path else None, visible=path is not None)
+
+    def new_chat(self, session: ChatSession | None) -> tuple[Any, ...]:
+        """A new conversation (chatbot, session, chart, input box); the previous one stays in the sidebar."""
+        return [], ChatSession(owner=session.owner if session else None), None, ""

@@ -34,8 +34,8 @@ import gradio as gr
 
 if TYPE_CHECKING:
     from assistant.config import Settings
-    from assistant.ollama_layer import OllamaLayer, PullProgress
-    from assistant.ui import StatusProbe
+    from assistant.ollama import OllamaLayer, PullProgress
+    from assistant.ui.status import StatusProbe
     from knowledge.documents import UserDocument
     from knowledge.search import KnowledgeBase
 
@@ -189,111 +189,56 @@ def _work_in_thread(
 # ---------------------------------------------------------------------------------------------------------
 # The tab
 # ---------------------------------------------------------------------------------------------------------
-def mount_documents_tab(
-    settings: Settings,
-    *,
-    knowledge: KnowledgeBase | None,
-    ollama: OllamaLayer | None,
-    probe: StatusProbe,
-    model_picker: gr.Dropdown,
-    seen_models: gr.State,
-) -> None:
-    """Build the tab inside the current `gr.Tabs()` and wire it; `model_picker`/`seen_models` are the chat's
-    model dropdown and its remembered choices, updated when a pull finishes."""
-    from assistant.ollama_layer import OllamaLayer, canonical_model_name
-    from knowledge.documents import DocumentError
-    from tools.catalog import catalog
+@dataclass
+class DocumentsTab:
+    """The tab's handlers: add and remove documents, list them, pull a model."""
 
-    uploads_dir = settings.data_dir / "uploads"
+    settings: Settings
+    knowledge: KnowledgeBase | None
+    ollama: OllamaLayer | None
+    probe: StatusProbe
 
-    def current_docs() -> list[UserDocument]:
-        if knowledge is None:
+    @property
+    def uploads_dir(self) -> Path:
+        return self.settings.data_dir / "uploads"
+
+    def current_docs(self) -> list[UserDocument]:
+        if self.knowledge is None:
             return []
         try:
-            return knowledge.list_user_documents()
+            return self.knowledge.list_user_documents()
         except Exception:  # noqa: BLE001 - a listing problem must not break the tab
             return []
 
-    docs_now = current_docs()
-
-    with gr.Tab("Documents & models", id="documents") as tab, gr.Row(equal_height=False):
-        with gr.Column(scale=3):
-            gr.Markdown(
-                "### Your documents\nAdd notes, articles or papers (.md, .txt, .html, .pdf). They are "
-                "converted, split into passages and embedded on this machine; the chat then searches them "
-                "and cites them."
-            )
-            files = gr.File(
-                label="Files to add",
-                file_count="multiple",
-                file_types=ACCEPTED_SUFFIXES,
-                type="filepath",
-                height=150,
-                elem_id="documents-upload",
-            )
-            add_btn = gr.Button("Add to the knowledge base", variant="primary", elem_id="documents-add")
-            add_status = gr.HTML(elem_id="documents-status")
-            docs_summary = gr.Markdown(documents_summary(docs_now), elem_id="documents-summary")
-            docs_list = gr.CheckboxGroup(
-                choices=documents_choices(docs_now),  # type: ignore[arg-type]
-                label="Added documents (tick to remove)",
-                elem_id="documents-list",
-            )
-            remove_btn = gr.Button("Remove ticked documents", elem_id="documents-remove")
-        with gr.Column(scale=2):
-            gr.Markdown(
-                "### Models\nDownload a model into Ollama. The chat needs one that supports tool calling "
-                "(e.g. qwen2.5, qwen3, llama3.1); it is selected in the chat's model picker when the pull "
-                "ends."
-            )
-            pull_name = gr.Dropdown(
-                choices=list(catalog()),
-                value=None,
-                label="Model tag",
-                info="Any tag from ollama.com/library, e.g. qwen2.5:14b.",
-                allow_custom_value=True,
-                elem_id="pull-model-name",
-            )
-            pull_btn = gr.Button("Pull", variant="primary", elem_id="pull-model")
-            pull_status = gr.HTML(elem_id="pull-progress")
-            # Hidden API surface: the document list as JSON, for gradio_client.
-            list_json = gr.JSON(visible=False)
-            list_trigger = gr.Button(visible=False)
-
-    # ---- documents ---------------------------------------------------------------------------------------
-    def listing() -> tuple[Any, Any]:
-        docs = current_docs()
+    # ---- documents -----------------------------------------------------------------------------------
+    def listing(self) -> tuple[Any, Any]:
+        docs = self.current_docs()
         return documents_summary(docs), gr.CheckboxGroup(choices=documents_choices(docs), value=[])  # type: ignore[arg-type]
 
-    def add_files(paths: list[str] | None) -> Iterator[tuple[Any, ...]]:
-        if knowledge is None:
-            yield (
-                progress_html(None, "The knowledge base is not loaded.", kind="error"),
-                *listing(),
-                gr.skip(),
-            )
+    def list_docs(self) -> list[dict[str, Any]]:
+        return [d.model_dump() for d in self.current_docs()]
+
+    def _error(self, text: str, *, relist: bool = False) -> tuple[Any, ...]:
+        """(status, summary, list, files) showing `text` as an error; `relist` refreshes the list too."""
+        listing = self.listing() if relist else (gr.skip(), gr.skip())
+        return progress_html(None, text, kind="error"), *listing, gr.skip()
+
+    def add_files(self, paths: list[str] | None) -> Iterator[tuple[Any, ...]]:
+        """(status, summary, list, files) while uploaded files are converted and embedded."""
+        if self.knowledge is None:
+            yield self._error("The knowledge base is not loaded.", relist=True)
             return
         if not paths:
-            yield (
-                progress_html(None, "Choose one or more files first.", kind="error"),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-            )
+            yield self._error("Choose one or more files first.")
             return
         names = ", ".join(Path(p).name for p in paths)
         yield progress_html(None, f"Reading {names} …"), gr.skip(), gr.skip(), gr.skip()
         try:
-            staged = stage_uploads(paths, uploads_dir)
+            staged = stage_uploads(paths, self.uploads_dir)
         except OSError as err:
-            yield (
-                progress_html(None, f"Could not store the upload: {err}", kind="error"),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-            )
+            yield self._error(f"Could not store the upload: {err}")
             return
-        kb = knowledge
+        kb = self.knowledge
         skipped: list[str] = []
 
         def work(report: Callable[[Any], None]) -> Any:
@@ -311,57 +256,62 @@ def mount_documents_tab(
                 text = f"Embedding {names}: {done} of {total} passages"
                 yield progress_html(done / total if total else None, text), gr.skip(), gr.skip(), gr.skip()
             elif kind == "error":
-                message = str(value).replace(str(uploads_dir) + "/", "")
-                if not isinstance(value, DocumentError):
-                    message = f"Could not add the documents ({type(value).__name__}): {message}"
-                yield progress_html(None, message, kind="error"), *listing(), gr.skip()
+                yield self._error(self._add_failure(value), relist=True)
             else:
-                added = ", ".join(f"{d.title} ({d.kind}, {_passages(d.chunks)})" for d in value)
-                report_ = kb.last_report
-                note = ""
-                if report_ is not None and report_.mode != "hybrid":
-                    note = (
-                        " Searchable by keywords now; they are embedded for meaning-based search as soon "
-                        "as Ollama answers."
-                    )
-                if skipped:  # one bad file no longer blocks the others; say which were left out and why
-                    note += " Skipped: " + "; ".join(x.replace(str(uploads_dir) + "/", "") for x in skipped)
-                yield progress_html(None, f"✅ Added {added}.{note}", kind="done"), *listing(), None
+                text = f"✅ Added {self._added(value, skipped)}"
+                yield progress_html(None, text, kind="done"), *self.listing(), None
 
-    def remove_docs(ids: list[str] | None) -> tuple[Any, ...]:
-        if knowledge is None:
-            return progress_html(None, "The knowledge base is not loaded.", kind="error"), *listing()
+    def _add_failure(self, exc: BaseException) -> str:
+        from knowledge.documents import DocumentError
+
+        message = str(exc).replace(str(self.uploads_dir) + "/", "")
+        if not isinstance(exc, DocumentError):
+            message = f"Could not add the documents ({type(exc).__name__}): {message}"
+        return message
+
+    def _added(self, docs: Sequence[UserDocument], skipped: list[str]) -> str:
+        """What was added, whether it is searchable by meaning yet, and which files were left out."""
+        added = ", ".join(f"{d.title} ({d.kind}, {_passages(d.chunks)})" for d in docs)
+        report = self.knowledge.last_report if self.knowledge is not None else None
+        note = ""
+        if report is not None and report.mode != "hybrid":
+            note = (
+                " Searchable by keywords now; they are embedded for meaning-based search as soon "
+                "as Ollama answers."
+            )
+        if skipped:  # one bad file no longer blocks the others; say which were left out and why
+            note += " Skipped: " + "; ".join(x.replace(str(self.uploads_dir) + "/", "") for x in skipped)
+        return f"{added}.{note}"
+
+    def remove_docs(self, ids: list[str] | None) -> tuple[Any, ...]:
+        from knowledge.documents import DocumentError
+
+        if self.knowledge is None:
+            return progress_html(None, "The knowledge base is not loaded.", kind="error"), *self.listing()
         if not ids:
-            return progress_html(None, "Tick the documents to remove first.", kind="error"), *listing()
+            return progress_html(None, "Tick the documents to remove first.", kind="error"), *self.listing()
         removed, problems = [], []
         for doc_id in ids:
             try:
-                removed.append(knowledge.remove_user_document(doc_id).title)
+                removed.append(self.knowledge.remove_user_document(doc_id).title)
             except DocumentError as err:
                 problems.append(str(err))
         kind = "error" if problems else "done"
         text = "; ".join(([f"🗑 Removed {', '.join(removed)}."] if removed else []) + problems)
-        return progress_html(None, text, kind=kind), *listing()
+        return progress_html(None, text, kind=kind), *self.listing()
 
-    def list_docs() -> list[dict[str, Any]]:
-        return [d.model_dump() for d in current_docs()]
+    # ---- models --------------------------------------------------------------------------------------
+    def pull(self, name: str | None) -> Iterator[tuple[Any, ...]]:
+        """(progress, model picker, remembered choices) while a model is pulled into Ollama."""
+        from assistant.ollama import OllamaLayer
 
-    add_outputs = [add_status, docs_summary, docs_list, files]
-    add_btn.click(add_files, [files], add_outputs, api_name="add_documents", concurrency_limit=2)
-    remove_btn.click(
-        remove_docs, [docs_list], [add_status, docs_summary, docs_list], api_name="remove_documents"
-    )
-    tab.select(listing, None, [docs_summary, docs_list], api_visibility="private", queue=False)
-    list_trigger.click(list_docs, None, list_json, api_name="list_documents")
-
-    # ---- models ------------------------------------------------------------------------------------------
-    def pull(name: str | None) -> Iterator[tuple[Any, ...]]:
         model = (name or "").strip()
         if not valid_model_name(model):
             text = "Type a model tag such as qwen2.5:14b." if not model else f"'{model}' is not a model tag."
             yield progress_html(None, text, kind="error"), gr.skip(), gr.skip()
             return
-        layer = ollama or OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
+        settings = self.settings
+        layer = self.ollama or OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
         tracker = PullTracker(model)
         yield progress_html(None, f"{model}: contacting Ollama …"), gr.skip(), gr.skip()
 
@@ -382,34 +332,120 @@ def mount_documents_tab(
                     gr.skip(),
                 )
                 return
-        status = probe.status(force=True)
+        yield self._pulled(model)
+
+    def _pulled(self, model: str) -> tuple[Any, ...]:
+        """After a pull: select the model in the chat's picker, or say why it is not offered there."""
+        from assistant.ollama import canonical_model_name
+
+        status = self.probe.status(force=True)
         if not status.ok or status.problem:
             text = (
                 f"✅ {model} is installed. The chat's model picker offers it once Ollama answers the "
                 f"status check ({status.problem or 'no answer'})."
             )
-            yield progress_html(None, text, kind="done"), gr.skip(), gr.skip()
-            return
-        match = next(
-            (m for m in status.chat_models if canonical_model_name(m) == canonical_model_name(model)), None
-        )
+            return progress_html(None, text, kind="done"), gr.skip(), gr.skip()
+        wanted = canonical_model_name(model)
+        match = next((m for m in status.chat_models if canonical_model_name(m) == wanted), None)
         if match is None:
             why = (
                 "it is an embedding model"
-                if canonical_model_name(model) == canonical_model_name(settings.embed_model)
+                if wanted == canonical_model_name(self.settings.embed_model)
                 else "it does not support tool calling, which the chat needs"
             )
             text = f"✅ {model} is installed. It is not offered in the chat's model picker: {why}."
-            yield progress_html(None, text, kind="done"), gr.skip(), gr.skip()
-            return
+            return progress_html(None, text, kind="done"), gr.skip(), gr.skip()
         choices = list(status.chat_models)
         text = f"✅ {model} is installed and selected in the chat's model picker."
-        yield progress_html(None, text, kind="done"), gr.Dropdown(choices=choices, value=match), choices
+        return progress_html(None, text, kind="done"), gr.Dropdown(choices=choices, value=match), choices
 
-    pull_btn.click(
-        pull,
-        [pull_name],
-        [pull_status, model_picker, seen_models],
-        api_name="pull_model",
-        concurrency_limit=4,
+
+def mount_documents_tab(
+    settings: Settings,
+    *,
+    knowledge: KnowledgeBase | None,
+    ollama: OllamaLayer | None,
+    probe: StatusProbe,
+    model_picker: gr.Dropdown,
+    seen_models: gr.State,
+) -> None:
+    """Build the tab inside the current `gr.Tabs()` and wire it; `model_picker`/`seen_models` are the chat's
+    model dropdown and its remembered choices, updated when a pull finishes."""
+    handlers = DocumentsTab(settings, knowledge, ollama, probe)
+    with gr.Tab("Documents & models", id="documents") as tab, gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            docs = _documents_column(handlers.current_docs())
+        with gr.Column(scale=2):
+            pull_name, pull_btn, pull_status = _models_column()
+            # Hidden API surface: the document list as JSON, for gradio_client.
+            list_json = gr.JSON(visible=False)
+            list_trigger = gr.Button(visible=False)
+    add_outputs = [docs.status, docs.summary, docs.checklist, docs.files]
+    docs.add.click(
+        handlers.add_files, [docs.files], add_outputs, api_name="add_documents", concurrency_limit=2
     )
+    removed = [docs.status, docs.summary, docs.checklist]
+    docs.remove.click(handlers.remove_docs, [docs.checklist], removed, api_name="remove_documents")
+    listed = [docs.summary, docs.checklist]
+    tab.select(handlers.listing, None, listed, api_visibility="private", queue=False)
+    list_trigger.click(handlers.list_docs, None, list_json, api_name="list_documents")
+    pulled = [pull_status, model_picker, seen_models]
+    pull_btn.click(handlers.pull, [pull_name], pulled, api_name="pull_model", concurrency_limit=4)
+
+
+@dataclass
+class _DocumentsColumn:
+    files: gr.File
+    add: gr.Button
+    status: gr.HTML
+    summary: gr.Markdown
+    checklist: gr.CheckboxGroup
+    remove: gr.Button
+
+
+def _documents_column(docs_now: list[UserDocument]) -> _DocumentsColumn:
+    gr.Markdown(
+        "### Your documents\nAdd notes, articles or papers (.md, .txt, .html, .pdf). They are "
+        "converted, split into passages and embedded on this machine; the chat then searches them "
+        "and cites them."
+    )
+    files = gr.File(
+        label="Files to add",
+        file_count="multiple",
+        file_types=ACCEPTED_SUFFIXES,
+        type="filepath",
+        height=150,
+        elem_id="documents-upload",
+    )
+    return _DocumentsColumn(
+        files=files,
+        add=gr.Button("Add to the knowledge base", variant="primary", elem_id="documents-add"),
+        status=gr.HTML(elem_id="documents-status"),
+        summary=gr.Markdown(documents_summary(docs_now), elem_id="documents-summary"),
+        checklist=gr.CheckboxGroup(
+            choices=documents_choices(docs_now),  # type: ignore[arg-type]
+            label="Added documents (tick to remove)",
+            elem_id="documents-list",
+        ),
+        remove=gr.Button("Remove ticked documents", elem_id="documents-remove"),
+    )
+
+
+def _models_column() -> tuple[gr.Dropdown, gr.Button, gr.HTML]:
+    from tools.catalog import catalog
+
+    gr.Markdown(
+        "### Models\nDownload a model into Ollama. The chat needs one that supports tool calling "
+        "(e.g. qwen2.5, qwen3, llama3.1); it is selected in the chat's model picker when the pull "
+        "ends."
+    )
+    pull_name = gr.Dropdown(
+        choices=list(catalog()),
+        value=None,
+        label="Model tag",
+        info="Any tag from ollama.com/library, e.g. qwen2.5:14b.",
+        allow_custom_value=True,
+        elem_id="pull-model-name",
+    )
+    pull_btn = gr.Button("Pull", variant="primary", elem_id="pull-model")
+    return pull_name, pull_btn, gr.HTML(elem_id="pull-progress")
