@@ -8,18 +8,8 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, Field
 
+from assistant import events as ev
 from assistant.config import Settings
-from assistant.events import (
-    ContextEvent,
-    DoneEvent,
-    ErrorEvent,
-    NoticeEvent,
-    PassagesEvent,
-    TokenEvent,
-    ToolCallEvent,
-    ToolErrorEvent,
-    ToolResultEvent,
-)
 from assistant.ui import (
     ChatSession,
     LaunchConfigError,
@@ -145,20 +135,20 @@ def test_turn_renderer_shows_tool_calls_passages_and_speed() -> None:
         return {"figure": name}
 
     r = TurnRenderer(messages, Registry(), chart_fn)
-    assert r.apply(PassagesEvent(passages=[_passage("a"), _passage("b")]))
-    assert r.apply(ToolCallEvent(call_id="c1", name="estimate_speed", arguments={"chip": "M3 Max"}))
+    assert r.apply(ev.PassagesEvent(passages=[_passage("a"), _passage("b")]))
+    assert r.apply(ev.ToolCallEvent(call_id="c1", name="estimate_speed", arguments={"chip": "M3 Max"}))
     tool_msg = messages[-1]
     assert tool_msg["metadata"]["status"] == "pending" and "M3 Max" in tool_msg["content"]
-    assert r.apply(ToolResultEvent(call_id="c1", name="estimate_speed", result={"x": 1}, duration_ms=3))
+    assert r.apply(ev.ToolResultEvent(call_id="c1", name="estimate_speed", result={"x": 1}, duration_ms=3))
     assert tool_msg["metadata"]["status"] == "done" and '"x": 1' in tool_msg["content"]
     assert charts == ["estimate_speed"] and r.chart == {"figure": "estimate_speed"}
-    assert r.apply(ToolCallEvent(call_id="c2", name="check_memory_fit", arguments={}))
-    assert r.apply(ToolErrorEvent(call_id="c2", name="check_memory_fit", error="chip: unknown 'M9'"))
+    assert r.apply(ev.ToolCallEvent(call_id="c2", name="check_memory_fit", arguments={}))
+    assert r.apply(ev.ToolErrorEvent(call_id="c2", name="check_memory_fit", error="chip: unknown 'M9'"))
     assert "unknown 'M9'" in messages[-1]["content"] and messages[-1]["metadata"]["status"] == "done"
-    assert r.apply(TokenEvent(text="About "))  # first token opens a bubble
-    assert not r.apply(TokenEvent(text="40 tok/s [p:a]."))  # later tokens are batched
+    assert r.apply(ev.TokenEvent(text="About "))  # first token opens a bubble
+    assert not r.apply(ev.TokenEvent(text="40 tok/s [p:a]."))  # later tokens are batched
     r.apply(
-        DoneEvent(content="About 40 tok/s [p:a].", eval_count=12, tokens_per_second=41.5, citations=["a"])
+        ev.DoneEvent(content="About 40 tok/s [p:a].", eval_count=12, tokens_per_second=41.5, citations=["a"])
     )
     answer = messages[-1]
     assert answer["content"].startswith("About 40 tok/s [p:a].") and "41.5 tokens/s" in answer["content"]
@@ -176,11 +166,11 @@ def test_turn_renderer_shows_tool_calls_passages_and_speed() -> None:
 def test_turn_renderer_lists_passages_found_by_search_knowledge_in_the_same_message() -> None:
     messages: list[dict] = [{"role": "user", "content": "q"}]
     r = TurnRenderer(messages, Registry(), None)
-    r.apply(PassagesEvent(passages=[_passage("a")]))
-    r.apply(ToolCallEvent(call_id="c1", name="search_knowledge", arguments={"query": "x"}))
-    r.apply(ToolResultEvent(call_id="c1", name="search_knowledge", result={}, duration_ms=1))
-    r.apply(PassagesEvent(passages=[_passage("a"), _passage("b")], origin="search_knowledge"))
-    r.apply(DoneEvent(content="See [p:b].", citations=["b"]))
+    r.apply(ev.PassagesEvent(passages=[_passage("a")]))
+    r.apply(ev.ToolCallEvent(call_id="c1", name="search_knowledge", arguments={"query": "x"}))
+    r.apply(ev.ToolResultEvent(call_id="c1", name="search_knowledge", result={}, duration_ms=1))
+    r.apply(ev.PassagesEvent(passages=[_passage("a"), _passage("b")], origin="search_knowledge"))
+    r.apply(ev.DoneEvent(content="See [p:b].", citations=["b"]))
     sources = messages[1]
     assert "2 passages" in sources["metadata"]["title"] and "1 cited" in sources["metadata"]["title"]
     assert (
@@ -192,11 +182,11 @@ def test_turn_renderer_lists_passages_found_by_search_knowledge_in_the_same_mess
 def test_turn_renderer_text_after_tool_is_a_new_bubble_and_errors_show() -> None:
     messages: list[dict] = []
     r = TurnRenderer(messages)
-    r.apply(TokenEvent(text="Let me check."))
-    r.apply(ToolCallEvent(call_id="c", name="lookup_benchmarks", arguments={}))
-    r.apply(TokenEvent(text="Done."))
-    r.apply(NoticeEvent(text="History trimmed."))
-    r.apply(ErrorEvent(message="Ollama is not running.", kind="unavailable"))
+    r.apply(ev.TokenEvent(text="Let me check."))
+    r.apply(ev.ToolCallEvent(call_id="c", name="lookup_benchmarks", arguments={}))
+    r.apply(ev.TokenEvent(text="Done."))
+    r.apply(ev.NoticeEvent(text="History trimmed."))
+    r.apply(ev.ErrorEvent(message="Ollama is not running.", kind="unavailable"))
     contents = [m["content"] for m in messages]
     assert contents[0] == "Let me check." and contents[2] == "Done."
     assert messages[3]["metadata"]["title"].endswith("Note")
@@ -206,12 +196,12 @@ def test_turn_renderer_text_after_tool_is_a_new_bubble_and_errors_show() -> None
 def test_left_out_context_is_said_in_plain_sight_and_meter_figures_do_not_split_the_answer() -> None:
     messages: list[dict] = []
     r = TurnRenderer(messages)
-    meter = ContextEvent(used_tokens=6000, window_tokens=8192, reserved_tokens=1024, reason="auto: 8,192")
+    meter = ev.ContextEvent(used_tokens=6000, window_tokens=8192, reserved_tokens=1024, reason="auto: 8,192")
     assert not r.apply(meter)  # figures for the meter, not a message
-    r.apply(NoticeEvent(text="Left out of this request: 2 earlier answer(s).", kind="context_dropped"))
-    r.apply(TokenEvent(text="About "))
-    r.apply(ContextEvent(used_tokens=6100, window_tokens=8192))
-    r.apply(TokenEvent(text="40 tok/s."))
+    r.apply(ev.NoticeEvent(text="Left out of this request: 2 earlier answer(s).", kind="context_dropped"))
+    r.apply(ev.TokenEvent(text="About "))
+    r.apply(ev.ContextEvent(used_tokens=6100, window_tokens=8192))
+    r.apply(ev.TokenEvent(text="40 tok/s."))
     assert messages[0] == {"role": "assistant", "content": "✂️ Left out of this request: 2 earlier answer(s)."}
     assert "metadata" not in messages[0]  # not a folded note
     assert messages[1]["content"] == "About 40 tok/s." and len(messages) == 2
@@ -227,7 +217,7 @@ def test_context_meter_shows_used_over_window_and_how_it_was_chosen() -> None:
     assert "window: 12,288 tokens · measured again" in context_meter_markdown(
         None, Settings(num_ctx=12288), reopened=True
     )
-    event = ContextEvent(
+    event = ev.ContextEvent(
         used_tokens=4096,
         window_tokens=8192,
         reserved_tokens=1024,
@@ -242,8 +232,8 @@ def test_context_meter_shows_used_over_window_and_how_it_was_chosen() -> None:
 def test_done_without_text_still_gets_a_stats_line() -> None:
     messages: list[dict] = []
     r = TurnRenderer(messages)
-    r.apply(ToolCallEvent(call_id="c", name="x", arguments={}))
-    r.apply(DoneEvent(content="", eval_count=0, tokens_per_second=None))
+    r.apply(ev.ToolCallEvent(call_id="c", name="x", arguments={}))
+    r.apply(ev.DoneEvent(content="", eval_count=0, tokens_per_second=None))
     assert "tokens/s n/a" in messages[-1]["content"] and not messages[-1].get("metadata")
 
 

@@ -13,20 +13,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from assistant import events as ev
 from assistant.config import Settings
-from assistant.events import (
-    AgentEvent,
-    ContextEvent,
-    DoneEvent,
-    ErrorEvent,
-    NoticeEvent,
-    PassagesEvent,
-    ThinkingEvent,
-    TokenEvent,
-    ToolCallEvent,
-    ToolErrorEvent,
-    ToolResultEvent,
-)
 from assistant.safe_json import clean_text, json_safe
 
 if TYPE_CHECKING:
@@ -124,12 +112,12 @@ class TurnRenderer:
         self._passages: list[Passage] = []
         self._passages_msg: Message | None = None
         self.chart: Any = None
-        self.done: DoneEvent | None = None
-        self.error: ErrorEvent | None = None
+        self.done: ev.DoneEvent | None = None
+        self.error: ev.ErrorEvent | None = None
         # Shown instead of an "unavailable" error's own text (which may say Ollama is not installed) when
         # Ollama answered earlier: after a working chat it stopped, it did not vanish.
         self.unavailable_message: str | None = None
-        self.context: ContextEvent | None = None
+        self.context: ev.ContextEvent | None = None
         self.answer_text = ""
         self.tool_calls: list[dict[str, Any]] = []  # name, arguments, ok, error: the turn's tool log
         self._thinking: Message | None = None
@@ -153,39 +141,40 @@ class TurnRenderer:
         self.messages.append(message)
         return message
 
-    def apply(self, event: AgentEvent) -> bool:
-        if isinstance(event, ContextEvent):  # figures for the meter, not a message: keeps the text run going
+    def apply(self, event: ev.AgentEvent) -> bool:
+        # Context figures are for the meter, not a message: they keep the text run going.
+        if isinstance(event, ev.ContextEvent):
             self.context = event
             return False
-        if isinstance(event, ThinkingEvent):
+        if isinstance(event, ev.ThinkingEvent):
             return self._on_thinking(event)
         if self._thinking is not None:
             self._thinking["metadata"] = {**self._thinking["metadata"], "status": "done"}
             self._thinking = None
-        if isinstance(event, TokenEvent):
+        if isinstance(event, ev.TokenEvent):
             return self._on_token(event)
         # Any non-token message ends the current text run: text after a tool call is a new bubble.
         self._answer = None
-        if isinstance(event, PassagesEvent):
+        if isinstance(event, ev.PassagesEvent):
             self._on_passages(event)
-        elif isinstance(event, ToolCallEvent):
+        elif isinstance(event, ev.ToolCallEvent):
             self._on_tool_call(event)
-        elif isinstance(event, ToolResultEvent):
+        elif isinstance(event, ev.ToolResultEvent):
             self._on_tool_result(event)
-        elif isinstance(event, ToolErrorEvent):
+        elif isinstance(event, ev.ToolErrorEvent):
             self._on_tool_error(event)
-        elif isinstance(event, NoticeEvent):
+        elif isinstance(event, ev.NoticeEvent):
             self._on_notice(event)
-        elif isinstance(event, DoneEvent):
+        elif isinstance(event, ev.DoneEvent):
             self.done = event
             self._finish(event)
-        elif isinstance(event, ErrorEvent):
+        elif isinstance(event, ev.ErrorEvent):
             self._on_error(event)
         else:
             return False
         return True
 
-    def _on_thinking(self, event: ThinkingEvent) -> bool:
+    def _on_thinking(self, event: ev.ThinkingEvent) -> bool:
         # The model's reasoning goes in its own folded message, never into the answer bubble.
         started = self._thinking is None
         if self._thinking is None:
@@ -200,7 +189,7 @@ class TurnRenderer:
         self._thinking["content"] += event.text
         return started
 
-    def _on_token(self, event: TokenEvent) -> bool:
+    def _on_token(self, event: ev.TokenEvent) -> bool:
         started = self._answer is None
         if self._answer is None:
             self._answer = self._append({"role": "assistant", "content": ""})
@@ -208,7 +197,7 @@ class TurnRenderer:
         self.answer_text += event.text
         return started
 
-    def _on_passages(self, event: PassagesEvent) -> None:
+    def _on_passages(self, event: ev.PassagesEvent) -> None:
         # Retrieved passages and those a search_knowledge call finds later share one message.
         known = {p.id for p in self._passages}
         self._passages += [p for p in event.passages if p.id not in known]
@@ -222,7 +211,7 @@ class TurnRenderer:
             "status": "done",
         }
 
-    def _on_tool_call(self, event: ToolCallEvent) -> None:
+    def _on_tool_call(self, event: ev.ToolCallEvent) -> None:
         msg = self._append(
             {
                 "role": "assistant",
@@ -233,7 +222,7 @@ class TurnRenderer:
         self._tools[event.call_id] = (msg, dict(event.arguments))
         self.tool_calls.append({"call_id": event.call_id, "name": event.name, "arguments": event.arguments})
 
-    def _on_tool_result(self, event: ToolResultEvent) -> None:
+    def _on_tool_result(self, event: ev.ToolResultEvent) -> None:
         msg, arguments = self._tool_message(event.call_id, event.name)
         self._log(event.call_id, ok=True)
         self.tool_results[event.call_id] = event.result
@@ -253,13 +242,13 @@ class TurnRenderer:
         if figure is not None:
             self.chart = figure
 
-    def _on_tool_error(self, event: ToolErrorEvent) -> None:
+    def _on_tool_error(self, event: ev.ToolErrorEvent) -> None:
         msg, _ = self._tool_message(event.call_id, event.name)
         self._log(event.call_id, ok=False, error=event.error)
         msg["content"] += f"\n**Refused**: {_bounded(event.error)}"
         msg["metadata"] = {**msg["metadata"], "title": f"⚠️ {event.name} (error)", "status": "done"}
 
-    def _on_notice(self, event: NoticeEvent) -> None:
+    def _on_notice(self, event: ev.NoticeEvent) -> None:
         if event.kind == "context_dropped":
             # In plain sight, not folded: the answer may miss what the user said earlier.
             self._append({"role": "assistant", "content": f"✂️ {event.text}"})
@@ -267,7 +256,7 @@ class TurnRenderer:
         note = {"title": "ℹ️ Note", "status": "done"}
         self._append({"role": "assistant", "content": event.text, "metadata": note})
 
-    def _on_error(self, event: ErrorEvent) -> None:
+    def _on_error(self, event: ev.ErrorEvent) -> None:
         if event.kind == "unavailable" and self.unavailable_message:
             event = event.model_copy(update={"message": self.unavailable_message})
         self.error = event
@@ -291,7 +280,7 @@ class TurnRenderer:
             passage_markdown(p, p.id in cited, rank) for rank, p in enumerate(self._passages, 1)
         )
 
-    def _finish(self, done: DoneEvent) -> None:
+    def _finish(self, done: ev.DoneEvent) -> None:
         cited = set(done.citations)
         if self._passages_msg is not None:
             self._passages_msg["content"] = self._passages_content(cited)
@@ -308,7 +297,7 @@ class TurnRenderer:
         last["content"] = str(last["content"]).rstrip() + "\n\n" + stats_line(done)
 
 
-def stats_line(done: DoneEvent) -> str:
+def stats_line(done: ev.DoneEvent) -> str:
     tps = f"{done.tokens_per_second:.1f} tokens/s" if done.tokens_per_second else "tokens/s n/a"
     parts = [f"⚡ {tps}", f"{done.eval_count} tokens", f"{done.total_s:.1f} s"]
     if done.rounds > 1:
@@ -319,7 +308,7 @@ def stats_line(done: DoneEvent) -> str:
 
 
 def context_meter_markdown(
-    context: ContextEvent | None, settings: Settings | None = None, *, reopened: bool = False
+    context: ev.ContextEvent | None, settings: Settings | None = None, *, reopened: bool = False
 ) -> str:
     """The context meter: how much of the window the last request used, and how the window was chosen.
 
