@@ -200,15 +200,9 @@ def test_starts_without_ollama_explains_and_stops_cleanly(
 def test_a_burst_of_signals_still_stops_cleanly(run_launch: type[LaunchedProcess], tmp_path: Path) -> None:
     """Ctrl-C pressed repeatedly (or uv forwarding one SIGINT while the terminal sends another) must stop the
     app, not deadlock its signal handler against the main thread's wait."""
-    p = run_launch(
-        "--no-browser",
-        "--port",
-        str(free_port()),
-        "--data-dir",
-        str(tmp_path),
-        "--ollama-host",
-        f"http://127.0.0.1:{free_port()}",
-    )
+    nothing_there = f"http://127.0.0.1:{free_port()}"
+    where = ["--port", str(free_port()), "--data-dir", str(tmp_path), "--ollama-host", nothing_there]
+    p = run_launch("--no-browser", *where)
     p.wait_for_url()
     deadline = time.monotonic() + 3.0
     while "Stopping" not in p.output and time.monotonic() < deadline:

@@ -24,17 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_launch_narrates_start_up_from_the_first_line(standin: Any, tmp_path: Path) -> None:
-    cmd = [
-        sys.executable,
-        str(ROOT / "launch.py"),
-        "--no-browser",
-        "--port",
-        str(free_port()),
-        "--data-dir",
-        str(tmp_path),
-        "--ollama-host",
-        standin.url,
-    ]
+    cmd = [sys.executable, str(ROOT / "launch.py"), "--no-browser", "--port", str(free_port())]
+    cmd += ["--data-dir", str(tmp_path), "--ollama-host", standin.url]
     started = time.monotonic()
     proc = subprocess.Popen(
         cmd,
