@@ -9,25 +9,12 @@ import pytest
 from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
-from tests.ollama_standin import ChatScript, ModelSpec, OllamaStandIn
+from tests.ollama_standin import MYSTERY_CODER_13B, ChatScript, ModelSpec, OllamaStandIn
 from tools import REGISTRY, ToolError
 
 PURE = ["estimate_speed", "check_memory_fit", "lookup_benchmarks", "recommend_machine"]
 
-MYSTERY = ModelSpec(
-    name="mystery-coder:13b",
-    architecture="llama",
-    parameter_count=13_015_864_320,
-    block_count=40,
-    context_length=16384,
-    embedding_length=5120,
-    head_count=40,
-    head_count_kv=8,
-    key_length=128,
-    value_length=128,
-    quantization="Q8_0",
-    parameter_size="13B",
-)
+MYSTERY = MYSTERY_CODER_13B
 
 
 @pytest.fixture
