@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
-from tests.ollama_standin import MYSTERY_CODER_13B, ChatScript, ModelSpec, OllamaStandIn
+from tests.ollama_standin import MYSTERY_CODER_13B, ChatScript, OllamaStandIn
+from tests.ollama_standin import TINY_MOE as TINY_MOE_SPEC
 from tools import REGISTRY, ToolError
 
 PURE = ["estimate_speed", "check_memory_fit", "lookup_benchmarks", "recommend_machine"]
@@ -153,22 +155,7 @@ def _tiny_moe_tensors() -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     return tuple(t)
 
 
-TINY_MOE = ModelSpec(
-    name="tinymoe:latest",
-    architecture="qwen3moe",
-    parameter_count=168_823_808,
-    block_count=2,
-    context_length=32768,
-    embedding_length=1024,
-    head_count=8,
-    head_count_kv=2,
-    key_length=128,
-    value_length=128,
-    quantization="MXFP4",
-    parameter_size="169M",
-    extra_model_info={"qwen3moe.expert_count": 8, "qwen3moe.expert_used_count": 2},
-    tensors=_tiny_moe_tensors(),
-)
+TINY_MOE = dataclasses.replace(TINY_MOE_SPEC, tensors=_tiny_moe_tensors())
 
 
 def test_installed_moe_reads_bytes_per_token_from_its_tensor_layout(standin: OllamaStandIn) -> None:

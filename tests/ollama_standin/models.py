@@ -263,6 +263,8 @@ LLAMA31_8B = _SPECS["llama3.1:8b"]
 QWEN3_8B = _SPECS["qwen3:8b"]
 MYSTERY_CODER_13B = _SPECS["mystery-coder:13b"]
 """A model no catalog knows (only /api/show describes it): never installed by default."""
+TINY_MOE = _SPECS["tinymoe:latest"]
+"""A two-layer mixture-of-experts model (8 experts, 2 active); tests give it the tensors they need."""
 
 DEFAULT_INSTALLED: tuple[ModelSpec, ...] = (QWEN25_7B, LLAMA33_70B, GEMMA2_9B, NOMIC_EMBED_TEXT)
 """Installed in the ``standin`` fixture: two tool-capable chat models, one without tools, the embedder."""
