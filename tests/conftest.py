@@ -79,7 +79,7 @@ def live_ollama() -> str:
     try:
         with ollama.Client(host=host, timeout=3.0) as client:
             client.list()
-    except Exception as exc:  # any failure means "no usable Ollama here", which is a reason to skip
+    except Exception as exc:  # noqa: BLE001 - any failure means "no usable Ollama here": a reason to skip
         pytest.skip(
             f"no Ollama answers at {host} ({type(exc).__name__}: {exc}); start one or set OLLAMA_HOST"
         )

@@ -21,7 +21,7 @@ from knowledge.search import KnowledgeBase
 from tools import REGISTRY, ToolError
 from tools.registry import Registry
 
-# smolagents.tools.AUTHORIZED_TYPES (1.26)
+# The types smolagents accepts in a tool input (its AUTHORIZED_TYPES, version 1.26).
 SMOLAGENTS_TYPES = {
     "string",
     "boolean",
