@@ -11,6 +11,8 @@ from typing import Any
 import ollama
 from pydantic import BaseModel, Field
 
+from tools.models import full_tag
+
 __all__ = [
     "GGML_BITS",
     "InstalledModel",
@@ -258,10 +260,8 @@ def loaded_models(client: ollama.Client) -> list[LoadedModel]:
     ]
 
 
-def canonical_model_name(name: str) -> str:
-    """Ollama treats ``nomic-embed-text`` and ``nomic-embed-text:latest`` as the same model."""
-    name = name.strip()
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+canonical_model_name = full_tag
+"""``nomic-embed-text`` and ``nomic-embed-text:latest`` are the same model to Ollama (the tools' one rule)."""
 
 
 def _parse_parameter_size(text: str | None) -> float | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from assistant import events as ev
 from assistant.config import Settings
 from assistant.safe_json import clean_text, json_safe
+from knowledge.schemas import MAX_QUERY_CHARS
 
 if TYPE_CHECKING:
     from knowledge.search import KnowledgeBase, Passage
@@ -340,7 +341,7 @@ def search_markdown(knowledge: KnowledgeBase | None, query: str, k: int) -> str:
     if knowledge is None:
         return "⚠️ The knowledge base is not loaded (see the terminal where launch.py runs)."
     try:
-        out = knowledge.search(query[:2000], k=int(k))
+        out = knowledge.search(query[:MAX_QUERY_CHARS], k=int(k))
     except Exception as exc:  # noqa: BLE001 - show, do not crash the tab
         return f"⚠️ Search failed: {exc}"
     # The status line's words: "knowledge search: hybrid" or "keywords only" (lexical), never two names.
