@@ -236,6 +236,14 @@ class Agent:
     def new_conversation(self) -> Conversation:
         return Conversation(self)
 
+    def resume_conversation(self, history: Sequence[dict[str, Any]], turns: int) -> Conversation:
+        """A conversation that continues a stored one: its model-facing `history` and how many turns it had
+        (tool call ids stay unique across the reopened conversation)."""
+        conversation = Conversation(self)
+        conversation.history.extend(history)
+        conversation._turns = turns
+        return conversation
+
     def retrieve(self, question: str) -> tuple[list[Passage], str | None]:
         """Top passages for the question, or ([], notice) when there is no knowledge base or search failed."""
         k = self.settings.top_k_passages

@@ -211,11 +211,7 @@ def messages_of_turns(turns: list[TurnRecord], render_question: Callable[[str], 
 
 def restore_history(agent: Agent, turns: list[TurnRecord]) -> Conversation:
     """A fresh agent conversation whose history is the stored one, so follow-ups have their context."""
-    conversation = agent.new_conversation()
-    for turn in turns:
-        conversation.history.extend(turn.history)
-    conversation._turns = len(turns)  # keep tool call ids unique across the reopened conversation
-    return conversation
+    return agent.resume_conversation([m for turn in turns for m in turn.history], len(turns))
 
 
 def chart_of_turns(turns: list[TurnRecord], chart_fn: ChartFn) -> Any:
