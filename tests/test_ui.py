@@ -368,3 +368,29 @@ def test_build_app_without_ollama_has_forms_search_and_chat_api() -> None:
 def test_chat_session_default_is_empty() -> None:
     s = ChatSession()
     assert s.conversation is None and s.messages == [] and s.turns == 0
+
+
+def test_tools_tab_runs_through_the_shared_run_tool_and_never_shows_a_traceback() -> None:
+    """The Tools tab's Run button: a result with its summary; a form value the tool refuses, a tool bug and a
+    bad number each come back as one ⚠️ line (the same sentence the chat and MCP give), never a traceback."""
+    from assistant.ui.forms import form_fields, run_form
+
+    class Nothing(BaseModel):
+        pass
+
+    def explode(params: Nothing) -> Nothing:
+        raise RuntimeError("a bug")
+
+    broken = Tool(name="broken", description="d", input_model=Nothing, output_model=Nothing, func=explode)
+    registry = REGISTRY.extended(broken)
+    speed = registry.get("estimate_speed")
+    specs = form_fields(speed)
+    values = {s.name: None for s in specs} | {"chip": "M3 Max", "model": "qwen2.5:7b"}
+    summary, _, result = run_form(speed, registry, specs, [values[s.name] for s in specs])
+    assert result is not None and result["expected_tokens_per_second"] > 0
+    assert "expected tokens per second" in summary
+    refused = values | {"chip": "M9 Hyper"}
+    summary, _, result = run_form(speed, registry, specs, [refused[s.name] for s in specs])
+    assert result is None and summary.startswith("⚠️ ") and "chip" in summary and "Traceback" not in summary
+    summary, _, result = run_form(broken, registry, [], [])
+    assert (summary, result) == ("⚠️ broken failed internally (RuntimeError: a bug)", None)

@@ -14,6 +14,7 @@ import gradio as gr
 from pydantic import BaseModel, Field
 
 from assistant.charts import chart_for_tool_result
+from assistant.toolset import run_tool
 from tools.registry import Registry, Tool, ToolError
 
 __all__ = ["FormField", "arguments_from_form", "form_fields", "result_markdown", "tool_form"]
@@ -229,11 +230,12 @@ def run_form(
     """(summary, chart update, full result) for one press of a form's Run button."""
     try:
         arguments = arguments_from_form(specs, values)
-        result = tool.run(arguments).model_dump(mode="json")
     except ToolError as err:
         return f"⚠️ {err}", gr.Plot(visible=False), None
-    except Exception as exc:  # noqa: BLE001 - wrapped tools (Ollama-backed) may fail otherwise
-        return f"⚠️ {tool.name} failed: {exc}", gr.Plot(visible=False), None
+    outcome = run_tool(toolset, tool.name, arguments)  # never raises, like a tool call in the chat or MCP
+    if outcome.result is None:
+        return f"⚠️ {outcome.error}", gr.Plot(visible=False), None
+    result = outcome.result.model_dump(mode="json")
     figure = chart_for_tool_result(tool.name, arguments, result, toolset)
     plot_update = gr.Plot(value=figure, visible=True) if figure is not None else gr.Plot(visible=False)
     return result_markdown(tool.name, result), plot_update, result
@@ -256,7 +258,7 @@ def tool_form(tool: Tool, toolset: Registry) -> None:
         with gr.Accordion("Full result (JSON)", open=False):
             raw = gr.JSON(label=None)
 
-    def run_tool(*values: Any) -> tuple[Any, ...]:
+    def run_pressed(*values: Any) -> tuple[Any, ...]:
         return run_form(tool, toolset, specs, values)
 
-    run.click(run_tool, inputs, [summary, plot, raw], api_visibility="private", concurrency_limit=None)
+    run.click(run_pressed, inputs, [summary, plot, raw], api_visibility="private", concurrency_limit=None)
