@@ -7,12 +7,12 @@ import dataclasses
 from tools import REGISTRY
 from tools.calibration import (
     LEGACY_ATTENTION_SOURCES,
-    PREFILL_ROWS,
     _fit_prefill_at,
     calibration_rows,
     fit,
     load_2026,
     predict_tps,
+    prefill_anchors,
     prefill_rows,
 )
 from tools.quants import resolve_quant
@@ -65,7 +65,7 @@ def test_no_held_out_prefill_measurement_is_fitted() -> None:
     fitted = prefill_rows("fit")
     assert not [r.label for r in fitted if (r.chip, r.measured_tps) in held_out]
     # The M2 Ultra XiongjieDai pp512 anchor is that held-out row (xd6): it stays a baseline anchor only.
-    assert any(chip == "M2 Ultra" and (chip, pp) in held_out for _g, chip, _c, pp, _p, _s in PREFILL_ROWS)
+    assert any(a.chip == "M2 Ultra" and (a.chip, a.prefill_tps) in held_out for a in prefill_anchors())
 
 
 def test_a_generation_with_llama_cpp_rows_takes_its_rate_from_them_alone() -> None:

@@ -10,13 +10,14 @@ import datetime as _dt
 import math
 import statistics
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from tools.chips import ChipBin, chip_bins
-from tools.data_files import DATA_DIR, load_csv
+from tools.data_files import DATA_DIR, from_row, load_csv
 from tools.models import catalog, generic_architecture, resolve_model
 from tools.quants import QuantSpec, resolve_quant
 from tools.schemas import ModelArchitecture
@@ -46,23 +47,24 @@ LEGACY_ATTENTION_SOURCES: dict[str, str] = {
     "reads)",
 }
 
-# Prompt-processing (prefill) anchors: llama.cpp pp512 for Llama-3-8B-class Q4 models (16.1 GFLOP per token).
-# effective TFLOPS = pp512 tok/s * 2 * params; divided by GPU cores gives a per-core rate per generation.
-# The M2 Ultra anchor is also held-out row xd6 of calibration_2026.csv, so the fit skips it
-# (_anchor_is_held_out); bench/estimator_accuracy.py keeps all four for its "previous model" baseline.
-PREFILL_ROWS: list[tuple[int, str, int, float, float, str]] = [
-    (1, "M1 Max", 32, 499.58, 8.03, "brand-o/normiebench issue #40 (llama.cpp pp512, llama 3.1 8B Q4_K_M)"),
-    (
-        2,
-        "M2 Ultra",
-        76,
-        994.04,
-        8.03,
-        "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (pp512, Llama-3-8B Q4_K_M)",
-    ),
-    (3, "M3 Max", 40, 693.32, 8.03, "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (pp512, Llama-3-8B Q4_K_M)"),
-    (4, "M4", 10, 224.81, 8.03, "brand-o/normiebench issue #3 (llama.cpp pp512, llama 3.1 8B Q4_K_M)"),
-]
+PREFILL_ANCHORS_FILE = "prefill_anchors.csv"
+
+
+@dataclass(frozen=True)
+class PrefillAnchor:
+    """One older llama.cpp pp512 measurement of an 8B Q4_K_M model (tools/data/prefill_anchors.csv)."""
+
+    generation: int
+    chip: str
+    gpu_cores: int
+    prefill_tps: float
+    params_b: float
+    source: str
+
+
+@cache
+def prefill_anchors() -> tuple[PrefillAnchor, ...]:
+    return tuple(from_row(PrefillAnchor, r) for r in load_csv(PREFILL_ANCHORS_FILE))
 
 
 @dataclass(frozen=True)
@@ -409,23 +411,23 @@ def prefill_rows(split: str) -> list[PrefillRow]:
         )
     if split == "fit":
         arch = catalog()["llama3.1:8b"].architecture()
-        for gen, chip, cores, pp, params_b, src in PREFILL_ROWS:
-            if _anchor_is_held_out(chip, pp):
+        for a in prefill_anchors():
+            if _anchor_is_held_out(a.chip, a.prefill_tps):
                 continue
             out.append(
                 PrefillRow(
-                    label=f"{chip} llama3.1:8b Q4_K_M llama.cpp p512",
+                    label=f"{a.chip} llama3.1:8b Q4_K_M llama.cpp p512",
                     model="llama3.1:8b",
-                    generation=gen,
-                    chip=chip,
-                    gpu_cores=cores,
-                    active_params_b=params_b,
+                    generation=a.generation,
+                    chip=a.chip,
+                    gpu_cores=a.gpu_cores,
+                    active_params_b=a.params_b,
                     is_float=False,
                     moe=False,
                     attn_flops=attention_flops_per_prompt_token(arch, 512),
-                    measured_tps=pp,
+                    measured_tps=a.prefill_tps,
                     split="fit",
-                    source=src,
+                    source=a.source,
                 )
             )
     return out
@@ -657,8 +659,8 @@ def prefill_table() -> dict[str, object]:
         ),
         "range": {"low_ratio": round(lo, 4), "high_ratio": round(hi, 4)},
         "data": (
-            "tools/data/calibration_2026.csv split=fit trust=high (prefill_tps) + PREFILL_ROWS anchors that "
-            "are not held-out rows"
+            "tools/data/calibration_2026.csv split=fit trust=high (prefill_tps) + tools/data/"
+            f"{PREFILL_ANCHORS_FILE} anchors that are not held-out rows"
         ),
         "n_rows": len(rows),
     }
