@@ -85,10 +85,8 @@ class CalibrationRow:
     weights_bytes: float
     kv_bytes: float
     attn_bytes: float
-    exclude_reason: str
     moe_layers: int = 0
     category: str = "dense"
-    split: str = "fit"
 
     @property
     def ceiling_tps(self) -> float:
@@ -122,12 +120,12 @@ def _tier_of(chip: str) -> tuple[str, int]:
     raise ValueError(f"calibration row names unknown chip {chip!r}")
 
 
-def calibration_rows(include_excluded: bool = False, with_2026: bool = True) -> list[CalibrationRow]:
+def calibration_rows() -> list[CalibrationRow]:
     """Decode rows to fit on: the older dense set plus the 2026 rows of the ``fit`` split (trusted only)."""
     out: list[CalibrationRow] = []
     cat = catalog()
     for r in load_csv(CALIBRATION_FILE):
-        if r["exclude_reason"] and not include_excluded:
+        if r["exclude_reason"]:
             continue
         tag = r["model_tag"] or None
         params = float(r["params_b"])
@@ -154,16 +152,13 @@ def calibration_rows(include_excluded: bool = False, with_2026: bool = True) -> 
                 weights_bytes=wr.active_bytes,
                 kv_bytes=kv_cache_bytes(arch, ctx),
                 attn_bytes=attention_read_bytes(arch, ctx),
-                exclude_reason=r["exclude_reason"],
                 moe_layers=wr.moe_layers,
                 category="moe" if wr.moe else "dense",
             )
         )
-    if with_2026:
-        # Rows collected for prefill (category "prefill": TTFT harnesses, mostly Rapid-MLX) feed the prefill
-        # fit only; the decode fit takes the 2026 rows collected for MoE and M5 decode.
-        out += [r for r in rows_2026("fit") if r.exclude_reason == "" and r.category != "prefill"]
-    return out
+    # Rows collected for prefill (category "prefill": TTFT harnesses, mostly Rapid-MLX) feed the prefill fit
+    # only; the decode fit takes the 2026 rows collected for MoE and M5 decode.
+    return out + [r for r in rows_2026("fit") if r.category != "prefill"]
 
 
 def chip_bin(chip: str, gpu_cores: str = "", memory_gb: str = "") -> ChipBin:
@@ -243,13 +238,13 @@ def load_2026() -> list[Row2026]:
     return out
 
 
-def rows_2026(split: str, trust: str = "high") -> list[CalibrationRow]:
-    """2026 decode rows of one split as CalibrationRows (low-trust rows carry an exclude_reason)."""
+def rows_2026(split: str) -> list[CalibrationRow]:
+    """Trusted 2026 decode rows of one split as CalibrationRows."""
     out: list[CalibrationRow] = []
     for r in load_2026():
         if r.split != split or r.decode_tps is None:
             continue
-        if trust != "any" and r.trust != trust:
+        if r.trust != "high":
             continue
         ctx = r.context_tokens
         out.append(
@@ -270,10 +265,8 @@ def rows_2026(split: str, trust: str = "high") -> list[CalibrationRow]:
                 weights_bytes=r.weights_active,
                 kv_bytes=kv_cache_bytes(r.arch, ctx),
                 attn_bytes=attention_read_bytes(r.arch, ctx),
-                exclude_reason="" if r.trust == "high" else "low trust (see calibration_2026.csv header)",
                 moe_layers=r.moe_layers,
                 category=r.category,
-                split=split,
             )
         )
     return out
@@ -581,7 +574,7 @@ def _fit_prefill_at(
     }
 
 
-def prefill_model(fitted: dict[str, object], low: float = 1.0, high: float = 1.0) -> PrefillModel:
+def prefill_model(fitted: dict[str, object]) -> PrefillModel:
     rate: dict[int, float] = fitted["rate"]  # type: ignore[assignment]
     return PrefillModel(
         tflops_per_core=dict(rate),
@@ -591,8 +584,8 @@ def prefill_model(fitted: dict[str, object], low: float = 1.0, high: float = 1.0
         moe_factor=float(fitted["moe_factor"]),  # type: ignore[arg-type]
         attn_factor=float(fitted["attn_factor"]),  # type: ignore[arg-type]
         no_accelerator_tflops_per_core=rate.get(4, min(rate.values())),
-        range_low=low,
-        range_high=high,
+        range_low=1.0,
+        range_high=1.0,
         mlx_fixed_seconds=fitted["mlx_fixed_seconds"][0],  # type: ignore[index]
         mlx_fixed_seconds_m5=fitted["mlx_fixed_seconds"][1],  # type: ignore[index]
         mlx_factor=float(fitted.get("mlx_factor", 1.0)),  # type: ignore[arg-type]
@@ -618,7 +611,6 @@ def predict_prefill(pm: PrefillModel, r: PrefillRow) -> float:
 def prefill_table() -> dict[str, object]:
     rows = prefill_rows("fit")
     fitted = fit_prefill(rows)
-    pm = prefill_model(fitted)
     pm = prefill_model(fitted)
     ratios = sorted(r.measured_tps / predict_prefill(pm, r) for r in rows)
     lo, hi = float(np.quantile(ratios, 0.1)), float(np.quantile(ratios, 0.9))

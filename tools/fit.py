@@ -266,15 +266,13 @@ def gpu_fit_for(
     mem_gb: float,
     runtime: str,
     *,
-    kv_type: str = "f16",
-    parallel: int = 1,
     budget: float | None = None,
     nodes: int = 1,
 ) -> GpuFit:
     rt = runtime_spec(runtime)
     if budget is None:
         budget, _ = gpu_budget(mem_gb)
-    need = _need(arch, q, entry, ctx, kv_type, parallel, rt.margin_bytes, nodes)
+    need = _need(arch, q, entry, ctx, kv_type="f16", parallel=1, margin=rt.margin_bytes, nodes=nodes)
     return assess_gpu_fit(need, budget, mem_gb, rt)
 
 
