@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -520,48 +521,17 @@ def _fit_prefill_at(
     def implied(r: PrefillRow) -> float:
         return r.implied_tflops_per_core(k, fixed, mlx_factor)
 
-    by_key: dict[tuple[int, str, str, float, bool], dict[bool, float]] = {}
-    for r in rows:
-        if r.moe:
-            continue
-        key = (r.generation, f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops, r.mlx)
-        by_key.setdefault(key, {})[r.is_float] = implied(r)
-    pairs_by_gen: dict[int, list[float]] = {}
-    for key, v in by_key.items():
-        if True in v and False in v:
-            pairs_by_gen.setdefault(key[0], []).append(v[True] / v[False])
+    pairs_by_gen = _float_pairs(rows, implied)
     pairs = [x for v in pairs_by_gen.values() for x in v]
     fl = pairs or [implied(r) / rate[r.generation] for r in rows if r.is_float and r.generation in rate]
     # How much faster light weights run than Q4-class ones is a property of the GPU generation (dequantisation
     # ALU work vs matrix throughput): per generation where it has >= 2 pairs, else the median of all pairs.
     float_by_gen = {g: statistics.median(v) for g, v in pairs_by_gen.items() if len(v) >= 2}
     moe_rows = [r for r in rows if r.moe and r.generation in rate]
-    mo = [implied(r) / rate[r.generation] for r in moe_rows]
-    # MoE: flat factor x batch efficiency b / (b + h), h (tokens per expert at half efficiency) chosen by the
-    # median log error over the MoE rows; h = 0 keeps one flat factor.
-    half, moe_f, best = 0.0, statistics.median(mo) if mo else 1.0, math.inf
-    for h in MOE_HALF_BATCH_CANDIDATES:
-        pm_h = PrefillModel({}, {}, 1.0, 1.0, k, 0.0, 1.0, 1.0, moe_half_batch=h)
-        eff = [pm_h.moe_efficiency(r.expert_share) for r in moe_rows]
-        if not mo:
-            break
-        f0 = statistics.median(m / e for m, e in zip(mo, eff, strict=True))
-        err = statistics.median(abs(math.log(m / (f0 * e))) for m, e in zip(mo, eff, strict=True))
-        if err < best - 1e-9:
-            half, moe_f, best = h, f0, err
-    srcs: dict[int, str] = {}
-    for g in sorted(rate):
-        used = sorted({r.label for r in heavy if r.generation == g and (g not in gguf_rate or not r.mlx)})
-        srcs[g] = (
-            f"median over models of {len(used)} dense quantised (not F16/Q8_0) "
-            + ("llama.cpp/Ollama" if g in gguf_rate else "MLX (over the MLX factor)")
-            + " rows: "
-            + "; ".join(used[:4])
-            + (" ..." if len(used) > 4 else "")
-        )
+    half, moe_f = _moe_fit(moe_rows, [implied(r) / rate[r.generation] for r in moe_rows], k)
     return {
         "rate": rate,
-        "sources": srcs,
+        "sources": _rate_sources(rate, heavy, gguf_rate),
         "float_factor": statistics.median(fl) if fl else 1.0,
         "float_factor_by_gen": float_by_gen,
         "moe_factor": moe_f,
@@ -572,6 +542,58 @@ def _fit_prefill_at(
         "n_mlx": len(mlx_ratios),
         "n_pairs": len(pairs),
     }
+
+
+def _float_pairs(rows: list[PrefillRow], implied: Callable[[PrefillRow], float]) -> dict[int, list[float]]:
+    """Per generation: light (F16/Q8_0) over Q4-class rate of dense rows measured in pairs (same chip, model,
+    prompt and engine)."""
+    by_key: dict[tuple[int, str, str, float, bool], dict[bool, float]] = {}
+    for r in rows:
+        if r.moe:
+            continue
+        key = (r.generation, f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops, r.mlx)
+        by_key.setdefault(key, {})[r.is_float] = implied(r)
+    pairs_by_gen: dict[int, list[float]] = {}
+    for key, v in by_key.items():
+        if True in v and False in v:
+            pairs_by_gen.setdefault(key[0], []).append(v[True] / v[False])
+    return pairs_by_gen
+
+
+def _moe_fit(moe_rows: list[PrefillRow], mo: list[float], k: float) -> tuple[float, float]:
+    """(half batch, MoE factor) from the MoE rows' rates over their generation's rate (``mo``).
+
+    MoE: flat factor x batch efficiency b / (b + h), h (tokens per expert at half efficiency) chosen by the
+    median log error over the MoE rows; h = 0 keeps one flat factor.
+    """
+    half, moe_f, best = 0.0, statistics.median(mo) if mo else 1.0, math.inf
+    if not mo:
+        return half, moe_f
+    for h in MOE_HALF_BATCH_CANDIDATES:
+        pm_h = PrefillModel({}, {}, 1.0, 1.0, k, 0.0, 1.0, 1.0, moe_half_batch=h)
+        eff = [pm_h.moe_efficiency(r.expert_share) for r in moe_rows]
+        f0 = statistics.median(m / e for m, e in zip(mo, eff, strict=True))
+        err = statistics.median(abs(math.log(m / (f0 * e))) for m, e in zip(mo, eff, strict=True))
+        if err < best - 1e-9:
+            half, moe_f, best = h, f0, err
+    return half, moe_f
+
+
+def _rate_sources(
+    rate: dict[int, float], heavy: list[PrefillRow], gguf_rate: dict[int, float]
+) -> dict[int, str]:
+    """Which rows set each generation's rate, for the fit report."""
+    srcs: dict[int, str] = {}
+    for g in sorted(rate):
+        used = sorted({r.label for r in heavy if r.generation == g and (g not in gguf_rate or not r.mlx)})
+        srcs[g] = (
+            f"median over models of {len(used)} dense quantised (not F16/Q8_0) "
+            + ("llama.cpp/Ollama" if g in gguf_rate else "MLX (over the MLX factor)")
+            + " rows: "
+            + "; ".join(used[:4])
+            + (" ..." if len(used) > 4 else "")
+        )
+    return srcs
 
 
 def prefill_model(fitted: dict[str, object]) -> PrefillModel:

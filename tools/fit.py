@@ -347,12 +347,6 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
             f"{nodes * mem_gb:g} GB in all)."
         )
     suggestions = _suggestions(p, arch, q, entry, gf, mem_gb, max_ctx, runtime)
-    if gf.verdict == "partial_offload":
-        suggestions.insert(
-            0,
-            f"As is, {rt.label} would first shrink the context, then keep some layers on the CPU: it runs, "
-            "but several times slower (CPU layers read at a fraction of GPU speed).",
-        )
     return CheckMemoryFitOutput(
         verdict=gf.verdict,  # type: ignore[arg-type]
         fits_on_gpu=gf.fits_on_gpu,
@@ -447,6 +441,11 @@ def _suggestions(
     runtime: str = "ollama",
 ) -> list[str]:
     out: list[str] = []
+    if gf.verdict == "partial_offload":
+        out.append(
+            f"As is, {runtime_spec(runtime).label} would first shrink the context, then keep some layers on "
+            "the CPU: it runs, but several times slower (CPU layers read at a fraction of GPU speed)."
+        )
     need, budget = gf.need, gf.budget
     ctx_knob, kv_knob = _RUNTIME_KNOBS.get(runtime, _RUNTIME_KNOBS["ollama"])
     ctx, kv_type, par = p.context_tokens, p.kv_cache_type, p.parallel
