@@ -26,6 +26,7 @@ from tools.sizes import attention_flops_per_prompt_token, attention_read_bytes, 
 from tools.speed import (
     PARAM_NAMES,
     PrefillModel,
+    TokenWork,
     expert_share,
     feature_vector,
     kv_read_seconds,
@@ -104,13 +105,15 @@ class CalibrationRow:
 
     def features(self) -> list[float]:
         return feature_vector(
-            self.weights_bytes,
-            self.bandwidth_gbps,
-            self.tier,
-            self.quant,
-            self.attn_bytes,
-            self.generation,
-            self.moe_layers,
+            TokenWork(
+                self.weights_bytes,
+                self.bandwidth_gbps,
+                self.tier,
+                self.quant,
+                self.attn_bytes,
+                self.generation,
+                self.moe_layers,
+            )
         )
 
 

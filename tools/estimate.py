@@ -25,7 +25,14 @@ from tools.sizes import (
     kv_cache_bytes,
     weights_read,
 )
-from tools.speed import expert_share, prefill_light, quant_weights, speed_model, tier_from_bandwidth
+from tools.speed import (
+    TokenWork,
+    expert_share,
+    prefill_light,
+    quant_weights,
+    speed_model,
+    tier_from_bandwidth,
+)
 
 SOURCES_SPEED = [
     "decode ceiling = memory bandwidth / bytes read per token (weights read for one token + KV cache read)",
@@ -182,7 +189,17 @@ def _decode(
     attn = attention_read_bytes(arch, ctx)
     if arch.n_heads is None:
         notes.append("Query-head count unknown: attention cost assumes 4 query heads per KV head.")
-    t = sm.seconds_per_token(wr.active_bytes, bw, tier, q, attn, generation, wr.moe_layers, kv)
+    work = TokenWork(
+        weights_bytes=wr.active_bytes,
+        bw_gbps=bw,
+        tier=tier,
+        q=q,
+        attn_bytes=attn,
+        generation=generation,
+        moe_layers=wr.moe_layers,
+        kv_bytes=kv,
+    )
+    t = sm.seconds_per_token(work)
     expected = min(1.0 / t, ceiling) if t > 0 else ceiling
     low = expected * sm.range_low
     if wr.moe:
