@@ -37,10 +37,10 @@ from tools.speed import (
 SOURCES_SPEED = [
     "decode ceiling = memory bandwidth / bytes read per token (weights read for one token + KV cache read)",
     "tools/data/speed_model.yaml (fitted on tools/data/calibration_decode.csv: "
-    "XiongjieDai/GPU-Benchmarks-on-LLM-"
-    "Inference, itsmostafa/inference-speed-tests, AlexsJones/llmfit community data and PR #1031, "
-    "ml-explore/mlx-examples #1029, brand-o/normiebench, stared/benching-local-llms-on-apple-silicon; and "
-    "the fit split of tools/data/calibration_2026.csv: MoE and M5 measurements, each row's source there)",
+    "XiongjieDai/GPU-Benchmarks-on-LLM-Inference, itsmostafa/inference-speed-tests, AlexsJones/llmfit "
+    "community data and PR #1031, ml-explore/mlx-examples #1029, brand-o/normiebench, "
+    "stared/benching-local-llms-on-apple-silicon; and the fit split of tools/data/calibration_2026.csv: MoE "
+    "and M5 measurements, each row's source there)",
 ]
 
 
@@ -212,9 +212,8 @@ def _decode(
     high = min(expected * sm.range_high, ceiling)
     notes.append(
         f"Expected speed from the calibrated model T = W/BW*(a+d_quant) + t0[{tier}] + attention(context); "
-        f"range = 10th-90th percentile of measured/predicted on the calibration rows. Engine: "
-        f"llama.cpp/Ollama "
-        f"for GGUF quants (MLX is typically 0-10% faster)."
+        "range = 10th-90th percentile of measured/predicted on the calibration rows. Engine: "
+        "llama.cpp/Ollama for GGUF quants (MLX is typically 0-10% faster)."
     )
     if ctx > 16384:
         notes.append(
