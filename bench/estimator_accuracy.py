@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools import REGISTRY  # noqa: E402
 from tools.calibration import (  # noqa: E402
     LEGACY_ATTENTION_SOURCES,
-    PREFILL_ROWS,
     CalibrationRow,
     Row2026,
     ape,
@@ -35,6 +34,7 @@ from tools.calibration import (  # noqa: E402
     fit,
     load_2026,
     predict_tps,
+    prefill_anchors,
 )
 from tools.sizes import kv_cache_bytes  # noqa: E402
 
@@ -292,7 +292,7 @@ def _tool_args(r: Row2026) -> dict[str, object]:
 
 def _old_prefill(r: Row2026) -> float | None:
     """The previous prefill model: one llama.cpp pp512 anchor per generation, no other factor; none for M5."""
-    anchors = {gen: pp * 2 * params / cores for gen, _c, cores, pp, params, _s in PREFILL_ROWS}
+    anchors = {a.generation: a.prefill_tps * 2 * a.params_b / a.gpu_cores for a in prefill_anchors()}
     if r.bin.generation not in anchors:
         return None
     return anchors[r.bin.generation] * r.gpu_cores / (2 * r.active_params_b)

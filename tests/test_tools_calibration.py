@@ -7,16 +7,16 @@ import dataclasses
 from tools import REGISTRY
 from tools.calibration import (
     LEGACY_ATTENTION_SOURCES,
-    PREFILL_ROWS,
     _fit_prefill_at,
     calibration_rows,
     fit,
     load_2026,
     predict_tps,
+    prefill_anchors,
     prefill_rows,
 )
 from tools.quants import resolve_quant
-from tools.speed import speed_model
+from tools.speed import TokenWork, speed_model
 
 
 def test_no_fit_streams_weights_faster_than_the_marketed_bandwidth() -> None:
@@ -54,7 +54,7 @@ def test_larger_tiers_reach_a_smaller_share_of_their_bandwidth() -> None:
     big = 400e9  # bytes: the fixed per-token costs are negligible next to streaming these
 
     def per_byte(tier: str) -> float:
-        return sm.seconds_per_token(big, 400, tier, q, 0.0, generation=4)
+        return sm.seconds_per_token(TokenWork(big, 400, tier, q, 0.0, generation=4))
 
     assert per_byte("base") < per_byte("max") < per_byte("ultra")
     assert per_byte("pro") < per_byte("max")
@@ -65,7 +65,7 @@ def test_no_held_out_prefill_measurement_is_fitted() -> None:
     fitted = prefill_rows("fit")
     assert not [r.label for r in fitted if (r.chip, r.measured_tps) in held_out]
     # The M2 Ultra XiongjieDai pp512 anchor is that held-out row (xd6): it stays a baseline anchor only.
-    assert any(chip == "M2 Ultra" and (chip, pp) in held_out for _g, chip, _c, pp, _p, _s in PREFILL_ROWS)
+    assert any(a.chip == "M2 Ultra" and (a.chip, a.prefill_tps) in held_out for a in prefill_anchors())
 
 
 def test_a_generation_with_llama_cpp_rows_takes_its_rate_from_them_alone() -> None:
@@ -100,8 +100,8 @@ def test_decode_time_includes_reading_the_kv_cache_at_the_marketed_bandwidth() -
     sm = speed_model()
     q, _ = resolve_quant("Q4_K_M")
     w, kv = 5e9, 1e9
-    plain = sm.seconds_per_token(w, 400, "max", q, 0.0, generation=3)
-    with_kv = sm.seconds_per_token(w, 400, "max", q, 0.0, generation=3, kv_bytes=kv)
+    plain = sm.seconds_per_token(TokenWork(w, 400, "max", q, 0.0, generation=3))
+    with_kv = sm.seconds_per_token(TokenWork(w, 400, "max", q, 0.0, generation=3, kv_bytes=kv))
     assert abs((with_kv - plain) - kv / 400e9) < 1e-12
     # Through the tool: a longer context costs at least its extra KV reads.
     est = REGISTRY.get("estimate_speed")

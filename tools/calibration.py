@@ -9,14 +9,16 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from tools.chips import ChipBin, chip_bins
-from tools.data_files import DATA_DIR, load_csv
+from tools.data_files import DATA_DIR, from_row, load_csv
 from tools.models import catalog, generic_architecture, resolve_model
 from tools.quants import QuantSpec, resolve_quant
 from tools.schemas import ModelArchitecture
@@ -24,6 +26,7 @@ from tools.sizes import attention_flops_per_prompt_token, attention_read_bytes, 
 from tools.speed import (
     PARAM_NAMES,
     PrefillModel,
+    TokenWork,
     expert_share,
     feature_vector,
     kv_read_seconds,
@@ -46,23 +49,24 @@ LEGACY_ATTENTION_SOURCES: dict[str, str] = {
     "reads)",
 }
 
-# Prompt-processing (prefill) anchors: llama.cpp pp512 for Llama-3-8B-class Q4 models (16.1 GFLOP per token).
-# effective TFLOPS = pp512 tok/s * 2 * params; divided by GPU cores gives a per-core rate per generation.
-# The M2 Ultra anchor is also held-out row xd6 of calibration_2026.csv, so the fit skips it
-# (_anchor_is_held_out); bench/estimator_accuracy.py keeps all four for its "previous model" baseline.
-PREFILL_ROWS: list[tuple[int, str, int, float, float, str]] = [
-    (1, "M1 Max", 32, 499.58, 8.03, "brand-o/normiebench issue #40 (llama.cpp pp512, llama 3.1 8B Q4_K_M)"),
-    (
-        2,
-        "M2 Ultra",
-        76,
-        994.04,
-        8.03,
-        "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (pp512, Llama-3-8B Q4_K_M)",
-    ),
-    (3, "M3 Max", 40, 693.32, 8.03, "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (pp512, Llama-3-8B Q4_K_M)"),
-    (4, "M4", 10, 224.81, 8.03, "brand-o/normiebench issue #3 (llama.cpp pp512, llama 3.1 8B Q4_K_M)"),
-]
+PREFILL_ANCHORS_FILE = "prefill_anchors.csv"
+
+
+@dataclass(frozen=True)
+class PrefillAnchor:
+    """One older llama.cpp pp512 measurement of an 8B Q4_K_M model (tools/data/prefill_anchors.csv)."""
+
+    generation: int
+    chip: str
+    gpu_cores: int
+    prefill_tps: float
+    params_b: float
+    source: str
+
+
+@cache
+def prefill_anchors() -> tuple[PrefillAnchor, ...]:
+    return tuple(from_row(PrefillAnchor, r) for r in load_csv(PREFILL_ANCHORS_FILE))
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,8 @@ class CalibrationRow:
     weights_bytes: float
     kv_bytes: float
     attn_bytes: float
-    exclude_reason: str
     moe_layers: int = 0
     category: str = "dense"
-    split: str = "fit"
 
     @property
     def ceiling_tps(self) -> float:
@@ -103,13 +105,15 @@ class CalibrationRow:
 
     def features(self) -> list[float]:
         return feature_vector(
-            self.weights_bytes,
-            self.bandwidth_gbps,
-            self.tier,
-            self.quant,
-            self.attn_bytes,
-            self.generation,
-            self.moe_layers,
+            TokenWork(
+                self.weights_bytes,
+                self.bandwidth_gbps,
+                self.tier,
+                self.quant,
+                self.attn_bytes,
+                self.generation,
+                self.moe_layers,
+            )
         )
 
 
@@ -120,12 +124,12 @@ def _tier_of(chip: str) -> tuple[str, int]:
     raise ValueError(f"calibration row names unknown chip {chip!r}")
 
 
-def calibration_rows(include_excluded: bool = False, with_2026: bool = True) -> list[CalibrationRow]:
+def calibration_rows() -> list[CalibrationRow]:
     """Decode rows to fit on: the older dense set plus the 2026 rows of the ``fit`` split (trusted only)."""
     out: list[CalibrationRow] = []
     cat = catalog()
     for r in load_csv(CALIBRATION_FILE):
-        if r["exclude_reason"] and not include_excluded:
+        if r["exclude_reason"]:
             continue
         tag = r["model_tag"] or None
         params = float(r["params_b"])
@@ -152,16 +156,13 @@ def calibration_rows(include_excluded: bool = False, with_2026: bool = True) -> 
                 weights_bytes=wr.active_bytes,
                 kv_bytes=kv_cache_bytes(arch, ctx),
                 attn_bytes=attention_read_bytes(arch, ctx),
-                exclude_reason=r["exclude_reason"],
                 moe_layers=wr.moe_layers,
                 category="moe" if wr.moe else "dense",
             )
         )
-    if with_2026:
-        # Rows collected for prefill (category "prefill": TTFT harnesses, mostly Rapid-MLX) feed the prefill
-        # fit only; the decode fit takes the 2026 rows collected for MoE and M5 decode.
-        out += [r for r in rows_2026("fit") if r.exclude_reason == "" and r.category != "prefill"]
-    return out
+    # Rows collected for prefill (category "prefill": TTFT harnesses, mostly Rapid-MLX) feed the prefill fit
+    # only; the decode fit takes the 2026 rows collected for MoE and M5 decode.
+    return out + [r for r in rows_2026("fit") if r.category != "prefill"]
 
 
 def chip_bin(chip: str, gpu_cores: str = "", memory_gb: str = "") -> ChipBin:
@@ -241,13 +242,13 @@ def load_2026() -> list[Row2026]:
     return out
 
 
-def rows_2026(split: str, trust: str = "high") -> list[CalibrationRow]:
-    """2026 decode rows of one split as CalibrationRows (low-trust rows carry an exclude_reason)."""
+def rows_2026(split: str) -> list[CalibrationRow]:
+    """Trusted 2026 decode rows of one split as CalibrationRows."""
     out: list[CalibrationRow] = []
     for r in load_2026():
         if r.split != split or r.decode_tps is None:
             continue
-        if trust != "any" and r.trust != trust:
+        if r.trust != "high":
             continue
         ctx = r.context_tokens
         out.append(
@@ -268,10 +269,8 @@ def rows_2026(split: str, trust: str = "high") -> list[CalibrationRow]:
                 weights_bytes=r.weights_active,
                 kv_bytes=kv_cache_bytes(r.arch, ctx),
                 attn_bytes=attention_read_bytes(r.arch, ctx),
-                exclude_reason="" if r.trust == "high" else "low trust (see calibration_2026.csv header)",
                 moe_layers=r.moe_layers,
                 category=r.category,
-                split=split,
             )
         )
     return out
@@ -409,23 +408,23 @@ def prefill_rows(split: str) -> list[PrefillRow]:
         )
     if split == "fit":
         arch = catalog()["llama3.1:8b"].architecture()
-        for gen, chip, cores, pp, params_b, src in PREFILL_ROWS:
-            if _anchor_is_held_out(chip, pp):
+        for a in prefill_anchors():
+            if _anchor_is_held_out(a.chip, a.prefill_tps):
                 continue
             out.append(
                 PrefillRow(
-                    label=f"{chip} llama3.1:8b Q4_K_M llama.cpp p512",
+                    label=f"{a.chip} llama3.1:8b Q4_K_M llama.cpp p512",
                     model="llama3.1:8b",
-                    generation=gen,
-                    chip=chip,
-                    gpu_cores=cores,
-                    active_params_b=params_b,
+                    generation=a.generation,
+                    chip=a.chip,
+                    gpu_cores=a.gpu_cores,
+                    active_params_b=a.params_b,
                     is_float=False,
                     moe=False,
                     attn_flops=attention_flops_per_prompt_token(arch, 512),
-                    measured_tps=pp,
+                    measured_tps=a.prefill_tps,
                     split="fit",
-                    source=src,
+                    source=a.source,
                 )
             )
     return out
@@ -525,48 +524,17 @@ def _fit_prefill_at(
     def implied(r: PrefillRow) -> float:
         return r.implied_tflops_per_core(k, fixed, mlx_factor)
 
-    by_key: dict[tuple[int, str, str, float, bool], dict[bool, float]] = {}
-    for r in rows:
-        if r.moe:
-            continue
-        key = (r.generation, f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops, r.mlx)
-        by_key.setdefault(key, {})[r.is_float] = implied(r)
-    pairs_by_gen: dict[int, list[float]] = {}
-    for key, v in by_key.items():
-        if True in v and False in v:
-            pairs_by_gen.setdefault(key[0], []).append(v[True] / v[False])
+    pairs_by_gen = _float_pairs(rows, implied)
     pairs = [x for v in pairs_by_gen.values() for x in v]
     fl = pairs or [implied(r) / rate[r.generation] for r in rows if r.is_float and r.generation in rate]
     # How much faster light weights run than Q4-class ones is a property of the GPU generation (dequantisation
     # ALU work vs matrix throughput): per generation where it has >= 2 pairs, else the median of all pairs.
     float_by_gen = {g: statistics.median(v) for g, v in pairs_by_gen.items() if len(v) >= 2}
     moe_rows = [r for r in rows if r.moe and r.generation in rate]
-    mo = [implied(r) / rate[r.generation] for r in moe_rows]
-    # MoE: flat factor x batch efficiency b / (b + h), h (tokens per expert at half efficiency) chosen by the
-    # median log error over the MoE rows; h = 0 keeps one flat factor.
-    half, moe_f, best = 0.0, statistics.median(mo) if mo else 1.0, math.inf
-    for h in MOE_HALF_BATCH_CANDIDATES:
-        pm_h = PrefillModel({}, {}, 1.0, 1.0, k, 0.0, 1.0, 1.0, moe_half_batch=h)
-        eff = [pm_h.moe_efficiency(r.expert_share) for r in moe_rows]
-        if not mo:
-            break
-        f0 = statistics.median(m / e for m, e in zip(mo, eff, strict=True))
-        err = statistics.median(abs(math.log(m / (f0 * e))) for m, e in zip(mo, eff, strict=True))
-        if err < best - 1e-9:
-            half, moe_f, best = h, f0, err
-    srcs: dict[int, str] = {}
-    for g in sorted(rate):
-        used = sorted({r.label for r in heavy if r.generation == g and (g not in gguf_rate or not r.mlx)})
-        srcs[g] = (
-            f"median over models of {len(used)} dense quantised (not F16/Q8_0) "
-            + ("llama.cpp/Ollama" if g in gguf_rate else "MLX (over the MLX factor)")
-            + " rows: "
-            + "; ".join(used[:4])
-            + (" ..." if len(used) > 4 else "")
-        )
+    half, moe_f = _moe_fit(moe_rows, [implied(r) / rate[r.generation] for r in moe_rows], k)
     return {
         "rate": rate,
-        "sources": srcs,
+        "sources": _rate_sources(rate, heavy, gguf_rate),
         "float_factor": statistics.median(fl) if fl else 1.0,
         "float_factor_by_gen": float_by_gen,
         "moe_factor": moe_f,
@@ -579,7 +547,59 @@ def _fit_prefill_at(
     }
 
 
-def prefill_model(fitted: dict[str, object], low: float = 1.0, high: float = 1.0) -> PrefillModel:
+def _float_pairs(rows: list[PrefillRow], implied: Callable[[PrefillRow], float]) -> dict[int, list[float]]:
+    """Per generation: light (F16/Q8_0) over Q4-class rate of dense rows measured in pairs (same chip, model,
+    prompt and engine)."""
+    by_key: dict[tuple[int, str, str, float, bool], dict[bool, float]] = {}
+    for r in rows:
+        if r.moe:
+            continue
+        key = (r.generation, f"{r.chip} {r.gpu_cores}", r.model, r.attn_flops, r.mlx)
+        by_key.setdefault(key, {})[r.is_float] = implied(r)
+    pairs_by_gen: dict[int, list[float]] = {}
+    for key, v in by_key.items():
+        if True in v and False in v:
+            pairs_by_gen.setdefault(key[0], []).append(v[True] / v[False])
+    return pairs_by_gen
+
+
+def _moe_fit(moe_rows: list[PrefillRow], mo: list[float], k: float) -> tuple[float, float]:
+    """(half batch, MoE factor) from the MoE rows' rates over their generation's rate (``mo``).
+
+    MoE: flat factor x batch efficiency b / (b + h), h (tokens per expert at half efficiency) chosen by the
+    median log error over the MoE rows; h = 0 keeps one flat factor.
+    """
+    half, moe_f, best = 0.0, statistics.median(mo) if mo else 1.0, math.inf
+    if not mo:
+        return half, moe_f
+    for h in MOE_HALF_BATCH_CANDIDATES:
+        pm_h = PrefillModel({}, {}, 1.0, 1.0, k, 0.0, 1.0, 1.0, moe_half_batch=h)
+        eff = [pm_h.moe_efficiency(r.expert_share) for r in moe_rows]
+        f0 = statistics.median(m / e for m, e in zip(mo, eff, strict=True))
+        err = statistics.median(abs(math.log(m / (f0 * e))) for m, e in zip(mo, eff, strict=True))
+        if err < best - 1e-9:
+            half, moe_f, best = h, f0, err
+    return half, moe_f
+
+
+def _rate_sources(
+    rate: dict[int, float], heavy: list[PrefillRow], gguf_rate: dict[int, float]
+) -> dict[int, str]:
+    """Which rows set each generation's rate, for the fit report."""
+    srcs: dict[int, str] = {}
+    for g in sorted(rate):
+        used = sorted({r.label for r in heavy if r.generation == g and (g not in gguf_rate or not r.mlx)})
+        srcs[g] = (
+            f"median over models of {len(used)} dense quantised (not F16/Q8_0) "
+            + ("llama.cpp/Ollama" if g in gguf_rate else "MLX (over the MLX factor)")
+            + " rows: "
+            + "; ".join(used[:4])
+            + (" ..." if len(used) > 4 else "")
+        )
+    return srcs
+
+
+def prefill_model(fitted: dict[str, object]) -> PrefillModel:
     rate: dict[int, float] = fitted["rate"]  # type: ignore[assignment]
     return PrefillModel(
         tflops_per_core=dict(rate),
@@ -589,8 +609,8 @@ def prefill_model(fitted: dict[str, object], low: float = 1.0, high: float = 1.0
         moe_factor=float(fitted["moe_factor"]),  # type: ignore[arg-type]
         attn_factor=float(fitted["attn_factor"]),  # type: ignore[arg-type]
         no_accelerator_tflops_per_core=rate.get(4, min(rate.values())),
-        range_low=low,
-        range_high=high,
+        range_low=1.0,
+        range_high=1.0,
         mlx_fixed_seconds=fitted["mlx_fixed_seconds"][0],  # type: ignore[index]
         mlx_fixed_seconds_m5=fitted["mlx_fixed_seconds"][1],  # type: ignore[index]
         mlx_factor=float(fitted.get("mlx_factor", 1.0)),  # type: ignore[arg-type]
@@ -616,7 +636,6 @@ def predict_prefill(pm: PrefillModel, r: PrefillRow) -> float:
 def prefill_table() -> dict[str, object]:
     rows = prefill_rows("fit")
     fitted = fit_prefill(rows)
-    pm = prefill_model(fitted)
     pm = prefill_model(fitted)
     ratios = sorted(r.measured_tps / predict_prefill(pm, r) for r in rows)
     lo, hi = float(np.quantile(ratios, 0.1)), float(np.quantile(ratios, 0.9))
@@ -657,8 +676,8 @@ def prefill_table() -> dict[str, object]:
         ),
         "range": {"low_ratio": round(lo, 4), "high_ratio": round(hi, 4)},
         "data": (
-            "tools/data/calibration_2026.csv split=fit trust=high (prefill_tps) + PREFILL_ROWS anchors that "
-            "are not held-out rows"
+            "tools/data/calibration_2026.csv split=fit trust=high (prefill_tps) + tools/data/"
+            f"{PREFILL_ANCHORS_FILE} anchors that are not held-out rows"
         ),
         "n_rows": len(rows),
     }

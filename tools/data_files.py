@@ -42,7 +42,7 @@ def load_csv(name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(body)))
 
 
-def closest(word: str, options: list[str], n: int = 3) -> list[str]:
+def closest(word: str, options: list[str]) -> list[str]:
     lowered = {o.lower(): o for o in options}
-    hits = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=0.4)
+    hits = difflib.get_close_matches(word.lower(), list(lowered), n=3, cutoff=0.4)
     return [lowered[h] for h in hits]

@@ -266,15 +266,13 @@ def gpu_fit_for(
     mem_gb: float,
     runtime: str,
     *,
-    kv_type: str = "f16",
-    parallel: int = 1,
     budget: float | None = None,
     nodes: int = 1,
 ) -> GpuFit:
     rt = runtime_spec(runtime)
     if budget is None:
         budget, _ = gpu_budget(mem_gb)
-    need = _need(arch, q, entry, ctx, kv_type, parallel, rt.margin_bytes, nodes)
+    need = _need(arch, q, entry, ctx, kv_type="f16", parallel=1, margin=rt.margin_bytes, nodes=nodes)
     return assess_gpu_fit(need, budget, mem_gb, rt)
 
 
@@ -349,12 +347,6 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
             f"{nodes * mem_gb:g} GB in all)."
         )
     suggestions = _suggestions(p, arch, q, entry, gf, mem_gb, max_ctx, runtime)
-    if gf.verdict == "partial_offload":
-        suggestions.insert(
-            0,
-            f"As is, {rt.label} would first shrink the context, then keep some layers on the CPU: it runs, "
-            "but several times slower (CPU layers read at a fraction of GPU speed).",
-        )
     return CheckMemoryFitOutput(
         verdict=gf.verdict,  # type: ignore[arg-type]
         fits_on_gpu=gf.fits_on_gpu,
@@ -449,6 +441,11 @@ def _suggestions(
     runtime: str = "ollama",
 ) -> list[str]:
     out: list[str] = []
+    if gf.verdict == "partial_offload":
+        out.append(
+            f"As is, {runtime_spec(runtime).label} would first shrink the context, then keep some layers on "
+            "the CPU: it runs, but several times slower (CPU layers read at a fraction of GPU speed)."
+        )
     need, budget = gf.need, gf.budget
     ctx_knob, kv_knob = _RUNTIME_KNOBS.get(runtime, _RUNTIME_KNOBS["ollama"])
     ctx, kv_type, par = p.context_tokens, p.kv_cache_type, p.parallel

@@ -26,9 +26,8 @@ class MoeLayout:
     """Where a mixture-of-experts model's parameters live, so bytes read per token follow the real layout.
 
     Why: "file size x active/total params" is wrong when experts and the rest are stored at different
-    precision
-    (gpt-oss: MXFP4 experts, BF16 attention/embeddings/head) and when the input embedding (never read whole)
-    is a sizeable share of the active count.
+    precision (gpt-oss: MXFP4 experts, BF16 attention/embeddings/head) and when the input embedding (never
+    read whole) is a sizeable share of the active count.
     """
 
     experts: int

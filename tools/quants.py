@@ -61,7 +61,7 @@ _QUANT_SYNONYMS = {
 }
 
 
-def resolve_quant(text: str | None, *, field_name: str = "quant") -> tuple[QuantSpec, list[str]]:
+def resolve_quant(text: str | None) -> tuple[QuantSpec, list[str]]:
     table = quants()
     if text is None:
         return table["Q4_K_M"], [
@@ -89,7 +89,7 @@ def resolve_quant(text: str | None, *, field_name: str = "quant") -> tuple[Quant
     if key in _QUANT_SYNONYMS:
         name = _QUANT_SYNONYMS[key]
         if name != key:
-            notes.append(f"{field_name} {raw!r} read as {name}.")
+            notes.append(f"quant {raw!r} read as {name}.")
         return table[name], notes
     # Unsloth "dynamic" GGUFs (UD-Q4_K_XL, Q2_K_XL): a K-quant with some tensors kept at higher precision,
     # sized here as the nearest standard K-quant (a little smaller than the real file), and said so.
@@ -101,13 +101,13 @@ def resolve_quant(text: str | None, *, field_name: str = "quant") -> tuple[Quant
             if cand is not None and cand in by_upper:
                 name = by_upper[cand]
                 notes.append(
-                    f"{field_name} {raw!r} (an Unsloth dynamic or non-standard variant) sized as {name}; the "
+                    f"quant {raw!r} (an Unsloth dynamic or non-standard variant) sized as {name}; the "
                     "real file keeps some tensors at higher precision and is a little larger."
                 )
                 return table[name], notes
     close = closest(raw, list(table))
     raise ToolError(
-        f"{field_name}: unknown quantisation {raw!r}. Closest: {', '.join(close) or 'none'}. "
+        f"quant: unknown quantisation {raw!r}. Closest: {', '.join(close) or 'none'}. "
         f"Accepted: {', '.join(table)}.",
-        fields=[field_name],
+        fields=["quant"],
     )

@@ -109,29 +109,36 @@ def quant_weights(q: QuantSpec) -> tuple[dict[str, float], str | None]:
     return {hi: 1 - (bpw - 8.5) / 7.5}, None
 
 
-def feature_vector(
-    weights_bytes: float,
-    bw_gbps: float,
-    tier: str,
-    q: QuantSpec,
-    attn_bytes: float,
-    generation: int | None = None,
-    moe_layers: int = 0,
-) -> list[float]:
-    """Design-matrix row; T = features . params (linear in the parameters, hence a direct LS fit).
+@dataclass(frozen=True)
+class TokenWork:
+    """What one generated token reads on one machine: the inputs of the decode-time model.
 
     ``generation`` 1 adds an extra inverse efficiency, more on a Max/Ultra tier: M1 GPUs reach a smaller
     share of their marketed bandwidth than later chips, M1 Max/Ultra visibly less than M1 Pro (XiongjieDai,
     normiebench, itsmostafa rows). None (raw bandwidth) means "not M1".
     """
-    bw = bw_gbps * 1e9
-    wt = weights_bytes / bw
+
+    weights_bytes: float  # weight bytes streamed per token (MoE: the active ones)
+    bw_gbps: float
+    tier: str
+    q: QuantSpec
+    attn_bytes: float  # MHA-equivalent K/V bytes (sizes.attention_read_bytes)
+    generation: int | None = None
+    moe_layers: int = 0
+    kv_bytes: float = 0.0  # KV cache read once per token: a known cost, not a feature (kv_read_seconds)
+
+
+def feature_vector(w: TokenWork) -> list[float]:
+    """Design-matrix row; T = features . params (linear in the parameters, hence a direct LS fit)."""
+    generation, moe_layers, tier, q = w.generation, w.moe_layers, w.tier, w.q
+    bw = w.bw_gbps * 1e9
+    wt = w.weights_bytes / bw
     qw, _ = quant_weights(q)
     row = [wt]
     row += [wt * qw.get(a, 0.0) for a in QUANT_ANCHORS]
     row += [wt if generation == 1 else 0.0]
     row += [1.0 if tier == t else 0.0 for t in TIERS]
-    row += [attn_bytes / bw]
+    row += [w.attn_bytes / bw]
     row += [wt if moe_layers else 0.0, float(moe_layers) * 1e-4]
     row += [float(moe_layers) * 1e-4 if generation is None or generation < 5 else 0.0]
     row += [1.0 if q.engine == "mlx" else 0.0]
@@ -256,21 +263,11 @@ class SpeedModel:
     prefill: PrefillModel
     fit_note: str
 
-    def seconds_per_token(
-        self,
-        weights_bytes: float,
-        bw_gbps: float,
-        tier: str,
-        q: QuantSpec,
-        attn_bytes: float,
-        generation: int | None = None,
-        moe_layers: int = 0,
-        kv_bytes: float = 0.0,
-    ) -> float:
+    def seconds_per_token(self, w: TokenWork) -> float:
         """Seconds per generated token (see the module docstring)."""
-        x = feature_vector(weights_bytes, bw_gbps, tier, q, attn_bytes, generation, moe_layers)
+        x = feature_vector(w)
         fitted = sum(xi * self.params[n] for xi, n in zip(x, PARAM_NAMES, strict=True))
-        return fitted + kv_read_seconds(kv_bytes, bw_gbps)
+        return fitted + kv_read_seconds(w.kv_bytes, w.bw_gbps)
 
 
 @cache
