@@ -161,7 +161,7 @@ def chip_speed_comparison(toolset: Registry, arguments: Mapping[str, Any]) -> li
 
 
 def _compare_with(tool: Tool, arguments: Mapping[str, Any]) -> list[ChipSpeed]:
-    from tools.catalog import chip_bins
+    from tools.chips import chip_bins
 
     base = {k: arguments[k] for k in _MODEL_FIELDS if arguments.get(k) is not None}
     if "model" not in base and "params_billion" not in base and "architecture" not in base:

@@ -322,39 +322,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         if canonical_model_name(model) not in installed:
             print(f"\n{model}: not installed (run `ollama pull {model}`), skipped")
             continue
-        print(f"\n== {model} ==")
-        results = []
-        for question in questions:
-            result = run_question(agent, question, model, checks[question.id])
-            results.append(result)
-            status = "ok " if result.answer_ok else "BAD"
-            tool = "ok " if result.tool_ok else "BAD"
-            detail = result.error or (", ".join(result.missing) if result.missing else "")
-            print(
-                f"  answer {status} tool {tool} {result.id:28s} "
-                f"tools={','.join(result.tools_called) or '-':34s} "
-                f"{result.seconds:5.1f}s {detail}"
-            )
-            if args.show_answers:
-                print("    " + result.answer.replace("\n", "\n    "))
+        results = _run_model(agent, model, questions, checks, show_answers=args.show_answers)
         n = len(results)
-        summary.append(
-            (
-                model,
-                n,
-                sum(r.tool_ok for r in results),
-                sum(r.answer_ok for r in results),
-                sum(r.seconds for r in results),
-            )
-        )
-    if summary:
-        print("\nmodel                      tool-choice   answer        time")
-        for model, n, tool_ok, answer_ok, seconds in summary:
-            print(
-                f"{model:26s} {tool_ok:2d}/{n} {tool_ok / n:5.0%}  "
-                f"{answer_ok:2d}/{n} {answer_ok / n:5.0%}  {seconds:6.1f}s"
-            )
+        tool_ok, answer_ok = sum(r.tool_ok for r in results), sum(r.answer_ok for r in results)
+        summary.append((model, n, tool_ok, answer_ok, sum(r.seconds for r in results)))
+    _print_summary(summary)
     return 0
+
+
+def _run_model(
+    agent: Agent,
+    model: str,
+    questions: list[EvalQuestion],
+    checks: dict[str, list[Check]],
+    *,
+    show_answers: bool,
+) -> list[QuestionResult]:
+    """Every question against one model, a line each as it is answered."""
+    print(f"\n== {model} ==")
+    results = []
+    for question in questions:
+        result = run_question(agent, question, model, checks[question.id])
+        results.append(result)
+        status = "ok " if result.answer_ok else "BAD"
+        tool = "ok " if result.tool_ok else "BAD"
+        detail = result.error or (", ".join(result.missing) if result.missing else "")
+        print(
+            f"  answer {status} tool {tool} {result.id:28s} "
+            f"tools={','.join(result.tools_called) or '-':34s} "
+            f"{result.seconds:5.1f}s {detail}"
+        )
+        if show_answers:
+            print("    " + result.answer.replace("\n", "\n    "))
+    return results
+
+
+def _print_summary(summary: list[tuple[str, int, int, int, float]]) -> None:
+    if not summary:
+        return
+    print("\nmodel                      tool-choice   answer        time")
+    for model, n, tool_ok, answer_ok, seconds in summary:
+        print(
+            f"{model:26s} {tool_ok:2d}/{n} {tool_ok / n:5.0%}  "
+            f"{answer_ok:2d}/{n} {answer_ok / n:5.0%}  {seconds:6.1f}s"
+        )
 
 
 if __name__ == "__main__":

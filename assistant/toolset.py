@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError
-from tools.catalog import is_catalog_model
+from tools.models import is_catalog_model
+from tools.schemas import EstimateSpeedOutput
 
 if TYPE_CHECKING:
     from assistant.ollama import OllamaLayer
@@ -228,6 +229,24 @@ class MeasureSpeedOutput(BaseModel):
     sources: list[str]
 
 
+def _compared_with_estimate(estimate: Tool, model: str, tps: float, assumptions: list[str]) -> dict[str, Any]:
+    """estimate_speed's prediction for this Mac next to the measured speed (notes go to `assumptions`)."""
+    try:
+        predicted = estimate.run({"model": model})
+    except ToolError as exc:
+        assumptions.append(f"No estimate for comparison: {exc}")
+        return {}
+    assert isinstance(predicted, EstimateSpeedOutput)
+    expected = float(predicted.expected_tokens_per_second)
+    assumptions.extend(predicted.assumptions)
+    return {
+        "estimated_tokens_per_second": expected,
+        "estimated_range": tuple(predicted.expected_range),
+        "ceiling_tokens_per_second": predicted.ceiling_tokens_per_second,
+        "measured_vs_estimate": round(tps / expected, 3) if expected > 0 else None,
+    }
+
+
 def _measure_speed_tool(
     ollama: OllamaLayer, registry: Registry, num_ctx: int | Callable[[str], int] | None = None
 ) -> Tool:
@@ -260,18 +279,7 @@ def _measure_speed_tool(
             "eval_count": measured.eval_count,
             "load_seconds": measured.load_s,
         }
-        try:
-            predicted = estimate.run({"model": params.model})
-        except ToolError as exc:
-            assumptions.append(f"No estimate for comparison: {exc}")
-        else:
-            expected = float(predicted.expected_tokens_per_second)  # type: ignore[attr-defined]
-            out["estimated_tokens_per_second"] = expected
-            out["estimated_range"] = tuple(predicted.expected_range)  # type: ignore[attr-defined]
-            ceiling = predicted.ceiling_tokens_per_second  # type: ignore[attr-defined]
-            out["ceiling_tokens_per_second"] = ceiling
-            out["measured_vs_estimate"] = round(float(tps) / expected, 3) if expected > 0 else None
-            assumptions.extend(predicted.assumptions)  # type: ignore[attr-defined]
+        out.update(_compared_with_estimate(estimate, params.model, float(tps), assumptions))
         return MeasureSpeedOutput(
             **out,
             assumptions=assumptions,

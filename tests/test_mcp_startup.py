@@ -26,7 +26,6 @@ HEAVY = (
     "bm25s",
     "knowledge.search",
     "knowledge.index",
-    "tools.catalog",
     "tools.data_files",
     "tools.chips",
     "tools.models",

@@ -432,7 +432,7 @@ def _documents_column(docs_now: list[UserDocument]) -> _DocumentsColumn:
 
 
 def _models_column() -> tuple[gr.Dropdown, gr.Button, gr.HTML]:
-    from tools.catalog import catalog
+    from tools.models import catalog
 
     gr.Markdown(
         "### Models\nDownload a model into Ollama. The chat needs one that supports tool calling "
