@@ -29,7 +29,7 @@ from assistant.ui.access import (
     parse_auth,
 )
 from assistant.ui.app import EXAMPLE_QUESTIONS, build_app
-from assistant.ui.chat import MAX_INPUT_CHARS, too_long_advice
+from assistant.ui.chat import MAX_INPUT_CHARS, run_turn, stop_turn, too_long_advice
 from assistant.ui.forms import FormField, arguments_from_form, form_fields, result_markdown
 from assistant.ui.render import (
     TurnRenderer,
@@ -38,7 +38,7 @@ from assistant.ui.render import (
     unwrap_lines,
     user_markdown,
 )
-from assistant.ui.session import ChatSession, run_turn, stop_turn
+from assistant.ui.session import ChatSession
 from assistant.ui.status import OllamaStatus, StatusProbe, status_markdown
 
 __all__ = [

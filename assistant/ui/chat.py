@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -14,10 +16,11 @@ import gradio as gr
 
 from assistant.charts import chart_for_tool_result
 from assistant.config import Settings
+from assistant.events import ContextEvent, ErrorEvent
 from assistant.safe_json import clean_text, json_safe
 from assistant.ui.conversations import LazyStore, TurnSaver
 from assistant.ui.render import TurnRenderer, context_meter_markdown, user_markdown
-from assistant.ui.session import ChatSession, run_turn, stop_turn
+from assistant.ui.session import ChatSession
 from assistant.ui.status import (
     StatusProbe,
     knowledge_mode,
@@ -31,9 +34,12 @@ if TYPE_CHECKING:
     from knowledge.search import KnowledgeBase
     from tools.registry import Registry
 
-__all__ = ["MAX_INPUT_CHARS", "ChatTab", "too_long_advice"]
+__all__ = ["MAX_INPUT_CHARS", "STREAM_INTERVAL_S", "ChatTab", "run_turn", "stop_turn", "too_long_advice"]
 
 MAX_INPUT_CHARS = 8000
+# Yield the growing answer to the browser at most this often (plus at every structural event), so streaming
+# cost does not grow with the number of tokens squared.
+STREAM_INTERVAL_S = 0.05
 
 
 def too_long_advice(length: int) -> str:
@@ -184,3 +190,61 @@ def turn_summary(renderer: TurnRenderer, session: ChatSession) -> dict[str, Any]
         summary["error"] = renderer.error.message
         summary["error_kind"] = renderer.error.kind
     return summary
+
+
+def stop_turn(session: ChatSession | None) -> None:
+    """What the Stop button does (on its own thread): end the session's turn in flight now."""
+    if session is None:
+        return
+    session.stop.set()
+    if session.conversation is not None:
+        session.conversation.cancel()
+
+
+def run_turn(
+    session: ChatSession,
+    agent: Agent,
+    message: str,
+    model: str | None,
+    renderer: TurnRenderer,
+    interval_s: float = STREAM_INTERVAL_S,
+    stop: threading.Event | None = None,
+) -> Iterator[bool]:
+    """Drive one turn, yielding whenever the browser should be updated (True = structural change).
+
+    The Stop button calls `stop_turn`: the agent closes its request to Ollama at once (which then stops
+    generating), whatever it was waiting for, and the turn ends with the partial answer kept and marked.
+    `stop` set by other means closes the turn's generator at the next event, with the same outcome.
+    """
+    if session.conversation is None:
+        session.conversation = agent.new_conversation()
+    session.turns += 1
+    last = 0.0
+    pending = False
+    stopped = False
+    events = session.conversation.turn(message, model=model or None)
+    try:
+        for event in events:
+            if isinstance(event, ErrorEvent) and event.kind == "stopped":
+                stopped = True
+                break
+            if isinstance(event, ContextEvent):
+                session.context = event
+            structural = renderer.apply(event)
+            if stop is not None and stop.is_set():
+                break
+            now = time.monotonic()
+            if structural or now - last >= interval_s:
+                last = now
+                pending = False
+                yield structural
+            else:
+                pending = True
+    finally:
+        events.close()
+    stopped = stopped or (stop is not None and stop.is_set())
+    if stopped and renderer.done is None and renderer.error is None:
+        renderer.stop()
+        yield True
+    elif pending:
+        yield False
