@@ -25,7 +25,7 @@ from assistant.events import (
     ToolResultEvent,
 )
 from assistant.toolset import build_toolset
-from tests.scripted_model import Request, ScriptedModel, calls, text
+from tests.scripted_model import Request, Script, ScriptedModel, calls, text
 
 SPEED_ARGS = {"chip": "M3 Max", "gpu_cores": 40, "model": "qwen2.5:32b"}
 
@@ -90,7 +90,8 @@ def test_a_tool_call_written_as_text_is_run_and_not_shown() -> None:
 
 
 def test_the_tool_budget_forces_an_answer_without_tools() -> None:
-    model = ScriptedModel([calls(("estimate_speed", SPEED_ARGS))] * 2 + [text("Final.")])
+    script: list[Script] = [calls(("estimate_speed", SPEED_ARGS)), calls(("estimate_speed", SPEED_ARGS))]
+    model = ScriptedModel([*script, text("Final.")])
     events = list(make(model, max_tool_rounds=2).new_conversation().turn("How fast?"))
     assert of(events, DoneEvent)[0].content == "Final."
     assert model.requests[1].tools and model.requests[2].tools == []

@@ -36,11 +36,15 @@ from tests.ollama_standin import (
 from tests.test_agent import _check_recovers, done, of, run
 
 
-def make_agent(standin: OllamaStandIn, **overrides: object) -> Agent:
+def make_layer_and_agent(standin: OllamaStandIn, **overrides: object) -> tuple[OllamaLayer, Agent]:
     settings = Settings(ollama_host=standin.url, data_dir=Path("/nonexistent"), **overrides)  # type: ignore[arg-type]
     layer = OllamaLayer(standin.url, timeout_s=settings.request_timeout_s)
     num_ctx = settings.num_ctx if isinstance(settings.num_ctx, int) else None  # "auto": the layer's default
-    return Agent(settings, layer, build_toolset(None, layer, num_ctx=num_ctx), None)
+    return layer, Agent(settings, layer, build_toolset(None, layer, num_ctx=num_ctx), None)
+
+
+def make_agent(standin: OllamaStandIn, **overrides: object) -> Agent:
+    return make_layer_and_agent(standin, **overrides)[1]
 
 
 FIT_ARGS = {"chip": "M3 Max", "memory_gb": 64, "model": "qwen2.5:32b"}
@@ -75,8 +79,8 @@ def test_error_line_inside_a_200_stream_is_explained(standin: OllamaStandIn) -> 
 
 
 def test_server_busy_is_retried_then_explained(standin: OllamaStandIn) -> None:
-    agent = make_agent(standin)
-    agent.ollama.busy_retry_delays_s = (0.01, 0.01, 0.01)
+    layer, agent = make_layer_and_agent(standin)
+    layer.busy_retry_delays_s = (0.01, 0.01, 0.01)
     conversation = agent.new_conversation()
     standin.inject("/api/chat", Fault.busy(), times=2)
     standin.script_chat(ChatScript(text="Answered after the queue drained."))
@@ -200,9 +204,9 @@ def test_thinking_in_think_tags_from_an_older_ollama_stays_out_of_the_answer(sta
 def test_server_busy_under_load_is_retried_until_a_slot_frees(standin: OllamaStandIn) -> None:
     """Ollama with one slot: a chat arriving while another generates gets 503, then gets its answer."""
     standin.max_concurrent_chats = 1
-    agent = make_agent(standin)
+    layer, agent = make_layer_and_agent(standin)
     # Generous waits so a loaded machine cannot run out of retries; each wait is only spent if still busy.
-    agent.ollama.busy_retry_delays_s = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    layer.busy_retry_delays_s = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     release = threading.Event()
 
     def first_reply(_req: object) -> ChatScript:

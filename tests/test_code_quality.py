@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["tools", "knowledge", "assistant", "launch.py", "bench"]
+PACKAGES = ["tools", "knowledge", "assistant", "launch.py", "bench", "tests"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

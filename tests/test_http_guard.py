@@ -92,6 +92,7 @@ def test_a_page_of_another_local_server_is_another_origin(app_url: str) -> None:
     """A page served by another program on loopback (a notebook, a dev server showing untrusted content) is
     cross-origin to the UI: its POSTs are refused too, as are pages on the same name but another port."""
     port = urlsplit(app_url).port
+    assert port is not None
     for origin in (
         f"http://127.0.0.1:{port + 1}",
         "http://localhost:8888",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
 import pytest
+from pydantic import BaseModel
 
 from tools import REGISTRY, ToolError
 from tools.chips import parse_chip
@@ -10,12 +14,40 @@ from tools.data_files import GIB
 from tools.fit import default_gpu_fraction
 from tools.models import catalog, is_catalog_model, resolve_model_tag
 from tools.quants import quants, resolve_quant
+from tools.schemas import (
+    CheckMemoryFitOutput,
+    EstimateSpeedOutput,
+    LookupBenchmarksOutput,
+    RecommendMachineOutput,
+)
 from tools.sizes import kv_cache_bytes
 
-est = REGISTRY.get("estimate_speed").run
-fit = REGISTRY.get("check_memory_fit").run
-look = REGISTRY.get("lookup_benchmarks").run
-rec = REGISTRY.get("recommend_machine").run
+T = TypeVar("T", bound=BaseModel)
+
+Arguments = Mapping[str, Any] | str
+
+
+def _run(name: str, output: type[T], arguments: Arguments) -> T:
+    """The tool as the agent and MCP call it (loosely typed arguments), its output typed for the checks."""
+    out = REGISTRY.get(name).run(arguments)
+    assert isinstance(out, output)
+    return out
+
+
+def est(arguments: Arguments) -> EstimateSpeedOutput:
+    return _run("estimate_speed", EstimateSpeedOutput, arguments)
+
+
+def fit(arguments: Arguments) -> CheckMemoryFitOutput:
+    return _run("check_memory_fit", CheckMemoryFitOutput, arguments)
+
+
+def look(arguments: Arguments) -> LookupBenchmarksOutput:
+    return _run("lookup_benchmarks", LookupBenchmarksOutput, arguments)
+
+
+def rec(arguments: Arguments) -> RecommendMachineOutput:
+    return _run("recommend_machine", RecommendMachineOutput, arguments)
 
 
 # ---- article worked figures -------------------------------------------------------------------------------

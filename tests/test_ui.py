@@ -26,7 +26,7 @@ from assistant.ui import (
     status_markdown,
 )
 from knowledge.search import Passage
-from tools import REGISTRY, CheckMemoryFitOutput, Registry, Tool, ToolError
+from tools import REGISTRY, CheckMemoryFitOutput, MemoryBreakdown, Registry, Tool, ToolError
 
 
 # ------------------------------------------------------------------------------------------------ forms
@@ -251,16 +251,16 @@ def _fit_result(total: float = 50.0, budget: float = 36.0) -> dict:
         context_tokens=16384,
         kv_cache_type="f16",
         parallel=1,
-        breakdown={
-            "weights_gb": total - 7,
-            "kv_cache_gb": 5.0,
-            "overhead_gb": 2.0,
-            "total_gb": total,
-            "gpu_budget_gb": budget,
-            "headroom_gb": budget - total,
-            "ram_gb": 48,
-            "os_headroom_gb": 6,
-        },
+        breakdown=MemoryBreakdown(
+            weights_gb=total - 7,
+            kv_cache_gb=5.0,
+            overhead_gb=2.0,
+            total_gb=total,
+            gpu_budget_gb=budget,
+            headroom_gb=budget - total,
+            ram_gb=48,
+            os_headroom_gb=6,
+        ),
         max_context_tokens=0,
         suggestions=[],
         assumptions=[],
