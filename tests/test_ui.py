@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 
 from assistant import events as ev
 from assistant.config import Settings
+from assistant.ollama import Health
 from assistant.ui import (
     ChatSession,
     LaunchConfigError,
-    OllamaStatus,
     TurnRenderer,
     arguments_from_form,
     build_app,
@@ -344,11 +344,9 @@ def test_theme_uses_no_web_fonts() -> None:
 
 def test_status_markdown_explains_absent_ollama() -> None:
     s = Settings()
-    down = status_markdown(OllamaStatus(ok=False, host=s.ollama_host, problem="connection refused"), s, None)
+    down = status_markdown(Health(ok=False, host=s.ollama_host, problem="connection refused"), s, None)
     assert "not reachable" in down and "ollama.com" in down and "by itself" in down
-    up = status_markdown(
-        OllamaStatus(ok=True, host=s.ollama_host, version="0.9.0", chat_models=[]), s, "hybrid"
-    )
+    up = status_markdown(Health(ok=True, host=s.ollama_host, version="0.9.0", chat_models=[]), s, "hybrid")
     assert f"ollama pull {s.chat_model}" in up and "hybrid" in up
 
 

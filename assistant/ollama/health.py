@@ -31,7 +31,7 @@ class Health(BaseModel):
     """Is a usable Ollama answering: ``problem`` says what is wrong, ``advice`` what to do.
 
     The one status type: `OllamaLayer.health` fills the diagnosis; the UI's status probe adds the installed
-    models and when it looked (it used to have its own `OllamaStatus` with the same fields).
+    models and when it looked.
     """
 
     ok: bool

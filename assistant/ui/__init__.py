@@ -39,7 +39,7 @@ from assistant.ui.render import (
     user_markdown,
 )
 from assistant.ui.session import ChatSession
-from assistant.ui.status import OllamaStatus, StatusProbe, status_markdown
+from assistant.ui.status import StatusProbe, status_markdown
 
 __all__ = [
     "CSS",
@@ -50,7 +50,6 @@ __all__ = [
     "ChatSession",
     "FormField",
     "LaunchConfigError",
-    "OllamaStatus",
     "StatusProbe",
     "TurnRenderer",
     "arguments_from_form",

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATUS_REFRESH_S",
-    "OllamaStatus",
     "StatusProbe",
     "knowledge_mode",
     "model_choices",
@@ -27,9 +26,6 @@ __all__ = [
 ]
 
 STATUS_REFRESH_S = 5.0
-
-
-OllamaStatus = Health  # one status type: what the health check found, plus the models that can chat
 
 
 class StatusProbe:
@@ -44,7 +40,7 @@ class StatusProbe:
         self.host = host
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
-        self._status: OllamaStatus | None = None
+        self._status: Health | None = None
         self._capabilities: dict[tuple[str, str], bool] = {}
         self._ever_ok = False
 
@@ -64,19 +60,19 @@ class StatusProbe:
             self._capabilities[key] = caps is None or "tools" in caps
         return self._capabilities[key]
 
-    def _probe(self) -> OllamaStatus:
+    def _probe(self) -> Health:
         if self.ollama is None:
-            return OllamaStatus(ok=False, host=self.host, problem="no Ollama client configured")
+            return Health(ok=False, host=self.host, problem="no Ollama client configured")
         now = time.monotonic()
         try:
             health = self.ollama.health()
         except Exception as exc:  # noqa: BLE001 - a status line must never break the page
-            return OllamaStatus(ok=False, host=self.host, problem=str(exc), checked_at=now)
+            return Health(ok=False, host=self.host, problem=str(exc), checked_at=now)
         if not health.ok:
-            return OllamaStatus(
+            return Health(
                 ok=False, host=self.host, problem=health.problem, advice=health.advice, checked_at=now
             )
-        status = OllamaStatus(ok=True, host=self.host, version=health.version, checked_at=now)
+        status = Health(ok=True, host=self.host, version=health.version, checked_at=now)
         chat: list[str] = []
         other: list[str] = []
         try:
@@ -86,7 +82,7 @@ class StatusProbe:
             return status.model_copy(update={"problem": f"could not list models: {exc}"})
         return status.model_copy(update={"chat_models": sorted(chat), "other_models": sorted(other)})
 
-    def status(self, *, force: bool = False) -> OllamaStatus:
+    def status(self, *, force: bool = False) -> Health:
         """The cached status, refreshed when stale. While one caller probes, others get the last answer
         instead of queueing behind a slow Ollama."""
         if not self._lock.acquire(blocking=self._status is None or force):
@@ -111,7 +107,7 @@ def same_model(a: str, b: str) -> bool:
     return canonical_model_name(a) == canonical_model_name(b)
 
 
-def model_choices(status: OllamaStatus, settings: Settings) -> tuple[list[str], str]:
+def model_choices(status: Health, settings: Settings) -> tuple[list[str], str]:
     """(model picker choices, selected value): the configured model when installed, else the first one."""
     choices = list(status.chat_models)
     match = next((m for m in choices if same_model(m, settings.chat_model)), None)
@@ -140,7 +136,7 @@ def stopped_answering_message(host: str) -> str:
     )
 
 
-def _down_markdown(status: OllamaStatus, kb: str) -> str:
+def _down_markdown(status: Health, kb: str) -> str:
     if status.was_ok:
         return (
             f"🔴 **Ollama stopped answering** at `{status.host}`. It was working earlier: it may have quit, "
@@ -157,7 +153,7 @@ def _down_markdown(status: OllamaStatus, kb: str) -> str:
     )
 
 
-def status_markdown(status: OllamaStatus, settings: Settings, knowledge_mode: str | None) -> str:
+def status_markdown(status: Health, settings: Settings, knowledge_mode: str | None) -> str:
     if not status.ok and knowledge_mode == "hybrid":
         # Without Ollama no question can be embedded: search runs on keywords (as the Search tab says).
         knowledge_mode = "keywords only until Ollama is back"
