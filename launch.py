@@ -175,7 +175,7 @@ def check_security(settings: Settings, ui: Any) -> list[str]:
         ui.launch_options(settings)
     except ui.LaunchConfigError as err:
         raise StartupError(str(err)) from None
-    if ui.is_loopback(settings.host):
+    if is_loopback_name(settings.host):
         return []
     return [
         f"WARNING: listening on {settings.host}, reachable from other machines. Anyone with the password "

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from assistant import events as ev
 from assistant.config import Settings
+from assistant.http_guard import is_loopback_name
 from assistant.ollama import Health
 from assistant.ui import (
     ChatSession,
@@ -19,7 +20,6 @@ from assistant.ui import (
     build_app,
     context_meter_markdown,
     form_fields,
-    is_loopback,
     launch_options,
     offline_theme,
     parse_auth,
@@ -301,12 +301,12 @@ def test_speed_chart_compares_every_chip_with_real_tool() -> None:
 # ------------------------------------------------------------------------------------------------ security
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
 def test_loopback_hosts(host: str) -> None:
-    assert is_loopback(host)
+    assert is_loopback_name(host)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "example.com"])
 def test_non_loopback_hosts(host: str) -> None:
-    assert not is_loopback(host)
+    assert not is_loopback_name(host)
 
 
 def test_launch_options_loopback_defaults_are_safe() -> None:

@@ -22,7 +22,6 @@ __all__ = [
     "MIN_PASSWORD_CHARS",
     "UPLOAD_LIMIT_BYTES",
     "LaunchConfigError",
-    "is_loopback",
     "launch_options",
     "offline_theme",
     "parse_auth",
@@ -60,11 +59,6 @@ def offline_theme() -> gr.themes.Base:
     return gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO_FONTS)
 
 
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and "localhost" — the only binds allowed without a password."""
-    return is_loopback_name(host)
-
-
 def parse_auth(value: str | None) -> tuple[str, str] | None:
     """`user:pass` -> (user, pass). The password may contain ':'; both parts must be non-empty."""
     if value is None or value == "":
@@ -92,7 +86,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     # set FORWARDED_ALLOW_IPS for a reverse proxy of their own.
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
     auth = parse_auth(settings.auth)
-    if not is_loopback(settings.host) and auth is None:
+    if not is_loopback_name(settings.host) and auth is None:
         raise LaunchConfigError(
             f"Refusing to listen on {settings.host}: binding an address other than loopback (127.0.0.1) "
             "makes the chat reachable from other machines, so it needs a password. "
@@ -122,7 +116,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         # Failed sign-ins are rate-limited per client address (brute force against --auth).
         "app_kwargs": {
             "middleware": [
-                Middleware(LoopbackGuard, loopback_only=is_loopback(settings.host), same_port=True),
+                Middleware(LoopbackGuard, loopback_only=is_loopback_name(settings.host), same_port=True),
                 *([Middleware(LoginRateLimit)] if auth else []),
             ]
         },
