@@ -103,7 +103,8 @@ def loads(text: str) -> Any:
 
 def decode_object(text: str) -> dict[str, Any] | None:
     """Tool-call arguments sent as a JSON string: the object they encode ({} for blank text), or None when
-    the text is not a JSON object. The one decoder of argument strings (agent, transport repair, MCP)."""
+    the text is not a JSON object. The assistant's decoder of argument strings (agent, transport repair); a
+    tool itself decodes its arguments with `tools.registry.decode_arguments`, which raises a ToolError."""
     if not text.strip():
         return {}
     try:

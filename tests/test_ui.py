@@ -99,6 +99,17 @@ def test_arguments_from_form_bad_json_names_the_field() -> None:
     assert "nested" in str(err.value) and err.value.fields == ["nested"]
 
 
+def test_arguments_from_form_hostile_json_is_a_clear_error_not_a_traceback() -> None:
+    specs = form_fields(ECHO)
+    deep = ["n", None, None, None, None, None, False, "[" * 100_000 + "]" * 100_000, ""]
+    with pytest.raises(ToolError, match="nested: not valid JSON") as err:
+        arguments_from_form(specs, deep)
+    assert err.value.fields == ["nested"]
+    # a number too long for int() is read as JSON reads it elsewhere in the app (safe_json.loads), not a crash
+    huge = ["n", None, None, None, None, None, False, '{"a": ' + "1" * 5000 + "}", ""]
+    assert arguments_from_form(specs, huge)["nested"] == {"a": float("inf")}
+
+
 def test_optional_numbers_come_as_text_and_bad_ones_are_named() -> None:
     specs = form_fields(ECHO)
     assert arguments_from_form(specs, ["n", None, "12", None, None, None, False, None, None])["cores"] == 12

@@ -14,6 +14,7 @@ import gradio as gr
 from pydantic import BaseModel, Field
 
 from assistant.charts import chart_for_tool_result
+from assistant.safe_json import loads
 from assistant.toolset import run_tool
 from tools.registry import Registry, Tool, ToolError
 
@@ -103,9 +104,11 @@ def _argument(spec: FormField, value: Any) -> Any:
         return _number(spec, value)
     if spec.kind == "json":
         try:
-            return json.loads(value) if isinstance(value, str) else value
+            return loads(value) if isinstance(value, str) else value
         except json.JSONDecodeError as exc:
             raise ToolError(f"{spec.name}: not valid JSON ({exc.msg})", fields=[spec.name]) from None
+        except (ValueError, RecursionError):  # nested too deep for the decoder
+            raise ToolError(f"{spec.name}: not valid JSON (nested too deep)", fields=[spec.name]) from None
     if spec.kind == "list":
         items = [x.strip() for x in str(value).replace("\n", ",").split(",")]
         return [x for x in items if x]
