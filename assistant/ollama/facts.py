@@ -213,7 +213,8 @@ def model_facts(client: ollama.Client, name: str) -> ModelFacts:
     The ollama client's show() has no verbose flag, so the request goes through its raw request method
     (same transport, same error types) and the reply is read with the client's own ShowResponse model.
     """
-    # ollama-python's show() has no verbose flag: the one private call here (see also the layer's health).
+    # ollama-python's show() has no verbose flag: the one private call here (see also OllamaLayer's host and
+    # version).
     raw = client._request_raw("POST", "/api/show", json={"model": name, "verbose": True})
     body = raw.json()
     shown = ollama.ShowResponse.model_validate(body)

@@ -3,8 +3,10 @@
 Two things the official client cannot do by itself, done one level down in httpx/httpcore:
 - decode ``tool_calls[].function.arguments`` sent as a JSON *string* before the client's model rejects it;
 - let a `ChatCancel` shut the request's socket down from another thread (closing an httpx response does not
-  wake a blocked ``recv``). This is the one place that reaches into private API: httpx has no public way to
-  give its pool a network backend, and the client gives no access to its request (see `cancellable`).
+  wake a blocked ``recv``). This is the one place that reaches into httpx's private API: httpx has no public
+  way to give its pool a network backend, and the client gives no access to its request (see `cancellable`).
+  (The ollama client's own private calls, `_request_raw` and the normalised host, are in layer.py and
+  facts.py, each with its reason.)
 """
 
 from __future__ import annotations

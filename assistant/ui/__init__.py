@@ -3,7 +3,7 @@
 Modules, by responsibility:
 - `app`: `build_app`, the page's layout and the wiring of its events;
 - `chat`: the Chat tab's handlers (a question in, the answer streamed, the status line and meter);
-- `session`: one browser session's chat and the loop that drives one turn;
+- `session`: what one browser session owns (its agent conversation, the chat it shows);
 - `render`: agent events -> chat messages (tool calls, passages, thinking, stats line), the Search tab's text;
 - `forms`: the Tools tab, one form per tool generated from its JSON schema;
 - `status`: the Ollama / knowledge-search status line and its shared, rate-limited probe;
