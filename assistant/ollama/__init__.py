@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from assistant.chat_model import ChatCancel
-from assistant.ollama.chat import DEFAULT_NUM_CTX, DEFAULT_SPEED_PROMPT, SpeedMeasurement
+from assistant.ollama.chat import DEFAULT_NUM_CTX, SpeedMeasurement
 from assistant.ollama.errors import (
     ChatCancelled,
     MalformedResponse,
@@ -24,25 +24,14 @@ from assistant.ollama.errors import (
     StreamInterrupted,
     chat_error,
 )
-from assistant.ollama.facts import (
-    GGML_BITS,
-    InstalledModel,
-    LoadedModel,
-    ModelFacts,
-    canonical_model_name,
-    tensor_layout,
-)
-from assistant.ollama.health import MIN_VERSION, Health, HealthKind, ollama_installed
-from assistant.ollama.layer import EMBED_TIMEOUT_S, SEARCH_EMBED_TIMEOUT_S, OllamaLayer
+from assistant.ollama.facts import InstalledModel, LoadedModel, ModelFacts, canonical_model_name
+from assistant.ollama.health import MIN_VERSION, Health, HealthKind
+from assistant.ollama.layer import OllamaLayer
 from assistant.ollama.pulls import EnsureReport, ProgressCallback, PullProgress
 
 __all__ = [
     "DEFAULT_NUM_CTX",
-    "DEFAULT_SPEED_PROMPT",
-    "EMBED_TIMEOUT_S",
-    "GGML_BITS",
     "MIN_VERSION",
-    "SEARCH_EMBED_TIMEOUT_S",
     "ChatCancel",
     "ChatCancelled",
     "EnsureReport",
@@ -64,6 +53,4 @@ __all__ = [
     "StreamInterrupted",
     "canonical_model_name",
     "chat_error",
-    "ollama_installed",
-    "tensor_layout",
 ]

@@ -27,8 +27,8 @@ from assistant.ui.access import (
     offline_theme,
     parse_auth,
 )
-from assistant.ui.app import EXAMPLE_QUESTIONS, build_app
-from assistant.ui.chat import MAX_INPUT_CHARS, run_turn, stop_turn, too_long_advice
+from assistant.ui.app import build_app
+from assistant.ui.chat import MAX_INPUT_CHARS, run_turn, stop_turn
 from assistant.ui.forms import FormField, arguments_from_form, form_fields, result_markdown
 from assistant.ui.render import (
     TurnRenderer,
@@ -42,7 +42,6 @@ from assistant.ui.status import StatusProbe, status_markdown
 
 __all__ = [
     "CSS",
-    "EXAMPLE_QUESTIONS",
     "MAX_INPUT_CHARS",
     "MIN_PASSWORD_CHARS",
     "UPLOAD_LIMIT_BYTES",
@@ -63,7 +62,6 @@ __all__ = [
     "search_markdown",
     "status_markdown",
     "stop_turn",
-    "too_long_advice",
     "unwrap_lines",
     "user_markdown",
 ]
