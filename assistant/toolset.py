@@ -139,9 +139,8 @@ def resolve_installed_architecture(ollama: OllamaLayer, model: str) -> tuple[Mod
             fields=["model"],
         ) from exc
     try:
-        raw = facts.architecture()
-        arch = ModelArchitecture.model_validate(raw if isinstance(raw, dict) else dict(raw))
-    except Exception as exc:  # noqa: BLE001
+        arch = ModelArchitecture.model_validate(facts.architecture())
+    except Exception as exc:  # noqa: BLE001 - what /api/show lacks or gives out of range: said clearly below
         raise ToolError(
             f"model: {model!r} is installed but its /api/show metadata lacks the layer/head counts needed "
             f"({exc}). Pass params_billion or an explicit architecture.",
