@@ -144,11 +144,8 @@ class TurnState:
     rounds: int = 0
     tool_rounds: int = 0
     shown_passages: bool = False
-    told: tuple[int, int, int] = (
-        0,
-        0,
-        0,
-    )  # what the user was told was left out (messages, shortened, questions)
+    # what the user was told was left out (messages, shortened, questions)
+    told: tuple[int, int, int] = (0, 0, 0)
     tools_allowed: bool = True  # False once the model said it cannot call tools
     forced: bool = False  # the tool budget is used up: the next round must answer
 
