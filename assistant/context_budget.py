@@ -375,8 +375,8 @@ def _keys(names: str, **nested: Projection) -> Projection:
     return out
 
 
-# The verdict and key numbers of each tool of the public contract (DESIGN.md); a list of records keeps the
-# projected fields of its first few records. Tools not listed here get the generic summary.
+# The verdict and key numbers of each tool of the public contract (tools.REGISTRY); a list of records keeps
+# the projected fields of its first few records. Tools not listed here get the generic summary.
 SUMMARY_FIELDS: dict[str, Projection] = {
     "estimate_speed": _keys(
         "chip model quant context_tokens weights_gb kv_cache_gb bandwidth_gbps ceiling_tokens_per_second "

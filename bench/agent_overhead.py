@@ -7,7 +7,7 @@ Baselines are the bare official client (`ollama.Client.chat(stream=True)`) again
 same run: once with a minimal request, and once with exactly the payload the agent sent (system prompt,
 passages, tool schemas) so that the ratio isolates the agent's own code from the cost of a bigger request.
 
-Targets (DESIGN.md): turn p50 <= 15 ms, p99 <= 50 ms, <= 1.5x the bare round trip; streaming >= 5,000
+Targets: turn p50 <= 15 ms, p99 <= 50 ms, <= 1.5x the bare round trip; streaming >= 5,000
 tokens/s. The target verdict uses retrieval disabled (top_k_passages=0) and the same-payload baseline; a run
 with lexical (BM25) retrieval over the shipped passages is printed next to it for context.
 """

@@ -6,7 +6,7 @@ The server is started as `python -m assistant.mcp` (stdio) with an empty data di
 a closed local port; the bench writes the JSON-RPC `initialize` request to its stdin at once (as clients do)
 and stops the clock when the response line arrives. It then sends `tools/list` and records when that is
 answered too. The baseline (`python -c "import mcp"`) and the server runs alternate, so both see the same disk
-cache and machine load; medians are compared. Target (DESIGN.md): ratio <= 1.5.
+cache and machine load; medians are compared. Target: ratio <= 1.5.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 already built and the Ollama stand-in (tests/ollama_standin) answering as Ollama with the models installed,
 so the run includes the Ollama health check, the model check, the index sync (zero embeddings expected)
 and the server start, but no download. The baseline and the launch runs alternate, so both see the same disk
-cache and machine load; the medians are compared. Target (DESIGN.md): ratio <= 1.5.
+cache and machine load; the medians are compared. Target: ratio <= 1.5.
 
 "First line" is the time from spawning launch.py to its first line on stdout (read through a pipe, as a log
 would), next to `python -c pass` (interpreter start-up) from the same run. Target (issue 11): <= 1 s.

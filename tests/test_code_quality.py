@@ -1,4 +1,4 @@
-"""The conventions in DESIGN.md, checked where CI will notice: ruff clean and formatted.
+"""The project's conventions, checked where CI will notice: ruff clean and formatted.
 
 mypy runs once in `.ci/run` (before the suite), not here: it is the slowest check on a busy 2-core machine.
 `test_ci_checks_types` keeps that step from being dropped silently.

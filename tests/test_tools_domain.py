@@ -1,4 +1,4 @@
-"""Unit tests per tool, including the article's worked figures (domain-notes 1.1) and its table errors."""
+"""Unit tests per tool, including the article's worked figures and its table errors."""
 
 from __future__ import annotations
 
