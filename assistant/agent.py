@@ -71,7 +71,8 @@ from tools import Registry
 
 if TYPE_CHECKING:
     from assistant.config import Settings
-    from knowledge.search import KnowledgeBase, Passage
+    from knowledge.schemas import Passage
+    from knowledge.search import KnowledgeBase
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from knowledge.search import Passage
+from knowledge.schemas import Passage
 
 
 class _Event(BaseModel):

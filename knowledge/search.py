@@ -27,11 +27,7 @@ from knowledge.documents import DocumentError, DocumentStore, UserDocument, conv
 from knowledge.embedding import Embedder, EmbeddingUnavailable
 from knowledge.index import IndexUnavailable, VectorStore, _is_fatal
 from knowledge.lexical import LexicalIndex
-
-# Re-exported: the assistant layer imports Passage (and the search models) from here.
-from knowledge.schemas import Passage as Passage
-from knowledge.schemas import SearchKnowledgeInput as SearchKnowledgeInput
-from knowledge.schemas import SearchKnowledgeOutput as SearchKnowledgeOutput
+from knowledge.schemas import Passage, SearchKnowledgeInput, SearchKnowledgeOutput
 
 log = logging.getLogger(__name__)
 

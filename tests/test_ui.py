@@ -25,7 +25,7 @@ from assistant.ui import (
     parse_auth,
     status_markdown,
 )
-from knowledge.search import Passage
+from knowledge.schemas import Passage
 from tools import REGISTRY, CheckMemoryFitOutput, MemoryBreakdown, Registry, Tool, ToolError
 
 

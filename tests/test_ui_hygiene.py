@@ -17,7 +17,7 @@ from assistant.ui import (
     unwrap_lines,
     user_markdown,
 )
-from knowledge.search import Passage
+from knowledge.schemas import Passage
 from tests.ollama_standin import OllamaStandIn
 from tools import REGISTRY
 
@@ -56,7 +56,7 @@ def test_passages_are_unwrapped_and_ranked_not_scored() -> None:
 def test_search_tab_shows_ranks_too() -> None:
     class _KB:
         def search(self, query: str, k: int) -> object:
-            from knowledge.search import SearchKnowledgeOutput
+            from knowledge.schemas import SearchKnowledgeOutput
 
             return SearchKnowledgeOutput(
                 passages=[Passage(id="a", title="A", section="", source="s", text="x\ny", score=0.5)],

@@ -19,7 +19,8 @@ from assistant.safe_json import clean_text, json_safe
 from knowledge.schemas import MAX_QUERY_CHARS
 
 if TYPE_CHECKING:
-    from knowledge.search import KnowledgeBase, Passage
+    from knowledge.schemas import Passage
+    from knowledge.search import KnowledgeBase
     from tools.registry import Registry
 
 __all__ = [
