@@ -37,9 +37,8 @@ CANDIDATES = 50
 DEFAULT_BATCH = 32
 EmbedProgress = Callable[[int, int], None]
 """Called with (chunks embedded so far, chunks to embed) after each batch, e.g. by the page's upload."""
-RETRY_SYNC_AFTER_S = (
-    30.0  # after a failed sync, searches retry vectors at most this often (Ollama may be back)
-)
+# After a failed sync, searches retry vectors at most this often (Ollama may be back).
+RETRY_SYNC_AFTER_S = 30.0
 
 
 class SyncReport(BaseModel):

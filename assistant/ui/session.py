@@ -26,9 +26,8 @@ class ChatSession:
 
     conversation: Conversation | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
-    chart: Any = (
-        None  # the chart beside the chat (a plotly figure), redrawn when the conversation is reopened
-    )
+    # the chart beside the chat (a plotly figure), redrawn when the conversation is reopened
+    chart: Any = None
     turns: int = 0  # turns in this conversation; the sidebar's title box follows only a conversation's first
     owner: str | None = None  # who the stored conversations belong to (browser id or signed-in user)
     conversation_id: str | None = None  # the stored conversation this chat continues
