@@ -41,7 +41,7 @@ CALIBRATION_2026 = "calibration_2026.csv"
 # rows are llama-bench snapshots of May 2024 (llama-bench then defaulted to -fa 0), LLaMA2 rows are "main"
 # runs of Dec 2023. Without flash attention, the Metal KQ / KQV matrix-vector kernels broadcast each KV head
 # to its query heads and read the K/V cache once per query head, so attention reads the MHA-equivalent K/V
-# bytes (catalog.attention_read_bytes) at full bandwidth on top of what a current build reads. That term is
+# bytes (sizes.attention_read_bytes) at full bandwidth on top of what a current build reads. That term is
 # added as a fixed (not fitted) cost to these rows only, in fitting and in leave-one-source-out scoring
 # alike, so the fitted attention factor describes current builds -- the ones estimate_speed answers for.
 LEGACY_ATTENTION_SOURCES: dict[str, str] = {
