@@ -4,6 +4,6 @@
 settings and serves it over stdio (default) or streamable HTTP on 127.0.0.1.
 """
 
-from assistant.mcp.server import DEFAULT_HTTP_PORT, SERVER_NAME, build_server, loopback_security
+from assistant.mcp.server import DEFAULT_HTTP_PORT, SERVER_NAME, build_server
 
-__all__ = ["DEFAULT_HTTP_PORT", "SERVER_NAME", "build_server", "loopback_security"]
+__all__ = ["DEFAULT_HTTP_PORT", "SERVER_NAME", "build_server"]

@@ -14,8 +14,9 @@ from typing import Any
 import anyio
 
 from assistant.config import Settings
+from assistant.http_guard import loopback_security
 from assistant.mcp.runtime import LazyRuntime
-from assistant.mcp.server import DEFAULT_HTTP_PORT, LOOPBACK, build_server, loopback_security
+from assistant.mcp.server import DEFAULT_HTTP_PORT, LOOPBACK, build_server
 
 log = logging.getLogger("assistant.mcp")
 

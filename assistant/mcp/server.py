@@ -27,7 +27,6 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetad
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
 
-from assistant.http_guard import loopback_security
 from assistant.safe_json import loads
 
 if TYPE_CHECKING:
@@ -40,7 +39,6 @@ __all__ = [
     "LOOPBACK",
     "SERVER_NAME",
     "build_server",
-    "loopback_security",
     "registry_tool_to_mcp",
 ]
 
