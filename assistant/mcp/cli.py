@@ -16,9 +16,11 @@ import anyio
 from assistant.config import Settings
 from assistant.http_guard import loopback_security
 from assistant.mcp.runtime import LazyRuntime
-from assistant.mcp.server import DEFAULT_HTTP_PORT, LOOPBACK, build_server
+from assistant.mcp.server import DEFAULT_HTTP_PORT, build_server
 
 log = logging.getLogger("assistant.mcp")
+
+LOOPBACK = "127.0.0.1"  # the HTTP transport listens here only
 
 
 async def _serve_http(server: Any, port: int) -> None:

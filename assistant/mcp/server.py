@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_HTTP_PORT",
-    "LOOPBACK",
     "SERVER_NAME",
     "build_server",
     "registry_tool_to_mcp",
@@ -45,7 +44,6 @@ __all__ = [
 log = logging.getLogger("assistant.mcp")
 
 SERVER_NAME = "mac-ai-advisor"
-LOOPBACK = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8765
 
 _INSTRUCTIONS = (
