@@ -90,6 +90,30 @@ def test_schema_export(fmt: str) -> None:
         (["estimate_speed", "--bogus", "1"], "unrecognized arguments"),
         (["estimate_speed", "--chip", "M3 Max", "--architecture", "{bad"], "architecture"),
         (
+            [
+                "estimate_speed",
+                "--chip",
+                "M3 Max",
+                "--model",
+                "qwen2.5:7b",
+                "--cluster",
+                '{"count": ' + "9" * 5000 + "}",
+            ],
+            "cluster",
+        ),
+        (
+            [
+                "estimate_speed",
+                "--chip",
+                "M3 Max",
+                "--model",
+                "qwen2.5:7b",
+                "--cluster",
+                "[" * 30000 + "]" * 30000,
+            ],
+            "cluster",
+        ),
+        (
             ["check_memory_fit", "--chip", "M4 Pro", "--memory-gb", "-4", "--model", "llama3.1:8b"],
             "memory_gb",
         ),

@@ -66,6 +66,13 @@ def _coerce(tool: Tool, raw: dict[str, str | None]) -> dict[str, Any]:
                 raise ToolError(
                     f"{k}: expected a JSON object, could not parse {v!r} ({exc.msg})", fields=[k]
                 ) from exc
+            except (
+                ValueError,
+                RecursionError,
+            ) as exc:  # a 5000-digit number, nesting deeper than Python's stack
+                raise ToolError(
+                    f"{k}: expected a small JSON object, this one cannot be read", fields=[k]
+                ) from exc
         else:
             out[k] = v
     return out
