@@ -78,6 +78,9 @@ def test_schema_export(fmt: str) -> None:
     assert all(key in s for s in specs)
 
 
+QWEN_ON_M3_MAX = ["estimate_speed", "--chip", "M3 Max", "--model", "qwen2.5:7b"]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -89,30 +92,8 @@ def test_schema_export(fmt: str) -> None:
         (["estimate_speed", "--chip", "M3 Max", "--model", "nonsense"], "unknown model"),
         (["estimate_speed", "--bogus", "1"], "unrecognized arguments"),
         (["estimate_speed", "--chip", "M3 Max", "--architecture", "{bad"], "architecture"),
-        (
-            [
-                "estimate_speed",
-                "--chip",
-                "M3 Max",
-                "--model",
-                "qwen2.5:7b",
-                "--cluster",
-                '{"count": ' + "9" * 5000 + "}",
-            ],
-            "cluster",
-        ),
-        (
-            [
-                "estimate_speed",
-                "--chip",
-                "M3 Max",
-                "--model",
-                "qwen2.5:7b",
-                "--cluster",
-                "[" * 30000 + "]" * 30000,
-            ],
-            "cluster",
-        ),
+        ([*QWEN_ON_M3_MAX, "--cluster", '{"count": ' + "9" * 5000 + "}"], "cluster"),  # too many digits
+        ([*QWEN_ON_M3_MAX, "--cluster", "[" * 30000 + "]" * 30000], "cluster"),  # deeper than Python's stack
         (
             ["check_memory_fit", "--chip", "M4 Pro", "--memory-gb", "-4", "--model", "llama3.1:8b"],
             "memory_gb",
