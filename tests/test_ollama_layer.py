@@ -112,6 +112,20 @@ def test_health_not_running(layer: OllamaLayer, standin: OllamaStandIn, ollama_o
     assert "Ollama app" in (health.advice or "") and "ollama serve" in (health.advice or "")
 
 
+@pytest.mark.parametrize("address", ["0.0.0.0", "[::]"])
+def test_health_not_running_at_the_any_address_is_this_machine(
+    standin: OllamaStandIn, ollama_on_path: None, address: str
+) -> None:
+    """OLLAMA_HOST=0.0.0.0 is what Ollama's FAQ sets to listen everywhere, and we read the same variable: as
+    a destination it means this machine, so the advice is to start Ollama here, not "on that machine"."""
+    port = standin.url.rsplit(":", 1)[1]
+    host = f"http://{address}:{port}"
+    with standin.down():
+        health = OllamaLayer(host, timeout_s=HANG_S).health()
+    assert health.kind == "not_running" and health.problem == f"Ollama is not running at {host}"
+    assert "ollama serve" in (health.advice or "") and "that machine" not in (health.advice or "")
+
+
 @pytest.mark.skipif(sys.platform == "darwin", reason="Ollama.app may be installed on this Mac")
 def test_health_not_installed(
     layer: OllamaLayer, standin: OllamaStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import socket
@@ -113,7 +114,7 @@ def unreachable_health(exc: BaseException, host: str) -> Health:
             advice="Check OLLAMA_HOST / --ollama-host; Ollama on this Mac is http://127.0.0.1:11434.",
         )
     refused = any(isinstance(e, ConnectionRefusedError) for e in chain)
-    if refused and is_loopback_name(urlsplit(host).hostname or ""):
+    if refused and _is_this_machine(urlsplit(host).hostname or ""):
         if not ollama_installed():
             return _down(
                 host=host,
@@ -145,6 +146,17 @@ def unreachable_health(exc: BaseException, host: str) -> Health:
         problem=f"Cannot connect to {host} ({detail})",
         advice="Check OLLAMA_HOST / --ollama-host; Ollama on this Mac is http://127.0.0.1:11434.",
     )
+
+
+def _is_this_machine(hostname: str) -> bool:
+    """Loopback, or the "any" address (0.0.0.0, ::): OLLAMA_HOST=0.0.0.0 makes Ollama listen everywhere, and
+    as an address to connect to it means this machine (unlike a bind address, see http_guard)."""
+    if is_loopback_name(hostname):
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 def ollama_installed() -> bool:
