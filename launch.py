@@ -166,6 +166,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise StartupError(f"Invalid setting(s): {problems}") from None
 
 
+def _make_data_dir(data_dir: Path) -> None:
+    """Create the data directory up front: a path that cannot be one is the user's to fix, not a traceback."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StartupError(
+            f"cannot create the data directory {data_dir} ({err.strerror or err}). Pass --data-dir DIR "
+            "(or set ADVISOR_DATA_DIR) to a folder you can write."
+        ) from None
+
+
 def check_security(settings: Settings, ui: Any) -> list[str]:
     """Refuse an unauthenticated public bind; return the warnings to print for an authenticated one.
 
@@ -426,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui_thread.start()
     try:
         settings = settings_from_args(args)
+        _make_data_dir(settings.data_dir)
         warnings: list[str] = []
         if settings.auth is not None or not is_loopback_name(settings.host):
             warnings = check_security(settings, _ui_module(ui_thread))

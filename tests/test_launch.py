@@ -175,6 +175,16 @@ def test_public_bind_without_auth_refuses_to_start(run_launch: type[LaunchedProc
     assert "ready" not in p.output
 
 
+def test_data_dir_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    data_dir = blocker / "data"
+    out = launch_py("--no-browser", "--data-dir", str(data_dir), "--ollama-host", f"127.0.0.1:{free_port()}")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert f"cannot create the data directory {data_dir}" in out.stderr and "--data-dir" in out.stderr
+
+
 # ---------------------------------------------------------------------------------------- degraded start
 def test_starts_without_ollama_explains_and_stops_cleanly(
     run_launch: type[LaunchedProcess], tmp_path: Path
