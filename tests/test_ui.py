@@ -26,6 +26,8 @@ from assistant.ui import (
     status_markdown,
 )
 from knowledge.schemas import Passage
+from tests.harness import HANG_S
+from tests.ollama_standin import OllamaStandIn
 from tools import REGISTRY, CheckMemoryFitOutput, MemoryBreakdown, Registry, Tool, ToolError
 
 
@@ -403,3 +405,21 @@ def test_tools_tab_runs_through_the_shared_run_tool_and_never_shows_a_traceback(
     assert result is None and summary.startswith("⚠️ ") and "chip" in summary and "Traceback" not in summary
     summary, _, result = run_form(broken, registry, [], [])
     assert (summary, result) == ("⚠️ broken failed internally (RuntimeError: a bug)", None)
+
+
+def test_measure_speed_form_summary_shows_the_measured_speed_and_no_none(standin: OllamaStandIn) -> None:
+    """The Tools tab's measure_speed: the summary leads with the figure it measured, and a figure the tool
+    could not give (no estimate off a Mac) is left out rather than printed as "None"."""
+    from assistant.ollama import OllamaLayer
+    from assistant.toolset import build_toolset
+    from assistant.ui.forms import form_fields, run_form
+
+    with OllamaLayer(standin.url, timeout_s=HANG_S) as layer:
+        registry = build_toolset(None, layer, num_ctx=8192)
+        tool = registry.get("measure_speed")
+        specs = form_fields(tool)
+        values = ["qwen2.5:7b" if s.name == "model" else None for s in specs]
+        summary, _, result = run_form(tool, registry, specs, values)
+    assert result is not None and result["measured_tokens_per_second"] > 0
+    assert f"measured tokens per second: **{result['measured_tokens_per_second']}**" in summary
+    assert "None" not in summary

@@ -214,8 +214,9 @@ def result_markdown(tool_name: str, result: Mapping[str, Any]) -> str:
     lines = [f"**{tool_name}** ran."]
     if "recommendation" in result:
         lines.extend(_recommendation_lines(result))
-    for key in ("verdict", "expected_tokens_per_second", "ceiling_tokens_per_second", "max_context_tokens"):
-        if key in result:
+    speeds = ("measured_tokens_per_second", "expected_tokens_per_second", "ceiling_tokens_per_second")
+    for key in ("verdict", *speeds, "max_context_tokens"):
+        if result.get(key) is not None:  # a figure the tool could not give is left out, not shown as None
             lines.append(f"- {key.replace('_', ' ')}: **{result[key]}**")
     for key in ("suggestions", "reasons", "assumptions"):
         items = result.get(key) or []
