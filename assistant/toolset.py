@@ -130,7 +130,7 @@ def resolve_installed_architecture(ollama: OllamaLayer, model: str) -> tuple[Mod
     memory/KV maths needs.
     """
     try:
-        facts = ollama.model_facts(model)
+        facts = ollama.model_facts(model, verbose=True)  # the per-tensor layout (MoE, mixed quants)
     except ToolError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure means "cannot resolve", said clearly below

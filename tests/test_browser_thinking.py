@@ -7,14 +7,13 @@ Uses the system's /usr/bin/chromium (skips when absent): tests/browser_support.p
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser_support import BROWSER_MARKS
+from tests.browser_support import BROWSER_MARKS, WAIT_MS
 from tests.harness import serve_app
 from tests.ollama_standin import QWEN3_8B, ChatScript, OllamaStandIn
 
@@ -25,12 +24,9 @@ ANSWER = "About twenty tokens per second on that machine."
 
 
 @pytest.fixture
-def thinking_app(standin: OllamaStandIn) -> Iterator[str]:
+def thinking_app(standin: OllamaStandIn, tmp_path: Path) -> Iterator[str]:
     standin.add_model(QWEN3_8B)
-    with (
-        tempfile.TemporaryDirectory(prefix="advisor-ui-") as tmp,
-        serve_app(standin.url, Path(tmp), chat_model="qwen3:8b") as app,
-    ):
+    with serve_app(standin.url, tmp_path / "data", chat_model="qwen3:8b") as app:
         yield app.url
 
 
@@ -40,12 +36,12 @@ def test_thinking_is_folded_and_not_in_the_answer(
     standin.script_chat(ChatScript(text=ANSWER, thinking=THOUGHT))
     page, _ = browser_page
     page.goto(thinking_app, wait_until="load")
-    page.wait_for_selector("#chat-input textarea", timeout=30_000)
+    page.wait_for_selector("#chat-input textarea", timeout=WAIT_MS)
     box = page.locator("#chat-input textarea")
     box.fill("How fast is qwen2.5:32b on an M3 Max?")
     box.press("Enter")
     chat = page.locator("#chatbot")
-    chat.get_by_text("tokens/s").first.wait_for(state="visible", timeout=60_000)
+    chat.get_by_text("tokens/s").first.wait_for(state="visible", timeout=WAIT_MS)
     title = chat.get_by_text("Thinking").first
     assert title.is_visible()
     assert ANSWER in chat.inner_text()
@@ -53,5 +49,5 @@ def test_thinking_is_folded_and_not_in_the_answer(
     answer = chat.get_by_text(ANSWER).first
     assert THOUGHT not in answer.inner_text()
     title.click()
-    chat.get_by_text(THOUGHT).first.wait_for(state="visible", timeout=10_000)
+    chat.get_by_text(THOUGHT).first.wait_for(state="visible", timeout=WAIT_MS)
     assert "think" not in (standin.last_chat_request().json or {})

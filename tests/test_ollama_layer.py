@@ -45,6 +45,7 @@ from tests.ollama_standin import (
     ToolCallScript,
     embed_text,
 )
+from tests.test_toolset import TINY_MOE as TINY_MOE_WITH_TENSORS
 from tools import ModelArchitecture
 
 USER = [{"role": "user", "content": "How fast is qwen2.5:7b on an M3 Max?"}]
@@ -220,6 +221,18 @@ def test_model_facts_and_architecture(layer: OllamaLayer) -> None:
     assert gemma.head_dim == 256 and gemma.sliding_window == 4096 and not gemma.supports_tools
     nomic = layer.model_facts("nomic-embed-text")
     assert nomic.capabilities == ["embedding"] and nomic.n_kv_heads == 12
+
+
+def test_only_a_layout_question_asks_for_the_verbose_show(layer: OllamaLayer, standin: OllamaStandIn) -> None:
+    """The verbose /api/show lists every tensor (a much larger reply): the status line, the pulls and the
+    context window ask the plain one; only the per-tensor layout (speed and memory maths) asks verbose."""
+    standin.add_model(TINY_MOE_WITH_TENSORS)
+    standin.clear_requests()
+    plain = layer.model_facts("tinymoe")
+    assert plain.weights_bytes is None and plain.expert_count == 8
+    layout = layer.model_facts("tinymoe", verbose=True)
+    assert layout.weights_bytes is not None and layout.weights_bytes > 0
+    assert [bool((r.json or {}).get("verbose")) for r in standin.requests_to("/api/show")] == [False, True]
 
 
 def test_model_facts_missing_model(layer: OllamaLayer) -> None:

@@ -207,17 +207,22 @@ def installed_models(client: ollama.Client) -> list[InstalledModel]:
     return models
 
 
-def model_facts(client: ollama.Client, name: str) -> ModelFacts:
-    """/api/show with "verbose": true, which also lists every tensor's type and shape (per-tensor layout).
+def model_facts(client: ollama.Client, name: str, *, verbose: bool = False) -> ModelFacts:
+    """/api/show: architecture numbers and capabilities. `verbose` also lists every tensor's type and shape
+    (the per-tensor layout the speed and memory maths read); that reply is much larger, so only callers that
+    need the layout ask for it.
 
-    The ollama client's show() has no verbose flag, so the request goes through its raw request method
+    The ollama client's show() has no verbose flag, so a verbose request goes through its raw request method
     (same transport, same error types) and the reply is read with the client's own ShowResponse model.
     """
-    # ollama-python's show() has no verbose flag: the one private call here (see also OllamaLayer's host and
-    # version).
-    raw = client._request_raw("POST", "/api/show", json={"model": name, "verbose": True})
-    body = raw.json()
-    shown = ollama.ShowResponse.model_validate(body)
+    if verbose:
+        # ollama-python's show() has no verbose flag: the one private call here (see also OllamaLayer's host
+        # and version).
+        body = client._request_raw("POST", "/api/show", json={"model": name, "verbose": True}).json()
+        shown = ollama.ShowResponse.model_validate(body)
+    else:
+        shown = client.show(name)
+        body = {}
     info: Mapping[str, Any] = shown.modelinfo or {}
     arch = info.get("general.architecture")
     details = shown.details

@@ -70,10 +70,10 @@ class OllamaLayer:
         with self._translated("list the installed models"):
             return facts.installed_models(self.client)
 
-    def model_facts(self, name: str) -> facts.ModelFacts:
-        """/api/show, verbose: it also lists every tensor's type and shape (the per-tensor layout)."""
+    def model_facts(self, name: str, *, verbose: bool = False) -> facts.ModelFacts:
+        """/api/show; `verbose` also lists every tensor's type and shape (the per-tensor layout)."""
         with self._translated("describe the model", model=name):
-            return facts.model_facts(self.client, name)
+            return facts.model_facts(self.client, name, verbose=verbose)
 
     def loaded_models(self) -> list[facts.LoadedModel]:
         with self._translated("list the loaded models"):
