@@ -410,7 +410,7 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
         pass
     _say("\nStopping ...")
     app.close(verbose=False)
-    services.knowledge.close()
+    services.close()
     _say("Stopped.")
     return 0
 

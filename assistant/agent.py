@@ -193,10 +193,8 @@ class Agent:
         self.knowledge = knowledge
         self.tool_names: frozenset[str] = frozenset(toolset.names())
         self.tool_specs: tuple[dict[str, Any], ...] = tuple(t.ollama_spec() for t in toolset)
-        self.tool_tokens = tools_tokens(self.tool_specs)  # constant: computed once, not per request
         self.system_prompt: str = build_system_prompt(toolset)
         self.options: dict[str, Any] = dict(options or {})  # num_ctx is added per turn (see context_window)
-        self.machine = machine
         # `windows` is shared with measure_speed when the app graph builds both (assistant/app_graph.py).
         self.windows = windows or ContextWindows(
             settings.num_ctx,

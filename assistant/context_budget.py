@@ -247,7 +247,7 @@ class _Trim(Generic[P]):
         self.system_tokens = self._system_cost()
         self.exchanges = [_Exchange(ex) for ex in split_exchanges(history)]
         self.history_tokens = sum(ex.cost for ex in self.exchanges)
-        self.counts = dict.fromkeys(("tool", "answer", "passage", "short", "question", "messages"), 0)
+        self.counts = dict.fromkeys(("tool", "answer", "passage", "short", "question"), 0)
 
     @property
     def total(self) -> int:

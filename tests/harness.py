@@ -62,7 +62,7 @@ def serve_app(
         yield ServedApp(f"http://127.0.0.1:{app.server_port}/", services)
     finally:
         app.close(verbose=False)
-        services.knowledge.close()
+        services.close()
 
 
 def chat_client(url: str) -> Any:
