@@ -200,8 +200,6 @@ def main(shared: Path) -> None:
                     "source_url": "XiongjieDai/GPU-Benchmarks-on-LLM-Inference README (shared/data)",
                 }
             )
-        if not row["pp512"] and row["pp512"] == "" and row.get("tg512") and "LLaMA2" in row["section"]:
-            pass
     header = (
         "# Public measurements from shared/data/2026/calibration_2026.csv (row = its line number) and older\n"
         "# XiongjieDai prefill columns (row xdN), normalised by bench/normalise_2026.py to catalog tags.\n"

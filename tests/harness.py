@@ -31,6 +31,17 @@ def launch_py(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def standin_embedder(standin: Any, batch_size: int = 8) -> Any:
+    """The production embedder (knowledge.embedding.OllamaEmbedder) on the real ollama client, pointed at the
+    stand-in; HANG_S only catches a hang."""
+    import ollama
+
+    from knowledge.embedding import OllamaEmbedder
+
+    client = ollama.Client(host=standin.url, timeout=HANG_S)
+    return OllamaEmbedder(client, "nomic-embed-text", batch_size=batch_size)
+
+
 def free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1 (the usual small race is acceptable in tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -11,7 +11,6 @@ import json
 import threading
 from pathlib import Path
 
-import ollama
 import pytest
 
 from assistant.agent import Agent
@@ -21,9 +20,9 @@ from assistant.events import DoneEvent, ErrorEvent, ThinkingEvent, TokenEvent, T
 from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from assistant.ui import TurnRenderer
-from knowledge import KnowledgeBase, OllamaEmbedder
+from knowledge import KnowledgeBase
 from knowledge.embedding import MAX_EMBED_CHARS
-from tests.harness import HANG_S
+from tests.harness import standin_embedder
 from tests.ollama_standin import (
     NOMIC_EMBED_TEXT,
     QWEN3_8B,
@@ -139,10 +138,6 @@ def test_measure_speed_default_context_matches_the_default_chat(standin: OllamaS
     assert standin.last_chat_request().options["num_ctx"] == FALLBACK_NUM_CTX
 
 
-def _embedder(standin: OllamaStandIn) -> OllamaEmbedder:
-    return OllamaEmbedder(ollama.Client(host=standin.url, timeout=HANG_S), "nomic-embed-text")
-
-
 def test_embed_input_longer_than_the_model_context(standin: OllamaStandIn, tmp_path: Path) -> None:
     """A user document with a big table: tables are never split, so one chunk is ~20k characters."""
     standin.embed_overflow = "error"  # an Ollama that refuses instead of truncating
@@ -151,7 +146,7 @@ def test_embed_input_longer_than_the_model_context(standin: OllamaStandIn, tmp_p
     doc.write_text(
         f"# Measured bandwidth\n\n| chip | memory | bandwidth | note |\n|---|---|---|---|\n{rows}\n"
     )
-    with KnowledgeBase(tmp_path / "data", _embedder(standin)) as kb:
+    with KnowledgeBase(tmp_path / "data", standin_embedder(standin)) as kb:
         assert kb.sync().mode == "hybrid"
         standin.clear_requests()
         kb.add_documents([doc])
@@ -168,7 +163,7 @@ def test_embed_input_longer_than_the_model_context(standin: OllamaStandIn, tmp_p
 def test_embed_with_a_short_context_model_clips_further_then_explains(standin: OllamaStandIn) -> None:
     standin.set_models(dataclasses.replace(NOMIC_EMBED_TEXT, context_length=300))
     standin.embed_overflow = "error"
-    embedder = _embedder(standin)
+    embedder = standin_embedder(standin)
     vectors = embedder.embed_documents(["x" * 20_000, "short"])
     assert len(vectors) == 2
     sizes = [max(len(t) for t in r.inputs) for r in standin.embed_requests()]

@@ -7,12 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ollama
 import pytest
 
-from knowledge import DocumentError, KnowledgeBase, OllamaEmbedder
+from knowledge import DocumentError, KnowledgeBase
 from knowledge.cli import CliSettings, add_documents_cli, main
-from tests.harness import HANG_S, one_page_pdf
+from tests.harness import one_page_pdf, standin_embedder
 from tests.ollama_standin import OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
 
@@ -152,7 +151,7 @@ def test_directory_is_expanded_and_lexical_mode_works(tmp_path: Path, docs: dict
 def test_documents_are_stored_even_when_ollama_is_down(
     tmp_path: Path, docs: dict[str, Path], standin: OllamaStandIn
 ) -> None:
-    embedder = OllamaEmbedder(ollama.Client(host=standin.url, timeout=HANG_S), "nomic-embed-text")
+    embedder = standin_embedder(standin)
     with KnowledgeBase(tmp_path / "data", embedder) as kb, standin.down():
         kb.add_documents([docs["txt"]])
         assert kb.last_report is not None and kb.last_report.mode == "lexical"

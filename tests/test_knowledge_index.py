@@ -11,10 +11,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import ollama
 import pytest
 
-from knowledge import KnowledgeBase, OllamaEmbedder
+from knowledge import KnowledgeBase
 from knowledge.chunking import (
     SourceDocument,
     chunk_document,
@@ -22,7 +21,7 @@ from knowledge.chunking import (
     split_front_matter,
 )
 from knowledge.search import PASSAGES_DIR, reciprocal_rank_fusion
-from tests.harness import HANG_S
+from tests.harness import standin_embedder
 from tests.ollama_standin import Fault, OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
 
@@ -49,11 +48,6 @@ class CountingEmbedder:
     def embed_query(self, text: str) -> list[float]:
         self.queries.append(text)
         return self._vec("search_query: " + text)
-
-
-def ollama_embedder(standin: OllamaStandIn) -> OllamaEmbedder:
-    """The production embedder on the real client, pointed at the stand-in."""
-    return OllamaEmbedder(ollama.Client(host=standin.url, timeout=HANG_S), "nomic-embed-text")
 
 
 @pytest.fixture
@@ -234,7 +228,7 @@ def test_no_embedder_means_lexical_with_a_note(tmp_path: Path) -> None:
 
 
 def test_ollama_down_falls_back_to_lexical(tmp_path: Path, standin: OllamaStandIn) -> None:
-    with KnowledgeBase(tmp_path, ollama_embedder(standin)) as kb, standin.down():
+    with KnowledgeBase(tmp_path, standin_embedder(standin)) as kb, standin.down():
         report = kb.sync()
         out = kb.search("Draw Things vs ComfyUI speed", 3)
     assert report.mode == "lexical" and "not reachable" in (report.problem or "")
@@ -243,7 +237,7 @@ def test_ollama_down_falls_back_to_lexical(tmp_path: Path, standin: OllamaStandI
 
 
 def test_embedder_failing_only_at_query_time_falls_back(tmp_path: Path, standin: OllamaStandIn) -> None:
-    with KnowledgeBase(tmp_path, ollama_embedder(standin)) as kb:
+    with KnowledgeBase(tmp_path, standin_embedder(standin)) as kb:
         assert kb.sync().mode == "hybrid"
         with standin.down():
             out = kb.search("external SSD Thunderbolt", 2)

@@ -6,14 +6,13 @@ import os
 import re
 from pathlib import Path
 
-import ollama
 import pytest
 
-from knowledge import KnowledgeBase, OllamaEmbedder
+from knowledge import KnowledgeBase
 from knowledge.chunking import chunk_document, load_passages
 from knowledge.evaluation import evaluate, load_questions
 from knowledge.search import PASSAGES_DIR
-from tests.harness import HANG_S
+from tests.harness import standin_embedder
 from tests.ollama_standin import OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
 
@@ -152,7 +151,7 @@ def test_recall_through_search_meets_the_same_targets(kb: KnowledgeBase) -> None
 
 def test_recall_through_search_with_ollama_down(tmp_path: Path, standin: OllamaStandIn) -> None:
     """The lexical fallback a user gets when Ollama is not running still finds the passage."""
-    embedder = OllamaEmbedder(ollama.Client(host=standin.url, timeout=HANG_S), "nomic-embed-text")
+    embedder = standin_embedder(standin)
     with KnowledgeBase(tmp_path, embedder) as base, standin.down():
         recall5, mrr, misses = _search_metrics(base, "lexical")
     assert recall5 >= 0.95, misses

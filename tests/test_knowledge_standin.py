@@ -8,19 +8,13 @@ import ollama
 import pytest
 
 from knowledge import EmbeddingUnavailable, KnowledgeBase, OllamaEmbedder
-from tests.harness import HANG_S
+from tests.harness import HANG_S, standin_embedder
 from tests.ollama_standin import OllamaStandIn
 from tests.ollama_standin.models import Fault
 
 
-def _embedder(server: OllamaStandIn, batch_size: int = 8) -> OllamaEmbedder:
-    return OllamaEmbedder(
-        ollama.Client(host=server.url, timeout=60.0), "nomic-embed-text", batch_size=batch_size
-    )
-
-
 def test_index_built_in_batches_with_prefixes_then_reused(standin: OllamaStandIn, tmp_path: Path) -> None:
-    with KnowledgeBase(tmp_path, _embedder(standin)) as kb:
+    with KnowledgeBase(tmp_path, standin_embedder(standin)) as kb:
         report = kb.sync()
         assert report.mode == "hybrid" and report.embedded == report.total_chunks
         sizes = [len(r.inputs) for r in standin.embed_requests()]
@@ -34,13 +28,13 @@ def test_index_built_in_batches_with_prefixes_then_reused(standin: OllamaStandIn
         assert standin.embedded_texts() == ["search_query: Which Mac should I buy to run 70B models?"]
 
     standin.clear_requests()
-    with KnowledgeBase(tmp_path, _embedder(standin)) as kb:
+    with KnowledgeBase(tmp_path, standin_embedder(standin)) as kb:
         assert kb.sync().embedded == 0
     assert standin.embed_requests() == [], "an unchanged corpus makes no embedding calls on restart"
 
 
 def test_ollama_down_then_back(standin: OllamaStandIn, tmp_path: Path) -> None:
-    with KnowledgeBase(tmp_path, _embedder(standin)) as kb:
+    with KnowledgeBase(tmp_path, standin_embedder(standin)) as kb:
         with standin.down():
             report = kb.sync()
             out = kb.search("Does the Neural Engine matter?", 3)
@@ -54,7 +48,7 @@ def test_ollama_down_then_back(standin: OllamaStandIn, tmp_path: Path) -> None:
 
 def test_missing_model_and_server_errors_are_clear(standin: OllamaStandIn, tmp_path: Path) -> None:
     standin.remove_model("nomic-embed-text")
-    embedder = _embedder(standin)
+    embedder = standin_embedder(standin)
     with pytest.raises(EmbeddingUnavailable, match="ollama pull nomic-embed-text"):
         embedder.embed_query("hello")
     with KnowledgeBase(tmp_path, embedder) as kb:
@@ -65,7 +59,7 @@ def test_missing_model_and_server_errors_are_clear(standin: OllamaStandIn, tmp_p
 
 def test_server_error_during_sync_degrades_then_recovers(standin: OllamaStandIn, tmp_path: Path) -> None:
     standin.inject("/api/embed", Fault.http(500), times=1)
-    with KnowledgeBase(tmp_path, _embedder(standin)) as kb:
+    with KnowledgeBase(tmp_path, standin_embedder(standin)) as kb:
         first = kb.sync()
         assert first.mode == "lexical" and "HTTP 500" in (first.problem or "")
         second = kb.sync()
@@ -73,7 +67,7 @@ def test_server_error_during_sync_degrades_then_recovers(standin: OllamaStandIn,
 
 
 def test_connection_refused_is_embedding_unavailable(standin: OllamaStandIn) -> None:
-    embedder = _embedder(standin)
+    embedder = standin_embedder(standin)
     standin.refuse_connections()
     with pytest.raises(EmbeddingUnavailable, match="not reachable"):
         embedder.embed_documents(["a", "b"])

@@ -175,7 +175,7 @@ def test_installed_moe_reads_bytes_per_token_from_its_tensor_layout(standin: Oll
     assert out.active_weights_gb == pytest.approx(active / 1e9, abs=0.006)  # type: ignore[attr-defined]
     assert out.quant == "MXFP4"  # type: ignore[attr-defined]
     assert "tensor by tensor" in out.assumptions[0]  # type: ignore[attr-defined]
-    expected_ceiling = 273e9 / (round(active / 1e9, 3) * 1e9 + 0)
+    expected_ceiling = 273e9 / (round(active / 1e9, 3) * 1e9)
     assert out.ceiling_tokens_per_second == pytest.approx(expected_ceiling, rel=0.01)  # type: ignore[attr-defined]
     shows = standin.requests_to("/api/show")
     assert [r.json["model"] for r in shows] == ["tinymoe"] and shows[0].json["verbose"] is True

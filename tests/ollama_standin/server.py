@@ -749,10 +749,6 @@ class OllamaStandIn:
                 self._chats_in_flight -= 1
                 self._chats_done.notify_all()
 
-    def chats_in_flight(self) -> int:
-        with self._lock:
-            return self._chats_in_flight
-
     def wait_chats_idle(self, timeout_s: float = 60.0) -> bool:
         """Block until no /api/chat handler is running (a client may see the last line before that)."""
         with self._chats_done:
