@@ -655,3 +655,21 @@ def test_suggested_wired_limit_leaves_what_the_ram_check_keeps_for_macos(
     assert limits, res.suggestions
     left_gb = (memory_gb * GIB - limits[0] * 2**20) / 1e9
     assert left_gb >= res.breakdown.os_headroom_gb - 1.1  # the suggestion rounds up to whole GiB
+
+
+def test_installed_weights_size_is_used_by_both_tools() -> None:
+    """An installed model's file size from /api/show (`architecture.weights_gb`) sizes the weights in the
+    memory verdict as in the speed estimate: the two tools never disagree on the weights."""
+    arch = {"params_billion": 8, "n_layers": 32, "n_kv_heads": 8, "head_dim": 128, "native_context": 8192}
+    question = {"chip": "M4 Pro", "memory_gb": 24, "model": "my-finetune:8b", "context_tokens": 4096}
+    plain = fit(question | {"architecture": arch})
+    installed = fit(question | {"architecture": arch | {"weights_gb": 18.0}})
+    assert plain.breakdown.weights_gb < 6 and installed.breakdown.weights_gb == pytest.approx(18.0, abs=0.01)
+    assert any("18 GB as reported for the installed model" in a for a in installed.assumptions)
+    speed = est(
+        {k: v for k, v in question.items() if k != "context_tokens"}
+        | {"architecture": arch | {"weights_gb": 18.0}}
+    )
+    assert speed.weights_gb == pytest.approx(installed.breakdown.weights_gb, abs=0.01)
+    # 18 GB of weights do not fit the 16 GB GPU budget of a 24 GB Mac (parameters x bits said ~4.9 GB).
+    assert plain.fits_on_gpu and not installed.fits_on_gpu and speed.fits_on_gpu is False

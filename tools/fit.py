@@ -25,7 +25,7 @@ from tools.schemas import (
     MemoryBreakdown,
     ModelArchitecture,
 )
-from tools.sizes import kv_cache_bytes, weights_bytes
+from tools.sizes import kv_cache_bytes, weights_in_memory
 
 N_BATCH = 512  # llama.cpp / Ollama default physical batch
 VOCAB_ASSUMED = 152_064  # largest common vocab (Qwen2.5); only sizes the logits buffer
@@ -195,7 +195,7 @@ def _need(
     margin: float = 0.0,
     nodes: int = 1,
 ) -> _Need:
-    w, _ = weights_bytes(arch.params_billion, q, entry)
+    w, _ = weights_in_memory(arch, q, entry)
     kv = kv_cache_bytes(arch, ctx, kv_type, parallel)
     c, c_nofa = compute_buffer_bytes(arch, ctx * parallel)
     return _Need(w, kv, c, c_nofa, margin, nodes)
@@ -407,10 +407,7 @@ def _sizing_notes(
     rt: RuntimeSpec,
 ) -> list[str]:
     """How weights, KV cache and overhead were sized (for assumptions)."""
-    notes: list[str] = []
-    _, wnote = weights_bytes(arch.params_billion, q, entry)
-    if wnote:
-        notes.append(wnote)
+    notes = weights_in_memory(arch, q, entry)[1]
     if p.kv_cache_type != "f16":
         notes.append(
             f"KV cache {p.kv_cache_type} needs flash attention (OLLAMA_FLASH_ATTENTION=1 with "

@@ -20,6 +20,20 @@ def weights_bytes(
     return params_b * 1e9 * q.bpw(params_b) / 8, None
 
 
+def weights_in_memory(
+    arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | None = None
+) -> tuple[float, list[str]]:
+    """Bytes the weights occupy, and how they were sized: the installed file's size when the architecture
+    carries it (``weights_gb``, from Ollama's /api/show), else parameters x bits per weight. Both tools size
+    weights here, so the memory verdict and the speed estimate never disagree on them."""
+    total, wnote = weights_bytes(arch.params_billion, q, entry)
+    notes = [wnote] if wnote else []
+    if arch.weights_gb is not None:
+        total = arch.weights_gb * GB
+        notes.append(f"Weights {arch.weights_gb:g} GB as reported for the installed model.")
+    return total, notes
+
+
 @dataclass
 class WeightsRead:
     """Weights in memory and weights streamed per generated token (MoE: shared parts + the routed experts)."""
@@ -38,14 +52,8 @@ def weights_read(arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | No
     filled from Ollama's /api/show by the assistant), then the catalog's MoE layout, then active params x bits
     per weight. A known MoE is never treated as dense.
     """
-    notes: list[str] = []
     total_p = arch.params_billion
-    total, wnote = weights_bytes(total_p, q, entry)
-    if wnote:
-        notes.append(wnote)
-    if arch.weights_gb is not None:
-        total = arch.weights_gb * GB
-        notes.append(f"Weights {arch.weights_gb:g} GB as reported for the installed model.")
+    total, notes = weights_in_memory(arch, q, entry)
     layout = entry.moe if entry is not None else None
     active_p = arch.active_params_billion
     is_moe = layout is not None or (active_p is not None and active_p < total_p) or bool(arch.n_experts)
