@@ -25,7 +25,7 @@ from tools.schemas import (
     MemoryBreakdown,
     ModelArchitecture,
 )
-from tools.sizes import kv_cache_bytes, weights_in_memory
+from tools.sizes import kv_cache_bytes, query_heads, weights_in_memory
 
 N_BATCH = 512  # llama.cpp / Ollama default physical batch
 VOCAB_ASSUMED = 152_064  # largest common vocab (Qwen2.5); only sizes the logits buffer
@@ -158,7 +158,7 @@ def compute_buffer_bytes(arch: ModelArchitecture, ctx_total: int) -> tuple[float
     Why assume FA: Ollama >= 0.30 runs llama-server, whose flash attention is on by default on Metal, and KV
     quantisation requires it. The no-FA figure is returned so the caller can say what turning it off costs.
     """
-    heads = arch.n_heads or arch.n_kv_heads * 4
+    heads = query_heads(arch)
     hidden = heads * arch.head_dim
     logits = 4 * N_BATCH * (hidden + VOCAB_BY_FAMILY.get(arch.family or "", VOCAB_ASSUMED))
     with_fa = max(4 * N_BATCH * (1 + 4 * hidden), logits)

@@ -143,15 +143,14 @@ def kv_cache_bytes(arch: ModelArchitecture, ctx: int, kv_type: str = "f16", para
 
 
 def attention_flops_per_prompt_token(arch: ModelArchitecture, prompt_tokens: int) -> float:
-    """Attention FLOPs per prompt token, averaged over a prompt of ``prompt_tokens`` (QK^T, AV: 4*d*ctx/2)."""
-    heads = arch.n_heads or arch.n_kv_heads * 4
-    ctx = max(prompt_tokens, 1)
-    if arch.sliding_window and arch.global_layer_every:
-        n_global = max(1, arch.n_layers // arch.global_layer_every)
-        eff_layers = n_global + (arch.n_layers - n_global) * min(ctx, arch.sliding_window) / ctx
-    else:
-        eff_layers = arch.n_layers
-    return 4 * eff_layers * heads * arch.head_dim * ctx / 2
+    """Attention FLOPs per prompt token, averaged over a prompt of ``prompt_tokens`` (QK^T, AV: 4*d*ctx/2):
+    half the MHA-equivalent bytes a generated token reads over the same context."""
+    return attention_read_bytes(arch, max(prompt_tokens, 1)) / 2
+
+
+def query_heads(arch: ModelArchitecture) -> int:
+    """Query heads; when not given, the usual GQA ratio of 4 query heads per KV head is assumed."""
+    return arch.n_heads or arch.n_kv_heads * 4
 
 
 def attention_read_bytes(arch: ModelArchitecture, ctx: int) -> float:
@@ -160,7 +159,7 @@ def attention_read_bytes(arch: ModelArchitecture, ctx: int) -> float:
     Why: measured decode slow-down with context (XiongjieDai tg512..tg8192) scales with query heads x layers x
     context, not with the (GQA-reduced) KV bytes; the calibrated coefficient turns this into seconds.
     """
-    heads = arch.n_heads or arch.n_kv_heads * 4
+    heads = query_heads(arch)
     if arch.sliding_window and arch.global_layer_every:
         n_global = max(1, arch.n_layers // arch.global_layer_every)
         eff_layers = n_global + (arch.n_layers - n_global) * min(ctx, arch.sliding_window) / max(ctx, 1)
