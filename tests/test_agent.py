@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from assistant.agent import Agent, Conversation
-from assistant.config import Settings
+from assistant.agent import Conversation
 from assistant.context_budget import CHARS_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, message_tokens
 from assistant.context_window import select_tools
 from assistant.events import (
@@ -29,10 +28,9 @@ from assistant.events import (
     ToolErrorEvent,
     ToolResultEvent,
 )
-from assistant.ollama import OllamaLayer
 from assistant.prompts import FORCE_ANSWER_NOTE
-from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
+from tests.agent_support import make_agent
 from tests.ollama_standin import ChatScript, Fault, OllamaStandIn, RecordedRequest, ToolCallScript
 
 PASSAGES = {
@@ -66,12 +64,6 @@ def knowledge(tmp_path: Path) -> KnowledgeBase:
     kb = KnowledgeBase(tmp_path / "data", None, passages_dir=folder)
     kb.sync()
     return kb
-
-
-def make_agent(standin: OllamaStandIn, knowledge: KnowledgeBase | None = None, **overrides: Any) -> Agent:
-    settings = Settings(ollama_host=standin.url, data_dir=Path("/nonexistent"), **overrides)
-    layer = OllamaLayer(standin.url, timeout_s=settings.request_timeout_s)
-    return Agent(settings, layer, build_toolset(knowledge, layer), knowledge)
 
 
 def run(conversation: Conversation, text: str, model: str | None = None) -> list[AgentEvent]:

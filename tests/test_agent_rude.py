@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from assistant.agent import Agent
 from assistant.config import Settings
 from assistant.context_window import FALLBACK_NUM_CTX
 from assistant.events import DoneEvent, ErrorEvent, ThinkingEvent, TokenEvent, ToolCallEvent, ToolResultEvent
 from assistant.ollama import OllamaLayer
-from assistant.toolset import build_toolset
 from assistant.ui import TurnRenderer
 from knowledge import KnowledgeBase
 from knowledge.embedding import MAX_EMBED_CHARS
+from tests.agent_support import make_agent, make_layer_and_agent
 from tests.harness import standin_embedder
 from tests.ollama_standin import (
     NOMIC_EMBED_TEXT,
@@ -33,18 +32,6 @@ from tests.ollama_standin import (
     ToolCallScript,
 )
 from tests.test_agent import _check_recovers, done, of, run
-
-
-def make_layer_and_agent(standin: OllamaStandIn, **overrides: object) -> tuple[OllamaLayer, Agent]:
-    settings = Settings(ollama_host=standin.url, data_dir=Path("/nonexistent"), **overrides)  # type: ignore[arg-type]
-    layer = OllamaLayer(standin.url, timeout_s=settings.request_timeout_s)
-    num_ctx = settings.num_ctx if isinstance(settings.num_ctx, int) else None  # "auto": the layer's default
-    return layer, Agent(settings, layer, build_toolset(None, layer, num_ctx=num_ctx), None)
-
-
-def make_agent(standin: OllamaStandIn, **overrides: object) -> Agent:
-    return make_layer_and_agent(standin, **overrides)[1]
-
 
 FIT_ARGS = {"chip": "M3 Max", "memory_gb": 64, "model": "qwen2.5:32b"}
 SPEED_ARGS = {"chip": "M3 Max", "gpu_cores": 40, "model": "qwen2.5:32b"}

@@ -30,19 +30,9 @@ from assistant.events import AgentEvent, ContextEvent, DoneEvent, NoticeEvent, P
 from assistant.ollama import OllamaLayer
 from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
+from tests.agent_support import make_agent
 from tests.ollama_standin import QWEN25_7B, ChatScript, OllamaStandIn, RecordedRequest, ToolCallScript
 from tools import REGISTRY
-
-
-def make_agent(
-    standin: OllamaStandIn,
-    knowledge: KnowledgeBase | None = None,
-    machine: dict[str, Any] | None = None,
-    **overrides: Any,
-) -> Agent:
-    settings = Settings(ollama_host=standin.url, data_dir=Path("/nonexistent"), **overrides)
-    layer = OllamaLayer(standin.url, timeout_s=settings.request_timeout_s)
-    return Agent(settings, layer, build_toolset(knowledge, layer), knowledge, machine=machine)
 
 
 @pytest.fixture(scope="module")

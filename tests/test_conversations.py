@@ -26,8 +26,9 @@ from assistant.ui.conversations import (
     restore_history,
 )
 from knowledge.search import KnowledgeBase
+from tests.agent_support import make_agent
 from tests.ollama_standin import ChatScript, Fault, OllamaStandIn, RecordedRequest, ToolCallScript
-from tests.test_agent import SPEED_ARGS, knowledge, make_agent  # noqa: F401 - fixture re-used
+from tests.test_agent import SPEED_ARGS, knowledge  # noqa: F401 - fixture re-used
 from tools import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from assistant.agent import Agent
-from assistant.config import Settings
 from assistant.events import AgentEvent, DoneEvent, ErrorEvent
-from assistant.ollama import OllamaLayer
-from assistant.toolset import build_toolset
-from knowledge.search import KnowledgeBase
-from tests.ollama_standin import ChatScript, OllamaStandIn, RecordedRequest, ToolCallScript
+from tests.agent_support import make_agent as make_agent  # re-exported for the reliability tests
+from tests.ollama_standin import ChatScript, RecordedRequest, ToolCallScript
 
 if TYPE_CHECKING:
     from tests.test_launch import LaunchedProcess
 
 SCALE = max(1, int(os.environ.get("RELIABILITY_SCALE", "1")))
 TAG = re.compile(r"\b(tag-[0-9a-z-]+)\b")
-
-
-def make_agent(standin: OllamaStandIn, knowledge: KnowledgeBase | None = None, **overrides: Any) -> Agent:
-    settings = Settings(ollama_host=standin.url, data_dir=Path("/nonexistent"), **overrides)
-    layer = OllamaLayer(standin.url, timeout_s=settings.request_timeout_s)
-    return Agent(settings, layer, build_toolset(knowledge, layer), knowledge)
 
 
 def last_user_text(request: RecordedRequest) -> str:
