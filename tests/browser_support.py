@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pytest
 
 from tests.harness import HANG_S
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -24,6 +27,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+DESKTOP: ViewportSize = {"width": 1400, "height": 1000}  # every page's viewport unless it plays a phone
 WAIT_MS = HANG_S * 1000  # Playwright counts in ms; a bound that only catches a hang on a busy machine
 
 BROWSER_MARKS = [
@@ -47,7 +51,7 @@ def chromium_page(profile: Path) -> Iterator[tuple[Any, list[str]]]:
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
+            viewport=DESKTOP,
         )
         try:
             context.on("request", lambda req: requests.append(req.url))
@@ -55,6 +59,20 @@ def chromium_page(profile: Path) -> Iterator[tuple[Any, list[str]]]:
             yield page, requests
         finally:
             context.close()
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Any]:
+    """A headless Chromium (a Playwright ``Browser``) for tests that need more than `chromium_page`: several
+    contexts with separate storage (two browsers, two users) or a page kept across a server restart."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def assert_only_loopback(requests: list[str]) -> None:

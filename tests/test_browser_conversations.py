@@ -19,7 +19,7 @@ import gradio as gr
 import pytest
 
 from assistant.ui.conversations import Sidebar
-from tests.browser_support import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.browser_support import BROWSER_MARKS, DESKTOP, WAIT_MS, launched_chromium
 from tests.harness import HANG_S, free_port, serve_app
 from tests.ollama_standin import ChatScript, Fault, OllamaStandIn, ToolCallScript
 from tests.test_browser import SPEED_ARGS
@@ -103,13 +103,10 @@ def _luminance(css_colour: str) -> float:
 
 
 def test_conversations_stop_and_page_hygiene(standin: OllamaStandIn, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     data_dir = tmp_path / "data"
     port = free_port()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    with launched_chromium() as browser:  # one browser: this page's context, and later a stranger's
+        context = browser.new_context(viewport=DESKTOP)
         page = context.new_page()
         with _served(standin.url, data_dir, port) as url:
             page.goto(url + "?__theme=dark", wait_until="load")
@@ -290,22 +287,18 @@ def test_conversations_stop_and_page_hygiene(standin: OllamaStandIn, tmp_path: P
                 _chat_has(page, "Are you still there?", "⚠️ Ollama stopped answering")
                 assert "not seem to be installed" not in page.inner_text("#chatbot")
         context.close()
-        browser.close()
 
 
 def test_with_auth_conversations_belong_to_the_signed_in_user(standin: OllamaStandIn, tmp_path: Path) -> None:
     """With --auth the owner is the user, not the browser: another browser signed in as the same user finds
     the conversation; the browser id plays no part."""
-    from playwright.sync_api import sync_playwright
-
     with (
         _served(standin.url, tmp_path / "data", free_port(), auth="ann:s3cret-long-enough") as url,
-        sync_playwright() as pw,
+        launched_chromium() as browser,
     ):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         pages = []
         for _ in range(2):  # two browsers with separate storage, the same user
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context = browser.new_context(viewport=DESKTOP)
             login = context.request.post(
                 url + "login", form={"username": "ann", "password": "s3cret-long-enough"}
             )
@@ -321,18 +314,14 @@ def test_with_auth_conversations_belong_to_the_signed_in_user(standin: OllamaSta
         pages[1].reload(wait_until="load")
         _wait_titles(pages[1], ["A question from Ann"])
         _chat_has(pages[1], "Signed-in answer.")
-        browser.close()
 
 
 def test_stop_while_ollama_evaluates_the_prompt_closes_the_request(
-    standin: OllamaStandIn, tmp_path: Path
+    standin: OllamaStandIn, tmp_path: Path, browser_page: tuple[Any, list[str]]
 ) -> None:
     """No token yet (a long prompt evaluation): the Stop button ends the turn and Ollama's request at once."""
-    from playwright.sync_api import sync_playwright
-
-    with _served(standin.url, tmp_path / "data", free_port()) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page, _ = browser_page
+    with _served(standin.url, tmp_path / "data", free_port()) as url:
         page.goto(url, wait_until="load")
         page.wait_for_selector("#conversation-list", timeout=WAIT_MS)
         standin.clear_requests()
@@ -346,18 +335,19 @@ def test_stop_while_ollama_evaluates_the_prompt_closes_the_request(
         standin.script_chat(ChatScript(text="Answered right away."))
         _ask(page, "A short one?")
         _chat_has(page, "Answered right away.")
-        browser.close()
 
 
 def test_no_question_before_the_page_knows_whose_it_is(
-    standin: OllamaStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    standin: OllamaStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    browser_page: tuple[Any, list[str]],
 ) -> None:
     """The page-load handler (owner, latest conversation) is held: meanwhile the question box and Send are
     disabled. A question asked before it finished ran in a session with no owner: answered, never saved
     (empty sidebar, lost on reload), and the late load replaced that session; on a busy machine the hygiene
     test above failed that way after Stop and reload."""
-    from playwright.sync_api import sync_playwright
-
+    page, _ = browser_page
     loading = threading.Event()
     release = threading.Event()
     on_load = Sidebar.on_load
@@ -368,9 +358,7 @@ def test_no_question_before_the_page_knows_whose_it_is(
         return on_load(self, browser_id, request)
 
     monkeypatch.setattr(Sidebar, "on_load", held_on_load)
-    with _served(standin.url, tmp_path / "data", free_port()) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    with _served(standin.url, tmp_path / "data", free_port()) as url:
         page.goto(url, wait_until="load")
         assert loading.wait(HANG_S), "the page-load handler never ran"
         page.wait_for_selector("#chat-input textarea", timeout=WAIT_MS)
@@ -383,4 +371,3 @@ def test_no_question_before_the_page_knows_whose_it_is(
         _wait_titles(page, ["The first thing I type"])
         page.reload(wait_until="load")
         _chat_has(page, "The first thing I type", "Saved as soon as asked.")
-        browser.close()
