@@ -7,22 +7,18 @@ browser on 127.0.0.1/localhost and non-browser clients (no Origin) keep working.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from assistant.http_guard import check_request, host_is_loopback, is_loopback_name, origin_allowed
-from tests.harness import serve_app
-from tests.ollama_standin import OllamaStandIn
 
 
 @pytest.fixture
-def app_url(standin: OllamaStandIn, tmp_path: Path) -> Iterator[str]:
-    with serve_app(standin.url, tmp_path) as app:
-        yield app.url.rstrip("/")
+def base_url(app_url: str) -> str:
+    """The served app's URL (the shared `app_url` fixture) without its trailing slash: tests append paths."""
+    return app_url.rstrip("/")
 
 
 def _client() -> httpx.Client:
@@ -37,8 +33,8 @@ def _search(url: str, **headers: str) -> httpx.Response:
         )
 
 
-def test_foreign_host_is_refused_on_every_route(app_url: str) -> None:
-    port = urlsplit(app_url).port
+def test_foreign_host_is_refused_on_every_route(base_url: str) -> None:
+    port = urlsplit(base_url).port
     with _client() as c:
         for host in (
             f"evil.example:{port}",
@@ -49,14 +45,14 @@ def test_foreign_host_is_refused_on_every_route(app_url: str) -> None:
             f"127.0.0.1..:{port}",
         ):
             for path in ("/", "/config", "/gradio_api/info"):
-                r = c.get(app_url + path, headers={"Host": host})
+                r = c.get(base_url + path, headers={"Host": host})
                 assert r.status_code == 421, (host, path, r.status_code)
-    r = _search(app_url, Host=f"evil.example:{port}")
+    r = _search(base_url, Host=f"evil.example:{port}")
     assert r.status_code == 421
 
 
-def test_loopback_hosts_are_served(app_url: str) -> None:
-    port = urlsplit(app_url).port
+def test_loopback_hosts_are_served(base_url: str) -> None:
+    port = urlsplit(base_url).port
     with _client() as c:
         for host in (
             f"127.0.0.1:{port}",
@@ -65,33 +61,33 @@ def test_loopback_hosts_are_served(app_url: str) -> None:
             f"[::1]:{port}",
             f"localhost.:{port}",
         ):
-            r = c.get(app_url + "/", headers={"Host": host})
+            r = c.get(base_url + "/", headers={"Host": host})
             assert r.status_code == 200, (host, r.status_code)
-    r = _search(app_url, Origin=f"http://127.0.0.1:{port}")
+    r = _search(base_url, Origin=f"http://127.0.0.1:{port}")
     assert r.status_code == 200, r.text
     event_id = r.json()["event_id"]
     with _client() as c:
-        stream = c.get(f"{app_url}/gradio_api/call/search_knowledge/{event_id}")
+        stream = c.get(f"{base_url}/gradio_api/call/search_knowledge/{event_id}")
     assert "passages" in stream.text
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "https://evil.example:7860", "null", "file://"])
-def test_foreign_origin_on_a_post_is_refused(app_url: str, origin: str) -> None:
-    r = _search(app_url, Origin=origin)
+def test_foreign_origin_on_a_post_is_refused(base_url: str, origin: str) -> None:
+    r = _search(base_url, Origin=origin)
     assert r.status_code == 403, (origin, r.status_code)
     with _client() as c:
         r = c.post(
-            f"{app_url}/gradio_api/queue/join",
+            f"{base_url}/gradio_api/queue/join",
             json={"data": ["hi", "", None], "fn_index": 0, "session_hash": "x"},
             headers={"Origin": origin},
         )
     assert r.status_code == 403
 
 
-def test_a_page_of_another_local_server_is_another_origin(app_url: str) -> None:
+def test_a_page_of_another_local_server_is_another_origin(base_url: str) -> None:
     """A page served by another program on loopback (a notebook, a dev server showing untrusted content) is
     cross-origin to the UI: its POSTs are refused too, as are pages on the same name but another port."""
-    port = urlsplit(app_url).port
+    port = urlsplit(base_url).port
     assert port is not None
     for origin in (
         f"http://127.0.0.1:{port + 1}",
@@ -99,17 +95,17 @@ def test_a_page_of_another_local_server_is_another_origin(app_url: str) -> None:
         "http://localhost",
         "http://[::1]",
     ):
-        r = _search(app_url, Origin=origin)
+        r = _search(base_url, Origin=origin)
         assert r.status_code == 403, (origin, r.status_code)
     for origin in (f"http://localhost:{port}", f"http://[::1]:{port}", f"http://127.0.0.1:{port}"):
-        assert _search(app_url, Origin=origin).status_code == 200, origin
+        assert _search(base_url, Origin=origin).status_code == 200, origin
     # MCP keeps any loopback port (browser-based MCP clients run on their own port), like the MCP SDK's rule.
     assert origin_allowed("http://localhost:6274", "127.0.0.1:8765", loopback_only=True)
     assert not origin_allowed("https://localhost", "localhost", loopback_only=True, same_port=True)
 
 
-def test_no_origin_is_a_non_browser_client_and_passes(app_url: str) -> None:
-    assert _search(app_url).status_code == 200
+def test_no_origin_is_a_non_browser_client_and_passes(base_url: str) -> None:
+    assert _search(base_url).status_code == 200
 
 
 def test_check_rules() -> None:
