@@ -503,6 +503,15 @@ def test_recommend_names_clusters_for_671b_and_proposes_one_when_no_single_mac_h
     assert big.summary.startswith("No single Mac in budget runs a 1000B model; 2 x Mac Studio M3 Ultra")
 
 
+def test_no_cluster_is_named_for_a_small_model_one_cheaper_mac_holds() -> None:
+    # $1,000, default 14B target: nothing in budget, the cheapest single Mac that holds it costs $1,299; two
+    # $1,500 minis are no answer (the reasons used to name that cluster).
+    out = rec(budget_usd=1000)
+    assert out.recommendation is None and out.cluster_option is None
+    assert any("the cheapest that does is the Mac mini M6, 32 GB" in r for r in out.reasons)
+    assert not any("luster" in r for r in out.reasons)
+
+
 def test_recommend_proposes_a_cluster_only_when_it_beats_the_single_pick() -> None:
     # $5,400: just below the M5 Ultra 96 GB ($5,499), whose single-machine decode no cluster in budget beats
     # by the required margin; the single pick here is an M4 Max and two of them beat it.
