@@ -227,8 +227,8 @@ def _fits_on_gpu(
 ) -> tuple[bool | None, list[str]]:
     """The same rule as check_memory_fit (tools.fit.assess_gpu_fit), so the two tools never disagree.
 
-    Without memory_gb the chip's memory configurations are checked instead: a model that fits none of them
-    gets False (no such Mac runs it, whatever the speed would be), else None with the configurations that fit.
+    Without memory_gb the chip's memory configurations are checked instead: True if every one holds the model,
+    False if none does (no such Mac runs it, whatever the speed would be), else None with the ones that do.
     """
     if machine.memory_gb is None:
         return _fits_any_configuration(p, machine, model, q)
@@ -271,7 +271,7 @@ def _fits_any_configuration(
             "chip is needed)."
         ]
     if fitting[0] == sizes[0]:
-        return None, [f"memory_gb not given: fits every {machine.label} configuration ({offered} GB)."]
+        return True, [f"memory_gb not given: fits every {machine.label} configuration ({offered} GB)."]
     return None, [
         f"memory_gb not given: at {fit_ctx} tokens under {p.runtime} this fits an {machine.label} with "
         f"{fitting[0]:g} GB or more, not with {', '.join(f'{m:g}' for m in sizes if m < fitting[0])} GB."
