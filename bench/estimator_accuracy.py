@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -308,7 +309,7 @@ def _line(label: str, errs: list[float]) -> str:
 
 
 def _groups_2026(
-    rows: list[Row2026], split: str
+    rows: Sequence[Row2026], split: str
 ) -> tuple[dict[str, list[Row2026]], dict[str, list[Row2026]]]:
     """The trusted rows of one split, by decode method group and by prefill generation."""
     decode_groups: dict[str, list[Row2026]] = {
@@ -373,7 +374,7 @@ def _report_prefill(tool: object, name: str, group: list[Row2026]) -> list[float
     return ours
 
 
-def _report_low_trust(tool: object, rows: list[Row2026]) -> None:
+def _report_low_trust(tool: object, rows: Sequence[Row2026]) -> None:
     low = [r for r in rows if r.trust != "high"]
     print(
         "\n== low-trust rows (second-hand, approximate, odd engines; not fitted, not in the figures "

@@ -206,6 +206,28 @@ def test_estimate_and_fit_never_disagree_over_the_catalog(runtime: str) -> None:
     assert checked == len(catalog()) * len(machines) and disagree == 0
 
 
+def test_without_memory_size_the_chips_configurations_are_checked() -> None:
+    """No memory_gb: a model no configuration of the chip can hold is said not to fit (not left unknown), and
+    otherwise the assumptions name the smallest configuration that holds it -- each configuration judged by
+    check_memory_fit's own rule."""
+    huge = est(chip="MacBook Pro 16 M4 Max", model="deepseek-r1:671b")
+    assert huge.fits_on_gpu is False  # type: ignore[attr-defined]
+    assert any("does not fit the GPU budget of any M4 Max" in a for a in huge.assumptions)  # type: ignore[attr-defined]
+    assert not fit(chip="M4 Max", memory_gb=128, model="deepseek-r1:671b").fits_on_gpu
+
+    big = est(chip="M4 Pro", gpu_cores=20, model="llama3.3:70b", context_tokens=4096)
+    assert big.fits_on_gpu is None  # type: ignore[attr-defined]
+    note = next(a for a in big.assumptions if a.startswith("memory_gb not given"))  # type: ignore[attr-defined]
+    assert "64 GB or more, not with 24, 48 GB" in note
+    for mem, fits in ((48, False), (64, True)):
+        out = fit(chip="M4 Pro", gpu_cores=20, memory_gb=mem, model="llama3.3:70b", context_tokens=4096)
+        assert out.fits_on_gpu is fits
+
+    small = est(chip="M4", model="llama3.1:8b")
+    assert small.fits_on_gpu is True  # type: ignore[attr-defined]
+    assert any("fits every M4" in a for a in small.assumptions)  # type: ignore[attr-defined]
+
+
 def test_cli_takes_product_names_and_runtime() -> None:
     out = _cli_json(
         "check_memory_fit",
@@ -479,6 +501,15 @@ def test_recommend_names_clusters_for_671b_and_proposes_one_when_no_single_mac_h
         "tensor",
     )
     assert big.summary.startswith("No single Mac in budget runs a 1000B model; 2 x Mac Studio M3 Ultra")
+
+
+def test_no_cluster_is_named_for_a_small_model_one_cheaper_mac_holds() -> None:
+    # $1,000, default 14B target: nothing in budget, the cheapest single Mac that holds it costs $1,299; two
+    # $1,500 minis are no answer (the reasons used to name that cluster).
+    out = rec(budget_usd=1000)
+    assert out.recommendation is None and out.cluster_option is None
+    assert any("the cheapest that does is the Mac mini M6, 32 GB" in r for r in out.reasons)
+    assert not any("luster" in r for r in out.reasons)
 
 
 def test_recommend_proposes_a_cluster_only_when_it_beats_the_single_pick() -> None:

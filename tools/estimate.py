@@ -225,9 +225,13 @@ def _decode(
 def _fits_on_gpu(
     p: EstimateSpeedInput, machine: MachineSpec, model: ResolvedModel, q: QuantSpec
 ) -> tuple[bool | None, list[str]]:
-    """The same rule as check_memory_fit (tools.fit.assess_gpu_fit), so the two tools never disagree."""
+    """The same rule as check_memory_fit (tools.fit.assess_gpu_fit), so the two tools never disagree.
+
+    Without memory_gb the chip's memory configurations are checked instead: True if every one holds the model,
+    False if none does (no such Mac runs it, whatever the speed would be), else None with the ones that do.
+    """
     if machine.memory_gb is None:
-        return None, []
+        return _fits_any_configuration(p, machine, model, q)
     fq, _ = quant_for_runtime(q, p.runtime)
     budget, _ = gpu_budget(float(machine.memory_gb), use_this_mac=p.chip is None)
     fit_ctx = fit_context(p, model.arch)
@@ -240,6 +244,37 @@ def _fits_on_gpu(
         f"At {fit_ctx} tokens this does not fit the GPU budget of a "
         f"{machine.memory_gb:g} GB Mac under {p.runtime} (check_memory_fit: {gf.verdict}); the "
         "estimate assumes it runs fully on the GPU."
+    ]
+
+
+def _fits_any_configuration(
+    p: EstimateSpeedInput, machine: MachineSpec, model: ResolvedModel, q: QuantSpec
+) -> tuple[bool | None, list[str]]:
+    if machine.bin is None:
+        return None, []
+    fq, _ = quant_for_runtime(q, p.runtime)
+    fit_ctx = fit_context(p, model.arch)
+    sizes = sorted(machine.bin.memory_gb)
+    fitting = [
+        m
+        for m in sizes
+        if gpu_fit_for(
+            model.arch, fq, model.catalog_entry, fit_ctx, float(m), p.runtime, budget=gpu_budget(float(m))[0]
+        ).fits_on_gpu
+    ]
+    offered = ", ".join(f"{m:g}" for m in sizes)
+    if not fitting:
+        return False, [
+            f"At {fit_ctx} tokens this does not fit the GPU budget of any {machine.label} "
+            f"(memory options {offered} GB) under {p.runtime}: no such Mac runs it; the speed above is what "
+            "it would be if the weights fitted (check_memory_fit gives the details; a cluster or a larger "
+            "chip is needed)."
+        ]
+    if fitting[0] == sizes[0]:
+        return True, [f"memory_gb not given: fits every {machine.label} configuration ({offered} GB)."]
+    return None, [
+        f"memory_gb not given: at {fit_ctx} tokens under {p.runtime} this fits an {machine.label} with "
+        f"{fitting[0]:g} GB or more, not with {', '.join(f'{m:g}' for m in sizes if m < fitting[0])} GB."
     ]
 
 

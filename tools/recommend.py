@@ -419,6 +419,11 @@ def _cluster_option(
         single_tps is not None and (best.tps or 0) <= float(crules["beat_factor"]) * single_tps
     ):
         e = min(found, key=lambda e: (e.price, -(e.tps or 0)))
+        # A model below the cluster threshold that one Mac at any price holds for less gets no cluster
+        # mention (two $1,500 minis are no answer when one $1,299 Mac runs a 14B model).
+        single = min((c.price_usd for c in pl.fitting), default=None)
+        if target.params_b < float(crules["consider_above_b"]) and single is not None and single <= e.price:
+            return None, []
         return None, [
             f"Clusters also run {what}: e.g. {e.count} x {e.c.label} over Thunderbolt 5 (~${e.price:,.0f} in "
             f"all, ~{e.tps:g} tok/s); {rules()['cluster_public_runs']}"

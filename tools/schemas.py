@@ -306,7 +306,9 @@ class EstimateSpeedOutput(_OmitNoneObjects):
     runtime: str = Field(default="ollama", description="Runtime the memory verdict is for.")
     fits_on_gpu: bool | None = Field(
         default=None,
-        description="Same verdict as check_memory_fit at this context and runtime; None without memory_gb.",
+        description="Same verdict as check_memory_fit at this context and runtime. Without memory_gb: True "
+        "if every memory configuration of the chip fits, False if none does, else None (the assumptions say "
+        "which fit).",
     )
     cluster: ClusterResult | None = None
     assumptions: list[str]
