@@ -251,7 +251,9 @@ def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
             try:
                 resolved = resolve_model(p.target_model, None, None)
             except ToolError as e:
-                raise ToolError(str(e).replace("model:", "target_model:", 1), fields=["target_model"]) from e
+                raise ToolError(
+                    str(e).replace("model:", "target_model:", 1), fields=["target_model"], kind=e.kind
+                ) from e
             assumptions += resolved.assumptions
             args = {"model": p.target_model, "quant": q or resolved.quant_from_tag}
             return _Target(args, resolved.arch.params_billion, resolved.label)
