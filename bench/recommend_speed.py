@@ -13,7 +13,6 @@ the same cases and reports the median time per call and the ratio old / new.
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import sys
 import time
@@ -24,40 +23,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tools.recommend as recommend  # noqa: E402 - after the path set-up above
+from tests.test_tools_recommend_paths import recommend_cases  # noqa: E402
 from tools.fit import check_memory_fit, memory_fit_verdict  # noqa: E402
 from tools.schemas import RecommendMachineInput  # noqa: E402
 
-TARGETS: list[dict[str, Any]] = [
-    {},
-    {"target_model": "llama3.3:70b"},
-    {"target_model": "qwen2.5:7b"},
-    {"target_model": "deepseek-r1:671b"},
-    {"target_params_billion": 32},
-    {"target_model": "foo:30b-a3b"},
-    {"target_model": "gpt-oss:120b"},
-    {"target_model": "qwen2.5:32b", "quant": "Q8_0"},
-    {"target_model": "llama3.1:8b", "context_tokens": 131072},
-]
-BUDGETS: list[float | None] = [None, 700, 1500, 3000, 6000, 12000]
-WORKLOADS = ["llm", "image", "research", "both"]
-EXTRAS: list[dict[str, Any]] = [
-    {},
-    {"context_tokens": 32768},
-    {"runtime": "mlx"},
-    {"runtime": "llama.cpp", "portable": True},
-    {"portable": False, "image_model": "sdxl"},
-]
-
 
 def cases() -> list[RecommendMachineInput]:
-    """Every target x budget x workload; the extra settings cycle through them (216 cases)."""
-    out = []
-    for i, (target, budget, workload) in enumerate(itertools.product(TARGETS, BUDGETS, WORKLOADS)):
-        args: dict[str, Any] = {**target, "workload": workload, **EXTRAS[i % len(EXTRAS)]}
-        if budget is not None:
-            args["budget_usd"] = budget
-        out.append(RecommendMachineInput.model_validate(args))
-    return out
+    """The spread tests/test_tools_recommend_paths.py compares on (192 cases)."""
+    return [RecommendMachineInput.model_validate(args) for args in recommend_cases()]
 
 
 def with_fit_path(fit: Callable[..., Any]) -> None:

@@ -37,7 +37,8 @@ EXTRAS: list[dict[str, Any]] = [
 ]
 
 
-def _recommend_cases() -> list[dict[str, Any]]:
+def recommend_cases() -> list[dict[str, Any]]:
+    """Every target x budget x workload, the extras cycling through them (bench/recommend_speed.py too)."""
     out = []
     for i, (target, budget, workload) in enumerate(itertools.product(TARGETS, BUDGETS, WORKLOADS)):
         args: dict[str, Any] = {**target, "workload": workload, **EXTRAS[i % len(EXTRAS)]}
@@ -53,7 +54,7 @@ def _recommend_all(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_recommendations_are_those_of_the_full_fit_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    cases = _recommend_cases()
+    cases = recommend_cases()
     verdict_only = _recommend_all(cases)
     # The path before: the full check_memory_fit report for every candidate (it has the same verdict fields).
     monkeypatch.setattr(recommend, "memory_fit_verdict", check_memory_fit)
