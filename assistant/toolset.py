@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError
+from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError, ToolErrorKind
 from tools.models import is_catalog_model
 from tools.schemas import EstimateSpeedOutput
 
@@ -164,9 +164,11 @@ def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
             try:
                 result = original(params)  # sized from the tag, or the catalog's "unknown model" error
             except ToolError as err:
-                if "model" in err.fields and "unknown model" in str(err):
+                if err.kind is ToolErrorKind.UNKNOWN_MODEL and "model" in err.fields:
                     raise ToolError(
-                        f"{err} It is not installed in Ollama either ({show_err}).", fields=err.fields
+                        f"{err} It is not installed in Ollama either ({show_err}).",
+                        fields=err.fields,
+                        kind=err.kind,
                     ) from None
                 raise
             if hasattr(result, "assumptions"):

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import pytest
 from pydantic import BaseModel
 
-from tools import REGISTRY, ToolError
+from tools import REGISTRY, ToolError, ToolErrorKind
 from tools.chips import parse_chip
 from tools.data_files import GIB
 from tools.fit import default_gpu_fraction
@@ -174,6 +174,38 @@ def test_unknown_model_gives_closest_matches() -> None:
     assert "qwen2.5:14b" in note
     with pytest.raises(ToolError, match="needs a size"):
         est({"chip": "M3 Max", "model": "codellama"})
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "field"),
+    [
+        ("estimate_speed", {"chip": "M3 Max", "model": "qwen2.6"}, "model"),
+        ("check_memory_fit", {"chip": "M3 Max", "memory_gb": 36, "model": "nonsense"}, "model"),
+        ("estimate_speed", {"chip": "M3 Max", "model": "hf.co/foo/Bar-GGUF:Q4_K_M"}, "model"),
+        ("recommend_machine", {"budget_usd": 1500, "workload": "llm", "target_model": "foo"}, "target_model"),
+    ],
+)
+def test_unknown_model_errors_carry_their_kind(name: str, arguments: dict[str, Any], field: str) -> None:
+    # Callers (assistant.toolset) branch on the kind, never on the wording of the message.
+    with pytest.raises(ToolError, match=f"{field}: unknown model") as err:
+        REGISTRY.get(name).run(arguments)
+    assert err.value.kind is ToolErrorKind.UNKNOWN_MODEL
+    assert err.value.fields == [field]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"chip": "M3 Max", "model": "codellama"},  # a known family without a size: not an unknown model
+        {"chip": "M3 Max", "model": "llama3.1:8b", "quant": "Q9_Z"},
+        {"chip": "M9 Max", "model": "llama3.1:8b"},
+        {"chip": "M3 Max", "model": "llama3.1:8b", "context_tokens": "lots"},
+    ],
+)
+def test_other_tool_errors_are_generic(arguments: dict[str, Any]) -> None:
+    with pytest.raises(ToolError) as err:
+        REGISTRY.get("estimate_speed").run(arguments)
+    assert err.value.kind is ToolErrorKind.GENERIC
 
 
 def test_unknown_quant_lists_accepted() -> None:

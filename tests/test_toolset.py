@@ -12,7 +12,7 @@ from assistant.toolset import build_toolset
 from knowledge.search import KnowledgeBase
 from tests.ollama_standin import MYSTERY_CODER_13B, ChatScript, OllamaStandIn
 from tests.ollama_standin import TINY_MOE as TINY_MOE_SPEC
-from tools import REGISTRY, ToolError
+from tools import REGISTRY, ToolError, ToolErrorKind
 
 PURE = ["estimate_speed", "check_memory_fit", "lookup_benchmarks", "recommend_machine"]
 
@@ -94,11 +94,15 @@ def test_unknown_and_not_installed_model_error_is_clear(standin: OllamaStandIn) 
         tools.get("estimate_speed").run({"chip": "M3 Max", "model": "nonexistent-model"})
     message = str(err.value)
     assert "unknown model" in message and "not installed in Ollama either" in message
-    assert err.value.fields == ["model"]
+    assert err.value.fields == ["model"] and err.value.kind is ToolErrorKind.UNKNOWN_MODEL
     # without Ollama the catalog's own message stands
     with pytest.raises(ToolError, match="unknown model") as plain:
         build_toolset(None, None).get("estimate_speed").run({"chip": "M3 Max", "model": "nonexistent-model"})
     assert "Ollama" not in str(plain.value)
+    # another model error (a family without a size) is not an unknown model: its message stands as is
+    with pytest.raises(ToolError, match="needs a size") as sizeless:
+        tools.get("estimate_speed").run({"chip": "M3 Max", "model": "codellama"})
+    assert "Ollama" not in str(sizeless.value) and sizeless.value.kind is ToolErrorKind.GENERIC
     # a tag with a size is answered from the tag when the model is not installed, saying so
     out = tools.get("estimate_speed").run({"chip": "M3 Max", "model": "nonexistent-model:3b"})
     assert out.params_billion == 3.0  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from tools.benchmarks import lookup_benchmarks
 from tools.estimate import estimate_speed
 from tools.fit import check_memory_fit
 from tools.recommend import recommend_machine
-from tools.registry import Registry, Tool, ToolError
+from tools.registry import Registry, Tool, ToolError, ToolErrorKind
 from tools.schemas import (
     CheckMemoryFitInput,
     CheckMemoryFitOutput,
@@ -113,6 +113,7 @@ __all__ = [
     "Registry",
     "Tool",
     "ToolError",
+    "ToolErrorKind",
     "check_memory_fit",
     "estimate_speed",
     "lookup_benchmarks",

@@ -311,9 +311,26 @@ def _resolve(
     return machine, float(machine.memory_gb), model, q, assumptions, sources
 
 
-def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
+@dataclass
+class _Assessed:
+    """The fit check's reading of its input and its verdict, before the report (max context, suggestions)."""
+
+    machine: MachineSpec
+    mem_gb: float
+    model: ResolvedModel
+    q: QuantSpec
+    plan: ClusterPlan | None
+    runtime: str
+    rt: RuntimeSpec
+    budget: float
+    need: _Need
+    gf: GpuFit
+    assumptions: list[str]  # up to the GPU budget; the sizing and verdict notes are the report's
+    sources: list[str]
+
+
+def _assess(p: CheckMemoryFitInput) -> _Assessed:
     machine, mem_gb, model, q, assumptions, sources = _resolve(p)
-    entry, arch = model.catalog_entry, model.arch
     plan = cluster_plan(p.cluster, p.runtime, machine.chip) if p.cluster is not None else None
     if plan is not None:
         assumptions += plan.notes
@@ -330,31 +347,53 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
         f"Apple's '{mem_gb:g} GB' is {mem_gb:g} GiB = {mem_gb * GIB / GB:.2f} GB; all *_gb figures are 1e9 "
         "bytes.",
     ]
-    need = _need(arch, q, entry, p.context_tokens, p.kv_cache_type, p.parallel, rt.margin_bytes, nodes)
-    assumptions += _sizing_notes(p, arch, q, entry, need, rt)
+    need = _need(
+        model.arch,
+        q,
+        model.catalog_entry,
+        p.context_tokens,
+        p.kv_cache_type,
+        p.parallel,
+        rt.margin_bytes,
+        nodes,
+    )
     gf = assess_gpu_fit(need, budget, mem_gb, rt)
-    assumptions += gf.notes
+    return _Assessed(machine, mem_gb, model, q, plan, runtime, rt, budget, need, gf, assumptions, sources)
+
+
+def memory_fit_verdict(p: CheckMemoryFitInput) -> GpuFit:
+    """check_memory_fit's verdict alone: the same reading and rule, without the largest-context search, the
+    suggestions and the report (recommend_machine asks this of every candidate and reports only the verdict).
+    """
+    return _assess(p).gf
+
+
+def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
+    a = _assess(p)
+    entry, arch, q, rt, need, gf = a.model.catalog_entry, a.model.arch, a.q, a.rt, a.need, a.gf
+    nodes = need.nodes
+    assumptions = a.assumptions + _sizing_notes(p, arch, q, entry, need, rt) + gf.notes
     max_ctx = _max_context(
         lambda ctx: _need(arch, q, entry, ctx, p.kv_cache_type, p.parallel, rt.margin_bytes, nodes),
         arch.native_context,
-        budget,
+        a.budget,
     )
     cluster_out = None
-    if plan is not None:
-        cluster_out = _cluster_result(plan, runtime, need, budget, mem_gb)
+    if a.plan is not None:
+        cluster_out = _cluster_result(a.plan, a.runtime, need, a.budget, a.mem_gb)
         assumptions.append(
             f"Cluster: breakdown total_gb, gpu_budget_gb and headroom_gb are per node ({nodes} nodes, "
-            f"{nodes * mem_gb:g} GB in all)."
+            f"{nodes * a.mem_gb:g} GB in all)."
         )
-    suggestions = _suggestions(p, arch, q, entry, gf, mem_gb, max_ctx, runtime)
+    suggestions = _suggestions(p, arch, q, entry, gf, a.mem_gb, max_ctx, a.runtime)
     return CheckMemoryFitOutput(
         verdict=gf.verdict,  # type: ignore[arg-type]
         fits_on_gpu=gf.fits_on_gpu,
-        runtime=runtime,
+        runtime=a.runtime,
         cluster=cluster_out,
-        chip=machine.label,
-        memory_gb=mem_gb,
-        model=model.tag,
+        chip=a.machine.label,
+        memory_gb=a.mem_gb,
+        model=a.model.tag,
         params_billion=round(arch.params_billion, 3),
         quant=q.quant,
         bits_per_weight=round(need.weights * 8 / (arch.params_billion * 1e9), 3),
@@ -365,7 +404,7 @@ def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
         max_context_tokens=max_ctx,
         suggestions=suggestions,
         assumptions=assumptions,
-        sources=sources + SOURCES_FIT,
+        sources=a.sources + SOURCES_FIT,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from tools.data_files import load_yaml
 from tools.quants import QuantSpec, resolve_quant
-from tools.registry import ToolError
+from tools.registry import ToolError, ToolErrorKind
 from tools.schemas import ModelArchitecture
 
 
@@ -195,6 +195,7 @@ def _resolve_hf_repo(
         f"{field_name}: unknown model {raw!r} (Hugging Face repo {repo!r} is not in our catalog). Pass "
         "params_billion (and architecture for KV-cache maths), or a repo name with its size (e.g. -7B-).",
         fields=[field_name],
+        kind=ToolErrorKind.UNKNOWN_MODEL,
     )
 
 
@@ -257,6 +258,7 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
         f"{field_name}: unknown model {raw!r}.{hint} For a model not in our catalog pass params_billion "
         f"(and architecture for KV-cache maths). Known tags: {', '.join(cat)}.",
         fields=[field_name],
+        kind=ToolErrorKind.UNKNOWN_MODEL,
     )
 
 

@@ -2,9 +2,10 @@
 our own fit and speed models.
 
 Machines, prices (with source and date), the avoid-list and the rules live in tools/data (machines.yaml,
-recommend_rules.yaml, image_models.yaml). Each candidate is run through check_memory_fit and estimate_speed
-for the target model; a machine the avoid-list names is never recommended, and a budget nothing fits gets a
-typed answer that says so instead of a pick beyond the budget.
+recommend_rules.yaml, image_models.yaml). Each candidate gets check_memory_fit's verdict (only the verdict:
+tools.fit.memory_fit_verdict skips the largest-context search and the suggestions) and estimate_speed for the
+target model; a machine the avoid-list names is never recommended, and a budget nothing fits gets a typed
+answer that says so instead of a pick beyond the budget.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from tools.chips import chip_bins
 from tools.data_files import GB, from_row, load_yaml
 from tools.estimate import estimate_speed
-from tools.fit import check_memory_fit, gpu_budget
+from tools.fit import gpu_budget, memory_fit_verdict
 from tools.models import resolve_model, resolve_model_tag
 from tools.registry import ToolError
 from tools.schemas import (
@@ -129,7 +130,7 @@ def _evaluate(
         verdict = "fits" if image_gb * GB <= float(rules()["image_only_tight_above"]) * budget else "tight"
     else:
         limit = (budget - image_gb * GB) / GB if image_gb > 0 else None
-        fit = check_memory_fit(
+        fit = memory_fit_verdict(
             CheckMemoryFitInput(
                 chip=c.chip,
                 gpu_cores=c.gpu_cores,
@@ -208,7 +209,7 @@ def _clusters(
         for k in range(2, int(cd["recommend"]["max_nodes"]) + 1):
             spec = {"count": k, "link": "thunderbolt5"}
             args = {"chip": c.chip, "gpu_cores": c.gpu_cores, "memory_gb": c.memory_gb, "runtime": runtime}
-            fit = check_memory_fit(
+            fit = memory_fit_verdict(
                 CheckMemoryFitInput.model_validate(
                     {**args, **model_args, "context_tokens": ctx, "cluster": spec}
                 )
@@ -251,7 +252,9 @@ def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
             try:
                 resolved = resolve_model(p.target_model, None, None)
             except ToolError as e:
-                raise ToolError(str(e).replace("model:", "target_model:", 1), fields=["target_model"]) from e
+                raise ToolError(
+                    str(e).replace("model:", "target_model:", 1), fields=["target_model"], kind=e.kind
+                ) from e
             assumptions += resolved.assumptions
             args = {"model": p.target_model, "quant": q or resolved.quant_from_tag}
             return _Target(args, resolved.arch.params_billion, resolved.label)

@@ -12,11 +12,19 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["Registry", "Tool", "ToolError", "format_validation_error", "inline_refs"]
+__all__ = ["Registry", "Tool", "ToolError", "ToolErrorKind", "format_validation_error", "inline_refs"]
+
+
+class ToolErrorKind(StrEnum):
+    """What kind of problem a ToolError is, for code that reacts to it (the message is for people)."""
+
+    GENERIC = "generic"  # bad input or a domain error nobody needs to tell apart
+    UNKNOWN_MODEL = "unknown_model"  # a model our catalog does not know (a caller may resolve it elsewhere)
 
 
 class ToolError(ValueError):
@@ -24,12 +32,16 @@ class ToolError(ValueError):
 
     ``str(err)`` is always a complete, user-presentable sentence naming the field(s) involved and, where
     possible, the accepted values or closest matches. ``fields`` lists the offending field paths so callers
-    (UI, tests) can highlight them without parsing the message.
+    (UI, tests) can highlight them without parsing the message; ``kind`` says which kind of error it is so
+    callers can branch on it without matching the message text.
     """
 
-    def __init__(self, message: str, *, fields: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, fields: list[str] | None = None, kind: ToolErrorKind = ToolErrorKind.GENERIC
+    ) -> None:
         super().__init__(message)
         self.fields: list[str] = list(fields or [])
+        self.kind: ToolErrorKind = kind
 
 
 # MCP annotations of every tool: they compute from local tables or read the local index / a local Ollama, so
