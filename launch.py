@@ -325,10 +325,18 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
         progress=True,
         chroma_url=settings.chroma_url,
     )
+    skip_vectors = None
+    if not health.ok:
+        # Embedding now would wait out the embedding timeout (30 s a batch) on an Ollama that does not answer.
+        skip_vectors = "Ollama did not answer at start-up."
+        _say(
+            f"Not waiting for Ollama's embedder ({settings.embed_model}): search starts with keywords only "
+            "(BM25) and adds vector search by itself once Ollama answers."
+        )
     if add_docs:
-        _add_documents(knowledge, add_docs)
+        _add_documents(knowledge, add_docs, skip_vectors)
     _say(f"Updating the knowledge index in {settings.data_dir} ...")
-    report = knowledge.sync()
+    report = knowledge.sync(skip_vectors=skip_vectors)
     _say(f"  {report.summary()}")
     # The layer is passed even when Ollama is down: its tools fail with clear messages until it is up, and
     # then work without a restart (measure_speed, installed-model resolution).
@@ -338,13 +346,13 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     return services
 
 
-def _add_documents(knowledge: KnowledgeBase, paths: Sequence[Path]) -> None:
+def _add_documents(knowledge: KnowledgeBase, paths: Sequence[Path], skip_vectors: str | None = None) -> None:
     from knowledge.documents import DocumentError
 
     _say(f"Adding {len(paths)} document path(s) ...")
     skipped: list[str] = []
     try:
-        added = knowledge.add_documents(paths, skipped=skipped)
+        added = knowledge.add_documents(paths, skipped=skipped, skip_vectors=skip_vectors)
     except DocumentError as err:
         _say(f"  Could not add documents: {err}")
         return

@@ -148,8 +148,15 @@ class KnowledgeBase:
         return list(self._corpus.chunks)
 
     # -- index -----------------------------------------------------------------------------------------------
-    def sync(self, on_progress: EmbedProgress | None = None) -> SyncReport:
-        """Bring the vector index in line with the corpus, embedding only chunks it has not seen."""
+    def sync(
+        self, on_progress: EmbedProgress | None = None, *, skip_vectors: str | None = None
+    ) -> SyncReport:
+        """Bring the vector index in line with the corpus, embedding only chunks it has not seen.
+
+        ``skip_vectors`` (why) loads the corpus for keyword search without asking the embedder, as if the
+        sync had failed for that reason: start-up passes it when Ollama did not answer its health check,
+        rather than wait out the embedding timeout. Searches retry the vectors later, as after any failure.
+        """
         with self._lock:
             started = time.perf_counter()
             self._load_corpus()
@@ -164,6 +171,8 @@ class KnowledgeBase:
             self._last_sync_attempt = time.monotonic()
             if self.embedder is None:
                 report.problem = "no embedder configured; search is lexical only"
+            elif skip_vectors is not None:
+                report.problem = f"{skip_vectors} Search is lexical only until the next sync."
             else:
                 try:
                     self._sync_vectors(chunks, report, on_progress)
@@ -418,13 +427,14 @@ class KnowledgeBase:
         *,
         skipped: list[str] | None = None,
         follow_symlinks: bool = False,
+        skip_vectors: str | None = None,
     ) -> list[UserDocument]:
         """Convert and store files, then sync so they are searchable at once.
 
         A file that cannot be added (unsupported, unreadable, hostile: a PDF bomb, HTML nested 100,000 deep,
         binary data named .md) is skipped with a one-line reason appended to `skipped`; the rest are added.
         Raises DocumentError, listing every reason, only when nothing at all could be added.
-        `on_progress` follows the embedding of the new chunks.
+        `on_progress` follows the embedding of the new chunks; `skip_vectors` is passed on to `sync`.
         """
         problems: list[str] = []
         files = expand_paths(
@@ -449,7 +459,7 @@ class KnowledgeBase:
             raise DocumentError("Nothing was added:\n- " + "\n- ".join(problems))
         with self._lock:
             written = [self.documents.write(file, title, kind, body) for file, title, kind, body in converted]
-            self._after_documents_changed(on_progress)
+            self._after_documents_changed(on_progress, skip_vectors)
             counts = {rec.id: rec.chunks for rec in self._corpus.user_records}
         return [doc.model_copy(update={"chunks": counts.get(doc.id, 0)}) for doc in written]
 
@@ -470,9 +480,11 @@ class KnowledgeBase:
             self._after_documents_changed()
             return record
 
-    def _after_documents_changed(self, on_progress: EmbedProgress | None = None) -> None:
+    def _after_documents_changed(
+        self, on_progress: EmbedProgress | None = None, skip_vectors: str | None = None
+    ) -> None:
         if self.embedder is not None:
-            self.sync(on_progress)
+            self.sync(on_progress, skip_vectors=skip_vectors)
         else:
             self._load_corpus()
 
