@@ -152,6 +152,33 @@ def test_invalid_flag_value_is_a_clear_message() -> None:
         launch.settings_from_args(args)
 
 
+@pytest.mark.parametrize(
+    ("env", "args", "source", "got"),
+    [
+        ({"ADVISOR_NUM_CTX": "bogus"}, [], "ADVISOR_NUM_CTX", "'bogus'"),
+        ({"ADVISOR_NUM_CTX": "512"}, [], "ADVISOR_NUM_CTX", "'512'"),
+        ({"ADVISOR_NUM_CTX": "auto"}, ["--num-ctx", "512"], "--num-ctx", "512"),
+    ],
+)
+def test_invalid_num_ctx_names_where_it_came_from_and_what_is_accepted(
+    env: dict[str, str], args: list[str], source: str, got: str, tmp_path: Path
+) -> None:
+    """The error names the env variable or the flag the user actually set, and says 'auto' is accepted."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), "--no-browser", "--data-dir", str(tmp_path), *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.splitlines() == [
+        f"error: Invalid setting(s): {source}: expected a number of tokens (1024 to 262144) or 'auto', "
+        f"got {got}"
+    ]
+
+
 def test_check_security_warns_for_authenticated_public_bind() -> None:
     import assistant.ui as ui
 
