@@ -409,7 +409,11 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
     options = ui.launch_options(settings)
     _say(f"Starting the web server on {settings.host}{f':{settings.port}' if settings.port else ''} ...")
     try:
-        with proxy_env.hidden():  # gradio checks its own URL with httpx, which a SOCKS ALL_PROXY breaks
+        # gradio checks its own URL with httpx, which a SOCKS ALL_PROXY breaks. Both this and the NO_PROXY
+        # entries launch_options adds are needed: NO_PROXY cannot help here (httpx fails to *build* a client
+        # for a SOCKS proxy without socksio, whatever the host), and hiding the variables only lasts for
+        # this call, while NO_PROXY keeps every later loopback request of the process off an HTTP proxy.
+        with proxy_env.hidden():
             app.launch(**options)
     except OSError as err:
         print(
