@@ -67,19 +67,11 @@ def _ui_module(thread: threading.Thread | None, *, announce: bool = False) -> An
     return _UI_IMPORT["module"]
 
 
-def _env_name(name: str) -> str:
-    """The environment variable of a Settings field (OLLAMA_HOST, ADVISOR_CHAT_MODEL ...)."""
-    from assistant.config import Settings
-
-    alias = Settings.model_fields[name].validation_alias
-    return alias if isinstance(alias, str) else f"ADVISOR_{name.upper()}"
-
-
 def _field_help(name: str, extra: str = "") -> str:
-    from assistant.config import Settings
+    from assistant.config import Settings, env_variable
 
     info = Settings.model_fields[name]
-    env = _env_name(name)
+    env = env_variable(name)
     default = info.get_default(call_default_factory=True)
     text = info.description or name
     return f"{text}{extra} [env {env}; default: {default}]"
@@ -160,35 +152,13 @@ class StartupError(Exception):
 def settings_from_args(args: argparse.Namespace) -> Settings:
     from pydantic import ValidationError
 
-    from assistant.config import Settings
+    from assistant.config import Settings, invalid_settings
 
     overrides = {k: getattr(args, k) for k in Settings.model_fields if hasattr(args, k)}
     try:
         return Settings(**overrides)
     except ValidationError as err:
-        # A union field (num_ctx: int | "auto") reports one error per branch; the first names the problem.
-        first: dict[str, str] = {}
-        for e in err.errors():
-            name = str(e["loc"][0])
-            # Named as the user gave it: the flag if there was one, else the environment variable.
-            source = "--" + name.replace("_", "-") if name in overrides else _env_name(name)
-            # num_ctx is int | 'auto': the int branch's error alone would hide that 'auto' is accepted.
-            msg = _num_ctx_forms() if name == "num_ctx" else e["msg"]
-            first.setdefault(source, f"{msg}, got {e['input']!r}")
-        problems = "; ".join(f"{source}: {msg}" for source, msg in first.items())
-        raise StartupError(f"Invalid setting(s): {problems}") from None
-
-
-def _num_ctx_forms() -> str:
-    """What num_ctx accepts, its bounds read from Settings (Annotated[int, Field(ge, le)] | 'auto')."""
-    from typing import get_args
-
-    from assistant.config import Settings
-
-    bounded_int = get_args(Settings.model_fields["num_ctx"].annotation)[0]
-    metadata = get_args(bounded_int)[1].metadata  # [Ge(ge=...), Le(le=...)]
-    low, high = (next(getattr(m, k) for m in metadata if hasattr(m, k)) for k in ("ge", "le"))
-    return f"expected a number of tokens ({low} to {high}) or 'auto'"
+        raise StartupError(f"Invalid setting(s): {invalid_settings(err, overrides)}") from None
 
 
 def _make_data_dir(data_dir: Path) -> None:
