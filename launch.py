@@ -68,10 +68,10 @@ def _ui_module(thread: threading.Thread | None, *, announce: bool = False) -> An
 
 
 def _field_help(name: str, extra: str = "") -> str:
-    from assistant.config import Settings
+    from assistant.config import Settings, env_variable
 
     info = Settings.model_fields[name]
-    env = info.validation_alias if isinstance(info.validation_alias, str) else f"ADVISOR_{name.upper()}"
+    env = env_variable(name)
     default = info.get_default(call_default_factory=True)
     text = info.description or name
     return f"{text}{extra} [env {env}; default: {default}]"
@@ -152,18 +152,13 @@ class StartupError(Exception):
 def settings_from_args(args: argparse.Namespace) -> Settings:
     from pydantic import ValidationError
 
-    from assistant.config import Settings
+    from assistant.config import Settings, invalid_settings
 
     overrides = {k: getattr(args, k) for k in Settings.model_fields if hasattr(args, k)}
     try:
         return Settings(**overrides)
     except ValidationError as err:
-        # A union field (num_ctx: int | "auto") reports one error per branch; the first names the problem.
-        first: dict[str, str] = {}
-        for e in err.errors():
-            first.setdefault(str(e["loc"][0]).replace("_", "-"), e["msg"])
-        problems = "; ".join(f"--{name}: {msg}" for name, msg in first.items())
-        raise StartupError(f"Invalid setting(s): {problems}") from None
+        raise StartupError(f"Invalid setting(s): {invalid_settings(err, overrides)}") from None
 
 
 def _make_data_dir(data_dir: Path) -> None:
@@ -325,10 +320,18 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
         progress=True,
         chroma_url=settings.chroma_url,
     )
+    skip_vectors = None
+    if not health.ok:
+        # Embedding now would wait out the embedding timeout (30 s a batch) on an Ollama that does not answer.
+        skip_vectors = "Ollama did not answer at start-up."
+        _say(
+            f"Not waiting for Ollama's embedder ({settings.embed_model}): search starts with keywords only "
+            "(BM25) and adds vector search by itself once Ollama answers."
+        )
     if add_docs:
-        _add_documents(knowledge, add_docs)
+        _add_documents(knowledge, add_docs, skip_vectors)
     _say(f"Updating the knowledge index in {settings.data_dir} ...")
-    report = knowledge.sync()
+    report = knowledge.sync(skip_vectors=skip_vectors)
     _say(f"  {report.summary()}")
     # The layer is passed even when Ollama is down: its tools fail with clear messages until it is up, and
     # then work without a restart (measure_speed, installed-model resolution).
@@ -338,13 +341,13 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     return services
 
 
-def _add_documents(knowledge: KnowledgeBase, paths: Sequence[Path]) -> None:
+def _add_documents(knowledge: KnowledgeBase, paths: Sequence[Path], skip_vectors: str | None = None) -> None:
     from knowledge.documents import DocumentError
 
     _say(f"Adding {len(paths)} document path(s) ...")
     skipped: list[str] = []
     try:
-        added = knowledge.add_documents(paths, skipped=skipped)
+        added = knowledge.add_documents(paths, skipped=skipped, skip_vectors=skip_vectors)
     except DocumentError as err:
         _say(f"  Could not add documents: {err}")
         return
@@ -376,7 +379,11 @@ def serve(services: Services, ui: Any, *, open_browser: bool) -> int:
     options = ui.launch_options(settings)
     _say(f"Starting the web server on {settings.host}{f':{settings.port}' if settings.port else ''} ...")
     try:
-        with proxy_env.hidden():  # gradio checks its own URL with httpx, which a SOCKS ALL_PROXY breaks
+        # gradio checks its own URL with httpx, which a SOCKS ALL_PROXY breaks. Both this and the NO_PROXY
+        # entries launch_options adds are needed: NO_PROXY cannot help here (httpx fails to *build* a client
+        # for a SOCKS proxy without socksio, whatever the host), and hiding the variables only lasts for
+        # this call, while NO_PROXY keeps every later loopback request of the process off an HTTP proxy.
+        with proxy_env.hidden():
             app.launch(**options)
     except OSError as err:
         print(

@@ -6,10 +6,11 @@ thing. Defaults are the safe ones: loopback only, data under the user's home.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assistant.context_window import FALLBACK_NUM_CTX
@@ -86,3 +87,30 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             value = "http://" + value
         return value.rstrip("/")
+
+
+def env_variable(name: str) -> str:
+    """The environment variable of a Settings field (OLLAMA_HOST, ADVISOR_CHAT_MODEL ...)."""
+    alias = Settings.model_fields[name].validation_alias
+    return alias if isinstance(alias, str) else f"{Settings.model_config.get('env_prefix', '')}{name.upper()}"
+
+
+def invalid_settings(err: ValidationError, flags: Container[str]) -> str:
+    """One line for a Settings validation error, each bad field named as the user gave it: its --flag when
+    it is in `flags` (field names), else its environment variable; then what it accepts and what it got."""
+    first: dict[str, str] = {}
+    for e in err.errors():
+        name = str(e["loc"][0])
+        source = "--" + name.replace("_", "-") if name in flags else env_variable(name)
+        # num_ctx is int | 'auto': one error per branch, and the int branch's alone would hide 'auto'.
+        msg = _num_ctx_forms() if name == "num_ctx" else e["msg"]
+        first.setdefault(source, f"{msg}, got {e['input']!r}")
+    return "; ".join(f"{source}: {msg}" for source, msg in first.items())
+
+
+def _num_ctx_forms() -> str:
+    """What num_ctx accepts, its bounds read from its field (Annotated[int, Field(ge, le)] | 'auto')."""
+    bounded_int = get_args(Settings.model_fields["num_ctx"].annotation)[0]
+    metadata = get_args(bounded_int)[1].metadata  # [Ge(ge=...), Le(le=...)]
+    low, high = (next(getattr(m, k) for m in metadata if hasattr(m, k)) for k in ("ge", "le"))
+    return f"expected a number of tokens ({low} to {high}) or 'auto'"

@@ -65,6 +65,12 @@ def document_id(path: Path) -> str:
     return f"user-{_slug(path.stem)}-{digest}"
 
 
+def content_digest(body: str) -> str:
+    """What makes two documents the same: their converted text, wherever each came from (a copy of a file
+    under another name or folder is the same document, and must not be stored and searched twice)."""
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
 def _looks_binary(data: bytes) -> bool:
     """NUL bytes, or many control characters: an image or archive renamed to .md, not text in any encoding."""
     sample = data[:65536]
@@ -330,6 +336,10 @@ class DocumentStore:
                 )
             )
         return items
+
+    def by_content(self) -> dict[str, UserDocument]:
+        """Every stored document by the `content_digest` of its text."""
+        return {content_digest(source.body): record for record, source in self.load()}
 
     def remove(self, doc_id: str) -> bool:
         target = self.directory / f"{doc_id}.md"

@@ -23,7 +23,16 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from knowledge.chunking import Chunk, chunk_documents, load_passages
-from knowledge.documents import DocumentError, DocumentStore, UserDocument, convert, expand_paths
+from knowledge.documents import (
+    DocumentError,
+    DocumentKind,
+    DocumentStore,
+    UserDocument,
+    content_digest,
+    convert,
+    document_id,
+    expand_paths,
+)
 from knowledge.embedding import Embedder, EmbeddingUnavailable
 from knowledge.index import IndexUnavailable, VectorStore, _is_fatal
 from knowledge.lexical import LexicalIndex
@@ -148,8 +157,15 @@ class KnowledgeBase:
         return list(self._corpus.chunks)
 
     # -- index -----------------------------------------------------------------------------------------------
-    def sync(self, on_progress: EmbedProgress | None = None) -> SyncReport:
-        """Bring the vector index in line with the corpus, embedding only chunks it has not seen."""
+    def sync(
+        self, on_progress: EmbedProgress | None = None, *, skip_vectors: str | None = None
+    ) -> SyncReport:
+        """Bring the vector index in line with the corpus, embedding only chunks it has not seen.
+
+        ``skip_vectors`` (why) loads the corpus for keyword search without asking the embedder, as if the
+        sync had failed for that reason: start-up passes it when Ollama did not answer its health check,
+        rather than wait out the embedding timeout. Searches retry the vectors later, as after any failure.
+        """
         with self._lock:
             started = time.perf_counter()
             self._load_corpus()
@@ -164,6 +180,8 @@ class KnowledgeBase:
             self._last_sync_attempt = time.monotonic()
             if self.embedder is None:
                 report.problem = "no embedder configured; search is lexical only"
+            elif skip_vectors is not None:
+                report.problem = f"{skip_vectors} Search is lexical only until the next sync."
             else:
                 try:
                     self._sync_vectors(chunks, report, on_progress)
@@ -418,13 +436,14 @@ class KnowledgeBase:
         *,
         skipped: list[str] | None = None,
         follow_symlinks: bool = False,
+        skip_vectors: str | None = None,
     ) -> list[UserDocument]:
         """Convert and store files, then sync so they are searchable at once.
 
         A file that cannot be added (unsupported, unreadable, hostile: a PDF bomb, HTML nested 100,000 deep,
         binary data named .md) is skipped with a one-line reason appended to `skipped`; the rest are added.
         Raises DocumentError, listing every reason, only when nothing at all could be added.
-        `on_progress` follows the embedding of the new chunks.
+        `on_progress` follows the embedding of the new chunks; `skip_vectors` is passed on to `sync`.
         """
         problems: list[str] = []
         files = expand_paths(
@@ -439,19 +458,41 @@ class KnowledgeBase:
             except Exception as err:  # noqa: BLE001 - a converter bug on one hostile file must not stop the rest
                 log.warning("could not convert %s", file, exc_info=True)
                 problems.append(f"{file}: could not be read ({type(err).__name__}: {err}).")
-        if skipped is not None:
-            skipped.extend(problems)
-        if not converted:
-            if not problems:
-                raise DocumentError(
-                    "No files to add (directories contained no .md, .txt, .html or .pdf files)."
-                )
-            raise DocumentError("Nothing was added:\n- " + "\n- ".join(problems))
         with self._lock:
+            converted = self._not_stored_yet(converted, problems)
+            if skipped is not None:
+                skipped.extend(problems)
+            if not converted:
+                if not problems:
+                    raise DocumentError(
+                        "No files to add (directories contained no .md, .txt, .html or .pdf files)."
+                    )
+                raise DocumentError("Nothing was added:\n- " + "\n- ".join(problems))
             written = [self.documents.write(file, title, kind, body) for file, title, kind, body in converted]
-            self._after_documents_changed(on_progress)
+            self._after_documents_changed(on_progress, skip_vectors)
             counts = {rec.id: rec.chunks for rec in self._corpus.user_records}
         return [doc.model_copy(update={"chunks": counts.get(doc.id, 0)}) for doc in written]
+
+    def _not_stored_yet(
+        self, converted: list[tuple[Path, str, DocumentKind, str]], problems: list[str]
+    ) -> list[tuple[Path, str, DocumentKind, str]]:
+        """Drop a file whose text is already stored from another path (a copy, another name), or given
+        twice: one line in `problems` names the earlier path. The same path again is an update, kept."""
+        stored = {digest: (doc.id, doc.original_path) for digest, doc in self.documents.by_content().items()}
+        fresh = []
+        for item in converted:
+            file, body = item[0], item[3]
+            digest = content_digest(body)
+            earlier = stored.get(digest)
+            if earlier is not None and earlier[0] != document_id(file):
+                problems.append(
+                    f"{file}: already in the knowledge base as {earlier[0]} (the same text, added from "
+                    f"{earlier[1]}); not added again."
+                )
+                continue
+            stored[digest] = (document_id(file), str(file.resolve()))
+            fresh.append(item)
+        return fresh
 
     def list_user_documents(self) -> list[UserDocument]:
         with self._lock:
@@ -470,9 +511,11 @@ class KnowledgeBase:
             self._after_documents_changed()
             return record
 
-    def _after_documents_changed(self, on_progress: EmbedProgress | None = None) -> None:
+    def _after_documents_changed(
+        self, on_progress: EmbedProgress | None = None, skip_vectors: str | None = None
+    ) -> None:
         if self.embedder is not None:
-            self.sync(on_progress)
+            self.sync(on_progress, skip_vectors=skip_vectors)
         else:
             self._load_corpus()
 

@@ -199,6 +199,40 @@ def test_cli_add_list_search_remove(
     assert "between 1 and 20" in capsys.readouterr().err
 
 
+def test_cli_does_not_store_the_same_text_twice_from_another_path(
+    tmp_path: Path, docs: dict[str, Path], standin: OllamaStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy of an added file (another name, another folder) is one document: the second add names the
+    earlier path, stores and embeds nothing, and search shows the text once."""
+    common = ["--data-dir", str(tmp_path / "data"), "--ollama-host", standin.url]
+    assert main([*common, "add", str(docs["txt"])]) == 0
+    first = capsys.readouterr().out
+    assert "added user-plain-" in first and "mode hybrid" in first
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    copy = elsewhere / "copy-of-plain.txt"
+    copy.write_bytes(docs["txt"].read_bytes())
+    standin.clear_requests()
+
+    assert main([*common, "add", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"{copy}: already in the knowledge base as user-plain-" in err, err
+    assert f"added from {docs['txt'].resolve()}); not added again." in err and "Traceback" not in err
+    assert not standin.embed_requests(), "nothing new to embed"
+    # Both at once, next to a new file: the new one is added, the copy skipped with its reason.
+    other = elsewhere / "other.md"
+    other.write_text("# Other\n\nThe flumpetron result is new.\n", encoding="utf-8")
+    assert main([*common, "add", str(copy), str(other)]) == 0
+    out, err = capsys.readouterr()
+    assert "added user-other-" in out and "user-copy-of-plain" not in out
+    assert f"\nskipped {copy}: already in the knowledge base as user-plain-" in "\n" + err, err
+    assert main([*common, "list"]) == 0
+    listed = capsys.readouterr().out.strip().splitlines()
+    assert len(listed) == 2 and not any("copy-of-plain" in line for line in listed), listed
+    assert main([*common, "search", "xylophant benchmark", "-k", "5"]) == 0
+    assert capsys.readouterr().out.count("Plain text about the xylophant benchmark") == 1
+
+
 def test_add_documents_cli_reports_errors_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -152,6 +152,33 @@ def test_invalid_flag_value_is_a_clear_message() -> None:
         launch.settings_from_args(args)
 
 
+@pytest.mark.parametrize(
+    ("env", "args", "source", "got"),
+    [
+        ({"ADVISOR_NUM_CTX": "bogus"}, [], "ADVISOR_NUM_CTX", "'bogus'"),
+        ({"ADVISOR_NUM_CTX": "512"}, [], "ADVISOR_NUM_CTX", "'512'"),
+        ({"ADVISOR_NUM_CTX": "auto"}, ["--num-ctx", "512"], "--num-ctx", "512"),
+    ],
+)
+def test_invalid_num_ctx_names_where_it_came_from_and_what_is_accepted(
+    env: dict[str, str], args: list[str], source: str, got: str, tmp_path: Path
+) -> None:
+    """The error names the env variable or the flag the user actually set, and says 'auto' is accepted."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), "--no-browser", "--data-dir", str(tmp_path), *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.splitlines() == [
+        f"error: Invalid setting(s): {source}: expected a number of tokens (1024 to 262144) or 'auto', "
+        f"got {got}"
+    ]
+
+
 def test_check_security_warns_for_authenticated_public_bind() -> None:
     import assistant.ui as ui
 
@@ -205,6 +232,30 @@ def test_starts_without_ollama_explains_and_stops_cleanly(
     assert "Stopped." in p.output and "Traceback" not in p.output
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=2)
+
+
+def test_hung_ollama_does_not_stall_start_up_on_the_embedder(
+    run_launch: type[LaunchedProcess], standin: Any, tmp_path: Path
+) -> None:
+    """An Ollama that accepts connections but never answers: after the health probe's timeout, start-up says
+    in one line that it does not wait for the embedder and what search does instead, and comes up without
+    sending an embedding request (which would wait out the 30 s embedding timeout, silently)."""
+    from tests.ollama_standin import Fault
+
+    for path in ("/api/version", "/api/tags", "/api/show", "/api/ps", "/api/embed"):
+        standin.inject(path, Fault.slow(HANG_S), times=50)  # hung: every request waits until the test ends
+    where = ["--port", str(free_port()), "--data-dir", str(tmp_path), "--ollama-host", standin.url]
+    p = run_launch("--no-browser", "--probe-timeout-s", "1", *where)
+    p.wait_for_url()
+    assert "did not answer within 1 s" in p.output
+    waiting = [line for line in p.output.splitlines() if "Ollama's embedder" in line]
+    assert waiting == [
+        "Not waiting for Ollama's embedder (nomic-embed-text): search starts with keywords only (BM25) and "
+        "adds vector search by itself once Ollama answers."
+    ], p.output
+    assert "mode lexical" in p.output
+    assert not standin.embed_requests(), "start-up waited on the hung embedder"
+    assert p.interrupt() == 0, p.output
 
 
 def test_a_burst_of_signals_still_stops_cleanly(run_launch: type[LaunchedProcess], tmp_path: Path) -> None:

@@ -602,6 +602,43 @@ def test_json_string_decoding_touches_only_object_and_array_fields() -> None:
     assert _preparse_json_arguments({"architecture": "7"}, schema) == {"architecture": "7"}
 
 
+def test_an_invalid_env_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    env = {**server_env(tmp_path / "data", "http://127.0.0.1:9"), "ADVISOR_NUM_CTX": "bogus"}
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant.mcp"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "error: invalid settings: ADVISOR_NUM_CTX: expected a number of tokens (1024 to 262144) or 'auto', "
+        "got 'bogus'"
+    ]
+
+
+def test_server_start_up_asks_ollama_once(portal: BlockingPortal, standin: Any, tmp_path: Path) -> None:
+    """The probe that decides the tool list (measure_speed) is also the one the runtime (knowledge base,
+    Ollama client) is built on: start-up asks /api/version once, and both agree."""
+    server = readme_stdio_server()
+    params = StdioServerParameters(
+        command=server["command"], args=server["args"], env=server_env(tmp_path / "data", standin.url)
+    )
+    with (
+        open(tmp_path / "server.log", "w", encoding="utf-8") as errlog,
+        portal.wrap_async_context_manager(stdio_session(params, errlog)) as client,
+    ):
+        session = SyncSession(portal, client, "stdio")
+        assert "measure_speed" in {t.name for t in session.list_tools()}
+        # The first knowledge search waits for the runtime, so every start-up probe has been made after it.
+        found = session.call("search_knowledge", VALID_CALLS["search_knowledge"])
+        assert not found.is_error, found.content
+    assert len(standin.requests_to("/api/version")) == 1, [r.path for r in standin.requests]
+
+
 def test_runtime_without_embedding_model_is_lexical_and_says_how_to_fix(standin: Any, tmp_path: Path) -> None:
     from assistant.config import Settings
     from assistant.mcp.runtime import build_runtime

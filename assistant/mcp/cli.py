@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import ValidationError
 
-from assistant.config import Settings
+from assistant.config import Settings, invalid_settings
 from assistant.http_guard import loopback_security
 from assistant.mcp.runtime import LazyRuntime
 from assistant.mcp.server import DEFAULT_HTTP_PORT, build_server
@@ -59,12 +60,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    """Raises ValueError with one line naming each bad setting as it was given (flag or env variable)."""
     overrides: dict[str, object] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     if args.ollama_host is not None:
         overrides["ollama_host"] = args.ollama_host
-    return Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise ValueError(invalid_settings(err, overrides)) from None
 
 
 def _port_problem(port: int) -> str | None:

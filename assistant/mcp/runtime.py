@@ -46,12 +46,25 @@ class Runtime:
             self.knowledge.close()
 
 
-def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtime:
+class Unprobed:
+    """The type of UNPROBED: build_runtime was not told what a probe found, so it probes itself."""
+
+
+UNPROBED = Unprobed()
+
+
+def build_runtime(
+    settings: Settings, *, background_sync: bool = True, ollama_problem: str | None | Unprobed = UNPROBED
+) -> Runtime:
     """Toolset for the server. The index sync (embedding new chunks) runs in a background thread by default.
 
     Why background: a first sync with Ollama embeds every chunk, which can take seconds, and desktop clients
     wait for the server's handshake. Until the sync finishes the knowledge base answers lexically (its
     ``mode`` says so); it is thread-safe, so a search during the sync is fine.
+
+    ``ollama_problem`` is what the caller's own probe found (None: Ollama answers); the server passes the one
+    it made for the tool list, so start-up asks Ollama once and the runtime agrees with the listed tools.
+    Without it, this probes Ollama's health itself.
     """
     # Imported here so `--help` and argument errors answer without loading Chroma and BM25.
     from assistant.app_graph import build_services, installed_embedder
@@ -61,16 +74,19 @@ def build_runtime(settings: Settings, *, background_sync: bool = True) -> Runtim
     notes: list[str] = []
     ollama: OllamaLayer | None = None
     embedder = None
-    with OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) as probe:
-        health = probe.health()
-    if health.ok:
+    if isinstance(ollama_problem, Unprobed):
+        with OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) as probe:
+            health = probe.health()
+        ollama_problem = None if health.ok else health.problem or "no answer"
+    if ollama_problem is None:
         ollama = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
         embedder, note = installed_embedder(ollama, settings)
         if note:
             notes.append(note)
     else:
-        problem = health.problem or "no answer"
-        notes.append(f"Ollama not reachable at {settings.ollama_host}: {problem}; restart after starting it")
+        notes.append(
+            f"Ollama not reachable at {settings.ollama_host}: {ollama_problem}; restart after starting it"
+        )
 
     knowledge = KnowledgeBase(settings.data_dir, embedder, chroma_url=settings.chroma_url)
     registry = build_services(settings, ollama, knowledge, chat=False).toolset
@@ -99,8 +115,9 @@ def _sync(knowledge: KnowledgeBase) -> None:
     log.info("knowledge index: %s", report.summary())
 
 
-def ollama_answers(host: str, timeout_s: float) -> bool:
-    """Does Ollama answer ``/api/version`` at ``host``? Decides whether ``measure_speed`` is listed.
+def probe_ollama(host: str, timeout_s: float) -> str | None:
+    """Why Ollama does not answer ``/api/version`` at ``host`` (None: it does). The server's one probe at
+    start-up: it decides whether ``measure_speed`` is listed, and whether the runtime gets an Ollama client.
 
     Plain httpx (already loaded with the MCP SDK) rather than the ollama client, whose import alone costs
     most of a second before the first ``tools/list`` could be answered. Never uses a proxy (loopback).
@@ -110,9 +127,13 @@ def ollama_answers(host: str, timeout_s: float) -> bool:
     try:
         with httpx.Client(timeout=timeout_s, trust_env=False) as client:
             response = client.get(host.rstrip("/") + "/api/version")
-        return response.status_code == 200 and "version" in response.json()
-    except (httpx.HTTPError, OSError, ValueError):
-        return False
+        if response.status_code == 200 and "version" in response.json():
+            return None
+        return f"something answers, but not like Ollama (HTTP {response.status_code} for /api/version)"
+    except httpx.TimeoutException:
+        return f"no answer within {timeout_s:g} s"
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 class _Deferred:
@@ -140,6 +161,7 @@ class LazyRuntime:
         self._runtime: Runtime | None = None
         self._lock = threading.Lock()
         self._problem: str | None = None
+        self._ollama_problem: str | None | Unprobed = UNPROBED  # what registry()'s probe found
 
     def runtime(self) -> Runtime:
         if self._runtime is None:
@@ -151,7 +173,7 @@ class LazyRuntime:
 
                     started = time.perf_counter()
                     with contextlib.redirect_stdout(sys.stderr):  # on stdio, stdout is the protocol
-                        runtime = build_runtime(self.settings)
+                        runtime = build_runtime(self.settings, ollama_problem=self._ollama_problem)
                     took = time.perf_counter() - started
                     log.warning("mac-ai-advisor MCP: %s [%.2fs]", runtime.summary, took)
                     self._runtime = runtime
@@ -172,11 +194,8 @@ class LazyRuntime:
         from assistant.app_graph import build_services
 
         knowledge = _Deferred(lambda: self.runtime().knowledge)
-        ollama = (
-            _Deferred(self._ollama)
-            if ollama_answers(self.settings.ollama_host, self.settings.probe_timeout_s)
-            else None
-        )
+        self._ollama_problem = probe_ollama(self.settings.ollama_host, self.settings.probe_timeout_s)
+        ollama = _Deferred(self._ollama) if self._ollama_problem is None else None
         # The same wiring as build_runtime (measure_speed runs with the chat's window), over stand-ins.
         registry = build_services(self.settings, ollama, knowledge, chat=False).toolset  # type: ignore[arg-type]
         if self.warm_up:

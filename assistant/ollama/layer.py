@@ -91,8 +91,8 @@ class OllamaLayer:
         return pulls.ensure_models(self, chat_model, embed_model, progress)
 
     def tool_capable_models(self) -> list[str]:
-        """Installed models whose /api/show capabilities include "tools"."""
-        return pulls.tool_capable_models(self)
+        """Installed models that can call tools (see pulls.models_by_tools)."""
+        return pulls.models_by_tools(self)[0]
 
     # embeddings -----------------------------------------------------------------------------------
 

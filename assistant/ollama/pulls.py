@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import ollama
 from pydantic import BaseModel, Field
 
-from assistant.ollama.errors import ModelNotSuitable, OllamaUnavailable
+from assistant.ollama.errors import ModelNotSuitable
 from assistant.ollama.facts import canonical_model_name
 
 if TYPE_CHECKING:
@@ -22,8 +22,9 @@ __all__ = [
     "ProgressCallback",
     "PullProgress",
     "ensure_models",
+    "may_call_tools",
+    "models_by_tools",
     "pull_events",
-    "tool_capable_models",
 ]
 
 
@@ -81,8 +82,8 @@ def ensure_models(
             layer.pull(model, progress)
             report.pulled.append(model)
     chat = layer.model_facts(chat_model)
-    if chat.capabilities is not None and not chat.supports_tools:
-        able = tool_capable_models(layer)
+    if not may_call_tools(chat.capabilities):
+        able, _ = models_by_tools(layer)
         named = ", ".join(able) if able else "none yet (e.g. `ollama pull qwen2.5:7b`)"
         raise ModelNotSuitable(
             f"{chat_model} cannot call tools, which the assistant needs for every number it gives. "
@@ -96,13 +97,29 @@ def ensure_models(
     return report
 
 
-def tool_capable_models(layer: OllamaLayer) -> list[str]:
-    """Installed models whose /api/show capabilities include "tools"."""
-    names = []
+def may_call_tools(capabilities: list[str] | None) -> bool:
+    """Can a model with these /api/show capabilities call tools? An Ollama too old to report capabilities
+    (None): yes, rather than refuse or hide every model."""
+    return capabilities is None or "tools" in capabilities
+
+
+def models_by_tools(
+    layer: OllamaLayer, known: dict[tuple[str, str], bool] | None = None
+) -> tuple[list[str], list[str]]:
+    """(installed models that can call tools, the others): the one capability lookup, for the status line
+    and for the pull check's advice. /api/show is asked once per model; pass `known` to remember the answers
+    per (name, digest) across calls (they change only when a model is re-pulled)."""
+    known = {} if known is None else known
+    able: list[str] = []
+    other: list[str] = []
     for model in layer.installed_models():
-        try:
-            if layer.model_facts(model.name).supports_tools:
-                names.append(model.name)
-        except OllamaUnavailable:
-            continue
-    return names
+        key = (model.name, model.digest or "")
+        if key not in known:
+            try:
+                capabilities = layer.model_facts(model.name).capabilities
+            except Exception:  # noqa: BLE001 - an unreadable model is simply not offered (asked again next time)
+                other.append(model.name)
+                continue
+            known[key] = may_call_tools(capabilities)
+        (able if known[key] else other).append(model.name)
+    return able, other

@@ -80,7 +80,10 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     Raises LaunchConfigError when binding a non-loopback address without auth: the chat can run tools and
     read the user's documents, so exposing it to a network without a password is refused, not warned about.
     """
-    bypass_proxy_for_loopback()  # gradio's start-up check (httpx) would otherwise go to HTTP(S)_PROXY
+    # gradio's start-up check (httpx), and any later loopback request in this process (gradio_client...),
+    # would otherwise go to HTTP(S)_PROXY. launch.py also hides the proxy variables around app.launch: that
+    # is for a SOCKS proxy, which no NO_PROXY entry helps (see launch.serve).
+    bypass_proxy_for_loopback()
     # Failed sign-ins are counted per client address. uvicorn takes that address from X-Forwarded-For on
     # loopback connections, so every guess could claim a new one; trust no forwarding header unless the user
     # set FORWARDED_ALLOW_IPS for a reverse proxy of their own.

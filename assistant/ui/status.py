@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from assistant.config import Settings
 from assistant.ollama import Health, canonical_model_name
+from assistant.ollama.pulls import models_by_tools
 
 if TYPE_CHECKING:
     from assistant.ollama import OllamaLayer
@@ -49,17 +50,6 @@ class StatusProbe:
         """Ollama answered a status probe earlier in this process (so it stopped, rather than never was)."""
         return self._ever_ok
 
-    def _supports_tools(self, ollama: OllamaLayer, name: str, digest: str) -> bool:
-        key = (name, digest)
-        if key not in self._capabilities:
-            try:
-                caps = ollama.model_facts(name).capabilities
-            except Exception:  # noqa: BLE001 - an unreadable model is simply not offered
-                return False
-            # An Ollama too old to report capabilities: offer the model rather than hide every model.
-            self._capabilities[key] = caps is None or "tools" in caps
-        return self._capabilities[key]
-
     def _probe(self) -> Health:
         if self.ollama is None:
             return Health(ok=False, host=self.host, problem="no Ollama client configured")
@@ -73,11 +63,8 @@ class StatusProbe:
                 ok=False, host=self.host, problem=health.problem, advice=health.advice, checked_at=now
             )
         status = Health(ok=True, host=self.host, version=health.version, checked_at=now)
-        chat: list[str] = []
-        other: list[str] = []
         try:
-            for m in self.ollama.installed_models():
-                (chat if self._supports_tools(self.ollama, m.name, m.digest or "") else other).append(m.name)
+            chat, other = models_by_tools(self.ollama, self._capabilities)
         except Exception as exc:  # noqa: BLE001 - shown on the status line
             return status.model_copy(update={"problem": f"could not list models: {exc}"})
         return status.model_copy(update={"chat_models": sorted(chat), "other_models": sorted(other)})
