@@ -23,6 +23,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools import REGISTRY  # noqa: E402
@@ -33,11 +35,17 @@ from tools.calibration import (  # noqa: E402
     ape,
     calibration_rows,
     fit,
+    fit_prefill,
+    leave_one_source_out,
     load_2026,
+    predict_prefill,
     predict_tps,
     prefill_anchors,
+    prefill_model,
+    prefill_rows,
 )
 from tools.sizes import kv_cache_bytes  # noqa: E402
+from tools.speed import speed_model  # noqa: E402
 
 TARGET_MEDIAN_APE = 10.0
 
@@ -73,17 +81,14 @@ def main() -> int:
         f067.append(ape(ceiling / 1.5, r.measured_tps))
 
     # Leave-one-source-out
-    loso: list[float] = []
+    held_out = leave_one_source_out(rows)
+    loso = [ape(p, r.measured_tps) for r, p in held_out]
     per_source: list[tuple[str, int, float, float, float]] = []
     for sid in sorted({r.source_id for r in rows}):
-        train = [r for r in rows if r.source_id != sid]
-        test = [r for r in rows if r.source_id == sid]
-        params = fit(train)
-        errs = [ape(predict_tps(params, r), r.measured_tps) for r in test]
-        loso += errs
-        base = [ape(r.ceiling_tps / 1.5, r.measured_tps) for r in test]
+        errs = [ape(p, r.measured_tps) for r, p in held_out if r.source_id == sid]
+        base = [ape(r.ceiling_tps / 1.5, r.measured_tps) for r, _ in held_out if r.source_id == sid]
         per_source.append(
-            (sid, len(test), statistics.median(errs), statistics.fmean(errs), statistics.median(base))
+            (sid, len(errs), statistics.median(errs), statistics.fmean(errs), statistics.median(base))
         )
 
     n = len(rows)
@@ -127,6 +132,7 @@ def main() -> int:
     figures["dense decode M1-M4, leave-one-source-out"] = dense_loso
     figures["MoE decode, leave-one-group-out"] = moe_logo(rows)
     figures.update(report_2026(tool))
+    report_band_coverage(tool, rows)
     targets(figures)
 
     med_ours = statistics.median(ours)
@@ -277,6 +283,45 @@ def moe_logo(rows: list[CalibrationRow]) -> list[float]:
         f"(0.67 x ceiling on the same rows: median {statistics.median(base):.1f}%)"
     )
     return errs
+
+
+def _in_band(measured: float, low: float, high: float) -> bool:
+    return low <= measured <= high
+
+
+def report_band_coverage(tool: object, rows: list[CalibrationRow]) -> None:
+    """How honest the stated ranges are: the share of held-out-split measurements inside them (nominal 80 %,
+    a 10th-90th percentile band), for the shipped bands (from leave-one-source-out residuals) next to bands
+    taken from in-sample residuals."""
+    params = fit(rows)
+    ins = np.quantile([r.measured_tps / predict_tps(params, r) for r in rows], [0.1, 0.9])
+    pre_rows = prefill_rows("fit")
+    pm = prefill_model(fit_prefill(pre_rows))
+    pre_ins = np.quantile([r.measured_tps / predict_prefill(pm, r) for r in pre_rows], [0.1, 0.9])
+    band = speed_model().prefill
+    dec_shipped, dec_ins, pre_shipped, pre_insample = [], [], [], []
+    for r in load_2026():
+        if r.split != "holdout" or r.trust != "high":
+            continue
+        out = tool.run(_tool_args(r))  # type: ignore[attr-defined]
+        if r.decode_tps is not None:
+            e = out.expected_tokens_per_second
+            dec_shipped.append(_in_band(r.decode_tps, *out.expected_range))
+            dec_ins.append(_in_band(r.decode_tps, e * ins[0], e * ins[1]))
+        if r.prefill_tps is not None and out.prefill_tokens_per_second:
+            p = out.prefill_tokens_per_second
+            pre_shipped.append(_in_band(r.prefill_tps, p * band.range_low, p * band.range_high))
+            pre_insample.append(_in_band(r.prefill_tps, p * pre_ins[0], p * pre_ins[1]))
+    print("\n== stated ranges on the held-out split: share of measurements inside (nominal 80 %) ==")
+    for name, shipped, insample in (
+        ("decode expected_range", dec_shipped, dec_ins),
+        ("prefill error band", pre_shipped, pre_insample),
+    ):
+        print(
+            f"  {name:<22} n={len(shipped):<3} shipped band (leave-one-source-out residuals) "
+            f"{100 * statistics.fmean(shipped):5.1f} %   in-sample residual band "
+            f"{100 * statistics.fmean(insample):5.1f} %"
+        )
 
 
 def _tool_args(r: Row2026) -> dict[str, object]:

@@ -82,7 +82,8 @@ def _prefill(
             if mlx
             else ""
         )
-        + f"; typical error band x{pm.range_low:.2f}-x{pm.range_high:.2f}."
+        + f"; error band x{pm.range_low:.2f}-x{pm.range_high:.2f} (8 in 10 measurements from a source the "
+        "fit had not seen)."
     )
     if used >= 5:
         slow = tps * pm.no_accelerator_tflops_per_core / tpc
@@ -212,7 +213,8 @@ def _decode(
     high = min(expected * sm.range_high, ceiling)
     notes.append(
         f"Expected speed from the calibrated model T = W/BW*(a+d_quant) + t0[{tier}] + attention(context); "
-        "range = 10th-90th percentile of measured/predicted on the calibration rows. Engine: "
+        "range = 10th-90th percentile of measured/predicted on public measurements, each predicted by a fit "
+        "that had not seen its source (8 in 10 new measurements should land inside). Engine: "
         "llama.cpp/Ollama for GGUF quants (MLX is typically 0-10% faster)."
     )
     if ctx > 16384:

@@ -298,7 +298,9 @@ class EstimateSpeedOutput(_OmitNoneObjects):
     context_tokens: int
     ceiling_tokens_per_second: float = Field(description="bandwidth / bytes per token: a hard upper bound.")
     expected_tokens_per_second: float
-    expected_range: tuple[float, float] = Field(description="(low, high) band from calibration residuals.")
+    expected_range: tuple[float, float] = Field(
+        description="(low, high): 10th-90th percentile band of held-out calibration residuals."
+    )
     efficiency: float = Field(description="expected / ceiling.")
     prefill_tokens_per_second: float | None = Field(
         default=None, description="Rough prompt-processing speed, if modelled for this chip."
