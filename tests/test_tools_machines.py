@@ -228,6 +228,24 @@ def test_without_memory_size_the_chips_configurations_are_checked() -> None:
     assert any("fits every M4" in a for a in small.assumptions)  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("chip", "model", "count"),
+    [("M4 Pro", "llama3.3:70b", 2), ("M4 Pro", "llama3.1:8b", 2), ("M4 Max", "deepseek-r1:671b", 4)],
+)
+def test_a_cluster_without_memory_size_carries_no_single_mac_memory_verdict(
+    chip: str, model: str, count: int
+) -> None:
+    """The cluster answer is built on one node's estimate; that node's verdict over the chip's memory
+    configurations (one Mac alone) must not be passed off as the cluster's: its fit is not checked."""
+    out = est(chip=chip, model=model, cluster={"count": count, "link": "thunderbolt5"})
+    notes: list[str] = out.assumptions  # type: ignore[attr-defined]
+    assert out.fits_on_gpu is None  # type: ignore[attr-defined]
+    assert [a for a in notes if a.startswith("memory_gb not given")] == [
+        "memory_gb not given: whether the model fits the cluster is not checked."
+    ], notes
+    assert not any("does not fit the GPU budget" in a for a in notes), notes
+
+
 def test_cli_takes_product_names_and_runtime() -> None:
     out = _cli_json(
         "check_memory_fit",

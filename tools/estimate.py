@@ -100,6 +100,12 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     """Why both numbers: the ceiling is physics (never exceeded); the expectation is what people measure."""
     if p.cluster is not None:
         return _estimate_cluster(p)
+    return _estimate_one(p, judge_fit=True)
+
+
+def _estimate_one(p: EstimateSpeedInput, *, judge_fit: bool) -> EstimateSpeedOutput:
+    """One Mac's estimate; `judge_fit` False (a cluster's node) leaves fits_on_gpu to the caller, without
+    the single-Mac memory verdict or its notes."""
     machine = resolve_machine(p.chip, p.gpu_cores, p.memory_gb, p.bandwidth_gbps)
     model, q, model_notes, model_sources = resolve_model_and_quant(
         p.model, p.params_billion, p.architecture, p.quant, p.context_tokens
@@ -112,7 +118,7 @@ def estimate_speed(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     active_b, wnotes, wsources = _weights_notes(model, wr)
     kv = kv_cache_bytes(arch, p.context_tokens)
     decode, dnotes = _decode(machine, arch, q, wr, kv, p.context_tokens)
-    fits_on_gpu, fnotes = _fits_on_gpu(p, machine, model, q)
+    fits_on_gpu, fnotes = _fits_on_gpu(p, machine, model, q) if judge_fit else (None, [])
     share = expert_share(model.catalog_entry, arch) if wr.moe else None
     prefill, pnotes, psources = _prefill(machine, arch, q, active_b, wr.moe, p.context_tokens, share)
     total_b = arch.params_billion
@@ -292,9 +298,6 @@ def fit_context(p: EstimateSpeedInput, arch: ModelArchitecture) -> int:
     return min(max(p.context_tokens, window), arch.native_context)
 
 
-_SINGLE_NODE_FIT_NOTE = "does not fit the GPU budget of a"
-
-
 def _estimate_cluster(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     """A thin layer over the single-machine estimate: one node's decode as if the model fitted, scaled by the
     measured cluster factors in tools/data/clusters.yaml."""
@@ -302,14 +305,14 @@ def _estimate_cluster(p: EstimateSpeedInput) -> EstimateSpeedOutput:
     machine = resolve_machine(p.chip, p.gpu_cores, p.memory_gb, p.bandwidth_gbps)
     mem = machine.memory_gb
     pl = plan(p.cluster, p.runtime, machine.chip)
-    single = estimate_speed(p.model_copy(update={"cluster": None, "runtime": pl.runtime}))
+    single = _estimate_one(p.model_copy(update={"cluster": None, "runtime": pl.runtime}), judge_fit=False)
     exp, low, high, why = decode_factor(pl, single.expected_tokens_per_second)
     low = min(low, decode_factor(pl, single.expected_range[0])[1])
     high = max(high, decode_factor(pl, single.expected_range[1])[2])
     n = pl.count
     ceiling = single.ceiling_tokens_per_second * (n if pl.split == "tensor" else 1)
     exp, low, high = min(exp, ceiling), min(low, ceiling), min(high, ceiling)
-    notes = [a for a in single.assumptions if _SINGLE_NODE_FIT_NOTE not in a] + pl.notes
+    notes = single.assumptions + pl.notes
     notes.append(f"Cluster decode from one node's {single.expected_tokens_per_second:g} tok/s: {why}.")
     if pl.split == "tensor":
         notes.append(
