@@ -337,10 +337,6 @@ class DocumentStore:
             )
         return items
 
-    def by_content(self) -> dict[str, UserDocument]:
-        """Every stored document by the `content_digest` of its text."""
-        return {content_digest(source.body): record for record, source in self.load()}
-
     def remove(self, doc_id: str) -> bool:
         target = self.directory / f"{doc_id}.md"
         if doc_id.startswith("user-") and target.is_file():

@@ -477,20 +477,23 @@ class KnowledgeBase:
         self, converted: list[tuple[Path, str, DocumentKind, str]], problems: list[str]
     ) -> list[tuple[Path, str, DocumentKind, str]]:
         """Drop a file whose text is already stored from another path (a copy, another name), or given
-        twice: one line in `problems` names the earlier path. The same path again is an update, kept."""
-        stored = {digest: (doc.id, doc.original_path) for digest, doc in self.documents.by_content().items()}
+        twice: one line in `problems` names the earlier path. The same path again is an update, kept (even
+        when its new text is another document's: its old text must not stay searchable under its name)."""
+        loaded = self.documents.load()
+        stored = {content_digest(source.body): (doc.id, doc.original_path) for doc, source in loaded}
+        stored_ids = {doc.id for doc, _ in loaded}
         fresh = []
         for item in converted:
             file, body = item[0], item[3]
             digest = content_digest(body)
-            earlier = stored.get(digest)
-            if earlier is not None and earlier[0] != document_id(file):
+            earlier, own = stored.get(digest), document_id(file)
+            if earlier is not None and earlier[0] != own and own not in stored_ids:
                 problems.append(
                     f"{file}: already in the knowledge base as {earlier[0]} (the same text, added from "
                     f"{earlier[1]}); not added again."
                 )
                 continue
-            stored[digest] = (document_id(file), str(file.resolve()))
+            stored[digest] = (own, str(file.resolve()))
             fresh.append(item)
         return fresh
 

@@ -233,6 +233,32 @@ def test_cli_does_not_store_the_same_text_twice_from_another_path(
     assert capsys.readouterr().out.count("Plain text about the xylophant benchmark") == 1
 
 
+def test_cli_re_adding_a_file_edited_into_another_documents_text_still_updates_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Adding the same path again is an update, even when its new text is that of another stored document:
+    the file's old text must not stay searchable under its name."""
+    common = ["--data-dir", str(tmp_path / "data"), "--lexical"]
+    one, two = tmp_path / "a" / "one.md", tmp_path / "b" / "two.md"
+    one.parent.mkdir()
+    two.parent.mkdir()
+    one.write_text("# One\n\nThe quorblat figure was 12 tok/s.\n", encoding="utf-8")
+    two.write_text("# Two\n\nThe zindle figure was 34 tok/s.\n", encoding="utf-8")
+    assert main([*common, "add", str(one), str(two)]) == 0
+    capsys.readouterr()
+    one.write_bytes(two.read_bytes())  # the user edits one.md into a copy of two.md, and adds it again
+
+    assert main([*common, "add", str(one)]) == 0, capsys.readouterr().err
+    assert "added user-one-" in capsys.readouterr().out
+    assert main([*common, "search", "quorblat", "-k", "5"]) == 0
+    assert "quorblat" not in capsys.readouterr().out, "one.md's old text is still in the knowledge base"
+    # A copy from a third path is still refused.
+    three = tmp_path / "three.md"
+    three.write_bytes(two.read_bytes())
+    assert main([*common, "add", str(three)]) == 2
+    assert f"{three}: already in the knowledge base as user-" in capsys.readouterr().err
+
+
 def test_add_documents_cli_reports_errors_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
