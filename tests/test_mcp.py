@@ -639,6 +639,38 @@ def test_server_start_up_asks_ollama_once(portal: BlockingPortal, standin: Any, 
     assert len(standin.requests_to("/api/version")) == 1, [r.path for r in standin.requests]
 
 
+@pytest.mark.parametrize("case", ["too_old", "not_running", "not_ollama"])
+def test_the_start_up_probe_gets_the_same_diagnosis_as_a_fresh_health_check(
+    case: str, standin: Any, tmp_path: Path
+) -> None:
+    """The runtime is built on the tool list's probe (not a second request), and says why Ollama is not
+    usable exactly as a health check of its own would: too old, not running / not installed, not Ollama."""
+    from assistant.config import Settings
+    from assistant.mcp.runtime import build_runtime, probe_ollama
+
+    host = standin.url
+    if case == "too_old":
+        standin.version = "0.5.0"
+    elif case == "not_running":
+        host = f"http://127.0.0.1:{free_port()}"
+    else:
+        host = standin.url + "/not-ollama"  # answers, with a 404 for /api/version
+    settings = Settings(data_dir=tmp_path, ollama_host=host)  # type: ignore[call-arg]
+    probed = build_runtime(
+        settings, background_sync=False, probe=probe_ollama(host, settings.probe_timeout_s)
+    )
+    own = build_runtime(settings, background_sync=False)
+    try:
+        assert probed.mode == own.mode == "lexical"
+        assert probed.notes == own.notes and len(probed.notes) == 1
+        expected = {"too_old": "0.5.0", "not_running": "", "not_ollama": "not Ollama"}[case]
+        assert expected in probed.notes[0]
+        assert "Error" not in probed.notes[0]  # a sentence, not an exception's repr
+    finally:
+        probed.close()
+        own.close()
+
+
 def test_runtime_without_embedding_model_is_lexical_and_says_how_to_fix(standin: Any, tmp_path: Path) -> None:
     from assistant.config import Settings
     from assistant.mcp.runtime import build_runtime

@@ -46,15 +46,32 @@ class Runtime:
             self.knowledge.close()
 
 
-class Unprobed:
-    """The type of UNPROBED: build_runtime was not told what a probe found, so it probes itself."""
+@dataclass(frozen=True)
+class OllamaProbe:
+    """What the server's one start-up request to ``/api/version`` found: the version, or what went wrong."""
 
+    version: str | None = None
+    error: Exception | None = None
+    status_code: int | None = None  # a reply other than 200 to /api/version
 
-UNPROBED = Unprobed()
+    def replay(self) -> str:
+        """Answer as ``OllamaLayer._version`` would have, without asking again, so ``probe_health`` gives the
+        same diagnosis as everywhere else (not installed, not running, too old, not Ollama...)."""
+        import httpx
+
+        if self.version is not None:
+            return self.version
+        if self.status_code is not None:
+            import ollama
+
+            raise ollama.ResponseError(f"HTTP {self.status_code}", self.status_code)
+        if isinstance(self.error, httpx.ConnectError):
+            raise ConnectionError(str(self.error)) from self.error  # what the ollama client raises
+        raise self.error or ValueError("no answer")
 
 
 def build_runtime(
-    settings: Settings, *, background_sync: bool = True, ollama_problem: str | None | Unprobed = UNPROBED
+    settings: Settings, *, background_sync: bool = True, probe: OllamaProbe | None = None
 ) -> Runtime:
     """Toolset for the server. The index sync (embedding new chunks) runs in a background thread by default.
 
@@ -62,31 +79,31 @@ def build_runtime(
     wait for the server's handshake. Until the sync finishes the knowledge base answers lexically (its
     ``mode`` says so); it is thread-safe, so a search during the sync is fine.
 
-    ``ollama_problem`` is what the caller's own probe found (None: Ollama answers); the server passes the one
-    it made for the tool list, so start-up asks Ollama once and the runtime agrees with the listed tools.
-    Without it, this probes Ollama's health itself.
+    ``probe`` is what the server's own start-up probe found; it is diagnosed here rather than asked again, so
+    start-up asks Ollama once and the runtime agrees with the listed tools. Without it, this probes itself.
     """
     # Imported here so `--help` and argument errors answer without loading Chroma and BM25.
     from assistant.app_graph import build_services, installed_embedder
     from assistant.ollama import OllamaLayer
+    from assistant.ollama.health import probe_health
     from knowledge.search import KnowledgeBase
 
     notes: list[str] = []
     ollama: OllamaLayer | None = None
     embedder = None
-    if isinstance(ollama_problem, Unprobed):
-        with OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) as probe:
-            health = probe.health()
-        ollama_problem = None if health.ok else health.problem or "no answer"
-    if ollama_problem is None:
+    if probe is None:
+        with OllamaLayer(settings.ollama_host, timeout_s=settings.probe_timeout_s) as layer:
+            health = layer.health()
+    else:
+        health = probe_health(probe.replay, settings.ollama_host, settings.probe_timeout_s)
+    if health.ok:
         ollama = OllamaLayer(settings.ollama_host, timeout_s=settings.request_timeout_s)
         embedder, note = installed_embedder(ollama, settings)
         if note:
             notes.append(note)
     else:
-        notes.append(
-            f"Ollama not reachable at {settings.ollama_host}: {ollama_problem}; restart after starting it"
-        )
+        problem = health.problem or "no answer"
+        notes.append(f"Ollama not reachable at {settings.ollama_host}: {problem}; restart after starting it")
 
     knowledge = KnowledgeBase(settings.data_dir, embedder, chroma_url=settings.chroma_url)
     registry = build_services(settings, ollama, knowledge, chat=False).toolset
@@ -115,9 +132,9 @@ def _sync(knowledge: KnowledgeBase) -> None:
     log.info("knowledge index: %s", report.summary())
 
 
-def probe_ollama(host: str, timeout_s: float) -> str | None:
-    """Why Ollama does not answer ``/api/version`` at ``host`` (None: it does). The server's one probe at
-    start-up: it decides whether ``measure_speed`` is listed, and whether the runtime gets an Ollama client.
+def probe_ollama(host: str, timeout_s: float) -> OllamaProbe:
+    """Ask ``/api/version`` at ``host`` once: the server's one probe at start-up. Its answer decides whether
+    ``measure_speed`` is listed, and ``build_runtime`` diagnoses it for the runtime.
 
     Plain httpx (already loaded with the MCP SDK) rather than the ollama client, whose import alone costs
     most of a second before the first ``tools/list`` could be answered. Never uses a proxy (loopback).
@@ -127,13 +144,11 @@ def probe_ollama(host: str, timeout_s: float) -> str | None:
     try:
         with httpx.Client(timeout=timeout_s, trust_env=False) as client:
             response = client.get(host.rstrip("/") + "/api/version")
-        if response.status_code == 200 and "version" in response.json():
-            return None
-        return f"something answers, but not like Ollama (HTTP {response.status_code} for /api/version)"
-    except httpx.TimeoutException:
-        return f"no answer within {timeout_s:g} s"
-    except (httpx.HTTPError, OSError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        if response.status_code != 200:
+            return OllamaProbe(status_code=response.status_code)
+        return OllamaProbe(version=str(response.json()["version"]))
+    except (httpx.HTTPError, OSError, ValueError, KeyError, TypeError) as exc:
+        return OllamaProbe(error=exc)
 
 
 class _Deferred:
@@ -161,7 +176,7 @@ class LazyRuntime:
         self._runtime: Runtime | None = None
         self._lock = threading.Lock()
         self._problem: str | None = None
-        self._ollama_problem: str | None | Unprobed = UNPROBED  # what registry()'s probe found
+        self._probe: OllamaProbe | None = None  # what registry()'s start-up probe found
 
     def runtime(self) -> Runtime:
         if self._runtime is None:
@@ -173,7 +188,7 @@ class LazyRuntime:
 
                     started = time.perf_counter()
                     with contextlib.redirect_stdout(sys.stderr):  # on stdio, stdout is the protocol
-                        runtime = build_runtime(self.settings, ollama_problem=self._ollama_problem)
+                        runtime = build_runtime(self.settings, probe=self._probe)
                     took = time.perf_counter() - started
                     log.warning("mac-ai-advisor MCP: %s [%.2fs]", runtime.summary, took)
                     self._runtime = runtime
@@ -194,8 +209,8 @@ class LazyRuntime:
         from assistant.app_graph import build_services
 
         knowledge = _Deferred(lambda: self.runtime().knowledge)
-        self._ollama_problem = probe_ollama(self.settings.ollama_host, self.settings.probe_timeout_s)
-        ollama = _Deferred(self._ollama) if self._ollama_problem is None else None
+        self._probe = probe_ollama(self.settings.ollama_host, self.settings.probe_timeout_s)
+        ollama = _Deferred(self._ollama) if self._probe.version is not None else None
         # The same wiring as build_runtime (measure_speed runs with the chat's window), over stand-ins.
         registry = build_services(self.settings, ollama, knowledge, chat=False).toolset  # type: ignore[arg-type]
         if self.warm_up:
