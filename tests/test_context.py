@@ -389,7 +389,10 @@ def test_launch_flags_take_auto_or_a_number_and_prepare_says_which_window(
     assert launch.settings_from_args(parse(["--num-ctx", "auto"])).num_ctx == "auto"
     settings = launch.settings_from_args(parse(["--num-ctx", "16384", "--max-num-ctx", "65536"]))
     assert (settings.num_ctx, settings.max_num_ctx) == (16384, 65536)
-    with pytest.raises(launch.StartupError, match="--num-ctx: Input should be greater than or equal to 1024"):
+    with pytest.raises(
+        launch.StartupError,
+        match=r"--num-ctx: expected a number of tokens \(1024 to 262144\) or 'auto', got 100",
+    ):
         launch.settings_from_args(parse(["--num-ctx", "100"]))
     with pytest.raises(SystemExit):
         parse(["--num-ctx", "big"])
