@@ -294,7 +294,10 @@ def report_band_coverage(tool: object, rows: list[CalibrationRow]) -> None:
     a 10th-90th percentile band), for the shipped bands (from leave-one-source-out residuals) next to bands
     taken from in-sample residuals."""
     params = fit(rows)
-    ins = np.quantile([r.measured_tps / predict_tps(params, r) for r in rows], [0.1, 0.9])
+    ratios = [r.measured_tps / predict_tps(params, r) for r in rows]
+    ins = np.quantile(ratios, [0.1, 0.9])
+    # MoE rows get their own low end, and the high end is clipped at the ceiling, as in estimate_speed.
+    ins_moe_lo = min(ins[0], np.quantile([q for q, r in zip(ratios, rows, strict=True) if r.moe_layers], 0.1))
     pre_rows = prefill_rows("fit")
     pm = prefill_model(fit_prefill(pre_rows))
     pre_ins = np.quantile([r.measured_tps / predict_prefill(pm, r) for r in pre_rows], [0.1, 0.9])
@@ -307,7 +310,8 @@ def report_band_coverage(tool: object, rows: list[CalibrationRow]) -> None:
         if r.decode_tps is not None:
             e = out.expected_tokens_per_second
             dec_shipped.append(_in_band(r.decode_tps, *out.expected_range))
-            dec_ins.append(_in_band(r.decode_tps, e * ins[0], e * ins[1]))
+            low = e * (ins_moe_lo if r.moe else ins[0])
+            dec_ins.append(_in_band(r.decode_tps, low, min(e * ins[1], out.ceiling_tokens_per_second)))
         if r.prefill_tps is not None and out.prefill_tokens_per_second:
             p = out.prefill_tokens_per_second
             pre_shipped.append(_in_band(r.prefill_tps, p * band.range_low, p * band.range_high))

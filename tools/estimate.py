@@ -220,7 +220,7 @@ def _decode(
     notes.append(
         f"Expected speed from the calibrated model T = W/BW*(a+d_quant) + t0[{tier}] + attention(context); "
         "range = 10th-90th percentile of measured/predicted on public measurements, each predicted by a fit "
-        "that had not seen its source (8 in 10 new measurements should land inside). Engine: "
+        "that had not seen its source (meant to hold about 8 in 10 new measurements). Engine: "
         "llama.cpp/Ollama for GGUF quants (MLX is typically 0-10% faster)."
     )
     if ctx > 16384:
