@@ -323,7 +323,7 @@ def prepare(settings: Settings, *, pull: bool = True, add_docs: Sequence[Path] =
     skip_vectors = None
     if not health.ok:
         # Embedding now would wait out the embedding timeout (30 s a batch) on an Ollama that does not answer.
-        skip_vectors = "Ollama did not answer at start-up."
+        skip_vectors = f"Ollama was not usable at start-up ({health.problem or 'no answer'})."
         _say(
             f"Not waiting for Ollama's embedder ({settings.embed_model}): search starts with keywords only "
             "(BM25) and adds vector search by itself once Ollama answers."
