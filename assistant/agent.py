@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +149,7 @@ class TurnState:
     told: tuple[int, int, int] = (0, 0, 0)
     tools_allowed: bool = True  # False once the model said it cannot call tools
     forced: bool = False  # the tool budget is used up: the next round must answer
+    compacted: bool = False  # this turn's tool results filled the window and were summarised
 
     @property
     def specs(self) -> tuple[dict[str, Any], ...]:
@@ -406,11 +407,10 @@ class Conversation:
                 tools_cost=state.tools_cost if state.specs else 0,
             )
         except ContextOverflow as exc:
-            message = str(exc)
-            if state.rounds == 0:  # nothing was asked yet: drop the message so it cannot poison later turns
-                del self.history[state.start :]
-                message = message.replace("nothing was sent", "the message was not kept and nothing was sent")
-            yield ErrorEvent(kind="oversized", message=message)
+            if state.rounds > 0 and not state.compacted:
+                yield from self._compact_turn(state)
+                return (yield from self._fit(state))
+            yield ErrorEvent(kind="oversized", message=self._overflow_message(state, exc))
             return None
         if not state.shown_passages:
             state.shown_passages = True
@@ -436,6 +436,26 @@ class Conversation:
             tools=[spec["function"]["name"] for spec in state.specs],
         )
         return list(fit.messages)
+
+    def _compact_turn(self, state: TurnState) -> Iterator[AgentEvent]:
+        """This turn's tool results no longer fit the window (a model that keeps calling tools): keep their
+        summaries (verdict, key numbers) and have the model answer from them now, not fail the turn."""
+        state.compacted = state.forced = True
+        summarise_tool_results(self.history[state.start :])
+        yield NoticeEvent(
+            text=f"This turn's tool results filled the {state.window.num_ctx:,}-token context window: they "
+            "are cut down to their key numbers and the model is asked to answer from them now."
+        )
+
+    def _overflow_message(self, state: TurnState, exc: ContextOverflow) -> str:
+        if state.rounds == 0:  # nothing was asked yet: drop the message so it cannot poison later turns
+            del self.history[state.start :]
+            return str(exc).replace("nothing was sent", "the message was not kept and nothing was sent")
+        return (
+            f"The tool results of this turn do not fit the {state.window.num_ctx:,}-token context window "
+            "even cut down to their key numbers; raise num_ctx (ADVISOR_NUM_CTX / --num-ctx) or ask a "
+            "narrower question."
+        )
 
     def _failed(self, result: _Round, exc: Exception) -> ErrorEvent:
         """The event that ends a turn whose model call failed; what the model said so far is kept, marked."""
@@ -467,10 +487,15 @@ class Conversation:
         if result.calls:
             yield NoticeEvent(text="The model asked for more tools after the tool budget was used up.")
             if not content.strip():
+                spent = (
+                    "filled the context window with tool results"
+                    if state.compacted
+                    else f"used up its budget of {max_rounds} tool round(s) (ADVISOR_MAX_TOOL_ROUNDS)"
+                )
                 content = (
-                    f"The model gave no answer: it used up its budget of {max_rounds} tool round(s) "
-                    "(ADVISOR_MAX_TOOL_ROUNDS) and kept asking for more tools instead of answering. The tool "
-                    "results above are what it gathered; ask a narrower question or try another model."
+                    f"The model gave no answer: it {spent} and kept asking for more tools instead of "
+                    "answering. The tool results above are what it gathered; ask a narrower question or try "
+                    "another model."
                 )
                 yield NoticeEvent(text=content)
         if not content.strip():
@@ -605,28 +630,34 @@ class Conversation:
     def _summarise_earlier_results(self) -> None:
         """Replace the full tool results of earlier turns by their summaries (verdict, key numbers).
 
-        The turn that asked for a result sees it whole; later turns see what was found, which keeps a long
-        tool-using conversation's history small enough that the user's questions all stay in the window.
-        Works from the history itself, so a history restored from elsewhere is summarised the same way;
-        refusals (`{"error": ...}`) are short and stay as they are.
+        The turn that asked for a result sees it whole (unless they fill the window: `_compact_turn`); later
+        turns see what was found, which keeps a long tool-using conversation's history small enough that the
+        user's questions all stay in the window. Works from the history itself, so a history restored from
+        elsewhere is summarised the same way.
         """
-        for message in self.history:
-            content = message.get("content")
-            if message.get("role") != "tool" or not isinstance(content, str):
-                continue
-            if content.startswith(SUMMARY_PREFIX) or not content.startswith("{"):
-                continue
-            try:
-                data = loads(content)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(data, dict) and "error" not in data:
-                message["content"] = summarise_tool_result(str(message.get("tool_name") or ""), data)
+        summarise_tool_results(self.history)
 
     def _keep_partial(self, result: _Round, how: str) -> None:
         """Keep what the model already said, marked, so the user and the next turn can see it was cut."""
         if result.content.strip():
             self.history.append({"role": "assistant", "content": f"{result.content}\n\n[answer {how}]"})
+
+
+def summarise_tool_results(messages: Iterable[dict[str, Any]]) -> None:
+    """Replace full tool results in these messages by their summaries, in place; refusals (`{"error": ...}`)
+    are short and stay as they are."""
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") != "tool" or not isinstance(content, str):
+            continue
+        if content.startswith(SUMMARY_PREFIX) or not content.startswith("{"):
+            continue
+        try:
+            data = loads(content)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(data, dict) and "error" not in data:
+            message["content"] = summarise_tool_result(str(message.get("tool_name") or ""), data)
 
 
 class _RoundText:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from assistant.agent import Conversation
-from assistant.context_budget import CHARS_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, message_tokens
+from assistant.context_budget import CHARS_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, SUMMARY_PREFIX, message_tokens
 from assistant.context_window import select_tools
 from assistant.events import (
     AgentEvent,
@@ -281,6 +281,35 @@ def test_endless_tool_loop_is_bounded_then_answered_without_tools(standin: Ollam
     assert len(requests) == 4
     assert all(r.tools for r in requests[:3]) and not requests[3].tools
     assert requests[3].messages[-1] == {"role": "system", "content": FORCE_ANSWER_NOTE}
+
+
+@pytest.mark.parametrize("answers", [True, False])
+def test_tool_results_that_fill_the_window_are_cut_down_and_answered_from(
+    standin: OllamaStandIn, answers: bool
+) -> None:
+    """A model that keeps calling tools fills the window with their results long before the round budget:
+    the turn is not failed with 'shorten the message'; the results are cut down to their summaries and the
+    model is asked to answer from them (and if it still asks for tools, the reply says why it stopped)."""
+
+    def responder(request: RecordedRequest) -> ChatScript:
+        if request.tools or not answers:
+            return ChatScript(tool_calls=(ToolCallScript("estimate_speed", SPEED_ARGS),))
+        return ChatScript(text="Answer from the summaries.")
+
+    standin.chat_responder = responder
+    agent = make_agent(standin, num_ctx=4096, max_tool_rounds=50)
+    events = run(agent.new_conversation(), "Loop forever please")
+    assert not of(events, ErrorEvent), of(events, ErrorEvent)
+    assert any("filled the 4,096-token context window" in e.text for e in of(events, NoticeEvent))
+    assert 1 < len(of(events, ToolResultEvent)) < 50
+    last = standin.chat_requests()[-1]
+    assert not last.tools
+    results = [m for m in last.messages if m["role"] == "tool"]
+    assert results and all(m["content"].startswith(SUMMARY_PREFIX) for m in results)
+    if answers:
+        assert done(events).content == "Answer from the summaries."
+    else:
+        assert "filled the context window with tool results" in done(events).content
 
 
 def test_model_that_keeps_calling_tools_without_tools_still_ends(standin: OllamaStandIn) -> None:
