@@ -82,8 +82,8 @@ def _prefill(
             if mlx
             else ""
         )
-        + f"; error band x{pm.range_low:.2f}-x{pm.range_high:.2f} (8 in 10 measurements from a source the "
-        "fit had not seen)."
+        + f"; error band x{pm.range_low:.2f}-x{pm.range_high:.2f} (meant to hold about 8 in 10 measurements "
+        "from a source the fit had not seen)."
     )
     if used >= 5:
         slow = tps * pm.no_accelerator_tflops_per_core / tpc
