@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assistant.context_window import FALLBACK_NUM_CTX
+from knowledge.ollama_host import DEFAULT_HOST, normalise_ollama_host
 
 
 def default_data_dir() -> Path:
@@ -27,7 +28,7 @@ class Settings(BaseSettings):
     )
 
     ollama_host: str = Field(
-        default="http://127.0.0.1:11434",
+        default=DEFAULT_HOST,
         validation_alias="OLLAMA_HOST",
         description="Where Ollama listens (the same OLLAMA_HOST variable Ollama itself reads).",
     )
@@ -83,10 +84,7 @@ class Settings(BaseSettings):
     @field_validator("ollama_host")
     @classmethod
     def _normalise_host(cls, value: str) -> str:
-        value = value.strip()
-        if not value.startswith(("http://", "https://")):
-            value = "http://" + value
-        return value.rstrip("/")
+        return normalise_ollama_host(value)
 
 
 def env_variable(name: str) -> str:
@@ -100,12 +98,20 @@ def invalid_settings(err: ValidationError, flags: Container[str]) -> str:
     it is in `flags` (field names), else its environment variable; then what it accepts and what it got."""
     first: dict[str, str] = {}
     for e in err.errors():
-        name = str(e["loc"][0])
+        name = _field_name(str(e["loc"][0]))
         source = "--" + name.replace("_", "-") if name in flags else env_variable(name)
         # num_ctx is int | 'auto': one error per branch, and the int branch's alone would hide 'auto'.
-        msg = _num_ctx_forms() if name == "num_ctx" else e["msg"]
+        msg = _num_ctx_forms() if name == "num_ctx" else e["msg"].removeprefix("Value error, ")
         first.setdefault(source, f"{msg}, got {e['input']!r}")
     return "; ".join(f"{source}: {msg}" for source, msg in first.items())
+
+
+def _field_name(loc: str) -> str:
+    """The Settings field an error's location names: a field name, or the alias it is read from
+    (OLLAMA_HOST)."""
+    if loc in Settings.model_fields:
+        return loc
+    return next((n for n, f in Settings.model_fields.items() if f.validation_alias == loc), loc)
 
 
 def _num_ctx_forms() -> str:

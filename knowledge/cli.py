@@ -20,10 +20,9 @@ import ollama
 from knowledge.chunking import FrontMatterError
 from knowledge.documents import DocumentError
 from knowledge.embedding import OllamaEmbedder
+from knowledge.ollama_host import DEFAULT_HOST, normalise_ollama_host
 from knowledge.schemas import MAX_QUERY_CHARS
 from knowledge.search import KnowledgeBase, SyncReport
-
-DEFAULT_HOST = "http://127.0.0.1:11434"
 
 
 @dataclass(frozen=True)
@@ -47,12 +46,17 @@ class CliSettings:
     ) -> CliSettings:
         """The variables named in the module docstring; an argument given on the command line wins."""
         env = os.environ if environ is None else environ
-        host = (ollama_host or env.get("OLLAMA_HOST") or DEFAULT_HOST).strip()
+        raw = ollama_host or env.get("OLLAMA_HOST") or DEFAULT_HOST
+        try:
+            host = normalise_ollama_host(raw)
+        except ValueError as err:
+            source = "--ollama-host" if ollama_host else "OLLAMA_HOST"
+            raise ValueError(f"{source}: {err}, got {raw!r}") from None
         return cls(
             data_dir=(
                 data_dir or Path(env.get("ADVISOR_DATA_DIR") or Path.home() / ".mac-ai-advisor")
             ).expanduser(),
-            ollama_host=host if host.startswith(("http://", "https://")) else "http://" + host,
+            ollama_host=host,
             embed_model=embed_model or env.get("ADVISOR_EMBED_MODEL") or "nomic-embed-text",
             chroma_url=(env.get("ADVISOR_CHROMA_URL") or "").strip() or None,
             search_embed_timeout_s=_timeout(env.get("ADVISOR_SEARCH_EMBED_TIMEOUT_S")),
@@ -156,9 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = CliSettings.from_env(
-        data_dir=args.data_dir, ollama_host=args.ollama_host, embed_model=args.embed_model
-    )
+    try:
+        settings = CliSettings.from_env(
+            data_dir=args.data_dir, ollama_host=args.ollama_host, embed_model=args.embed_model
+        )
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.command == "add":
         if args.lexical:
             return _add_lexical(args.paths, settings.data_dir, follow_symlinks=args.follow_symlinks)

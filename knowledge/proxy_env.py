@@ -5,8 +5,8 @@ HTTP_PROXY/HTTPS_PROXY/ALL_PROXY. We never use it (every client of ours sets `tr
 SOCKS proxy in those variables (`ALL_PROXY=socks5://127.0.0.1:7890`, common with proxy tools on macOS) its
 construction raises ImportError (httpx without `socksio`), so `launch.py`, `python -m knowledge` and the MCP
 server's tools died with a traceback before talking to anyone. An import hook, installed by `knowledge` and
-`assistant` (so that the import itself stays lazy), runs ollama's import with those variables set aside and
-puts them back afterwards.
+`assistant` (so that the import itself stays lazy), runs ollama's import with those variables (and
+OLLAMA_HOST, which that client parses too) set aside and puts them back afterwards.
 """
 
 from __future__ import annotations
@@ -46,8 +46,21 @@ class _ProxylessLoader(importlib.abc.Loader):
         return self.inner.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        with hidden():
+        with hidden(), _default_client_host(module.__name__):
             self.inner.exec_module(module)
+
+
+@contextmanager
+def _default_client_host(module: str) -> Iterator[None]:
+    """OLLAMA_HOST set aside while the ollama package builds its unused default client: a malformed value
+    (a port that is not a number) made that import raise, so the app died with a traceback before it could
+    say which setting was wrong. Our clients are always given their host explicitly."""
+    saved = os.environ.pop("OLLAMA_HOST", None) if module == "ollama" else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["OLLAMA_HOST"] = saved
 
 
 class _ProxylessFinder(importlib.abc.MetaPathFinder):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -288,3 +289,29 @@ def test_cli_as_a_process_has_no_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unsupported file type '.doc'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_names_a_malformed_ollama_host_and_a_flag_overrides_it(
+    standin: OllamaStandIn, tmp_path: Path
+) -> None:
+    """OLLAMA_HOST with a port that is not a number: one line naming it, exit 2 (it used to be a traceback
+    from `import ollama`); with --ollama-host given, the variable is not read and the command works."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "knowledge", "--data-dir", str(tmp_path), *args, "list"],
+            cwd=ROOT,
+            env={**os.environ, "OLLAMA_HOST": "localhost:abc"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    bad = cli()
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        "error: OLLAMA_HOST: not an address Ollama can be reached at (e.g. http://127.0.0.1:11434), got "
+        "'localhost:abc'"
+    ]
+    good = cli("--ollama-host", standin.url)
+    assert good.returncode == 0, good.stderr
+    assert "Traceback" not in good.stderr

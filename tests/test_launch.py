@@ -152,6 +152,18 @@ def test_invalid_flag_value_is_a_clear_message() -> None:
         launch.settings_from_args(args)
 
 
+def _launch_to_exit(env: dict[str, str], args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`launch.py` run as a user would, for start-ups expected to stop before serving."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), "--no-browser", "--data-dir", str(tmp_path), *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
+
+
 @pytest.mark.parametrize(
     ("env", "args", "source", "got"),
     [
@@ -164,19 +176,30 @@ def test_invalid_num_ctx_names_where_it_came_from_and_what_is_accepted(
     env: dict[str, str], args: list[str], source: str, got: str, tmp_path: Path
 ) -> None:
     """The error names the env variable or the flag the user actually set, and says 'auto' is accepted."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), "--no-browser", "--data-dir", str(tmp_path), *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=HANG_S,
-    )
+    out = _launch_to_exit(env, args, tmp_path)
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.splitlines() == [
         f"error: Invalid setting(s): {source}: expected a number of tokens (1024 to 262144) or 'auto', "
         f"got {got}"
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "source"),
+    [
+        ({"OLLAMA_HOST": "http://127.0.0.1: 11434"}, [], "OLLAMA_HOST"),
+        ({"OLLAMA_HOST": "127.0.0.1:11434"}, ["--ollama-host", "localhost:abc"], "--ollama-host"),
+    ],
+)
+def test_an_ollama_address_no_client_can_use_is_one_line(
+    env: dict[str, str], args: list[str], source: str, tmp_path: Path
+) -> None:
+    """A port that is not a number (or a stray space) used to end in a traceback from inside `import ollama`,
+    whose default client parses OLLAMA_HOST, or from the first client built with it."""
+    out = _launch_to_exit(env, args, tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    (line,) = out.stderr.splitlines()
+    assert line.startswith(f"error: Invalid setting(s): {source}: not an address Ollama can be reached at")
 
 
 def test_check_security_warns_for_authenticated_public_bind() -> None:

@@ -602,8 +602,22 @@ def test_json_string_decoding_touches_only_object_and_array_fields() -> None:
     assert _preparse_json_arguments({"architecture": "7"}, schema) == {"architecture": "7"}
 
 
-def test_an_invalid_env_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
-    env = {**server_env(tmp_path / "data", "http://127.0.0.1:9"), "ADVISOR_NUM_CTX": "bogus"}
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("ADVISOR_NUM_CTX", "bogus", "expected a number of tokens (1024 to 262144) or 'auto'"),
+        # A port that is not a number used to crash `import ollama` (its default client parses OLLAMA_HOST).
+        (
+            "OLLAMA_HOST",
+            "127.0.0.1:abc",
+            "not an address Ollama can be reached at (e.g. http://127.0.0.1:11434)",
+        ),
+    ],
+)
+def test_an_invalid_env_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    env = {**server_env(tmp_path / "data", "http://127.0.0.1:9"), variable: value}
     done = subprocess.run(
         [sys.executable, "-m", "assistant.mcp"],
         cwd=REPO,
@@ -614,10 +628,7 @@ def test_an_invalid_env_setting_is_one_line_naming_the_variable(tmp_path: Path) 
         timeout=START_TIMEOUT_S,
     )
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.splitlines() == [
-        "error: invalid settings: ADVISOR_NUM_CTX: expected a number of tokens (1024 to 262144) or 'auto', "
-        "got 'bogus'"
-    ]
+    assert done.stderr.splitlines() == [f"error: invalid settings: {variable}: {says}, got {value!r}"]
 
 
 def test_server_start_up_asks_ollama_once(portal: BlockingPortal, standin: Any, tmp_path: Path) -> None:
