@@ -8,6 +8,7 @@ the real OllamaEmbedder against the stand-in with its listening socket closed (`
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from knowledge.chunking import (
     load_passages,
     split_front_matter,
 )
-from knowledge.search import PASSAGES_DIR, reciprocal_rank_fusion
+from knowledge.search import DEFAULT_BATCH, PASSAGES_DIR, reciprocal_rank_fusion
 from tests.harness import standin_embedder
 from tests.ollama_standin import Fault, OllamaStandIn
 from tests.ollama_standin.embedder import embed_text
@@ -123,7 +124,10 @@ def test_unchanged_corpus_does_zero_embedding_calls_on_restart(tmp_path: Path, p
     with KnowledgeBase(tmp_path / "data", embedder, passages_dir=passages) as kb:
         report = kb.sync()
     assert report.mode == "hybrid" and report.embedded == n_passages() and not report.rebuilt
-    assert embedder.document_calls == 1, "31 chunks fit one batch of 32"
+    batches = math.ceil(n_passages() / DEFAULT_BATCH)
+    assert embedder.document_calls == batches, (
+        f"{n_passages()} chunks go in {batches} batch(es) of {DEFAULT_BATCH}"
+    )
 
     again = CountingEmbedder()
     with KnowledgeBase(tmp_path / "data", again, passages_dir=passages) as kb:
