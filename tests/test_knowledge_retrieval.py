@@ -306,3 +306,22 @@ def test_search_output_shape(kb: KnowledgeBase) -> None:
     first = out.passages[0]
     assert first.section in SECTIONS and first.origin == "builtin" and first.tags
     assert kb.passage("llm-speeds-table") is not None and kb.passage("nope") is None
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("why is prompt processing so much faster on an M5?", "m5-neural-accelerators"),
+        ("how do MoE models run on a Mac?", "moe-on-a-mac"),
+        ("should I cluster two Mac Studios?", "mac-clusters"),
+    ],
+)
+def test_late_2026_questions_cite_the_late_2026_passage(
+    kb: KnowledgeBase, question: str, expected: str
+) -> None:
+    """The questions issue 15 names get the passage first, with its own public source (not the article)."""
+    out = kb.search(question, 5)
+    assert out.mode == "hybrid" and out.passages[0].id == expected, [p.id for p in out.passages]
+    first = out.passages[0]
+    assert first.section == LATE_SECTION and first.source != SOURCE and "As of 2026-" in first.source
+    assert first.source in out.sources
