@@ -110,8 +110,10 @@ def _search_knowledge_tool(knowledge: KnowledgeBase) -> Tool:
         description=(
             "Search the knowledge base for more passages (explanations, settings, caveats) to cite as "
             "[p:ID]. It holds guides on Apple Silicon memory, bandwidth, quantisation and Ollama settings, "
-            "the findings of the article 'Apple Silicon AI Workstation 2026' (2026-04-14), and the user's "
-            "own documents, and returns the best passages with their ids. Use it for explanations and "
+            "the findings of the article 'Apple Silicon AI Workstation 2026' (2026-04-14), notes on what "
+            "changed since (M5 neural accelerators, M5/M6 bandwidth, mixture-of-experts models, clustering "
+            "Macs, the November-2026 line-up and prices, each with its public sources) and the user's own "
+            "documents, and returns the best passages with their ids. Use it for explanations and "
             "settings, not for numbers a calculator tool gives."
         ),
         input_model=SearchKnowledgeInput,

@@ -32,7 +32,8 @@ class Passage(BaseModel):
 
 class SearchKnowledgeInput(BaseModel):
     """Search the knowledge base: facts, figures and advice of the article \
-'Apple Silicon AI Workstation 2026', plus the user's own documents."""
+'Apple Silicon AI Workstation 2026', late-2026 notes (M5, mixture-of-experts models, clusters, the \
+November-2026 line-up) with their public sources, plus the user's own documents."""
 
     model_config = ConfigDict(extra="forbid")
 
