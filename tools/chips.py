@@ -7,6 +7,7 @@ it cannot resolve raises ToolError naming the field and the closest accepted val
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -127,17 +128,109 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
                 f"Apple never sold a {product} with the {name} (it came with "
                 f"{', '.join(shipped) or 'none'}); the {name}'s own specs are used."
             )
+    _refuse_unknown_tier_word(raw, name, chip_text, found, field_name)
     rest = chip_text
     for m in reversed(found):
         rest = _cut(rest, m)
     _refuse_stray_tier(raw, name, rest, field_name)
-    mem_m = re.search(r"\b(\d{1,3})\s*gb\b", rest)
-    mem = int(mem_m.group(1)) if mem_m else None
-    if mem_m:
-        rest = _cut(rest, mem_m)
+    mem, rest = _memory_in_name(raw, name, rest, notes, field_name)
+    # "16-core Neural Engine" (Apple's spec line) counts neither CPU nor GPU cores.
+    rest = re.sub(r"\b\d{1,3}\s*-?\s*(?:cores?|c)?\s*(?:neural\s*engine|npu|ane)\b", " ", rest)
+    # "32 GPU cores", "32GPU", "14CPU" -> "32-core gpu", "14-core cpu".
+    rest = re.sub(r"\b(\d{1,3})\s*-?\s*(gpu|cpu)s?(?:\s*-?\s*cores?)?\b", r" \1-core \2 ", rest)
     cpu, gpu, rest = _core_pair(raw, name, rest, notes, field_name)
     cpu, gpu = _core_counts(raw, name, rest, cpu, gpu, notes)
+    gpu = _binned(raw, name, rest, gpu, notes)
     return ParsedChip(name, gpu, cpu, product, notes, mem)
+
+
+# Words people put where a tier goes that are no Apple tier: refused rather than read as the base chip.
+_NOT_TIERS = ("extreme", "plus", "lite", "super", "turbo", "hyper", "duo", "quad", "extra", "ultimate", "xl")
+_TIER_WORDS = ("pro", "max", "ultra")
+
+
+def _refuse_unknown_tier_word(
+    raw: str, name: str, chip_text: str, found: list[re.Match[str]], field_name: str
+) -> None:
+    """'M2 Utra', 'M4 Mx', 'M3 Extreme': the word right after the chip looks like a tier but is none; reading
+    it as the base chip would silently cost 2-8x the bandwidth."""
+    for m in found:
+        nxt = re.match(r"[\s(\[,\-]*([a-z]+)", chip_text[m.end() :])
+        if not nxt:
+            continue
+        word = nxt.group(1)
+        misspelt = m.group(2) is None and difflib.get_close_matches(word, _TIER_WORDS, n=1, cutoff=0.7)
+        if word in _NOT_TIERS or misspelt:
+            raise ToolError(
+                f"{field_name}: {raw!r} is ambiguous: read the chip as {name}, but {word!r} right after it "
+                "is not an Apple chip tier (Pro, Max, Ultra). Say which chip, e.g. "
+                f"{', '.join(_tiers_of(name))}.",
+                fields=[field_name],
+            )
+
+
+def _tiers_of(name: str) -> list[str]:
+    gen = name.split()[0]
+    names = chip_names()
+    return [gen] + [f"{gen} {t}" for t in ("Pro", "Max", "Ultra") if f"{gen} {t}" in names]
+
+
+_MEM_RE = re.compile(
+    r"\b(\d{1,4}(?:\.\d+)?)\s*(gb|tb)\b(?:\s*(?:of\s*)?(ssd|storage|disk|drive|flash|hd|ram|memory|"
+    r"unified(?:\s*memory)?))?"
+)
+
+
+def _memory_in_name(
+    raw: str, name: str, rest: str, notes: list[str], field_name: str
+) -> tuple[int | None, str]:
+    """The memory size in a name ('Mac mini M4 Pro 64GB'); storage ('512GB SSD', '1TB') is not memory.
+
+    Two bare sizes are told apart only when one of them is a size this chip was sold with; else refused.
+    """
+    sized: list[tuple[int, str | None]] = []
+    for m in reversed(list(_MEM_RE.finditer(rest))):
+        rest = _cut(rest, m)
+        label = m.group(3)
+        if m.group(2) == "tb" or label in ("ssd", "storage", "disk", "drive", "flash", "hd"):
+            continue  # storage
+        sized.insert(0, (int(float(m.group(1))), label))
+    labelled = [n for n, label in sized if label]
+    sizes = list(dict.fromkeys(labelled or [n for n, _ in sized]))
+    if len(sizes) <= 1:
+        return (sizes[0] if sizes else None), rest
+    sold = {m for b in chip_bins() if b.chip == name for m in b.memory_gb}
+    valid = [n for n in sizes if n in sold]
+    if len(valid) == 1:
+        others = ", ".join(f"{n} GB" for n in sizes if n != valid[0])
+        notes.append(
+            f"Read {valid[0]} GB in {raw!r} as the memory (the {name} was never sold with {others} of "
+            "memory: taken as storage)."
+        )
+        return valid[0], rest
+    raise ToolError(
+        f"{field_name}: {raw!r} has more than one memory size ({', '.join(f'{n} GB' for n in sizes)}); pass "
+        f"memory_gb, or label the storage (e.g. '512GB SSD').",
+        fields=[field_name, "memory_gb"],
+    )
+
+
+def _binned(raw: str, name: str, rest: str, gpu: int | None, notes: list[str]) -> int | None:
+    """'binned' = the chip's lower GPU bin, 'unbinned' = its full one (when no GPU count was given)."""
+    m = re.search(r"\b(un|non-?)?binned\b|\b(full|top|lower|base|cut[\s-]*down)[\s-]*bin\b", rest)
+    if m is None or gpu is not None:
+        return gpu
+    counts = sorted({c for b in chip_bins() if b.chip == name for c in b.gpu_cores})
+    if len(counts) < 2:
+        notes.append(f"Ignored {m.group(0)!r} in {raw!r}: the {name} came with one GPU configuration.")
+        return gpu
+    full = bool(m.group(1)) or m.group(2) in ("full", "top")
+    chosen = counts[-1] if full else counts[0]
+    notes.append(
+        f"Read {m.group(0)!r} in {raw!r} as the {'full' if full else 'lower'} GPU bin: the {chosen}-core "
+        f"{name} (it came with {_fmt_list(counts)} GPU cores)."
+    )
+    return chosen
 
 
 def _cut(text: str, m: re.Match[str]) -> str:
@@ -211,7 +304,10 @@ def _core_pair(
     raw: str, name: str, rest: str, notes: list[str], field_name: str
 ) -> tuple[int | None, int | None, str]:
     """Apple's shorthand "M3 Max 14/30" = 14-core CPU / 30-core GPU (when both counts are this chip's)."""
-    pair = re.search(r"(?<![\d/])(\d{1,2})\s*/\s*(\d{1,3})(?![\d/])(?!\s*-?\s*(?:core|cores|c)\b)", rest)
+    pair = re.search(
+        r"(?<![\d/])(\d{1,3})\s*/\s*(\d{1,4})(?![\d/])(?!\s*-?\s*(?:core|cores|c|inch|in|\"|\u201d|'')(?![a-z]))",
+        rest,
+    )
     if not pair:
         return None, None, rest
     bins = [b for b in chip_bins() if b.chip == name]
@@ -219,15 +315,25 @@ def _core_pair(
     if any(c == c_n and g_n in gs for b in bins for c, gs in b.cpu_cores):
         notes.append(f"Read '{pair.group(0).strip()}' in {raw!r} as a {c_n}-core CPU / {g_n}-core GPU.")
         return c_n, g_n, _cut(rest, pair)
-    if any(c == c_n for b in bins for c, _ in b.cpu_cores) and any(g_n in b.gpu_cores for b in bins):
-        combos = "; ".join(
-            f"{c}-core CPU: {' or '.join(str(g) for g in gs)}-core GPU" for b in bins for c, gs in b.cpu_cores
-        )
+    cpu_map: dict[int, set[int]] = {}
+    for b in bins:
+        for c, gs in b.cpu_cores:
+            cpu_map.setdefault(c, set()).update(gs)
+    combos = "; ".join(f"{c}-core CPU: {_fmt_list(sorted(gs))}-core GPU" for c, gs in sorted(cpu_map.items()))
+    if c_n in cpu_map and any(g_n in b.gpu_cores for b in bins):
         raise ToolError(
             f"{field_name}: {raw!r}: the {name} never had a {c_n}-core CPU with a {g_n}-core GPU ({combos}).",
             fields=[field_name],
         )
-    return None, None, rest
+    # Not a pair this chip had: never dropped silently (it may be cores, or memory/storage like '24/512').
+    sold = sorted({m for b in bins for m in b.memory_gb})
+    mem_eg = c_n if c_n in sold else sold[-1]
+    raise ToolError(
+        f"{field_name}: {raw!r}: '{pair.group(0).strip()}' is not a CPU/GPU core pair the {name} had "
+        f"({combos}); write memory as e.g. '{mem_eg}GB' and cores as e.g. "
+        f"'{max(bins[-1].gpu_cores)}-core GPU'.",
+        fields=[field_name],
+    )
 
 
 def _core_counts(

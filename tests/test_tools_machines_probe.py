@@ -1,0 +1,146 @@
+"""Machine names and memory fit as an adversarial user types them: each case is a defect found by probing the
+public tools (estimate_speed / check_memory_fit) with names, memory sizes and clusters people really write."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.registry import ToolError
+from tools.schemas import CheckMemoryFitInput, EstimateSpeedInput
+
+
+def est(**kw: object):  # type: ignore[no-untyped-def]
+    from tools.estimate import estimate_speed
+
+    return estimate_speed(EstimateSpeedInput.model_validate(kw))
+
+
+def fit(**kw: object):  # type: ignore[no-untyped-def]
+    from tools.fit import check_memory_fit
+
+    return check_memory_fit(CheckMemoryFitInput.model_validate(kw))
+
+
+# ---- GPU core counts written the way spec sheets and forum posts write them -------------------------------
+@pytest.mark.parametrize(
+    "chip",
+    [
+        "M4 Max 32 GPU cores",
+        "m4 max 32gpu",
+        "M4 Max 32GPU",
+        "M4 Max 32-GPU",
+        "M4 Max 14CPU 32GPU",
+        "M4 Max 32 GPU",
+    ],
+)
+def test_gpu_count_before_the_word_gpu_picks_the_bin(chip: str) -> None:
+    # Was: the count was dropped and the 40-core bin (546 GB/s, a third more bandwidth) assumed.
+    out = est(chip=chip, model="llama3.1:8b")
+    assert (out.chip, out.bandwidth_gbps, out.gpu_cores) == ("M4 Max 32-core GPU", 410, 32)
+
+
+@pytest.mark.parametrize(
+    ("chip", "label"),
+    [
+        # Apple's spec line lists the Neural Engine's cores too: they are neither CPU nor GPU cores.
+        ("Apple M4 Pro chip with 12-core CPU, 16-core Neural Engine", "M4 Pro 16-core GPU"),
+        ("M4 Pro 14-core CPU, 16-core Neural Engine", "M4 Pro 20-core GPU"),
+        ("M3 Max with 16-core Neural Engine", "M3 Max 40-core GPU"),
+    ],
+)
+def test_neural_engine_cores_are_not_cpu_or_gpu_cores(chip: str, label: str) -> None:
+    out = est(chip=chip, model="llama3.1:8b")
+    assert out.chip == label
+    assert not any("16-core' in" in a for a in out.assumptions)
+
+
+def test_neural_engine_cores_alone_pick_no_bin() -> None:
+    out = est(chip="M4 Pro 16-core Neural Engine", model="llama3.1:8b")
+    assert (out.chip, out.gpu_cores) == ("M4 Pro 16/20-core GPU", None)
+
+
+# ---- tier words that are misspelt or made up -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("chip", "word"),
+    [
+        ("M2 Utra", "utra"),
+        ("M4 Mx", "mx"),
+        ("M4 Ulta", "ulta"),
+        ("M4 Pr", "pr"),
+        ("M3 Extreme", "extreme"),
+        ("M4 Plus", "plus"),
+        ("M5 Super", "super"),
+        ("Mac Studio M2 Ultr 192GB", "ultr"),
+    ],
+)
+def test_a_misspelt_or_unknown_tier_word_is_not_read_as_the_base_chip(chip: str, word: str) -> None:
+    # Was: silently the base chip (an M2 for "M2 Utra": 100 instead of 800 GB/s), no assumption stated.
+    with pytest.raises(ToolError, match=f"ambiguous.*'{word}'"):
+        est(chip=chip, model="llama3.1:8b")
+
+
+@pytest.mark.parametrize(
+    "chip", ["M4 chip", "M4 Mac", "M4 mini", "M4 Pro 14-inch", 'M4 Pro 16"', "M4 (2024)"]
+)
+def test_ordinary_words_after_the_chip_are_still_fine(chip: str) -> None:
+    assert est(chip=chip, model="llama3.1:8b").chip is not None
+
+
+# ---- "binned" ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("chip", "label", "bandwidth"),
+    [
+        ("M4 Max binned", "M4 Max 32-core GPU", 410),
+        ("M3 Max (binned)", "M3 Max 30-core GPU", 300),
+        ("M4 Pro binned", "M4 Pro 16-core GPU", 273),
+        ("M4 Max unbinned", "M4 Max 40-core GPU", 546),
+    ],
+)
+def test_binned_means_the_lower_gpu_bin(chip: str, label: str, bandwidth: float) -> None:
+    # Was: 'binned' ignored and the top bin assumed ("Assumed the 40-core M4 Max"): the opposite of what was
+    # said.
+    out = est(chip=chip, model="llama3.1:8b")
+    assert (out.chip, out.bandwidth_gbps) == (label, bandwidth)
+    assert any("binned" in a for a in out.assumptions)
+
+
+# ---- CPU/GPU shorthand that matches no configuration ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("chip", "needle"),
+    [
+        ("M5 Max 16/40", r"'16/40'.*M5 Max.*18-core CPU: 32 or 40-core GPU"),
+        ("M4 9/10", r"'9/10'.*M4"),
+        ("M4 Pro 24/512", r"'24/512'.*write memory as e\.g\. '24GB'"),
+    ],
+)
+def test_a_core_pair_the_chip_never_had_is_refused_not_ignored(chip: str, needle: str) -> None:
+    # Was: the pair was dropped silently and the top bin assumed.
+    with pytest.raises(ToolError, match=needle):
+        est(chip=chip, model="llama3.1:8b")
+
+
+def test_screen_sizes_with_a_slash_are_not_a_core_pair() -> None:
+    out = est(chip="MacBook Pro 14/16-inch (M5 Max, 40-core GPU)", model="llama3.1:8b")
+    assert out.chip == "M5 Max 40-core GPU"
+
+
+# ---- memory sizes -----------------------------------------------------------------------------------------
+def test_96gb_m2_max_needs_the_38_core_gpu() -> None:
+    with pytest.raises(ToolError, match="30-core M2 Max was sold with 32 or 64 GB, not 96 GB"):
+        fit(chip="M2 Max", gpu_cores=30, memory_gb=96, model="llama3.1:8b")
+    out = fit(chip="M2 Max", memory_gb=96, model="llama3.1:8b")
+    assert out.chip == "M2 Max 38-core GPU"
+    assert "96 GB identifies the 38-core M2 Max bin (400 GB/s)." in out.assumptions
+
+
+def test_ssd_size_in_a_product_name_is_not_read_as_memory() -> None:
+    # Was: "memory_gb: the M4 Pro was sold with 24, 48 or 64 GB, not 512 GB".
+    out = fit(chip="Mac mini M4 Pro 512GB SSD 24GB RAM", model="llama3.1:8b")
+    assert out.memory_gb == 24
+    out = fit(chip="Mac Studio M4 Max 36GB 512GB SSD", model="llama3.1:8b")
+    assert out.memory_gb == 36
+
+
+def test_two_memory_sizes_in_one_name_are_not_guessed() -> None:
+    with pytest.raises(ToolError, match="more than one memory size"):
+        fit(chip="M4 Pro 24GB 48GB", model="llama3.1:8b")
