@@ -144,3 +144,19 @@ def test_ssd_size_in_a_product_name_is_not_read_as_memory() -> None:
 def test_two_memory_sizes_in_one_name_are_not_guessed() -> None:
     with pytest.raises(ToolError, match="more than one memory size"):
         fit(chip="M4 Pro 24GB 48GB", model="llama3.1:8b")
+
+
+def test_m3_ultra_bandwidth_is_shown_as_a_conflicting_figure() -> None:
+    # 819 GB/s is the bus figure (techpowerup); Apple says "over 800", llama.cpp #4167 lists 800. Was: shown
+    # as a plain fact, unlike the other conflicting figures (M5 Ultra, M6).
+    for kw in (
+        {"chip": "M3 Ultra"},
+        {"chip": "Mac Studio M3 Ultra 512GB"},
+        {"chip": "M3 Ultra", "gpu_cores": 60},
+    ):
+        out = est(**kw, model="llama3.1:8b")
+        assert out.bandwidth_gbps == 819
+        assert any(
+            a.startswith("Secondary or conflicting figure: M3 Ultra bandwidth 819 GB/s") and "800" in a
+            for a in out.assumptions
+        ), out.assumptions
