@@ -160,3 +160,31 @@ def test_m3_ultra_bandwidth_is_shown_as_a_conflicting_figure() -> None:
             a.startswith("Secondary or conflicting figure: M3 Ultra bandwidth 819 GB/s") and "800" in a
             for a in out.assumptions
         ), out.assumptions
+
+
+# ---- clusters ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("split", ["tensor", "pipeline"])
+def test_clusters_beyond_the_measured_four_macs_say_they_are_extrapolated(split: str) -> None:
+    # Was: 8 Macs tensor parallel answered 1.87x decode and 3.78x prefill with no word that every public
+    # measurement has 2-4 nodes.
+    kw: dict[str, object] = {"chip": "M4 Max", "memory_gb": 128, "model": "llama3.3:70b"}
+    for tool in (est, fit):
+        eight = tool(**kw, cluster={"count": 8, "split": split})
+        assert any("more than 4 Macs" in a and "extrapolated" in a for a in eight.assumptions)
+        four = tool(**kw, cluster={"count": 4, "split": split})
+        assert not any("more than 4 Macs" in a for a in four.assumptions)
+
+
+def test_a_cluster_that_does_not_fit_names_the_context_it_was_judged_at() -> None:
+    # estimate_speed judges the fit at check_memory_fit's 4096-token window when no context is given; its note
+    # said "At 2048 tokens this does not fit", a context that was not checked.
+    kw: dict[str, object] = {
+        "chip": "M4 Max",
+        "memory_gb": 128,
+        "params_billion": 671,
+        "cluster": {"count": 3},
+    }
+    e, f = est(**kw), fit(**kw)
+    assert e.fits_on_gpu is False and f.verdict == "does_not_fit" and f.context_tokens == 4096
+    note = next(a for a in e.assumptions if "does not fit 3 x 128 GB" in a)
+    assert note.startswith("At 4096 tokens"), note

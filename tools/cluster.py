@@ -74,6 +74,13 @@ def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPla
                 fields=["cluster.split", "runtime"],
             )
         notes.append(str(d["runtimes"]["llama.cpp"]) + ".")
+    measured = int(d["max_measured_nodes"])
+    if spec.count > measured:
+        notes.append(
+            f"No public measurement with more than {measured} Macs: decode and prefill for {spec.count} "
+            f"nodes are extrapolated from the 2-{measured} node runs (per-hop latency and all-reduce cost "
+            "grow with the node count; treat the figures as optimistic)."
+        )
     notes.append(
         f"{spec.count} identical Macs, {split} split over {link['label']}: each node holds "
         f"1/{spec.count} of the weights and KV cache plus its own compute buffer (GLM-5 8-bit needed 386 "
