@@ -9,6 +9,12 @@ from tools.registry import ToolError
 from tools.schemas import CheckMemoryFitInput, EstimateSpeedInput
 
 
+def _observations() -> list[dict[str, str]]:
+    from tools.data_files import load_csv
+
+    return load_csv("fit_observations.csv")
+
+
 def est(**kw: object):  # type: ignore[no-untyped-def]
     from tools.estimate import estimate_speed
 
@@ -188,3 +194,122 @@ def test_a_cluster_that_does_not_fit_names_the_context_it_was_judged_at() -> Non
     assert e.fits_on_gpu is False and f.verdict == "does_not_fit" and f.context_tokens == 4096
     note = next(a for a in e.assumptions if "does not fit 3 x 128 GB" in a)
     assert note.startswith("At 4096 tokens"), note
+
+
+# ---- one memory rule over a grid --------------------------------------------------------------------------
+_GRID_MODELS: list[dict[str, object]] = [
+    {"model": "llama3.1:8b"},
+    {"model": "llama3.3:70b"},
+    {"model": "qwen3:30b-a3b"},  # MoE
+    {"model": "gpt-oss:120b"},  # MoE, MXFP4 experts only
+    {"model": "deepseek-r1:671b"},  # MoE
+    {"model": "gemma3:27b"},  # sliding-window layers
+    {"model": "newmodel:30b-a3b"},  # MoE read from the tag
+    {"params_billion": 14},  # params only
+]
+_GRID_QUANTS = [None, "Q8_0", "Q2_K", "MLX-4bit"]
+_GRID_CONTEXTS = [None, 32768]
+
+
+def _both(kw: dict[str, object]) -> tuple[object, object]:
+    """(estimate_speed, check_memory_fit) for the same question, or the ToolError message each raised."""
+    outs: list[object] = []
+    for tool in (est, fit):
+        try:
+            outs.append(tool(**kw))
+        except ToolError as e:
+            outs.append(str(e))
+    return outs[0], outs[1]
+
+
+@pytest.mark.parametrize("runtime", ["ollama", "llama.cpp", "mlx"])
+def test_estimate_and_fit_agree_over_every_chip_bin_memory_size_quant_and_context(runtime: str) -> None:
+    """Every memory size of every chip bin x dense / MoE / tag-only / params-only models x quants x contexts:
+    estimate_speed's fits_on_gpu (memory given) is check_memory_fit's verdict, and both refuse the same
+    inputs (a quant gpt-oss does not exist in, a context beyond a model's training)."""
+    from tools.chips import chip_bins
+
+    machines = sorted({(b.chip, b.gpu_cores[0], m) for b in chip_bins() for m in b.memory_gb})
+    checked = refused = 0
+    for chip, cores, mem in machines:
+        for model in _GRID_MODELS:
+            for quant in _GRID_QUANTS:
+                for ctx in _GRID_CONTEXTS:
+                    kw: dict[str, object] = {
+                        "chip": chip,
+                        "gpu_cores": cores,
+                        "memory_gb": mem,
+                        "runtime": runtime,
+                    }
+                    kw |= model
+                    if quant:
+                        kw["quant"] = quant
+                    if ctx:
+                        kw["context_tokens"] = ctx
+                    e, f = _both(kw)
+                    if isinstance(e, str) or isinstance(f, str):
+                        assert isinstance(e, str) and isinstance(f, str), (kw, e, f)
+                        refused += 1
+                        continue
+                    checked += 1
+                    assert (e.fits_on_gpu, e.quant, e.runtime) == (  # type: ignore[attr-defined]
+                        f.fits_on_gpu,  # type: ignore[attr-defined]
+                        f.quant,  # type: ignore[attr-defined]
+                        f.runtime,  # type: ignore[attr-defined]
+                    ), (kw, f.verdict)  # type: ignore[attr-defined]
+    # The grid is mostly answered: refusals are the model/quant/context combinations that do not exist.
+    assert checked > 3 * refused and checked > 1000, (checked, refused)
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 8])
+def test_estimate_and_fit_agree_for_clusters_over_links_and_splits(count: int) -> None:
+    machines = [
+        ("M4 Pro", 64),
+        ("M4 Max", 128),
+        ("M3 Ultra", 512),
+        ("M5 Max", 128),
+        ("M1 Max", 64),
+        ("M2", 24),
+    ]
+    links: list[dict[str, object]] = [
+        {},
+        {"link": "10gbe"},
+        {"link": "thunderbolt4"},
+        {"split": "pipeline"},
+    ]
+    for chip, mem in machines:
+        for model in _GRID_MODELS:
+            for link in links:
+                for runtime in ("ollama", "llama.cpp", "mlx"):
+                    kw: dict[str, object] = {
+                        "chip": chip,
+                        "memory_gb": mem,
+                        "runtime": runtime,
+                        "cluster": {"count": count, **link},
+                    }
+                    e, f = _both(kw | model)
+                    if isinstance(e, str) or isinstance(f, str):
+                        assert e == f, (kw, model, e, f)
+                        continue
+                    assert (e.fits_on_gpu, e.runtime) == (f.fits_on_gpu, f.runtime), (kw, model)  # type: ignore[attr-defined]
+                    assert e.cluster.nodes == f.cluster.nodes == count  # type: ignore[attr-defined]
+                    assert (e.cluster.link, e.cluster.split) == (f.cluster.link, f.cluster.split)  # type: ignore[attr-defined]
+                    assert e.cluster.per_node_need_gb == f.cluster.per_node_need_gb  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("row", _observations(), ids=lambda r: f"{r['runtime']}-{r['chip']}-{r['memory_gb']}")
+def test_estimate_speed_reproduces_every_observed_outcome_too(row: dict[str, str]) -> None:
+    kw: dict[str, object] = {
+        "chip": row["chip"],
+        "gpu_cores": int(row["gpu_cores"]) if row["gpu_cores"] else None,
+        "memory_gb": float(row["memory_gb"]),
+        "quant": row["quant"],
+        "context_tokens": int(row["context_tokens"]),
+        "runtime": row["runtime"],
+    }
+    if row["model"]:
+        kw["model"] = row["model"]
+    else:
+        kw["params_billion"] = float(row["params_billion"])
+    out = est(**kw)
+    assert (out.fits_on_gpu, out.runtime) == (row["outcome"] == "gpu", row["runtime"]), row
