@@ -27,7 +27,7 @@ def fit(**kw: object):  # type: ignore[no-untyped-def]
     return check_memory_fit(CheckMemoryFitInput.model_validate(kw))
 
 
-# ---- GPU core counts written the way spec sheets and forum posts write them -------------------------------
+# ---- GPU core counts written the way spec sheets and forum posts write them --------------------------------
 @pytest.mark.parametrize(
     "chip",
     [
@@ -65,7 +65,7 @@ def test_neural_engine_cores_alone_pick_no_bin() -> None:
     assert (out.chip, out.gpu_cores) == ("M4 Pro 16/20-core GPU", None)
 
 
-# ---- tier words that are misspelt or made up -------------------------------------------------------------
+# ---- tier words that are misspelt or made up ---------------------------------------------------------------
 @pytest.mark.parametrize(
     ("chip", "word"),
     [
@@ -92,7 +92,7 @@ def test_ordinary_words_after_the_chip_are_still_fine(chip: str) -> None:
     assert est(chip=chip, model="llama3.1:8b").chip is not None
 
 
-# ---- "binned" ---------------------------------------------------------------------------------------------
+# ---- "binned" ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("chip", "label", "bandwidth"),
     [
@@ -110,7 +110,7 @@ def test_binned_means_the_lower_gpu_bin(chip: str, label: str, bandwidth: float)
     assert any("binned" in a for a in out.assumptions)
 
 
-# ---- CPU/GPU shorthand that matches no configuration ------------------------------------------------------
+# ---- CPU/GPU shorthand that matches no configuration -------------------------------------------------------
 @pytest.mark.parametrize(
     ("chip", "needle"),
     [
@@ -130,7 +130,7 @@ def test_screen_sizes_with_a_slash_are_not_a_core_pair() -> None:
     assert out.chip == "M5 Max 40-core GPU"
 
 
-# ---- memory sizes -----------------------------------------------------------------------------------------
+# ---- memory sizes ------------------------------------------------------------------------------------------
 def test_96gb_m2_max_needs_the_38_core_gpu() -> None:
     with pytest.raises(ToolError, match="30-core M2 Max was sold with 32 or 64 GB, not 96 GB"):
         fit(chip="M2 Max", gpu_cores=30, memory_gb=96, model="llama3.1:8b")
@@ -168,7 +168,7 @@ def test_m3_ultra_bandwidth_is_shown_as_a_conflicting_figure() -> None:
         ), out.assumptions
 
 
-# ---- clusters ---------------------------------------------------------------------------------------------
+# ---- clusters ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("split", ["tensor", "pipeline"])
 def test_clusters_beyond_the_measured_four_macs_say_they_are_extrapolated(split: str) -> None:
     # Was: 8 Macs tensor parallel answered 1.87x decode and 3.78x prefill with no word that every public
@@ -196,7 +196,7 @@ def test_a_cluster_that_does_not_fit_names_the_context_it_was_judged_at() -> Non
     assert note.startswith("At 4096 tokens"), note
 
 
-# ---- one memory rule over a grid --------------------------------------------------------------------------
+# ---- one memory rule over a grid ---------------------------------------------------------------------------
 _GRID_MODELS: list[dict[str, object]] = [
     {"model": "llama3.1:8b"},
     {"model": "llama3.3:70b"},
@@ -313,3 +313,51 @@ def test_estimate_speed_reproduces_every_observed_outcome_too(row: dict[str, str
         kw["params_billion"] = float(row["params_billion"])
     out = est(**kw)
     assert (out.fits_on_gpu, out.runtime) == (row["outcome"] == "gpu", row["runtime"]), row
+
+
+# ---- settings named in the runtime the verdict is for ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("runtime", "knob", "foreign"),
+    [
+        ("mlx", "--kv-bits 4", ("OLLAMA_", "-ctk")),
+        ("llama.cpp", "-fa on -ctk q4_0 -ctv q4_0", ("OLLAMA_", "--kv-bits")),
+        ("ollama", "OLLAMA_KV_CACHE_TYPE=q4_0", ("-ctk", "--kv-bits")),
+    ],
+)
+def test_kv_cache_type_note_names_the_runtimes_own_setting(
+    runtime: str, knob: str, foreign: tuple[str, ...]
+) -> None:
+    # Was: "KV cache q4_0 needs flash attention (OLLAMA_FLASH_ATTENTION=1 ...)" whatever the runtime.
+    out = fit(chip="M4 Pro", memory_gb=48, model="llama3.1:8b", runtime=runtime, kv_cache_type="q4_0")
+    note = next(a for a in out.assumptions if a.startswith("KV cache q4_0"))
+    assert knob in note and not any(f in note for f in foreign), note
+
+
+def test_mlx_parallel_suggestion_is_not_a_llama_cpp_flag() -> None:
+    # Was: "Use one parallel slot (-np 1)" under runtime mlx (-np is llama-server's flag).
+    out = fit(
+        chip="M4 Pro", memory_gb=48, model="llama3.1:8b", runtime="mlx", parallel=4, context_tokens=131072
+    )
+    par = next(s for s in out.suggestions if "KV cache drops to" in s)
+    assert "-np" not in par and "one request at a time" in par, par
+
+
+# ---- memory sizes that are not quite a configuration -------------------------------------------------------
+def test_a_memory_size_near_a_configuration_is_read_as_it_and_said() -> None:
+    # Was: 48.4 accepted as "the 48 GB bin" but 48.4 GiB used for the GPU budget and echoed as the memory.
+    out = fit(chip="M4 Pro", memory_gb=48.4, model="llama3.1:8b")
+    ref = fit(chip="M4 Pro", memory_gb=48, model="llama3.1:8b")
+    assert out.memory_gb == 48 and out.breakdown.gpu_budget_gb == ref.breakdown.gpu_budget_gb
+    assert "memory_gb 48.4 read as the 48 GB configuration." in out.assumptions
+
+
+def test_memory_given_in_decimal_gigabytes_is_read_as_apples_size() -> None:
+    # 48 GiB = 51.54 GB: someone who converted Apple's "48 GB" to 1e9 bytes was refused ("not 51.5 GB").
+    out = fit(chip="M4 Pro", memory_gb=51.5, model="llama3.1:8b")
+    assert out.memory_gb == 48
+    assert any(
+        a.startswith("memory_gb 51.5 read as the 48 GB configuration (48 GiB = 51.54 GB")
+        for a in out.assumptions
+    )
+    with pytest.raises(ToolError, match="M4 Pro was sold with 24, 48 or 64 GB, not 50 GB"):
+        fit(chip="M4 Pro", memory_gb=50, model="llama3.1:8b")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from tools.data_files import closest, load_yaml
+from tools.data_files import GB, GIB, closest, load_yaml
 from tools.registry import ToolError
 
 
@@ -437,6 +437,8 @@ def resolve_machine(
         if memory_gb is None:
             memory_gb = float(parsed.memory_gb)
             notes.append(f"Memory read from {f.chip}: {parsed.memory_gb} GB.")
+    if memory_gb is not None:
+        memory_gb = _snap_memory(bins, memory_gb, notes, f)
     if parsed.cpu_cores is not None:
         cores = _cores_for_cpu(name, bins, parsed.cpu_cores, cores, notes, f)
     chosen = _choose_bin(name, bins, cores, memory_gb, notes, f)
@@ -604,6 +606,25 @@ def _bin_notes(name: str, chosen: ChipBin, cores: int | None) -> list[str]:
             f"{name} specs are from secondary sources, not verified against Apple ({chosen.source})."
         )
     return notes
+
+
+def _snap_memory(bins: list[ChipBin], memory_gb: float, notes: list[str], f: _Fields) -> float:
+    """A size this chip was sold with: 48.4 -> 48 (stated); 51.5 -> 48 (48 GiB written in 1e9-byte GB)."""
+    sold = sorted({m for b in bins for m in b.memory_gb})
+    if memory_gb in sold:
+        return memory_gb
+    for m in sold:
+        if abs(memory_gb - m) < 0.51:
+            notes.append(f"{f.mem} {memory_gb:g} read as the {m} GB configuration.")
+            return float(m)
+    for m in sold:
+        if abs(memory_gb - m * GIB / GB) < 0.5:
+            notes.append(
+                f"{f.mem} {memory_gb:g} read as the {m} GB configuration ({m} GiB = {m * GIB / GB:.2f} GB; "
+                "Apple's memory sizes are GiB)."
+            )
+            return float(m)
+    return memory_gb
 
 
 def _memory_ok(b: ChipBin, memory_gb: float) -> bool:
