@@ -361,3 +361,35 @@ def test_memory_given_in_decimal_gigabytes_is_read_as_apples_size() -> None:
     )
     with pytest.raises(ToolError, match="M4 Pro was sold with 24, 48 or 64 GB, not 50 GB"):
         fit(chip="M4 Pro", memory_gb=50, model="llama3.1:8b")
+
+
+# ---- bandwidth and repeated counts in a name --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("chip", "label", "bandwidth"),
+    [
+        ("M4 Max 410 GB/s", "M4 Max 32-core GPU", 410),
+        ("M4 Max 546GB/s 64GB", "M4 Max 40-core GPU", 546),
+        ("M3 Max 300 GB/s", "M3 Max 30-core GPU", 300),
+        ("M4 Pro 273GB/s", "M4 Pro 16/20-core GPU", 273),
+    ],
+)
+def test_bandwidth_in_a_name_is_read_as_bandwidth_not_memory(chip: str, label: str, bandwidth: float) -> None:
+    # Was: "410 GB/s" read as 410 GB of memory ("the M4 Max was sold with 36, 48, 64 or 128 GB, not 410 GB"),
+    # or as storage next to a memory size.
+    out = est(chip=chip, model="llama3.1:8b")
+    assert (out.chip, out.bandwidth_gbps) == (label, bandwidth)
+    assert not any("storage" in a for a in out.assumptions)
+
+
+def test_a_bandwidth_the_chip_never_had_is_refused() -> None:
+    with pytest.raises(ToolError, match="the M4 Max has 410 or 546 GB/s, not 400"):
+        est(chip="M4 Max 400 GB/s", model="llama3.1:8b")
+
+
+@pytest.mark.parametrize(
+    "chip", ["M4 Max 32-core GPU 40-core GPU", "M2 Max 38-core 30-core", "M4 Max GPU 32 GPU 40"]
+)
+def test_two_gpu_core_counts_in_one_name_are_not_guessed(chip: str) -> None:
+    # Was: the last count won silently.
+    with pytest.raises(ToolError, match="more than one GPU core count"):
+        est(chip=chip, model="llama3.1:8b")

@@ -133,14 +133,16 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
     for m in reversed(found):
         rest = _cut(rest, m)
     _refuse_stray_tier(raw, name, rest, field_name)
+    bw_gpus, rest = _bandwidth_in_name(raw, name, rest, field_name)
     mem, rest = _memory_in_name(raw, name, rest, notes, field_name)
     # "16-core Neural Engine" (Apple's spec line) counts neither CPU nor GPU cores.
     rest = re.sub(r"\b\d{1,3}\s*-?\s*(?:cores?|c)?\s*(?:neural\s*engine|npu|ane)\b", " ", rest)
     # "32 GPU cores", "32GPU", "14CPU" -> "32-core gpu", "14-core cpu".
     rest = re.sub(r"\b(\d{1,3})\s*-?\s*(gpu|cpu)s?(?:\s*-?\s*cores?)?\b", r" \1-core \2 ", rest)
     cpu, gpu, rest = _core_pair(raw, name, rest, notes, field_name)
-    cpu, gpu = _core_counts(raw, name, rest, cpu, gpu, notes)
+    cpu, gpu = _core_counts(raw, name, rest, cpu, gpu, notes, field_name)
     gpu = _binned(raw, name, rest, gpu, notes)
+    gpu = _gpu_for_bandwidth(raw, name, bw_gpus, gpu, notes, field_name)
     return ParsedChip(name, gpu, cpu, product, notes, mem)
 
 
@@ -213,6 +215,52 @@ def _memory_in_name(
         f"memory_gb, or label the storage (e.g. '512GB SSD').",
         fields=[field_name, "memory_gb"],
     )
+
+
+_BW_RE = re.compile(r"\b(\d{1,4}(?:\.\d+)?)\s*(gb|tb)\s*(?:/\s*s(?:ec)?\b|ps\b|per\s*s(?:ec(?:ond)?)?\b)")
+
+
+def _bandwidth_in_name(raw: str, name: str, rest: str, field_name: str) -> tuple[list[int] | None, str]:
+    """'M4 Max 410 GB/s': the GPU counts of the bins with that bandwidth (None when every bin has it).
+
+    A bandwidth the chip never had is refused (pass bandwidth_gbps for another figure).
+    """
+    m = _BW_RE.search(rest)
+    if m is None:
+        return None, rest
+    value = float(m.group(1)) * (1000 if m.group(2) == "tb" else 1)
+    bins = [b for b in chip_bins() if b.chip == name]
+    hit = [b for b in bins if abs(b.bandwidth_gbps - value) <= max(2.0, 0.02 * value)]
+    if not hit:
+        have = sorted({b.bandwidth_gbps for b in bins})
+        shown = [f"{v:g}" for v in have]
+        listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+        raise ToolError(
+            f"{field_name}: {raw!r}: the {name} has {listed} GB/s, not {value:g}; pass bandwidth_gbps "
+            "(estimate_speed) to use another figure.",
+            fields=[field_name],
+        )
+    rest = _cut(rest, m)
+    if len(hit) == len(bins):
+        return None, rest
+    return sorted({c for b in hit for c in b.gpu_cores}), rest
+
+
+def _gpu_for_bandwidth(
+    raw: str, name: str, bw_gpus: list[int] | None, gpu: int | None, notes: list[str], field_name: str
+) -> int | None:
+    if bw_gpus is None:
+        return gpu
+    if gpu is not None and gpu not in bw_gpus:
+        raise ToolError(
+            f"{field_name}: {raw!r}: the bandwidth given is the {_fmt_list(bw_gpus)}-core {name}'s, not the "
+            f"{gpu}-core's.",
+            fields=[field_name],
+        )
+    if gpu is None and len(bw_gpus) == 1:
+        notes.append(f"The bandwidth in {raw!r} identifies the {bw_gpus[0]}-core {name} bin.")
+        return bw_gpus[0]
+    return gpu
 
 
 def _binned(raw: str, name: str, rest: str, gpu: int | None, notes: list[str]) -> int | None:
@@ -337,10 +385,11 @@ def _core_pair(
 
 
 def _core_counts(
-    raw: str, name: str, rest: str, cpu: int | None, gpu: int | None, notes: list[str]
+    raw: str, name: str, rest: str, cpu: int | None, gpu: int | None, notes: list[str], field_name: str
 ) -> tuple[int | None, int | None]:
     """Labelled counts ('20-core GPU', 'cpu 14'); an unlabelled one is the GPU unless only CPUs have it."""
     unlabelled: list[int] = []
+    gpus = [gpu] if gpu is not None else []
     for m in _CORES_RE.finditer(rest):
         n = int(m.group(1) or m.group(4))
         kind = m.group(2) or m.group(3)
@@ -348,11 +397,20 @@ def _core_counts(
             cpu = n
         elif kind == "gpu":
             gpu = n
+            gpus.append(n)
         else:
             unlabelled.append(n)
+    bins = [b for b in chip_bins() if b.chip == name]
+    gpu_ok = {c for b in bins for c in b.gpu_cores}
+    if gpu is None:
+        gpus = [n for n in unlabelled if n in gpu_ok]
+    if len(set(gpus)) > 1:
+        raise ToolError(
+            f"{field_name}: {raw!r} has more than one GPU core count "
+            f"({' and '.join(str(n) for n in dict.fromkeys(gpus))}); pass one (gpu_cores).",
+            fields=[field_name, "gpu_cores"],
+        )
     if gpu is None and unlabelled:
-        bins = [b for b in chip_bins() if b.chip == name]
-        gpu_ok = {c for b in bins for c in b.gpu_cores}
         cpu_ok = {c for b in bins for c, _ in b.cpu_cores}
         n = unlabelled[-1]
         if n not in gpu_ok and n in cpu_ok and cpu is None:
