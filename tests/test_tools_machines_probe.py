@@ -393,3 +393,21 @@ def test_two_gpu_core_counts_in_one_name_are_not_guessed(chip: str) -> None:
     # Was: the last count won silently.
     with pytest.raises(ToolError, match="more than one GPU core count"):
         est(chip=chip, model="llama3.1:8b")
+
+
+@pytest.mark.parametrize(
+    "chip",
+    [
+        "2x Mac Studio M3 Ultra 512GB",
+        "M2 Ultra x2",
+        "dual M2 Ultra",
+        "4 x M4 Pro",
+        "two M4 Max",
+        "M4 Max × 3",
+    ],
+)
+def test_several_macs_in_the_chip_field_point_to_cluster_instead_of_answering_for_one(chip: str) -> None:
+    # Was: the count was dropped and the answer given for a single Mac, with no word about it.
+    for tool in (est, fit):
+        with pytest.raises(ToolError, match=r"describes several Macs.*cluster"):
+            tool(chip=chip, memory_gb=None, model="llama3.1:8b")

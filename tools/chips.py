@@ -113,6 +113,7 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
     """
     raw = _clean(text)
     low = raw.lower().replace("apple", " ").replace("_", " ")
+    _refuse_several_macs(raw, low, field_name)
     low = re.sub(r"\b(m[1-9])(pro|max|ultra)\b", r"\1 \2", low)
     prods = [_PRODUCT_NAMES[re.sub(r"\s", "", m.group(0))] for m in _PRODUCT_RE.finditer(low)]
     product = prods[0] if prods else None
@@ -144,6 +145,24 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
     gpu = _binned(raw, name, rest, gpu, notes)
     gpu = _gpu_for_bandwidth(raw, name, bw_gpus, gpu, notes, field_name)
     return ParsedChip(name, gpu, cpu, product, notes, mem)
+
+
+_SEVERAL_RE = re.compile(
+    r"(?<![a-z0-9./])(?:\d\s*[x\u00d7*]|[x\u00d7*]\s*\d)(?![a-z0-9])|\b(?:dual|twin|two|three|four|pair\s+of|"
+    r"cluster\s+of)\b|\b\d+\s*(?:macs|mac\s*studios|mac\s*minis|nodes)\b"
+)
+
+
+def _refuse_several_macs(raw: str, low: str, field_name: str) -> None:
+    """'2x Mac Studio M3 Ultra': several Macs are a cluster; answering for one would drop the count."""
+    m = _SEVERAL_RE.search(low)
+    if m:
+        raise ToolError(
+            f"{field_name}: {raw!r} describes several Macs ({m.group(0).strip()!r}); {field_name} names one "
+            'machine. Pass the count as cluster, e.g. cluster: {"count": 2, "link": "thunderbolt5"}, and one '
+            "Mac as chip.",
+            fields=[field_name, "cluster"],
+        )
 
 
 # Words people put where a tier goes that are no Apple tier: refused rather than read as the base chip.
