@@ -411,3 +411,19 @@ def test_several_macs_in_the_chip_field_point_to_cluster_instead_of_answering_fo
     for tool in (est, fit):
         with pytest.raises(ToolError, match=r"describes several Macs.*cluster"):
             tool(chip=chip, memory_gb=None, model="llama3.1:8b")
+
+
+def test_a_mac_whose_ports_our_sources_do_not_give_is_not_said_to_lack_thunderbolt_5() -> None:
+    # The M6 Mac mini's ports are in none of our sources: "The M6 has no Thunderbolt 5 port" was stated
+    # as fact and an explicit thunderbolt5 link refused.
+    kw: dict[str, object] = {"chip": "M6", "memory_gb": 32, "model": "qwen2.5:32b"}
+    default = fit(**kw, cluster={"count": 2})
+    assert (default.cluster.link, default.cluster.split) == ("thunderbolt4", "pipeline")
+    assert not any("has no Thunderbolt 5 port" in a for a in default.assumptions)
+    assert any("not in our sources" in a for a in default.assumptions)
+    asked = est(**kw, cluster={"count": 2, "link": "thunderbolt5"})
+    assert asked.cluster.link == "thunderbolt5"
+    assert any("not in our sources" in a for a in asked.assumptions)
+    # A Mac known to have only Thunderbolt 4 is still refused RDMA.
+    with pytest.raises(ToolError, match="the M1 Max has no Thunderbolt 5 port"):
+        fit(chip="M1 Max", memory_gb=64, model="llama3.3:70b", cluster={"count": 2, "link": "thunderbolt5"})

@@ -37,7 +37,20 @@ def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPla
     link_name = spec.link
     pre: list[str] = []
     tb5 = [str(c) for c in d["thunderbolt5_chips"]]
-    if chip is not None and link_name == "thunderbolt5" and chip not in tb5:
+    unknown = [str(c) for c in d.get("thunderbolt5_unknown", [])]
+    if chip in unknown and link_name == "thunderbolt5" and "link" in spec.model_fields_set:
+        pre.append(
+            f"Whether Macs with the {chip} have Thunderbolt 5 is not in our sources: the cluster is taken as "
+            "linked over Thunderbolt 5 as asked; check the ports (RDMA tensor parallel needs Thunderbolt 5)."
+        )
+    elif chip in unknown and link_name == "thunderbolt5":
+        link_name = "thunderbolt4"
+        pre.append(
+            f"Whether Macs with the {chip} have Thunderbolt 5 is not in our sources: the cluster is taken as "
+            "linked over Thunderbolt 4, which carries only a pipeline split (pass link thunderbolt5 if yours "
+            "has it)."
+        )
+    elif chip is not None and link_name == "thunderbolt5" and chip not in tb5:
         if "link" in spec.model_fields_set:
             raise ToolError(
                 f"cluster.link: the {chip} has no Thunderbolt 5 port (Thunderbolt 5 Macs: {', '.join(tb5)}); "
