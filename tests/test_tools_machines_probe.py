@@ -427,3 +427,17 @@ def test_a_mac_whose_ports_our_sources_do_not_give_is_not_said_to_lack_thunderbo
     # A Mac known to have only Thunderbolt 4 is still refused RDMA.
     with pytest.raises(ToolError, match="the M1 Max has no Thunderbolt 5 port"):
         fit(chip="M1 Max", memory_gb=64, model="llama3.3:70b", cluster={"count": 2, "link": "thunderbolt5"})
+
+
+def test_fit_without_memory_lists_the_sizes_of_the_bin_the_cores_name() -> None:
+    # Was: "the M4 Max was sold with 36, 48, 64 or 128 GB" for the 32-core M4 Max, which came with 36 GB only.
+    out = fit(chip="M4 Max 32-core", model="llama3.1:8b")
+    assert out.memory_gb == 36 and out.chip == "M4 Max 32-core GPU"
+    assert "The 32-core M4 Max was sold with 36 GB only: memory_gb taken as 36." in out.assumptions
+    assert fit(chip="M5 Ultra", gpu_cores=64, model="llama3.1:8b").memory_gb == 96
+    with pytest.raises(
+        ToolError, match=r"needed for a fit check; the 60-core M3 Ultra was sold with 96 or 256 GB\."
+    ):
+        fit(chip="M3 Ultra", gpu_cores=60, model="llama3.1:8b")
+    with pytest.raises(ToolError, match=r"the M4 Max was sold with 36, 48, 64 or 128 GB\."):
+        fit(chip="M4 Max", model="llama3.1:8b")

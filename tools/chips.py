@@ -519,10 +519,20 @@ def resolve_machine(
     if parsed.cpu_cores is not None:
         cores = _cores_for_cpu(name, bins, parsed.cpu_cores, cores, notes, f)
     chosen = _choose_bin(name, bins, cores, memory_gb, notes, f)
+    if need_memory and memory_gb is None and cores is not None and len(chosen.memory_gb) == 1:
+        # The GPU cores name a bin sold with one memory size (the 32-core M4 Max: 36 GB): that is the answer.
+        memory_gb = float(chosen.memory_gb[0])
+        notes.append(
+            f"The {cores}-core {name} was sold with {chosen.memory_gb[0]} GB only: {f.mem} taken as "
+            f"{chosen.memory_gb[0]}."
+        )
     if need_memory and memory_gb is None:
-        all_mem = sorted({m for b in bins for m in b.memory_gb})
+        sold = (
+            chosen.memory_gb if cores is not None else tuple(sorted({m for b in bins for m in b.memory_gb}))
+        )
+        which = f"the {cores}-core {name}" if cores is not None else f"the {name}"
         raise ToolError(
-            f"{f.mem}: needed for a fit check; the {name} was sold with {_fmt_list(all_mem)} GB.",
+            f"{f.mem}: needed for a fit check; {which} was sold with {_fmt_list(sold)} GB.",
             fields=[f.mem],
         )
     notes += _bin_notes(name, chosen, cores)
