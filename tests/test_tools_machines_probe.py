@@ -441,3 +441,13 @@ def test_fit_without_memory_lists_the_sizes_of_the_bin_the_cores_name() -> None:
         fit(chip="M3 Ultra", gpu_cores=60, model="llama3.1:8b")
     with pytest.raises(ToolError, match=r"the M4 Max was sold with 36, 48, 64 or 128 GB\."):
         fit(chip="M4 Max", model="llama3.1:8b")
+
+
+def test_apples_full_configuration_line_is_accepted() -> None:
+    # Apple's configurator wording with memory and storage is ~110 characters; the chip field stopped at 80.
+    line = (
+        "Apple M4 Max chip with 16\u2011core CPU, 40\u2011core GPU, 16\u2011core Neural Engine, "
+        "128GB unified memory, 2TB SSD storage"
+    )
+    out = fit(chip=line, model="llama3.3:70b")
+    assert (out.chip, out.memory_gb) == ("M4 Max 40-core GPU", 128)

@@ -132,7 +132,7 @@ class ModelArchitecture(BaseModel):
 Chip = Annotated[
     str | None,
     Field(
-        max_length=80,
+        max_length=160,
         description='Apple Silicon chip, e.g. "M3 Max", "m4 pro". Omit on a Mac to use this Mac.',
     ),
 ]
