@@ -451,3 +451,10 @@ def test_apples_full_configuration_line_is_accepted() -> None:
     )
     out = fit(chip=line, model="llama3.3:70b")
     assert (out.chip, out.memory_gb) == ("M4 Max 40-core GPU", 128)
+
+
+def test_tensor_split_on_a_mac_without_thunderbolt_5_says_why() -> None:
+    # Was: "over Thunderbolt 4 use pipeline" with no link asked for: the reason (the M2 Ultra has no
+    # Thunderbolt 5 port, so the default link fell back) was in a note the error never showed.
+    with pytest.raises(ToolError, match=r"tensor parallelism .* The M2 Ultra has no Thunderbolt 5 port"):
+        est(chip="M2 Ultra", memory_gb=192, model="llama3.3:70b", cluster={"count": 2, "split": "tensor"})

@@ -71,7 +71,7 @@ def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPla
     if split not in link["splits"]:
         raise ToolError(
             f"cluster.split: {split} parallelism is measured only over Thunderbolt 5 RDMA; over "
-            f"{link['label']} use pipeline.",
+            f"{link['label']} use pipeline." + (f" {pre[0]}" if pre else ""),
             fields=["cluster.split", "cluster.link"],
         )
     notes = [*pre, str(link["note"])]
