@@ -190,6 +190,11 @@ def _refuse_unknown_tier_word(
             )
 
 
+def _sibling(field_name: str, other: str) -> str:
+    """The field next to this chip field: 'memory_gb' for 'chip', 'b_memory_gb' for 'b_chip'."""
+    return field_name.removesuffix("chip") + other
+
+
 def _tiers_of(name: str) -> list[str]:
     gen = name.split()[0]
     names = chip_names()
@@ -232,7 +237,7 @@ def _memory_in_name(
     raise ToolError(
         f"{field_name}: {raw!r} has more than one memory size ({', '.join(f'{n} GB' for n in sizes)}); pass "
         f"memory_gb, or label the storage (e.g. '512GB SSD').",
-        fields=[field_name, "memory_gb"],
+        fields=[field_name, _sibling(field_name, "memory_gb")],
     )
 
 
@@ -427,7 +432,7 @@ def _core_counts(
         raise ToolError(
             f"{field_name}: {raw!r} has more than one GPU core count "
             f"({' and '.join(str(n) for n in dict.fromkeys(gpus))}); pass one (gpu_cores).",
-            fields=[field_name, "gpu_cores"],
+            fields=[field_name, _sibling(field_name, "gpu_cores")],
         )
     if gpu is None and unlabelled:
         cpu_ok = {c for b in bins for c, _ in b.cpu_cores}
