@@ -458,3 +458,19 @@ def test_tensor_split_on_a_mac_without_thunderbolt_5_says_why() -> None:
     # Thunderbolt 5 port, so the default link fell back) was in a note the error never showed.
     with pytest.raises(ToolError, match=r"tensor parallelism .* The M2 Ultra has no Thunderbolt 5 port"):
         est(chip="M2 Ultra", memory_gb=192, model="llama3.3:70b", cluster={"count": 2, "split": "tensor"})
+
+
+@pytest.mark.parametrize(
+    ("split", "want"),
+    [
+        ("Tensor", "tensor"),
+        ("tensor parallel", "tensor"),
+        ("TP", "tensor"),
+        ("PP", "pipeline"),
+        ("Pipeline", "pipeline"),
+    ],
+)
+def test_split_spellings_people_type_are_accepted(split: str, want: str) -> None:
+    # 'TB5' and 'MLX' were accepted but 'Tensor' / 'pipeline parallel' were refused by the exact-case enum.
+    out = fit(chip="M4 Max", memory_gb=128, model="llama3.3:70b", cluster={"count": 2, "split": split})
+    assert out.cluster.split == want

@@ -218,6 +218,15 @@ ClusterLink = Annotated[
 ]
 
 
+ClusterSplit = Annotated[
+    Literal["tensor", "pipeline"],
+    _spelled(
+        {"tensor": "tensor", "tensorparallel": "tensor", "tp": "tensor"}
+        | {"pipeline": "pipeline", "pipelineparallel": "pipeline", "pp": "pipeline"}
+    ),
+]
+
+
 class ClusterSpec(BaseModel):
     """Several identical Macs running one model (exo, MLX distributed, llama.cpp RPC)."""
 
@@ -227,7 +236,7 @@ class ClusterSpec(BaseModel):
         ge=2, le=8, description="How many identical Macs; chip/gpu_cores/memory_gb describe one."
     )
     link: ClusterLink = Field(default="thunderbolt5", description="thunderbolt5 | thunderbolt4 | 10gbe.")
-    split: Literal["tensor", "pipeline"] | None = Field(
+    split: ClusterSplit | None = Field(
         default=None,
         description="tensor (Thunderbolt 5 RDMA only) or pipeline; default: tensor on thunderbolt5, "
         "else pipeline.",
