@@ -474,3 +474,9 @@ def test_split_spellings_people_type_are_accepted(split: str, want: str) -> None
     # 'TB5' and 'MLX' were accepted but 'Tensor' / 'pipeline parallel' were refused by the exact-case enum.
     out = fit(chip="M4 Max", memory_gb=128, model="llama3.3:70b", cluster={"count": 2, "split": split})
     assert out.cluster.split == want
+
+
+def test_full_width_characters_from_japanese_and_chinese_input_methods_are_read() -> None:
+    # Was: "unknown chip 'Ｍ３ Ｕｌｔｒａ ５１２ＧＢ'" (the IME's full-width letters and digits).
+    out = fit(chip="Ｍ３ Ｕｌｔｒａ ５１２ＧＢ", model="llama3.3:70b")
+    assert (out.chip, out.memory_gb) == ("M3 Ultra 80-core GPU", 512)

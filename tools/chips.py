@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -102,6 +103,8 @@ def _clean(text: str) -> str:
     # as M4 Pro, not silently as M4 with the rest ignored.
     # Apple's pages use non-breaking hyphens ("14\u2011core"): read every dash as "-".
     text = re.sub("[\u2010-\u2015\u2212]", "-", text)
+    # Full-width letters and digits (Japanese / Chinese input methods): "Ｍ３ Ｍａｘ" is "M3 Max".
+    text = unicodedata.normalize("NFKC", text)
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()
 
 
