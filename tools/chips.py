@@ -7,12 +7,14 @@ it cannot resolve raises ToolError naming the field and the closest accepted val
 
 from __future__ import annotations
 
+import difflib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from tools.data_files import closest, load_yaml
+from tools.data_files import GB, GIB, closest, load_yaml
 from tools.registry import ToolError
 
 
@@ -101,6 +103,8 @@ def _clean(text: str) -> str:
     # as M4 Pro, not silently as M4 with the rest ignored.
     # Apple's pages use non-breaking hyphens ("14\u2011core"): read every dash as "-".
     text = re.sub("[\u2010-\u2015\u2212]", "-", text)
+    # Full-width letters and digits (Japanese / Chinese input methods): "Ｍ３ Ｍａｘ" is "M3 Max".
+    text = unicodedata.normalize("NFKC", text)
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()
 
 
@@ -112,6 +116,7 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
     """
     raw = _clean(text)
     low = raw.lower().replace("apple", " ").replace("_", " ")
+    _refuse_several_macs(raw, low, field_name)
     low = re.sub(r"\b(m[1-9])(pro|max|ultra)\b", r"\1 \2", low)
     prods = [_PRODUCT_NAMES[re.sub(r"\s", "", m.group(0))] for m in _PRODUCT_RE.finditer(low)]
     product = prods[0] if prods else None
@@ -127,17 +132,180 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
                 f"Apple never sold a {product} with the {name} (it came with "
                 f"{', '.join(shipped) or 'none'}); the {name}'s own specs are used."
             )
+    _refuse_unknown_tier_word(raw, name, chip_text, found, field_name)
     rest = chip_text
     for m in reversed(found):
         rest = _cut(rest, m)
     _refuse_stray_tier(raw, name, rest, field_name)
-    mem_m = re.search(r"\b(\d{1,3})\s*gb\b", rest)
-    mem = int(mem_m.group(1)) if mem_m else None
-    if mem_m:
-        rest = _cut(rest, mem_m)
+    bw_gpus, rest = _bandwidth_in_name(raw, name, rest, field_name)
+    mem, rest = _memory_in_name(raw, name, rest, notes, field_name)
+    # "16-core Neural Engine" (Apple's spec line) counts neither CPU nor GPU cores.
+    rest = re.sub(r"\b\d{1,3}\s*-?\s*(?:cores?|c)?\s*(?:neural\s*engine|npu|ane)\b", " ", rest)
+    # "32 GPU cores", "32GPU", "14CPU" -> "32-core gpu", "14-core cpu".
+    rest = re.sub(r"\b(\d{1,3})\s*-?\s*(gpu|cpu)s?(?:\s*-?\s*cores?)?\b", r" \1-core \2 ", rest)
     cpu, gpu, rest = _core_pair(raw, name, rest, notes, field_name)
-    cpu, gpu = _core_counts(raw, name, rest, cpu, gpu, notes)
+    cpu, gpu = _core_counts(raw, name, rest, cpu, gpu, notes, field_name)
+    gpu = _binned(raw, name, rest, gpu, notes)
+    gpu = _gpu_for_bandwidth(raw, name, bw_gpus, gpu, notes, field_name)
     return ParsedChip(name, gpu, cpu, product, notes, mem)
+
+
+_SEVERAL_RE = re.compile(
+    r"(?<![a-z0-9./])(?:\d\s*[x\u00d7*]|[x\u00d7*]\s*\d)(?![a-z0-9])|\b(?:dual|twin|two|three|four|pair\s+of|"
+    r"cluster\s+of)\b|\b\d+\s*(?:macs|mac\s*studios|mac\s*minis|nodes)\b"
+)
+
+
+def _refuse_several_macs(raw: str, low: str, field_name: str) -> None:
+    """'2x Mac Studio M3 Ultra': several Macs are a cluster; answering for one would drop the count."""
+    m = _SEVERAL_RE.search(low)
+    if m:
+        raise ToolError(
+            f"{field_name}: {raw!r} describes several Macs ({m.group(0).strip()!r}); {field_name} names one "
+            'machine. Pass the count as cluster, e.g. cluster: {"count": 2, "link": "thunderbolt5"}, and one '
+            "Mac as chip.",
+            fields=[field_name, "cluster"],
+        )
+
+
+# Words people put where a tier goes that are no Apple tier: refused rather than read as the base chip.
+_NOT_TIERS = ("extreme", "plus", "lite", "super", "turbo", "hyper", "duo", "quad", "extra", "ultimate", "xl")
+_TIER_WORDS = ("pro", "max", "ultra")
+
+
+def _refuse_unknown_tier_word(
+    raw: str, name: str, chip_text: str, found: list[re.Match[str]], field_name: str
+) -> None:
+    """'M2 Utra', 'M4 Mx', 'M3 Extreme': the word right after the chip looks like a tier but is none; reading
+    it as the base chip would silently cost 2-8x the bandwidth."""
+    for m in found:
+        nxt = re.match(r"[\s(\[,\-]*([a-z]+)", chip_text[m.end() :])
+        if not nxt:
+            continue
+        word = nxt.group(1)
+        misspelt = m.group(2) is None and difflib.get_close_matches(word, _TIER_WORDS, n=1, cutoff=0.7)
+        if word in _NOT_TIERS or misspelt:
+            raise ToolError(
+                f"{field_name}: {raw!r} is ambiguous: read the chip as {name}, but {word!r} right after it "
+                "is not an Apple chip tier (Pro, Max, Ultra). Say which chip, e.g. "
+                f"{', '.join(_tiers_of(name))}.",
+                fields=[field_name],
+            )
+
+
+def _sibling(field_name: str, other: str) -> str:
+    """The field next to this chip field: 'memory_gb' for 'chip', 'b_memory_gb' for 'b_chip'."""
+    return field_name.removesuffix("chip") + other
+
+
+def _tiers_of(name: str) -> list[str]:
+    gen = name.split()[0]
+    names = chip_names()
+    return [gen] + [f"{gen} {t}" for t in ("Pro", "Max", "Ultra") if f"{gen} {t}" in names]
+
+
+_MEM_RE = re.compile(
+    r"\b(\d{1,4}(?:\.\d+)?)\s*(gb|tb)\b(?:\s*(?:of\s*)?(ssd|storage|disk|drive|flash|hd|ram|memory|"
+    r"unified(?:\s*memory)?))?"
+)
+
+
+def _memory_in_name(
+    raw: str, name: str, rest: str, notes: list[str], field_name: str
+) -> tuple[int | None, str]:
+    """The memory size in a name ('Mac mini M4 Pro 64GB'); storage ('512GB SSD', '1TB') is not memory.
+
+    Two bare sizes are told apart only when one of them is a size this chip was sold with; else refused.
+    """
+    sized: list[tuple[int, str | None]] = []
+    for m in reversed(list(_MEM_RE.finditer(rest))):
+        rest = _cut(rest, m)
+        label = m.group(3)
+        if m.group(2) == "tb" or label in ("ssd", "storage", "disk", "drive", "flash", "hd"):
+            continue  # storage
+        sized.insert(0, (int(float(m.group(1))), label))
+    labelled = [n for n, label in sized if label]
+    sizes = list(dict.fromkeys(labelled or [n for n, _ in sized]))
+    if len(sizes) <= 1:
+        return (sizes[0] if sizes else None), rest
+    sold = {m for b in chip_bins() if b.chip == name for m in b.memory_gb}
+    valid = [n for n in sizes if n in sold]
+    if len(valid) == 1:
+        others = ", ".join(f"{n} GB" for n in sizes if n != valid[0])
+        notes.append(
+            f"Read {valid[0]} GB in {raw!r} as the memory (the {name} was never sold with {others} of "
+            "memory: taken as storage)."
+        )
+        return valid[0], rest
+    raise ToolError(
+        f"{field_name}: {raw!r} has more than one memory size ({', '.join(f'{n} GB' for n in sizes)}); pass "
+        f"memory_gb, or label the storage (e.g. '512GB SSD').",
+        fields=[field_name, _sibling(field_name, "memory_gb")],
+    )
+
+
+_BW_RE = re.compile(r"\b(\d{1,4}(?:\.\d+)?)\s*(gb|tb)\s*(?:/\s*s(?:ec)?\b|ps\b|per\s*s(?:ec(?:ond)?)?\b)")
+
+
+def _bandwidth_in_name(raw: str, name: str, rest: str, field_name: str) -> tuple[list[int] | None, str]:
+    """'M4 Max 410 GB/s': the GPU counts of the bins with that bandwidth (None when every bin has it).
+
+    A bandwidth the chip never had is refused (pass bandwidth_gbps for another figure).
+    """
+    m = _BW_RE.search(rest)
+    if m is None:
+        return None, rest
+    value = float(m.group(1)) * (1000 if m.group(2) == "tb" else 1)
+    bins = [b for b in chip_bins() if b.chip == name]
+    hit = [b for b in bins if abs(b.bandwidth_gbps - value) <= max(2.0, 0.02 * value)]
+    if not hit:
+        have = sorted({b.bandwidth_gbps for b in bins})
+        shown = [f"{v:g}" for v in have]
+        listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+        raise ToolError(
+            f"{field_name}: {raw!r}: the {name} has {listed} GB/s, not {value:g}; pass bandwidth_gbps "
+            "(estimate_speed) to use another figure.",
+            fields=[field_name],
+        )
+    rest = _cut(rest, m)
+    if len(hit) == len(bins):
+        return None, rest
+    return sorted({c for b in hit for c in b.gpu_cores}), rest
+
+
+def _gpu_for_bandwidth(
+    raw: str, name: str, bw_gpus: list[int] | None, gpu: int | None, notes: list[str], field_name: str
+) -> int | None:
+    if bw_gpus is None:
+        return gpu
+    if gpu is not None and gpu not in bw_gpus:
+        raise ToolError(
+            f"{field_name}: {raw!r}: the bandwidth given is the {_fmt_list(bw_gpus)}-core {name}'s, not the "
+            f"{gpu}-core's.",
+            fields=[field_name],
+        )
+    if gpu is None and len(bw_gpus) == 1:
+        notes.append(f"The bandwidth in {raw!r} identifies the {bw_gpus[0]}-core {name} bin.")
+        return bw_gpus[0]
+    return gpu
+
+
+def _binned(raw: str, name: str, rest: str, gpu: int | None, notes: list[str]) -> int | None:
+    """'binned' = the chip's lower GPU bin, 'unbinned' = its full one (when no GPU count was given)."""
+    m = re.search(r"\b(un|non-?)?binned\b|\b(full|top|lower|base|cut[\s-]*down)[\s-]*bin\b", rest)
+    if m is None or gpu is not None:
+        return gpu
+    counts = sorted({c for b in chip_bins() if b.chip == name for c in b.gpu_cores})
+    if len(counts) < 2:
+        notes.append(f"Ignored {m.group(0)!r} in {raw!r}: the {name} came with one GPU configuration.")
+        return gpu
+    full = bool(m.group(1)) or m.group(2) in ("full", "top")
+    chosen = counts[-1] if full else counts[0]
+    notes.append(
+        f"Read {m.group(0)!r} in {raw!r} as the {'full' if full else 'lower'} GPU bin: the {chosen}-core "
+        f"{name} (it came with {_fmt_list(counts)} GPU cores)."
+    )
+    return chosen
 
 
 def _cut(text: str, m: re.Match[str]) -> str:
@@ -211,7 +379,10 @@ def _core_pair(
     raw: str, name: str, rest: str, notes: list[str], field_name: str
 ) -> tuple[int | None, int | None, str]:
     """Apple's shorthand "M3 Max 14/30" = 14-core CPU / 30-core GPU (when both counts are this chip's)."""
-    pair = re.search(r"(?<![\d/])(\d{1,2})\s*/\s*(\d{1,3})(?![\d/])(?!\s*-?\s*(?:core|cores|c)\b)", rest)
+    pair = re.search(
+        r"(?<![\d/])(\d{1,3})\s*/\s*(\d{1,4})(?![\d/])(?!\s*-?\s*(?:core|cores|c|inch|in|\"|\u201d|'')(?![a-z]))",
+        rest,
+    )
     if not pair:
         return None, None, rest
     bins = [b for b in chip_bins() if b.chip == name]
@@ -219,22 +390,33 @@ def _core_pair(
     if any(c == c_n and g_n in gs for b in bins for c, gs in b.cpu_cores):
         notes.append(f"Read '{pair.group(0).strip()}' in {raw!r} as a {c_n}-core CPU / {g_n}-core GPU.")
         return c_n, g_n, _cut(rest, pair)
-    if any(c == c_n for b in bins for c, _ in b.cpu_cores) and any(g_n in b.gpu_cores for b in bins):
-        combos = "; ".join(
-            f"{c}-core CPU: {' or '.join(str(g) for g in gs)}-core GPU" for b in bins for c, gs in b.cpu_cores
-        )
+    cpu_map: dict[int, set[int]] = {}
+    for b in bins:
+        for c, gs in b.cpu_cores:
+            cpu_map.setdefault(c, set()).update(gs)
+    combos = "; ".join(f"{c}-core CPU: {_fmt_list(sorted(gs))}-core GPU" for c, gs in sorted(cpu_map.items()))
+    if c_n in cpu_map and any(g_n in b.gpu_cores for b in bins):
         raise ToolError(
             f"{field_name}: {raw!r}: the {name} never had a {c_n}-core CPU with a {g_n}-core GPU ({combos}).",
             fields=[field_name],
         )
-    return None, None, rest
+    # Not a pair this chip had: never dropped silently (it may be cores, or memory/storage like '24/512').
+    sold = sorted({m for b in bins for m in b.memory_gb})
+    mem_eg = c_n if c_n in sold else sold[-1]
+    raise ToolError(
+        f"{field_name}: {raw!r}: '{pair.group(0).strip()}' is not a CPU/GPU core pair the {name} had "
+        f"({combos}); write memory as e.g. '{mem_eg}GB' and cores as e.g. "
+        f"'{max(bins[-1].gpu_cores)}-core GPU'.",
+        fields=[field_name],
+    )
 
 
 def _core_counts(
-    raw: str, name: str, rest: str, cpu: int | None, gpu: int | None, notes: list[str]
+    raw: str, name: str, rest: str, cpu: int | None, gpu: int | None, notes: list[str], field_name: str
 ) -> tuple[int | None, int | None]:
     """Labelled counts ('20-core GPU', 'cpu 14'); an unlabelled one is the GPU unless only CPUs have it."""
     unlabelled: list[int] = []
+    gpus = [gpu] if gpu is not None else []
     for m in _CORES_RE.finditer(rest):
         n = int(m.group(1) or m.group(4))
         kind = m.group(2) or m.group(3)
@@ -242,11 +424,20 @@ def _core_counts(
             cpu = n
         elif kind == "gpu":
             gpu = n
+            gpus.append(n)
         else:
             unlabelled.append(n)
+    bins = [b for b in chip_bins() if b.chip == name]
+    gpu_ok = {c for b in bins for c in b.gpu_cores}
+    if gpu is None:
+        gpus = [n for n in unlabelled if n in gpu_ok]
+    if len(set(gpus)) > 1:
+        raise ToolError(
+            f"{field_name}: {raw!r} has more than one GPU core count "
+            f"({' and '.join(str(n) for n in dict.fromkeys(gpus))}); pass one (gpu_cores).",
+            fields=[field_name, _sibling(field_name, "gpu_cores")],
+        )
     if gpu is None and unlabelled:
-        bins = [b for b in chip_bins() if b.chip == name]
-        gpu_ok = {c for b in bins for c in b.gpu_cores}
         cpu_ok = {c for b in bins for c, _ in b.cpu_cores}
         n = unlabelled[-1]
         if n not in gpu_ok and n in cpu_ok and cpu is None:
@@ -331,13 +522,25 @@ def resolve_machine(
         if memory_gb is None:
             memory_gb = float(parsed.memory_gb)
             notes.append(f"Memory read from {f.chip}: {parsed.memory_gb} GB.")
+    if memory_gb is not None:
+        memory_gb = _snap_memory(bins, memory_gb, notes, f)
     if parsed.cpu_cores is not None:
         cores = _cores_for_cpu(name, bins, parsed.cpu_cores, cores, notes, f)
     chosen = _choose_bin(name, bins, cores, memory_gb, notes, f)
+    if need_memory and memory_gb is None and cores is not None and len(chosen.memory_gb) == 1:
+        # The GPU cores name a bin sold with one memory size (the 32-core M4 Max: 36 GB): that is the answer.
+        memory_gb = float(chosen.memory_gb[0])
+        notes.append(
+            f"The {cores}-core {name} was sold with {chosen.memory_gb[0]} GB only: {f.mem} taken as "
+            f"{chosen.memory_gb[0]}."
+        )
     if need_memory and memory_gb is None:
-        all_mem = sorted({m for b in bins for m in b.memory_gb})
+        sold = (
+            chosen.memory_gb if cores is not None else tuple(sorted({m for b in bins for m in b.memory_gb}))
+        )
+        which = f"the {cores}-core {name}" if cores is not None else f"the {name}"
         raise ToolError(
-            f"{f.mem}: needed for a fit check; the {name} was sold with {_fmt_list(all_mem)} GB.",
+            f"{f.mem}: needed for a fit check; {which} was sold with {_fmt_list(sold)} GB.",
             fields=[f.mem],
         )
     notes += _bin_notes(name, chosen, cores)
@@ -498,6 +701,25 @@ def _bin_notes(name: str, chosen: ChipBin, cores: int | None) -> list[str]:
             f"{name} specs are from secondary sources, not verified against Apple ({chosen.source})."
         )
     return notes
+
+
+def _snap_memory(bins: list[ChipBin], memory_gb: float, notes: list[str], f: _Fields) -> float:
+    """A size this chip was sold with: 48.4 -> 48 (stated); 51.5 -> 48 (48 GiB written in 1e9-byte GB)."""
+    sold = sorted({m for b in bins for m in b.memory_gb})
+    if memory_gb in sold:
+        return memory_gb
+    for m in sold:
+        if abs(memory_gb - m) < 0.51:
+            notes.append(f"{f.mem} {memory_gb:g} read as the {m} GB configuration.")
+            return float(m)
+    for m in sold:
+        if abs(memory_gb - m * GIB / GB) < 0.5:
+            notes.append(
+                f"{f.mem} {memory_gb:g} read as the {m} GB configuration ({m} GiB = {m * GIB / GB:.2f} GB; "
+                "Apple's memory sizes are GiB)."
+            )
+            return float(m)
+    return memory_gb
 
 
 def _memory_ok(b: ChipBin, memory_gb: float) -> bool:

@@ -37,7 +37,20 @@ def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPla
     link_name = spec.link
     pre: list[str] = []
     tb5 = [str(c) for c in d["thunderbolt5_chips"]]
-    if chip is not None and link_name == "thunderbolt5" and chip not in tb5:
+    unknown = [str(c) for c in d.get("thunderbolt5_unknown", [])]
+    if chip in unknown and link_name == "thunderbolt5" and "link" in spec.model_fields_set:
+        pre.append(
+            f"Whether Macs with the {chip} have Thunderbolt 5 is not in our sources: the cluster is taken as "
+            "linked over Thunderbolt 5 as asked; check the ports (RDMA tensor parallel needs Thunderbolt 5)."
+        )
+    elif chip in unknown and link_name == "thunderbolt5":
+        link_name = "thunderbolt4"
+        pre.append(
+            f"Whether Macs with the {chip} have Thunderbolt 5 is not in our sources: the cluster is taken as "
+            "linked over Thunderbolt 4, which carries only a pipeline split (pass link thunderbolt5 if yours "
+            "has it)."
+        )
+    elif chip is not None and link_name == "thunderbolt5" and chip not in tb5:
         if "link" in spec.model_fields_set:
             raise ToolError(
                 f"cluster.link: the {chip} has no Thunderbolt 5 port (Thunderbolt 5 Macs: {', '.join(tb5)}); "
@@ -58,7 +71,7 @@ def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPla
     if split not in link["splits"]:
         raise ToolError(
             f"cluster.split: {split} parallelism is measured only over Thunderbolt 5 RDMA; over "
-            f"{link['label']} use pipeline.",
+            f"{link['label']} use pipeline." + (f" {pre[0]}" if pre else ""),
             fields=["cluster.split", "cluster.link"],
         )
     notes = [*pre, str(link["note"])]
@@ -74,6 +87,13 @@ def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPla
                 fields=["cluster.split", "runtime"],
             )
         notes.append(str(d["runtimes"]["llama.cpp"]) + ".")
+    measured = int(d["max_measured_nodes"])
+    if spec.count > measured:
+        notes.append(
+            f"No public measurement with more than {measured} Macs: decode and prefill for {spec.count} "
+            f"nodes are extrapolated from the 2-{measured} node runs (per-hop latency and all-reduce cost "
+            "grow with the node count; treat the figures as optimistic)."
+        )
     notes.append(
         f"{spec.count} identical Macs, {split} split over {link['label']}: each node holds "
         f"1/{spec.count} of the weights and KV cache plus its own compute buffer (GLM-5 8-bit needed 386 "

@@ -376,7 +376,7 @@ def _cluster_fit(
     notes: list[str] = []
     if not gf.fits_on_gpu:
         notes.append(
-            f"At {p.context_tokens} tokens this does not fit {n} x {mem:g} GB (check_memory_fit "
+            f"At {fit_context(p, model.arch)} tokens this does not fit {n} x {mem:g} GB (check_memory_fit "
             f"with the same cluster: {gf.verdict}); the estimate assumes it does."
         )
     return gf.fits_on_gpu, _r(gf.need.gpu_total / GB), _r(budget / GB), notes

@@ -448,11 +448,13 @@ def _sizing_notes(
     """How weights, KV cache and overhead were sized (for assumptions)."""
     notes = weights_in_memory(arch, q, entry)[1]
     if p.kv_cache_type != "f16":
-        notes.append(
-            f"KV cache {p.kv_cache_type} needs flash attention (OLLAMA_FLASH_ATTENTION=1 with "
-            f"OLLAMA_KV_CACHE_TYPE={p.kv_cache_type}); sized at its true block size (q8_0 34/32, q4_0 "
-            f"18/32 B/elem)."
-        )
+        kv = p.kv_cache_type
+        how = {
+            "ollama": f"needs flash attention (OLLAMA_FLASH_ATTENTION=1 with OLLAMA_KV_CACHE_TYPE={kv})",
+            "llama.cpp": f"needs flash attention (-fa on -ctk {kv} -ctv {kv})",
+            "mlx": f"is mlx-lm's --kv-bits {kv[1]} (group-quantised, about the same size)",
+        }[rt.name]
+        notes.append(f"KV cache {kv} {how}; sized at its true block size (q8_0 34/32, q4_0 18/32 B/elem).")
     if arch.sliding_window and arch.global_layer_every:
         notes.append(
             f"Sliding-window attention: only every {arch.global_layer_every}th layer caches the full "
@@ -503,7 +505,11 @@ def _suggestions(
         )
     if par > 1:
         n2 = _need(arch, q, entry, ctx, kv_type, 1, need.margin, need.nodes)
-        knob = "OLLAMA_NUM_PARALLEL=1" if runtime == "ollama" else "one parallel slot (-np 1)"
+        knob = {
+            "ollama": "OLLAMA_NUM_PARALLEL=1",
+            "llama.cpp": "one parallel slot (-np 1)",
+            "mlx": "one request at a time (no batched requests)",
+        }.get(runtime, "one parallel slot")
         out.append(f"Use {knob}: KV cache drops to {_g(n2.kv)} GB.")
     reserve = gf.os_gb * GB
     wanted = need.gpu_total + 0.5 * GB

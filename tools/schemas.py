@@ -132,7 +132,7 @@ class ModelArchitecture(BaseModel):
 Chip = Annotated[
     str | None,
     Field(
-        max_length=80,
+        max_length=160,
         description='Apple Silicon chip, e.g. "M3 Max", "m4 pro". Omit on a Mac to use this Mac.',
     ),
 ]
@@ -218,6 +218,15 @@ ClusterLink = Annotated[
 ]
 
 
+ClusterSplit = Annotated[
+    Literal["tensor", "pipeline"],
+    _spelled(
+        {"tensor": "tensor", "tensorparallel": "tensor", "tp": "tensor"}
+        | {"pipeline": "pipeline", "pipelineparallel": "pipeline", "pp": "pipeline"}
+    ),
+]
+
+
 class ClusterSpec(BaseModel):
     """Several identical Macs running one model (exo, MLX distributed, llama.cpp RPC)."""
 
@@ -227,7 +236,7 @@ class ClusterSpec(BaseModel):
         ge=2, le=8, description="How many identical Macs; chip/gpu_cores/memory_gb describe one."
     )
     link: ClusterLink = Field(default="thunderbolt5", description="thunderbolt5 | thunderbolt4 | 10gbe.")
-    split: Literal["tensor", "pipeline"] | None = Field(
+    split: ClusterSplit | None = Field(
         default=None,
         description="tensor (Thunderbolt 5 RDMA only) or pipeline; default: tensor on thunderbolt5, "
         "else pipeline.",
