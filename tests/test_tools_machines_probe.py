@@ -480,3 +480,19 @@ def test_full_width_characters_from_japanese_and_chinese_input_methods_are_read(
     # Was: "unknown chip 'Ｍ３ Ｕｌｔｒａ ５１２ＧＢ'" (the IME's full-width letters and digits).
     out = fit(chip="Ｍ３ Ｕｌｔｒａ ５１２ＧＢ", model="llama3.3:70b")
     assert (out.chip, out.memory_gb) == ("M3 Ultra 80-core GPU", 512)
+
+
+# ---- a bin one public benchmark reports (M5 MacBook Air, 8-core GPU) -----------------------------------
+def test_an_m5_with_an_8_core_gpu_is_answered_and_marked_unverified() -> None:
+    # Rapid-MLX's benchmark of a 16 GB MacBook Air M5 reports 8 GPU cores; it was refused ("never had").
+    out = est(chip="MacBook Air M5 8-core GPU", model="llama3.1:8b")
+    assert out.gpu_cores == 8 and out.bandwidth_gbps == 153
+    assert any("UNVERIFIED" in a and "8-core" in a for a in out.assumptions)
+    full = est(chip="M5", gpu_cores=10, model="llama3.1:8b")
+    assert out.prefill_tokens_per_second is not None and full.prefill_tokens_per_second is not None
+    assert out.prefill_tokens_per_second < full.prefill_tokens_per_second, "prefill scales with GPU cores"
+    # Plain "M5" stays the 10-core chip every Apple source lists, and says so.
+    plain = est(chip="M5", model="llama3.1:8b")
+    assert plain.gpu_cores is None or plain.gpu_cores == 10
+    assert any("10-core M5" in a for a in plain.assumptions)
+    assert not any("UNVERIFIED" in a for a in plain.assumptions)
