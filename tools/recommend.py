@@ -119,10 +119,13 @@ def _bandwidth(c: Candidate) -> float:
 
 def _evaluate(
     c: Candidate, model_args: dict[str, Any] | None, ctx: int, runtime: str, image_gb: float
-) -> MachineOption:
+) -> tuple[MachineOption, float | None]:
+    """check_memory_fit's verdict and estimate_speed's decode on one machine, and the GPU memory (GB) the
+    target needs on it (None when the fit check does not say)."""
     verdict: str | None = None
     tps: float | None = None
     rng: tuple[float, float] | None = None
+    need_gb: float | None = image_gb if model_args is None else None
     budget, _ = gpu_budget(c.memory_gb)
     if image_gb > 0 and image_gb * GB >= budget:
         verdict = "does_not_fit"
@@ -142,6 +145,7 @@ def _evaluate(
             )
         )
         verdict = fit.verdict
+        need_gb = _gpu_need_gb(fit) + image_gb
         if fit.fits_on_gpu:
             speed = estimate_speed(
                 EstimateSpeedInput(
@@ -154,7 +158,7 @@ def _evaluate(
                 )
             )
             tps, rng = speed.expected_tokens_per_second, speed.expected_range
-    return MachineOption(
+    opt = MachineOption(
         machine=c.label,
         chip=c.chip,
         gpu_cores=c.gpu_cores,
@@ -169,16 +173,34 @@ def _evaluate(
         expected_range=rng,
         why=c.why,
     )
+    return opt, need_gb
 
 
-def _score(pool: list[Candidate], ev: dict[str, MachineOption]) -> dict[str, float]:
-    """Weighted speed + memory per dollar, each relative to the best in the pool (recommend_rules.yaml)."""
+def _gpu_need_gb(fit: Any) -> float:
+    """GB the target needs on the GPU, as check_memory_fit's breakdown.total_gb reports it (rounded alike):
+    from the verdict (need) or from the full report (breakdown), so either gives the same recommendation."""
+    need = getattr(fit, "need", None)
+    return round(need.gpu_total / GB, 2) if need is not None else float(fit.breakdown.total_gb)
+
+
+def useful_memory_gb(need_gb: float | None) -> float:
+    """The most memory that still counts in the memory-per-dollar term: room to grow (a bigger model, longer
+    context) is worth paying for, memory the target will never use is not (recommend_rules.yaml)."""
+    h = rules()["memory_headroom"]
+    return max(float(h["factor"]) * (need_gb or 0.0), float(h["min_gb"]))
+
+
+def _score(pool: list[Candidate], ev: dict[str, MachineOption], need_gb: float | None) -> dict[str, float]:
+    """Weighted speed + memory per dollar, each relative to the best in the pool (recommend_rules.yaml).
+    Memory counts only up to useful_memory_gb: 512 GB is no better than 96 GB for a 14B model."""
     w = rules()["score_weights"]
+    cap = useful_memory_gb(need_gb)
+    mpd = {c.id: min(c.memory_gb, cap) / c.price_usd for c in pool}
     best_tps = max((ev[c.id].expected_tokens_per_second or 0.0) for c in pool) or 1.0
-    best_mpd = max(c.memory_gb / c.price_usd for c in pool)
+    best_mpd = max(mpd.values())
     return {
         c.id: float(w["speed"]) * (ev[c.id].expected_tokens_per_second or 0.0) / best_tps
-        + float(w["memory_per_dollar"]) * (c.memory_gb / c.price_usd) / best_mpd
+        + float(w["memory_per_dollar"]) * mpd[c.id] / best_mpd
         for c in pool
     }
 
@@ -240,6 +262,21 @@ class _Target:
     label: str
 
 
+def _target_model_error(name: str, message: str) -> str:
+    """estimate_speed's unknown-model message in recommend_machine's terms (its fields, image models)."""
+    msg = message.replace("model:", "target_model:", 1).replace(
+        "pass params_billion (and architecture for KV-cache maths)", "give target_params_billion instead"
+    )
+    try:
+        _, label, _ = image_model_need(name)
+    except ToolError:
+        return msg
+    return (
+        f'target_model: {name!r} is an image model ({label}), not an LLM: use workload "image" with '
+        f'image_model "{name}" (or workload "both" with an LLM in target_model).'
+    )
+
+
 def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
     r = rules()
     q = p.quant
@@ -253,7 +290,7 @@ def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
                 resolved = resolve_model(p.target_model, None, None)
             except ToolError as e:
                 raise ToolError(
-                    str(e).replace("model:", "target_model:", 1), fields=["target_model"], kind=e.kind
+                    _target_model_error(p.target_model, str(e)), fields=["target_model"], kind=e.kind
                 ) from e
             assumptions += resolved.assumptions
             args = {"model": p.target_model, "quant": q or resolved.quant_from_tag}
@@ -314,6 +351,7 @@ class _Pool:
     fitting: list[Candidate]
     pool: list[Candidate]
     budget: float | None
+    need_gb: float | None = None  # GPU memory the target needs (the largest any candidate's check reports)
 
     def in_budget_price(self, price: float) -> bool:
         return self.budget is None or price <= self.budget * float(rules()["budget_tolerance"])
@@ -329,11 +367,13 @@ def _pool(p: RecommendMachineInput, target: _Target, image_gb: float, assumption
         assumptions.append("Portable required: only laptops considered.")
     elif p.portable is False:
         cands = [c for c in cands if not c.portable]
-    ev = {c.id: _evaluate(c, target.model_args, p.context_tokens, p.runtime, image_gb) for c in cands}
+    both = {c.id: _evaluate(c, target.model_args, p.context_tokens, p.runtime, image_gb) for c in cands}
+    ev = {k: v[0] for k, v in both.items()}
+    needs = [n for _, n in both.values() if n is not None]
     allowed = [c for c in cands if avoid_reason(c, p.workload) is None]
     fitting = [c for c in allowed if ev[c.id].fit_verdict in ("fits", "tight")]
     comfortable = [c for c in fitting if ev[c.id].fit_verdict == "fits"]
-    out = _Pool(ev, allowed, fitting, [], p.budget_usd)
+    out = _Pool(ev, allowed, fitting, [], p.budget_usd, max(needs) if needs else None)
     out.pool = [c for c in (comfortable or fitting) if out.in_budget(c)] or [
         c for c in fitting if out.in_budget(c)
     ]
@@ -386,7 +426,7 @@ def _pick(p: RecommendMachineInput, pl: _Pool, target: _Target, reasons: list[st
         pick = min(pool, key=lambda c: (c.price_usd, -(ev[c.id].expected_tokens_per_second or 0)))
         reasons.append("No budget given: the cheapest machine that runs the target comfortably.")
     else:
-        score = _score(pool, ev)
+        score = _score(pool, ev, pl.need_gb)
         pick = max(pool, key=lambda c: (round(score[c.id], 6), -c.price_usd))
         reasons.append(str(r["reasons"]["ranking"]))
     reasons.append(str(r["reasons"]["bandwidth"]))
@@ -416,7 +456,13 @@ def _cluster_option(
     if not found:
         return None, []
     affordable = [e for e in found if pl.in_budget_price(e.price)]
-    single_tps = pl.ev[pick.id].expected_tokens_per_second if pick is not None else None
+    # as for one Mac: a cluster that holds the target comfortably before a tight one
+    affordable = [e for e in affordable if e.verdict == "fits"] or affordable
+    # A cluster must beat every single Mac in budget that runs the target, not just the pick (which also
+    # weighs memory per dollar): two $3,099 Studios at 84 tok/s are no answer when one $5,499 one does 90.
+    single_tps = (
+        max((pl.ev[c.id].expected_tokens_per_second or 0.0) for c in pl.pool) if pick is not None else None
+    )
     best = max(affordable, key=lambda e: (e.tps or 0, -e.price)) if affordable else None
     if best is None or (
         single_tps is not None and (best.tps or 0) <= float(crules["beat_factor"]) * single_tps
