@@ -72,6 +72,13 @@ STOP = {
     "to",
     "from",
     "by",
+    # asking for everything: no filter
+    "all",
+    "every",
+    "everything",
+    "row",
+    "rows",
+    "list",
 }
 
 
@@ -262,8 +269,15 @@ def _llm_row(data: dict[str, Any], r: dict[str, Any]) -> tuple[LlmBenchmarkRow, 
         source=f"{ARTICLE}, section 'Measured Tokens/Sec on Real Models'"
         + (" (prose, 'MLX vs llama.cpp')" if r.get("from_prose") else ""),
     )
+    # The table was run with Ollama (the prose rows name their engine); a printed OOM is findable as such.
     toks = _row_tokens(
-        *_machine_tokens(m), mod["label"], mod.get("model_tag") or "", quant, r.get("engine", ""), "mac"
+        *_machine_tokens(m),
+        mod["label"],
+        mod.get("model_tag") or "",
+        quant,
+        r.get("engine", "ollama"),
+        "mac",
+        "oom" if tps is None else "",
     )
     return row, toks
 

@@ -1,0 +1,137 @@
+"""recommend_machine and lookup_benchmarks as a demanding buyer uses them (issue 15): through the registry,
+the interface the agent, the CLI and the MCP server share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tools import REGISTRY, ToolError
+from tools.recommend import avoid_reason, candidates
+from tools.schemas import LookupBenchmarksOutput, MachineOption, RecommendMachineOutput
+
+
+def rec(**kw: Any) -> RecommendMachineOutput:
+    out = REGISTRY.get("recommend_machine").run(kw)
+    assert isinstance(out, RecommendMachineOutput)
+    return out
+
+
+def look(**kw: Any) -> LookupBenchmarksOutput:
+    out = REGISTRY.get("lookup_benchmarks").run(kw)
+    assert isinstance(out, LookupBenchmarksOutput)
+    return out
+
+
+def _single_speeds(target: str, budget: float) -> dict[str, float]:
+    """Decode speed (estimate_speed, 4k context) of each allowed candidate in budget that holds the target."""
+    fit, est = REGISTRY.get("check_memory_fit"), REGISTRY.get("estimate_speed")
+    out: dict[str, float] = {}
+    for c in candidates():
+        if c.price_usd > budget or avoid_reason(c, "llm") is not None:
+            continue
+        m = {"chip": c.chip, "gpu_cores": c.gpu_cores, "memory_gb": c.memory_gb, "model": target}
+        if not fit.run({**m, "context_tokens": 8192}).fits_on_gpu:  # type: ignore[attr-defined]
+            continue
+        out[c.label] = est.run({**m, "context_tokens": 4096}).expected_tokens_per_second  # type: ignore[attr-defined]
+    return out
+
+
+# ---- more money never buys a slower, dearer machine ---------------------------------------------------
+@pytest.mark.parametrize("target", [None, "llama3.1:8b", "llama3.3:70b", "gpt-oss:120b", "qwen3:30b-a3b"])
+def test_a_bigger_budget_never_picks_a_dearer_and_slower_machine(target: str | None) -> None:
+    # Before: at $10k and more every one of these got the $9,499 512 GB M3 Ultra (memory per dollar counted
+    # all 512 GB), slower than the $5,499 M5 Ultra that $7,000 got (gpt-oss:120b 63.7 vs 90 tok/s).
+    picks: list[MachineOption] = []
+    for budget in (3000, 4000, 5000, 7000, 10_000, 15_000, 50_000):
+        args: dict[str, Any] = {"budget_usd": budget}
+        if target is not None:
+            args["target_model"] = target
+        r = rec(**args).recommendation
+        if r is not None:  # gpt-oss:120b: no single Mac within $3,000 holds it
+            picks.append(r)
+    assert len(picks) >= 6
+    for lo, hi in zip(picks, picks[1:], strict=False):
+        assert lo.expected_tokens_per_second is not None and hi.expected_tokens_per_second is not None
+        dearer = (hi.approx_price_usd or 0) > (lo.approx_price_usd or 0)
+        slower = hi.expected_tokens_per_second < lo.expected_tokens_per_second
+        assert not (dearer and slower), (target, lo.machine, hi.machine)
+
+
+def test_the_512gb_ultra_is_for_the_models_that_need_it() -> None:
+    for target in ("qwen2.5:14b", "llama3.3:70b", "gpt-oss:120b", "qwen3:235b-a22b"):
+        r = rec(budget_usd=15_000, target_model=target).recommendation
+        assert r is not None and r.memory_gb < 512, target
+    r = rec(budget_usd=15_000, target_model="deepseek-r1:671b").recommendation
+    assert r is not None and r.memory_gb == 512
+
+
+def test_235b_at_10k_is_the_256gb_m3_ultra_not_the_512gb_one() -> None:
+    # Same chip, same speed, $2,400 less: the 256 GB M3 Ultra ($7,099 at launch, apple_lineup_2026.csv).
+    out = rec(budget_usd=10_000, target_model="qwen3:235b-a22b")
+    r = out.recommendation
+    assert r is not None and (r.chip, r.memory_gb, r.approx_price_usd) == ("M3 Ultra", 256, 7099)
+    assert "2025-03-05" in r.price_note and "$7,099" in r.price_note
+
+
+def test_the_articles_1200_dollar_pick_is_within_1200_dollars() -> None:
+    # Article: "If I had $1200, M4 Pro mini 48GB with external SSD." Before: nothing within $1,200.
+    r = rec(budget_usd=1200).recommendation
+    assert r is not None and (r.chip, r.memory_gb) == ("M4 Pro", 48)
+    assert "If I had $1200" in r.price_note
+
+
+# ---- clusters only when they beat every single Mac in budget --------------------------------------------
+@pytest.mark.parametrize(
+    ("target", "budget"),
+    [("gpt-oss:120b", 10_000), ("gpt-oss:120b", 5400), ("qwen3:235b-a22b", 10_000), ("llama3.3:70b", 15_000)],
+)
+def test_a_cluster_beats_the_fastest_single_mac_in_budget(target: str, budget: float) -> None:
+    # Before: at $10k two M5 Max 48 GB Studios ($6,198, 84 tok/s on gpt-oss:120b) were proposed as beating
+    # the pick, while one M5 Ultra 96 GB ($5,499) decodes it at 90 tok/s.
+    out = rec(budget_usd=budget, target_model=target)
+    if out.cluster_option is None:
+        return
+    best_single = max(_single_speeds(target, budget).values(), default=0.0)
+    assert out.cluster_option.expected_tokens_per_second is not None
+    assert out.cluster_option.expected_tokens_per_second > 1.1 * best_single, (target, budget)
+
+
+def test_gpt_oss_120b_at_10k_proposes_no_slower_cluster() -> None:
+    out = rec(budget_usd=10_000, target_model="gpt-oss:120b")
+    assert out.cluster_option is None
+    r = out.recommendation
+    assert r is not None and r.expected_tokens_per_second == max(
+        _single_speeds("gpt-oss:120b", 10_000).values()
+    )
+
+
+# ---- clear errors ------------------------------------------------------------------------------------------
+def test_unknown_target_model_names_the_recommend_field_and_image_models() -> None:
+    with pytest.raises(ToolError) as e:
+        rec(target_model="gpt-9:1t")
+    assert "target_params_billion" in str(e.value)
+    assert " pass params_billion" not in str(e.value)
+    with pytest.raises(ToolError) as img:
+        rec(target_model="flux")
+    assert 'workload "image"' in str(img.value) and "image_model" in str(img.value)
+
+
+# ---- lookup_benchmarks -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("query", ["all", "everything", "show me all", "all rows"])
+def test_asking_for_all_lists_every_row(query: str) -> None:
+    out = look(query=query)
+    assert (len(out.llm_rows), len(out.image_rows)) == (18, 9)
+
+
+def test_the_setup_words_of_the_article_match_their_rows() -> None:
+    # The LLM table was run with Ollama; SDXL and SD 1.5 are Stable Diffusion; the 70B row printed OOM.
+    ollama = look(query="ollama")
+    assert len(ollama.llm_rows) == 16 and not ollama.image_rows  # the table, not the prose MLX/llama.cpp rows
+    sd = look(query="stable diffusion")
+    assert {r.model for r in sd.image_rows} == {"SDXL", "SD 1.5"} and not sd.llm_rows
+    oom = look(query="oom")
+    assert [(r.machine, r.result) for r in oom.llm_rows] == [("M4 Pro Mac mini 48GB", "OOM")]
+    assert all(r.source for r in [*ollama.llm_rows, *oom.llm_rows])
+    assert all(r.source for r in sd.image_rows)
