@@ -135,3 +135,35 @@ def test_the_setup_words_of_the_article_match_their_rows() -> None:
     assert [(r.machine, r.result) for r in oom.llm_rows] == [("M4 Pro Mac mini 48GB", "OOM")]
     assert all(r.source for r in [*ollama.llm_rows, *oom.llm_rows])
     assert all(r.source for r in sd.image_rows)
+
+
+# ---- wording the buyer reads ------------------------------------------------------------------------------
+def test_research_without_a_64gb_laptop_in_budget_says_so() -> None:
+    # The article's research pick is an M3 Max MacBook Pro (64-128 GB); at $1,300 none is in budget and the
+    # answer is a desktop: the reasons must say that rather than only restate the laptop advice.
+    out = rec(budget_usd=1300, workload="research")
+    r = out.recommendation
+    assert r is not None and r.machine.startswith("Mac mini")
+    assert any("No laptop with at least 64 GB within $1,300" in x and "~$2,000" in x for x in out.reasons)
+    laptop = rec(budget_usd=2500, workload="research")
+    assert laptop.recommendation is not None and laptop.recommendation.machine.startswith(
+        "MacBook Pro M3 Max"
+    )
+    assert not any("No laptop" in x for x in laptop.reasons)
+
+
+def test_an_image_only_no_pick_does_not_talk_about_tokens_of_context() -> None:
+    out = rec(budget_usd=1000, workload="image")
+    assert out.recommendation is None
+    assert "runs the image model on the GPU" in out.summary and "tokens" not in out.summary
+
+
+def test_no_cluster_is_suggested_when_none_holds_the_model() -> None:
+    # 3000B at Q4 (~1.8 TB) is more than 4 x 512 GB can hold: "consider ... a cluster of Macs" was wrong.
+    out = rec(budget_usd=50_000, target_params_billion=3000)
+    assert out.recommendation is None and out.cluster_option is None
+    assert "no cluster of up to 4 Macs in our list holds it either" in out.summary
+    assert not any(x.endswith("or a cluster of Macs.") for x in out.reasons)
+    # where a cluster does hold it, the suggestion stays
+    big = rec(budget_usd=25_000, target_params_billion=1000)
+    assert big.cluster_option is not None

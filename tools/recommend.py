@@ -380,20 +380,30 @@ def _pool(p: RecommendMachineInput, target: _Target, image_gb: float, assumption
     return out
 
 
-def _no_pick_reasons(p: RecommendMachineInput, pl: _Pool, what: str) -> list[str]:
+def _no_pick_reasons(p: RecommendMachineInput, pl: _Pool, what: str, cluster_named: bool) -> list[str]:
     r, budget, ctx = rules(), pl.budget, p.context_tokens
     reasons: list[str] = []
+    at = "" if p.workload == "image" else f" at {ctx} tokens"  # an image model has no context
     if budget is not None and budget < float(r["wait_below_usd"]):
         reasons.append(str(r["reasons"]["wait"]).replace("{budget}", f"{budget:,.0f}"))
     if not pl.fitting:
+        from tools.cluster import data as cluster_data
+
+        nodes = cluster_data()["recommend"]["max_nodes"]
         reasons.append(
-            f"No single machine in our list runs {what} at {ctx} tokens of context on the GPU; "
-            "consider a smaller quantisation or model (see check_memory_fit), or a cluster of Macs."
+            f"No single machine in our list runs {what}{at and at + ' of context'} on the GPU; "
+            "consider a smaller quantisation or model (see check_memory_fit)"
+            + (
+                ", or a cluster of Macs."
+                if cluster_named or p.workload == "image"
+                else f"; no cluster of up to {nodes} Macs in our list holds it either (check_memory_fit "
+                "with cluster for other links or node counts)."
+            )
         )
     elif budget is not None:
         cheapest = min(pl.fitting, key=lambda c: c.price_usd)
         reasons.append(
-            f"Nothing within ${budget:,.0f} that the avoid-list allows runs {what} at {ctx} tokens on "
+            f"Nothing within ${budget:,.0f} that the avoid-list allows runs {what}{at} on "
             f"the GPU; the cheapest that does is the {cheapest.label} (~${cheapest.price_usd:,.0f})."
         )
     return reasons
@@ -421,6 +431,22 @@ def _pick(p: RecommendMachineInput, pl: _Pool, target: _Target, reasons: list[st
         rp = r["research_pick"]
         laptops = [c for c in pool if c.portable == rp["portable"] and c.memory_gb >= rp["min_memory_gb"]]
         reasons += list(r["reasons"]["research"])
+        if not laptops:
+            kind = "laptop" if rp["portable"] else "desktop"
+            fits = [
+                c for c in pl.fitting if c.portable == rp["portable"] and c.memory_gb >= rp["min_memory_gb"]
+            ]
+            cheapest = min(fits, key=lambda c: c.price_usd) if fits else None
+            within = f" within ${pl.budget:,.0f}" if pl.budget is not None else ""
+            reasons.append(
+                f"No {kind} with at least {rp['min_memory_gb']} GB{within}"
+                + (
+                    f" (the cheapest, the {cheapest.label}, costs ~${cheapest.price_usd:,.0f})"
+                    if cheapest
+                    else ""
+                )
+                + ": the pick below is the cheapest machine in budget that runs the target."
+            )
         return min(laptops or pool, key=lambda c: c.price_usd)
     if pl.budget is None:
         pick = min(pool, key=lambda c: (c.price_usd, -(ev[c.id].expected_tokens_per_second or 0)))
@@ -577,9 +603,9 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     pl = _pool(p, target, image_gb, assumptions)
     what = _what(p, target)
     pick = _pick(p, pl, target, reasons) if pl.pool else None
-    if pick is None:
-        reasons += _no_pick_reasons(p, pl, what)
     cluster_opt, cluster_reasons = _cluster_option(p, pl, target, pick, what)
+    if pick is None:
+        reasons += _no_pick_reasons(p, pl, what, cluster_named=bool(cluster_reasons))
     reasons += cluster_reasons
     if cluster_reasons:
         sources.append("tools/data/clusters.yaml (public Mac-cluster measurements)")
