@@ -167,3 +167,28 @@ def test_no_cluster_is_suggested_when_none_holds_the_model() -> None:
     # where a cluster does hold it, the suggestion stays
     big = rec(budget_usd=25_000, target_params_billion=1000)
     assert big.cluster_option is not None
+
+
+@pytest.mark.parametrize(
+    ("query", "n_llm", "n_img"), [("SD-1.5", 0, 3), ("sd-xl m4 pro", 0, 1), ("SDXL", 0, 3)]
+)
+def test_hyphenated_image_model_names_match(query: str, n_llm: int, n_img: int) -> None:
+    out = look(query=query)
+    assert (len(out.llm_rows), len(out.image_rows)) == (n_llm, n_img)
+
+
+@pytest.mark.parametrize(
+    ("query", "n_llm", "n_img"),
+    [("image m3 max", 0, 6), ("m3 max images", 0, 6), ("llm m3 max", 10, 0), ("m3 max tok/s", 10, 0)],
+)
+def test_saying_image_or_llm_picks_the_table(query: str, n_llm: int, n_img: int) -> None:
+    # "image m3 max" returned the M3 Max LLM rows as well: the word that names the table was dropped.
+    out = look(query=query)
+    assert (len(out.llm_rows), len(out.image_rows)) == (n_llm, n_img)
+    assert look(query=query, kind="any").matched_on[0] == f"kind={'image' if n_img else 'llm'}"
+
+
+def test_a_model_name_outweighs_a_table_word() -> None:
+    # "tokens" with an image model: the model decides (an agent often passes the user's sentence as query)
+    out = look(query="how many tokens per second for flux on the m4 pro")
+    assert (len(out.llm_rows), len(out.image_rows)) == (0, 1)

@@ -82,6 +82,10 @@ STOP = {
 }
 
 
+# Words that name a table: with kind "any", a query that says "image" (or "tok/s") searches only that table.
+_IMAGE_WORDS = {"image", "images", "img"}
+_LLM_WORDS = {"llm", "llms", "tok", "tok/s", "tokens"}
+
 _SPECIFIC = re.compile(r"\d+(?:\.\d+)?b|m[1-9]|\d+gb|\d+core|a\d+b|\d+x\d+b")
 
 
@@ -96,8 +100,8 @@ def _norm(text: str) -> str:
     t = re.sub(r"\bm([1-9])(pro|max|ultra)\b", r"m\1 \2", t)
     t = re.sub(r"(\d+)\s*-?\s*core", r"\1core", t)
     t = re.sub(r"(\d+)\s*gb\b", r"\1gb", t)
-    t = re.sub(r"\bsd\s*1\.?5\b", "sd15", t)
-    t = re.sub(r"\bsd\s*xl\b", "sdxl", t)
+    t = re.sub(r"\bsd[\s_-]*1\.?5\b", "sd15", t)
+    t = re.sub(r"\bsd[\s_-]*xl\b", "sdxl", t)
     return t.replace("stable diffusion xl", "sdxl").replace("stable diffusion 1.5", "sd15")
 
 
@@ -331,6 +335,10 @@ def lookup_benchmarks(p: LookupBenchmarksInput) -> LookupBenchmarksOutput:
             kind = "image"
         elif llm_only and not img_only:
             kind = "llm"
+    said = set(_tokens(" ".join(x for x in (p.query, p.machine, p.model) if x)))
+    if kind == "any" and bool(said & _IMAGE_WORDS) != bool(said & _LLM_WORDS):
+        # the terms fit both tables (a machine, a memory size): a word that names one table decides
+        kind = "image" if said & _IMAGE_WORDS else "llm"
     llm_hits = [r for r, t in llm if all(_match(w, t) for w in used)] if kind in ("llm", "any") else []
     img_hits = [r for r, t in img if all(_match(w, t) for w in used)] if kind in ("image", "any") else []
     if nothing:
