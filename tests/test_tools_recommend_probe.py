@@ -192,3 +192,28 @@ def test_a_model_name_outweighs_a_table_word() -> None:
     # "tokens" with an image model: the model decides (an agent often passes the user's sentence as query)
     out = look(query="how many tokens per second for flux on the m4 pro")
     assert (len(out.llm_rows), len(out.image_rows)) == (0, 1)
+
+
+# ---- current machines without a published price ---------------------------------------------------------
+def test_671b_names_the_current_512gb_m5_ultra_whose_price_is_not_published() -> None:
+    # The only single Mac in the list that holds 671B is a discontinued (used) M3 Ultra; Apple's current
+    # M5 Ultra Studio also ships with 512 GB, but no price is published, so the buyer must hear of it.
+    out = rec(budget_usd=10_000, target_model="deepseek-r1:671b")
+    assert out.recommendation is not None and out.recommendation.status == "discontinued"
+    said = [r for r in out.reasons if "Mac Studio M5 Ultra (80-core GPU), 512 GB" in r]
+    assert len(said) == 1 and "price not published" in said[0] and "not weighed" in said[0]
+    # a laptop buyer for gpt-oss:120b hears of the current 128 GB M5 Max MacBook Pro
+    lap = rec(budget_usd=6000, target_model="gpt-oss:120b", portable=True)
+    assert any("MacBook Pro M5 Max (40-core GPU), 128 GB" in r for r in lap.reasons)
+    # not when a current, priced machine in budget runs the target
+    for args in ({"budget_usd": 3000}, {"budget_usd": 6000, "target_model": "gpt-oss:120b"}):
+        assert not any("not weighed" in r for r in rec(**args).reasons), args
+
+
+def test_the_70b_advice_is_given_for_70b_class_models_only() -> None:
+    seventy = rec(budget_usd=3000, target_model="llama3.3:70b")
+    assert any(r.startswith("For 70B-class models") for r in seventy.reasons)
+    for target in ("deepseek-r1:671b", "qwen3:235b-a22b", "llama3.1:405b"):
+        out = rec(budget_usd=15_000, target_model=target)
+        assert out.recommendation is not None
+        assert not any(r.startswith("For 70B-class models") for r in out.reasons), target

@@ -352,6 +352,7 @@ class _Pool:
     pool: list[Candidate]
     budget: float | None
     need_gb: float | None = None  # GPU memory the target needs (the largest any candidate's check reports)
+    image_gb: float = 0.0  # of which the image model (workload both)
 
     def in_budget_price(self, price: float) -> bool:
         return self.budget is None or price <= self.budget * float(rules()["budget_tolerance"])
@@ -373,11 +374,46 @@ def _pool(p: RecommendMachineInput, target: _Target, image_gb: float, assumption
     allowed = [c for c in cands if avoid_reason(c, p.workload) is None]
     fitting = [c for c in allowed if ev[c.id].fit_verdict in ("fits", "tight")]
     comfortable = [c for c in fitting if ev[c.id].fit_verdict == "fits"]
-    out = _Pool(ev, allowed, fitting, [], p.budget_usd, max(needs) if needs else None)
+    out = _Pool(ev, allowed, fitting, [], p.budget_usd, max(needs) if needs else None, image_gb)
     out.pool = [c for c in (comfortable or fitting) if out.in_budget(c)] or [
         c for c in fitting if out.in_budget(c)
     ]
     return out
+
+
+def _unpriced_reasons(p: RecommendMachineInput, pl: _Pool, target: _Target, what: str) -> list[str]:
+    """Current configurations without a published price that would hold the target, when no current priced
+    machine in budget does (machines.yaml unpriced_configs): named, not weighed."""
+    if target.model_args is None or any(c.status == "current" for c in pl.pool):
+        return []
+    out: list[str] = []
+    for u in load_yaml("machines.yaml").get("unpriced_configs", []):
+        if p.portable is not None and bool(u["portable"]) != p.portable:
+            continue
+        fit = memory_fit_verdict(
+            CheckMemoryFitInput.model_validate(
+                {
+                    "chip": u["chip"],
+                    "gpu_cores": u["gpu_cores"],
+                    "memory_gb": u["memory_gb"],
+                    "context_tokens": p.context_tokens,
+                    "runtime": p.runtime,
+                    **target.model_args,
+                }
+            )
+        )
+        if fit.fits_on_gpu and (p.workload != "both" or _image_fits(u, fit, pl)):
+            out.append(
+                f"A current Mac also holds {what}: the {u['label']} ({u['note']}). It is not weighed here "
+                "because its price is not published; ask Apple for it before buying a discontinued machine."
+            )
+    return out
+
+
+def _image_fits(u: dict[str, Any], fit: Any, pl: _Pool) -> bool:
+    """workload both: the image model fits next to the LLM on this configuration's GPU budget."""
+    budget, _ = gpu_budget(float(u["memory_gb"]))
+    return _gpu_need_gb(fit) * GB + (pl.image_gb or 0.0) * GB <= budget
 
 
 def _no_pick_reasons(p: RecommendMachineInput, pl: _Pool, what: str, cluster_named: bool) -> list[str]:
@@ -458,8 +494,10 @@ def _pick(p: RecommendMachineInput, pl: _Pool, target: _Target, reasons: list[st
     reasons.append(str(r["reasons"]["bandwidth"]))
     if p.workload == "both":
         reasons.append(str(r["reasons"]["both"]))
-    if target.params_b >= float(r["big_model_b"]):
+    if float(r["big_model_b"]) <= target.params_b < float(r["big_model_max_b"]):
         reasons.append(str(r["reasons"]["big"]))
+    elif target.params_b >= float(r["big_model_max_b"]):
+        pass  # beyond the article's framework: the fit and speed checks (and clusters) speak for themselves
     elif pick.chip in r["small_model_chip_reasons"]:
         reasons.append(str(r["reasons"][r["small_model_chip_reasons"][pick.chip]]))
     if pick.chip in r["chip_reasons"]:
@@ -606,6 +644,7 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     cluster_opt, cluster_reasons = _cluster_option(p, pl, target, pick, what)
     if pick is None:
         reasons += _no_pick_reasons(p, pl, what, cluster_named=bool(cluster_reasons))
+    reasons += _unpriced_reasons(p, pl, target, what)
     reasons += cluster_reasons
     if cluster_reasons:
         sources.append("tools/data/clusters.yaml (public Mac-cluster measurements)")
