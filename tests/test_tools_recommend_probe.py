@@ -217,3 +217,16 @@ def test_the_70b_advice_is_given_for_70b_class_models_only() -> None:
         out = rec(budget_usd=15_000, target_model=target)
         assert out.recommendation is not None
         assert not any(r.startswith("For 70B-class models") for r in out.reasons), target
+
+
+def test_a_query_for_an_untested_machine_points_to_the_estimate() -> None:
+    out = look(query="m5 max")
+    assert any("estimate_speed" in m for m in out.matched_on)
+
+
+def test_an_image_pick_is_explained_by_its_gpu_cores() -> None:
+    # The summary gave the machine's LLM blurb ("holds 235B-class MoE models") to someone buying for Flux.
+    out = rec(budget_usd=10_000, workload="image")
+    r = out.recommendation
+    assert r is not None
+    assert f"{r.gpu_cores}-core GPU" in out.summary and "MoE" not in out.summary

@@ -348,7 +348,8 @@ def lookup_benchmarks(p: LookupBenchmarksInput) -> LookupBenchmarksOutput:
         matched[1] = f"terms: {', '.join(used) or '(none)'}"
         matched.append(
             f"nothing in the article's tables matches {', '.join(specific or ignored)!s}: no rows returned "
-            "(the article measured only the machines and models listed below)."
+            "(the article measured only the machines and models listed below; for others, estimate_speed "
+            "gives a modelled figure)."
         )
     elif ignored:
         matched.append(f"ignored (match no row): {', '.join(ignored)}")

@@ -601,6 +601,14 @@ def _summary(
     target: _Target,
     first_reason: str,
 ) -> str:
+    if rec is not None and pick is not None and p.workload == "image":
+        return (
+            f"{rec.machine} (~${pick.price_usd:,.0f}): a {pick.gpu_cores}-core GPU, and image generation is "
+            f"compute-bound (its speed follows GPU cores); holds {_what(p, target)} with room to spare."
+            if rec.fit_verdict == "fits"
+            else f"{rec.machine} (~${pick.price_usd:,.0f}): a {pick.gpu_cores}-core GPU; the image model is "
+            "tight in its GPU memory."
+        )
     if rec is not None and pick is not None:
         speed = (
             f"; ~{rec.expected_tokens_per_second:g} tok/s on {target.label}"
