@@ -230,3 +230,23 @@ def test_an_image_pick_is_explained_by_its_gpu_cores() -> None:
     r = out.recommendation
     assert r is not None
     assert f"{r.gpu_cores}-core GPU" in out.summary and "MoE" not in out.summary
+
+
+# ---- what was sized for is what is said --------------------------------------------------------------------
+def test_a_quant_in_the_tag_is_the_one_stated() -> None:
+    # Before: "Quantisation: Q4_K_M (Ollama's default)" while the Q8_0 of the tag was sized for.
+    tagged = rec(budget_usd=5000, target_model="llama3.3:70b-instruct-q8_0")
+    given = rec(budget_usd=5000, target_model="llama3.3:70b", quant="Q8_0")
+    for out in (tagged, given):
+        assert not any(a.startswith("Quantisation: Q4_K_M") for a in out.assumptions)
+        assert "llama3.3:70b at Q8_0" in out.summary
+        assert out.recommendation is not None
+    assert tagged.recommendation == given.recommendation
+    plain = rec(budget_usd=5000, target_model="llama3.3:70b")
+    assert any(a.startswith("Quantisation: Q4_K_M") for a in plain.assumptions)
+    assert "on llama3.3:70b." in plain.summary
+
+
+def test_target_params_billion_next_to_target_model_is_said_to_be_ignored() -> None:
+    out = rec(budget_usd=5000, target_model="llama3.2:1b", target_params_billion=405)
+    assert any("target_params_billion (405) is ignored" in a for a in out.assumptions)

@@ -20,6 +20,7 @@ from tools.data_files import GB, from_row, load_yaml
 from tools.estimate import estimate_speed
 from tools.fit import gpu_budget, memory_fit_verdict
 from tools.models import resolve_model, resolve_model_tag
+from tools.quants import resolve_quant
 from tools.registry import ToolError
 from tools.schemas import (
     CheckMemoryFitInput,
@@ -260,6 +261,16 @@ class _Target:
     model_args: dict[str, Any] | None
     params_b: float
     label: str
+    quant_note: str | None = None  # the assumption when no quant was given (none when one was)
+
+
+def _quant_said(explicit: str | None, default: str | None, label: str) -> tuple[str, str | None]:
+    """(label naming a given quant, assumption naming the default one): what is sized for is what is said."""
+    if explicit is not None:
+        return f"{label} at {resolve_quant(explicit)[0].quant}", None
+    if default is not None and resolve_quant(default)[0].quant != "Q4_K_M":
+        return label, f"Quantisation: {resolve_quant(default)[0].quant} (the model's default in Ollama)."
+    return label, "Quantisation: Q4_K_M (Ollama's default), as in the article's tests."
 
 
 def _target_model_error(name: str, message: str) -> str:
@@ -294,12 +305,20 @@ def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
                 ) from e
             assumptions += resolved.assumptions
             args = {"model": p.target_model, "quant": q or resolved.quant_from_tag}
-            return _Target(args, resolved.arch.params_billion, resolved.label)
+            label, note = _quant_said(args["quant"], None, resolved.label)
+            return _Target(args, resolved.arch.params_billion, label, note)
         assumptions += notes
-        return _Target({"model": entry.tag, "quant": q or q_tag}, entry.params_b, entry.tag)
+        if p.target_params_billion is not None:
+            assumptions.append(
+                f"target_params_billion ({p.target_params_billion:g}) is ignored: target_model {entry.tag} "
+                f"({entry.params_b:g}B) sets the size."
+            )
+        label, note = _quant_said(q or q_tag, entry.default_quant, entry.tag)
+        return _Target({"model": entry.tag, "quant": q or q_tag}, entry.params_b, label, note)
     if p.target_params_billion is not None:
         b = p.target_params_billion
-        return _Target({"params_billion": b, "quant": q}, b, f"a {b:g}B model")
+        label, note = _quant_said(q, None, f"a {b:g}B model")
+        return _Target({"params_billion": b, "quant": q}, b, label, note)
     label = str(r["reference_model"])
     reference, _, _ = resolve_model_tag(label)
     if p.workload != "image" and p.context_tokens > reference.native_ctx:
@@ -314,7 +333,8 @@ def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
         assumptions.append(
             f"No target model given: speeds shown for {label} (a typical 'serious' local model)."
         )
-    return _Target({"model": label, "quant": q}, float(r["reference_params_b"]), label)
+    shown, note = _quant_said(q, reference.default_quant, label)
+    return _Target({"model": label, "quant": q}, float(r["reference_params_b"]), shown, note)
 
 
 def _image_need(
@@ -643,8 +663,8 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     reasons: list[str] = []
     sources = list(SOURCES)
     target = _target(p, assumptions)
-    if p.quant is None and p.workload != "image":
-        assumptions.append("Quantisation: Q4_K_M (Ollama's default), as in the article's tests.")
+    if target.quant_note is not None and p.workload != "image":
+        assumptions.append(target.quant_note)
     image_gb = _image_need(p, target, assumptions, sources)
     pl = _pool(p, target, image_gb, assumptions)
     what = _what(p, target)
