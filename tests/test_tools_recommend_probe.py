@@ -250,3 +250,16 @@ def test_a_quant_in_the_tag_is_the_one_stated() -> None:
 def test_target_params_billion_next_to_target_model_is_said_to_be_ignored() -> None:
     out = rec(budget_usd=5000, target_model="llama3.2:1b", target_params_billion=405)
     assert any("target_params_billion (405) is ignored" in a for a in out.assumptions)
+
+
+@pytest.mark.parametrize(
+    ("target", "slowest"), [(None, "Mac mini M6, 32 GB"), ("llama3.3:70b", "Mac mini M5 Pro, 64 GB")]
+)
+def test_alternatives_to_a_budget_pick_are_its_runners_up(target: str | None, slowest: str) -> None:
+    # Before: the four cheapest machines, e.g. $1,200-2,300 minis as the alternatives to a $5,499 M5 Ultra.
+    args: dict[str, Any] = {"budget_usd": 10_000}
+    if target is not None:
+        args["target_model"] = target
+    alts = [a.machine for a in rec(**args).alternatives]
+    assert "Mac Studio M3 Ultra (60-core GPU), 96 GB" in alts
+    assert slowest not in alts

@@ -585,16 +585,25 @@ def _cluster_option(
     return opt, [why]
 
 
-def _alternatives(pl: _Pool, pick: Candidate | None) -> list[MachineOption]:
-    """Up to max_alternatives other machines; one over budget is shown for comparison, and says so."""
+def _alternatives(pl: _Pool, pick: Candidate | None, ranked: bool) -> list[MachineOption]:
+    """Up to max_alternatives other machines; one over budget is shown for comparison, and says so.
+    ranked (a budget pick by score): the runners-up by the same score first, not the cheapest machines (at
+    $10k the alternatives to a $5,499 M5 Ultra were four $1,200-2,300 minis and laptops)."""
     ev, budget = pl.ev, pl.budget
+    options = pl.fitting or pl.allowed
+    score: dict[str, float] = {}
+    if ranked:
+        within = [c for c in options if pl.in_budget(c)]
+        score = _score(within, ev, pl.need_gb) if within else {}
     alts = [
         ev[c.id]
         if pl.in_budget(c) or budget is None
         else ev[c.id].model_copy(
             update={"why": f"Over the ${budget:,.0f} budget (~${c.price_usd:,.0f}). {ev[c.id].why}"}
         )
-        for c in sorted(pl.fitting or pl.allowed, key=lambda c: (not pl.in_budget(c), c.price_usd))
+        for c in sorted(
+            options, key=lambda c: (not pl.in_budget(c), -round(score.get(c.id, 0.0), 6), c.price_usd)
+        )
         if pick is None or c.id != pick.id
     ]
     return alts[: int(rules()["max_alternatives"])]
@@ -690,7 +699,9 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     return RecommendMachineOutput(
         recommendation=rec,
         summary=_summary(p, rec, pick, cluster_opt, target, reasons[0]),
-        alternatives=_alternatives(pl, pick),
+        alternatives=_alternatives(
+            pl, pick, ranked=pick is not None and pl.budget is not None and p.workload in ("llm", "both")
+        ),
         cluster_option=cluster_opt,
         avoid=[str(a["text"]) for a in load_yaml("machines.yaml")["avoid"]],
         reasons=reasons,
