@@ -144,7 +144,16 @@ def test_research_without_a_64gb_laptop_in_budget_says_so() -> None:
     out = rec(budget_usd=1300, workload="research")
     r = out.recommendation
     assert r is not None and r.machine.startswith("Mac mini")
-    assert any("No laptop with at least 64 GB within $1,300" in x and "~$2,000" in x for x in out.reasons)
+    assert any(
+        "No laptop with at least 64 GB runs qwen2.5:14b within $1,300" in x and "~$2,000" in x
+        for x in out.reasons
+    )
+    # 671B: laptops with 64 GB are in budget, but none holds the model
+    big = rec(budget_usd=10_000, workload="research", target_model="deepseek-r1:671b")
+    assert any(
+        x.startswith("No laptop with at least 64 GB runs deepseek-r1:671b within $10,000:")
+        for x in big.reasons
+    )
     laptop = rec(budget_usd=2500, workload="research")
     assert laptop.recommendation is not None and laptop.recommendation.machine.startswith(
         "MacBook Pro M3 Max"

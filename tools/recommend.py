@@ -495,13 +495,13 @@ def _pick(p: RecommendMachineInput, pl: _Pool, target: _Target, reasons: list[st
             cheapest = min(fits, key=lambda c: c.price_usd) if fits else None
             within = f" within ${pl.budget:,.0f}" if pl.budget is not None else ""
             reasons.append(
-                f"No {kind} with at least {rp['min_memory_gb']} GB{within}"
+                f"No {kind} with at least {rp['min_memory_gb']} GB runs {_what(p, target)}{within}"
                 + (
-                    f" (the cheapest, the {cheapest.label}, costs ~${cheapest.price_usd:,.0f})"
+                    f" (the cheapest that does, the {cheapest.label}, costs ~${cheapest.price_usd:,.0f})"
                     if cheapest
                     else ""
                 )
-                + ": the pick below is the cheapest machine in budget that runs the target."
+                + ": recommended instead is the cheapest machine in budget that runs it."
             )
         return min(laptops or pool, key=lambda c: c.price_usd)
     if pl.budget is None:
