@@ -303,3 +303,13 @@ def test_the_512gb_m3_ultra_is_not_called_the_only_mac_for_671b() -> None:
     r = rec(budget_usd=10_000, target_model="deepseek-r1:671b").recommendation
     assert r is not None and "The one priced Mac" in r.why
     assert "M5 Ultra Studio also comes with 512 GB" in r.why
+
+
+def test_a_laptop_buyer_is_not_sent_a_cluster_of_laptops() -> None:
+    # Before: portable, gpt-oss:120b, $15k -> "3 x MacBook Pro 14-inch M5 Max, 36 GB over Thunderbolt 5".
+    out = rec(budget_usd=15_000, target_model="gpt-oss:120b", portable=True)
+    assert out.cluster_option is None and not any("luster" in r for r in out.reasons)
+    none = rec(budget_usd=50_000, target_model="deepseek-r1:671b", portable=True)
+    assert none.recommendation is None and none.cluster_option is None
+    assert "No laptop in our list runs deepseek-r1:671b" in none.summary
+    assert "without portable" in none.summary

@@ -442,7 +442,12 @@ def _no_pick_reasons(p: RecommendMachineInput, pl: _Pool, what: str, cluster_nam
     at = "" if p.workload == "image" else f" at {ctx} tokens"  # an image model has no context
     if budget is not None and budget < float(r["wait_below_usd"]):
         reasons.append(str(r["reasons"]["wait"]).replace("{budget}", f"{budget:,.0f}"))
-    if not pl.fitting:
+    if not pl.fitting and p.portable is True:
+        reasons.append(
+            f"No laptop in our list runs {what}{at and at + ' of context'} on the GPU; ask without portable "
+            "for desktops and clusters, or consider a smaller quantisation or model (see check_memory_fit)."
+        )
+    elif not pl.fitting:
         from tools.cluster import data as cluster_data
 
         nodes = cluster_data()["recommend"]["max_nodes"]
@@ -532,6 +537,8 @@ def _cluster_option(
     from tools.cluster import data as cluster_data
 
     crules = cluster_data()["recommend"]
+    if p.portable is True:
+        return None, []  # a cluster of laptops cabled together is no answer for someone who needs a laptop
     if target.model_args is None or (
         pick is not None and target.params_b < float(crules["consider_above_b"])
     ):
