@@ -313,3 +313,17 @@ def test_a_laptop_buyer_is_not_sent_a_cluster_of_laptops() -> None:
     assert none.recommendation is None and none.cluster_option is None
     assert "No laptop in our list runs deepseek-r1:671b" in none.summary
     assert "without portable" in none.summary
+
+
+# ---- image generation in the M5 generation -----------------------------------------------------------------
+def test_image_picks_count_the_m5_neural_accelerators() -> None:
+    # Image generation is compute-bound; every M5-generation GPU core has a Neural Accelerator (compute-bound
+    # prompt processing measured 2.5-4x an M4's). Before: $6,000 bought a used 2023 M2 Ultra (76 cores) over
+    # the current M5 Ultra (64 cores, $5,499), counting cores alone.
+    out = rec(budget_usd=6000, workload="image")
+    r = out.recommendation
+    assert r is not None and r.chip == "M5 Ultra" and r.status == "current"
+    assert any("Neural Accelerator" in a and "2.5" in a for a in out.assumptions)
+    # below any M5 Studio's price the article's rule (most GPU cores) still decides
+    low = rec(budget_usd=2400, workload="image")
+    assert low.recommendation is not None and low.recommendation.chip == "M3 Max"

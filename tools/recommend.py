@@ -114,6 +114,23 @@ def image_model_need(name: str | None) -> tuple[float, str, str]:
     )
 
 
+def image_cores(c: Candidate) -> float:
+    """GPU cores as image generation counts them: an M5-family core (Neural Accelerator) as several older ones
+    (recommend_rules.yaml image_core_factor)."""
+    f = rules()["image_core_factor"]
+    return c.gpu_cores * (float(f["factor"]) if c.chip in f["chips"] else 1.0)
+
+
+def image_core_note() -> str:
+    f = rules()["image_core_factor"]
+    return (
+        f"Image speed: an M5-generation GPU core ({', '.join(f['chips'])}) counts as {f['factor']:g} older "
+        "cores, for its Neural Accelerator (compute-bound prompt processing measured 2.5-4x an M4's; no "
+        "Flux/SDXL measurement on an M5 was read, and only apps using the Metal 4 tensor API or MLX get it); "
+        "other chips by GPU cores alone, as the article measured."
+    )
+
+
 def _bandwidth(c: Candidate) -> float:
     return next(b.bandwidth_gbps for b in chip_bins() if b.chip == c.chip and c.gpu_cores in b.gpu_cores)
 
@@ -480,12 +497,12 @@ def _pick(p: RecommendMachineInput, pl: _Pool, target: _Target, reasons: list[st
                 c
                 for c in pool
                 if c.form == ip["form"]
-                and c.gpu_cores >= ip["min_gpu_cores"]
+                and image_cores(c) >= ip["min_gpu_cores"]
                 and c.price_usd < ip["max_price_usd"]
             ]
-            pick = min(studios or pool, key=lambda c: (c.price_usd, -c.gpu_cores))
+            pick = min(studios or pool, key=lambda c: (c.price_usd, -image_cores(c)))
         else:
-            pick = max(pool, key=lambda c: (c.gpu_cores, c.form == r["image_pick"]["form"], -c.price_usd))
+            pick = max(pool, key=lambda c: (image_cores(c), c.form == r["image_pick"]["form"], -c.price_usd))
         reasons += list(r["reasons"]["image"])
         return pick
     if p.workload == "research":
@@ -638,11 +655,14 @@ def _summary(
     first_reason: str,
 ) -> str:
     if rec is not None and pick is not None and p.workload == "image":
+        gpu = f"{pick.gpu_cores}-core GPU" + (
+            " with a Neural Accelerator in every core" if image_cores(pick) > pick.gpu_cores else ""
+        )
         return (
-            f"{rec.machine} (~${pick.price_usd:,.0f}): a {pick.gpu_cores}-core GPU, and image generation is "
+            f"{rec.machine} (~${pick.price_usd:,.0f}): a {gpu}, and image generation is "
             f"compute-bound (its speed follows GPU cores); holds {_what(p, target)} with room to spare."
             if rec.fit_verdict == "fits"
-            else f"{rec.machine} (~${pick.price_usd:,.0f}): a {pick.gpu_cores}-core GPU; the image model is "
+            else f"{rec.machine} (~${pick.price_usd:,.0f}): a {gpu}; the image model is "
             "tight in its GPU memory."
         )
     if rec is not None and pick is not None:
@@ -682,6 +702,8 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     if target.quant_note is not None and p.workload != "image":
         assumptions.append(target.quant_note)
     image_gb = _image_need(p, target, assumptions, sources)
+    if p.workload == "image":
+        assumptions.append(image_core_note())
     pl = _pool(p, target, image_gb, assumptions)
     what = _what(p, target)
     pick = _pick(p, pl, target, reasons) if pl.pool else None
