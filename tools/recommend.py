@@ -427,18 +427,21 @@ def _unpriced_reasons(p: RecommendMachineInput, pl: _Pool, target: _Target, what
     for u in load_yaml("machines.yaml").get("unpriced_configs", []):
         if p.portable is not None and bool(u["portable"]) != p.portable:
             continue
-        fit = memory_fit_verdict(
-            CheckMemoryFitInput.model_validate(
-                {
-                    "chip": u["chip"],
-                    "gpu_cores": u["gpu_cores"],
-                    "memory_gb": u["memory_gb"],
-                    "context_tokens": p.context_tokens,
-                    "runtime": p.runtime,
-                    **target.model_args,
-                }
+        try:
+            fit = memory_fit_verdict(
+                CheckMemoryFitInput.model_validate(
+                    {
+                        "chip": u["chip"],
+                        "gpu_cores": u["gpu_cores"],
+                        "memory_gb": u["memory_gb"],
+                        "context_tokens": p.context_tokens,
+                        "runtime": p.runtime,
+                        **target.model_args,
+                    }
+                )
             )
-        )
+        except ToolError:
+            continue  # a configuration the chip table does not (or no longer) know: nothing to say
         if fit.fits_on_gpu and (p.workload != "both" or _image_fits(u, fit, pl)):
             out.append(
                 f"A current Mac also holds {what}: the {u['label']} ({u['note']}). It is not weighed here "
@@ -536,11 +539,10 @@ def _pick(p: RecommendMachineInput, pl: _Pool, target: _Target, reasons: list[st
     reasons.append(str(r["reasons"]["bandwidth"]))
     if p.workload == "both":
         reasons.append(str(r["reasons"]["both"]))
+    # the article's 70B advice for 70B-class targets only (a 235B or 671B one is beyond its framework)
     if float(r["big_model_b"]) <= target.params_b < float(r["big_model_max_b"]):
         reasons.append(str(r["reasons"]["big"]))
-    elif target.params_b >= float(r["big_model_max_b"]):
-        pass  # beyond the article's framework: the fit and speed checks (and clusters) speak for themselves
-    elif pick.chip in r["small_model_chip_reasons"]:
+    elif target.params_b < float(r["big_model_b"]) and pick.chip in r["small_model_chip_reasons"]:
         reasons.append(str(r["reasons"][r["small_model_chip_reasons"][pick.chip]]))
     if pick.chip in r["chip_reasons"]:
         reasons.append(str(r["reasons"][r["chip_reasons"][pick.chip]]))
