@@ -196,9 +196,13 @@ def _evaluate(
 
 def _gpu_need_gb(fit: Any) -> float:
     """GB the target needs on the GPU, as check_memory_fit's breakdown.total_gb reports it (rounded alike):
-    from the verdict (need) or from the full report (breakdown), so either gives the same recommendation."""
+    from the verdict (need) or from the full report (breakdown), so either gives the same recommendation.
+    0 when neither says (then only the min_gb floor of useful_memory_gb applies)."""
     need = getattr(fit, "need", None)
-    return round(need.gpu_total / GB, 2) if need is not None else float(fit.breakdown.total_gb)
+    if need is not None:
+        return round(float(need.gpu_total) / GB, 2)
+    breakdown = getattr(fit, "breakdown", None)
+    return float(breakdown.total_gb) if breakdown is not None else 0.0
 
 
 def useful_memory_gb(need_gb: float | None) -> float:
