@@ -72,8 +72,19 @@ STOP = {
     "to",
     "from",
     "by",
+    # asking for everything: no filter
+    "all",
+    "every",
+    "everything",
+    "row",
+    "rows",
+    "list",
 }
 
+
+# Words that name a table: with kind "any", a query that says "image" (or "tok/s") searches only that table.
+_IMAGE_WORDS = {"image", "images", "img"}
+_LLM_WORDS = {"llm", "llms", "tok", "tok/s", "tokens"}
 
 _SPECIFIC = re.compile(r"\d+(?:\.\d+)?b|m[1-9]|\d+gb|\d+core|a\d+b|\d+x\d+b")
 
@@ -89,8 +100,8 @@ def _norm(text: str) -> str:
     t = re.sub(r"\bm([1-9])(pro|max|ultra)\b", r"m\1 \2", t)
     t = re.sub(r"(\d+)\s*-?\s*core", r"\1core", t)
     t = re.sub(r"(\d+)\s*gb\b", r"\1gb", t)
-    t = re.sub(r"\bsd\s*1\.?5\b", "sd15", t)
-    t = re.sub(r"\bsd\s*xl\b", "sdxl", t)
+    t = re.sub(r"\bsd[\s_-]*1\.?5\b", "sd15", t)
+    t = re.sub(r"\bsd[\s_-]*xl\b", "sdxl", t)
     return t.replace("stable diffusion xl", "sdxl").replace("stable diffusion 1.5", "sd15")
 
 
@@ -262,8 +273,15 @@ def _llm_row(data: dict[str, Any], r: dict[str, Any]) -> tuple[LlmBenchmarkRow, 
         source=f"{ARTICLE}, section 'Measured Tokens/Sec on Real Models'"
         + (" (prose, 'MLX vs llama.cpp')" if r.get("from_prose") else ""),
     )
+    # The table was run with Ollama (the prose rows name their engine); a printed OOM is findable as such.
     toks = _row_tokens(
-        *_machine_tokens(m), mod["label"], mod.get("model_tag") or "", quant, r.get("engine", ""), "mac"
+        *_machine_tokens(m),
+        mod["label"],
+        mod.get("model_tag") or "",
+        quant,
+        r.get("engine", "ollama"),
+        "mac",
+        "oom" if tps is None else "",
     )
     return row, toks
 
@@ -317,6 +335,10 @@ def lookup_benchmarks(p: LookupBenchmarksInput) -> LookupBenchmarksOutput:
             kind = "image"
         elif llm_only and not img_only:
             kind = "llm"
+    said = set(_tokens(" ".join(x for x in (p.query, p.machine, p.model) if x)))
+    if kind == "any" and bool(said & _IMAGE_WORDS) != bool(said & _LLM_WORDS):
+        # the terms fit both tables (a machine, a memory size): a word that names one table decides
+        kind = "image" if said & _IMAGE_WORDS else "llm"
     llm_hits = [r for r, t in llm if all(_match(w, t) for w in used)] if kind in ("llm", "any") else []
     img_hits = [r for r, t in img if all(_match(w, t) for w in used)] if kind in ("image", "any") else []
     if nothing:
@@ -326,7 +348,8 @@ def lookup_benchmarks(p: LookupBenchmarksInput) -> LookupBenchmarksOutput:
         matched[1] = f"terms: {', '.join(used) or '(none)'}"
         matched.append(
             f"nothing in the article's tables matches {', '.join(specific or ignored)!s}: no rows returned "
-            "(the article measured only the machines and models listed below)."
+            "(the article measured only the machines and models listed below; for others, estimate_speed "
+            "gives a modelled figure)."
         )
     elif ignored:
         matched.append(f"ignored (match no row): {', '.join(ignored)}")

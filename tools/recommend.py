@@ -20,6 +20,7 @@ from tools.data_files import GB, from_row, load_yaml
 from tools.estimate import estimate_speed
 from tools.fit import gpu_budget, memory_fit_verdict
 from tools.models import resolve_model, resolve_model_tag
+from tools.quants import resolve_quant
 from tools.registry import ToolError
 from tools.schemas import (
     CheckMemoryFitInput,
@@ -113,16 +114,36 @@ def image_model_need(name: str | None) -> tuple[float, str, str]:
     )
 
 
+def image_cores(c: Candidate) -> float:
+    """GPU cores as image generation counts them: an M5-family core (Neural Accelerator) as several older ones
+    (recommend_rules.yaml image_core_factor)."""
+    f = rules()["image_core_factor"]
+    return c.gpu_cores * (float(f["factor"]) if c.chip in f["chips"] else 1.0)
+
+
+def image_core_note() -> str:
+    f = rules()["image_core_factor"]
+    return (
+        f"Image speed: an M5-generation GPU core ({', '.join(f['chips'])}) counts as {f['factor']:g} older "
+        "cores, for its Neural Accelerator (compute-bound prompt processing measured 2.5-4x an M4's; no "
+        "Flux/SDXL measurement on an M5 was read, and only apps using the Metal 4 tensor API or MLX get it); "
+        "other chips by GPU cores alone, as the article measured."
+    )
+
+
 def _bandwidth(c: Candidate) -> float:
     return next(b.bandwidth_gbps for b in chip_bins() if b.chip == c.chip and c.gpu_cores in b.gpu_cores)
 
 
 def _evaluate(
     c: Candidate, model_args: dict[str, Any] | None, ctx: int, runtime: str, image_gb: float
-) -> MachineOption:
+) -> tuple[MachineOption, float | None]:
+    """check_memory_fit's verdict and estimate_speed's decode on one machine, and the GPU memory (GB) the
+    target needs on it (None when the fit check does not say)."""
     verdict: str | None = None
     tps: float | None = None
     rng: tuple[float, float] | None = None
+    need_gb: float | None = image_gb if model_args is None else None
     budget, _ = gpu_budget(c.memory_gb)
     if image_gb > 0 and image_gb * GB >= budget:
         verdict = "does_not_fit"
@@ -142,6 +163,7 @@ def _evaluate(
             )
         )
         verdict = fit.verdict
+        need_gb = _gpu_need_gb(fit) + image_gb
         if fit.fits_on_gpu:
             speed = estimate_speed(
                 EstimateSpeedInput(
@@ -154,7 +176,7 @@ def _evaluate(
                 )
             )
             tps, rng = speed.expected_tokens_per_second, speed.expected_range
-    return MachineOption(
+    opt = MachineOption(
         machine=c.label,
         chip=c.chip,
         gpu_cores=c.gpu_cores,
@@ -169,16 +191,38 @@ def _evaluate(
         expected_range=rng,
         why=c.why,
     )
+    return opt, need_gb
 
 
-def _score(pool: list[Candidate], ev: dict[str, MachineOption]) -> dict[str, float]:
-    """Weighted speed + memory per dollar, each relative to the best in the pool (recommend_rules.yaml)."""
+def _gpu_need_gb(fit: Any) -> float:
+    """GB the target needs on the GPU, as check_memory_fit's breakdown.total_gb reports it (rounded alike):
+    from the verdict (need) or from the full report (breakdown), so either gives the same recommendation.
+    0 when neither says (then only the min_gb floor of useful_memory_gb applies)."""
+    need = getattr(fit, "need", None)
+    if need is not None:
+        return round(float(need.gpu_total) / GB, 2)
+    breakdown = getattr(fit, "breakdown", None)
+    return float(breakdown.total_gb) if breakdown is not None else 0.0
+
+
+def useful_memory_gb(need_gb: float | None) -> float:
+    """The most memory that still counts in the memory-per-dollar term: room to grow (a bigger model, longer
+    context) is worth paying for, memory the target will never use is not (recommend_rules.yaml)."""
+    h = rules()["memory_headroom"]
+    return max(float(h["factor"]) * (need_gb or 0.0), float(h["min_gb"]))
+
+
+def _score(pool: list[Candidate], ev: dict[str, MachineOption], need_gb: float | None) -> dict[str, float]:
+    """Weighted speed + memory per dollar, each relative to the best in the pool (recommend_rules.yaml).
+    Memory counts only up to useful_memory_gb: 512 GB is no better than 96 GB for a 14B model."""
     w = rules()["score_weights"]
+    cap = useful_memory_gb(need_gb)
+    mpd = {c.id: min(c.memory_gb, cap) / c.price_usd for c in pool}
     best_tps = max((ev[c.id].expected_tokens_per_second or 0.0) for c in pool) or 1.0
-    best_mpd = max(c.memory_gb / c.price_usd for c in pool)
+    best_mpd = max(mpd.values())
     return {
         c.id: float(w["speed"]) * (ev[c.id].expected_tokens_per_second or 0.0) / best_tps
-        + float(w["memory_per_dollar"]) * (c.memory_gb / c.price_usd) / best_mpd
+        + float(w["memory_per_dollar"]) * mpd[c.id] / best_mpd
         for c in pool
     }
 
@@ -238,6 +282,31 @@ class _Target:
     model_args: dict[str, Any] | None
     params_b: float
     label: str
+    quant_note: str | None = None  # the assumption when no quant was given (none when one was)
+
+
+def _quant_said(explicit: str | None, default: str | None, label: str) -> tuple[str, str | None]:
+    """(label naming a given quant, assumption naming the default one): what is sized for is what is said."""
+    if explicit is not None:
+        return f"{label} at {resolve_quant(explicit)[0].quant}", None
+    if default is not None and resolve_quant(default)[0].quant != "Q4_K_M":
+        return label, f"Quantisation: {resolve_quant(default)[0].quant} (the model's default in Ollama)."
+    return label, "Quantisation: Q4_K_M (Ollama's default), as in the article's tests."
+
+
+def _target_model_error(name: str, message: str) -> str:
+    """estimate_speed's unknown-model message in recommend_machine's terms (its fields, image models)."""
+    msg = message.replace("model:", "target_model:", 1).replace(
+        "pass params_billion (and architecture for KV-cache maths)", "give target_params_billion instead"
+    )
+    try:
+        _, label, _ = image_model_need(name)
+    except ToolError:
+        return msg
+    return (
+        f'target_model: {name!r} is an image model ({label}), not an LLM: use workload "image" with '
+        f'image_model "{name}" (or workload "both" with an LLM in target_model).'
+    )
 
 
 def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
@@ -253,16 +322,24 @@ def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
                 resolved = resolve_model(p.target_model, None, None)
             except ToolError as e:
                 raise ToolError(
-                    str(e).replace("model:", "target_model:", 1), fields=["target_model"], kind=e.kind
+                    _target_model_error(p.target_model, str(e)), fields=["target_model"], kind=e.kind
                 ) from e
             assumptions += resolved.assumptions
             args = {"model": p.target_model, "quant": q or resolved.quant_from_tag}
-            return _Target(args, resolved.arch.params_billion, resolved.label)
+            label, note = _quant_said(args["quant"], None, resolved.label)
+            return _Target(args, resolved.arch.params_billion, label, note)
         assumptions += notes
-        return _Target({"model": entry.tag, "quant": q or q_tag}, entry.params_b, entry.tag)
+        if p.target_params_billion is not None:
+            assumptions.append(
+                f"target_params_billion ({p.target_params_billion:g}) is ignored: target_model {entry.tag} "
+                f"({entry.params_b:g}B) sets the size."
+            )
+        label, note = _quant_said(q or q_tag, entry.default_quant, entry.tag)
+        return _Target({"model": entry.tag, "quant": q or q_tag}, entry.params_b, label, note)
     if p.target_params_billion is not None:
         b = p.target_params_billion
-        return _Target({"params_billion": b, "quant": q}, b, f"a {b:g}B model")
+        label, note = _quant_said(q, None, f"a {b:g}B model")
+        return _Target({"params_billion": b, "quant": q}, b, label, note)
     label = str(r["reference_model"])
     reference, _, _ = resolve_model_tag(label)
     if p.workload != "image" and p.context_tokens > reference.native_ctx:
@@ -277,7 +354,8 @@ def _target(p: RecommendMachineInput, assumptions: list[str]) -> _Target:
         assumptions.append(
             f"No target model given: speeds shown for {label} (a typical 'serious' local model)."
         )
-    return _Target({"model": label, "quant": q}, float(r["reference_params_b"]), label)
+    shown, note = _quant_said(q, reference.default_quant, label)
+    return _Target({"model": label, "quant": q}, float(r["reference_params_b"]), shown, note)
 
 
 def _image_need(
@@ -314,6 +392,8 @@ class _Pool:
     fitting: list[Candidate]
     pool: list[Candidate]
     budget: float | None
+    need_gb: float | None = None  # GPU memory the target needs (the largest any candidate's check reports)
+    image_gb: float = 0.0  # of which the image model (workload both)
 
     def in_budget_price(self, price: float) -> bool:
         return self.budget is None or price <= self.budget * float(rules()["budget_tolerance"])
@@ -329,31 +409,86 @@ def _pool(p: RecommendMachineInput, target: _Target, image_gb: float, assumption
         assumptions.append("Portable required: only laptops considered.")
     elif p.portable is False:
         cands = [c for c in cands if not c.portable]
-    ev = {c.id: _evaluate(c, target.model_args, p.context_tokens, p.runtime, image_gb) for c in cands}
+    both = {c.id: _evaluate(c, target.model_args, p.context_tokens, p.runtime, image_gb) for c in cands}
+    ev = {k: v[0] for k, v in both.items()}
+    needs = [n for _, n in both.values() if n is not None]
     allowed = [c for c in cands if avoid_reason(c, p.workload) is None]
     fitting = [c for c in allowed if ev[c.id].fit_verdict in ("fits", "tight")]
     comfortable = [c for c in fitting if ev[c.id].fit_verdict == "fits"]
-    out = _Pool(ev, allowed, fitting, [], p.budget_usd)
+    out = _Pool(ev, allowed, fitting, [], p.budget_usd, max(needs) if needs else None, image_gb)
     out.pool = [c for c in (comfortable or fitting) if out.in_budget(c)] or [
         c for c in fitting if out.in_budget(c)
     ]
     return out
 
 
-def _no_pick_reasons(p: RecommendMachineInput, pl: _Pool, what: str) -> list[str]:
+def _unpriced_reasons(p: RecommendMachineInput, pl: _Pool, target: _Target, what: str) -> list[str]:
+    """Current configurations without a published price that would hold the target, when no current priced
+    machine in budget does (machines.yaml unpriced_configs): named, not weighed."""
+    if target.model_args is None or any(c.status == "current" for c in pl.pool):
+        return []
+    out: list[str] = []
+    for u in load_yaml("machines.yaml").get("unpriced_configs", []):
+        if p.portable is not None and bool(u["portable"]) != p.portable:
+            continue
+        try:
+            fit = memory_fit_verdict(
+                CheckMemoryFitInput.model_validate(
+                    {
+                        "chip": u["chip"],
+                        "gpu_cores": u["gpu_cores"],
+                        "memory_gb": u["memory_gb"],
+                        "context_tokens": p.context_tokens,
+                        "runtime": p.runtime,
+                        **target.model_args,
+                    }
+                )
+            )
+        except ToolError:
+            continue  # a configuration the chip table does not (or no longer) know: nothing to say
+        if fit.fits_on_gpu and (p.workload != "both" or _image_fits(u, fit, pl)):
+            out.append(
+                f"A current Mac also holds {what}: the {u['label']} ({u['note']}). It is not weighed here "
+                "because its price is not published; ask Apple for it before buying a discontinued machine."
+            )
+    return out
+
+
+def _image_fits(u: dict[str, Any], fit: Any, pl: _Pool) -> bool:
+    """workload both: the image model fits next to the LLM on this configuration's GPU budget."""
+    budget, _ = gpu_budget(float(u["memory_gb"]))
+    return _gpu_need_gb(fit) * GB + (pl.image_gb or 0.0) * GB <= budget
+
+
+def _no_pick_reasons(p: RecommendMachineInput, pl: _Pool, what: str, cluster_named: bool) -> list[str]:
     r, budget, ctx = rules(), pl.budget, p.context_tokens
     reasons: list[str] = []
+    at = "" if p.workload == "image" else f" at {ctx} tokens"  # an image model has no context
     if budget is not None and budget < float(r["wait_below_usd"]):
         reasons.append(str(r["reasons"]["wait"]).replace("{budget}", f"{budget:,.0f}"))
-    if not pl.fitting:
+    if not pl.fitting and p.portable is True:
         reasons.append(
-            f"No single machine in our list runs {what} at {ctx} tokens of context on the GPU; "
-            "consider a smaller quantisation or model (see check_memory_fit), or a cluster of Macs."
+            f"No laptop in our list runs {what}{at and at + ' of context'} on the GPU; ask without portable "
+            "for desktops and clusters, or consider a smaller quantisation or model (see check_memory_fit)."
+        )
+    elif not pl.fitting:
+        from tools.cluster import data as cluster_data
+
+        nodes = cluster_data()["recommend"]["max_nodes"]
+        reasons.append(
+            f"No single machine in our list runs {what}{at and at + ' of context'} on the GPU; "
+            "consider a smaller quantisation or model (see check_memory_fit)"
+            + (
+                ", or a cluster of Macs."
+                if cluster_named or p.workload == "image"
+                else f"; no cluster of up to {nodes} Macs in our list holds it either (check_memory_fit "
+                "with cluster for other links or node counts)."
+            )
         )
     elif budget is not None:
         cheapest = min(pl.fitting, key=lambda c: c.price_usd)
         reasons.append(
-            f"Nothing within ${budget:,.0f} that the avoid-list allows runs {what} at {ctx} tokens on "
+            f"Nothing within ${budget:,.0f} that the avoid-list allows runs {what}{at} on "
             f"the GPU; the cheapest that does is the {cheapest.label} (~${cheapest.price_usd:,.0f})."
         )
     return reasons
@@ -369,32 +504,49 @@ def _pick(p: RecommendMachineInput, pl: _Pool, target: _Target, reasons: list[st
                 c
                 for c in pool
                 if c.form == ip["form"]
-                and c.gpu_cores >= ip["min_gpu_cores"]
+                and image_cores(c) >= ip["min_gpu_cores"]
                 and c.price_usd < ip["max_price_usd"]
             ]
-            pick = min(studios or pool, key=lambda c: (c.price_usd, -c.gpu_cores))
+            pick = min(studios or pool, key=lambda c: (c.price_usd, -image_cores(c)))
         else:
-            pick = max(pool, key=lambda c: (c.gpu_cores, c.form == r["image_pick"]["form"], -c.price_usd))
+            pick = max(pool, key=lambda c: (image_cores(c), c.form == r["image_pick"]["form"], -c.price_usd))
         reasons += list(r["reasons"]["image"])
         return pick
     if p.workload == "research":
         rp = r["research_pick"]
         laptops = [c for c in pool if c.portable == rp["portable"] and c.memory_gb >= rp["min_memory_gb"]]
         reasons += list(r["reasons"]["research"])
+        if not laptops:
+            kind = "laptop" if rp["portable"] else "desktop"
+            fits = [
+                c for c in pl.fitting if c.portable == rp["portable"] and c.memory_gb >= rp["min_memory_gb"]
+            ]
+            cheapest = min(fits, key=lambda c: c.price_usd) if fits else None
+            within = f" within ${pl.budget:,.0f}" if pl.budget is not None else ""
+            reasons.append(
+                f"No {kind} with at least {rp['min_memory_gb']} GB runs {_what(p, target)}{within}"
+                + (
+                    f" (the cheapest that does, the {cheapest.label}, costs ~${cheapest.price_usd:,.0f})"
+                    if cheapest
+                    else ""
+                )
+                + ": recommended instead is the cheapest machine in budget that runs it."
+            )
         return min(laptops or pool, key=lambda c: c.price_usd)
     if pl.budget is None:
         pick = min(pool, key=lambda c: (c.price_usd, -(ev[c.id].expected_tokens_per_second or 0)))
         reasons.append("No budget given: the cheapest machine that runs the target comfortably.")
     else:
-        score = _score(pool, ev)
+        score = _score(pool, ev, pl.need_gb)
         pick = max(pool, key=lambda c: (round(score[c.id], 6), -c.price_usd))
         reasons.append(str(r["reasons"]["ranking"]))
     reasons.append(str(r["reasons"]["bandwidth"]))
     if p.workload == "both":
         reasons.append(str(r["reasons"]["both"]))
-    if target.params_b >= float(r["big_model_b"]):
+    # the article's 70B advice for 70B-class targets only (a 235B or 671B one is beyond its framework)
+    if float(r["big_model_b"]) <= target.params_b < float(r["big_model_max_b"]):
         reasons.append(str(r["reasons"]["big"]))
-    elif pick.chip in r["small_model_chip_reasons"]:
+    elif target.params_b < float(r["big_model_b"]) and pick.chip in r["small_model_chip_reasons"]:
         reasons.append(str(r["reasons"][r["small_model_chip_reasons"][pick.chip]]))
     if pick.chip in r["chip_reasons"]:
         reasons.append(str(r["reasons"][r["chip_reasons"][pick.chip]]))
@@ -408,6 +560,8 @@ def _cluster_option(
     from tools.cluster import data as cluster_data
 
     crules = cluster_data()["recommend"]
+    if p.portable is True:
+        return None, []  # a cluster of laptops cabled together is no answer for someone who needs a laptop
     if target.model_args is None or (
         pick is not None and target.params_b < float(crules["consider_above_b"])
     ):
@@ -416,7 +570,13 @@ def _cluster_option(
     if not found:
         return None, []
     affordable = [e for e in found if pl.in_budget_price(e.price)]
-    single_tps = pl.ev[pick.id].expected_tokens_per_second if pick is not None else None
+    # as for one Mac: a cluster that holds the target comfortably before a tight one
+    affordable = [e for e in affordable if e.verdict == "fits"] or affordable
+    # A cluster must beat every single Mac in budget that runs the target, not just the pick (which also
+    # weighs memory per dollar): two $3,099 Studios at 84 tok/s are no answer when one $5,499 one does 90.
+    single_tps = (
+        max((pl.ev[c.id].expected_tokens_per_second or 0.0) for c in pl.pool) if pick is not None else None
+    )
     best = max(affordable, key=lambda e: (e.tps or 0, -e.price)) if affordable else None
     if best is None or (
         single_tps is not None and (best.tps or 0) <= float(crules["beat_factor"]) * single_tps
@@ -455,16 +615,25 @@ def _cluster_option(
     return opt, [why]
 
 
-def _alternatives(pl: _Pool, pick: Candidate | None) -> list[MachineOption]:
-    """Up to max_alternatives other machines; one over budget is shown for comparison, and says so."""
+def _alternatives(pl: _Pool, pick: Candidate | None, ranked: bool) -> list[MachineOption]:
+    """Up to max_alternatives other machines; one over budget is shown for comparison, and says so.
+    ranked (a budget pick by score): the runners-up by the same score first, not the cheapest machines (at
+    $10k the alternatives to a $5,499 M5 Ultra were four $1,200-2,300 minis and laptops)."""
     ev, budget = pl.ev, pl.budget
+    options = pl.fitting or pl.allowed
+    score: dict[str, float] = {}
+    if ranked:
+        within = [c for c in options if pl.in_budget(c)]
+        score = _score(within, ev, pl.need_gb) if within else {}
     alts = [
         ev[c.id]
         if pl.in_budget(c) or budget is None
         else ev[c.id].model_copy(
             update={"why": f"Over the ${budget:,.0f} budget (~${c.price_usd:,.0f}). {ev[c.id].why}"}
         )
-        for c in sorted(pl.fitting or pl.allowed, key=lambda c: (not pl.in_budget(c), c.price_usd))
+        for c in sorted(
+            options, key=lambda c: (not pl.in_budget(c), -round(score.get(c.id, 0.0), 6), c.price_usd)
+        )
         if pick is None or c.id != pick.id
     ]
     return alts[: int(rules()["max_alternatives"])]
@@ -491,6 +660,17 @@ def _summary(
     target: _Target,
     first_reason: str,
 ) -> str:
+    if rec is not None and pick is not None and p.workload == "image":
+        gpu = f"{pick.gpu_cores}-core GPU" + (
+            " with a Neural Accelerator in every core" if image_cores(pick) > pick.gpu_cores else ""
+        )
+        return (
+            f"{rec.machine} (~${pick.price_usd:,.0f}): a {gpu}, and image generation is "
+            f"compute-bound (its speed follows GPU cores); holds {_what(p, target)} with room to spare."
+            if rec.fit_verdict == "fits"
+            else f"{rec.machine} (~${pick.price_usd:,.0f}): a {gpu}; the image model is "
+            "tight in its GPU memory."
+        )
     if rec is not None and pick is not None:
         speed = (
             f"; ~{rec.expected_tokens_per_second:g} tok/s on {target.label}"
@@ -525,15 +705,18 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     reasons: list[str] = []
     sources = list(SOURCES)
     target = _target(p, assumptions)
-    if p.quant is None and p.workload != "image":
-        assumptions.append("Quantisation: Q4_K_M (Ollama's default), as in the article's tests.")
+    if target.quant_note is not None and p.workload != "image":
+        assumptions.append(target.quant_note)
     image_gb = _image_need(p, target, assumptions, sources)
+    if p.workload == "image":
+        assumptions.append(image_core_note())
     pl = _pool(p, target, image_gb, assumptions)
     what = _what(p, target)
     pick = _pick(p, pl, target, reasons) if pl.pool else None
-    if pick is None:
-        reasons += _no_pick_reasons(p, pl, what)
     cluster_opt, cluster_reasons = _cluster_option(p, pl, target, pick, what)
+    if pick is None:
+        reasons += _no_pick_reasons(p, pl, what, cluster_named=bool(cluster_reasons))
+    reasons += _unpriced_reasons(p, pl, target, what)
     reasons += cluster_reasons
     if cluster_reasons:
         sources.append("tools/data/clusters.yaml (public Mac-cluster measurements)")
@@ -551,7 +734,9 @@ def recommend_machine(p: RecommendMachineInput) -> RecommendMachineOutput:
     return RecommendMachineOutput(
         recommendation=rec,
         summary=_summary(p, rec, pick, cluster_opt, target, reasons[0]),
-        alternatives=_alternatives(pl, pick),
+        alternatives=_alternatives(
+            pl, pick, ranked=pick is not None and pl.budget is not None and p.workload in ("llm", "both")
+        ),
         cluster_option=cluster_opt,
         avoid=[str(a["text"]) for a in load_yaml("machines.yaml")["avoid"]],
         reasons=reasons,
