@@ -496,3 +496,28 @@ def test_an_m5_with_an_8_core_gpu_is_answered_and_marked_unverified() -> None:
     assert plain.gpu_cores is None or plain.gpu_cores == 10
     assert any("10-core M5" in a for a in plain.assumptions)
     assert not any("UNVERIFIED" in a for a in plain.assumptions)
+
+
+# ---- "will a 70B fit in 64 GB?" with no chip named ---------------------------------------------------------
+@pytest.mark.parametrize("memory_gb", [8, 16, 24, 36, 48, 64, 96, 128, 192])
+@pytest.mark.parametrize("model", ["llama3.1:8b", "qwen3:32b", "llama3.3:70b", "gpt-oss:120b"])
+def test_memory_size_alone_gets_the_verdict_estimate_speed_gives(memory_gb: int, model: str) -> None:
+    # check_memory_fit refused ("Pass chip and memory_gb") where estimate_speed with a raw bandwidth answered.
+    answer = fit(memory_gb=memory_gb, model=model)
+    assert answer.chip is None and answer.memory_gb == memory_gb
+    assert any(f"any Mac with {memory_gb} GB" in a for a in answer.assumptions)
+    assert answer.fits_on_gpu == est(bandwidth_gbps=400, memory_gb=memory_gb, model=model).fits_on_gpu
+    chip = {
+        8: "M2",
+        16: "M2",
+        24: "M2",
+        36: "M3 Max",
+        48: "M4 Pro",
+        64: "M4 Pro",
+        96: "M3 Max",
+        128: "M4 Max",
+        192: "M2 Ultra",
+    }[memory_gb]
+    assert fit(chip=chip, memory_gb=memory_gb, model=model).verdict == answer.verdict, (
+        "the chip changes no verdict"
+    )

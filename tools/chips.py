@@ -578,6 +578,20 @@ def _machine_without_chip(
     from tools.this_mac import detect
 
     mac = detect()
+    if (mac is None or mac.chip is None) and need_memory and memory_gb is not None and memory_gb > 0:
+        # "Will a 70B fit in 64 GB?": the fit rule depends on the memory size only (and the runtime), so
+        # answer for any Mac of that size rather than refuse for want of a chip name.
+        return MachineSpec(
+            chip=None,
+            bin=None,
+            gpu_cores=gpu_cores,
+            memory_gb=float(memory_gb),
+            bandwidth_gbps=float(bandwidth_gbps) if bandwidth_gbps is not None else 0.0,
+            assumptions=[
+                f"No chip given: the verdict is for any Mac with {memory_gb:g} GB (the fit depends on memory "
+                "size and runtime only; the chip is not checked to have been sold with it)."
+            ],
+        )
     if mac is None or mac.chip is None:
         raise ToolError(
             f"{f.chip}: not given and this is not a Mac (or the chip could not be read), so there is no "
