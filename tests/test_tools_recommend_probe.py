@@ -327,3 +327,25 @@ def test_image_picks_count_the_m5_neural_accelerators() -> None:
     # below any M5 Studio's price the article's rule (most GPU cores) still decides
     low = rec(budget_usd=2400, workload="image")
     assert low.recommendation is not None and low.recommendation.chip == "M3 Max"
+
+
+@pytest.mark.parametrize(
+    ("written", "dollars"),
+    [
+        ("$1,500", 1500),
+        ("1,500", 1500),
+        ("1.5k", 1500),
+        ("$5K", 5000),
+        ("10000 USD", 10000),
+        ("US$3000", 3000),
+    ],
+)
+def test_a_budget_written_the_way_people_write_it_is_read(written: str, dollars: int) -> None:
+    # "$1,500" and "5k" were refused as "not a valid number"; a model passes the user's own words.
+    assert rec(budget_usd=written) == rec(budget_usd=dollars)
+
+
+@pytest.mark.parametrize("written", ["12,34", "1,5000", "$", "abc", "-5", "0"])
+def test_a_budget_that_is_not_an_amount_is_still_refused(written: str) -> None:
+    with pytest.raises(ToolError, match="budget_usd"):
+        rec(budget_usd=written)

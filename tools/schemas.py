@@ -151,6 +151,20 @@ def _unit_number(unit: str) -> BeforeValidator:
     return BeforeValidator(norm)
 
 
+def _dollars(value: object) -> object:
+    """'$1,500' / '1,500 USD' / '5k' / '$2.5K' -> the number: budgets as people (and models) write them."""
+    if isinstance(value, str):
+        m = re.fullmatch(
+            r"\s*(?:us)?\$?\s*(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?\s*(k)?\s*(?:usd|dollars?)?\s*",
+            value,
+            re.IGNORECASE,
+        )
+        if m:
+            amount = float(m.group(1).replace(",", "") + (m.group(2) or ""))
+            return amount * 1000 if m.group(3) else amount
+    return value
+
+
 GpuCores = Annotated[
     int | None,
     Field(ge=1, le=256, description="GPU core count; picks the bandwidth bin."),
@@ -448,7 +462,11 @@ class RecommendMachineInput(BaseModel):
 
     model_config = _STRICT
 
-    budget_usd: float | None = Field(default=None, gt=0, le=1_000_000, description="Budget in US dollars.")
+    budget_usd: Annotated[
+        float | None,
+        Field(gt=0, le=1_000_000, description='Budget in US dollars (1500, "$1,500", "1.5k" alike).'),
+        BeforeValidator(_dollars),
+    ] = None
     workload: Workload = Field(
         default="llm",
         description="llm | image | research | both (an LLM and an image model loaded together).",
