@@ -349,3 +349,30 @@ def test_a_budget_written_the_way_people_write_it_is_read(written: str, dollars:
 def test_a_budget_that_is_not_an_amount_is_still_refused(written: str) -> None:
     with pytest.raises(ToolError, match="budget_usd"):
         rec(budget_usd=written)
+
+
+@pytest.mark.parametrize(
+    ("budget", "target"), [(10_000, "qwen3:235b"), (20_000, "qwen3:235b"), (40_000, "deepseek-r1:671b")]
+)
+def test_a_cluster_for_workload_both_leaves_one_node_room_for_the_image_model(
+    budget: int, target: str
+) -> None:
+    # The image model is not split over Macs: one node must hold it next to its share of the LLM. Clusters
+    # ignored it (2 x 96 GB M3 Ultra for qwen3:235b + Flux at $10k, each node already at its GPU budget).
+    from tools.recommend import image_model_need
+
+    out = rec(budget_usd=budget, workload="both", target_model=target)
+    assert out.cluster_option is not None
+    node = next(c for c in candidates() if c.label == out.cluster_option.machine)
+    per_node = REGISTRY.get("check_memory_fit").run(
+        {
+            "chip": node.chip,
+            "gpu_cores": node.gpu_cores,
+            "memory_gb": node.memory_gb,
+            "model": target,
+            "context_tokens": 8192,
+            "cluster": {"count": out.cluster_option.count, "link": "thunderbolt5"},
+        }
+    )
+    image_gb = image_model_need(None)[0]
+    assert per_node.breakdown.headroom_gb >= image_gb, (out.cluster_option, per_node.breakdown, image_gb)

@@ -240,9 +240,12 @@ class _ClusterEval:
 
 
 def _clusters(
-    pool: list[Candidate], model_args: dict[str, Any], ctx: int, runtime: str
+    pool: list[Candidate], model_args: dict[str, Any], ctx: int, runtime: str, image_gb: float = 0.0
 ) -> list[_ClusterEval]:
-    """Clusters of 2..max_nodes identical Macs over Thunderbolt 5 (tensor parallel) that hold the target."""
+    """Clusters of 2..max_nodes identical Macs over Thunderbolt 5 (tensor parallel) that hold the target.
+
+    workload both: the image model is not split; one node must hold it next to its share of the LLM.
+    """
     from tools.cluster import data as cluster_data
 
     cd = cluster_data()
@@ -260,6 +263,8 @@ def _clusters(
             )
             if not fit.fits_on_gpu:
                 continue
+            if image_gb > 0 and (_gpu_need_gb(fit) + image_gb) * GB > gpu_budget(c.memory_gb)[0]:
+                continue  # per node: the node that also runs the image model
             speed = estimate_speed(
                 EstimateSpeedInput.model_validate(
                     {
@@ -566,7 +571,7 @@ def _cluster_option(
         pick is not None and target.params_b < float(crules["consider_above_b"])
     ):
         return None, []
-    found = _clusters(pl.allowed, target.model_args, p.context_tokens, p.runtime)
+    found = _clusters(pl.allowed, target.model_args, p.context_tokens, p.runtime, pl.image_gb or 0.0)
     if not found:
         return None, []
     affordable = [e for e in found if pl.in_budget_price(e.price)]
