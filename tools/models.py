@@ -149,7 +149,7 @@ def _keyed() -> dict[str, str]:
 
 
 _TAG_QUANT_RE = re.compile(
-    r"[-_](?P<q>(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|(?:mlx[-_]?)?\d+bit)$", re.IGNORECASE
+    r"[-_\s](?P<q>(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|(?:mlx[-_]?)?\d+bit)$", re.IGNORECASE
 )
 
 
@@ -219,7 +219,7 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
     notes: list[str] = []
     quant: str | None = None
     qm = _TAG_QUANT_RE.search(t)
-    if qm and (":" in t or "-" in t):
+    if qm and (":" in t or "-" in t or " " in t):
         quant = qm.group("q")
         t = t[: qm.start()]
     t = t.removesuffix(":latest")
@@ -366,6 +366,49 @@ def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
     return max(same, key=lambda m: difflib.SequenceMatcher(None, name, m.tag.partition(":")[0]).ratio())
 
 
+_FAMILY_SIZE_RE = re.compile(
+    r"(?:meta[-_\s]+)?(?P<family>[a-z]+)[-_\s:]*(?P<size>\d+(?:\.\d+)?)(?P<unit>[bm])(?![a-z0-9.])"
+)
+_SIZE_LABEL_RE = re.compile(r"(\d+(?:\.\d+)?)([bm])")
+
+
+def _label_size(number: str, unit: str) -> float:
+    return float(number) / (1000.0 if unit == "m" else 1.0)
+
+
+def _dense_siblings(model: str) -> list[CatalogModel]:
+    """Catalog dense models with exactly the family stem and size label of a name without a version.
+
+    "LLaMA 7B", "llama-13b", "llama:7b" -> llama2:7b / llama2:13b: the name says the family ("llama") and the
+    size but no version. Only the leading letters of a catalog tag count as its stem, and they must equal the
+    name's family exactly: tinyllama and codellama are not llama. A name with a version ("llama3 7b",
+    "qwen4:32b") names another model and matches nothing here.
+    """
+    hf = hf_repo_and_quant(model)
+    text = (hf[0] if hf else model).strip().lower()
+    text = re.sub(r"^ollama\s+(run|pull)\s+", "", text).rsplit("/", 1)[-1]
+    m = _FAMILY_SIZE_RE.match(text)
+    if m is None:
+        return []
+    family, size = m.group("family"), _label_size(m.group("size"), m.group("unit"))
+    cat = catalog()
+    found: dict[str, CatalogModel] = {}
+    for label, tag in [(t, t) for t in cat] + list(_aliases().items()):
+        entry = cat[tag]
+        stem, _, variant = label.partition(":")
+        lead = re.match(r"[a-z]+", stem)
+        sized = _SIZE_LABEL_RE.fullmatch(variant)
+        if entry.active_params_b is not None or lead is None or sized is None or lead.group() != family:
+            continue
+        if _label_size(sized.group(1), sized.group(2)) == size:
+            found.setdefault(entry.tag, entry)
+    return list(found.values())
+
+
+def _shape(m: CatalogModel) -> tuple[object, ...]:
+    return (m.n_layers, m.n_heads, m.n_kv_heads, m.head_dim, m.sliding_window, m.global_layer_every)
+
+
 def _model_from_architecture(
     model: str | None, params_billion: float | None, arch: ModelArchitecture
 ) -> ResolvedModel:
@@ -417,25 +460,56 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
             f"used ({sibling.active_params_b:g}B of {sibling.params_b:g}B active per token)"
         )
         like = sibling.tag
-    # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
-    arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
+    siblings = _dense_siblings(model) if sibling is None and active_b is None else []
+    if params_billion is not None and how.startswith("params_billion"):
+        siblings = []  # the caller's size contradicts the name's: nothing to read the name as
+    shapes = {_shape(m) for m in siblings}
+    read_as = siblings[0] if len(shapes) == 1 else None
+    sources: list[str] = []
     qm = _TAG_QUANT_RE.search(model.strip().lower())
     hf = hf_repo_and_quant(model)
     tag_quant = hf[1] if hf else (qm.group("q") if qm else None)
     label = model.strip()
-    close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
-    hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
-    notes.append(
-        f"{label} is not in our catalog: size read from the tag ({how}); layers/heads borrowed from "
-        f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers." + hint
-    )
+    if read_as is not None:
+        # "LLaMA 7B": one catalog model (or several of one shape) has this family and size; its shape and
+        # parameter count beat a generic neighbour's (mistral:7b's GQA made llama2's MHA cache 4x too small).
+        counts = [m.params_b for m in siblings]
+        same_count = max(counts) - min(counts) <= 0.01 * max(counts)
+        arch = read_as.architecture().model_copy(
+            update={"params_billion": read_as.params_b if same_count else total_b}
+        )
+        others = [m.tag for m in siblings[1:]]
+        also = f" (the same shape as {', '.join(others)})" if others else ""
+        each = ", ".join(f"{m.tag} {m.params_b:g}B" for m in siblings)
+        count = f"its {read_as.params_b:g}B parameters" if same_count else f"{total_b:g}B parameters ({each})"
+        notes.append(
+            f"{label} is not in our catalog: read as {read_as.tag}: same family and size{also}; its layers/"
+            f"heads and {count} are used. The name gives no version: pass the full tag (or architecture, or "
+            "install it in Ollama) for exact numbers."
+        )
+        sources.append(read_as.source)
+    else:
+        close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
+        hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
+        if len(shapes) > 1:
+            hint = (
+                f" Catalog models of this family and size have different shapes "
+                f"({', '.join(m.tag for m in siblings)}): name the version for exact numbers."
+            )
+        notes.append(
+            f"{label} is not in our catalog: size read from the tag ({how}); layers/heads borrowed from "
+            f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers."
+            + hint
+        )
+    # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
+    arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
     if arch.active_params_billion is None and total_b >= 150:
         notes.append(
             f"Most open models of {total_b:g}B are mixture-of-experts; if this one is, decode is "
             "several times faster than this dense estimate (tag sizes like '235b-a22b' or an "
             "installed model's /api/show facts say so)."
         )
-    return ResolvedModel(label, label, arch, tag_quant, notes, [])
+    return ResolvedModel(label, label, arch, tag_quant, notes, sources)
 
 
 def resolve_model(

@@ -1,0 +1,89 @@
+"""Model names people type that are not catalog tags: read through the real tools (as the agent and MCP call
+them), each assumption stated, never a silent borrowed shape when the catalog knows the family and size."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tools import REGISTRY, ToolError
+from tools.schemas import CheckMemoryFitOutput, EstimateSpeedOutput
+
+
+def est(arguments: Mapping[str, Any]) -> EstimateSpeedOutput:
+    out = REGISTRY.get("estimate_speed").run(arguments)
+    assert isinstance(out, EstimateSpeedOutput)
+    return out
+
+
+def fit(arguments: Mapping[str, Any]) -> CheckMemoryFitOutput:
+    out = REGISTRY.get("check_memory_fit").run(arguments)
+    assert isinstance(out, CheckMemoryFitOutput)
+    return out
+
+
+# ---- a family without a version: the one catalog shape of that family and size ---------------------------
+@pytest.mark.parametrize("name", ["LLaMA 7B", "llama-7b", "llama:7b", "Llama 7B chat"])
+def test_family_and_size_without_version_reads_as_the_one_catalog_model(name: str) -> None:
+    # The catalog's only llama of 7B is llama2:7b (6.74B, MHA: 32 KV heads). Borrowing mistral:7b's GQA shape
+    # (8 KV heads) made the KV cache 4x too small.
+    known = est({"chip": "M2", "model": "llama2:7b", "quant": "Q4_K_M", "context_tokens": 4096})
+    out = est({"chip": "M2", "model": name, "context_tokens": 4096})
+    assert out.params_billion == 6.74
+    assert out.kv_cache_gb == pytest.approx(known.kv_cache_gb, rel=1e-6)
+    assert out.weights_gb == pytest.approx(known.weights_gb, rel=1e-6)
+    assert any("read as llama2:7b: same family and size" in a for a in out.assumptions), out.assumptions
+    assert not any("mistral" in a for a in out.assumptions)
+
+
+def test_same_family_and_size_with_one_shape_reads_as_that_shape() -> None:
+    # llama3:8b and llama3.1:8b share one shape and parameter count: either is the same answer.
+    out = est({"chip": "M2", "model": "llama 8b", "context_tokens": 4096})
+    known = est({"chip": "M2", "model": "llama3.1:8b", "context_tokens": 4096})
+    assert out.params_billion == 8.03 and out.kv_cache_gb == pytest.approx(known.kv_cache_gb, rel=1e-6)
+    note = next(a for a in out.assumptions if "same family and size" in a)
+    assert "llama3.1:8b" in note and "llama3:8b" in note
+    # llama2:13b (MHA, 40 KV heads) is the only 13B llama.
+    assert est({"chip": "M2", "model": "llama-13b"}).params_billion == 13.02
+
+
+def test_same_family_and_size_with_different_shapes_is_not_guessed() -> None:
+    # gemma2:27b and gemma3:27b differ in layers: the name does not say which, so the size-only fallback stays
+    # and both candidates are named.
+    out = est({"chip": "M3 Max", "model": "gemma 27b"})
+    assert out.params_billion == 27.0
+    note = next(a for a in out.assumptions if "not in our catalog" in a)
+    assert "gemma2:27b" in note and "gemma3:27b" in note and "different shapes" in note
+    assert "read as" not in note
+
+
+@pytest.mark.parametrize("name", ["codellama 7b", "tinyllama 1.1b", "llama3 7b", "qwen4 7b"])
+def test_no_match_across_families_or_versions(name: str) -> None:
+    # codellama/tinyllama are other families; a version the catalog lacks (llama3 7b, qwen4) is a new model.
+    out = est({"chip": "M2", "model": name})
+    assert not any("same family and size" in a for a in out.assumptions), out.assumptions
+    assert any("assumed dense" in a for a in out.assumptions)
+
+
+# ---- a quant written inside the name ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "quant"),
+    [
+        ("LLaMA 7B Q4_0", "Q4_0"),
+        ("llama 7b q4_0", "Q4_0"),
+        ("Llama-2-7B-Q8_0", "Q8_0"),
+        ("mistral 7b fp16", "F16"),
+        ("llama3.1 8b q8_0", "Q8_0"),
+        ("newmodel 12b Q5_K_M", "Q5_K_M"),
+    ],
+)
+def test_quant_written_in_the_name_is_honoured(name: str, quant: str) -> None:
+    assert est({"chip": "M3 Max", "model": name}).quant == quant
+    assert fit({"chip": "M3 Max", "memory_gb": 36, "model": name}).quant == quant
+
+
+def test_quant_in_the_name_still_refused_when_the_model_has_no_such_weights() -> None:
+    with pytest.raises(ToolError, match="not available as Q4_K_M"):
+        est({"chip": "M3 Max", "model": "gpt-oss 20b q4_k_m"})
