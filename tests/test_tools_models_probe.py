@@ -59,7 +59,23 @@ def test_same_family_and_size_with_different_shapes_is_not_guessed() -> None:
     assert "read as" not in note
 
 
-@pytest.mark.parametrize("name", ["codellama 7b", "tinyllama 1.1b", "llama3 7b", "qwen4 7b"])
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("qwen3-abliterated:8b", "qwen3:8b"),
+        ("huihui-ai/Qwen3-8B-abliterated", "qwen3:8b"),
+        ("llama3-gradient:8b", "llama3:8b"),
+    ],
+)
+def test_a_variant_of_a_catalog_model_with_its_version_and_size_reads_as_it(name: str, tag: str) -> None:
+    # A fine-tune named after its base (family, version, size): the base's shape, not a neighbour's.
+    out = est({"chip": "M2", "model": name})
+    assert any(f"read as {tag}: same family and size" in a for a in out.assumptions), out.assumptions
+
+
+@pytest.mark.parametrize(
+    "name", ["codellama 7b", "tinyllama 1.1b", "llama3 7b", "qwen4 7b", "qwen3.5-x:8b", "qwen3.6:8b"]
+)
 def test_no_match_across_families_or_versions(name: str) -> None:
     # codellama/tinyllama are other families; a version the catalog lacks (llama3 7b, qwen4) is a new model.
     out = est({"chip": "M2", "model": name})
@@ -87,3 +103,30 @@ def test_quant_written_in_the_name_is_honoured(name: str, quant: str) -> None:
 def test_quant_in_the_name_still_refused_when_the_model_has_no_such_weights() -> None:
     with pytest.raises(ToolError, match="not available as Q4_K_M"):
         est({"chip": "M3 Max", "model": "gpt-oss 20b q4_k_m"})
+
+
+# ---- names people paste: Hugging Face repo ids without hf.co/ ---------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "tag", "quant"),
+    [
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama3.1:8b", "Q4_K_M"),
+        ("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF", "llama3.1:8b", "Q4_K_M"),
+        ("unsloth/gpt-oss-20b-GGUF", "gpt-oss:20b", "MXFP4"),
+        ("mlx-community/Qwen3-30B-A3B-4bit", "qwen3:30b-a3b", "MLX-4bit"),
+        ("mlx-community/Llama-3.3-70B-Instruct-8bit", "llama3.3:70b", "MLX-8bit"),
+        ("bartowski/Qwen2.5-14B-Instruct-GGUF:Q5_K_M", "qwen2.5:14b", "Q5_K_M"),
+        ("https://huggingface.co/Qwen/Qwen3-235B-A22B", "qwen3:235b-a22b", "Q4_K_M"),
+    ],
+)
+def test_hugging_face_repo_ids_resolve_to_the_catalog_model(name: str, tag: str, quant: str) -> None:
+    # unsloth/gpt-oss-20b-GGUF was read as a dense 20B (3.6B are active); the mlx-community 4bit repo as a
+    # Q4_K_M GGUF of a dense-shaped 30B.
+    out = est({"chip": "M4 Max", "model": name})
+    assert (out.model, out.quant) == (tag, quant)
+    assert any("Hugging Face repo" in a and f"read as {tag}" in a for a in out.assumptions), out.assumptions
+
+
+def test_unknown_hugging_face_repo_is_sized_from_its_name_with_its_mlx_quant() -> None:
+    out = est({"chip": "M4 Max", "model": "mlx-community/Brandnew-32B-Instruct-4bit"})
+    assert out.params_billion == 32.0 and out.quant == "MLX-4bit"
+    assert any("not in our catalog" in a for a in out.assumptions)

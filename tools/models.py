@@ -182,15 +182,66 @@ def hf_repo_and_quant(text: str) -> tuple[str, str | None] | None:
     return repo, quant
 
 
-def _resolve_hf_repo(
-    raw: str, repo: str, hf_quant: str | None, field_name: str
-) -> tuple[CatalogModel, str | None, list[str]]:
+_BARE_REPO_RE = re.compile(
+    r"^(?P<owner>[a-z0-9][\w.-]*)/(?P<repo>[\w.-]+?)(?::(?P<q>[\w.-]+))?$", re.IGNORECASE
+)
+_REPO_QUANT_RE = re.compile(
+    r"[-_.](?P<q>mxfp4[-_]q8|(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|\d+[-_]?bit)$", re.IGNORECASE
+)
+
+
+def _repo_quant(quant: str | None, mlx: bool) -> str | None:
+    """A quant from a repo name in our spelling: mlx-community's '4bit' is MLX-4bit, not a GGUF Q4_K_M."""
+    if quant is None or quant.lower() == "latest":
+        return None
+    q = quant.replace("_", "-").lower() if quant.lower().startswith("mxfp4") else quant
+    if mlx and re.fullmatch(r"(\d+[-_]?bit|bf16|fp16|f16)", q, re.IGNORECASE):
+        return f"mlx-{q}"
+    return q.upper() if q.lower() == "mxfp4-q8" else q
+
+
+def hf_repo_of(text: str) -> tuple[str, str | None] | None:
+    """A Hugging Face repo, with or without hf.co/, -> (model part of the repo name, quant it names).
+
+    'hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M' -> ('Qwen2.5-7B-Instruct', 'Q4_K_M');
+    'mlx-community/Qwen3-30B-A3B-4bit' -> ('Qwen3-30B-A3B', 'mlx-4bit'); 'unsloth/gpt-oss-20b-GGUF' ->
+    ('gpt-oss-20b', None). An Ollama namespace tag ('user/model:8b': a size, not a quant, after the colon)
+    is not a repo.
+    """
+    hf = hf_repo_and_quant(text)
+    raw = text.strip()
+    if hf is not None:
+        owner = raw.split("/")[-2]
+        repo, quant = hf
+    else:
+        m = _BARE_REPO_RE.match(raw)
+        if m is None or (m.group("q") and _TAG_QUANT_RE.search("-" + m.group("q")) is None):
+            return None
+        owner, repo, quant = m.group("owner"), m.group("repo"), m.group("q")
+    repo = re.sub(r"[-_.]gguf$", "", repo, flags=re.IGNORECASE)
+    mlx = "mlx" in owner.lower() or bool(re.search(r"[-_.]mlx\b", repo, re.IGNORECASE))
+    repo = re.sub(r"[-_.]mlx$", "", repo, flags=re.IGNORECASE)
+    qm = _REPO_QUANT_RE.search(repo)
+    if qm is not None:
+        repo, quant = repo[: qm.start()], quant or qm.group("q")
+    return repo, _repo_quant(quant, mlx)
+
+
+def _catalog_repo(repo: str) -> CatalogModel | None:
     key = _norm_key(repo)
     for k in (key, key.removeprefix("meta")):
         if k in _keyed():
-            entry = catalog()[_keyed()[k]]
-            note = f"{field_name} {raw!r}: Hugging Face repo {repo} read as {entry.tag}."
-            return entry, hf_quant, [note]
+            return catalog()[_keyed()[k]]
+    return None
+
+
+def _resolve_hf_repo(
+    raw: str, repo: str, hf_quant: str | None, field_name: str
+) -> tuple[CatalogModel, str | None, list[str]]:
+    entry = _catalog_repo(repo)
+    if entry is not None:
+        note = f"{field_name} {raw!r}: Hugging Face repo {repo} read as {entry.tag}."
+        return entry, hf_quant, [note]
     raise ToolError(
         f"{field_name}: unknown model {raw!r} (Hugging Face repo {repo!r} is not in our catalog). Pass "
         "params_billion (and architecture for KV-cache maths), or a repo name with its size (e.g. -7B-).",
@@ -211,9 +262,14 @@ def full_tag(name: str) -> str:
 def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogModel, str | None, list[str]]:
     """Ollama tag (or a human name) -> catalog entry, plus a quant embedded in the tag."""
     raw = text.strip()
-    hf = hf_repo_and_quant(raw)
-    if hf is not None:
-        return _resolve_hf_repo(raw, hf[0], hf[1], field_name)
+    if hf_repo_and_quant(raw) is not None:
+        repo_hf = hf_repo_of(raw)
+        assert repo_hf is not None
+        return _resolve_hf_repo(raw, repo_hf[0], repo_hf[1], field_name)
+    bare = hf_repo_of(raw)
+    if bare is not None and (entry := _catalog_repo(bare[0])) is not None:
+        # A repo id pasted from Hugging Face ('unsloth/gpt-oss-20b-GGUF', 'mlx-community/...-4bit').
+        return entry, bare[1], [f"{field_name} {raw!r}: Hugging Face repo {bare[0]} read as {entry.tag}."]
     t = raw.lower()
     t = re.sub(r"^(ollama\s+(run|pull)\s+|hf\.co/|registry\.ollama\.ai/library/|library/)", "", t)
     notes: list[str] = []
@@ -272,7 +328,7 @@ def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
 
     Returns (total B, active B or None, how it was read) or None when the tag carries no size.
     """
-    hf = hf_repo_and_quant(text)
+    hf = hf_repo_of(text)
     t = (f"x:{hf[0]}" if hf else text.strip()).lower()
     m = _MOE_TAG_RE.search(t)
     if m:
@@ -342,7 +398,7 @@ def generic_architecture(params_b: float, active_b: float | None = None) -> tupl
 
 def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
     """A catalog MoE of the same family (leading name, e.g. 'deepseek') and the same total size, if any."""
-    hf = hf_repo_and_quant(tag)
+    hf = hf_repo_of(tag)
     name = (hf[0] if hf else tag.strip().partition(":")[0]).lower()
     stem = re.match(r"[a-z]+", name.rsplit("/", 1)[-1])
     if stem is None:
@@ -366,9 +422,7 @@ def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
     return max(same, key=lambda m: difflib.SequenceMatcher(None, name, m.tag.partition(":")[0]).ratio())
 
 
-_FAMILY_SIZE_RE = re.compile(
-    r"(?:meta[-_\s]+)?(?P<family>[a-z]+)[-_\s:]*(?P<size>\d+(?:\.\d+)?)(?P<unit>[bm])(?![a-z0-9.])"
-)
+_FAMILY_SIZE_RE = re.compile(r"(?<![a-z0-9.])(?P<size>\d+(?:\.\d+)?)(?P<unit>[bm])(?![a-z0-9.])")
 _SIZE_LABEL_RE = re.compile(r"(\d+(?:\.\d+)?)([bm])")
 
 
@@ -377,20 +431,25 @@ def _label_size(number: str, unit: str) -> float:
 
 
 def _dense_siblings(model: str) -> list[CatalogModel]:
-    """Catalog dense models with exactly the family stem and size label of a name without a version.
+    """Catalog dense models with exactly the family and size label of a name the catalog does not know.
 
     "LLaMA 7B", "llama-13b", "llama:7b" -> llama2:7b / llama2:13b: the name says the family ("llama") and the
-    size but no version. Only the leading letters of a catalog tag count as its stem, and they must equal the
-    name's family exactly: tinyllama and codellama are not llama. A name with a version ("llama3 7b",
-    "qwen4:32b") names another model and matches nothing here.
+    size but no version; the leading letters of a catalog tag are its family and must equal the name's
+    exactly (tinyllama and codellama are not llama). A name with a version matches only a catalog tag whose
+    name it extends with '-' ("qwen3-abliterated:8b", "Qwen3-8B-abliterated" -> qwen3:8b); "llama3 7b",
+    "qwen3.5-x:8b" or "qwen4:32b" name another model and match nothing.
     """
-    hf = hf_repo_and_quant(model)
+    hf = hf_repo_of(model)
     text = (hf[0] if hf else model).strip().lower()
     text = re.sub(r"^ollama\s+(run|pull)\s+", "", text).rsplit("/", 1)[-1]
-    m = _FAMILY_SIZE_RE.match(text)
+    text = re.sub(r"^meta[-_\s]+", "", text)
+    m = _FAMILY_SIZE_RE.search(text)
     if m is None:
         return []
-    family, size = m.group("family"), _label_size(m.group("size"), m.group("unit"))
+    size = _label_size(m.group("size"), m.group("unit"))
+    before = text[: m.start("size")].rstrip(" -_:")
+    name = text.partition(":")[0] if ":" in text[: m.start("size")] else before
+    versionless = re.fullmatch(r"[a-z]+", name) is not None
     cat = catalog()
     found: dict[str, CatalogModel] = {}
     for label, tag in [(t, t) for t in cat] + list(_aliases().items()):
@@ -398,9 +457,10 @@ def _dense_siblings(model: str) -> list[CatalogModel]:
         stem, _, variant = label.partition(":")
         lead = re.match(r"[a-z]+", stem)
         sized = _SIZE_LABEL_RE.fullmatch(variant)
-        if entry.active_params_b is not None or lead is None or sized is None or lead.group() != family:
+        if entry.active_params_b is not None or lead is None or sized is None:
             continue
-        if _label_size(sized.group(1), sized.group(2)) == size:
+        same = lead.group() == name if versionless else (name == stem or name.startswith(stem + "-"))
+        if same and _label_size(sized.group(1), sized.group(2)) == size:
             found.setdefault(entry.tag, entry)
     return list(found.values())
 
@@ -467,7 +527,7 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
     read_as = siblings[0] if len(shapes) == 1 else None
     sources: list[str] = []
     qm = _TAG_QUANT_RE.search(model.strip().lower())
-    hf = hf_repo_and_quant(model)
+    hf = hf_repo_of(model)
     tag_quant = hf[1] if hf else (qm.group("q") if qm else None)
     label = model.strip()
     if read_as is not None:
