@@ -8,6 +8,11 @@ from typing import Any
 
 import pytest
 
+from tests.test_mcp import (  # noqa: F401 - fixtures are found by name
+    portal,
+    standin_url,
+    stdio_client_session,
+)
 from tools import REGISTRY, ToolError
 from tools.schemas import CheckMemoryFitOutput, EstimateSpeedOutput
 
@@ -130,3 +135,56 @@ def test_unknown_hugging_face_repo_is_sized_from_its_name_with_its_mlx_quant() -
     out = est({"chip": "M4 Max", "model": "mlx-community/Brandnew-32B-Instruct-4bit"})
     assert out.params_billion == 32.0 and out.quant == "MLX-4bit"
     assert any("not in our catalog" in a for a in out.assumptions)
+
+
+# ---- absurd names: a clear error or a stated assumption, never a traceback --------------------------------
+@pytest.mark.parametrize("blank", ["", "   ", ":", "/", " : "])
+def test_a_blank_model_is_not_given(blank: str) -> None:
+    # Models fill optional fields with "": with params_billion that is a params-only question.
+    out = est({"chip": "M3 Max", "model": blank, "params_billion": 7})
+    assert out.model is None and out.params_billion == 7
+    with pytest.raises(ToolError, match=r"^model: give a model as an Ollama tag"):
+        est({"chip": "M3 Max", "model": blank})
+
+
+@pytest.mark.parametrize(
+    ("name", "size"), [("x:100000b", "100000B"), ("x:0b", "0B"), ("x:0.0001b", "0.0001B")]
+)
+def test_a_size_no_model_has_is_refused_saying_so(name: str, size: str) -> None:
+    with pytest.raises(ToolError, match=f"{size} parameters is not a model size") as err:
+        fit({"chip": "M3 Max", "memory_gb": 64, "model": name})
+    assert err.value.fields == ["model"] and len(str(err.value)) < 300
+
+
+# ---- the same names over MCP (stdio server, the stand-in as its Ollama: /api/show knows none of them) ---
+MCP_NAMES_ANSWERED = {
+    "LLaMA 7B": 6.74,
+    "llama 7b q4_0": 6.74,
+    "unsloth/gpt-oss-20b-GGUF": 20.91,
+    "mlx-community/Qwen3-30B-A3B-4bit": 30.53,
+    "qwen4:32b": 32.0,
+    "llama5:400b-a17b": 400.0,
+}
+MCP_NAMES_REFUSED = {
+    "x:100000b": "is not a model size",
+    "": "give a model as an Ollama tag",
+    "llama3:abc": "unknown model",
+    "gpt-oss 20b q4_k_m": "not available as Q4_K_M",
+}
+
+
+@pytest.fixture(scope="module")
+def mcp(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue("stdio_client_session")
+
+
+def test_model_names_over_mcp_are_answers_or_short_clear_errors(mcp: Any) -> None:
+    session = mcp
+    for name, params in MCP_NAMES_ANSWERED.items():
+        result = session.call("check_memory_fit", {"chip": "M3 Ultra", "memory_gb": 512, "model": name})
+        assert not result.is_error, (name, result.content)
+        assert result.structured_content["params_billion"] == params, name
+    for name, message in MCP_NAMES_REFUSED.items():
+        result = session.call("estimate_speed", {"chip": "M3 Max", "model": name})
+        text = result.content[0].text
+        assert result.is_error and message in text and "Traceback" not in text, (name, text)

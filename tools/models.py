@@ -318,6 +318,7 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
     )
 
 
+_MIN_SIZE_B, _MAX_SIZE_B = 0.01, 3000.0  # 10M (tiny embedders) to 3T parameters: what a tag size can be
 _MOE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b-a(\d+(?:\.\d+)?)b\b")
 _EXPERTS_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d{1,3})x(\d+(?:\.\d+)?)b\b")
 _SIZE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bm])\b")
@@ -352,9 +353,25 @@ def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
     m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
     if m:
         size = float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
-        if 0 < size <= 3000:
+        if _MIN_SIZE_B <= size <= _MAX_SIZE_B:
             return size, None, f"'{m.group(0)}' = {size:g}B parameters, assumed dense"
     return None
+
+
+def _refuse_impossible_size(model: str) -> None:
+    """'x:100000b', 'x:0b': a size token no model has is said as such, not as an unknown model."""
+    hf = hf_repo_of(model)
+    t = (f"x:{hf[0]}" if hf else model.strip()).lower()
+    m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
+    if m is None:
+        return
+    size = float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
+    if not _MIN_SIZE_B <= size <= _MAX_SIZE_B:
+        raise ToolError(
+            f"model: {model.strip()!r}: {size:g}B parameters is not a model size (we read "
+            f"{_MIN_SIZE_B * 1000:g}M to {_MAX_SIZE_B:g}B). Check the tag, or pass params_billion.",
+            fields=["model"],
+        )
 
 
 def quant_allowed(entry: CatalogModel | None, quant: str) -> bool:
@@ -578,6 +595,8 @@ def resolve_model(
     architecture: ModelArchitecture | None,
 ) -> ResolvedModel:
     notes: list[str] = []
+    if model is not None and not model.strip(" :/\t\n"):
+        model = None  # "", ":" - models fill optional fields with blanks: no model named
     if architecture is not None:
         return _model_from_architecture(model, params_billion, architecture)
     if model is not None:
@@ -586,6 +605,7 @@ def resolve_model(
         except ToolError:
             sized = _model_sized_from_tag(model, params_billion)
             if sized is None:
+                _refuse_impossible_size(model)
                 raise
             return sized
         notes += n2
