@@ -3,17 +3,22 @@ them), each assumption stated, never a silent borrowed shape when the catalog kn
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+from assistant.ollama import OllamaLayer
+from assistant.toolset import build_toolset
+from tests.ollama_standin import MYSTERY_CODER_13B, OllamaStandIn
+from tests.ollama_standin.models import ModelSpec
 from tests.test_mcp import (  # noqa: F401 - fixtures are found by name
     portal,
     standin_url,
     stdio_client_session,
 )
-from tools import REGISTRY, ToolError
+from tools import REGISTRY, Registry, ToolError
 from tools.schemas import CheckMemoryFitOutput, EstimateSpeedOutput
 
 
@@ -188,3 +193,113 @@ def test_model_names_over_mcp_are_answers_or_short_clear_errors(mcp: Any) -> Non
         result = session.call("estimate_speed", {"chip": "M3 Max", "model": name})
         text = result.content[0].text
         assert result.is_error and message in text and "Traceback" not in text, (name, text)
+
+
+# ---- installed models the catalog does not know: /api/show facts (stand-in Ollama) ----------------------
+def _show_tools(standin: OllamaStandIn, *specs: ModelSpec) -> Registry:
+    for spec in specs:
+        standin.add_model(spec)
+    return build_toolset(None, OllamaLayer(standin.url))
+
+
+def _fit_installed(tools: Registry, model: str, ctx: int) -> CheckMemoryFitOutput:
+    out = tools.get("check_memory_fit").run(
+        {"chip": "M3 Ultra", "memory_gb": 512, "model": model, "context_tokens": ctx}
+    )
+    assert isinstance(out, CheckMemoryFitOutput)
+    return out
+
+
+def test_installed_sliding_window_model_caches_only_the_window_on_local_layers(
+    standin: OllamaStandIn,
+) -> None:
+    # A gemma3 fine-tune: /api/show gives gemma3.attention.sliding_window; gemma3 has one global layer in 6
+    # (as the catalog's gemma3 rows). Every layer was counted as global: the KV cache ~5x too large.
+    tune = ModelSpec(
+        name="gemma3-tune:12b",
+        architecture="gemma3",
+        parameter_count=12_187_000_000,
+        block_count=48,
+        context_length=131072,
+        embedding_length=3840,
+        head_count=16,
+        head_count_kv=8,
+        key_length=256,
+        value_length=256,
+        extra_model_info={"gemma3.attention.sliding_window": 1024},
+    )
+    tools = _show_tools(standin, tune)
+    out = _fit_installed(tools, "gemma3-tune:12b", 131072)
+    known = fit({"chip": "M3 Ultra", "memory_gb": 512, "model": "gemma3:12b", "context_tokens": 131072})
+    assert out.breakdown.kv_cache_gb == pytest.approx(known.breakdown.kv_cache_gb, rel=0.01)
+    assert any("sliding window" in a.lower() for a in out.assumptions), out.assumptions
+
+
+@pytest.mark.parametrize(
+    "mla_info",
+    [
+        # older GGUF conversions: per-head K/V sizes plus the compressed KV rank
+        {"head_count_kv": 20, "key_length": 256, "value_length": 256, "kv_lora_rank": 512},
+        # newer ones (MLA absorbed): one KV "head" of the 576-wide latent
+        {"head_count_kv": 1, "key_length": 576, "value_length": 512, "kv_lora_rank": 512},
+    ],
+)
+def test_installed_mla_model_caches_the_compressed_latent(
+    standin: OllamaStandIn, mla_info: dict[str, int]
+) -> None:
+    # glm-4.7-flash is a deepseek2 (MLA) model: its cache holds kv_lora_rank + rope dims = 576 values per
+    # layer and token, like the catalog's DeepSeek rows; read as 20 full heads it was ~18x too large.
+    glm = ModelSpec(
+        name="glm-4.7-flash:latest",
+        architecture="deepseek2",
+        parameter_count=29_900_000_000,
+        block_count=47,
+        context_length=202752,
+        embedding_length=2048,
+        head_count=20,
+        head_count_kv=mla_info["head_count_kv"],
+        key_length=mla_info["key_length"],
+        value_length=mla_info["value_length"],
+        extra_model_info={
+            "deepseek2.attention.kv_lora_rank": mla_info["kv_lora_rank"],
+            "deepseek2.rope.dimension_count": 64,
+            "deepseek2.expert_count": 64,
+            "deepseek2.expert_used_count": 4,
+        },
+    )
+    tools = _show_tools(standin, glm)
+    out = _fit_installed(tools, "glm-4.7-flash", 131072)
+    assert out.breakdown.kv_cache_gb == pytest.approx(576 * 2 * 47 * 131072 / 1e9, rel=0.01)
+
+
+@pytest.mark.parametrize("reported", ["unknown", "TQ1_0", "F32", ""])
+def test_installed_model_with_a_quant_we_do_not_know_is_still_answered(
+    standin: OllamaStandIn, reported: str
+) -> None:
+    # The user named no quant; Ollama's quantization_level is not one of ours. That was a "quant: unknown
+    # quantisation" error about a field the user never gave.
+    odd = dataclasses.replace(MYSTERY_CODER_13B, name="oddquant:13b", quantization=reported)
+    out = _fit_installed(_show_tools(standin, odd), "oddquant:13b", 4096)
+    assert out.params_billion == pytest.approx(13.016, abs=0.01)
+    if reported == "F32":
+        assert out.quant == "F32" and out.breakdown.weights_gb == pytest.approx(13.016 * 4, rel=0.01)
+    elif reported:
+        assert any(repr(reported) in a for a in out.assumptions), out.assumptions
+
+
+def test_installed_model_without_a_context_length_uses_its_own_shape(standin: OllamaStandIn) -> None:
+    # /api/show gave layers and heads but no context_length: the installed shape still beats one borrowed
+    # from the catalog by the tag's size.
+    noctx = dataclasses.replace(MYSTERY_CODER_13B, name="noctx:13b", context_length=0)
+    out = _fit_installed(_show_tools(standin, noctx), "noctx:13b", 4096)
+    assert out.params_billion == pytest.approx(13.016, abs=0.01)
+    assert any("/api/show" in a for a in out.assumptions) and any("context" in a for a in out.assumptions)
+    assert not any("borrowed" in a for a in out.assumptions), out.assumptions
+
+
+def test_installed_model_show_cannot_size_is_not_called_missing(standin: OllamaStandIn) -> None:
+    # Installed, but /api/show lacks what the maths needs: the error must not say it is not installed.
+    bare = dataclasses.replace(MYSTERY_CODER_13B, name="nocount:latest", parameter_count=0, parameter_size="")
+    with pytest.raises(ToolError) as err:
+        _fit_installed(_show_tools(standin, bare), "nocount", 4096)
+    assert "not installed" not in str(err.value) and "installed" in str(err.value)

@@ -397,6 +397,21 @@ def is_catalog_model(text: str) -> bool:
     return True
 
 
+def swa_global_layer_every(family: str) -> int | None:
+    """How often a layer is global in the catalog's sliding-window models of a GGUF architecture (gemma3:
+    every 6th, gemma2/gptoss: every 2nd), when all its rows agree; None otherwise.
+
+    Why: /api/show gives the window size but llama.cpp hard-codes which layers use it per architecture.
+    Hybrid rows (qwen35: window 1 = layers without a KV cache) are not sliding windows and do not count.
+    """
+    every = {
+        m.global_layer_every
+        for m in catalog().values()
+        if m.family == family and m.sliding_window and m.sliding_window > 1
+    }
+    return every.pop() if len(every) == 1 else None
+
+
 def generic_architecture(params_b: float, active_b: float | None = None) -> tuple[ModelArchitecture, str]:
     """Architecture for a params-only model: borrow the shape of the nearest dense catalog model by size.
 
