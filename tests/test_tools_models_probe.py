@@ -303,3 +303,18 @@ def test_installed_model_show_cannot_size_is_not_called_missing(standin: OllamaS
     with pytest.raises(ToolError) as err:
         _fit_installed(_show_tools(standin, bare), "nocount", 4096)
     assert "not installed" not in str(err.value) and "installed" in str(err.value)
+
+
+def test_installed_model_without_a_parameter_count_is_sized_from_its_tensors(standin: OllamaStandIn) -> None:
+    # Neither general.parameter_count nor a parameter_size: the verbose tensor list still counts them.
+    tensors = (
+        ("token_embd.weight", "Q4_K", (5120, 32000)),
+        ("output.weight", "Q6_K", (5120, 32000)),
+        *((f"blk.{i}.ffn_up.weight", "Q4_K", (5120, 13824)) for i in range(40)),
+    )
+    counted = 2 * 5120 * 32000 + 40 * 5120 * 13824
+    bare = dataclasses.replace(
+        MYSTERY_CODER_13B, name="nocount:latest", parameter_count=0, parameter_size="", tensors=tensors
+    )
+    out = _fit_installed(_show_tools(standin, bare), "nocount", 4096)
+    assert out.params_billion == pytest.approx(counted / 1e9, abs=0.001)
