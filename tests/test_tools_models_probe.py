@@ -19,6 +19,7 @@ from tests.test_mcp import (  # noqa: F401 - fixtures are found by name
     stdio_client_session,
 )
 from tools import REGISTRY, Registry, ToolError
+from tools.models import catalog
 from tools.schemas import CheckMemoryFitOutput, EstimateSpeedOutput
 
 
@@ -318,3 +319,50 @@ def test_installed_model_without_a_parameter_count_is_sized_from_its_tensors(sta
     )
     out = _fit_installed(_show_tools(standin, bare), "nocount", 4096)
     assert out.params_billion == pytest.approx(counted / 1e9, abs=0.001)
+
+
+# ---- the 2026 Ollama library (shared/data/2026/ollama_models_2026.csv) -------------------------------------
+@pytest.mark.parametrize(
+    ("name", "tag", "active", "weights_gb"),
+    [
+        # tags that were "unknown model", or sized from the tag alone (dense where the library says MoE)
+        ("qwen3.5:0.8b", "qwen3.5:0.8b", 0.8, 1.0),
+        ("qwen3.5:2b", "qwen3.5:2b", 2.0, 2.7),
+        ("qwen3-coder-next", "qwen3-coder-next:latest", 3.0, 48.0),
+        ("glm-4.7-flash", "glm-4.7-flash:latest", 3.0, None),
+        ("nemotron-3-nano", "nemotron-3-nano:30b", 3.5, 24.0),
+        ("nemotron-3-super:120b", "nemotron-3-super:120b", 12.0, 87.0),
+        ("nemotron-3-super:120b-a12b-q4_K_M", "nemotron-3-super:120b", 12.0, 87.0),
+        ("nemotron-3.5-lightning:30b", "nemotron-3.5-lightning:30b", 3.0, 25.0),
+        ("smollm2:1.7b", "smollm2:1.7b", 1.71, 1.8),
+    ],
+)
+def test_current_ollama_library_tags_resolve_with_their_sizes(
+    name: str, tag: str, active: float, weights_gb: float | None
+) -> None:
+    out = est({"chip": "M3 Ultra", "memory_gb": 512, "model": name})
+    assert (out.model, out.active_params_billion) == (tag, active)
+    if weights_gb is not None:
+        assert out.weights_gb == weights_gb
+    assert not any("not in our catalog" in a for a in out.assumptions), out.assumptions
+    entry = catalog()[tag]
+    assert entry.src and entry.size_src and entry.as_of
+
+
+def test_hybrid_rows_cache_only_their_attention_layers() -> None:
+    # qwen3.5:0.8b: 6 of 24 layers hold a KV cache (Gated DeltaNet elsewhere), like qwen3.5:9b.
+    out = est({"chip": "M4 Max", "model": "qwen3.5:0.8b", "context_tokens": 32768})
+    assert out.kv_cache_gb == pytest.approx(2 * 6 * 2 * 256 * 2 * 32768 / 1e9, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "name", ["qwen3.5:397b-cloud", "qwen3-coder:480b-cloud", "glm-5.1:cloud", "kimi-k2.6:cloud"]
+)
+def test_cloud_tags_are_refused_as_not_running_on_the_mac(name: str) -> None:
+    # qwen3.5:397b-cloud was estimated as a dense 397B on the Mac; nothing of it is loaded locally.
+    for tool in (est, fit):
+        with pytest.raises(ToolError, match="is an Ollama cloud model") as err:
+            tool({"chip": "M3 Ultra", "memory_gb": 512, "model": name})
+        assert err.value.fields == ["model"]
+    with pytest.raises(ToolError, match="cloud model"):
+        REGISTRY.get("recommend_machine").run({"budget_usd": 5000, "workload": "llm", "target_model": name})

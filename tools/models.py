@@ -250,6 +250,24 @@ def _resolve_hf_repo(
     )
 
 
+_CLOUD_RE = re.compile(r"^(?P<name>[^:\s]+):(?:(?P<size>[\w.]+?)-)?cloud$")
+
+
+def _refuse_cloud(t: str, raw: str, field_name: str) -> None:
+    """'qwen3.5:397b-cloud', 'glm-5.1:cloud': Ollama runs these on its servers; nothing loads on the Mac."""
+    m = _CLOUD_RE.match(t)
+    if m is None:
+        return
+    local = f"{m.group('name')}:{m.group('size')}" if m.group("size") else m.group("name")
+    raise ToolError(
+        f"{field_name}: {raw!r} is an Ollama cloud model: it runs on Ollama's servers and nothing is loaded "
+        "on this Mac, so there is no local speed or memory to estimate. For the open weights run locally, "
+        f"name a local tag (e.g. {local!r}, with '-a<N>b' for a mixture-of-experts' active size) or "
+        "params_billion.",
+        fields=[field_name],
+    )
+
+
 def full_tag(name: str) -> str:
     """The tag as Ollama lists it: ``nomic-embed-text`` and ``nomic-embed-text:latest`` are the same model.
 
@@ -259,19 +277,29 @@ def full_tag(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
+def _resolve_repo_name(raw: str, field_name: str) -> tuple[CatalogModel, str | None, list[str]] | None:
+    """hf.co/<user>/<repo>[:quant] (an error if the repo is unknown), or a repo id pasted from Hugging Face
+    ('unsloth/gpt-oss-20b-GGUF', 'mlx-community/...-4bit': None if the catalog does not know it)."""
+    repo = hf_repo_of(raw)
+    if repo is None:
+        return None
+    if hf_repo_and_quant(raw) is not None:
+        return _resolve_hf_repo(raw, repo[0], repo[1], field_name)
+    entry = _catalog_repo(repo[0])
+    if entry is None:
+        return None
+    return entry, repo[1], [f"{field_name} {raw!r}: Hugging Face repo {repo[0]} read as {entry.tag}."]
+
+
 def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogModel, str | None, list[str]]:
     """Ollama tag (or a human name) -> catalog entry, plus a quant embedded in the tag."""
     raw = text.strip()
-    if hf_repo_and_quant(raw) is not None:
-        repo_hf = hf_repo_of(raw)
-        assert repo_hf is not None
-        return _resolve_hf_repo(raw, repo_hf[0], repo_hf[1], field_name)
-    bare = hf_repo_of(raw)
-    if bare is not None and (entry := _catalog_repo(bare[0])) is not None:
-        # A repo id pasted from Hugging Face ('unsloth/gpt-oss-20b-GGUF', 'mlx-community/...-4bit').
-        return entry, bare[1], [f"{field_name} {raw!r}: Hugging Face repo {bare[0]} read as {entry.tag}."]
+    from_repo = _resolve_repo_name(raw, field_name)
+    if from_repo is not None:
+        return from_repo
     t = raw.lower()
     t = re.sub(r"^(ollama\s+(run|pull)\s+|hf\.co/|registry\.ollama\.ai/library/|library/)", "", t)
+    _refuse_cloud(t, raw, field_name)
     notes: list[str] = []
     quant: str | None = None
     qm = _TAG_QUANT_RE.search(t)
@@ -296,7 +324,8 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
         family = [m for m in cat.values() if m.tag.split(":")[0] == name]
         latest = [m for m in family if m.latest]
         if latest:
-            notes.append(f"{field_name} {raw!r} has no size: Ollama's default tag is {latest[0].tag}.")
+            if not latest[0].tag.endswith(":latest"):
+                notes.append(f"{field_name} {raw!r} has no size: Ollama's default tag is {latest[0].tag}.")
             return latest[0], quant, notes
         if family:
             sizes = ", ".join(m.tag for m in family)
@@ -617,7 +646,9 @@ def resolve_model(
     if model is not None:
         try:
             entry, quant_from_tag, n2 = resolve_model_tag(model)
-        except ToolError:
+        except ToolError as err:
+            if err.kind is not ToolErrorKind.UNKNOWN_MODEL:
+                raise  # a cloud model, a family without a size: not a new model to size from its tag
             sized = _model_sized_from_tag(model, params_billion)
             if sized is None:
                 _refuse_impossible_size(model)
