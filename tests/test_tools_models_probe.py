@@ -60,6 +60,21 @@ def test_same_family_and_size_with_one_shape_reads_as_that_shape() -> None:
     assert est({"chip": "M2", "model": "llama-13b"}).params_billion == 13.02
 
 
+@pytest.mark.parametrize(
+    ("name", "tag", "active"),
+    [
+        ("qwen 30b", "qwen3:30b-a3b", 3.34),
+        ("deepseek 671b", "deepseek-r1:671b", 37.6),
+        ("gemma 26b", "gemma4:26b-a4b", 3.8),
+    ],
+)
+def test_family_and_size_of_a_catalog_moe_reads_as_that_moe(name: str, tag: str, active: float) -> None:
+    # "qwen 30b" (= qwen3:30b, the 30b-a3b MoE) was read as a dense 30B: ~10x too slow.
+    out = est({"chip": "M3 Ultra", "memory_gb": 512, "model": name})
+    assert out.active_params_billion == active
+    assert any(f"read as {tag}: same family and size" in a for a in out.assumptions), out.assumptions
+
+
 def test_same_family_and_size_with_different_shapes_is_not_guessed() -> None:
     # gemma2:27b and gemma3:27b differ in layers: the name does not say which, so the size-only fallback stays
     # and both candidates are named.

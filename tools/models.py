@@ -491,14 +491,15 @@ def _label_size(number: str, unit: str) -> float:
     return float(number) / (1000.0 if unit == "m" else 1.0)
 
 
-def _dense_siblings(model: str) -> list[CatalogModel]:
-    """Catalog dense models with exactly the family and size label of a name the catalog does not know.
+def _family_size_matches(model: str) -> list[CatalogModel]:
+    """Catalog models with exactly the family and size label of a name the catalog does not know.
 
     "LLaMA 7B", "llama-13b", "llama:7b" -> llama2:7b / llama2:13b: the name says the family ("llama") and the
     size but no version; the leading letters of a catalog tag are its family and must equal the name's
     exactly (tinyllama and codellama are not llama). A name with a version matches only a catalog tag whose
     name it extends with '-' ("qwen3-abliterated:8b", "Qwen3-8B-abliterated" -> qwen3:8b); "llama3 7b",
-    "qwen3.5-x:8b" or "qwen4:32b" name another model and match nothing.
+    "qwen3.5-x:8b" or "qwen4:32b" name another model and match nothing. A size label of a MoE counts too
+    ("qwen 30b" -> qwen3:30b = qwen3:30b-a3b): read as dense it would be ~10x too slow.
     """
     hf = hf_repo_of(model)
     text = (hf[0] if hf else model).strip().lower()
@@ -518,16 +519,26 @@ def _dense_siblings(model: str) -> list[CatalogModel]:
         stem, _, variant = label.partition(":")
         lead = re.match(r"[a-z]+", stem)
         sized = _SIZE_LABEL_RE.fullmatch(variant)
-        if entry.active_params_b is not None or lead is None or sized is None:
+        if lead is None or sized is None:
             continue
         same = lead.group() == name if versionless else (name == stem or name.startswith(stem + "-"))
         if same and _label_size(sized.group(1), sized.group(2)) == size:
             found.setdefault(entry.tag, entry)
-    return list(found.values())
+    # The plainest name first (qwen3:30b-a3b before qwen3-coder:30b): the one the note says it is read as.
+    return sorted(found.values(), key=lambda e: len(e.tag.partition(":")[0]))
 
 
 def _shape(m: CatalogModel) -> tuple[object, ...]:
-    return (m.n_layers, m.n_heads, m.n_kv_heads, m.head_dim, m.sliding_window, m.global_layer_every)
+    return (
+        m.n_layers,
+        m.n_heads,
+        m.n_kv_heads,
+        m.head_dim,
+        m.sliding_window,
+        m.global_layer_every,
+        m.active_params_b,
+        m.moe.experts if m.moe else None,
+    )
 
 
 def _model_from_architecture(
@@ -581,7 +592,7 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
             f"used ({sibling.active_params_b:g}B of {sibling.params_b:g}B active per token)"
         )
         like = sibling.tag
-    siblings = _dense_siblings(model) if sibling is None and active_b is None else []
+    siblings = _family_size_matches(model) if sibling is None and active_b is None else []
     if params_billion is not None and how.startswith("params_billion"):
         siblings = []  # the caller's size contradicts the name's: nothing to read the name as
     shapes = {_shape(m) for m in siblings}
@@ -596,13 +607,19 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
         # parameter count beat a generic neighbour's (mistral:7b's GQA made llama2's MHA cache 4x too small).
         counts = [m.params_b for m in siblings]
         same_count = max(counts) - min(counts) <= 0.01 * max(counts)
-        arch = read_as.architecture().model_copy(
-            update={"params_billion": read_as.params_b if same_count else total_b}
-        )
         others = [m.tag for m in siblings[1:]]
         also = f" (the same shape as {', '.join(others)})" if others else ""
         each = ", ".join(f"{m.tag} {m.params_b:g}B" for m in siblings)
         count = f"its {read_as.params_b:g}B parameters" if same_count else f"{total_b:g}B parameters ({each})"
+        arch = read_as.architecture().model_copy(
+            update={
+                "params_billion": read_as.params_b if same_count else total_b,
+                "n_experts": read_as.moe.experts if read_as.moe else None,
+                "n_experts_active": read_as.moe.active_experts if read_as.moe else None,
+            }
+        )
+        if read_as.active_params_b is not None:
+            count += f" ({read_as.active_params_b:g}B active per token: a mixture-of-experts)"
         notes.append(
             f"{label} is not in our catalog: read as {read_as.tag}: same family and size{also}; its layers/"
             f"heads and {count} are used. The name gives no version: pass the full tag (or architecture, or "
