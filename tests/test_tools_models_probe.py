@@ -75,6 +75,15 @@ def test_family_and_size_of_a_catalog_moe_reads_as_that_moe(name: str, tag: str,
     assert any(f"read as {tag}: same family and size" in a for a in out.assumptions), out.assumptions
 
 
+def test_a_name_read_as_gpt_oss_has_only_the_quants_gpt_oss_exists_in() -> None:
+    # "gpt 20b" is read as gpt-oss:20b; its MXFP4 experts do not requantise, so Q4_K_M (the generic default)
+    # or IQ3_XXS cannot be it.
+    assert est({"chip": "M4 Max", "model": "gpt 20b"}).quant == "MXFP4"
+    for quant in ("Q4_K_M", "IQ3_XXS"):
+        with pytest.raises(ToolError, match=f"gpt-oss:20b is not available as {quant}"):
+            fit({"chip": "M4 Max", "memory_gb": 36, "model": "gpt 20b", "quant": quant})
+
+
 def test_same_family_and_size_with_different_shapes_is_not_guessed() -> None:
     # gemma2:27b and gemma3:27b differ in layers: the name does not say which, so the size-only fallback stays
     # and both candidates are named.

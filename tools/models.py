@@ -162,6 +162,8 @@ class ResolvedModel:
     assumptions: list[str]
     sources: list[str]
     catalog_entry: CatalogModel | None = None
+    # A catalog model this one is read as (same family and size): whose quantisations it can have (gpt-oss).
+    read_as: CatalogModel | None = None
 
 
 _HF_TAG_RE = re.compile(
@@ -622,8 +624,8 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
             count += f" ({read_as.active_params_b:g}B active per token: a mixture-of-experts)"
         notes.append(
             f"{label} is not in our catalog: read as {read_as.tag}: same family and size{also}; its layers/"
-            f"heads and {count} are used. The name gives no version: pass the full tag (or architecture, or "
-            "install it in Ollama) for exact numbers."
+            f"heads and {count} are used. Pass a catalog tag (or architecture, or install it in Ollama) for "
+            "exact numbers."
         )
         sources.append(read_as.source)
     else:
@@ -647,7 +649,7 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
             "several times faster than this dense estimate (tag sizes like '235b-a22b' or an "
             "installed model's /api/show facts say so)."
         )
-    return ResolvedModel(label, label, arch, tag_quant, notes, sources)
+    return ResolvedModel(label, label, arch, tag_quant, notes, sources, read_as=read_as or sibling)
 
 
 def resolve_model(
@@ -711,13 +713,15 @@ def resolve_model_and_quant(
     assumptions = list(resolved.assumptions)
     sources = list(resolved.sources)
     entry = resolved.catalog_entry
-    q, qnotes = resolve_quant(quant or resolved.quant_from_tag or (entry.default_quant if entry else None))
+    # Weights that exist in one format only (gpt-oss: MXFP4 experts) bind a model read as them, too.
+    rule = entry or (resolved.read_as if resolved.read_as and resolved.read_as.allowed_quants else None)
+    q, qnotes = resolve_quant(quant or resolved.quant_from_tag or (rule.default_quant if rule else None))
     assumptions += qnotes
-    if entry is not None and not quant_allowed(entry, q.quant):
+    if rule is not None and not quant_allowed(rule, q.quant):
         raise ToolError(
-            f"quant: {entry.tag} is not available as {q.quant}: its published weights keep the experts in "
-            f"{entry.moe.layout.get('expert') if entry.moe else entry.default_quant}, which do not "
-            f"requantise. Available: {', '.join(entry.allowed_quants or ())}.",
+            f"quant: {rule.tag} is not available as {q.quant}: its published weights keep the experts in "
+            f"{rule.moe.layout.get('expert') if rule.moe else rule.default_quant}, which do not "
+            f"requantise. Available: {', '.join(rule.allowed_quants or ())}.",
             fields=["quant"],
         )
     sources.append(f"quant {q.quant}: {q.source}")
