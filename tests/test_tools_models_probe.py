@@ -390,3 +390,35 @@ def test_cloud_tags_are_refused_as_not_running_on_the_mac(name: str) -> None:
         assert err.value.fields == ["model"]
     with pytest.raises(ToolError, match="cloud model"):
         REGISTRY.get("recommend_machine").run({"budget_usd": 5000, "workload": "llm", "target_model": name})
+
+
+# ---- quant spellings ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("spelling", "quant"),
+    [
+        ("Q4-K-M", "Q4_K_M"),
+        ("q4km", "Q4_K_M"),
+        ("iq4xs", "IQ4_XS"),
+        ("mxfp4_q8", "MXFP4-Q8"),
+        ("fp32", "F32"),
+        ("6bit", "Q6_K"),
+        ("5bit", "Q5_K_M"),
+        ("3bit", "Q3_K_M"),
+        ("2bit", "Q2_K"),
+        ("fp8", "Q8_0"),
+        ("nvfp4", "NVFP4"),
+        ("MLX-5bit", "MLX-5bit"),
+    ],
+)
+def test_quant_spellings_people_use_resolve(spelling: str, quant: str) -> None:
+    assert est({"chip": "M4 Max", "model": "qwen2.5:14b", "quant": spelling}).quant == quant
+
+
+@pytest.mark.parametrize(
+    ("tag", "quant"),
+    [("qwen3.8:27b-nvfp4", "NVFP4"), ("qwen3.8:27b-mlx", "MLX-4bit"), ("qwen3.5:27b-q8_0", "Q8_0")],
+)
+def test_ollama_format_tags_carry_their_format(tag: str, quant: str) -> None:
+    # Ollama ships -nvfp4 and -mlx tags next to the GGUF ones (2026 library table): 27b-nvfp4 is not Q4_K_M.
+    out = est({"chip": "M5 Max", "model": tag})
+    assert (out.model, out.quant) == (tag.rsplit("-", 1)[0], quant)

@@ -149,7 +149,7 @@ def _keyed() -> dict[str, str]:
 
 
 _TAG_QUANT_RE = re.compile(
-    r"[-_\s](?P<q>(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|(?:mlx[-_]?)?\d+bit)$", re.IGNORECASE
+    r"[-_\s](?P<q>(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|nvfp4|(?:mlx[-_]?)?\d+bit|mlx)$", re.IGNORECASE
 )
 
 
