@@ -75,6 +75,25 @@ def test_family_and_size_of_a_catalog_moe_reads_as_that_moe(name: str, tag: str,
     assert any(f"read as {tag}: same family and size" in a for a in out.assumptions), out.assumptions
 
 
+def test_a_moe_release_named_with_total_and_active_size_reads_as_the_catalog_moe() -> None:
+    # Qwen3-235B-A22B-Instruct-2507 (the July refresh, same architecture): was a generic MoE borrowing
+    # llama3.1:405b's layers.
+    out = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "Qwen/Qwen3-235B-A22B-Instruct-2507"})
+    assert (out.params_billion, out.active_params_billion) == (235.09, 22.0)
+    assert any("read as qwen3:235b-a22b: same family and size" in a for a in out.assumptions)
+    refresh = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "Qwen3-30B-A3B-Instruct-2507"})
+    assert refresh.active_params_billion == 3.34
+    # A different active size is another model: sized from its tag.
+    other = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "qwen3:235b-a30b"})
+    assert other.active_params_billion == 30.0 and not any("read as" in a for a in other.assumptions)
+
+
+def test_a_family_written_with_a_space_gets_its_default_tag() -> None:
+    out = est({"chip": "M4 Max", "model": "Mistral Nemo"})
+    assert out.model == "mistral-nemo:12b"
+    assert any("Ollama's default tag is mistral-nemo:12b" in a for a in out.assumptions)
+
+
 def test_a_name_read_as_gpt_oss_has_only_the_quants_gpt_oss_exists_in() -> None:
     # "gpt 20b" is read as gpt-oss:20b; its MXFP4 experts do not requantise, so Q4_K_M (the generic default)
     # or IQ3_XXS cannot be it.

@@ -279,6 +279,13 @@ def full_tag(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
+def _same_active(entry: CatalogModel, active_b: float) -> bool:
+    """A tag's rounded active size ('a3b') is this MoE's (3.34B)."""
+    return entry.active_params_b is not None and abs(entry.active_params_b - active_b) <= max(
+        0.5, 0.15 * active_b
+    )
+
+
 def _resolve_repo_name(raw: str, field_name: str) -> tuple[CatalogModel, str | None, list[str]] | None:
     """hf.co/<user>/<repo>[:quant] (an error if the repo is unknown), or a repo id pasted from Hugging Face
     ('unsloth/gpt-oss-20b-GGUF', 'mlx-community/...-4bit': None if the catalog does not know it)."""
@@ -317,13 +324,15 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
     parts = variant.split("-")
     # "14b-qwen-distill", "70b-instruct-fp16": try shorter variants, longest first.
     candidates += [f"{name}:{'-'.join(parts[:i])}" for i in range(len(parts) - 1, 0, -1)]
+    active = re.search(r"(?:^|-)a(\d+(?:\.\d+)?)b(?:-|$)", variant)
     for c in candidates:
-        if c in cat:
-            return cat[c], quant, notes
-        if c in aliases:
-            return cat[aliases[c]], quant, notes
+        entry = cat.get(c) or (cat[aliases[c]] if c in aliases else None)
+        # "qwen3:235b-a30b" names another active size than qwen3:235b(-a22b): not that model
+        if entry is not None and (c == candidates[0] or not active or _same_active(entry, float(active[1]))):
+            return entry, quant, notes
     if not variant:
-        family = [m for m in cat.values() if m.tag.split(":")[0] == name]
+        # "mistral-nemo", and as people write it, "Mistral Nemo": the family's default tag
+        family = [m for m in cat.values() if _norm_key(m.tag.split(":")[0]) == _norm_key(name)]
         latest = [m for m in family if m.latest]
         if latest:
             if not latest[0].tag.endswith(":latest"):
@@ -594,7 +603,10 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
             f"used ({sibling.active_params_b:g}B of {sibling.params_b:g}B active per token)"
         )
         like = sibling.tag
-    siblings = _family_size_matches(model) if sibling is None and active_b is None else []
+    siblings = _family_size_matches(model) if sibling is None else []
+    if active_b is not None:
+        # "Qwen3-235B-A22B-Instruct-2507": a MoE tag matches a catalog MoE of the same total and active size
+        siblings = [m for m in siblings if _same_active(m, active_b)]
     if params_billion is not None and how.startswith("params_billion"):
         siblings = []  # the caller's size contradicts the name's: nothing to read the name as
     shapes = {_shape(m) for m in siblings}
