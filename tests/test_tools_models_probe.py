@@ -76,16 +76,31 @@ def test_family_and_size_of_a_catalog_moe_reads_as_that_moe(name: str, tag: str,
 
 
 def test_a_moe_release_named_with_total_and_active_size_reads_as_the_catalog_moe() -> None:
-    # Qwen3-235B-A22B-Instruct-2507 (the July refresh, same architecture): was a generic MoE borrowing
-    # llama3.1:405b's layers.
-    out = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "Qwen/Qwen3-235B-A22B-Instruct-2507"})
+    # A fine-tune of Qwen3-235B-A22B (same architecture): was a generic MoE borrowing llama3.1:405b's layers.
+    out = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "huihui-ai/Qwen3-235B-A22B-abliterated"})
     assert (out.params_billion, out.active_params_billion) == (235.09, 22.0)
     assert any("read as qwen3:235b-a22b: same family and size" in a for a in out.assumptions)
-    refresh = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "Qwen3-30B-A3B-Instruct-2507"})
-    assert refresh.active_params_billion == 3.34
+    tune = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "Qwen3-30B-A3B-abliterated"})
+    assert tune.active_params_billion == 3.34
     # A different active size is another model: sized from its tag.
     other = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "qwen3:235b-a30b"})
     assert other.active_params_billion == 30.0 and not any("read as" in a for a in other.assumptions)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "qwen3:30b-a3b-instruct-2507",
+        "qwen3:30b-a3b-instruct-2507-q4_K_M",
+        "qwen3:235b-a22b-thinking-2507",
+        "Qwen/Qwen3-30B-A3B-Instruct-2507",
+    ],
+)
+def test_the_2507_refresh_has_its_own_longer_context(name: str) -> None:
+    # The July 2025 Qwen3 MoE refresh is trained on 262144 tokens; read as qwen3:30b-a3b (40960) a 128k
+    # context was refused.
+    out = fit({"chip": "M3 Ultra", "memory_gb": 512, "model": name, "context_tokens": 131072})
+    assert out.model is not None and out.model.endswith("-2507") and out.context_tokens == 131072
 
 
 def test_a_family_written_with_a_space_gets_its_default_tag() -> None:

@@ -319,6 +319,8 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
     cat = catalog()
     aliases = _aliases()
     name, _, variant = t.partition(":")
+    if t in cat:  # "qwen3:30b-a3b-instruct-2507" is its own row (another context than qwen3:30b-a3b)
+        return cat[t], quant, notes
     variant = re.sub(r"-(instruct|chat|it|text)(-.*)?$", "", variant)
     candidates = [f"{name}:{variant}" if variant else name]
     parts = variant.split("-")
