@@ -413,6 +413,17 @@ def test_hybrid_rows_cache_only_their_attention_layers() -> None:
     assert out.kv_cache_gb == pytest.approx(2 * 6 * 2 * 256 * 2 * 32768 / 1e9, rel=0.01)
 
 
+def test_gemma4_default_tag_is_e4b_and_its_per_layer_embeddings_are_not_streamed() -> None:
+    # `ollama pull gemma4` is gemma4:e4b (9.6 GB); "gemma4" was refused as needing a size among 12b/26b/31b.
+    out = est({"chip": "M4 Pro", "model": "gemma4"})
+    assert (out.model, out.weights_gb) == ("gemma4:e4b", 9.6)
+    # Decode streams the 4.5B effective parameters, not the 9.6 GB file (per-layer tables, audio/vision).
+    assert out.active_weights_gb == pytest.approx(4.5 * 4.89 / 8, rel=0.03)
+    assert any("upper estimate" in a for a in out.assumptions)
+    small = fit({"chip": "M2", "memory_gb": 8, "model": "gemma4:e2b"})
+    assert small.breakdown.weights_gb == 7.2  # memory: the whole file
+
+
 @pytest.mark.parametrize(
     "name", ["qwen3.5:397b-cloud", "qwen3-coder:480b-cloud", "glm-5.1:cloud", "kimi-k2.6:cloud"]
 )

@@ -61,6 +61,9 @@ class CatalogModel:
     allowed_quants: tuple[str, ...] | None = None
     size_src: str | None = None
     as_of: str | None = None
+    # Dense models whose file holds much that decode does not read (Gemma's per-layer embedding tables, one
+    # row per token; vision/audio encoders): the parameters a generated token streams.
+    params_read_b: float | None = None
 
     def architecture(self) -> ModelArchitecture:
         return ModelArchitecture(
@@ -107,6 +110,7 @@ def catalog() -> dict[str, CatalogModel]:
             allowed_quants=tuple(str(q) for q in r["quants"]) if r.get("quants") else None,
             size_src=r.get("size_src"),
             as_of=str(r["as_of"]) if r.get("as_of") else None,
+            params_read_b=float(r["params_read_b"]) if r.get("params_read_b") else None,
         )
         out[m.tag] = m
     return out
