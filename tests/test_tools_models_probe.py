@@ -19,7 +19,8 @@ from tests.test_mcp import (  # noqa: F401 - fixtures are found by name
     stdio_client_session,
 )
 from tools import REGISTRY, Registry, ToolError
-from tools.models import catalog
+from tools.models import catalog, quant_allowed
+from tools.quants import quants
 from tools.schemas import CheckMemoryFitOutput, EstimateSpeedOutput
 
 
@@ -467,3 +468,11 @@ def test_ollama_format_tags_carry_their_format(tag: str, quant: str) -> None:
     # Ollama ships -nvfp4 and -mlx tags next to the GGUF ones (2026 library table): 27b-nvfp4 is not Q4_K_M.
     out = est({"chip": "M5 Max", "model": tag})
     assert (out.model, out.quant) == (tag.rsplit("-", 1)[0], quant)
+
+
+def test_every_catalog_row_says_where_its_size_comes_from_and_when() -> None:
+    for entry in catalog().values():
+        assert entry.src and entry.size_src and entry.as_of, entry.tag
+        # the default quant is one the model exists in, and a published size is for a quant it exists in
+        assert entry.default_quant is None or quant_allowed(entry, entry.default_quant), entry.tag
+        assert all(quant_allowed(entry, q) and q in quants() for q in entry.file_gb), entry.tag
