@@ -581,6 +581,47 @@ def _model_from_architecture(
     return ResolvedModel(None if model is None else label, label, arch, quant_from_tag, notes, [])
 
 
+def _quant_in_name(model: str) -> str | None:
+    """'llama 7b q4_0' -> 'q4_0'; a Hugging Face repo's quant tag or suffix ('mlx-community/...-4bit')."""
+    hf = hf_repo_of(model)
+    qm = _TAG_QUANT_RE.search(model.strip().lower())
+    return hf[1] if hf else (qm.group("q") if qm else None)
+
+
+def _with_experts(m: CatalogModel) -> ModelArchitecture:
+    """A catalog model's shape with its expert counts, for a model read as it (no catalog row of its own)."""
+    return m.architecture().model_copy(
+        update={
+            "n_experts": m.moe.experts if m.moe else None,
+            "n_experts_active": m.moe.active_experts if m.moe else None,
+        }
+    )
+
+
+def _read_as(label: str, siblings: list[CatalogModel], total_b: float) -> tuple[ModelArchitecture, str]:
+    """The shape and parameter count of the one catalog model (or several of one shape) with this family and
+    size ("LLaMA 7B" -> llama2:7b): better than a generic neighbour's (mistral:7b's GQA made llama2's MHA
+    cache 4x too small). The note says what it was read as."""
+    read_as = siblings[0]
+    counts = [m.params_b for m in siblings]
+    same_count = max(counts) - min(counts) <= 0.01 * max(counts)
+    others = [m.tag for m in siblings[1:]]
+    also = f" (the same shape as {', '.join(others)})" if others else ""
+    each = ", ".join(f"{m.tag} {m.params_b:g}B" for m in siblings)
+    count = f"its {read_as.params_b:g}B parameters" if same_count else f"{total_b:g}B parameters ({each})"
+    arch = _with_experts(read_as).model_copy(
+        update={"params_billion": read_as.params_b if same_count else total_b}
+    )
+    if read_as.active_params_b is not None:
+        count += f" ({read_as.active_params_b:g}B active per token: a mixture-of-experts)"
+    note = (
+        f"{label} is not in our catalog: read as {read_as.tag}: same family and size{also}; its layers/"
+        f"heads and {count} are used. Pass a catalog tag (or architecture, or install it in Ollama) for "
+        "exact numbers."
+    )
+    return arch, note
+
+
 def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedModel | None:
     """A tag not in the catalog: size from the tag, shape borrowed from a catalog model (stated as such).
 
@@ -598,17 +639,11 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
     if sibling is not None:
         # "deepseek-v3.1:671b": a new tag of a known MoE family at the same size. Read as dense it
         # would be ~10x too slow; the sibling's shape (experts, active params, MLA) is a better guess.
-        arch = sibling.architecture().model_copy(
-            update={
-                "n_experts": sibling.moe.experts if sibling.moe else None,
-                "n_experts_active": sibling.moe.active_experts if sibling.moe else None,
-            }
-        )
+        arch, like = _with_experts(sibling), sibling.tag
         how = (
             f"'{total_b:g}b' with the family and size of the catalog MoE {sibling.tag}: its shape is "
             f"used ({sibling.active_params_b:g}B of {sibling.params_b:g}B active per token)"
         )
-        like = sibling.tag
     siblings = _family_size_matches(model) if sibling is None else []
     if active_b is not None:
         # "Qwen3-235B-A22B-Instruct-2507": a MoE tag matches a catalog MoE of the same total and active size
@@ -618,33 +653,10 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
     shapes = {_shape(m) for m in siblings}
     read_as = siblings[0] if len(shapes) == 1 else None
     sources: list[str] = []
-    qm = _TAG_QUANT_RE.search(model.strip().lower())
-    hf = hf_repo_of(model)
-    tag_quant = hf[1] if hf else (qm.group("q") if qm else None)
-    label = model.strip()
+    tag_quant, label = _quant_in_name(model), model.strip()
     if read_as is not None:
-        # "LLaMA 7B": one catalog model (or several of one shape) has this family and size; its shape and
-        # parameter count beat a generic neighbour's (mistral:7b's GQA made llama2's MHA cache 4x too small).
-        counts = [m.params_b for m in siblings]
-        same_count = max(counts) - min(counts) <= 0.01 * max(counts)
-        others = [m.tag for m in siblings[1:]]
-        also = f" (the same shape as {', '.join(others)})" if others else ""
-        each = ", ".join(f"{m.tag} {m.params_b:g}B" for m in siblings)
-        count = f"its {read_as.params_b:g}B parameters" if same_count else f"{total_b:g}B parameters ({each})"
-        arch = read_as.architecture().model_copy(
-            update={
-                "params_billion": read_as.params_b if same_count else total_b,
-                "n_experts": read_as.moe.experts if read_as.moe else None,
-                "n_experts_active": read_as.moe.active_experts if read_as.moe else None,
-            }
-        )
-        if read_as.active_params_b is not None:
-            count += f" ({read_as.active_params_b:g}B active per token: a mixture-of-experts)"
-        notes.append(
-            f"{label} is not in our catalog: read as {read_as.tag}: same family and size{also}; its layers/"
-            f"heads and {count} are used. Pass a catalog tag (or architecture, or install it in Ollama) for "
-            "exact numbers."
-        )
+        arch, note = _read_as(label, siblings, total_b)
+        notes.append(note)
         sources.append(read_as.source)
     else:
         close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
