@@ -177,7 +177,12 @@ def _installed_architecture(
             f"KV cache of multi-head latent attention (MLA): {facts.kv_lora_rank} + "
             f"{facts.rope_dimension_count or 64} values per layer and token, as llama.cpp caches it."
         )
-    if arch.sliding_window and arch.global_layer_every:
+    if facts.kv_layer_every and arch.sliding_window == 1:
+        notes.append(
+            f"Hybrid layers: only every {arch.global_layer_every}th layer has attention and a KV cache "
+            "(the others are recurrent), as /api/show lists them."
+        )
+    elif arch.sliding_window and arch.global_layer_every:
         notes.append(
             f"Sliding window {arch.sliding_window} tokens on all but every {arch.global_layer_every}th layer "
             f"(the {facts.family} layer pattern)."

@@ -476,3 +476,34 @@ def test_every_catalog_row_says_where_its_size_comes_from_and_when() -> None:
         # the default quant is one the model exists in, and a published size is for a quant it exists in
         assert entry.default_quant is None or quant_allowed(entry, entry.default_quant), entry.tag
         assert all(quant_allowed(entry, q) and q in quants() for q in entry.file_gb), entry.tag
+
+
+@pytest.mark.parametrize(
+    "hybrid_info",
+    [
+        # nemotron_h-style: per-layer KV head counts, 0 on the Mamba layers (6 attention layers of 48)
+        {"nemotron_h.attention.head_count_kv": [2 if i % 8 == 7 else 0 for i in range(48)]},
+        # qwen3next-style: one full-attention layer in 8
+        {"nemotron_h.attention.head_count_kv": 2, "nemotron_h.full_attention_interval": 8},
+    ],
+)
+def test_installed_hybrid_model_caches_only_its_attention_layers(
+    standin: OllamaStandIn, hybrid_info: dict[str, Any]
+) -> None:
+    # Read as 48 attention layers (the per-layer list collapsed to its maximum): KV cache 8x too large.
+    hybrid = ModelSpec(
+        name="hybrid-tune:30b",
+        architecture="nemotron_h",
+        parameter_count=30_000_000_000,
+        block_count=48,
+        context_length=262144,
+        embedding_length=2688,
+        head_count=32,
+        head_count_kv=None,
+        key_length=128,
+        value_length=128,
+        extra_model_info=hybrid_info,
+    )
+    out = _fit_installed(_show_tools(standin, hybrid), "hybrid-tune:30b", 131072)
+    assert out.breakdown.kv_cache_gb == pytest.approx(2 * 6 * 2 * 128 * 2 * 131072 / 1e9, rel=0.02)
+    assert any("only every 8th layer has attention" in a for a in out.assumptions), out.assumptions

@@ -128,6 +128,11 @@ class ModelFacts(BaseModel):
         default=None, description="Every Nth layer is global (full context), when the GGUF says so."
     )
     kv_lora_rank: int | None = Field(default=None, description="MLA (deepseek2): compressed KV width.")
+    kv_layer_every: int | None = Field(
+        default=None,
+        description="Hybrid models (Mamba or DeltaNet layers between attention layers): every Nth layer "
+        "holds a KV cache, from a per-layer head_count_kv with zeros or <arch>.full_attention_interval.",
+    )
     rope_dimension_count: int | None = None
     expert_count: int | None = None
     expert_used_count: int | None = None
@@ -196,6 +201,9 @@ class ModelFacts(BaseModel):
         if self.sliding_window and self.sliding_window_pattern and self.sliding_window_pattern > 1:
             values["sliding_window"] = self.sliding_window
             values["global_layer_every"] = self.sliding_window_pattern
+        elif self.kv_layer_every and self.kv_layer_every > 1:
+            # Only attention layers cache tokens: a "window" of 1 on the others (as the catalog hybrid rows)
+            values["sliding_window"], values["global_layer_every"] = 1, self.kv_layer_every
         if self.expert_count and self.expert_used_count:
             values["n_experts"] = self.expert_count
             values["n_experts_active"] = self.expert_used_count
@@ -271,6 +279,7 @@ def model_facts(client: ollama.Client, name: str, *, verbose: bool = False) -> M
         sliding_window=key("attention.sliding_window"),
         sliding_window_pattern=_swa_pattern(info.get(f"{arch}.attention.sliding_window_pattern"), arch),
         kv_lora_rank=key("attention.kv_lora_rank"),
+        kv_layer_every=_kv_layer_every(info, arch),
         rope_dimension_count=key("rope.dimension_count"),
         expert_count=key("expert_count"),
         expert_used_count=key("expert_used_count"),
@@ -296,6 +305,23 @@ def loaded_models(client: ollama.Client) -> list[LoadedModel]:
 
 canonical_model_name = full_tag
 """``nomic-embed-text`` and ``nomic-embed-text:latest`` are the same model to Ollama (the tools' one rule)."""
+
+
+def _kv_layer_every(info: Mapping[str, Any], arch: Any) -> int | None:
+    """Hybrid models: how often a layer has attention (and a KV cache). Per-layer head_count_kv lists carry
+    0 for the Mamba/linear-attention layers (nemotron_h, granitehybrid); qwen3next-style GGUFs say
+    full_attention_interval."""
+    if not arch:
+        return None
+    interval = _as_int(info.get(f"{arch}.full_attention_interval"))
+    if interval and interval > 1:
+        return interval
+    per_layer = info.get(f"{arch}.attention.head_count_kv")
+    if isinstance(per_layer, list) and per_layer and all(isinstance(v, int | float) for v in per_layer):
+        with_kv = sum(1 for v in per_layer if v)
+        if 0 < with_kv < len(per_layer):
+            return max(2, round(len(per_layer) / with_kv))
+    return None
 
 
 def _swa_pattern(value: Any, arch: Any) -> int | None:
