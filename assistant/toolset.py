@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError, ToolErrorKind
-from tools.models import is_catalog_model
+from tools.models import is_catalog_model, is_cloud_tag
 from tools.quants import resolve_quant
 from tools.schemas import EstimateSpeedOutput
 
@@ -201,7 +201,12 @@ def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
 
     def func(params: Any) -> BaseModel:
         model = getattr(params, "model", None)
-        if not model or getattr(params, "architecture", None) is not None or is_catalog_model(model):
+        if (
+            not model
+            or getattr(params, "architecture", None) is not None
+            or is_catalog_model(model)
+            or is_cloud_tag(model)  # even when pulled, nothing of it runs on this Mac: the tool says so
+        ):
             return original(params)
         # Not in the catalog: the installed file's own facts (/api/show) beat sizing from the tag.
         try:

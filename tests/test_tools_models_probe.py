@@ -507,3 +507,12 @@ def test_installed_hybrid_model_caches_only_its_attention_layers(
     out = _fit_installed(_show_tools(standin, hybrid), "hybrid-tune:30b", 131072)
     assert out.breakdown.kv_cache_gb == pytest.approx(2 * 6 * 2 * 128 * 2 * 131072 / 1e9, rel=0.02)
     assert any("only every 8th layer has attention" in a for a in out.assumptions), out.assumptions
+
+
+def test_a_pulled_cloud_model_is_not_sized_from_its_show_facts(standin: OllamaStandIn) -> None:
+    # `ollama pull glm-5.1:cloud` installs a stub whose /api/show may describe the remote model: still
+    # nothing of it runs on this Mac.
+    stub = dataclasses.replace(MYSTERY_CODER_13B, name="glm-5.1:cloud")
+    with pytest.raises(ToolError, match="is an Ollama cloud model"):
+        _fit_installed(_show_tools(standin, stub), "glm-5.1:cloud", 4096)
+    assert not standin.requests_to("/api/show")

@@ -259,6 +259,11 @@ def _resolve_hf_repo(
 _CLOUD_RE = re.compile(r"^(?P<name>[^:\s]+):(?:(?P<size>[\w.]+?)-)?cloud$")
 
 
+def is_cloud_tag(text: str) -> bool:
+    """'qwen3.5:397b-cloud', 'glm-5.1:cloud': a model Ollama runs on its servers (nothing to size locally)."""
+    return _CLOUD_RE.match(text.strip().lower()) is not None
+
+
 def _refuse_cloud(t: str, raw: str, field_name: str) -> None:
     """'qwen3.5:397b-cloud', 'glm-5.1:cloud': Ollama runs these on its servers; nothing loads on the Mac."""
     m = _CLOUD_RE.match(t)
