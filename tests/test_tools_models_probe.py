@@ -170,6 +170,14 @@ def test_quant_written_in_the_name_is_honoured(name: str, quant: str) -> None:
     assert fit({"chip": "M3 Max", "memory_gb": 36, "model": name}).quant == quant
 
 
+def test_a_quant_argument_that_contradicts_the_name_is_used_and_said() -> None:
+    out = est({"chip": "M3 Max", "model": "llama3.1:8b-instruct-q8_0", "quant": "Q4_K_M"})
+    assert out.quant == "Q4_K_M"
+    assert any("name says Q8_0 but quant='Q4_K_M' was given" in a for a in out.assumptions), out.assumptions
+    same = est({"chip": "M3 Max", "model": "llama3.1:8b-instruct-q8_0", "quant": "q8_0"})
+    assert not any("name says" in a for a in same.assumptions)
+
+
 def test_quant_in_the_name_still_refused_when_the_model_has_no_such_weights() -> None:
     with pytest.raises(ToolError, match="not available as Q4_K_M"):
         est({"chip": "M3 Max", "model": "gpt-oss 20b q4_k_m"})

@@ -752,6 +752,12 @@ def resolve_model_and_quant(
     rule = entry or (resolved.read_as if resolved.read_as and resolved.read_as.allowed_quants else None)
     q, qnotes = resolve_quant(quant or resolved.quant_from_tag or (rule.default_quant if rule else None))
     assumptions += qnotes
+    if quant and resolved.quant_from_tag:
+        named = resolve_quant(resolved.quant_from_tag)[0].quant
+        if named != q.quant:
+            assumptions.append(
+                f"The model name says {named} but quant={quant!r} was given: sized as {q.quant}, as asked."
+            )
     if rule is not None and not quant_allowed(rule, q.quant):
         raise ToolError(
             f"quant: {rule.tag} is not available as {q.quant}: its published weights keep the experts in "
