@@ -204,6 +204,14 @@ def test_hugging_face_repo_ids_resolve_to_the_catalog_model(name: str, tag: str,
     assert any("Hugging Face repo" in a and f"read as {tag}" in a for a in out.assumptions), out.assumptions
 
 
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [("Meta-Llama-3-8B-Instruct", "llama3:8b"), ("Meta-Llama-3.1-70B-Instruct", "llama3.1:70b")],
+)
+def test_meta_names_resolve(name: str, tag: str) -> None:
+    assert est({"chip": "M4 Max", "model": name}).model == tag
+
+
 def test_unknown_hugging_face_repo_is_sized_from_its_name_with_its_mlx_quant() -> None:
     out = est({"chip": "M4 Max", "model": "mlx-community/Brandnew-32B-Instruct-4bit"})
     assert out.params_billion == 32.0 and out.quant == "MLX-4bit"

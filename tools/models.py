@@ -354,8 +354,8 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
             raise ToolError(f"{field_name}: {raw!r} needs a size; one of {sizes}.", fields=[field_name])
     key = _norm_key(t)
     keyed = _keyed()
-    if key in keyed:
-        return cat[keyed[key]], quant, notes
+    if key in keyed or key.removeprefix("meta") in keyed:  # "Meta-Llama-3-8B-Instruct", as Meta names it
+        return cat[keyed.get(key) or keyed[key.removeprefix("meta")]], quant, notes
     options = sorted(set(cat) | set(aliases))
     close = difflib.get_close_matches(t, options, n=4, cutoff=0.5)
     if not close:
