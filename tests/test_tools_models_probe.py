@@ -135,6 +135,8 @@ def test_same_family_and_size_with_different_shapes_is_not_guessed() -> None:
         ("qwen3-abliterated:8b", "qwen3:8b"),
         ("huihui-ai/Qwen3-8B-abliterated", "qwen3:8b"),
         ("llama3-gradient:8b", "llama3:8b"),
+        ("dolphin-llama3:70b", "llama3:70b"),
+        ("dolphin-mixtral:8x7b", "mixtral:8x7b"),
     ],
 )
 def test_a_variant_of_a_catalog_model_with_its_version_and_size_reads_as_it(name: str, tag: str) -> None:

@@ -505,11 +505,14 @@ def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
     return max(same, key=lambda m: difflib.SequenceMatcher(None, name, m.tag.partition(":")[0]).ratio())
 
 
-_FAMILY_SIZE_RE = re.compile(r"(?<![a-z0-9.])(?P<size>\d+(?:\.\d+)?)(?P<unit>[bm])(?![a-z0-9.])")
-_SIZE_LABEL_RE = re.compile(r"(\d+(?:\.\d+)?)([bm])")
+_FAMILY_SIZE_RE = re.compile(r"(?<![a-z0-9.])(?P<size>(?:\d{1,3}x)?\d+(?:\.\d+)?)(?P<unit>[bm])(?![a-z0-9.])")
+_SIZE_LABEL_RE = re.compile(r"((?:\d{1,3}x)?\d+(?:\.\d+)?)([bm])")
 
 
-def _label_size(number: str, unit: str) -> float:
+def _label_size(number: str, unit: str) -> float | str:
+    """'7', 'b' -> 7.0; '270', 'm' -> 0.27; an experts label ('8x7') compares as written."""
+    if "x" in number:
+        return number + unit
     return float(number) / (1000.0 if unit == "m" else 1.0)
 
 
@@ -519,7 +522,8 @@ def _family_size_matches(model: str) -> list[CatalogModel]:
     "LLaMA 7B", "llama-13b", "llama:7b" -> llama2:7b / llama2:13b: the name says the family ("llama") and the
     size but no version; the leading letters of a catalog tag are its family and must equal the name's
     exactly (tinyllama and codellama are not llama). A name with a version matches only a catalog tag whose
-    name it extends with '-' ("qwen3-abliterated:8b", "Qwen3-8B-abliterated" -> qwen3:8b); "llama3 7b",
+    name it extends with '-' ("qwen3-abliterated:8b", "Qwen3-8B-abliterated" -> qwen3:8b, "dolphin-mixtral:
+    8x7b" -> mixtral:8x7b); "llama3 7b",
     "qwen3.5-x:8b" or "qwen4:32b" name another model and match nothing. A size label of a MoE counts too
     ("qwen 30b" -> qwen3:30b = qwen3:30b-a3b): read as dense it would be ~10x too slow.
     """
@@ -543,7 +547,12 @@ def _family_size_matches(model: str) -> list[CatalogModel]:
         sized = _SIZE_LABEL_RE.fullmatch(variant)
         if lead is None or sized is None:
             continue
-        same = lead.group() == name if versionless else (name == stem or name.startswith(stem + "-"))
+        # "llama2-uncensored", "dolphin-mixtral": a catalog name with a word before or after it
+        same = (
+            lead.group() == name
+            if versionless
+            else (name == stem or name.startswith(stem + "-") or name.endswith("-" + stem))
+        )
         if same and _label_size(sized.group(1), sized.group(2)) == size:
             found.setdefault(entry.tag, entry)
     # The plainest name first (qwen3:30b-a3b before qwen3-coder:30b): the one the note says it is read as.
