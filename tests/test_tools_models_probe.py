@@ -534,3 +534,14 @@ def test_a_pulled_cloud_model_is_not_sized_from_its_show_facts(standin: OllamaSt
     with pytest.raises(ToolError, match="is an Ollama cloud model"):
         _fit_installed(_show_tools(standin, stub), "glm-5.1:cloud", 4096)
     assert not standin.requests_to("/api/show")
+
+
+def test_an_installed_model_named_like_a_repo_is_described_by_its_own_show_facts(
+    standin: OllamaStandIn,
+) -> None:
+    # 'someone/qwen2.5-7b-instruct' may be an Ollama namespace import of a fine-tune: installed, its own
+    # /api/show facts win over the catalog row its name resembles.
+    imported = dataclasses.replace(MYSTERY_CODER_13B, name="someone/qwen2.5-7b-instruct:latest")
+    out = _fit_installed(_show_tools(standin, imported), "someone/qwen2.5-7b-instruct", 4096)
+    assert out.params_billion == pytest.approx(13.016, abs=0.01)
+    assert any("/api/show" in a for a in out.assumptions)

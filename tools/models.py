@@ -436,10 +436,11 @@ def quant_allowed(entry: CatalogModel | None, quant: str) -> bool:
 def is_catalog_model(text: str) -> bool:
     """True when ``text`` names a catalog model (no /api/show round trip needed for it).
 
-    A Hugging Face GGUF (hf.co/...) may be a fine-tune or another tensor layout of a catalog model: when it is
-    installed, its own /api/show facts are better than the catalog row, so it is not counted here.
+    A Hugging Face GGUF (hf.co/..., or a 'user/Repo' name, which may also be an Ollama namespace import)
+    may be a fine-tune or another tensor layout of a catalog model: when it is installed, its own /api/show
+    facts are better than the catalog row, so it is not counted here.
     """
-    if hf_repo_and_quant(text) is not None:
+    if hf_repo_of(text) is not None:  # also 'user/Repo' without hf.co/: an Ollama namespace import may be one
         return False
     try:
         resolve_model_tag(text)
