@@ -194,6 +194,7 @@ def test_quant_in_the_name_still_refused_when_the_model_has_no_such_weights() ->
         ("unsloth/gpt-oss-20b-GGUF", "gpt-oss:20b", "MXFP4"),
         ("mlx-community/Qwen3-30B-A3B-4bit", "qwen3:30b-a3b", "MLX-4bit"),
         ("mlx-community/Llama-3.3-70B-Instruct-8bit", "llama3.3:70b", "MLX-8bit"),
+        ("lmstudio-community/Qwen3-30B-A3B-MLX-4bit", "qwen3:30b-a3b", "MLX-4bit"),
         ("bartowski/Qwen2.5-14B-Instruct-GGUF:Q5_K_M", "qwen2.5:14b", "Q5_K_M"),
         ("https://huggingface.co/Qwen/Qwen3-235B-A22B", "qwen3:235b-a22b", "Q4_K_M"),
     ],

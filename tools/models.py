@@ -226,10 +226,10 @@ def hf_repo_of(text: str) -> tuple[str, str | None] | None:
         owner, repo, quant = m.group("owner"), m.group("repo"), m.group("q")
     repo = re.sub(r"[-_.]gguf$", "", repo, flags=re.IGNORECASE)
     mlx = "mlx" in owner.lower() or bool(re.search(r"[-_.]mlx\b", repo, re.IGNORECASE))
-    repo = re.sub(r"[-_.]mlx$", "", repo, flags=re.IGNORECASE)
     qm = _REPO_QUANT_RE.search(repo)
     if qm is not None:
         repo, quant = repo[: qm.start()], quant or qm.group("q")
+    repo = re.sub(r"[-_.]mlx$", "", repo, flags=re.IGNORECASE)  # lmstudio-community/...-MLX-4bit
     return repo, _repo_quant(quant, mlx)
 
 
