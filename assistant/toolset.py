@@ -170,6 +170,11 @@ def _installed_architecture(
                 "installed file's own tensor sizes where /api/show lists them, else Q4_K_M is assumed."
             )
             quant = None
+    if facts.expert_count and not facts.expert_used_count:
+        notes.append(
+            f"/api/show gives {facts.expert_count} experts but not how many are used per token: every weight "
+            "is counted as read per token, so decode is likely faster than estimated."
+        )
     if not facts.context_length:
         notes.append("/api/show gives no trained context length: no context is refused on that account.")
     if facts.kv_lora_rank:

@@ -546,3 +546,11 @@ def test_an_installed_model_named_like_a_repo_is_described_by_its_own_show_facts
     out = _fit_installed(_show_tools(standin, imported), "someone/qwen2.5-7b-instruct", 4096)
     assert out.params_billion == pytest.approx(13.016, abs=0.01)
     assert any("/api/show" in a for a in out.assumptions)
+
+
+def test_installed_moe_without_experts_used_says_it_is_read_as_dense(standin: OllamaStandIn) -> None:
+    odd = dataclasses.replace(
+        MYSTERY_CODER_13B, name="halfmoe:13b", extra_model_info={"llama.expert_count": 8}
+    )
+    out = _fit_installed(_show_tools(standin, odd), "halfmoe:13b", 4096)
+    assert any("8 experts but not how many are used" in a for a in out.assumptions), out.assumptions
