@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools import REGISTRY, ModelArchitecture, Registry, Tool, ToolError, ToolErrorKind
-from tools.models import is_catalog_model
+from tools.models import is_catalog_model, is_cloud_tag
+from tools.quants import resolve_quant
 from tools.schemas import EstimateSpeedOutput
 
 if TYPE_CHECKING:
@@ -125,12 +126,24 @@ def _search_knowledge_tool(knowledge: KnowledgeBase) -> Tool:
 # installed models -> architecture ---------------------------------------------------------------------------
 
 
+class _InstalledButUnreadable(ToolError):
+    """The model is installed, but its /api/show facts lack what the maths needs (it is not missing)."""
+
+
 def resolve_installed_architecture(ollama: OllamaLayer, model: str) -> tuple[ModelArchitecture, str | None]:
-    """Architecture (and quantisation, if Ollama reports one) of an installed model, read from /api/show.
+    """Architecture (and quantisation, if Ollama reports one we know) of an installed model, from /api/show.
 
     Raises ToolError with a presentable message when the model is not installed or its metadata lacks what the
     memory/KV maths needs.
     """
+    arch, quant, _ = _installed_architecture(ollama, model)
+    return arch, quant
+
+
+def _installed_architecture(
+    ollama: OllamaLayer, model: str
+) -> tuple[ModelArchitecture, str | None, list[str]]:
+    """resolve_installed_architecture, plus the assumptions made reading the facts."""
     try:
         facts = ollama.model_facts(model, verbose=True)  # the per-tensor layout (MoE, mixed quants)
     except ToolError:
@@ -143,12 +156,50 @@ def resolve_installed_architecture(ollama: OllamaLayer, model: str) -> tuple[Mod
     try:
         arch = ModelArchitecture.model_validate(facts.architecture())
     except Exception as exc:  # noqa: BLE001 - what /api/show lacks or gives out of range: said clearly below
-        raise ToolError(
+        raise _InstalledButUnreadable(
             f"model: {model!r} is installed but its /api/show metadata lacks the layer/head counts needed "
             f"({exc}). Pass params_billion or an explicit architecture.",
             fields=["model"],
         ) from exc
-    return arch, facts.quantization or None
+    notes: list[str] = []
+    quant = facts.quantization or None
+    if quant is not None:
+        try:
+            resolve_quant(quant)
+        except ToolError:
+            notes.append(
+                f"Ollama reports the quantisation as {quant!r}, which we do not size: the weights are the "
+                "installed file's own tensor sizes where /api/show lists them, else Q4_K_M is assumed."
+            )
+            quant = None
+    if facts.expert_count and not facts.expert_used_count:
+        notes.append(
+            f"/api/show gives {facts.expert_count} experts but not how many are used per token: every weight "
+            "is counted as read per token, so decode is likely faster than estimated."
+        )
+    if not facts.context_length:
+        notes.append("/api/show gives no trained context length: no context is refused on that account.")
+    if facts.kv_lora_rank:
+        notes.append(
+            f"KV cache of multi-head latent attention (MLA): {facts.kv_lora_rank} + "
+            f"{facts.rope_dimension_count or 64} values per layer and token, as llama.cpp caches it."
+        )
+    if facts.kv_layer_every and arch.sliding_window == 1:
+        notes.append(
+            f"Hybrid layers: only every {arch.global_layer_every}th layer has attention and a KV cache "
+            "(the others are recurrent), as /api/show lists them."
+        )
+    elif arch.sliding_window and arch.global_layer_every:
+        notes.append(
+            f"Sliding window {arch.sliding_window} tokens on all but every {arch.global_layer_every}th layer "
+            f"(the {facts.family} layer pattern)."
+        )
+    elif facts.sliding_window:
+        notes.append(
+            f"/api/show gives a sliding window of {facts.sliding_window} tokens but not which layers use it: "
+            "every layer is counted as caching the full context (the KV cache may be overstated)."
+        )
+    return arch, quant, notes
 
 
 def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
@@ -157,21 +208,27 @@ def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
 
     def func(params: Any) -> BaseModel:
         model = getattr(params, "model", None)
-        if not model or getattr(params, "architecture", None) is not None or is_catalog_model(model):
+        if (
+            not model
+            or getattr(params, "architecture", None) is not None
+            or is_catalog_model(model)
+            or is_cloud_tag(model)  # even when pulled, nothing of it runs on this Mac: the tool says so
+        ):
             return original(params)
         # Not in the catalog: the installed file's own facts (/api/show) beat sizing from the tag.
         try:
-            arch, quant = resolve_installed_architecture(ollama, model)
+            arch, quant, read_notes = _installed_architecture(ollama, model)
         except ToolError as show_err:
             try:
                 result = original(params)  # sized from the tag, or the catalog's "unknown model" error
             except ToolError as err:
                 if err.kind is ToolErrorKind.UNKNOWN_MODEL and "model" in err.fields:
-                    raise ToolError(
-                        f"{err} It is not installed in Ollama either ({show_err}).",
-                        fields=err.fields,
-                        kind=err.kind,
-                    ) from None
+                    where = (
+                        "It is installed, but Ollama does not describe it fully"
+                        if isinstance(show_err, _InstalledButUnreadable)
+                        else "It is not installed in Ollama either"
+                    )
+                    raise ToolError(f"{err} {where} ({show_err})", fields=err.fields, kind=err.kind) from None
                 raise
             if hasattr(result, "assumptions"):
                 result.assumptions.append(f"Not read from Ollama: {show_err}")
@@ -188,7 +245,7 @@ def _with_installed_models(tool: Tool, ollama: OllamaLayer) -> Tool:
             f"model{layout}."
         )
         if hasattr(result, "assumptions"):
-            result.assumptions.insert(0, note)
+            result.assumptions[:0] = [note, *read_notes]
         if hasattr(result, "sources"):
             result.sources.append(f"Ollama /api/show {model}")
         return result

@@ -498,9 +498,13 @@ def test_hugging_face_gguf_names_resolve_by_repo_and_quant_tag() -> None:
     assert any(read_as in a for a in known.assumptions)
     moe = est({"chip": "M4 Max", "model": "hf.co/unsloth/Qwen3-30B-A3B-GGUF:Q4_K_M"})
     assert moe.model == "qwen3:30b-a3b" and moe.active_params_billion == 3.34
-    new = est({"chip": "M4 Max", "model": "hf.co/unsloth/Mistral-Small-3.2-24B-Instruct-2506-GGUF:Q5_K_M"})
+    new = est({"chip": "M4 Max", "model": "hf.co/unsloth/Brandnew-24B-Instruct-2506-GGUF:Q5_K_M"})
     assert (new.params_billion, new.quant) == (24.0, "Q5_K_M")
     assert any("'24b' = 24B parameters, assumed dense" in a for a in new.assumptions)
+    # A newer release of a catalog family at a catalog size (Mistral Small 3.2 24B): that row's shape.
+    small = est({"chip": "M4 Max", "model": "hf.co/unsloth/Mistral-Small-3.2-24B-Instruct-2506-GGUF:Q5_K_M"})
+    assert (small.params_billion, small.quant) == (23.57, "Q5_K_M")
+    assert any("read as mistral-small:24b: same family and size" in a for a in small.assumptions)
     # Installed, such a GGUF is still described by its own /api/show facts (it may be a fine-tune).
     assert not is_catalog_model("hf.co/bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q8_0")
     with pytest.raises(ToolError, match="Hugging Face repo 'foo' is not in our catalog"):

@@ -61,6 +61,9 @@ class CatalogModel:
     allowed_quants: tuple[str, ...] | None = None
     size_src: str | None = None
     as_of: str | None = None
+    # Dense models whose file holds much that decode does not read (Gemma's per-layer embedding tables, one
+    # row per token; vision/audio encoders): the parameters a generated token streams.
+    params_read_b: float | None = None
 
     def architecture(self) -> ModelArchitecture:
         return ModelArchitecture(
@@ -107,6 +110,7 @@ def catalog() -> dict[str, CatalogModel]:
             allowed_quants=tuple(str(q) for q in r["quants"]) if r.get("quants") else None,
             size_src=r.get("size_src"),
             as_of=str(r["as_of"]) if r.get("as_of") else None,
+            params_read_b=float(r["params_read_b"]) if r.get("params_read_b") else None,
         )
         out[m.tag] = m
     return out
@@ -149,7 +153,7 @@ def _keyed() -> dict[str, str]:
 
 
 _TAG_QUANT_RE = re.compile(
-    r"[-_](?P<q>(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|(?:mlx[-_]?)?\d+bit)$", re.IGNORECASE
+    r"[-_\s](?P<q>(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|nvfp4|(?:mlx[-_]?)?\d+bit|mlx)$", re.IGNORECASE
 )
 
 
@@ -162,6 +166,8 @@ class ResolvedModel:
     assumptions: list[str]
     sources: list[str]
     catalog_entry: CatalogModel | None = None
+    # A catalog model this one is read as (same family and size): whose quantisations it can have (gpt-oss).
+    read_as: CatalogModel | None = None
 
 
 _HF_TAG_RE = re.compile(
@@ -182,20 +188,94 @@ def hf_repo_and_quant(text: str) -> tuple[str, str | None] | None:
     return repo, quant
 
 
-def _resolve_hf_repo(
-    raw: str, repo: str, hf_quant: str | None, field_name: str
-) -> tuple[CatalogModel, str | None, list[str]]:
+_BARE_REPO_RE = re.compile(
+    r"^(?P<owner>[a-z0-9][\w.-]*)/(?P<repo>[\w.-]+?)(?::(?P<q>[\w.-]+))?$", re.IGNORECASE
+)
+_REPO_QUANT_RE = re.compile(
+    r"[-_.](?P<q>mxfp4[-_]q8|(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|\d+[-_]?bit)$", re.IGNORECASE
+)
+
+
+def _repo_quant(quant: str | None, mlx: bool) -> str | None:
+    """A quant from a repo name in our spelling: mlx-community's '4bit' is MLX-4bit, not a GGUF Q4_K_M."""
+    if quant is None or quant.lower() == "latest":
+        return None
+    q = quant.replace("_", "-").lower() if quant.lower().startswith("mxfp4") else quant
+    if mlx and re.fullmatch(r"(\d+[-_]?bit|bf16|fp16|f16)", q, re.IGNORECASE):
+        return f"mlx-{q}"
+    return q.upper() if q.lower() == "mxfp4-q8" else q
+
+
+def hf_repo_of(text: str) -> tuple[str, str | None] | None:
+    """A Hugging Face repo, with or without hf.co/, -> (model part of the repo name, quant it names).
+
+    'hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M' -> ('Qwen2.5-7B-Instruct', 'Q4_K_M');
+    'mlx-community/Qwen3-30B-A3B-4bit' -> ('Qwen3-30B-A3B', 'mlx-4bit'); 'unsloth/gpt-oss-20b-GGUF' ->
+    ('gpt-oss-20b', None). An Ollama namespace tag ('user/model:8b': a size, not a quant, after the colon)
+    is not a repo.
+    """
+    hf = hf_repo_and_quant(text)
+    raw = text.strip()
+    if hf is not None:
+        owner = raw.split("/")[-2]
+        repo, quant = hf
+    else:
+        m = _BARE_REPO_RE.match(raw)
+        if m is None or (m.group("q") and _TAG_QUANT_RE.search("-" + m.group("q")) is None):
+            return None
+        owner, repo, quant = m.group("owner"), m.group("repo"), m.group("q")
+    repo = re.sub(r"[-_.]gguf$", "", repo, flags=re.IGNORECASE)
+    mlx = "mlx" in owner.lower() or bool(re.search(r"[-_.]mlx\b", repo, re.IGNORECASE))
+    qm = _REPO_QUANT_RE.search(repo)
+    if qm is not None:
+        repo, quant = repo[: qm.start()], quant or qm.group("q")
+    repo = re.sub(r"[-_.]mlx$", "", repo, flags=re.IGNORECASE)  # lmstudio-community/...-MLX-4bit
+    return repo, _repo_quant(quant, mlx)
+
+
+def _catalog_repo(repo: str) -> CatalogModel | None:
     key = _norm_key(repo)
     for k in (key, key.removeprefix("meta")):
         if k in _keyed():
-            entry = catalog()[_keyed()[k]]
-            note = f"{field_name} {raw!r}: Hugging Face repo {repo} read as {entry.tag}."
-            return entry, hf_quant, [note]
+            return catalog()[_keyed()[k]]
+    return None
+
+
+def _resolve_hf_repo(
+    raw: str, repo: str, hf_quant: str | None, field_name: str
+) -> tuple[CatalogModel, str | None, list[str]]:
+    entry = _catalog_repo(repo)
+    if entry is not None:
+        note = f"{field_name} {raw!r}: Hugging Face repo {repo} read as {entry.tag}."
+        return entry, hf_quant, [note]
     raise ToolError(
         f"{field_name}: unknown model {raw!r} (Hugging Face repo {repo!r} is not in our catalog). Pass "
         "params_billion (and architecture for KV-cache maths), or a repo name with its size (e.g. -7B-).",
         fields=[field_name],
         kind=ToolErrorKind.UNKNOWN_MODEL,
+    )
+
+
+_CLOUD_RE = re.compile(r"^(?P<name>[^:\s]+):(?:(?P<size>[\w.]+?)-)?cloud$")
+
+
+def is_cloud_tag(text: str) -> bool:
+    """'qwen3.5:397b-cloud', 'glm-5.1:cloud': a model Ollama runs on its servers (nothing to size locally)."""
+    return _CLOUD_RE.match(text.strip().lower()) is not None
+
+
+def _refuse_cloud(t: str, raw: str, field_name: str) -> None:
+    """'qwen3.5:397b-cloud', 'glm-5.1:cloud': Ollama runs these on its servers; nothing loads on the Mac."""
+    m = _CLOUD_RE.match(t)
+    if m is None:
+        return
+    local = f"{m.group('name')}:{m.group('size')}" if m.group("size") else m.group("name")
+    raise ToolError(
+        f"{field_name}: {raw!r} is an Ollama cloud model: it runs on Ollama's servers and nothing is loaded "
+        "on this Mac, so there is no local speed or memory to estimate. For the open weights run locally, "
+        f"name a local tag (e.g. {local!r}, with '-a<N>b' for a mixture-of-experts' active size) or "
+        "params_billion.",
+        fields=[field_name],
     )
 
 
@@ -208,47 +288,74 @@ def full_tag(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
+def _same_active(entry: CatalogModel, active_b: float) -> bool:
+    """A tag's rounded active size ('a3b') is this MoE's (3.34B)."""
+    return entry.active_params_b is not None and abs(entry.active_params_b - active_b) <= max(
+        0.5, 0.15 * active_b
+    )
+
+
+def _resolve_repo_name(raw: str, field_name: str) -> tuple[CatalogModel, str | None, list[str]] | None:
+    """hf.co/<user>/<repo>[:quant] (an error if the repo is unknown), or a repo id pasted from Hugging Face
+    ('unsloth/gpt-oss-20b-GGUF', 'mlx-community/...-4bit': None if the catalog does not know it)."""
+    repo = hf_repo_of(raw)
+    if repo is None:
+        return None
+    if hf_repo_and_quant(raw) is not None:
+        return _resolve_hf_repo(raw, repo[0], repo[1], field_name)
+    entry = _catalog_repo(repo[0])
+    if entry is None:
+        return None
+    return entry, repo[1], [f"{field_name} {raw!r}: Hugging Face repo {repo[0]} read as {entry.tag}."]
+
+
 def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogModel, str | None, list[str]]:
     """Ollama tag (or a human name) -> catalog entry, plus a quant embedded in the tag."""
     raw = text.strip()
-    hf = hf_repo_and_quant(raw)
-    if hf is not None:
-        return _resolve_hf_repo(raw, hf[0], hf[1], field_name)
+    from_repo = _resolve_repo_name(raw, field_name)
+    if from_repo is not None:
+        return from_repo
     t = raw.lower()
     t = re.sub(r"^(ollama\s+(run|pull)\s+|hf\.co/|registry\.ollama\.ai/library/|library/)", "", t)
+    _refuse_cloud(t, raw, field_name)
     notes: list[str] = []
     quant: str | None = None
     qm = _TAG_QUANT_RE.search(t)
-    if qm and (":" in t or "-" in t):
+    if qm and (":" in t or "-" in t or " " in t):
         quant = qm.group("q")
         t = t[: qm.start()]
     t = t.removesuffix(":latest")
     cat = catalog()
     aliases = _aliases()
     name, _, variant = t.partition(":")
+    if t in cat:  # "qwen3:30b-a3b-instruct-2507" is its own row (another context than qwen3:30b-a3b)
+        return cat[t], quant, notes
     variant = re.sub(r"-(instruct|chat|it|text)(-.*)?$", "", variant)
     candidates = [f"{name}:{variant}" if variant else name]
     parts = variant.split("-")
     # "14b-qwen-distill", "70b-instruct-fp16": try shorter variants, longest first.
     candidates += [f"{name}:{'-'.join(parts[:i])}" for i in range(len(parts) - 1, 0, -1)]
+    active = re.search(r"(?:^|-)a(\d+(?:\.\d+)?)b(?:-|$)", variant)
     for c in candidates:
-        if c in cat:
-            return cat[c], quant, notes
-        if c in aliases:
-            return cat[aliases[c]], quant, notes
+        entry = cat.get(c) or (cat[aliases[c]] if c in aliases else None)
+        # "qwen3:235b-a30b" names another active size than qwen3:235b(-a22b): not that model
+        if entry is not None and (c == candidates[0] or not active or _same_active(entry, float(active[1]))):
+            return entry, quant, notes
     if not variant:
-        family = [m for m in cat.values() if m.tag.split(":")[0] == name]
+        # "mistral-nemo", and as people write it, "Mistral Nemo": the family's default tag
+        family = [m for m in cat.values() if _norm_key(m.tag.split(":")[0]) == _norm_key(name)]
         latest = [m for m in family if m.latest]
         if latest:
-            notes.append(f"{field_name} {raw!r} has no size: Ollama's default tag is {latest[0].tag}.")
+            if not latest[0].tag.endswith(":latest"):
+                notes.append(f"{field_name} {raw!r} has no size: Ollama's default tag is {latest[0].tag}.")
             return latest[0], quant, notes
         if family:
             sizes = ", ".join(m.tag for m in family)
             raise ToolError(f"{field_name}: {raw!r} needs a size; one of {sizes}.", fields=[field_name])
     key = _norm_key(t)
     keyed = _keyed()
-    if key in keyed:
-        return cat[keyed[key]], quant, notes
+    if key in keyed or key.removeprefix("meta") in keyed:  # "Meta-Llama-3-8B-Instruct", as Meta names it
+        return cat[keyed.get(key) or keyed[key.removeprefix("meta")]], quant, notes
     options = sorted(set(cat) | set(aliases))
     close = difflib.get_close_matches(t, options, n=4, cutoff=0.5)
     if not close:
@@ -262,6 +369,7 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
     )
 
 
+_MIN_SIZE_B, _MAX_SIZE_B = 0.01, 3000.0  # 10M (tiny embedders) to 3T parameters: what a tag size can be
 _MOE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b-a(\d+(?:\.\d+)?)b\b")
 _EXPERTS_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d{1,3})x(\d+(?:\.\d+)?)b\b")
 _SIZE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bm])\b")
@@ -272,7 +380,7 @@ def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
 
     Returns (total B, active B or None, how it was read) or None when the tag carries no size.
     """
-    hf = hf_repo_and_quant(text)
+    hf = hf_repo_of(text)
     t = (f"x:{hf[0]}" if hf else text.strip()).lower()
     m = _MOE_TAG_RE.search(t)
     if m:
@@ -296,9 +404,25 @@ def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
     m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
     if m:
         size = float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
-        if 0 < size <= 3000:
+        if _MIN_SIZE_B <= size <= _MAX_SIZE_B:
             return size, None, f"'{m.group(0)}' = {size:g}B parameters, assumed dense"
     return None
+
+
+def _refuse_impossible_size(model: str) -> None:
+    """'x:100000b', 'x:0b': a size token no model has is said as such, not as an unknown model."""
+    hf = hf_repo_of(model)
+    t = (f"x:{hf[0]}" if hf else model.strip()).lower()
+    m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
+    if m is None:
+        return
+    size = float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
+    if not _MIN_SIZE_B <= size <= _MAX_SIZE_B:
+        raise ToolError(
+            f"model: {model.strip()!r}: {size:g}B parameters is not a model size (we read "
+            f"{_MIN_SIZE_B * 1000:g}M to {_MAX_SIZE_B:g}B). Check the tag, or pass params_billion.",
+            fields=["model"],
+        )
 
 
 def quant_allowed(entry: CatalogModel | None, quant: str) -> bool:
@@ -312,16 +436,32 @@ def quant_allowed(entry: CatalogModel | None, quant: str) -> bool:
 def is_catalog_model(text: str) -> bool:
     """True when ``text`` names a catalog model (no /api/show round trip needed for it).
 
-    A Hugging Face GGUF (hf.co/...) may be a fine-tune or another tensor layout of a catalog model: when it is
-    installed, its own /api/show facts are better than the catalog row, so it is not counted here.
+    A Hugging Face GGUF (hf.co/..., or a 'user/Repo' name, which may also be an Ollama namespace import)
+    may be a fine-tune or another tensor layout of a catalog model: when it is installed, its own /api/show
+    facts are better than the catalog row, so it is not counted here.
     """
-    if hf_repo_and_quant(text) is not None:
+    if hf_repo_of(text) is not None:  # also 'user/Repo' without hf.co/: an Ollama namespace import may be one
         return False
     try:
         resolve_model_tag(text)
     except ToolError:
         return False
     return True
+
+
+def swa_global_layer_every(family: str) -> int | None:
+    """How often a layer is global in the catalog's sliding-window models of a GGUF architecture (gemma3:
+    every 6th, gemma2/gptoss: every 2nd), when all its rows agree; None otherwise.
+
+    Why: /api/show gives the window size but llama.cpp hard-codes which layers use it per architecture.
+    Hybrid rows (qwen35: window 1 = layers without a KV cache) are not sliding windows and do not count.
+    """
+    every = {
+        m.global_layer_every
+        for m in catalog().values()
+        if m.family == family and m.sliding_window and m.sliding_window > 1
+    }
+    return every.pop() if len(every) == 1 else None
 
 
 def generic_architecture(params_b: float, active_b: float | None = None) -> tuple[ModelArchitecture, str]:
@@ -342,7 +482,7 @@ def generic_architecture(params_b: float, active_b: float | None = None) -> tupl
 
 def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
     """A catalog MoE of the same family (leading name, e.g. 'deepseek') and the same total size, if any."""
-    hf = hf_repo_and_quant(tag)
+    hf = hf_repo_of(tag)
     name = (hf[0] if hf else tag.strip().partition(":")[0]).lower()
     stem = re.match(r"[a-z]+", name.rsplit("/", 1)[-1])
     if stem is None:
@@ -364,6 +504,73 @@ def _moe_sibling(tag: str, total_b: float) -> CatalogModel | None:
     if not same:
         return None
     return max(same, key=lambda m: difflib.SequenceMatcher(None, name, m.tag.partition(":")[0]).ratio())
+
+
+_FAMILY_SIZE_RE = re.compile(r"(?<![a-z0-9.])(?P<size>(?:\d{1,3}x)?\d+(?:\.\d+)?)(?P<unit>[bm])(?![a-z0-9.])")
+_SIZE_LABEL_RE = re.compile(r"((?:\d{1,3}x)?\d+(?:\.\d+)?)([bm])")
+
+
+def _label_size(number: str, unit: str) -> float | str:
+    """'7', 'b' -> 7.0; '270', 'm' -> 0.27; an experts label ('8x7') compares as written."""
+    if "x" in number:
+        return number + unit
+    return float(number) / (1000.0 if unit == "m" else 1.0)
+
+
+def _family_size_matches(model: str) -> list[CatalogModel]:
+    """Catalog models with exactly the family and size label of a name the catalog does not know.
+
+    "LLaMA 7B", "llama-13b", "llama:7b" -> llama2:7b / llama2:13b: the name says the family ("llama") and the
+    size but no version; the leading letters of a catalog tag are its family and must equal the name's
+    exactly (tinyllama and codellama are not llama). A name with a version matches only a catalog tag whose
+    name it extends with '-' ("qwen3-abliterated:8b", "Qwen3-8B-abliterated" -> qwen3:8b, "dolphin-mixtral:
+    8x7b" -> mixtral:8x7b); "llama3 7b",
+    "qwen3.5-x:8b" or "qwen4:32b" name another model and match nothing. A size label of a MoE counts too
+    ("qwen 30b" -> qwen3:30b = qwen3:30b-a3b): read as dense it would be ~10x too slow.
+    """
+    hf = hf_repo_of(model)
+    text = (hf[0] if hf else model).strip().lower()
+    text = re.sub(r"^ollama\s+(run|pull)\s+", "", text).rsplit("/", 1)[-1]
+    text = re.sub(r"^meta[-_\s]+", "", text)
+    m = _FAMILY_SIZE_RE.search(text)
+    if m is None:
+        return []
+    size = _label_size(m.group("size"), m.group("unit"))
+    before = text[: m.start("size")].rstrip(" -_:")
+    name = text.partition(":")[0] if ":" in text[: m.start("size")] else before
+    versionless = re.fullmatch(r"[a-z]+", name) is not None
+    cat = catalog()
+    found: dict[str, CatalogModel] = {}
+    for label, tag in [(t, t) for t in cat] + list(_aliases().items()):
+        entry = cat[tag]
+        stem, _, variant = label.partition(":")
+        lead = re.match(r"[a-z]+", stem)
+        sized = _SIZE_LABEL_RE.fullmatch(variant)
+        if lead is None or sized is None:
+            continue
+        # "llama2-uncensored", "dolphin-mixtral": a catalog name with a word before or after it
+        same = (
+            lead.group() == name
+            if versionless
+            else (name == stem or name.startswith(stem + "-") or name.endswith("-" + stem))
+        )
+        if same and _label_size(sized.group(1), sized.group(2)) == size:
+            found.setdefault(entry.tag, entry)
+    # The plainest name first (qwen3:30b-a3b before qwen3-coder:30b): the one the note says it is read as.
+    return sorted(found.values(), key=lambda e: len(e.tag.partition(":")[0]))
+
+
+def _shape(m: CatalogModel) -> tuple[object, ...]:
+    return (
+        m.n_layers,
+        m.n_heads,
+        m.n_kv_heads,
+        m.head_dim,
+        m.sliding_window,
+        m.global_layer_every,
+        m.active_params_b,
+        m.moe.experts if m.moe else None,
+    )
 
 
 def _model_from_architecture(
@@ -389,6 +596,47 @@ def _model_from_architecture(
     return ResolvedModel(None if model is None else label, label, arch, quant_from_tag, notes, [])
 
 
+def _quant_in_name(model: str) -> str | None:
+    """'llama 7b q4_0' -> 'q4_0'; a Hugging Face repo's quant tag or suffix ('mlx-community/...-4bit')."""
+    hf = hf_repo_of(model)
+    qm = _TAG_QUANT_RE.search(model.strip().lower())
+    return hf[1] if hf else (qm.group("q") if qm else None)
+
+
+def _with_experts(m: CatalogModel) -> ModelArchitecture:
+    """A catalog model's shape with its expert counts, for a model read as it (no catalog row of its own)."""
+    return m.architecture().model_copy(
+        update={
+            "n_experts": m.moe.experts if m.moe else None,
+            "n_experts_active": m.moe.active_experts if m.moe else None,
+        }
+    )
+
+
+def _read_as(label: str, siblings: list[CatalogModel], total_b: float) -> tuple[ModelArchitecture, str]:
+    """The shape and parameter count of the one catalog model (or several of one shape) with this family and
+    size ("LLaMA 7B" -> llama2:7b): better than a generic neighbour's (mistral:7b's GQA made llama2's MHA
+    cache 4x too small). The note says what it was read as."""
+    read_as = siblings[0]
+    counts = [m.params_b for m in siblings]
+    same_count = max(counts) - min(counts) <= 0.01 * max(counts)
+    others = [m.tag for m in siblings[1:]]
+    also = f" (the same shape as {', '.join(others)})" if others else ""
+    each = ", ".join(f"{m.tag} {m.params_b:g}B" for m in siblings)
+    count = f"its {read_as.params_b:g}B parameters" if same_count else f"{total_b:g}B parameters ({each})"
+    arch = _with_experts(read_as).model_copy(
+        update={"params_billion": read_as.params_b if same_count else total_b}
+    )
+    if read_as.active_params_b is not None:
+        count += f" ({read_as.active_params_b:g}B active per token: a mixture-of-experts)"
+    note = (
+        f"{label} is not in our catalog: read as {read_as.tag}: same family and size{also}; its layers/"
+        f"heads and {count} are used. Pass a catalog tag (or architecture, or install it in Ollama) for "
+        "exact numbers."
+    )
+    return arch, note
+
+
 def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedModel | None:
     """A tag not in the catalog: size from the tag, shape borrowed from a catalog model (stated as such).
 
@@ -406,36 +654,47 @@ def _model_sized_from_tag(model: str, params_billion: float | None) -> ResolvedM
     if sibling is not None:
         # "deepseek-v3.1:671b": a new tag of a known MoE family at the same size. Read as dense it
         # would be ~10x too slow; the sibling's shape (experts, active params, MLA) is a better guess.
-        arch = sibling.architecture().model_copy(
-            update={
-                "n_experts": sibling.moe.experts if sibling.moe else None,
-                "n_experts_active": sibling.moe.active_experts if sibling.moe else None,
-            }
-        )
+        arch, like = _with_experts(sibling), sibling.tag
         how = (
             f"'{total_b:g}b' with the family and size of the catalog MoE {sibling.tag}: its shape is "
             f"used ({sibling.active_params_b:g}B of {sibling.params_b:g}B active per token)"
         )
-        like = sibling.tag
+    siblings = _family_size_matches(model) if sibling is None else []
+    if active_b is not None:
+        # "Qwen3-235B-A22B-Instruct-2507": a MoE tag matches a catalog MoE of the same total and active size
+        siblings = [m for m in siblings if _same_active(m, active_b)]
+    if params_billion is not None and how.startswith("params_billion"):
+        siblings = []  # the caller's size contradicts the name's: nothing to read the name as
+    shapes = {_shape(m) for m in siblings}
+    read_as = siblings[0] if len(shapes) == 1 else None
+    sources: list[str] = []
+    tag_quant, label = _quant_in_name(model), model.strip()
+    if read_as is not None:
+        arch, note = _read_as(label, siblings, total_b)
+        notes.append(note)
+        sources.append(read_as.source)
+    else:
+        close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
+        hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
+        if len(shapes) > 1:
+            hint = (
+                f" Catalog models of this family and size have different shapes "
+                f"({', '.join(m.tag for m in siblings)}): name the version for exact numbers."
+            )
+        notes.append(
+            f"{label} is not in our catalog: size read from the tag ({how}); layers/heads borrowed from "
+            f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers."
+            + hint
+        )
     # Trained context unknown: do not refuse long contexts on a borrowed model's limit.
     arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
-    qm = _TAG_QUANT_RE.search(model.strip().lower())
-    hf = hf_repo_and_quant(model)
-    tag_quant = hf[1] if hf else (qm.group("q") if qm else None)
-    label = model.strip()
-    close = difflib.get_close_matches(label.lower(), sorted(catalog()), n=3, cutoff=0.6)
-    hint = f" Closest catalog tags: {', '.join(close)} (if that is what you meant)." if close else ""
-    notes.append(
-        f"{label} is not in our catalog: size read from the tag ({how}); layers/heads borrowed from "
-        f"{like} for KV-cache maths. Pass architecture (or install it in Ollama) for exact numbers." + hint
-    )
     if arch.active_params_billion is None and total_b >= 150:
         notes.append(
             f"Most open models of {total_b:g}B are mixture-of-experts; if this one is, decode is "
             "several times faster than this dense estimate (tag sizes like '235b-a22b' or an "
             "installed model's /api/show facts say so)."
         )
-    return ResolvedModel(label, label, arch, tag_quant, notes, [])
+    return ResolvedModel(label, label, arch, tag_quant, notes, sources, read_as=read_as or sibling)
 
 
 def resolve_model(
@@ -444,14 +703,19 @@ def resolve_model(
     architecture: ModelArchitecture | None,
 ) -> ResolvedModel:
     notes: list[str] = []
+    if model is not None and not model.strip(" :/\t\n"):
+        model = None  # "", ":" - models fill optional fields with blanks: no model named
     if architecture is not None:
         return _model_from_architecture(model, params_billion, architecture)
     if model is not None:
         try:
             entry, quant_from_tag, n2 = resolve_model_tag(model)
-        except ToolError:
+        except ToolError as err:
+            if err.kind is not ToolErrorKind.UNKNOWN_MODEL:
+                raise  # a cloud model, a family without a size: not a new model to size from its tag
             sized = _model_sized_from_tag(model, params_billion)
             if sized is None:
+                _refuse_impossible_size(model)
                 raise
             return sized
         notes += n2
@@ -494,13 +758,21 @@ def resolve_model_and_quant(
     assumptions = list(resolved.assumptions)
     sources = list(resolved.sources)
     entry = resolved.catalog_entry
-    q, qnotes = resolve_quant(quant or resolved.quant_from_tag or (entry.default_quant if entry else None))
+    # Weights that exist in one format only (gpt-oss: MXFP4 experts) bind a model read as them, too.
+    rule = entry or (resolved.read_as if resolved.read_as and resolved.read_as.allowed_quants else None)
+    q, qnotes = resolve_quant(quant or resolved.quant_from_tag or (rule.default_quant if rule else None))
     assumptions += qnotes
-    if entry is not None and not quant_allowed(entry, q.quant):
+    if quant and resolved.quant_from_tag:
+        named = resolve_quant(resolved.quant_from_tag)[0].quant
+        if named != q.quant:
+            assumptions.append(
+                f"The model name says {named} but quant={quant!r} was given: sized as {q.quant}, as asked."
+            )
+    if rule is not None and not quant_allowed(rule, q.quant):
         raise ToolError(
-            f"quant: {entry.tag} is not available as {q.quant}: its published weights keep the experts in "
-            f"{entry.moe.layout.get('expert') if entry.moe else entry.default_quant}, which do not "
-            f"requantise. Available: {', '.join(entry.allowed_quants or ())}.",
+            f"quant: {rule.tag} is not available as {q.quant}: its published weights keep the experts in "
+            f"{rule.moe.layout.get('expert') if rule.moe else rule.default_quant}, which do not "
+            f"requantise. Available: {', '.join(rule.allowed_quants or ())}.",
             fields=["quant"],
         )
     sources.append(f"quant {q.quant}: {q.source}")

@@ -58,7 +58,31 @@ _QUANT_SYNONYMS = {
     "INT4": "Q4_K_M",
     "4BIT": "Q4_K_M",
     "4-BIT": "Q4_K_M",
+    "2BIT": "Q2_K",
+    "3BIT": "Q3_K_M",
+    "5BIT": "Q5_K_M",
+    "6BIT": "Q6_K",
+    "FP32": "F32",
+    "FLOAT32": "F32",
+    "FP8": "Q8_0",  # 8-bit floats (E4M3, one scale per tensor or block): sized as the 8-bit GGUF quant
 }
+
+
+def _bare(name: str) -> str:
+    """'Q4-K-M', 'q4km', 'iq4xs', 'mxfp4_q8' and the table's 'Q4_K_M', 'IQ4_XS', 'MXFP4-Q8' compare equal."""
+    return re.sub(r"[-_\s]", "", name.upper())
+
+
+def _mlx_name(key: str, notes: list[str]) -> str:
+    """'MLX-4bit', 'mlx 8 bit', 'mlx-bf16', 'mlx' -> the MLX table name (a bare 'mlx' is assumed 4-bit)."""
+    core = key.replace("MLX", "").strip("-_ ")
+    m = re.search(r"(\d+)", core)
+    if "BF16" in core or "F16" in core or (m and m.group(1) == "16"):
+        return "MLX-BF16"
+    if m:
+        return f"MLX-{m.group(1)}bit"
+    notes.append("MLX quant without bit count: assumed MLX-4bit.")
+    return "MLX-4bit"
 
 
 def resolve_quant(text: str | None) -> tuple[QuantSpec, list[str]]:
@@ -70,22 +94,16 @@ def resolve_quant(text: str | None) -> tuple[QuantSpec, list[str]]:
     raw = text.strip()
     key = raw.upper().replace(" ", "-")
     notes: list[str] = []
-    mlx = "MLX" in key
-    if mlx:
-        core = key.replace("MLX", "").strip("-_ ")
-        m = re.search(r"(\d+)", core)
-        if "BF16" in core or "F16" in core or (m and m.group(1) == "16"):
-            name = "MLX-BF16"
-        elif m:
-            name = f"MLX-{m.group(1)}bit"
-        else:
-            name = "MLX-4bit"
-            notes.append("MLX quant without bit count: assumed MLX-4bit.")
+    if "MLX" in key:
+        name = _mlx_name(key, notes)
         if name in table:
             return table[name], notes
     by_upper = {k.upper(): k for k in table}
-    if key in by_upper:
-        return table[by_upper[key]], notes
+    by_bare = {_bare(k): k for k in table if table[k].engine != "mlx" or k == "NVFP4"}
+    exact = by_upper.get(key) or by_bare.get(_bare(key))
+    if exact is not None:
+        return table[exact], notes
+    key = {_bare(k): k for k in _QUANT_SYNONYMS}.get(_bare(key), key)
     if key in _QUANT_SYNONYMS:
         name = _QUANT_SYNONYMS[key]
         if name != key:

@@ -67,6 +67,11 @@ def weights_read(arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | No
         )
         return WeightsRead(total, active, is_moe, moe_layers, notes)
     if not is_moe:
+        read_b = entry.params_read_b if entry is not None else None
+        if read_b is not None and arch.weights_gb is None:
+            active = min(total, read_b * 1e9 * q.bpw(read_b) / 8)
+            notes.append(_streamed_note(read_b, active, total))
+            return WeightsRead(total, active, False, 0, notes)
         return WeightsRead(total, total, False, 0, notes)
     if entry is not None and layout is not None and layout.expert_params_b is not None:
         total, active = _moe_layout_read(arch, q, entry, layout, total, notes)
@@ -84,6 +89,15 @@ def weights_read(arch: ModelArchitecture, q: QuantSpec, entry: CatalogModel | No
         "precision (no per-tensor layout known for this model)."
     )
     return WeightsRead(total, active, True, moe_layers, notes)
+
+
+def _streamed_note(read_b: float, active: float, total: float) -> str:
+    return (
+        f"Bytes read per token: the {read_b:g}B parameters decode streams ({active / GB:.2f} GB), not the "
+        f"whole {total / GB:.1f} GB file (per-layer embedding tables are read one row per token; vision and "
+        "audio encoders not at all). No Mac measurement of such a model is in our data, and the per-layer "
+        "embedding work costs time too: treat the speed as an upper estimate."
+    )
 
 
 def _moe_layout_read(

@@ -11,7 +11,10 @@ from typing import Any
 import ollama
 from pydantic import BaseModel, Field
 
-from tools.models import full_tag
+from tools.models import full_tag, swa_global_layer_every
+
+UNKNOWN_CONTEXT = 1_048_576
+"""native_context used when /api/show gives no context length: long contexts are not refused on a guess."""
 
 __all__ = [
     "GGML_BITS",
@@ -101,6 +104,7 @@ def tensor_layout(
         "weights_bytes": int(total_b),
         "active_weights_bytes": int(active_b),
         "active_parameter_count": active_n,
+        "tensor_parameter_count": total_n,
     }
 
 
@@ -120,6 +124,16 @@ class ModelFacts(BaseModel):
     embedding_length: int | None = None
     context_length: int | None = None
     sliding_window: int | None = None
+    sliding_window_pattern: int | None = Field(
+        default=None, description="Every Nth layer is global (full context), when the GGUF says so."
+    )
+    kv_lora_rank: int | None = Field(default=None, description="MLA (deepseek2): compressed KV width.")
+    kv_layer_every: int | None = Field(
+        default=None,
+        description="Hybrid models (Mamba or DeltaNet layers between attention layers): every Nth layer "
+        "holds a KV cache, from a per-layer head_count_kv with zeros or <arch>.full_attention_interval.",
+    )
+    rope_dimension_count: int | None = None
     expert_count: int | None = None
     expert_used_count: int | None = None
     weights_bytes: int | None = Field(default=None, description="Sum of all tensor sizes (verbose show).")
@@ -127,6 +141,9 @@ class ModelFacts(BaseModel):
         default=None, description="Tensor bytes read per generated token (MoE: routed share of experts)."
     )
     active_parameter_count: int | None = None
+    tensor_parameter_count: int | None = Field(
+        default=None, description="Parameters counted over the tensor list (verbose show)."
+    )
     capabilities: list[str] | None = Field(
         default=None, description="None when this Ollama does not report capabilities."
     )
@@ -139,7 +156,10 @@ class ModelFacts(BaseModel):
     def params_billion(self) -> float | None:
         if self.parameter_count:
             return self.parameter_count / 1e9
-        return _parse_parameter_size(self.parameter_size)
+        parsed = _parse_parameter_size(self.parameter_size)
+        if parsed is None and self.tensor_parameter_count:
+            return self.tensor_parameter_count / 1e9
+        return parsed
 
     @property
     def head_dim(self) -> int | None:
@@ -159,7 +179,6 @@ class ModelFacts(BaseModel):
             "n_layers": self.n_layers,
             "n_kv_heads": self.n_kv_heads,
             "head_dim": self.head_dim,
-            "native_context": self.context_length,
         }
         missing = [key for key, value in values.items() if not value]
         if missing:
@@ -167,10 +186,24 @@ class ModelFacts(BaseModel):
                 f"Ollama's /api/show for {self.name} does not give {', '.join(missing)} "
                 f"(architecture {self.family or 'unknown'})."
             )
+        # Trained context not reported: do not refuse long contexts on a guess (the caller says so).
+        values["native_context"] = self.context_length or UNKNOWN_CONTEXT
         values["params_billion"] = round(float(values["params_billion"]), 3)
         values["family"] = self.family
-        if self.n_heads and self.n_kv_heads and self.n_heads >= self.n_kv_heads:
+        if self.kv_lora_rank:
+            # MLA (DeepSeek V2/V3, GLM-4.7-Flash: GGUF architecture deepseek2): the cache holds the compressed
+            # latent (kv_lora_rank) plus the rope part of K per layer and token, not per-head K and V. Written
+            # as one KV "head" of half that width, as the catalog's DeepSeek rows (K+V = 2 x head_dim).
+            latent = self.kv_lora_rank + (self.rope_dimension_count or 64)
+            values["n_kv_heads"], values["head_dim"] = 1, -(-latent // 2)
+        if self.n_heads and self.n_heads >= values["n_kv_heads"]:
             values["n_heads"] = self.n_heads
+        if self.sliding_window and self.sliding_window_pattern and self.sliding_window_pattern > 1:
+            values["sliding_window"] = self.sliding_window
+            values["global_layer_every"] = self.sliding_window_pattern
+        elif self.kv_layer_every and self.kv_layer_every > 1:
+            # Only attention layers cache tokens: a "window" of 1 on the others (as the catalog hybrid rows)
+            values["sliding_window"], values["global_layer_every"] = 1, self.kv_layer_every
         if self.expert_count and self.expert_used_count:
             values["n_experts"] = self.expert_count
             values["n_experts_active"] = self.expert_used_count
@@ -244,6 +277,10 @@ def model_facts(client: ollama.Client, name: str, *, verbose: bool = False) -> M
         embedding_length=key("embedding_length"),
         context_length=key("context_length"),
         sliding_window=key("attention.sliding_window"),
+        sliding_window_pattern=_swa_pattern(info.get(f"{arch}.attention.sliding_window_pattern"), arch),
+        kv_lora_rank=key("attention.kv_lora_rank"),
+        kv_layer_every=_kv_layer_every(info, arch),
+        rope_dimension_count=key("rope.dimension_count"),
         expert_count=key("expert_count"),
         expert_used_count=key("expert_used_count"),
         capabilities=list(shown.capabilities) if shown.capabilities is not None else None,
@@ -268,6 +305,35 @@ def loaded_models(client: ollama.Client) -> list[LoadedModel]:
 
 canonical_model_name = full_tag
 """``nomic-embed-text`` and ``nomic-embed-text:latest`` are the same model to Ollama (the tools' one rule)."""
+
+
+def _kv_layer_every(info: Mapping[str, Any], arch: Any) -> int | None:
+    """Hybrid models: how often a layer has attention (and a KV cache). Per-layer head_count_kv lists carry
+    0 for the Mamba/linear-attention layers (nemotron_h, granitehybrid); qwen3next-style GGUFs say
+    full_attention_interval."""
+    if not arch:
+        return None
+    interval = _as_int(info.get(f"{arch}.full_attention_interval"))
+    if interval and interval > 1:
+        return interval
+    per_layer = info.get(f"{arch}.attention.head_count_kv")
+    if isinstance(per_layer, list) and per_layer and all(isinstance(v, int | float) for v in per_layer):
+        with_kv = sum(1 for v in per_layer if v)
+        if 0 < with_kv < len(per_layer):
+            return max(2, round(len(per_layer) / with_kv))
+    return None
+
+
+def _swa_pattern(value: Any, arch: Any) -> int | None:
+    """Every Nth layer global: from the GGUF's sliding_window_pattern (an int N, or per-layer booleans with
+    True = sliding) or, when the file does not say, the pattern the catalog's rows of this architecture have
+    (gemma3: 1 in 6, gemma2 and gpt-oss: 1 in 2); None when neither knows."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, bool) for v in value):
+        n_global = sum(1 for v in value if not v)
+        return round(len(value) / n_global) if n_global else None
+    return swa_global_layer_every(str(arch)) if arch else None
 
 
 def _parse_parameter_size(text: str | None) -> float | None:
