@@ -9,7 +9,7 @@ import pytest
 
 from tools import REGISTRY, ToolError
 from tools.recommend import avoid_reason, candidates
-from tools.schemas import LookupBenchmarksOutput, MachineOption, RecommendMachineOutput
+from tools.schemas import CheckMemoryFitOutput, LookupBenchmarksOutput, MachineOption, RecommendMachineOutput
 
 
 def rec(**kw: Any) -> RecommendMachineOutput:
@@ -374,5 +374,6 @@ def test_a_cluster_for_workload_both_leaves_one_node_room_for_the_image_model(
             "cluster": {"count": out.cluster_option.count, "link": "thunderbolt5"},
         }
     )
+    assert isinstance(per_node, CheckMemoryFitOutput)
     image_gb = image_model_need(None)[0]
     assert per_node.breakdown.headroom_gb >= image_gb, (out.cluster_option, per_node.breakdown, image_gb)

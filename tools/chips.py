@@ -513,15 +513,7 @@ def resolve_machine(
     cores = gpu_cores if gpu_cores is not None else cores_in_text
     bins = [b for b in chip_bins() if b.chip == name]
     notes: list[str] = list(parsed.notes)
-    if parsed.memory_gb is not None:
-        if memory_gb is not None and abs(memory_gb - parsed.memory_gb) > 0.51:
-            raise ToolError(
-                f"{f.mem}: {memory_gb:g} contradicts the {parsed.memory_gb} GB in {f.chip}={chip!r}.",
-                fields=[f.mem, f.chip],
-            )
-        if memory_gb is None:
-            memory_gb = float(parsed.memory_gb)
-            notes.append(f"Memory read from {f.chip}: {parsed.memory_gb} GB.")
+    memory_gb = _memory_given_or_named(chip, parsed, memory_gb, notes, f)
     if memory_gb is not None:
         memory_gb = _snap_memory(bins, memory_gb, notes, f)
     if parsed.cpu_cores is not None:
@@ -552,6 +544,23 @@ def resolve_machine(
         bw = float(bandwidth_gbps)
     # In MachineSpec's field order: chip, bin, gpu_cores, memory_gb, bandwidth_gbps, assumptions, sources.
     return MachineSpec(name, chosen, cores, memory_gb, bw, notes, [f"chip {name}: {chosen.source}"])
+
+
+def _memory_given_or_named(
+    chip: str, parsed: ParsedChip, memory_gb: float | None, notes: list[str], f: _Fields
+) -> float | None:
+    """memory_gb as given, else the size written in the chip name ('M4 Pro 48GB'); the two must agree."""
+    if parsed.memory_gb is None:
+        return memory_gb
+    if memory_gb is not None and abs(memory_gb - parsed.memory_gb) > 0.51:
+        raise ToolError(
+            f"{f.mem}: {memory_gb:g} contradicts the {parsed.memory_gb} GB in {f.chip}={chip!r}.",
+            fields=[f.mem, f.chip],
+        )
+    if memory_gb is None:
+        notes.append(f"Memory read from {f.chip}: {parsed.memory_gb} GB.")
+        return float(parsed.memory_gb)
+    return memory_gb
 
 
 def _machine_without_chip(

@@ -32,7 +32,8 @@ class ClusterPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPlan:
+def _link_for(spec: ClusterSpec, chip: str | None) -> tuple[str, list[str]]:
+    """The link the cluster is taken as using (a Mac without Thunderbolt 5 gets Thunderbolt 4), with notes."""
     d = data()
     link_name = spec.link
     pre: list[str] = []
@@ -63,6 +64,12 @@ def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPla
             f"The {chip} has no Thunderbolt 5 port (Thunderbolt 5 Macs: {', '.join(tb5)}): the cluster is "
             "taken as linked over Thunderbolt 4, which carries only a pipeline split."
         )
+    return link_name, pre
+
+
+def plan(spec: ClusterSpec, runtime: str, chip: str | None = None) -> ClusterPlan:
+    d = data()
+    link_name, pre = _link_for(spec, chip)
     link = d["links"][link_name]
     split = spec.split or str(link["default_split"])
     if spec.split is None and runtime == "llama.cpp":
