@@ -399,7 +399,7 @@ def test_recommend_image_prefers_gpu_cores() -> None:
 
 def test_recommend_unknown_target_model() -> None:
     with pytest.raises(ToolError, match="target_model"):
-        rec({"target_model": "gpt-9:1t"})
+        rec({"target_model": "gpt-9:turbo"})  # no size in the tag: unknown
 
 
 def test_control_characters_in_a_chip_name_do_not_drop_its_tier() -> None:

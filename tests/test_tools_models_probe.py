@@ -554,3 +554,32 @@ def test_installed_moe_without_experts_used_says_it_is_read_as_dense(standin: Ol
     )
     out = _fit_installed(_show_tools(standin, odd), "halfmoe:13b", 4096)
     assert any("8 experts but not how many are used" in a for a in out.assumptions), out.assumptions
+
+
+def test_params_only_does_not_inherit_the_borrowed_models_trained_context() -> None:
+    # params_billion=14 borrows phi3:medium's shape; its 4096-token trained context refused 16k ("exceeds the
+    # model's trained context") although no model was named.
+    out = fit({"chip": "M4 Pro", "memory_gb": 48, "params_billion": 14, "context_tokens": 16384})
+    assert out.verdict == "fits" and out.context_tokens == 16384
+    assert any("trained context, which is unknown" in a for a in out.assumptions)
+
+
+def test_a_size_in_trillions_is_read() -> None:
+    # 'kimi-k2:1t' was an unknown model: '1t' was not read as a size.
+    out = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "kimi-k2:1t"})
+    assert out.params_billion == 1000
+    assert any("'1t' = 1000B" in a for a in out.assumptions)
+    assert any("mixture-of-experts" in a for a in out.assumptions), (
+        "a 1T dense reading must carry the MoE caveat"
+    )
+    with pytest.raises(ToolError, match="not a model size"):
+        est({"chip": "M3 Ultra", "memory_gb": 512, "model": "x:4t"})
+
+
+@pytest.mark.parametrize("blank", ["", "  ", ":"])
+def test_a_blank_target_model_or_image_model_is_no_target(blank: str) -> None:
+    # recommend_machine read target_model "" as the default image model (FLUX) and refused the question.
+    tool = REGISTRY.get("recommend_machine")
+    assert tool.run({"budget_usd": 2000, "target_model": blank}) == tool.run({"budget_usd": 2000})
+    both = {"budget_usd": 3000, "workload": "both", "target_model": "qwen3:14b"}
+    assert tool.run({**both, "image_model": blank}) == tool.run(both)

@@ -110,7 +110,7 @@ def test_gpt_oss_120b_at_10k_proposes_no_slower_cluster() -> None:
 # ---- clear errors ------------------------------------------------------------------------------------------
 def test_unknown_target_model_names_the_recommend_field_and_image_models() -> None:
     with pytest.raises(ToolError) as e:
-        rec(target_model="gpt-9:1t")
+        rec(target_model="gpt-9:turbo")  # no size in the tag ("1t" is now read as 1000B)
     assert "target_params_billion" in str(e.value)
     assert " pass params_billion" not in str(e.value)
     with pytest.raises(ToolError) as img:

@@ -372,7 +372,12 @@ def resolve_model_tag(text: str, *, field_name: str = "model") -> tuple[CatalogM
 _MIN_SIZE_B, _MAX_SIZE_B = 0.01, 3000.0  # 10M (tiny embedders) to 3T parameters: what a tag size can be
 _MOE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b-a(\d+(?:\.\d+)?)b\b")
 _EXPERTS_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d{1,3})x(\d+(?:\.\d+)?)b\b")
-_SIZE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bm])\b")
+_SIZE_TAG_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bmt])\b")
+
+
+def _size_b(m: re.Match[str]) -> float:
+    """A size token in billions: '270m' = 0.27, '27b' = 27, '1t' = 1000 (kimi-k2:1t)."""
+    return float(m.group(1)) * {"m": 0.001, "b": 1.0, "t": 1000.0}[m.group(2)]
 
 
 def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
@@ -403,7 +408,7 @@ def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
             )
     m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
     if m:
-        size = float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
+        size = _size_b(m)
         if _MIN_SIZE_B <= size <= _MAX_SIZE_B:
             return size, None, f"'{m.group(0)}' = {size:g}B parameters, assumed dense"
     return None
@@ -416,7 +421,7 @@ def _refuse_impossible_size(model: str) -> None:
     m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
     if m is None:
         return
-    size = float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
+    size = _size_b(m)
     if not _MIN_SIZE_B <= size <= _MAX_SIZE_B:
         raise ToolError(
             f"model: {model.strip()!r}: {size:g}B parameters is not a model size (we read "
@@ -730,9 +735,11 @@ def resolve_model(
         )
     if params_billion is not None:
         arch, like = generic_architecture(params_billion)
+        # Trained context unknown: the neighbour's (phi3:medium: 4096) is no limit of this model.
+        arch = arch.model_copy(update={"native_context": max(arch.native_context, 1_048_576)})
         notes.append(
             f"Only params_billion given: layers/heads borrowed from the nearest catalog model ({like}) for "
-            "KV-cache maths; pass architecture for exact numbers."
+            "KV-cache maths (not its trained context, which is unknown); pass architecture for exact numbers."
         )
         return ResolvedModel(None, f"{params_billion:g}B dense model", arch, None, notes, [])
     raise ToolError(

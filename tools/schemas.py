@@ -175,12 +175,20 @@ MemoryGb = Annotated[
     Field(gt=0, le=4096, description="Unified memory in GB (e.g. 48)."),
     _unit_number("gb|gib|g"),
 ]
+
+
+def _blank_as_none(value: object) -> object:
+    """'', '  ', ':' -> None: models fill optional fields with blanks, which name no model."""
+    return None if isinstance(value, str) and not value.strip(" :/\t\n") else value
+
+
 ModelTag = Annotated[
     str | None,
     Field(
         max_length=200,
         description='Ollama tag, e.g. "llama3.3:70b", "qwen2.5:14b-instruct-q4_K_M".',
     ),
+    BeforeValidator(_blank_as_none),
 ]
 ParamsBillion = Annotated[
     float | None,
@@ -471,7 +479,7 @@ class RecommendMachineInput(BaseModel):
         default="llm",
         description="llm | image | research | both (an LLM and an image model loaded together).",
     )
-    target_model: str | None = Field(
+    target_model: Annotated[str | None, BeforeValidator(_blank_as_none)] = Field(
         default=None, max_length=200, description='Largest model you want to run, e.g. "llama3.3:70b".'
     )
     target_params_billion: float | None = Field(
@@ -487,7 +495,7 @@ class RecommendMachineInput(BaseModel):
         "qwen2.5:14b); any value up to 131072 with only target_params_billion.",
     )
     portable: bool | None = Field(default=None, description="Need a laptop? None = no preference.")
-    image_model: str | None = Field(
+    image_model: Annotated[str | None, BeforeValidator(_blank_as_none)] = Field(
         default=None,
         max_length=100,
         description='Image model for workload image/both: "flux" (default), "sdxl", "sd1.5".',
