@@ -583,3 +583,14 @@ def test_a_blank_target_model_or_image_model_is_no_target(blank: str) -> None:
     assert tool.run({"budget_usd": 2000, "target_model": blank}) == tool.run({"budget_usd": 2000})
     both = {"budget_usd": 3000, "workload": "both", "target_model": "qwen3:14b"}
     assert tool.run({**both, "image_model": blank}) == tool.run(both)
+
+
+def test_an_mlx_quant_under_ollama_is_its_mlx_engine_and_under_llama_cpp_is_not_loadable() -> None:
+    # Ollama's 2026 library ships -nvfp4 / -mlx tags (run by its MLX engine): "ollama loads GGUF files" was
+    # wrong.
+    base = {"chip": "M4 Max", "memory_gb": 64, "model": "qwen3.6:27b", "quant": "NVFP4"}
+    ollama = fit(base)
+    assert any("Ollama runs it with its MLX engine" in a for a in ollama.assumptions)
+    assert not any("loads GGUF files" in a for a in ollama.assumptions)
+    llama_cpp = fit({**base, "runtime": "llama.cpp"})
+    assert any("llama.cpp loads GGUF files" in a for a in llama_cpp.assumptions)

@@ -137,6 +137,13 @@ def quant_for_runtime(q: QuantSpec, runtime: str) -> tuple[QuantSpec, list[str]]
         else:
             name = min(_MLX_BY_BITS, key=lambda bn: abs(bn[0] - (q.nominal_bpw - 0.5)))[1]
         return table[name], [f"MLX does not load GGUF {q.quant}: sized as its MLX equivalent, {name}."]
+    if runtime == "ollama" and q.engine == "mlx":
+        # Ollama's 2026 library ships -mlx and -nvfp4 tags, which it runs with its MLX engine on Macs.
+        return q, [
+            f"{q.quant} is an MLX format: Ollama runs it with its MLX engine (the library's -mlx / -nvfp4 "
+            "tags); sized as given, judged by Ollama's placement rule (whether that engine can offload "
+            "layers to the CPU is not in our sources)."
+        ]
     if runtime != "mlx" and q.engine == "mlx":
         return q, [f"{q.quant} is an MLX format; {runtime} loads GGUF files (sized as given)."]
     return q, []
