@@ -297,10 +297,10 @@ def test_tool_results_that_fill_the_window_are_cut_down_and_answered_from(
         return ChatScript(text="Answer from the summaries.")
 
     standin.chat_responder = responder
-    agent = make_agent(standin, num_ctx=4096, max_tool_rounds=50)
+    agent = make_agent(standin, num_ctx=6144, max_tool_rounds=50)
     events = run(agent.new_conversation(), "Loop forever please")
     assert not of(events, ErrorEvent), of(events, ErrorEvent)
-    assert any("filled the 4,096-token context window" in e.text for e in of(events, NoticeEvent))
+    assert any("filled the 6,144-token context window" in e.text for e in of(events, NoticeEvent))
     assert 1 < len(of(events, ToolResultEvent)) < 50
     last = standin.chat_requests()[-1]
     assert not last.tools
