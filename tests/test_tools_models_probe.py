@@ -76,6 +76,21 @@ def test_family_and_size_of_a_catalog_moe_reads_as_that_moe(name: str, tag: str,
     assert any(f"read as {tag}: same family and size" in a for a in out.assumptions), out.assumptions
 
 
+@pytest.mark.parametrize(
+    ("name", "later"), [("qwen:7b", "qwen2.5:7b"), ("qwen:72b", "qwen2.5:72b"), ("Qwen 72B", "qwen2.5:72b")]
+)
+def test_a_first_generation_library_model_is_not_read_as_a_later_version(name: str, later: str) -> None:
+    # Ollama's versionless "qwen" is Qwen 1.5 (multi-head attention: 32 KV heads at 7B, 64 at 72B); qwen2.5
+    # has 4 / 8. Read as qwen2.5 "same family and size", its KV cache came out 8x too small and a 72B at 32k
+    # context "fit" a 96 GB Mac.
+    out = est({"chip": "M2 Max", "memory_gb": 96, "model": name, "context_tokens": 32768})
+    assert not any("same family and size" in a for a in out.assumptions), out.assumptions
+    assert any("not in our catalog" in a and "borrowed" in a for a in out.assumptions), out.assumptions
+    assert out.params_billion == float(name.lower().split(":")[-1].split()[-1].rstrip("b"))
+    # Versioned names keep reading as the catalog model.
+    assert est({"chip": "M2", "model": later.replace(":", " ")}).model == later
+
+
 def test_a_moe_release_named_with_total_and_active_size_reads_as_the_catalog_moe() -> None:
     # A fine-tune of Qwen3-235B-A22B (same architecture): was a generic MoE borrowing llama3.1:405b's layers.
     out = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "huihui-ai/Qwen3-235B-A22B-abliterated"})

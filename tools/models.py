@@ -134,6 +134,13 @@ def _aliases() -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in load_yaml("models.yaml")["aliases"].items()}
 
 
+@cache
+def _versionless_models() -> dict[str, set[float]]:
+    """Family -> sizes of the Ollama library's versionless first-generation models ('qwen:7b' = Qwen 1.5)."""
+    raw = load_yaml("models.yaml")["versionless_models"]
+    return {str(k): {float(s) for s in v["sizes_b"]} for k, v in raw.items()}
+
+
 def _norm_key(text: str) -> str:
     t = text.lower()
     for word in ("instruct", "chat", "-it", "latest", "text", "hf"):
@@ -544,6 +551,8 @@ def _family_size_matches(model: str) -> list[CatalogModel]:
     before = text[: m.start("size")].rstrip(" -_:")
     name = text.partition(":")[0] if ":" in text[: m.start("size")] else before
     versionless = re.fullmatch(r"[a-z]+", name) is not None
+    if versionless and size in _versionless_models().get(name, set()):
+        return []  # "qwen:7b" is Qwen 1.5 itself (another shape), not qwen2.5:7b
     cat = catalog()
     found: dict[str, CatalogModel] = {}
     for label, tag in [(t, t) for t in cat] + list(_aliases().items()):
