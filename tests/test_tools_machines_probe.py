@@ -413,6 +413,14 @@ def test_several_macs_in_the_chip_field_point_to_cluster_instead_of_answering_fo
             tool(chip=chip, memory_gb=None, model="llama3.1:8b")
 
 
+@pytest.mark.parametrize("chip", ["1x M3 Ultra 512GB", "M3 Ultra x1 512GB", "1 x Mac Studio M3 Ultra 512GB"])
+def test_one_mac_counted_as_one_is_not_refused_as_several(chip: str) -> None:
+    # "1x" is one Mac: it was refused as "describes several Macs" and pointed to a cluster.
+    out = fit(chip=chip, model="llama3.1:8b")
+    assert (out.chip, out.memory_gb) == ("M3 Ultra 80-core GPU", 512.0)
+    assert est(chip=chip, model="llama3.1:8b").bandwidth_gbps == 819
+
+
 def test_a_mac_whose_ports_our_sources_do_not_give_is_not_said_to_lack_thunderbolt_5() -> None:
     # The M6 Mac mini's ports are in none of our sources: "The M6 has no Thunderbolt 5 port" was stated
     # as fact and an explicit thunderbolt5 link refused.

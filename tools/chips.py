@@ -151,7 +151,7 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
 
 
 _SEVERAL_RE = re.compile(
-    r"(?<![a-z0-9./])(?:\d\s*[x\u00d7*]|[x\u00d7*]\s*\d)(?![a-z0-9])|\b(?:dual|twin|two|three|four|pair\s+of|"
+    r"(?<![a-z0-9./])(?:[2-9]\s*[x\u00d7*]|[x\u00d7*]\s*[2-9])(?![a-z0-9])|\b(?:dual|twin|two|three|four|pair\s+of|"
     r"cluster\s+of)\b|\b\d+\s*(?:macs|mac\s*studios|mac\s*minis|nodes)\b"
 )
 
