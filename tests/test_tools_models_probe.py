@@ -91,6 +91,30 @@ def test_a_first_generation_library_model_is_not_read_as_a_later_version(name: s
     assert est({"chip": "M2", "model": later.replace(":", " ")}).model == later
 
 
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("huihui_ai/gpt-oss-abliterated:20b", "gpt-oss:20b"),
+        ("gpt-oss-abliterated:120b", "gpt-oss:120b"),
+        ("Qwen3-30B-A3B-abliterated", "qwen3:30b-a3b"),
+    ],
+)
+def test_a_model_read_as_a_catalog_moe_is_sized_with_its_tensor_layout(name: str, tag: str) -> None:
+    # Read as gpt-oss:20b (same shape, size and MXFP4 quant), the fine-tune lost gpt-oss's BF16 attention and
+    # embeddings: 11.1 GB and 95 tok/s against gpt-oss:20b's own 14 GB and 59 tok/s on the same Mac.
+    kw = {"chip": "M3 Max", "memory_gb": 128, "context_tokens": 8192}
+    read, known = est({**kw, "model": name}), est({**kw, "model": tag})
+    assert any(f"read as {tag}: same family and size" in a for a in read.assumptions), read.assumptions
+    assert (read.quant, read.weights_gb, read.active_weights_gb) == (
+        known.quant,
+        known.weights_gb,
+        known.active_weights_gb,
+    )
+    assert read.expected_tokens_per_second == known.expected_tokens_per_second
+    small = {"chip": "M4", "memory_gb": 16, "context_tokens": 8192}
+    assert fit({**small, "model": name}).breakdown == fit({**small, "model": tag}).breakdown
+
+
 def test_a_moe_release_named_with_total_and_active_size_reads_as_the_catalog_moe() -> None:
     # A fine-tune of Qwen3-235B-A22B (same architecture): was a generic MoE borrowing llama3.1:405b's layers.
     out = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "huihui-ai/Qwen3-235B-A22B-abliterated"})
