@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.test_tools_machines import observation_arguments
 from tools.registry import ToolError
 from tools.schemas import CheckMemoryFitInput, EstimateSpeedInput
 
@@ -299,19 +300,7 @@ def test_estimate_and_fit_agree_for_clusters_over_links_and_splits(count: int) -
 
 @pytest.mark.parametrize("row", _observations(), ids=lambda r: f"{r['runtime']}-{r['chip']}-{r['memory_gb']}")
 def test_estimate_speed_reproduces_every_observed_outcome_too(row: dict[str, str]) -> None:
-    kw: dict[str, object] = {
-        "chip": row["chip"],
-        "gpu_cores": int(row["gpu_cores"]) if row["gpu_cores"] else None,
-        "memory_gb": float(row["memory_gb"]),
-        "quant": row["quant"],
-        "context_tokens": int(row["context_tokens"]),
-        "runtime": row["runtime"],
-    }
-    if row["model"]:
-        kw["model"] = row["model"]
-    else:
-        kw["params_billion"] = float(row["params_billion"])
-    out = est(**kw)
+    out = est(**observation_arguments(row))
     assert (out.fits_on_gpu, out.runtime) == (row["outcome"] == "gpu", row["runtime"]), row
 
 
