@@ -173,7 +173,8 @@ class ResolvedModel:
     assumptions: list[str]
     sources: list[str]
     catalog_entry: CatalogModel | None = None
-    # A catalog model this one is read as (same family and size): whose quantisations it can have (gpt-oss).
+    # A catalog model this one is read as (same family and size): whose quantisations it can have (gpt-oss)
+    # and, at the same parameter count, whose tensor layout and file sizes size it (sizing_entry).
     read_as: CatalogModel | None = None
 
     @property
