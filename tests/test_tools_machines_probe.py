@@ -87,6 +87,16 @@ def test_a_misspelt_or_unknown_tier_word_is_not_read_as_the_base_chip(chip: str,
 
 
 @pytest.mark.parametrize(
+    ("chip", "word"), [("M4 (Max)", "max"), ("M4, Max 64GB", "max"), ("M4 [Pro] 48GB", "pro")]
+)
+def test_a_real_tier_word_set_apart_from_the_chip_is_not_called_no_tier(chip: str, word: str) -> None:
+    # Still ambiguous (refused), but the message said "'max' ... is not an Apple chip tier (Pro, Max, Ultra)".
+    with pytest.raises(ToolError, match=f"ambiguous.*'{word}'") as err:
+        est(chip=chip, model="llama3.1:8b")
+    assert "not an Apple chip tier" not in str(err.value)
+
+
+@pytest.mark.parametrize(
     "chip", ["M4 chip", "M4 Mac", "M4 mini", "M4 Pro 14-inch", 'M4 Pro 16"', "M4 (2024)"]
 )
 def test_ordinary_words_after_the_chip_are_still_fine(chip: str) -> None:

@@ -183,7 +183,12 @@ def _refuse_unknown_tier_word(
         if not nxt:
             continue
         word = nxt.group(1)
-        misspelt = m.group(2) is None and difflib.get_close_matches(word, _TIER_WORDS, n=1, cutoff=0.7)
+        # A real tier word set apart ("M4 (Max)") is left to _refuse_stray_tier, which says so.
+        misspelt = (
+            m.group(2) is None
+            and word not in _TIER_WORDS
+            and difflib.get_close_matches(word, _TIER_WORDS, n=1, cutoff=0.7)
+        )
         if word in _NOT_TIERS or misspelt:
             raise ToolError(
                 f"{field_name}: {raw!r} is ambiguous: read the chip as {name}, but {word!r} right after it "
