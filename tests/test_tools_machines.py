@@ -143,8 +143,8 @@ def _observations() -> list[dict[str, str]]:
     return load_csv("fit_observations.csv")
 
 
-@pytest.mark.parametrize("row", _observations(), ids=lambda r: f"{r['runtime']}-{r['chip']}-{r['memory_gb']}")
-def test_fit_agrees_with_every_observed_outcome(row: dict[str, str]) -> None:
+def observation_arguments(row: dict[str, str]) -> dict[str, object]:
+    """The machine, model and runtime of an observed fit outcome, as tool arguments."""
     kw: dict[str, object] = {
         "chip": row["chip"],
         "gpu_cores": int(row["gpu_cores"]) if row["gpu_cores"] else None,
@@ -157,7 +157,12 @@ def test_fit_agrees_with_every_observed_outcome(row: dict[str, str]) -> None:
         kw["model"] = row["model"]
     else:
         kw["params_billion"] = float(row["params_billion"])
-    out = fit(**kw)
+    return kw
+
+
+@pytest.mark.parametrize("row", _observations(), ids=lambda r: f"{r['runtime']}-{r['chip']}-{r['memory_gb']}")
+def test_fit_agrees_with_every_observed_outcome(row: dict[str, str]) -> None:
+    out = fit(**observation_arguments(row))
     assert out.fits_on_gpu == (row["outcome"] == "gpu"), (row, out.verdict, out.breakdown)
     assert out.runtime == row["runtime"]
 

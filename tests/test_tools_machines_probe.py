@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.test_tools_machines import observation_arguments
 from tools.registry import ToolError
 from tools.schemas import CheckMemoryFitInput, EstimateSpeedInput
 
@@ -83,6 +84,16 @@ def test_a_misspelt_or_unknown_tier_word_is_not_read_as_the_base_chip(chip: str,
     # Was: silently the base chip (an M2 for "M2 Utra": 100 instead of 800 GB/s), no assumption stated.
     with pytest.raises(ToolError, match=f"ambiguous.*'{word}'"):
         est(chip=chip, model="llama3.1:8b")
+
+
+@pytest.mark.parametrize(
+    ("chip", "word"), [("M4 (Max)", "max"), ("M4, Max 64GB", "max"), ("M4 [Pro] 48GB", "pro")]
+)
+def test_a_real_tier_word_set_apart_from_the_chip_is_not_called_no_tier(chip: str, word: str) -> None:
+    # Still ambiguous (refused), but the message said "'max' ... is not an Apple chip tier (Pro, Max, Ultra)".
+    with pytest.raises(ToolError, match=f"ambiguous.*'{word}'") as err:
+        est(chip=chip, model="llama3.1:8b")
+    assert "not an Apple chip tier" not in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -299,19 +310,7 @@ def test_estimate_and_fit_agree_for_clusters_over_links_and_splits(count: int) -
 
 @pytest.mark.parametrize("row", _observations(), ids=lambda r: f"{r['runtime']}-{r['chip']}-{r['memory_gb']}")
 def test_estimate_speed_reproduces_every_observed_outcome_too(row: dict[str, str]) -> None:
-    kw: dict[str, object] = {
-        "chip": row["chip"],
-        "gpu_cores": int(row["gpu_cores"]) if row["gpu_cores"] else None,
-        "memory_gb": float(row["memory_gb"]),
-        "quant": row["quant"],
-        "context_tokens": int(row["context_tokens"]),
-        "runtime": row["runtime"],
-    }
-    if row["model"]:
-        kw["model"] = row["model"]
-    else:
-        kw["params_billion"] = float(row["params_billion"])
-    out = est(**kw)
+    out = est(**observation_arguments(row))
     assert (out.fits_on_gpu, out.runtime) == (row["outcome"] == "gpu", row["runtime"]), row
 
 
@@ -411,6 +410,14 @@ def test_several_macs_in_the_chip_field_point_to_cluster_instead_of_answering_fo
     for tool in (est, fit):
         with pytest.raises(ToolError, match=r"describes several Macs.*cluster"):
             tool(chip=chip, memory_gb=None, model="llama3.1:8b")
+
+
+@pytest.mark.parametrize("chip", ["1x M3 Ultra 512GB", "M3 Ultra x1 512GB", "1 x Mac Studio M3 Ultra 512GB"])
+def test_one_mac_counted_as_one_is_not_refused_as_several(chip: str) -> None:
+    # "1x" is one Mac: it was refused as "describes several Macs" and pointed to a cluster.
+    out = fit(chip=chip, model="llama3.1:8b")
+    assert (out.chip, out.memory_gb) == ("M3 Ultra 80-core GPU", 512.0)
+    assert est(chip=chip, model="llama3.1:8b").bandwidth_gbps == 819
 
 
 def test_a_mac_whose_ports_our_sources_do_not_give_is_not_said_to_lack_thunderbolt_5() -> None:

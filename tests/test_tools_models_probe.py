@@ -76,6 +76,45 @@ def test_family_and_size_of_a_catalog_moe_reads_as_that_moe(name: str, tag: str,
     assert any(f"read as {tag}: same family and size" in a for a in out.assumptions), out.assumptions
 
 
+@pytest.mark.parametrize(
+    ("name", "later"), [("qwen:7b", "qwen2.5:7b"), ("qwen:72b", "qwen2.5:72b"), ("Qwen 72B", "qwen2.5:72b")]
+)
+def test_a_first_generation_library_model_is_not_read_as_a_later_version(name: str, later: str) -> None:
+    # Ollama's versionless "qwen" is Qwen 1.5 (multi-head attention: 32 KV heads at 7B, 64 at 72B); qwen2.5
+    # has 4 / 8. Read as qwen2.5 "same family and size", its KV cache came out 8x too small and a 72B at 32k
+    # context "fit" a 96 GB Mac.
+    out = est({"chip": "M2 Max", "memory_gb": 96, "model": name, "context_tokens": 32768})
+    assert not any("same family and size" in a for a in out.assumptions), out.assumptions
+    assert any("not in our catalog" in a and "borrowed" in a for a in out.assumptions), out.assumptions
+    assert out.params_billion == float(name.lower().split(":")[-1].split()[-1].rstrip("b"))
+    # Versioned names keep reading as the catalog model.
+    assert est({"chip": "M2", "model": later.replace(":", " ")}).model == later
+
+
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("huihui_ai/gpt-oss-abliterated:20b", "gpt-oss:20b"),
+        ("gpt-oss-abliterated:120b", "gpt-oss:120b"),
+        ("Qwen3-30B-A3B-abliterated", "qwen3:30b-a3b"),
+    ],
+)
+def test_a_model_read_as_a_catalog_moe_is_sized_with_its_tensor_layout(name: str, tag: str) -> None:
+    # Read as gpt-oss:20b (same shape, size and MXFP4 quant), the fine-tune lost gpt-oss's BF16 attention and
+    # embeddings: 11.1 GB and 95 tok/s against gpt-oss:20b's own 14 GB and 59 tok/s on the same Mac.
+    kw = {"chip": "M3 Max", "memory_gb": 128, "context_tokens": 8192}
+    read, known = est({**kw, "model": name}), est({**kw, "model": tag})
+    assert any(f"read as {tag}: same family and size" in a for a in read.assumptions), read.assumptions
+    assert (read.quant, read.weights_gb, read.active_weights_gb) == (
+        known.quant,
+        known.weights_gb,
+        known.active_weights_gb,
+    )
+    assert read.expected_tokens_per_second == known.expected_tokens_per_second
+    small = {"chip": "M4", "memory_gb": 16, "context_tokens": 8192}
+    assert fit({**small, "model": name}).breakdown == fit({**small, "model": tag}).breakdown
+
+
 def test_a_moe_release_named_with_total_and_active_size_reads_as_the_catalog_moe() -> None:
     # A fine-tune of Qwen3-235B-A22B (same architecture): was a generic MoE borrowing llama3.1:405b's layers.
     out = est({"chip": "M3 Ultra", "memory_gb": 512, "model": "huihui-ai/Qwen3-235B-A22B-abliterated"})

@@ -151,7 +151,7 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
 
 
 _SEVERAL_RE = re.compile(
-    r"(?<![a-z0-9./])(?:\d\s*[x\u00d7*]|[x\u00d7*]\s*\d)(?![a-z0-9])|\b(?:dual|twin|two|three|four|pair\s+of|"
+    r"(?<![a-z0-9./])(?:[2-9]\s*[x\u00d7*]|[x\u00d7*]\s*[2-9])(?![a-z0-9])|\b(?:dual|twin|two|three|four|pair\s+of|"
     r"cluster\s+of)\b|\b\d+\s*(?:macs|mac\s*studios|mac\s*minis|nodes)\b"
 )
 
@@ -183,7 +183,12 @@ def _refuse_unknown_tier_word(
         if not nxt:
             continue
         word = nxt.group(1)
-        misspelt = m.group(2) is None and difflib.get_close_matches(word, _TIER_WORDS, n=1, cutoff=0.7)
+        # A real tier word set apart ("M4 (Max)") is left to _refuse_stray_tier, which says so.
+        misspelt = (
+            m.group(2) is None
+            and word not in _TIER_WORDS
+            and difflib.get_close_matches(word, _TIER_WORDS, n=1, cutoff=0.7)
+        )
         if word in _NOT_TIERS or misspelt:
             raise ToolError(
                 f"{field_name}: {raw!r} is ambiguous: read the chip as {name}, but {word!r} right after it "

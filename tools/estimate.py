@@ -114,12 +114,12 @@ def _estimate_one(p: EstimateSpeedInput, *, judge_fit: bool) -> EstimateSpeedOut
     # the two tools report the same quant and weights for the same question.
     q, rnotes = quant_for_runtime(q, p.runtime)
     arch = model.arch
-    wr = weights_read(arch, q, model.catalog_entry)
+    wr = weights_read(arch, q, model.sizing_entry)
     active_b, wnotes, wsources = _weights_notes(model, wr)
     kv = kv_cache_bytes(arch, p.context_tokens)
     decode, dnotes = _decode(machine, arch, q, wr, kv, p.context_tokens)
     fits_on_gpu, fnotes = _fits_on_gpu(p, machine, model, q) if judge_fit else (None, [])
-    share = expert_share(model.catalog_entry, arch) if wr.moe else None
+    share = expert_share(model.sizing_entry, arch) if wr.moe else None
     prefill, pnotes, psources = _prefill(machine, arch, q, active_b, wr.moe, p.context_tokens, share)
     total_b = arch.params_billion
     return EstimateSpeedOutput(
@@ -149,7 +149,7 @@ def _estimate_one(p: EstimateSpeedInput, *, judge_fit: bool) -> EstimateSpeedOut
 
 def _weights_notes(model: ResolvedModel, wr: WeightsRead) -> tuple[float, list[str], list[str]]:
     """Parameters read per token (billions), and the notes and sources on the weights' sizes."""
-    entry = model.catalog_entry
+    entry = model.sizing_entry
     total_b = model.arch.params_billion
     w_total, w_active = wr.total_bytes, wr.active_bytes
     active_b = model.arch.active_params_billion or (
@@ -244,7 +244,7 @@ def _fits_on_gpu(
     budget, _ = gpu_budget(float(machine.memory_gb), use_this_mac=p.chip is None)
     fit_ctx = fit_context(p, model.arch)
     gf = gpu_fit_for(
-        model.arch, fq, model.catalog_entry, fit_ctx, float(machine.memory_gb), p.runtime, budget=budget
+        model.arch, fq, model.sizing_entry, fit_ctx, float(machine.memory_gb), p.runtime, budget=budget
     )
     if gf.fits_on_gpu:
         return True, []
@@ -267,7 +267,7 @@ def _fits_any_configuration(
         m
         for m in sizes
         if gpu_fit_for(
-            model.arch, fq, model.catalog_entry, fit_ctx, float(m), p.runtime, budget=gpu_budget(float(m))[0]
+            model.arch, fq, model.sizing_entry, fit_ctx, float(m), p.runtime, budget=gpu_budget(float(m))[0]
         ).fits_on_gpu
     ]
     offered = ", ".join(f"{m:g}" for m in sizes)
@@ -366,7 +366,7 @@ def _cluster_fit(
     gf = gpu_fit_for(
         model.arch,
         fq,
-        model.catalog_entry,
+        model.sizing_entry,
         fit_context(p, model.arch),
         float(mem),
         pl.runtime,

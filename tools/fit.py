@@ -357,7 +357,7 @@ def _assess(p: CheckMemoryFitInput) -> _Assessed:
     need = _need(
         model.arch,
         q,
-        model.catalog_entry,
+        model.sizing_entry,
         p.context_tokens,
         p.kv_cache_type,
         p.parallel,
@@ -377,7 +377,7 @@ def memory_fit_verdict(p: CheckMemoryFitInput) -> GpuFit:
 
 def check_memory_fit(p: CheckMemoryFitInput) -> CheckMemoryFitOutput:
     a = _assess(p)
-    entry, arch, q, rt, need, gf = a.model.catalog_entry, a.model.arch, a.q, a.rt, a.need, a.gf
+    entry, arch, q, rt, need, gf = a.model.sizing_entry, a.model.arch, a.q, a.rt, a.need, a.gf
     nodes = need.nodes
     assumptions = a.assumptions + _sizing_notes(p, arch, q, entry, need, rt) + gf.notes
     max_ctx = _max_context(

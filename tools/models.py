@@ -134,6 +134,13 @@ def _aliases() -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in load_yaml("models.yaml")["aliases"].items()}
 
 
+@cache
+def _versionless_models() -> dict[str, set[float]]:
+    """Family -> sizes of the Ollama library's versionless first-generation models ('qwen:7b' = Qwen 1.5)."""
+    raw = load_yaml("models.yaml")["versionless_models"]
+    return {str(k): {float(s) for s in v["sizes_b"]} for k, v in raw.items()}
+
+
 def _norm_key(text: str) -> str:
     t = text.lower()
     for word in ("instruct", "chat", "-it", "latest", "text", "hf"):
@@ -166,8 +173,19 @@ class ResolvedModel:
     assumptions: list[str]
     sources: list[str]
     catalog_entry: CatalogModel | None = None
-    # A catalog model this one is read as (same family and size): whose quantisations it can have (gpt-oss).
+    # A catalog model this one is read as (same family and size): whose quantisations it can have (gpt-oss)
+    # and, at the same parameter count, whose tensor layout and file sizes size it (sizing_entry).
     read_as: CatalogModel | None = None
+
+    @property
+    def sizing_entry(self) -> CatalogModel | None:
+        """The catalog row whose tensor layout and published file sizes size the weights: the model's own, or
+        the one it is read as with that row's parameter count (a fine-tune of gpt-oss:20b keeps its BF16
+        attention and MXFP4 experts; sized as plain active x bits it came out 20% smaller and 60% faster)."""
+        if self.catalog_entry is not None:
+            return self.catalog_entry
+        same = self.read_as is not None and self.read_as.params_b == self.arch.params_billion
+        return self.read_as if same else None
 
 
 _HF_TAG_RE = re.compile(
@@ -544,6 +562,8 @@ def _family_size_matches(model: str) -> list[CatalogModel]:
     before = text[: m.start("size")].rstrip(" -_:")
     name = text.partition(":")[0] if ":" in text[: m.start("size")] else before
     versionless = re.fullmatch(r"[a-z]+", name) is not None
+    if versionless and size in _versionless_models().get(name, set()):
+        return []  # "qwen:7b" is Qwen 1.5 itself (another shape), not qwen2.5:7b
     cat = catalog()
     found: dict[str, CatalogModel] = {}
     for label, tag in [(t, t) for t in cat] + list(_aliases().items()):
