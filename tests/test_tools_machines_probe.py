@@ -528,3 +528,20 @@ def test_memory_size_alone_gets_the_verdict_estimate_speed_gives(memory_gb: int,
     assert fit(chip=chip, memory_gb=memory_gb, model=model).verdict == answer.verdict, (
         "the chip changes no verdict"
     )
+
+
+@pytest.mark.parametrize(
+    "chip",
+    ["M4 Pro 48GB dual monitor", "M4 Pro 48GB with two displays", "M4 Pro 48GB two Thunderbolt 5 ports"],
+)
+def test_accessories_counted_in_a_name_are_not_several_macs(chip: str) -> None:
+    # 'dual monitor' was refused as "describes several Macs ('dual')".
+    assert fit(chip=chip, model="llama3.1:8b").memory_gb == 48
+
+
+@pytest.mark.parametrize(
+    ("chip", "memory"), [("M4 Pro 48G", 48), ("M4 Max 128 GiB", 128), ("M2 Ultra 192 G", 192)]
+)
+def test_memory_written_g_or_gib_is_read(chip: str, memory: int) -> None:
+    # '48G' and '128 GiB' were silently dropped: check_memory_fit then asked for memory_gb.
+    assert fit(chip=chip, model="llama3.1:8b").memory_gb == memory

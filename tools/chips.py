@@ -152,7 +152,10 @@ def parse_machine_text(text: str, *, field_name: str = "chip") -> ParsedChip:
 
 _SEVERAL_RE = re.compile(
     r"(?<![a-z0-9./])(?:[2-9]\s*[x\u00d7*]|[x\u00d7*]\s*[2-9])(?![a-z0-9])|\b(?:dual|twin|two|three|four|pair\s+of|"
-    r"cluster\s+of)\b|\b\d+\s*(?:macs|mac\s*studios|mac\s*minis|nodes)\b"
+    r"cluster\s+of)\b"
+    # 'dual monitor', 'two displays', 'dual 4K', 'three Thunderbolt ports': accessories, not several Macs
+    r"(?!\s*-?\s*(?:monitors?|displays?|screens?|external|[4-8]k|usb|thunderbolt|tb[345]|ports?|fans?|band))"
+    r"|\b\d+\s*(?:macs|mac\s*studios|mac\s*minis|nodes)\b"
 )
 
 
@@ -210,7 +213,7 @@ def _tiers_of(name: str) -> list[str]:
 
 
 _MEM_RE = re.compile(
-    r"\b(\d{1,4}(?:\.\d+)?)\s*(gb|tb)\b(?:\s*(?:of\s*)?(ssd|storage|disk|drive|flash|hd|ram|memory|"
+    r"\b(\d{1,4}(?:\.\d+)?)\s*(gb|gib|g|tb)\b(?:\s*(?:of\s*)?(ssd|storage|disk|drive|flash|hd|ram|memory|"
     r"unified(?:\s*memory)?))?"
 )
 
