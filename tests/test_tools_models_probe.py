@@ -633,3 +633,19 @@ def test_an_mlx_quant_under_ollama_is_its_mlx_engine_and_under_llama_cpp_is_not_
     assert not any("loads GGUF files" in a for a in ollama.assumptions)
     llama_cpp = fit({**base, "runtime": "llama.cpp"})
     assert any("llama.cpp loads GGUF files" in a for a in llama_cpp.assumptions)
+
+
+@pytest.mark.parametrize(
+    ("repo", "tag", "quant"),
+    [
+        ("mlx-community/Qwen3-30B-A3B-4bit-DWQ", "qwen3:30b-a3b", "MLX-4bit"),
+        ("mlx-community/Qwen3-14B-4bit-AWQ", "qwen3:14b", "MLX-4bit"),
+        ("mlx-community/gpt-oss-120b-MXFP4-Q4", "gpt-oss:120b", "MXFP4-Q8"),
+    ],
+)
+def test_mlx_repos_with_a_method_or_mixed_suffix_keep_their_mlx_quant(
+    repo: str, tag: str, quant: str
+) -> None:
+    # '-4bit-DWQ' was sized as a GGUF Q4_K_M of an unknown 30B; '-MXFP4-Q4' was refused as Q4_K_M for gpt-oss.
+    out = est({"chip": "M4 Max", "memory_gb": 128, "model": repo})
+    assert (out.model, out.quant) == (tag, quant)

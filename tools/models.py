@@ -210,7 +210,9 @@ _BARE_REPO_RE = re.compile(
     r"^(?P<owner>[a-z0-9][\w.-]*)/(?P<repo>[\w.-]+?)(?::(?P<q>[\w.-]+))?$", re.IGNORECASE
 )
 _REPO_QUANT_RE = re.compile(
-    r"[-_.](?P<q>mxfp4[-_]q8|(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|\d+[-_]?bit)$", re.IGNORECASE
+    r"[-_.](?P<q>mxfp4[-_]q[48]|(?:i?q\d[a-z0-9_]*)|fp16|f16|bf16|mxfp4|\d+[-_]?bit)"
+    r"(?:[-_](?:dwq|awq|gptq))?$",  # a quantisation method after the bits (mlx-community's '-4bit-DWQ')
+    re.IGNORECASE,
 )
 
 
@@ -219,6 +221,10 @@ def _repo_quant(quant: str | None, mlx: bool) -> str | None:
     if quant is None or quant.lower() == "latest":
         return None
     q = quant.replace("_", "-").lower() if quant.lower().startswith("mxfp4") else quant
+    if q == "mxfp4-q4":
+        # MLX gpt-oss with its non-expert tensors at 4 bits: sized as the 8-bit variant we know (the experts,
+        # nearly all of the file, are MXFP4 either way; the estimate is a little high).
+        q = "mxfp4-q8"
     if mlx and re.fullmatch(r"(\d+[-_]?bit|bf16|fp16|f16)", q, re.IGNORECASE):
         return f"mlx-{q}"
     return q.upper() if q.lower() == "mxfp4-q8" else q
