@@ -377,3 +377,12 @@ def test_a_cluster_for_workload_both_leaves_one_node_room_for_the_image_model(
     assert isinstance(per_node, CheckMemoryFitOutput)
     image_gb = image_model_need(None)[0]
     assert per_node.breakdown.headroom_gb >= image_gb, (out.cluster_option, per_node.breakdown, image_gb)
+
+
+def test_a_cluster_named_beyond_the_budget_says_so() -> None:
+    # At $10k, '4 x Mac Studio M4 Max (~$13,996 in all)' was named for 671B, not said to be over budget.
+    out = rec(budget_usd=10_000, target_model="deepseek-r1:671b")
+    (mention,) = [r for r in out.reasons if r.startswith("Clusters also run")]
+    assert "over your $10,000 budget" in mention
+    unlimited = rec(target_model="deepseek-r1:671b")
+    assert not any("over your" in r for r in unlimited.reasons)

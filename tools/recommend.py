@@ -558,6 +558,26 @@ def _pick(p: RecommendMachineInput, pl: _Pool, target: _Target, reasons: list[st
     return pick
 
 
+def _cluster_mention(found: list[_ClusterEval], pl: _Pool, target: _Target, what: str) -> list[str]:
+    """No cluster beats one Mac in budget: name the cheapest that holds the target (said when over budget)."""
+    from tools.cluster import data as cluster_data
+
+    crules = cluster_data()["recommend"]
+    e = min(found, key=lambda e: (e.price, -(e.tps or 0)))
+    # A model below the cluster threshold that one Mac at any price holds for less gets no cluster
+    # mention (two $1,500 minis are no answer when one $1,299 Mac runs a 14B model).
+    single = min((c.price_usd for c in pl.fitting), default=None)
+    if target.params_b < float(crules["consider_above_b"]) and single is not None and single <= e.price:
+        return []
+    over = ""
+    if pl.budget is not None and not pl.in_budget_price(e.price):
+        over = f", over your ${pl.budget:,.0f} budget"
+    return [
+        f"Clusters also run {what}: e.g. {e.count} x {e.c.label} over Thunderbolt 5 (~${e.price:,.0f} in "
+        f"all{over}, ~{e.tps:g} tok/s); {rules()['cluster_public_runs']}"
+    ]
+
+
 def _cluster_option(
     p: RecommendMachineInput, pl: _Pool, target: _Target, pick: Candidate | None, what: str
 ) -> tuple[ClusterOption | None, list[str]]:
@@ -586,16 +606,7 @@ def _cluster_option(
     if best is None or (
         single_tps is not None and (best.tps or 0) <= float(crules["beat_factor"]) * single_tps
     ):
-        e = min(found, key=lambda e: (e.price, -(e.tps or 0)))
-        # A model below the cluster threshold that one Mac at any price holds for less gets no cluster
-        # mention (two $1,500 minis are no answer when one $1,299 Mac runs a 14B model).
-        single = min((c.price_usd for c in pl.fitting), default=None)
-        if target.params_b < float(crules["consider_above_b"]) and single is not None and single <= e.price:
-            return None, []
-        return None, [
-            f"Clusters also run {what}: e.g. {e.count} x {e.c.label} over Thunderbolt 5 (~${e.price:,.0f} in "
-            f"all, ~{e.tps:g} tok/s); {rules()['cluster_public_runs']}"
-        ]
+        return None, _cluster_mention(found, pl, target, what)
     # llama.cpp RPC can only split by layers (tools.cluster.plan picks pipeline for it).
     split = "pipeline" if p.runtime == "llama.cpp" else "tensor"
     engine = "llama.cpp RPC, pipeline" if split == "pipeline" else "exo / MLX distributed, tensor"
