@@ -545,3 +545,10 @@ def test_accessories_counted_in_a_name_are_not_several_macs(chip: str) -> None:
 def test_memory_written_g_or_gib_is_read(chip: str, memory: int) -> None:
     # '48G' and '128 GiB' were silently dropped: check_memory_fit then asked for memory_gb.
     assert fit(chip=chip, model="llama3.1:8b").memory_gb == memory
+
+
+def test_an_8_core_m5_with_24_gb_is_not_refused() -> None:
+    # The unverified 8-core bin was limited to 16 GB, refusing 'M5 8-core GPU 24GB' on a guess.
+    out = fit(chip="M5 8-core GPU 24GB", model="llama3.1:8b")
+    assert out.chip == "M5 8-core GPU" and out.memory_gb == 24
+    assert any("UNVERIFIED" in a for a in out.assumptions)
