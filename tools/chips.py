@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -267,9 +268,7 @@ def _bandwidth_in_name(raw: str, name: str, rest: str, field_name: str) -> tuple
     bins = [b for b in chip_bins() if b.chip == name]
     hit = [b for b in bins if abs(b.bandwidth_gbps - value) <= max(2.0, 0.02 * value)]
     if not hit:
-        have = sorted({b.bandwidth_gbps for b in bins})
-        shown = [f"{v:g}" for v in have]
-        listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+        listed = _fmt_list([f"{v:g}" for v in sorted({b.bandwidth_gbps for b in bins})])
         raise ToolError(
             f"{field_name}: {raw!r}: the {name} has {listed} GB/s, not {value:g}; pass bandwidth_gbps "
             "(estimate_speed) to use another figure.",
@@ -757,7 +756,7 @@ def _memory_ok(b: ChipBin, memory_gb: float) -> bool:
     return any(abs(memory_gb - m) < 0.51 for m in b.memory_gb)
 
 
-def _fmt_list(values: tuple[int, ...] | list[int]) -> str:
+def _fmt_list(values: Sequence[object]) -> str:
     v = [str(x) for x in values]
     return v[0] if len(v) == 1 else ", ".join(v[:-1]) + " or " + v[-1]
 

@@ -404,13 +404,24 @@ def _size_b(m: re.Match[str]) -> float:
     return float(m.group(1)) * {"m": 0.001, "b": 1.0, "t": 1000.0}[m.group(2)]
 
 
+def _tag_text(text: str) -> str:
+    """The part of a name that carries its size, lower-cased (a repo's model name as 'x:<name>')."""
+    hf = hf_repo_of(text)
+    return (f"x:{hf[0]}" if hf else text.strip()).lower()
+
+
+def _plain_size(t: str) -> tuple[float, str] | None:
+    """A plain size token ('27b', '270m', '1t') of _tag_text's output: (billions, the token)."""
+    m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
+    return (_size_b(m), m.group(0)) if m else None
+
+
 def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
     """Parameters from a tag people type for a model we do not know: '27b', '30b-a3b', '8x7b', '270m'.
 
     Returns (total B, active B or None, how it was read) or None when the tag carries no size.
     """
-    hf = hf_repo_of(text)
-    t = (f"x:{hf[0]}" if hf else text.strip()).lower()
+    t = _tag_text(text)
     m = _MOE_TAG_RE.search(t)
     if m:
         total, active = float(m.group(1)), float(m.group(2))
@@ -430,22 +441,19 @@ def size_from_tag(text: str) -> tuple[float, float | None, str] | None:
                 f"'{m.group(0)}' read as a Mixtral-style MoE: ~{total:g}B total (attention shared across "
                 f"experts), 2 experts routed = ~{active:g}B active",
             )
-    m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
-    if m:
-        size = _size_b(m)
-        if _MIN_SIZE_B <= size <= _MAX_SIZE_B:
-            return size, None, f"'{m.group(0)}' = {size:g}B parameters, assumed dense"
+    plain = _plain_size(t)
+    if plain is not None and _MIN_SIZE_B <= plain[0] <= _MAX_SIZE_B:
+        size, token = plain
+        return size, None, f"'{token}' = {size:g}B parameters, assumed dense"
     return None
 
 
 def _refuse_impossible_size(model: str) -> None:
     """'x:100000b', 'x:0b': a size token no model has is said as such, not as an unknown model."""
-    hf = hf_repo_of(model)
-    t = (f"x:{hf[0]}" if hf else model.strip()).lower()
-    m = _SIZE_TAG_RE.search(t.partition(":")[2] or t)
-    if m is None:
+    plain = _plain_size(_tag_text(model))
+    if plain is None:
         return
-    size = _size_b(m)
+    size = plain[0]
     if not _MIN_SIZE_B <= size <= _MAX_SIZE_B:
         raise ToolError(
             f"model: {model.strip()!r}: {size:g}B parameters is not a model size (we read "
@@ -734,8 +742,6 @@ def resolve_model(
     architecture: ModelArchitecture | None,
 ) -> ResolvedModel:
     notes: list[str] = []
-    if model is not None and not model.strip(" :/\t\n"):
-        model = None  # "", ":" - models fill optional fields with blanks: no model named
     if architecture is not None:
         return _model_from_architecture(model, params_billion, architecture)
     if model is not None:

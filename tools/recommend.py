@@ -263,7 +263,7 @@ def _clusters(
             )
             if not fit.fits_on_gpu:
                 continue
-            if image_gb > 0 and (_gpu_need_gb(fit) + image_gb) * GB > gpu_budget(c.memory_gb)[0]:
+            if not _fits_with_image(c.memory_gb, fit, image_gb):
                 continue  # per node: the node that also runs the image model
             speed = estimate_speed(
                 EstimateSpeedInput.model_validate(
@@ -451,7 +451,9 @@ def _unpriced_reasons(p: RecommendMachineInput, pl: _Pool, target: _Target, what
             )
         except ToolError:
             continue  # a configuration the chip table does not (or no longer) know: nothing to say
-        if fit.fits_on_gpu and (p.workload != "both" or _image_fits(u, fit, pl)):
+        if fit.fits_on_gpu and (
+            p.workload != "both" or _fits_with_image(float(u["memory_gb"]), fit, pl.image_gb)
+        ):
             out.append(
                 f"A current Mac also holds {what}: the {u['label']} ({u['note']}). It is not weighed here "
                 "because its price is not published; ask Apple for it before buying a discontinued machine."
@@ -459,10 +461,12 @@ def _unpriced_reasons(p: RecommendMachineInput, pl: _Pool, target: _Target, what
     return out
 
 
-def _image_fits(u: dict[str, Any], fit: Any, pl: _Pool) -> bool:
-    """workload both: the image model fits next to the LLM on this configuration's GPU budget."""
-    budget, _ = gpu_budget(float(u["memory_gb"]))
-    return _gpu_need_gb(fit) * GB + (pl.image_gb or 0.0) * GB <= budget
+def _fits_with_image(memory_gb: float, fit: Any, image_gb: float | None) -> bool:
+    """workload both: the image model fits next to the LLM (its share, on a cluster node) in this memory's
+    GPU budget. True when there is no image model."""
+    if not image_gb:
+        return True
+    return (_gpu_need_gb(fit) + image_gb) * GB <= gpu_budget(memory_gb)[0]
 
 
 def _no_pick_reasons(p: RecommendMachineInput, pl: _Pool, what: str, cluster_named: bool) -> list[str]:
